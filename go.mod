@@ -1,0 +1,3 @@
+module anom
+
+go 1.26
