@@ -1,0 +1,294 @@
+package escrow
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"time"
+)
+
+// MaxRequestRecords bounds the number of records in one custodian request.
+const MaxRequestRecords = 10000
+
+// Request is what the archive sends a custodian: a signed warrant and the
+// countersigned records it wants opened under it.
+type Request struct {
+	Warrant *SignedWarrant
+	Records []*ServerRecord
+}
+
+// MarshalBinary encodes the request: version, signed warrant, count, records.
+func (r *Request) MarshalBinary() ([]byte, error) {
+	if r.Warrant == nil {
+		return nil, fmt.Errorf("encoding request: %w: no warrant", ErrInvalidWarrant)
+	}
+	wb, err := r.Warrant.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding request: %w", err)
+	}
+	e := newEncoder()
+	e.u8(formatVersion)
+	e.vec("signed warrant", 3, wb, 1, maxWarrantSize+128)
+	if len(r.Records) < 1 || len(r.Records) > MaxRequestRecords {
+		e.fail("records", "%d records outside [1, %d]", len(r.Records), MaxRequestRecords)
+	}
+	e.u32(uint32(len(r.Records)))
+	for _, rec := range r.Records {
+		if rec == nil {
+			e.fail("record", "nil")
+			break
+		}
+		rb, err := rec.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("encoding request: %w", err)
+		}
+		e.vec("record", 3, rb, 1, maxRecordEncoding+256)
+	}
+	b, err := e.bytes()
+	if err != nil {
+		return nil, fmt.Errorf("encoding request: %w", err)
+	}
+	return b, nil
+}
+
+// ParseRequest decodes a request. It checks no signature.
+func ParseRequest(b []byte) (*Request, error) {
+	d := newDecoder(b)
+	d.version("request")
+	wb := d.vec("signed warrant", 3, 1, maxWarrantSize+128)
+	n := d.u32("record count")
+	if d.err == nil && (n < 1 || n > MaxRequestRecords) {
+		d.fail("records", "%d records outside [1, %d]", n, MaxRequestRecords)
+	}
+	var raw [][]byte
+	for i := uint32(0); i < n && d.err == nil; i++ {
+		raw = append(raw, d.vec("record", 3, 1, maxRecordEncoding+256))
+	}
+	if err := d.finish(); err != nil {
+		return nil, fmt.Errorf("decoding request: %w", err)
+	}
+	w, err := ParseSignedWarrant(wb)
+	if err != nil {
+		return nil, fmt.Errorf("decoding request: %w", err)
+	}
+	req := &Request{Warrant: w, Records: make([]*ServerRecord, len(raw))}
+	for i, rb := range raw {
+		if req.Records[i], err = ParseServerRecord(rb); err != nil {
+			return nil, fmt.Errorf("decoding request: record %d: %w", i, err)
+		}
+	}
+	return req, nil
+}
+
+// Hash is SHA-256 of the request's encoding; answers are bound to it.
+func (r *Request) Hash() ([32]byte, error) {
+	b, err := r.MarshalBinary()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(append([]byte(ctxRequest), b...)), nil
+}
+
+// Response is a custodian's answer: one partial decryption per record of the
+// request, in the request's order, signed by the custodian's key.
+type Response struct {
+	RequestHash [32]byte
+	Index       uint16     // the custodian's share index
+	Partials    []*Partial // each with Index == Response.Index
+	Signature   []byte     // Ed25519 over ctxAnswerSig || encoding without this field
+}
+
+func (r *Response) signedBytes() ([]byte, error) {
+	e := newEncoder()
+	e.u8(formatVersion)
+	e.fixed("request hash", r.RequestHash[:], 32)
+	e.u16(r.Index)
+	if len(r.Partials) < 1 || len(r.Partials) > MaxRequestRecords {
+		e.fail("partials", "%d partials outside [1, %d]", len(r.Partials), MaxRequestRecords)
+	}
+	e.u32(uint32(len(r.Partials)))
+	for _, p := range r.Partials {
+		if p == nil || p.Index != r.Index {
+			e.fail("partial", "missing or from another custodian")
+			break
+		}
+		e.element("partial D", p.D)
+		e.fixed("partial proof", p.Proof, ProofSize)
+	}
+	return e.bytes()
+}
+
+// MarshalBinary encodes the signed response.
+func (r *Response) MarshalBinary() ([]byte, error) {
+	b, err := r.signedBytes()
+	if err != nil {
+		return nil, fmt.Errorf("encoding response: %w", err)
+	}
+	if len(r.Signature) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("encoding response: signature is %d bytes", len(r.Signature))
+	}
+	return append(b, r.Signature...), nil
+}
+
+// ParseResponse decodes a response. Use VerifyResponse to check it.
+func ParseResponse(b []byte) (*Response, error) {
+	d := newDecoder(b)
+	d.version("response")
+	r := &Response{}
+	copy(r.RequestHash[:], d.fixed("request hash", 32))
+	r.Index = d.u16("custodian index")
+	if d.err == nil && (r.Index == 0 || r.Index > MaxCustodians) {
+		d.fail("custodian index", "%d out of range", r.Index)
+	}
+	n := d.u32("partial count")
+	if d.err == nil && (n < 1 || n > MaxRequestRecords) {
+		d.fail("partials", "%d partials outside [1, %d]", n, MaxRequestRecords)
+	}
+	for i := uint32(0); i < n && d.err == nil; i++ {
+		p := &Partial{Index: r.Index}
+		p.D = d.element("partial D")
+		p.Proof = d.fixed("partial proof", ProofSize)
+		r.Partials = append(r.Partials, p)
+	}
+	r.Signature = d.fixed("response signature", ed25519.SignatureSize)
+	if err := d.finish(); err != nil {
+		return nil, fmt.Errorf("decoding response: %w", err)
+	}
+	return r, nil
+}
+
+// KeyDirectory gives a custodian the keys it needs to check records. The
+// custodian process backs it with the transparency log and device
+// certificates; tests use a fake.
+type KeyDirectory interface {
+	// DeviceKey returns the username and the signature key certified for a
+	// device at time at, or an error if there is none.
+	DeviceKey(deviceID []byte, at time.Time) (username string, key ed25519.PublicKey, err error)
+	// ServerKey returns the countersigning key of a server, or an error.
+	ServerKey(serverID []byte) (ed25519.PublicKey, error)
+}
+
+// Keyholder is one custodian's answering side. All fields are required; the
+// zero value is not usable.
+type Keyholder struct {
+	Share  Share              // this custodian's share of the escrow key
+	Key    ed25519.PrivateKey // this custodian's signing key, as named in the policy
+	Policy *Policy            // the current, verified policy
+	Keys   KeyDirectory       // device and server keys
+	Rand   io.Reader          // randomness for proofs (crypto/rand.Reader in production)
+}
+
+// Answer checks a request and, only if everything holds, returns the signed
+// partial decryptions of all its records. It checks: that the share and key
+// belong to this custodian in the policy; the warrant (issuer, signature,
+// revocation, validity period, see Check); for every record the device
+// signature under the device key certified at the server time, the server
+// countersignature, that it is in the warrant's scope (device, username or
+// group), and that both its claimed and its server time lie in the warrant's
+// range. Any failure refuses the whole request; a record's failure is a
+// *RecordError naming it.
+func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool) (*Response, error) {
+	p := h.Policy
+	if err := p.checkStructure(); err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	me := p.custodian(h.Share.Index)
+	if me == nil {
+		return nil, fmt.Errorf("answering: share %d: %w", h.Share.Index, ErrUnknownCustodian)
+	}
+	if h.Share.Value == nil || !h.Share.Public().IsEqual(me.VerificationShare) {
+		return nil, fmt.Errorf("answering: share %d: %w", h.Share.Index, ErrShareMismatch)
+	}
+	if len(h.Key) != ed25519.PrivateKeySize || !keyEqual(h.Key.Public().(ed25519.PublicKey), me.Key) {
+		return nil, fmt.Errorf("answering: signing key is not custodian %q's: %w", me.Name, ErrShareMismatch)
+	}
+	if req == nil || len(req.Records) == 0 || len(req.Records) > MaxRequestRecords {
+		return nil, fmt.Errorf("answering: %w: request needs 1..%d records", ErrMalformed, MaxRequestRecords)
+	}
+	if err := Check(p, req.Warrant, now, revoked); err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	w := req.Warrant.Warrant
+	for i, rec := range req.Records {
+		if err := h.checkRecord(w, rec); err != nil {
+			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: err})
+		}
+	}
+	hash, err := req.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	resp := &Response{RequestHash: hash, Index: h.Share.Index}
+	for i, rec := range req.Records {
+		part, err := h.Share.Decrypt(h.Rand, rec.Signed.Record.R)
+		if err != nil {
+			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: err})
+		}
+		resp.Partials = append(resp.Partials, part)
+	}
+	b, err := resp.signedBytes()
+	if err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	resp.Signature = ed25519.Sign(h.Key, append([]byte(ctxAnswerSig), b...))
+	return resp, nil
+}
+
+func (h *Keyholder) checkRecord(w *Warrant, rec *ServerRecord) error {
+	if rec == nil || rec.Signed == nil || rec.Signed.Record == nil {
+		return fmt.Errorf("%w: incomplete record", ErrMalformed)
+	}
+	m := &rec.Signed.Record.Metadata
+	serverKey, err := h.Keys.ServerKey(rec.ServerID)
+	if err != nil {
+		return fmt.Errorf("looking up server %x: %w: %w", rec.ServerID, ErrUnknownKey, err)
+	}
+	if err := rec.Verify(serverKey); err != nil {
+		return err
+	}
+	username, deviceKey, err := h.Keys.DeviceKey(m.SenderDevice, rec.ServerTime)
+	if err != nil {
+		return fmt.Errorf("looking up device %x: %w: %w", m.SenderDevice, ErrUnknownKey, err)
+	}
+	if err := rec.Signed.Verify(deviceKey); err != nil {
+		return err
+	}
+	return w.checkRecord(m, username, rec.ServerTime)
+}
+
+// VerifyResponse is the archive's check of a custodian's answer: the
+// custodian is in the policy, its signature holds, the answer is bound to this
+// request, and it has one valid partial (DLEQ proof) per record.
+func VerifyResponse(p *Policy, req *Request, resp *Response) error {
+	if err := p.checkStructure(); err != nil {
+		return fmt.Errorf("verifying response: %w", err)
+	}
+	c := p.custodian(resp.Index)
+	if c == nil {
+		return fmt.Errorf("verifying response: custodian %d: %w", resp.Index, ErrUnknownCustodian)
+	}
+	b, err := resp.signedBytes()
+	if err != nil {
+		return fmt.Errorf("verifying response: %w", err)
+	}
+	if !verifyEd25519(c.Key, append([]byte(ctxAnswerSig), b...), resp.Signature) {
+		return fmt.Errorf("verifying response from %q: %w", c.Name, ErrBadSignature)
+	}
+	hash, err := req.Hash()
+	if err != nil {
+		return fmt.Errorf("verifying response: %w", err)
+	}
+	if hash != resp.RequestHash {
+		return fmt.Errorf("verifying response from %q: %w: answers another request", c.Name, ErrMalformed)
+	}
+	if len(resp.Partials) != len(req.Records) {
+		return fmt.Errorf("verifying response from %q: %w", c.Name, ErrPartialCountDiffer)
+	}
+	for i, part := range resp.Partials {
+		if err := verifyPartial(c.VerificationShare, req.Records[i].Signed.Record.R, part); err != nil {
+			return fmt.Errorf("verifying response from %q: %w", c.Name, &RecordError{Index: i, Err: err})
+		}
+	}
+	return nil
+}
