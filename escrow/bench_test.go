@@ -1,0 +1,97 @@
+package escrow
+
+import (
+	"fmt"
+	"testing"
+)
+
+// Benchmarks for the speed targets: sealing ≤ 100 µs; records/second for
+// opening with 2 of 3 custodians (see BenchmarkOpen2of3 for the figure).
+
+func benchRecord(b *testing.B) (*fixture, *Record, []byte) {
+	f := newFixture(b, 2, 3)
+	m := f.meta("dev-alice", "group-1", 1, t0)
+	pt := []byte("a typical short chat message of about eighty bytes, with a little more text.")
+	rec, err := Seal(f.policy.EscrowKey, f.exporter, m, pt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f, rec, pt
+}
+
+func BenchmarkSeal(b *testing.B) {
+	f, rec, pt := benchRecord(b)
+	m := rec.Metadata
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m.Generation = uint32(i)
+		r, err := Seal(f.policy.EscrowKey, f.exporter, m, pt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRederive(b *testing.B) {
+	f, rec, pt := benchRecord(b)
+	rb, _ := rec.MarshalBinary()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Rederive(f.policy.EscrowKey, f.exporter, rec.Metadata, pt, rb); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPartialDecrypt(b *testing.B) {
+	f, rec, _ := benchRecord(b)
+	rnd := seededRand("bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.dealing.Shares[0].Decrypt(rnd, rec.R); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen2of3 verifies two custodians' proofs, combines and opens one
+// record: the archive's cost per record.
+func BenchmarkOpen2of3(b *testing.B) {
+	f, rec, pt := benchRecord(b)
+	var parts []*Partial
+	for i := range 2 {
+		p, _ := f.dealing.Shares[i].Decrypt(seededRand(fmt.Sprint(i)), rec.R)
+		parts = append(parts, p)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := Combine(f.policy, rec, parts)
+		if err != nil || len(got) != len(pt) {
+			b.Fatal(err)
+		}
+	}
+	perOp := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(1/perOp, "records/s")
+	b.ReportMetric(perOp*100000, "s/100k-records")
+}
+
+// BenchmarkAnswer is a custodian answering a request of 100 records: warrant
+// check, both signatures and scope per record, then the partials.
+func BenchmarkAnswer100(b *testing.B) {
+	f := newFixture(b, 2, 3)
+	req := &Request{Warrant: f.warrant(b, nil)}
+	for i := range 100 {
+		req.Records = append(req.Records, f.record(b, f.meta("dev-alice", "g", uint32(i), t0), "message", t0))
+	}
+	h := f.keyholder(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.Answer(req, t0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+}
