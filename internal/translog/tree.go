@@ -49,10 +49,23 @@ func (t *tree) completeSubtrees(lo, hi uint64, dst []Hash) []Hash {
 }
 
 // subtreeHash returns MTH(D[lo:hi]) for a node [lo, hi) of an RFC 9162 tree
-// from at most log2(hi-lo)+1 stored subtree roots.
+// (or for [0, n)) from at most log2(hi-lo)+1 stored subtree roots: the
+// complete subtrees of the range are folded from the smallest, rightmost one
+// leftwards.
 func (t *tree) subtreeHash(lo, hi uint64) Hash {
-	var buf [64]Hash
-	return foldFrontier(t.completeSubtrees(lo, hi, buf[:0]))
+	n := hi - lo
+	if n == 0 {
+		return EmptyRoot
+	}
+	lvl := bits.TrailingZeros64(n)
+	end := hi - 1<<lvl
+	r := t.levels[lvl][end>>lvl]
+	for n &= n - 1; n != 0; n &= n - 1 {
+		lvl = bits.TrailingZeros64(n)
+		end -= 1 << lvl
+		r = HashChildren(t.levels[lvl][end>>lvl], r)
+	}
+	return r
 }
 
 // inclusionPath returns PATH(index, D[0:size]) of RFC 9162 section 2.1.3.1.

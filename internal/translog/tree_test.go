@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
@@ -326,5 +327,34 @@ func TestVerifyErrors(t *testing.T) {
 	}
 	if err := VerifyConsistency(0, 0, EmptyRoot, EmptyRoot, nil); err != nil {
 		t.Errorf("empty to empty: %v", err)
+	}
+}
+
+// TestAgainstNaiveLarge samples index and size pairs in trees beyond the
+// exhaustive range, including sizes around powers of two.
+func TestAgainstNaiveLarge(t *testing.T) {
+	const max = 1100
+	d := testLeaves(max)
+	tr := treeOf(d)
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := []int{127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, max}
+	for range 12 {
+		sizes = append(sizes, 71+rng.IntN(max-71))
+	}
+	for _, n := range sizes {
+		want := naiveMTH(d[:n])
+		if got := tr.subtreeHash(0, uint64(n)); got != want {
+			t.Fatalf("root at %d", n)
+		}
+		for _, m := range []int{0, n - 1, n / 2, rng.IntN(n), rng.IntN(n)} {
+			if got := tr.inclusionPath(uint64(m), uint64(n)); !slices.Equal(got, naivePath(m, d[:n])) {
+				t.Fatalf("PATH(%d, D[%d]) differs", m, n)
+			}
+		}
+		for _, m := range []int{1, n - 1, n / 2, rng.IntN(n-1) + 1, rng.IntN(n-1) + 1} {
+			if got := tr.consistencyPath(uint64(m), uint64(n)); !slices.Equal(got, naiveProof(m, d[:n])) {
+				t.Fatalf("PROOF(%d, D[%d]) differs", m, n)
+			}
+		}
 	}
 }
