@@ -67,20 +67,36 @@ type ratchet struct {
 
 // advance derives generation r.next's key and nonce and moves the
 // ratchet on, deleting the old ratchet secret.
-func (r *ratchet) advance(s *CipherSuite) (keyNonce, uint32, error) {
+// nh is the suite's hash size, passed in because s.Nh allocates.
+func (r *ratchet) advance(s *CipherSuite, nh int) (keyNonce, uint32, error) {
 	if r.next == math.MaxUint32 {
 		return keyNonce{}, 0, ErrRatchetExhausted
 	}
 	g := r.next
+	var buf [48]byte
 	kn := keyNonce{
-		key:   s.DeriveTreeSecret(r.secret, "key", g, s.keySize),
-		nonce: s.DeriveTreeSecret(r.secret, "nonce", g, s.nonceLen),
+		key:   s.Expand(r.secret, treeSecretInfo(buf[:0], "key", g, s.keySize), s.keySize),
+		nonce: s.Expand(r.secret, treeSecretInfo(buf[:0], "nonce", g, s.nonceLen), s.nonceLen),
 	}
-	next := s.DeriveTreeSecret(r.secret, "secret", g, s.Nh())
+	next := s.Expand(r.secret, treeSecretInfo(buf[:0], "secret", g, nh), nh)
 	clear(r.secret)
 	r.secret = next
 	r.next++
 	return kn, g, nil
+}
+
+// treeSecretInfo appends the KDFLabel of DeriveTreeSecret(secret, label,
+// generation, length) to b without the allocations of the general
+// ExpandWithLabel path; the ratchet derives three of these per message.
+// Labels are short ASCII constants, so every varint length is one byte.
+func treeSecretInfo(b []byte, label string, generation uint32, length int) []byte {
+	const prefix = "MLS 1.0 "
+	b = append(b, byte(length>>8), byte(length))
+	b = append(b, byte(len(prefix)+len(label)))
+	b = append(b, prefix...)
+	b = append(b, label...)
+	b = append(b, 4, byte(generation>>24), byte(generation>>16), byte(generation>>8), byte(generation))
+	return b
 }
 
 // retain stores a key for a later (out-of-order) message, evicting the
@@ -114,6 +130,7 @@ type secretTree struct {
 	s       *CipherSuite
 	cfg     secretTreeConfig
 	nLeaves uint32
+	nh      int
 
 	mu     sync.Mutex
 	nodes  map[NodeIndex][]byte // node secrets not yet consumed
@@ -132,6 +149,7 @@ func newSecretTreeConfig(s *CipherSuite, encryptionSecret []byte, nLeaves uint32
 		s:       s,
 		cfg:     cfg.withDefaults(),
 		nLeaves: nLeaves,
+		nh:      s.Nh(),
 		nodes:   make(map[NodeIndex][]byte),
 		leaves:  make(map[LeafIndex]*leafRatchets),
 	}
@@ -181,8 +199,8 @@ func (t *secretTree) deriveLeafSecret(leaf LeafIndex) []byte {
 	for x != target {
 		secret := t.nodes[x]
 		l, r := x.left(), x.right()
-		t.nodes[l] = t.s.ExpandWithLabel(secret, "tree", []byte("left"), t.s.Nh())
-		t.nodes[r] = t.s.ExpandWithLabel(secret, "tree", []byte("right"), t.s.Nh())
+		t.nodes[l] = t.s.ExpandWithLabel(secret, "tree", []byte("left"), t.nh)
+		t.nodes[r] = t.s.ExpandWithLabel(secret, "tree", []byte("right"), t.nh)
 		clear(secret)
 		delete(t.nodes, x)
 		if isAncestor(l, target) {
@@ -205,7 +223,7 @@ func (t *secretTree) next(leaf LeafIndex, ct ContentType) (key, nonce []byte, ge
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	kn, g, err := r.advance(t.s)
+	kn, g, err := r.advance(t.s, t.nh)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -264,13 +282,13 @@ func (t *secretTree) peekLocked(leaf LeafIndex, ct ContentType, g uint32) (keyNo
 			leaf, g, r.next, t.cfg.MaxForward)
 	}
 	for r.next < g {
-		kn, skipped, err := r.advance(t.s)
+		kn, skipped, err := r.advance(t.s, t.nh)
 		if err != nil {
 			return keyNonce{}, err
 		}
 		r.retain(skipped, kn, t.cfg.MaxRetained)
 	}
-	kn, _, err := r.advance(t.s)
+	kn, _, err := r.advance(t.s, t.nh)
 	if err != nil {
 		return keyNonce{}, err
 	}
