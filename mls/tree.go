@@ -352,7 +352,7 @@ func (t *ratchetTree) truncate() {
 		}
 		half := r.left()
 		// The left subtree of a full tree occupies nodes [0, 2*half].
-		t.nodes = t.nodes[:2*half+1 : 2*half+1]
+		t.nodes = t.nodes[: 2*half+1 : 2*half+1]
 	}
 }
 
