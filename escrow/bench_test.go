@@ -95,3 +95,30 @@ func BenchmarkAnswer100(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkOpen100 is the archive opening a request of 100 records from two
+// custodians' responses (response signatures, proofs, combination, AEAD).
+func BenchmarkOpen100(b *testing.B) {
+	f := newFixture(b, 2, 3)
+	req := &Request{Warrant: f.warrant(b, nil)}
+	for i := range 100 {
+		req.Records = append(req.Records, f.record(b, f.meta("dev-alice", "g", uint32(i), t0), "message", t0))
+	}
+	var resps []*Response
+	for i := range 2 {
+		r, err := f.keyholder(i).Answer(req, t0, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resps = append(resps, r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Open(f.policy, req, resps); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rate := float64(b.N*100) / b.Elapsed().Seconds()
+	b.ReportMetric(rate, "records/s")
+	b.ReportMetric(100000/rate, "s/100k-records")
+}

@@ -193,6 +193,9 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 	if err := p.checkStructure(); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
+	if h.Rand == nil || h.Keys == nil {
+		return nil, fmt.Errorf("answering: keyholder needs Rand and Keys")
+	}
 	me := p.custodian(h.Share.Index)
 	if me == nil {
 		return nil, fmt.Errorf("answering: share %d: %w", h.Share.Index, ErrUnknownCustodian)
@@ -291,4 +294,52 @@ func VerifyResponse(p *Policy, req *Request, resp *Response) error {
 		}
 	}
 	return nil
+}
+
+// Open is the archive's side of a warrant request: it verifies the
+// custodians' responses (VerifyResponse; responses that fail are skipped),
+// and with k valid ones from distinct custodians combines the partials of
+// every record and opens it, without checking each proof a second time. The
+// result has one plaintext per record of the request. With fewer than k valid
+// responses it returns a *NotEnoughPartialsError.
+func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
+	if err := p.checkStructure(); err != nil {
+		return nil, fmt.Errorf("opening records: %w", err)
+	}
+	k := int(p.Threshold)
+	var valid []*Response
+	seen := map[uint16]bool{}
+	var rejected []*PartialError
+	for _, r := range resps {
+		if r == nil || len(valid) == k {
+			continue
+		}
+		if seen[r.Index] {
+			rejected = append(rejected, &PartialError{Index: r.Index, Err: ErrDuplicatePartial})
+			continue
+		}
+		if err := VerifyResponse(p, req, r); err != nil {
+			rejected = append(rejected, &PartialError{Index: r.Index, Err: err})
+			continue
+		}
+		seen[r.Index] = true
+		valid = append(valid, r)
+	}
+	if len(valid) < k {
+		return nil, fmt.Errorf("opening records: %w",
+			&NotEnoughPartialsError{Need: k, Valid: len(valid), Rejected: rejected})
+	}
+	out := make([][]byte, len(req.Records))
+	parts := make([]*Partial, k)
+	for i, rec := range req.Records {
+		for j, r := range valid {
+			parts[j] = r.Partials[i]
+		}
+		pt, err := openRecord(rec.Signed.Record, interpolate(parts))
+		if err != nil {
+			return nil, fmt.Errorf("opening records: %w", &RecordError{Index: i, Err: err})
+		}
+		out[i] = pt
+	}
+	return out, nil
 }

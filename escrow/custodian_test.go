@@ -51,6 +51,24 @@ func TestAnswerAndOpen(t *testing.T) {
 		}
 	}
 
+	// The archive's one-call path gives the same plaintexts; one response
+	// is not enough, nor are two from the same custodian.
+	opened, err := Open(f.policy, req, resps)
+	if err != nil || len(opened) != len(texts) {
+		t.Fatalf("Open = %q, %v", opened, err)
+	}
+	for j := range texts {
+		if string(opened[j]) != texts[j] {
+			t.Fatalf("Open record %d = %q", j, opened[j])
+		}
+	}
+	if _, err := Open(f.policy, req, resps[:1]); !errors.Is(err, ErrNotEnoughPartials) {
+		t.Fatalf("Open with one response: %v", err)
+	}
+	if _, err := Open(f.policy, req, []*Response{resps[0], resps[0]}); !errors.Is(err, ErrDuplicatePartial) {
+		t.Fatalf("Open with one custodian twice: %v", err)
+	}
+
 	// Answers are bound to their request and signed by their custodian.
 	other := &Request{Warrant: req.Warrant, Records: req.Records[:1]}
 	if err := VerifyResponse(f.policy, other, resps[0]); err == nil {

@@ -53,6 +53,7 @@ const (
 	ctxWarrantSig = "anom/escrow/v1 warrant signature\x00"
 	ctxAnswerSig  = "anom/escrow/v1 custodian answer signature\x00"
 	ctxRequest    = "anom/escrow/v1 custodian request\x00"
+	ctxSlot       = "anom/escrow/v1 slot\x00"
 )
 
 // randomScalar draws a uniformly random non-zero scalar from rand.

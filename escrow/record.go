@@ -249,13 +249,16 @@ func openRecord(rec *Record, rP group.Element) ([]byte, error) {
 // Slot identifies the message a record belongs to: a hash of network, group,
 // epoch, sender leaf and generation. MLS gives each message a unique slot, so
 // the server and the archive should keep at most one record per slot.
-func (m *Metadata) Slot() [32]byte {
+func (m *Metadata) Slot() ([32]byte, error) {
 	e := newEncoder()
-	e.vec("network id", 1, m.NetworkID, 0, MaxNetworkID)
-	e.vec("group id", 1, m.GroupID, 0, MaxGroupID)
+	e.vec("network id", 1, m.NetworkID, 1, MaxNetworkID)
+	e.vec("group id", 1, m.GroupID, 1, MaxGroupID)
 	e.u64(m.Epoch)
 	e.u32(m.SenderLeaf)
 	e.u32(m.Generation)
-	b, _ := e.bytes()
-	return sha256.Sum256(append([]byte("anom/escrow/v1 slot\x00"), b...))
+	b, err := e.bytes()
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
+	}
+	return sha256.Sum256(append([]byte(ctxSlot), b...)), nil
 }

@@ -222,3 +222,36 @@ func TestSignatures(t *testing.T) {
 		t.Errorf("relabelled record: device Verify = %v", err)
 	}
 }
+
+func TestSlot(t *testing.T) {
+	f := newFixture(t, 2, 3)
+	m := f.meta("dev-alice", "g", 1, t0)
+	a, err := m.Slot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := m
+	same.SentAt = t0.Add(time.Hour) // time and content type do not change the slot
+	same.ContentType = 9
+	if b, _ := same.Slot(); b != a {
+		t.Error("slot depends on more than network, group, epoch, leaf and generation")
+	}
+	for name, edit := range map[string]func(*Metadata){
+		"generation": func(m *Metadata) { m.Generation++ },
+		"epoch":      func(m *Metadata) { m.Epoch++ },
+		"leaf":       func(m *Metadata) { m.SenderLeaf++ },
+		"group":      func(m *Metadata) { m.GroupID = []byte("h") },
+		"network":    func(m *Metadata) { m.NetworkID = []byte("net-2") },
+	} {
+		o := m
+		edit(&o)
+		if b, _ := o.Slot(); b == a {
+			t.Errorf("changing %s keeps the slot", name)
+		}
+	}
+	bad := m
+	bad.GroupID = nil
+	if _, err := bad.Slot(); !errors.Is(err, ErrInvalidMetadata) {
+		t.Errorf("Slot of invalid metadata = %v", err)
+	}
+}
