@@ -161,6 +161,9 @@ func TestAgainstNaive(t *testing.T) {
 		if got := MerkleTreeHash(d[:n]); got != want {
 			t.Fatalf("MerkleTreeHash size %d mismatch", n)
 		}
+		if got := RootFromLeafHashes(tr.levels[0][:n]); got != want {
+			t.Fatalf("RootFromLeafHashes size %d mismatch", n)
+		}
 		if got := tr.completeSubtrees(0, uint64(n), nil); !slices.Equal(got, f.hashes) {
 			t.Fatalf("frontier of size %d = %v, want %v", n, got, f.hashes)
 		}
