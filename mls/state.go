@@ -1,0 +1,139 @@
+package mls
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Saved group state. The encoding holds private keys and epoch secrets:
+// the caller must keep it encrypted at rest (anom's client does, under a
+// key derived from the user's PIN). It uses the codec of the wire types
+// and is decoded as strictly.
+
+const stateVersion = 1
+
+// ErrBadState is returned when saved state cannot be loaded.
+var ErrBadState = errors.New("mls: invalid saved group state")
+
+// Save serializes the group state, private keys included.
+func (g *Group) Save() ([]byte, error) {
+	var w writer
+	w.u16(stateVersion)
+	w.u16(uint16(g.suite.ID))
+	g.ctx.marshal(&w)
+	w.opaque(EncodeRatchetTree(g.tree.encode()))
+	w.u32(uint32(g.priv.leaf))
+	nodes := make([]NodeIndex, 0, len(g.priv.keys))
+	for n := range g.priv.keys {
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+	writeVector(&w, nodes, func(w *writer, n NodeIndex) {
+		w.u32(uint32(n))
+		w.opaque(g.priv.keys[n])
+	})
+	w.opaque(g.sigPriv)
+	sec := g.secrets
+	for _, b := range [][]byte{sec.joiner, sec.epochSecret, sec.senderData, sec.encryption, sec.exporter,
+		sec.epochAuthenticator, sec.external, sec.confirmation, sec.membership, sec.resumption, sec.init} {
+		w.opaque(b)
+	}
+	g.secretTree.marshal(&w)
+	w.opaque(g.interim)
+	writeVector(&w, g.proposals, func(w *writer, p cachedProposal) {
+		w.opaque(p.ref)
+		p.proposal.marshal(w)
+		p.sender.marshal(w)
+	})
+	epochs := make([]uint64, 0, len(g.resumption))
+	for e := range g.resumption {
+		epochs = append(epochs, e)
+	}
+	sort.Slice(epochs, func(i, j int) bool { return epochs[i] < epochs[j] })
+	writeVector(&w, epochs, func(w *writer, e uint64) {
+		w.u64(e)
+		w.opaque(g.resumption[e])
+	})
+	w.optional(g.reinit != nil, func(w *writer) {
+		(&Proposal{Type: ProposalReInit, ReInit: g.reinit}).marshalBody(w)
+	})
+	w.boolean(g.active)
+	return w.b, nil
+}
+
+// Load restores a group saved with Save.
+func Load(cfg Config, b []byte) (*Group, error) {
+	r := newReader(b)
+	if v := r.u16("state.version"); r.err == nil && v != stateVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrBadState, v)
+	}
+	s, err := Suite(CipherSuiteID(r.u16("state.suite")))
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, r.err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	g := &Group{cfg: cfg, suite: s, resumption: map[uint64][]byte{}}
+	g.ctx.unmarshal(r)
+	treeBytes := r.opaque("state.tree")
+	g.priv = &treePrivate{leaf: LeafIndex(r.u32("state.leaf")), keys: map[NodeIndex][]byte{}}
+	for _, kv := range readVector(r, "state.keys", func(r *reader) struct {
+		n NodeIndex
+		k []byte
+	} {
+		return struct {
+			n NodeIndex
+			k []byte
+		}{NodeIndex(r.u32("state.keys")), r.opaque("state.keys")}
+	}) {
+		g.priv.keys[kv.n] = kv.k
+	}
+	g.sigPriv = SignaturePrivateKey(r.opaque("state.signature_key"))
+	sec := &epochSecrets{}
+	for _, p := range []*[]byte{&sec.joiner, &sec.epochSecret, &sec.senderData, &sec.encryption, &sec.exporter,
+		&sec.epochAuthenticator, &sec.external, &sec.confirmation, &sec.membership, &sec.resumption, &sec.init} {
+		*p = r.opaque("state.secrets")
+	}
+	g.secrets = sec
+	st := readSecretTree(r, s)
+	g.interim = r.opaque("state.interim")
+	g.proposals = readVector(r, "state.proposals", func(r *reader) cachedProposal {
+		var p cachedProposal
+		p.ref = r.opaque("state.proposal.ref")
+		p.proposal = new(Proposal)
+		p.proposal.unmarshal(r)
+		p.sender.unmarshal(r)
+		return p
+	})
+	readVector(r, "state.resumption", func(r *reader) struct{} {
+		e := r.u64("state.resumption")
+		g.resumption[e] = r.opaque("state.resumption")
+		return struct{}{}
+	})
+	if r.optional("state.reinit") {
+		p := &Proposal{Type: ProposalReInit}
+		p.unmarshalBody(r)
+		g.reinit = p.ReInit
+	}
+	g.active = r.boolean("state.active")
+	if err := r.done("state"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	nodes, err := DecodeRatchetTree(treeBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	if g.tree, err = newRatchetTree(s, nodes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	if st == nil || st.numLeaves() != g.tree.numLeaves() {
+		return nil, fmt.Errorf("%w: secret tree does not match the ratchet tree", ErrBadState)
+	}
+	g.secretTree = st
+	if g.tree.leaf(g.priv.leaf) == nil && g.active {
+		return nil, fmt.Errorf("%w: own leaf %d is blank", ErrBadState, g.priv.leaf)
+	}
+	return g, nil
+}
