@@ -17,7 +17,6 @@ var (
 	ErrWrongEpoch        = errors.New("mls: message for another epoch")
 	ErrInvalidProposal   = errors.New("mls: invalid proposal")
 	ErrInvalidCommit     = errors.New("mls: invalid commit")
-	ErrInvalidWelcome    = errors.New("mls: invalid welcome")
 	ErrUnknownSender     = errors.New("mls: unknown sender")
 	ErrUnknownProposal   = errors.New("mls: commit references an unknown proposal")
 	ErrMissingPSK        = errors.New("mls: pre-shared key not available")

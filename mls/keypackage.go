@@ -134,3 +134,29 @@ func ValidateKeyPackage(s *CipherSuite, kp *KeyPackage, now time.Time, validate 
 
 // KeyPackageRef returns the reference of a key package (used in Welcome).
 func KeyPackageRef(s *CipherSuite, kp *KeyPackage) []byte { return s.keyPackageRef(kp) }
+
+// Encode serializes the bundle, private keys included; keep it secret.
+func (b *KeyPackageBundle) Encode() []byte {
+	var w writer
+	w.u16(1)
+	b.KeyPackage.marshal(&w)
+	w.opaque(b.InitPriv)
+	w.opaque(b.EncryptionPriv)
+	w.opaque(b.SignaturePriv)
+	return w.b
+}
+
+// DecodeKeyPackageBundle parses a bundle made by Encode.
+func DecodeKeyPackageBundle(data []byte) (*KeyPackageBundle, error) {
+	return decodeAll(data, "key_package_bundle", func(r *reader) *KeyPackageBundle {
+		if v := r.u16("key_package_bundle.version"); r.err == nil && v != 1 {
+			r.failf("key_package_bundle.version", "unknown version %d", v)
+		}
+		b := &KeyPackageBundle{KeyPackage: new(KeyPackage)}
+		b.KeyPackage.unmarshal(r)
+		b.InitPriv = r.opaque("key_package_bundle.init_priv")
+		b.EncryptionPriv = r.opaque("key_package_bundle.encryption_priv")
+		b.SignaturePriv = SignaturePrivateKey(r.opaque("key_package_bundle.signature_priv"))
+		return b
+	})
+}

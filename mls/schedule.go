@@ -56,9 +56,15 @@ func (s *CipherSuite) welcomeKeyNonce(welcomeSecret []byte) (key, nonce []byte) 
 // from it. A nil pskSecret is the zero vector.
 func (s *CipherSuite) deriveEpoch(joiner, pskSecret []byte, ctx *GroupContext) *epochSecrets {
 	prk := s.Extract(joiner, s.zeroIfNil(pskSecret))
-	epoch := s.ExpandWithLabel(prk, "epoch", encode(ctx), s.Nh())
+	e := s.epochFromSecret(s.ExpandWithLabel(prk, "epoch", encode(ctx), s.Nh()))
+	e.joiner = joiner
+	return e
+}
+
+// epochFromSecret derives the secrets of an epoch from its epoch_secret
+// (a new group's first epoch starts from a random one).
+func (s *CipherSuite) epochFromSecret(epoch []byte) *epochSecrets {
 	return &epochSecrets{
-		joiner:             joiner,
 		epochSecret:        epoch,
 		senderData:         s.DeriveSecret(epoch, "sender data"),
 		encryption:         s.DeriveSecret(epoch, "encryption"),

@@ -89,12 +89,6 @@ func (s *CipherSuite) Hash(data []byte) []byte {
 
 // Extract is HKDF-Extract.
 func (s *CipherSuite) Extract(salt, ikm []byte) []byte {
-	if len(salt) == 0 {
-		salt = make([]byte, s.Nh())
-	}
-	if len(ikm) == 0 {
-		ikm = make([]byte, s.Nh())
-	}
 	out, err := hkdf.Extract(s.newHash, ikm, salt)
 	if err != nil {
 		panic("mls: hkdf extract: " + err.Error())
