@@ -31,7 +31,7 @@ func (g *Group) EncryptWithGeneration(plaintext, aad []byte) (*MLSMessage, uint3
 			Application:       plaintext,
 		},
 	}
-	if err := signContent(g.suite, g.sigPriv, ac, &g.ctx); err != nil {
+	if err := signFramedContent(g.suite, g.sigPriv, ac, &g.ctx); err != nil {
 		return nil, 0, fmt.Errorf("signing message: %w", err)
 	}
 	pm, gen, err := protectPrivate(g.suite, ac, g.secretTree, g.secrets.senderData, g.padding(len(plaintext)), g.cfg.rand())
@@ -108,7 +108,7 @@ func (g *Group) Handle(msg *MLSMessage) (*Received, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyContent(g.suite, sigKey, ac, &g.ctx); err != nil {
+	if err := verifyFramedContent(g.suite, sigKey, ac, &g.ctx); err != nil {
 		return nil, fmt.Errorf("verifying message: %w", err)
 	}
 	rec := &Received{

@@ -139,7 +139,7 @@ func (g *Group) Commit(opts CommitOptions) (*PendingCommit, error) {
 			Commit:      commit,
 		},
 	}
-	if err := signContent(s, g.sigPriv, ac, &g.ctx); err != nil {
+	if err := signFramedContent(s, g.sigPriv, ac, &g.ctx); err != nil {
 		return nil, fmt.Errorf("signing commit: %w", err)
 	}
 	newCtx.ConfirmedTranscriptHash = s.confirmedTranscriptHash(g.interim, ac)

@@ -222,30 +222,30 @@ func decodePrivateContent(ct ContentType, b []byte) (FramedContent, FramedConten
 // protectPrivate encrypts signed content from a member as a
 // PrivateMessage with padding zero bytes of padding, using the sender's
 // next key from st and a reuse guard read from rand.
-func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, senderDataSecret []byte, padding int, rand io.Reader) (*PrivateMessage, error) {
+func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, senderDataSecret []byte, padding int, rand io.Reader) (*PrivateMessage, uint32, error) {
 	c := &ac.Content
 	if err := checkContent(c); err != nil {
-		return nil, fmt.Errorf("protecting private message: %w", err)
+		return nil, 0, fmt.Errorf("protecting private message: %w", err)
 	}
 	if ac.WireFormat != WirePrivateMessage {
-		return nil, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "content signed for wire format %d", ac.WireFormat))
+		return nil, 0, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "content signed for wire format %d", ac.WireFormat))
 	}
 	if c.Sender.Type != SenderMember {
-		return nil, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "sender type %d cannot send private messages", c.Sender.Type))
+		return nil, 0, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "sender type %d cannot send private messages", c.Sender.Type))
 	}
 	if padding < 0 {
-		return nil, fmt.Errorf("protecting private message: negative padding %d", padding)
+		return nil, 0, fmt.Errorf("protecting private message: negative padding %d", padding)
 	}
 	if c.ContentType == ContentCommit && len(ac.Auth.ConfirmationTag) == 0 {
-		return nil, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "commit without a confirmation tag"))
+		return nil, 0, fmt.Errorf("protecting private message: %w", errorf(ErrInvalidMessage, "commit without a confirmation tag"))
 	}
 	var guard [reuseGuardLen]byte
 	if _, err := io.ReadFull(rand, guard[:]); err != nil {
-		return nil, fmt.Errorf("protecting private message: reading reuse guard: %w", err)
+		return nil, 0, fmt.Errorf("protecting private message: reading reuse guard: %w", err)
 	}
 	key, nonce, gen, err := st.next(c.Sender.LeafIndex, c.ContentType)
 	if err != nil {
-		return nil, fmt.Errorf("protecting private message: %w", err)
+		return nil, 0, fmt.Errorf("protecting private message: %w", err)
 	}
 	defer keyNonce{key, nonce}.wipe()
 	for i := range guard {
@@ -257,7 +257,7 @@ func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, se
 	ciphertext, err := s.sealAEAD(key, nonce, privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData), pt.b)
 	clear(pt.b)
 	if err != nil {
-		return nil, fmt.Errorf("protecting private message: %w", err)
+		return nil, 0, fmt.Errorf("protecting private message: %w", err)
 	}
 
 	var sd writer
@@ -265,7 +265,7 @@ func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, se
 	sdKey, sdNonce := s.senderDataKeyNonce(senderDataSecret, ciphertext)
 	encSD, err := s.sealAEAD(sdKey, sdNonce, senderDataAAD(c.GroupID, c.Epoch, c.ContentType), sd.b)
 	if err != nil {
-		return nil, fmt.Errorf("protecting private message: sender data: %w", err)
+		return nil, 0, fmt.Errorf("protecting private message: sender data: %w", err)
 	}
 	return &PrivateMessage{
 		GroupID:             c.GroupID,
@@ -274,28 +274,28 @@ func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, se
 		AuthenticatedData:   c.AuthenticatedData,
 		EncryptedSenderData: encSD,
 		Ciphertext:          ciphertext,
-	}, nil
+	}, gen, nil
 }
 
 // unprotectPrivate decrypts a PrivateMessage's sender data and content and
 // returns the AuthenticatedContent. A generation's key is deleted only
 // once its content decrypts. The caller checks that the sender's leaf is
 // not blank and verifies the signature.
-func unprotectPrivate(s *CipherSuite, m *PrivateMessage, st *secretTree, senderDataSecret []byte) (*AuthenticatedContent, error) {
+func unprotectPrivate(s *CipherSuite, m *PrivateMessage, st *secretTree, senderDataSecret []byte) (*AuthenticatedContent, uint32, error) {
 	if m.ContentType < ContentApplication || m.ContentType > ContentCommit {
-		return nil, fmt.Errorf("unprotecting private message: %w", errorf(ErrInvalidMessage, "unknown content type %d", m.ContentType))
+		return nil, 0, fmt.Errorf("unprotecting private message: %w", errorf(ErrInvalidMessage, "unknown content type %d", m.ContentType))
 	}
 	sdKey, sdNonce := s.senderDataKeyNonce(senderDataSecret, m.Ciphertext)
 	sdBytes, err := s.openAEAD(sdKey, sdNonce, senderDataAAD(m.GroupID, m.Epoch, m.ContentType), m.EncryptedSenderData)
 	if err != nil {
-		return nil, fmt.Errorf("unprotecting private message: sender data: %w", err)
+		return nil, 0, fmt.Errorf("unprotecting private message: sender data: %w", err)
 	}
 	var sd SenderData
 	if err := decodeInto(sdBytes, "sender_data", &sd); err != nil {
-		return nil, fmt.Errorf("unprotecting private message: %w: %w", ErrInvalidMessage, err)
+		return nil, 0, fmt.Errorf("unprotecting private message: %w: %w", ErrInvalidMessage, err)
 	}
 	if uint32(sd.LeafIndex) >= st.nLeaves {
-		return nil, fmt.Errorf("unprotecting private message: %w",
+		return nil, 0, fmt.Errorf("unprotecting private message: %w",
 			errorf(ErrInvalidMessage, "sender leaf %d outside a tree of %d leaves", sd.LeafIndex, st.nLeaves))
 	}
 
@@ -311,16 +311,16 @@ func unprotectPrivate(s *CipherSuite, m *PrivateMessage, st *secretTree, senderD
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("unprotecting private message from leaf %d generation %d: %w", sd.LeafIndex, sd.Generation, err)
+		return nil, 0, fmt.Errorf("unprotecting private message from leaf %d generation %d: %w", sd.LeafIndex, sd.Generation, err)
 	}
 
 	c, auth, _, err := decodePrivateContent(m.ContentType, pt)
 	if err != nil {
-		return nil, fmt.Errorf("unprotecting private message from leaf %d: %w", sd.LeafIndex, err)
+		return nil, 0, fmt.Errorf("unprotecting private message from leaf %d: %w", sd.LeafIndex, err)
 	}
 	c.GroupID = m.GroupID
 	c.Epoch = m.Epoch
 	c.Sender = Sender{Type: SenderMember, LeafIndex: sd.LeafIndex}
 	c.AuthenticatedData = m.AuthenticatedData
-	return &AuthenticatedContent{WireFormat: WirePrivateMessage, Content: c, Auth: auth}, nil
+	return &AuthenticatedContent{WireFormat: WirePrivateMessage, Content: c, Auth: auth}, sd.Generation, nil
 }

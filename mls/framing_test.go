@@ -139,7 +139,7 @@ func TestSecretTreeBadInput(t *testing.T) {
 	if _, _, err := st.get(4, ContentApplication, 0); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("leaf outside tree: %v", err)
 	}
-	if _, _, _, err := st.next(9, ContentCommit); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, err := st.next(9, ContentCommit); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("sender leaf outside tree: %v", err)
 	}
 	if _, _, err := st.get(0, ContentType(9), 0); !errors.Is(err, ErrInvalidMessage) {
@@ -315,12 +315,12 @@ func TestMessageProtectionVectors(t *testing.T) {
 				t.Fatalf("%s priv: decoding: %v", name, err)
 			}
 			recv := newSecretTree(s, c.EncryptionSecret, 2)
-			got, err := unprotectPrivate(s, msg.Private, recv, c.SenderDataSecret)
+			got, _, err := unprotectPrivate(s, msg.Private, recv, c.SenderDataSecret)
 			if err != nil {
 				t.Errorf("%s priv: %v", name, err)
 			} else {
 				check("priv", got)
-				if _, err := unprotectPrivate(s, msg.Private, recv, c.SenderDataSecret); !errors.Is(err, ErrGenerationReused) {
+				if _, _, err := unprotectPrivate(s, msg.Private, recv, c.SenderDataSecret); !errors.Is(err, ErrGenerationReused) {
 					t.Errorf("%s priv replay: err %v, want ErrGenerationReused", name, err)
 				}
 			}
@@ -333,7 +333,7 @@ func TestMessageProtectionVectors(t *testing.T) {
 				t.Fatalf("%s: signing: %v", name, err)
 			}
 			sender := newSecretTree(s, c.EncryptionSecret, 2)
-			priv, err := protectPrivate(s, ac, sender, c.SenderDataSecret, 13, rand.Reader)
+			priv, _, err := protectPrivate(s, ac, sender, c.SenderDataSecret, 13, rand.Reader)
 			if err != nil {
 				t.Fatalf("%s: protectPrivate: %v", name, err)
 			}
@@ -341,7 +341,7 @@ func TestMessageProtectionVectors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: re-decoding private message: %v", name, err)
 			}
-			got, err = unprotectPrivate(s, msg.Private, newSecretTree(s, c.EncryptionSecret, 2), c.SenderDataSecret)
+			got, _, err = unprotectPrivate(s, msg.Private, newSecretTree(s, c.EncryptionSecret, 2), c.SenderDataSecret)
 			if err != nil {
 				t.Errorf("%s: unprotectPrivate after protect: %v", name, err)
 			} else {
@@ -410,7 +410,7 @@ func (f *framingFixture) private(t testing.TB, data []byte) *PrivateMessage {
 	if err := signFramedContent(f.s, f.priv, ac, f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	m, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
+	m, _, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,19 +427,19 @@ func TestUnprotectPrivateRejects(t *testing.T) {
 	// A tampered tag changes the sender-data sample only if the sample
 	// covers it; flip inside the sample too.
 	tampered.Ciphertext[0] ^= 1
-	if _, err := unprotectPrivate(f.s, &tampered, f.receiver, f.sdSec); !errors.Is(err, ErrDecrypt) {
+	if _, _, err := unprotectPrivate(f.s, &tampered, f.receiver, f.sdSec); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("tampered ciphertext: %v", err)
 	}
 	badAD := *m
 	badAD.AuthenticatedData = []byte("other")
-	if _, err := unprotectPrivate(f.s, &badAD, f.receiver, f.sdSec); !errors.Is(err, ErrDecrypt) {
+	if _, _, err := unprotectPrivate(f.s, &badAD, f.receiver, f.sdSec); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("changed authenticated data: %v", err)
 	}
-	if _, err := unprotectPrivate(f.s, m, f.receiver, bytes.Repeat([]byte{9}, 32)); !errors.Is(err, ErrDecrypt) {
+	if _, _, err := unprotectPrivate(f.s, m, f.receiver, bytes.Repeat([]byte{9}, 32)); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("wrong sender data secret: %v", err)
 	}
 	// The failed attempts did not consume the key: the genuine message opens.
-	ac, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec)
+	ac, _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec)
 	if err != nil {
 		t.Fatalf("genuine message after forgeries: %v", err)
 	}
@@ -449,7 +449,7 @@ func TestUnprotectPrivateRejects(t *testing.T) {
 	if err := verifyFramedContent(f.s, f.pub, ac, &GroupContext{Epoch: 8}); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("signature under another context: %v", err)
 	}
-	if _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec); !errors.Is(err, ErrGenerationReused) {
+	if _, _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec); !errors.Is(err, ErrGenerationReused) {
 		t.Errorf("replay: %v", err)
 	}
 
@@ -458,12 +458,12 @@ func TestUnprotectPrivateRejects(t *testing.T) {
 	big.senderLeaf = 6
 	out := big.private(t, []byte("x"))
 	small := newSecretTree(big.s, big.encSecret, 4)
-	if _, err := unprotectPrivate(big.s, out, small, big.sdSec); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, err := unprotectPrivate(big.s, out, small, big.sdSec); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("sender outside tree: %v", err)
 	}
 	badType := *m
 	badType.ContentType = 0
-	if _, err := unprotectPrivate(f.s, &badType, f.receiver, f.sdSec); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, err := unprotectPrivate(f.s, &badType, f.receiver, f.sdSec); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("content type 0: %v", err)
 	}
 }
@@ -489,19 +489,19 @@ func TestProtectRefuses(t *testing.T) {
 			return err
 		}, ErrInvalidMessage},
 		{"private signed as public", func() error {
-			_, err := protectPrivate(f.s, f.content(WirePublicMessage, ContentProposal, nil), f.sender, f.sdSec, 0, rand.Reader)
+			_, _, err := protectPrivate(f.s, f.content(WirePublicMessage, ContentProposal, nil), f.sender, f.sdSec, 0, rand.Reader)
 			return err
 		}, ErrInvalidMessage},
 		{"private from non-member", func() error {
 			ac := f.content(WirePrivateMessage, ContentProposal, nil)
 			ac.Content.Sender = Sender{Type: SenderExternal}
-			_, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
+			_, _, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
 			return err
 		}, ErrInvalidMessage},
 		{"commit without confirmation tag", func() error {
 			ac := f.content(WirePrivateMessage, ContentCommit, nil)
 			ac.Auth.ConfirmationTag = nil
-			_, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
+			_, _, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
 			return err
 		}, ErrInvalidMessage},
 		{"member signing without context", func() error {
@@ -588,12 +588,12 @@ func TestPrivateContentPadding(t *testing.T) {
 		}
 		if pad > 0 {
 			w.b[len(w.b)-1] = 1
-			if _, _, _, err := decodePrivateContent(ContentApplication, w.b); !errors.Is(err, ErrInvalidMessage) {
+			if _, _, err := decodePrivateContent(ContentApplication, w.b); !errors.Is(err, ErrInvalidMessage) {
 				t.Errorf("padding %d with a non-zero byte: %v", pad, err)
 			}
 		}
 	}
-	if _, _, _, err := decodePrivateContent(ContentCommit, []byte{0x00}); err == nil {
+	if _, _, err := decodePrivateContent(ContentCommit, []byte{0x00}); err == nil {
 		t.Error("truncated commit content decoded")
 	}
 }
@@ -635,11 +635,11 @@ func BenchmarkProtectUnprotect1KiB(b *testing.B) {
 		if err := signFramedContent(f.s, f.priv, ac, f.ctx); err != nil {
 			b.Fatal(err)
 		}
-		m, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
+		m, _, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
 		if err != nil {
 			b.Fatal(err)
 		}
-		got, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec)
+		got, _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -661,11 +661,11 @@ func BenchmarkEncryptDecrypt1KiB(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
+		m, _, err := protectPrivate(f.s, ac, f.sender, f.sdSec, 0, rand.Reader)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec); err != nil {
+		if _, _, err := unprotectPrivate(f.s, m, f.receiver, f.sdSec); err != nil {
 			b.Fatal(err)
 		}
 	}

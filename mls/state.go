@@ -128,7 +128,7 @@ func Load(cfg Config, b []byte) (*Group, error) {
 	if g.tree, err = newRatchetTree(s, nodes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}
-	if st == nil || st.numLeaves() != g.tree.numLeaves() {
+	if st == nil || st.nLeaves != g.tree.numLeaves() {
 		return nil, fmt.Errorf("%w: secret tree does not match the ratchet tree", ErrBadState)
 	}
 	g.secretTree = st
@@ -136,4 +136,89 @@ func Load(cfg Config, b []byte) (*Group, error) {
 		return nil, fmt.Errorf("%w: own leaf %d is blank", ErrBadState, g.priv.leaf)
 	}
 	return g, nil
+}
+
+// marshal writes the secret tree's remaining node secrets and ratchets.
+func (t *secretTree) marshal(w *writer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w.u32(t.nLeaves)
+	nodes := make([]NodeIndex, 0, len(t.nodes))
+	for n := range t.nodes {
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+	writeVector(w, nodes, func(w *writer, n NodeIndex) {
+		w.u32(uint32(n))
+		w.opaque(t.nodes[n])
+	})
+	leaves := make([]LeafIndex, 0, len(t.leaves))
+	for l := range t.leaves {
+		leaves = append(leaves, l)
+	}
+	sort.Slice(leaves, func(i, j int) bool { return leaves[i] < leaves[j] })
+	writeVector(w, leaves, func(w *writer, l LeafIndex) {
+		w.u32(uint32(l))
+		lr := t.leaves[l]
+		lr.handshake.marshal(w)
+		lr.application.marshal(w)
+	})
+}
+
+func (r *ratchet) marshal(w *writer) {
+	w.opaque(r.secret)
+	w.u32(r.next)
+	w.u32(r.floor)
+	gens := make([]uint32, 0, len(r.retained))
+	for g := range r.retained {
+		gens = append(gens, g)
+	}
+	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
+	writeVector(w, gens, func(w *writer, g uint32) {
+		w.u32(g)
+		w.opaque(r.retained[g].key)
+		w.opaque(r.retained[g].nonce)
+	})
+}
+
+func readRatchet(r *reader) ratchet {
+	rt := ratchet{secret: r.opaque("state.ratchet.secret"), next: r.u32("state.ratchet.next"), floor: r.u32("state.ratchet.floor")}
+	readVector(r, "state.ratchet.retained", func(r *reader) struct{} {
+		g := r.u32("state.ratchet.retained")
+		kn := keyNonce{key: r.opaque("state.ratchet.key"), nonce: r.opaque("state.ratchet.nonce")}
+		if rt.retained == nil {
+			rt.retained = map[uint32]keyNonce{}
+		}
+		rt.retained[g] = kn
+		return struct{}{}
+	})
+	return rt
+}
+
+// readSecretTree reads a secret tree written by marshal.
+func readSecretTree(r *reader, s *CipherSuite) *secretTree {
+	n := r.u32("state.secret_tree.leaves")
+	t := newSecretTreeConfig(s, nil, 0, secretTreeConfig{})
+	t.nLeaves = n
+	readVector(r, "state.secret_tree.nodes", func(r *reader) struct{} {
+		x := NodeIndex(r.u32("state.secret_tree.node"))
+		if uint32(x) >= nodeWidth(n) {
+			r.failf("state.secret_tree.node", "node %d outside the tree", x)
+		}
+		t.nodes[x] = r.opaque("state.secret_tree.node")
+		return struct{}{}
+	})
+	readVector(r, "state.secret_tree.ratchets", func(r *reader) struct{} {
+		l := LeafIndex(r.u32("state.secret_tree.leaf"))
+		if uint32(l) >= n {
+			r.failf("state.secret_tree.leaf", "leaf %d outside the tree", l)
+		}
+		lr := &leafRatchets{handshake: readRatchet(r), application: readRatchet(r)}
+		t.leaves[l] = lr
+		return struct{}{}
+	})
+	if r.err != nil {
+		return nil
+	}
+	return t
 }
