@@ -206,7 +206,7 @@ func (g *Group) successor(tree *ratchetTree, priv *treePrivate, ctx GroupContext
 		next.resumption[e] = v
 	}
 	next.rememberResumption(ctx.Epoch, secrets.resumption)
-	priv.prune(tree)
+	tree.prunePrivate(priv)
 	return next
 }
 
@@ -287,8 +287,9 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitInfo, error) {
 	committer := sender.LeafIndex
 	if external {
 		// The joiner takes the leftmost free leaf, as an Add would.
-		leaf := c.Path.LeafNode
-		committer = tree.addLeaf(&leaf)
+		// The tree holds the path's own leaf (not a copy) so that its
+		// validation below does not see it as a second leaf with its keys.
+		committer = tree.addLeaf(&c.Path.LeafNode)
 		for _, r := range prov.removed {
 			old := g.tree.leaf(r)
 			if !bytes.Equal(encode(&old.Credential), encode(&c.Path.LeafNode.Credential)) {

@@ -139,7 +139,7 @@ func TestSecretTreeBadInput(t *testing.T) {
 	if _, _, err := st.get(4, ContentApplication, 0); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("leaf outside tree: %v", err)
 	}
-	if _, _, err := st.next(9, ContentCommit); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, _, err := st.next(9, ContentCommit); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("sender leaf outside tree: %v", err)
 	}
 	if _, _, err := st.get(0, ContentType(9), 0); !errors.Is(err, ErrInvalidMessage) {
@@ -588,12 +588,12 @@ func TestPrivateContentPadding(t *testing.T) {
 		}
 		if pad > 0 {
 			w.b[len(w.b)-1] = 1
-			if _, _, err := decodePrivateContent(ContentApplication, w.b); !errors.Is(err, ErrInvalidMessage) {
+			if _, _, _, err := decodePrivateContent(ContentApplication, w.b); !errors.Is(err, ErrInvalidMessage) {
 				t.Errorf("padding %d with a non-zero byte: %v", pad, err)
 			}
 		}
 	}
-	if _, _, err := decodePrivateContent(ContentCommit, []byte{0x00}); err == nil {
+	if _, _, _, err := decodePrivateContent(ContentCommit, []byte{0x00}); err == nil {
 		t.Error("truncated commit content decoded")
 	}
 }

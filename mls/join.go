@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"time"
 )
 
 // Join enters a group from a Welcome (RFC 9420 section 12.4.3.1). tree is
@@ -82,16 +83,17 @@ func Join(cfg Config, welcome *MLSMessage, self *KeyPackageBundle, tree []*Node)
 		if l == nil {
 			continue
 		}
+		own := bytes.Equal(l.EncryptionKey, self.KeyPackage.LeafNode.EncryptionKey) &&
+			bytes.Equal(l.SignatureKey, self.KeyPackage.LeafNode.SignatureKey)
 		// Lifetimes are checked only for our own leaf: other members'
 		// key package leaves may have expired since they joined.
-		if err := rt.validateLeaf(l, l.Source, gi.GroupContext.GroupID, i, now, required, cfg.ValidateCredential); err != nil {
-			if !(l.Source == LeafSourceKeyPackage && isLifetimeError(err)) {
-				return nil, fmt.Errorf("%w: leaf %d: %w", ErrInvalidWelcome, i, err)
-			}
-		}
-		if bytes.Equal(l.EncryptionKey, self.KeyPackage.LeafNode.EncryptionKey) &&
-			bytes.Equal(l.SignatureKey, self.KeyPackage.LeafNode.SignatureKey) {
+		at := time.Time{}
+		if own {
+			at = now
 			myLeaf, found = i, true
+		}
+		if err := rt.validateLeaf(l, l.Source, gi.GroupContext.GroupID, i, at, required, cfg.ValidateCredential); err != nil {
+			return nil, fmt.Errorf("%w: leaf %d: %w", ErrInvalidWelcome, i, err)
 		}
 	}
 	if !found {

@@ -112,7 +112,8 @@ func leafSupportsRequired(l *LeafNode, req *RequiredCapabilities) error {
 // (RFC 9420 section 7.3): its source is src; its credential passes
 // validate (skipped when validate is nil); its signature verifies, bound to
 // groupID and idx for update and commit leaves; a key package leaf's
-// lifetime covers now; its capabilities include the group's version and
+// lifetime covers now (a zero now skips this: the key package leaves of an
+// existing tree may have expired since their members joined); its capabilities include the group's version and
 // cipher suite, the required capabilities, the credential types of all
 // other members and the extensions it carries; every other member supports
 // its credential type; and its encryption and signature keys are not used
@@ -141,7 +142,7 @@ func (t *ratchetTree) checkLeaf(l *LeafNode, src LeafNodeSource, groupID []byte,
 	if err := verifyLeafSignature(t.suite, l, groupID, idx); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLeaf, err)
 	}
-	if src == LeafSourceKeyPackage {
+	if src == LeafSourceKeyPackage && !now.IsZero() {
 		sec := now.Unix()
 		if sec < 0 || uint64(sec) < l.Lifetime.NotBefore || uint64(sec) > l.Lifetime.NotAfter {
 			return fmt.Errorf("%w: lifetime [%d, %d] does not cover %d", ErrInvalidLeaf, l.Lifetime.NotBefore, l.Lifetime.NotAfter, sec)
