@@ -34,7 +34,7 @@ func fuzzSeeds(tb testing.TB) map[string][]byte {
 		"record":         enc(sr.Signed.Record),
 		"signed record":  enc(sr.Signed),
 		"server record":  enc(sr),
-		"partial":        enc(resp.Partials[0]),
+		"partial":        enc(must(f.dealing.Shares[0].Decrypt(seededRand("fuzz"), sr.Signed.Record.R))),
 		"policy":         enc(f.policy),
 		"signed policy":  enc(f.signed),
 		"warrant":        enc(sw.Warrant),

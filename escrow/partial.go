@@ -28,35 +28,70 @@ type Partial struct {
 }
 
 // Decrypt computes the partial decryption of R with share s_i and proves it
-// correct. The proof nonce is hedged: it hashes 32 bytes from rand with the
-// share, R and D_i, so a broken random source cannot make two proofs for
-// different R share a nonce.
+// correct.
 func (s Share) Decrypt(rand io.Reader, R group.Element) (*Partial, error) {
-	if s.Index == 0 || s.Value == nil || s.Value.IsZero() {
-		return nil, fmt.Errorf("partial decryption: %w", ErrInvalidShare)
-	}
 	if R == nil || R.IsIdentity() {
 		return nil, fmt.Errorf("partial decryption: %w: R is the identity", ErrMalformed)
 	}
-	Pi := s.Public()
+	if s.Index == 0 || s.Value == nil || s.Value.IsZero() {
+		return nil, fmt.Errorf("partial decryption: %w", ErrInvalidShare)
+	}
 	D := grp.NewElement().Mul(R, s.Value)
+	proof, err := proveBatch(rand, s, nil, []group.Element{R}, []group.Element{D})
+	if err != nil {
+		return nil, fmt.Errorf("partial decryption: %w", err)
+	}
+	return &Partial{Index: s.Index, D: D, Proof: proof}, nil
+}
+
+// proveBatch proves log_G(P_i) = log_{R_j}(D_j) for every j with one DLEQ
+// proof (for one pair it is an ordinary DLEQ proof). The nonce is hedged: it
+// hashes 32 bytes from rand with the share, the context and every R_j and
+// D_j, so a broken random source cannot make two proofs over different inputs
+// share a nonce.
+func proveBatch(rand io.Reader, s Share, context []byte, Rs, Ds []group.Element) ([]byte, error) {
+	if s.Index == 0 || s.Value == nil || s.Value.IsZero() {
+		return nil, ErrInvalidShare
+	}
 	var seed [32]byte
 	if _, err := io.ReadFull(rand, seed[:]); err != nil {
-		return nil, fmt.Errorf("partial decryption: reading randomness: %w", err)
+		return nil, fmt.Errorf("reading randomness: %w", err)
 	}
 	msg := append(seed[:], mustMarshal(s.Value)...)
-	msg = append(msg, mustMarshal(R)...)
-	msg = append(msg, mustMarshal(D)...)
+	msg = append(msg, byte(len(context)))
+	msg = append(msg, context...)
+	for j := range Rs {
+		msg = append(msg, mustMarshal(Rs[j])...)
+		msg = append(msg, mustMarshal(Ds[j])...)
+	}
 	nonce := grp.HashToScalar(msg, []byte(dstProofNonce))
-	proof, err := dleq.Prover{Params: dleqParams}.ProveWithRandomness(s.Value, grp.Generator(), Pi, R, D, nonce)
+	proof, err := dleq.Prover{Params: dleqParams}.ProveBatchWithRandomness(
+		s.Value, grp.Generator(), s.Public(), Rs, Ds, nonce)
 	if err != nil {
-		return nil, fmt.Errorf("partial decryption: proving: %w", err)
+		return nil, fmt.Errorf("proving: %w", err)
 	}
-	pb, err := proof.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("partial decryption: encoding proof: %w", err)
+	return proof.MarshalBinary()
+}
+
+// verifyBatch checks a (possibly batched) DLEQ proof for pairs (R_j, D_j)
+// against P_i.
+func verifyBatch(Pi group.Element, Rs, Ds []group.Element, proofBytes []byte) error {
+	if len(Rs) == 0 || len(Rs) != len(Ds) {
+		return fmt.Errorf("%w: %d points for %d partials", ErrBadProof, len(Rs), len(Ds))
 	}
-	return &Partial{Index: s.Index, D: D, Proof: pb}, nil
+	for j := range Rs {
+		if Rs[j] == nil || Rs[j].IsIdentity() || Ds[j] == nil || Ds[j].IsIdentity() {
+			return fmt.Errorf("%w: identity element", ErrBadProof)
+		}
+	}
+	var proof dleq.Proof
+	if err := proof.UnmarshalBinary(grp, proofBytes); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadProof, err)
+	}
+	if !(dleq.Verifier{Params: dleqParams}).VerifyBatch(grp.Generator(), Pi, Rs, Ds, &proof) {
+		return ErrBadProof
+	}
+	return nil
 }
 
 // VerifyPartial checks a partial decryption of R against the custodian's
@@ -71,15 +106,8 @@ func VerifyPartial(p *Policy, R group.Element, part *Partial) error {
 }
 
 func verifyPartial(Pi, R group.Element, part *Partial) error {
-	if part.D == nil || part.D.IsIdentity() || R == nil || R.IsIdentity() {
-		return fmt.Errorf("verifying partial %d: %w: identity element", part.Index, ErrBadProof)
-	}
-	var proof dleq.Proof
-	if err := proof.UnmarshalBinary(grp, part.Proof); err != nil {
-		return fmt.Errorf("verifying partial %d: %w: %v", part.Index, ErrBadProof, err)
-	}
-	if !(dleq.Verifier{Params: dleqParams}).Verify(grp.Generator(), Pi, R, part.D, &proof) {
-		return fmt.Errorf("verifying partial %d: %w", part.Index, ErrBadProof)
+	if err := verifyBatch(Pi, []group.Element{R}, []group.Element{part.D}, part.Proof); err != nil {
+		return fmt.Errorf("verifying partial %d: %w", part.Index, err)
 	}
 	return nil
 }

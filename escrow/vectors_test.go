@@ -327,17 +327,16 @@ func TestVectors(t *testing.T) {
 		}
 		resps = append(resps, resp)
 	}
-	for i, rec := range req.Records {
-		var parts []*Partial
-		for _, resp := range resps {
-			parts = append(parts, resp.Partials[i])
+	opened, err := Open(p, req, resps)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	for i := range req.Records {
+		if !bytes.Equal(opened[i], v.Records[i].Plaintext) {
+			t.Fatalf("record %d opened to %q", i, opened[i])
 		}
-		pt, err := Combine(p, rec.Signed.Record, parts)
-		if err != nil || !bytes.Equal(pt, v.Records[i].Plaintext) {
-			t.Fatalf("record %d: Combine = %q, %v", i, pt, err)
-		}
-		if _, err := Combine(p, rec.Signed.Record, parts[:v.Threshold-1]); err == nil {
-			t.Fatalf("record %d opened with k-1 partials", i)
-		}
+	}
+	if _, err := Open(p, req, resps[:v.Threshold-1]); err == nil {
+		t.Fatal("records opened with k-1 responses")
 	}
 }
