@@ -110,30 +110,42 @@ func newRatchetTree(s *CipherSuite, nodes []*Node) (*ratchetTree, error) {
 // checkUnmerged checks that every unmerged leaf of a parent is a
 // non-blank leaf below it, listed once, and that it is also unmerged at
 // every non-blank node between that parent and the leaf (RFC 9420
-// section 7.1 and 12.4.3.1).
+// section 7.1 and 12.4.3.1). It runs in time linear in the number of
+// unmerged entries times the tree depth.
 func (t *ratchetTree) checkUnmerged() error {
 	n := t.numLeaves()
-	for i := range t.nodes {
-		p := t.nodes[i].parent
-		if p == nil {
-			continue
+	at := map[LeafIndex][]NodeIndex{} // nodes listing the leaf, bottom-up
+	// Visit parents level by level from the bottom so each list is
+	// ordered by height.
+	for lvl := uint(1); int(1)<<lvl-1 < len(t.nodes); lvl++ {
+		for x := NodeIndex(1)<<lvl - 1; int(x) < len(t.nodes); x += NodeIndex(1) << (lvl + 1) {
+			p := t.nodes[x].parent
+			if p == nil {
+				continue
+			}
+			for _, l := range p.UnmergedLeaves {
+				if uint32(l) >= n || !isAncestor(x, l.node()) || t.nodes[l.node()].leaf == nil {
+					return errorf(ErrInvalidTree, "node %d lists unmerged leaf %d that is not a member below it", x, l)
+				}
+				if xs := at[l]; len(xs) > 0 && xs[len(xs)-1] == x {
+					return errorf(ErrInvalidTree, "node %d lists unmerged leaf %d twice", x, l)
+				}
+				at[l] = append(at[l], x)
+			}
 		}
-		x := NodeIndex(i)
-		for k, l := range p.UnmergedLeaves {
-			if uint32(l) >= n || !isAncestor(x, l.node()) || t.nodes[l.node()].leaf == nil {
-				return errorf(ErrInvalidTree, "node %d lists unmerged leaf %d that is not a member below it", i, l)
+	}
+	// The nodes listing l must be exactly the lowest non-blank ancestors
+	// of l, with no non-blank ancestor skipped.
+	for l, xs := range at {
+		k := 0
+		for y := l.node().parent(); k < len(xs); y = y.parent() {
+			if t.nodes[y].blank() {
+				continue
 			}
-			for _, m := range p.UnmergedLeaves[:k] {
-				if m == l {
-					return errorf(ErrInvalidTree, "node %d lists unmerged leaf %d twice", i, l)
-				}
+			if y != xs[k] {
+				return errorf(ErrInvalidTree, "leaf %d is unmerged at node %d but not at node %d below it", l, xs[k], y)
 			}
-			for y := l.node().parent(); y != x; y = y.parent() {
-				q := t.nodes[y].parent
-				if q != nil && !containsLeaf(q.UnmergedLeaves, l) {
-					return errorf(ErrInvalidTree, "leaf %d is unmerged at node %d but not at node %d below it", l, i, y)
-				}
-			}
+			k++
 		}
 	}
 	return nil

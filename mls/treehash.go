@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // This file computes tree hashes (RFC 9420 section 7.8) with a per-node
@@ -39,7 +40,7 @@ func (t *ratchetTree) leafHash(i LeafIndex, l *LeafNode) []byte {
 
 // parentHashInput hashes TreeHashInput for a parent. When drop is not nil
 // the listed leaves are left out of the node's unmerged_leaves.
-func (t *ratchetTree) parentHashInput(p *ParentNode, present bool, drop []LeafIndex, left, right []byte) []byte {
+func (t *ratchetTree) parentHashInput(p *ParentNode, present bool, drop leafSet, left, right []byte) []byte {
 	var w writer
 	w.u8(uint8(NodeParent))
 	w.optional(present, func(w *writer) {
@@ -47,7 +48,7 @@ func (t *ratchetTree) parentHashInput(p *ParentNode, present bool, drop []LeafIn
 		w.opaque(p.ParentHash)
 		w.vector(func(w *writer) {
 			for _, l := range p.UnmergedLeaves {
-				if !containsLeaf(drop, l) {
+				if !drop.has(l) {
 					w.u32(uint32(l))
 				}
 			}
@@ -62,15 +63,8 @@ func (t *ratchetTree) parentHashInput(p *ParentNode, present bool, drop []LeafIn
 // where the leaves in drop are blank and removed from every unmerged
 // list: the "original sibling tree hash" of section 7.9. Subtrees that
 // hold none of the dropped leaves use the cache.
-func (t *ratchetTree) hashWithout(x NodeIndex, drop []LeafIndex) []byte {
-	touched := false
-	for _, l := range drop {
-		if isAncestor(x, l.node()) {
-			touched = true
-			break
-		}
-	}
-	if !touched {
+func (t *ratchetTree) hashWithout(x NodeIndex, drop leafSet) []byte {
+	if !drop.anyBelow(x) {
 		return t.nodeHash(x)
 	}
 	if x.isLeaf() {
@@ -79,6 +73,32 @@ func (t *ratchetTree) hashWithout(x NodeIndex, drop []LeafIndex) []byte {
 	n := &t.nodes[x]
 	left, right := t.hashWithout(x.left(), drop), t.hashWithout(x.right(), drop)
 	return t.parentHashInput(n.parent, n.parent != nil, drop, left, right)
+}
+
+// leafSet is a sorted set of leaf indices, so that lookups stay cheap for
+// the long unmerged lists a hostile tree may carry.
+type leafSet []LeafIndex
+
+func newLeafSet(ls []LeafIndex) leafSet {
+	s := slices.Clone(ls)
+	slices.Sort(s)
+	return s
+}
+
+func (s leafSet) has(l LeafIndex) bool {
+	_, ok := slices.BinarySearch(s, l)
+	return ok
+}
+
+// anyBelow reports whether s holds a leaf in the subtree of x.
+func (s leafSet) anyBelow(x NodeIndex) bool {
+	if len(s) == 0 {
+		return false
+	}
+	span := NodeIndex(1)<<x.level() - 1
+	lo, hi := (x - span).leaf(), (x + span).leaf()
+	i, _ := slices.BinarySearch(s, lo)
+	return i < len(s) && s[i] <= hi
 }
 
 // parentHash computes the parent hash of parent node p at x with respect
@@ -90,7 +110,7 @@ func (t *ratchetTree) parentHash(x, c NodeIndex) []byte {
 	if s == c {
 		s = x.right()
 	}
-	sib := t.hashWithout(s, p.UnmergedLeaves)
+	sib := t.hashWithout(s, newLeafSet(p.UnmergedLeaves))
 	return treeParentHash(t.suite, p.EncryptionKey, p.ParentHash, sib)
 }
 
@@ -128,12 +148,13 @@ func (t *ratchetTree) verifyParentHashes() error {
 		x := NodeIndex(i)
 		ok := false
 		for _, c := range [2]NodeIndex{x.left(), x.right()} {
-			var below []LeafIndex
+			var below leafSet
 			for _, l := range p.UnmergedLeaves {
 				if isAncestor(c, l.node()) {
 					below = append(below, l)
 				}
 			}
+			slices.Sort(below)
 			res = res[:0]
 			if !t.appendResolution(&res, c, len(below)+1) || len(res) != len(below)+1 {
 				continue
@@ -144,14 +165,14 @@ func (t *ratchetTree) verifyParentHashes() error {
 				if !bytes.Equal(dn.parentHashField(), ph) {
 					continue
 				}
-				if d.isLeaf() && containsLeaf(below, d.leaf()) {
+				if d.isLeaf() && below.has(d.leaf()) {
 					continue
 				}
 				// Every other node of the resolution must be one of P's
 				// unmerged leaves.
 				match := true
 				for _, e := range res {
-					if e != d && (!e.isLeaf() || !containsLeaf(below, e.leaf())) {
+					if e != d && (!e.isLeaf() || !below.has(e.leaf())) {
 						match = false
 						break
 					}
