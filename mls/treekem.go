@@ -141,13 +141,17 @@ type pendingPath struct {
 // member at priv.leaf (RFC 9420 section 7.4), derives the node keys along
 // its filtered direct path, computes parent hashes, builds and signs the
 // new leaf (source commit; credential, capabilities and extensions from
-// leafTemplate, signature key from leafTemplate or else from sigPriv),
+// leafTemplate, or from the current leaf when nil; signature key from
+// leafTemplate or else from sigPriv),
 // merges all of it into t and updates priv. The tree must already have the
 // commit's proposals applied. Nothing is changed on error.
 func (t *ratchetTree) generatePath(priv *treePrivate, leafTemplate *LeafNode, sigPriv SignaturePrivateKey, groupID []byte, rand io.Reader) (*pendingPath, error) {
 	l := priv.leaf
 	if t.leaf(l) == nil {
 		return nil, fmt.Errorf("generating update path: %w: leaf %d is blank or outside the tree", ErrInvalidPath, l)
+	}
+	if leafTemplate == nil {
+		leafTemplate = t.leaf(l)
 	}
 	leafPriv, leafPub, err := t.suite.GenerateKeyPair(rand)
 	if err != nil {
