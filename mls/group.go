@@ -122,7 +122,7 @@ func CreateGroup(cfg Config, groupID []byte, self *KeyPackageBundle, opts GroupO
 		suite:      s,
 		tree:       tree,
 		priv:       &treePrivate{leaf: 0, keys: map[NodeIndex][]byte{0: self.EncryptionPriv}},
-		sigPriv:    self.SignaturePriv,
+		sigPriv:    self.SignaturePriv.Expanded(),
 		resumption: map[uint64][]byte{},
 		active:     true,
 	}

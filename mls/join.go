@@ -27,7 +27,7 @@ func Join(cfg Config, welcome *MLSMessage, self *KeyPackageBundle, tree []*Node)
 	}
 	// A provisional group resolves PSKs (external only: a joiner holds no
 	// resumption secrets of this group).
-	g := &Group{cfg: cfg, suite: s, resumption: map[uint64][]byte{}, active: true, sigPriv: self.SignaturePriv}
+	g := &Group{cfg: cfg, suite: s, resumption: map[uint64][]byte{}, active: true, sigPriv: self.SignaturePriv.Expanded()}
 	for _, id := range gs.PSKs {
 		if id.Type != PSKExternal {
 			return nil, fmt.Errorf("joining: %w: resumption psk in welcome", ErrMissingPSK)

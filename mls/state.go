@@ -33,7 +33,7 @@ func (g *Group) Save() ([]byte, error) {
 		w.u32(uint32(n))
 		w.opaque(g.priv.keys[n])
 	})
-	w.opaque(g.sigPriv)
+	w.opaque(g.sigPriv.Seed())
 	sec := g.secrets
 	for _, b := range [][]byte{sec.joiner, sec.epochSecret, sec.senderData, sec.encryption, sec.exporter,
 		sec.epochAuthenticator, sec.external, sec.confirmation, sec.membership, sec.resumption, sec.init} {
@@ -90,7 +90,7 @@ func Load(cfg Config, b []byte) (*Group, error) {
 	}) {
 		g.priv.keys[kv.n] = kv.k
 	}
-	g.sigPriv = SignaturePrivateKey(r.opaque("state.signature_key"))
+	g.sigPriv = SignaturePrivateKey(r.opaque("state.signature_key")).Expanded()
 	sec := &epochSecrets{}
 	for _, p := range []*[]byte{&sec.joiner, &sec.epochSecret, &sec.senderData, &sec.encryption, &sec.exporter,
 		&sec.epochAuthenticator, &sec.external, &sec.confirmation, &sec.membership, &sec.resumption, &sec.init} {

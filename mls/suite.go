@@ -47,16 +47,17 @@ type CipherSuite struct {
 	keySize  int // AEAD key size
 	nonceLen int // AEAD nonce size
 	encLen   int // KEM encapsulation size
+	nh       int // hash output size
 }
 
 var suites = map[CipherSuiteID]*CipherSuite{
 	SuiteX25519AES128: {
 		ID: SuiteX25519AES128, kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM(),
-		newHash: sha256.New, newAEAD: newAESGCM, keySize: 16, nonceLen: 12, encLen: 32,
+		newHash: sha256.New, newAEAD: newAESGCM, keySize: 16, nonceLen: 12, encLen: 32, nh: sha256.Size,
 	},
 	SuiteX25519ChaCha: {
 		ID: SuiteX25519ChaCha, kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.ChaCha20Poly1305(),
-		newHash: sha256.New, newAEAD: chacha20poly1305.New, keySize: 32, nonceLen: 12, encLen: 32,
+		newHash: sha256.New, newAEAD: chacha20poly1305.New, keySize: 32, nonceLen: 12, encLen: 32, nh: sha256.Size,
 	},
 }
 
@@ -78,7 +79,7 @@ func Suite(id CipherSuiteID) (*CipherSuite, error) {
 }
 
 // Nh is the hash output size.
-func (s *CipherSuite) Nh() int { return s.newHash().Size() }
+func (s *CipherSuite) Nh() int { return s.nh }
 
 // Hash returns H(data).
 func (s *CipherSuite) Hash(data []byte) []byte {
@@ -154,13 +155,46 @@ func signContent(label string, content []byte) []byte {
 	return w.b
 }
 
-// SignaturePrivateKey is an Ed25519 private key, stored as its 32-byte seed
-// (the encoding the MLS vectors use).
+// SignaturePrivateKey is an Ed25519 private key: either its 32-byte seed
+// (the encoding the MLS vectors and saved state use) or the 64-byte
+// expanded form, which signs without re-deriving the key each time.
 type SignaturePrivateKey []byte
+
+// expanded returns the key in its 64-byte form.
+func (k SignaturePrivateKey) expanded() (ed25519.PrivateKey, error) {
+	switch len(k) {
+	case ed25519.PrivateKeySize:
+		return ed25519.PrivateKey(k), nil
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(k), nil
+	}
+	return nil, fmt.Errorf("%w: signature private key is %d bytes", ErrInvalidValue, len(k))
+}
+
+// Expanded returns the 64-byte form of the key, for keeping in memory.
+func (k SignaturePrivateKey) Expanded() SignaturePrivateKey {
+	e, err := k.expanded()
+	if err != nil {
+		return k
+	}
+	return SignaturePrivateKey(e)
+}
+
+// Seed returns the 32-byte seed of the key.
+func (k SignaturePrivateKey) Seed() SignaturePrivateKey {
+	if len(k) == ed25519.PrivateKeySize {
+		return SignaturePrivateKey(ed25519.PrivateKey(k).Seed())
+	}
+	return k
+}
 
 // PublicKey returns the Ed25519 public key.
 func (k SignaturePrivateKey) PublicKey() []byte {
-	return ed25519.NewKeyFromSeed(k).Public().(ed25519.PublicKey)
+	e, err := k.expanded()
+	if err != nil {
+		return nil
+	}
+	return e.Public().(ed25519.PublicKey)
 }
 
 // GenerateSignatureKey makes a fresh signature key pair.
@@ -174,10 +208,11 @@ func (s *CipherSuite) GenerateSignatureKey(rand io.Reader) (SignaturePrivateKey,
 
 // SignWithLabel signs SignContent{"MLS 1.0 " + label, content}.
 func (s *CipherSuite) SignWithLabel(priv SignaturePrivateKey, label string, content []byte) ([]byte, error) {
-	if len(priv) != ed25519.SeedSize {
-		return nil, fmt.Errorf("signing: %w: private key is %d bytes", ErrInvalidValue, len(priv))
+	e, err := priv.expanded()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
 	}
-	return ed25519.Sign(ed25519.NewKeyFromSeed(priv), signContent(label, content)), nil
+	return ed25519.Sign(e, signContent(label, content)), nil
 }
 
 // VerifyWithLabel checks a signature made by SignWithLabel.
