@@ -1,0 +1,291 @@
+// Package pebble is the embedded store.Store backend, on the Pebble
+// key-value engine (github.com/cockroachdb/pebble/v2).
+//
+// Writes: every mutation goes through one committer goroutine, which
+// gathers the requests that arrived while the previous group was being
+// fsynced, checks their conditions (CAS, expected last sequence) against the
+// database plus the group's own earlier writes, and commits the group as one
+// Pebble batch with a WAL fsync. Concurrent writers thus share fsyncs, and
+// conditions need no locks. Blob chunks are written directly without fsync
+// under a fresh upload ID; the manifest that makes the blob visible is
+// committed through the committer, and its fsync covers the chunks before it
+// in the WAL.
+//
+// Reads: Pebble makes a batch visible before its WAL fsync completes, so
+// readers do not read the live database: after each durable group the
+// committer publishes a Pebble snapshot, and readers use the newest one.
+// A reader thus never sees a write that a crash could still lose.
+package pebble
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"anom/internal/store"
+)
+
+// DefaultMaxBlobSize is the blob size limit when Options.MaxBlobSize is zero.
+const DefaultMaxBlobSize = 256 << 20
+
+// Options configures Open.
+type Options struct {
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives Pebble's informational and error messages; nil
+	// discards them.
+	Logger *slog.Logger
+	// MaxBlobSize caps PutBlob; zero means DefaultMaxBlobSize. Values below
+	// store.MinBlobLimit are raised to it.
+	MaxBlobSize int64
+	// CacheSize is Pebble's block cache in bytes; zero means 64 MiB.
+	CacheSize int64
+	// ChunkSize is the blob chunk size in bytes; zero means 256 KiB.
+	ChunkSize int
+}
+
+// Store is a store.Store on a Pebble database in one directory. At most one
+// Store may use a directory at a time (Pebble locks it).
+type Store struct {
+	db      *pebble.DB
+	cache   *pebble.Cache
+	now     func() time.Time
+	maxBlob int64
+	chunk   int
+
+	reqs    chan *request
+	stopped chan struct{} // closed when the committer has exited
+	view    atomic.Pointer[view]
+	waiters waiters
+
+	closed   atomic.Bool
+	closing  chan struct{} // closed when Close starts
+	inflight sync.RWMutex  // held shared by every call, exclusively by Close
+	readers  sync.Map      // *blobReader -> struct{}
+	closeErr error
+	once     sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	s := &Store{
+		now:     o.Now,
+		maxBlob: o.MaxBlobSize,
+		chunk:   o.ChunkSize,
+		reqs:    make(chan *request, 1024),
+		stopped: make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxBlob == 0 {
+		s.maxBlob = DefaultMaxBlobSize
+	}
+	if s.maxBlob < store.MinBlobLimit {
+		s.maxBlob = store.MinBlobLimit
+	}
+	if s.chunk <= 0 {
+		s.chunk = 256 << 10
+	}
+	cacheSize := o.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = 64 << 20
+	}
+	s.cache = pebble.NewCache(cacheSize)
+	po := &pebble.Options{
+		Cache:              s.cache,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             logger{o.Logger},
+		MemTableSize:       64 << 20,
+	}
+	po.EnsureDefaults()
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		s.cache.Unref()
+		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
+	}
+	s.db = db
+	rev, err := s.loadRev()
+	if err == nil {
+		err = s.dropUploads()
+	}
+	if err != nil {
+		db.Close()
+		s.cache.Unref()
+		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
+	}
+	s.publishView()
+	go s.commitLoop(rev)
+	return s, nil
+}
+
+func (s *Store) loadRev() (uint64, error) {
+	v, closer, err := s.db.Get(revKey())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading revision counter: %w", err)
+	}
+	defer closer.Close()
+	return decodeUint("revision counter", v)
+}
+
+// dropUploads removes the chunks of uploads that never finished: at Open
+// no upload can be in progress.
+func (s *Store) dropUploads() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixUpload}, UpperBound: []byte{prefixUpload + 1}})
+	if err != nil {
+		return fmt.Errorf("listing unfinished uploads: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for it.First(); it.Valid(); it.Next() {
+		u, err := parseUploadKey(it.Key())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		lo, hi := chunkRange(u)
+		b.DeleteRange(lo, hi, nil)
+		b.Delete(uploadKey(u), nil)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("listing unfinished uploads: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("dropping unfinished uploads: %w", err)
+	}
+	return nil
+}
+
+// enter marks the start of a call; leave must follow.
+func (s *Store) enter() error {
+	s.inflight.RLock()
+	if s.closed.Load() {
+		s.inflight.RUnlock()
+		return store.ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.inflight.RUnlock() }
+
+// Close waits for calls in progress, closes open blob readers, stops the
+// committer and closes the database.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		s.inflight.Lock()
+		s.readers.Range(func(k, _ any) bool {
+			k.(*blobReader).closeLocked()
+			return true
+		})
+		close(s.reqs)
+		<-s.stopped
+		if v := s.view.Swap(nil); v != nil {
+			v.release()
+		}
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("closing pebble store: %w", err)
+		}
+		s.cache.Unref()
+		s.inflight.Unlock()
+	})
+	return s.closeErr
+}
+
+// view is a reference-counted snapshot of durable state.
+type view struct {
+	snap *pebble.Snapshot
+	refs atomic.Int64
+}
+
+func (v *view) release() {
+	if v.refs.Add(-1) == 0 {
+		v.snap.Close()
+	}
+}
+
+// publishView makes the database's current state the readers' view. Only
+// the committer (and Open) call it, after a durable commit.
+func (s *Store) publishView() {
+	v := &view{snap: s.db.NewSnapshot()}
+	v.refs.Store(1)
+	if old := s.view.Swap(v); old != nil {
+		old.release()
+	}
+}
+
+// acquire returns the current view with a reference held; release it.
+func (s *Store) acquire() *view {
+	for {
+		v := s.view.Load()
+		n := v.refs.Load()
+		if n > 0 && v.refs.CompareAndSwap(n, n+1) {
+			return v
+		}
+	}
+}
+
+// get reads one key from the view; ok is false if it does not exist. The
+// returned bytes are a copy.
+func (v *view) get(key []byte) ([]byte, bool, error) {
+	val, closer, err := v.snap.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), val...)
+	closer.Close()
+	return out, true, nil
+}
+
+func newUploadID() uploadID {
+	var u uploadID
+	rand.Read(u[:])
+	return u
+}
+
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// logger adapts slog to Pebble's logger.
+type logger struct{ l *slog.Logger }
+
+func (l logger) Infof(format string, args ...any) {
+	if l.l != nil {
+		l.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (l logger) Errorf(format string, args ...any) {
+	if l.l != nil {
+		l.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (l logger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if l.l != nil {
+		l.l.Error(msg, "component", "pebble", "fatal", true)
+	}
+	panic("pebble: fatal: " + msg)
+}
