@@ -185,3 +185,27 @@ func (g *Group) senderKey(ac *AuthenticatedContent) ([]byte, *Credential, error)
 	}
 	return nil, nil, fmt.Errorf("%w: sender type %d", ErrUnknownSender, snd.Type)
 }
+
+// ExternalProposal makes a proposal signed by an external sender listed in
+// a group's external_senders extension (anom's server uses it to propose
+// removing a revoked device). It is sent as a PublicMessage.
+func ExternalProposal(s *CipherSuite, sigPriv SignaturePrivateKey, senderIndex uint32, groupID []byte, epoch uint64, p *Proposal) (*MLSMessage, error) {
+	ac := &AuthenticatedContent{
+		WireFormat: WirePublicMessage,
+		Content: FramedContent{
+			GroupID:     groupID,
+			Epoch:       epoch,
+			Sender:      Sender{Type: SenderExternal, SenderIndex: senderIndex},
+			ContentType: ContentProposal,
+			Proposal:    p,
+		},
+	}
+	if err := signFramedContent(s, sigPriv, ac, nil); err != nil {
+		return nil, fmt.Errorf("signing external proposal: %w", err)
+	}
+	pub, err := protectPublic(s, ac, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("framing external proposal: %w", err)
+	}
+	return &MLSMessage{Version: ProtocolMLS10, WireFormat: WirePublicMessage, Public: pub}, nil
+}

@@ -316,6 +316,9 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitInfo, error) {
 		if err := tree.validateLeaf(&c.Path.LeafNode, LeafSourceCommit, g.ctx.GroupID, committer, g.cfg.now(), required, g.cfg.ValidateCredential); err != nil {
 			return nil, fmt.Errorf("%w: committer leaf: %w", ErrInvalidCommit, err)
 		}
+		if err := leafSupportsGroupExtensions(&c.Path.LeafNode, prov.exts); err != nil {
+			return nil, fmt.Errorf("%w: committer leaf: %w", ErrInvalidCommit, err)
+		}
 		if err := tree.mergePath(committer, c.Path, g.ctx.GroupID); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 		}

@@ -268,47 +268,11 @@ func (g *Group) checkGroupExtensions(tree *ratchetTree, exts []Extension) error 
 		if l == nil {
 			continue
 		}
-		for _, e := range exts {
-			if !isDefaultExtension(e.Type) && !containsU16(l.Capabilities.Extensions, e.Type) {
-				return fmt.Errorf("%w: leaf %d does not support group extension %d", ErrInvalidProposal, i, e.Type)
-			}
+		if err := leafSupportsGroupExtensions(l, exts); err != nil {
+			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposal, i, err)
 		}
-		if rc != nil {
-			if err := checkRequired(l, rc); err != nil {
-				return fmt.Errorf("%w: leaf %d: %v", ErrInvalidProposal, i, err)
-			}
-		}
-	}
-	return nil
-}
-
-func isDefaultExtension(t ExtensionType) bool { return t >= 1 && t <= 5 }
-func isDefaultProposal(t ProposalType) bool   { return t >= 1 && t <= 7 }
-
-func containsU16[T ~uint16](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// checkRequired checks a leaf's capabilities against required_capabilities.
-func checkRequired(l *LeafNode, rc *RequiredCapabilities) error {
-	for _, e := range rc.Extensions {
-		if !isDefaultExtension(e) && !containsU16(l.Capabilities.Extensions, e) {
-			return fmt.Errorf("missing required extension %d", e)
-		}
-	}
-	for _, p := range rc.Proposals {
-		if !isDefaultProposal(p) && !containsU16(l.Capabilities.Proposals, p) {
-			return fmt.Errorf("missing required proposal %d", p)
-		}
-	}
-	for _, c := range rc.Credentials {
-		if !containsU16(l.Capabilities.Credentials, c) {
-			return fmt.Errorf("missing required credential %d", c)
+		if err := leafSupportsRequired(l, rc); err != nil {
+			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposal, i, err)
 		}
 	}
 	return nil

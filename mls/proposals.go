@@ -184,6 +184,9 @@ func (g *Group) applyProposals(items []proposalItem, committer Sender) (*provisi
 		if err := tree.validateLeaf(l, LeafSourceUpdate, g.ctx.GroupID, it.sender.LeafIndex, now, required, g.cfg.ValidateCredential); err != nil {
 			return nil, fmt.Errorf("%w: update from leaf %d: %w", ErrInvalidProposal, it.sender.LeafIndex, err)
 		}
+		if err := leafSupportsGroupExtensions(l, prov.exts); err != nil {
+			return nil, fmt.Errorf("%w: update from leaf %d: %w", ErrInvalidProposal, it.sender.LeafIndex, err)
+		}
 		leaf := *l
 		tree.updateLeaf(it.sender.LeafIndex, &leaf)
 	}
@@ -198,6 +201,9 @@ func (g *Group) applyProposals(items []proposalItem, committer Sender) (*provisi
 	for _, it := range adds {
 		kp := &it.proposal.Add.KeyPackage
 		if err := tree.validateLeaf(&kp.LeafNode, LeafSourceKeyPackage, g.ctx.GroupID, noLeaf, now, required, g.cfg.ValidateCredential); err != nil {
+			return nil, fmt.Errorf("%w: add: %w", ErrInvalidProposal, err)
+		}
+		if err := leafSupportsGroupExtensions(&kp.LeafNode, prov.exts); err != nil {
 			return nil, fmt.Errorf("%w: add: %w", ErrInvalidProposal, err)
 		}
 		leaf := kp.LeafNode
