@@ -235,3 +235,54 @@ func FuzzDecodeGroupSecrets(f *testing.F) {
 		})
 	})
 }
+
+// FuzzDecoders runs every standalone decoder of the package on the same
+// input (the first byte picks the decoder) and checks that whatever
+// decodes re-encodes to the same bytes.
+func FuzzDecoders(f *testing.F) {
+	type tc struct {
+		KeyPackage hexBytes `json:"mls_key_package"`
+		GroupInfo  hexBytes `json:"mls_group_info"`
+		Commit     hexBytes `json:"commit"`
+		Remove     hexBytes `json:"remove_proposal"`
+	}
+	for i, c := range loadVectors[tc](f, "messages.json") {
+		if i >= 5 {
+			break
+		}
+		for sel, b := range [][]byte{c.KeyPackage[4:], c.GroupInfo[4:], append([]byte{0, 3}, c.Remove...), c.Commit} {
+			f.Add(append([]byte{byte(sel)}, b...))
+		}
+	}
+	decoders := []func([]byte) ([]byte, error){
+		func(b []byte) ([]byte, error) { v, err := DecodeKeyPackage(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeGroupInfo(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeProposal(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeCommit(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeUpdatePath(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeGroupContext(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeAuthenticatedContent(b); return enc(v, err) },
+		func(b []byte) ([]byte, error) { v, err := DecodeRequiredCapabilities(b); return enc(&v, err) },
+		func(b []byte) ([]byte, error) {
+			v, err := DecodeExternalSenders(b)
+			if err != nil {
+				return nil, err
+			}
+			return EncodeExternalSenders(v), nil
+		},
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		dec := decoders[int(b[0])%len(decoders)]
+		fuzzRoundTrip(t, b[1:], dec)
+	})
+}
+
+func enc[T marshaler](v T, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	return encode(v), nil
+}
