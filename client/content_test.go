@@ -1,0 +1,193 @@
+package client
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testRef() *AttachmentRef {
+	r := &AttachmentRef{BlobID: []byte("blob-0001"), Size: 123456, MIME: "image/jpeg", Name: "photo 1.jpg"}
+	for i := range r.Key {
+		r.Key[i] = byte(i)
+		r.SHA256[i] = byte(255 - i)
+	}
+	return r
+}
+
+var testSentAt = time.UnixMilli(1767225600123)
+
+func TestContentRoundTrip(t *testing.T) {
+	id := MessageID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	tests := []struct {
+		name string
+		c    Content
+	}{
+		{"text", Content{Kind: KindText, ID: id, SentAt: testSentAt, Text: "hello, wörld 👋"}},
+		{"empty text", Content{Kind: KindText, ID: id, SentAt: testSentAt}},
+		{"longest text", Content{Kind: KindText, ID: id, SentAt: testSentAt, Text: strings.Repeat("a", MaxTextLen)}},
+		{"attachment", Content{Kind: KindAttachment, ID: id, SentAt: testSentAt, Attachment: testRef()}},
+		{"attachment without type or name", Content{Kind: KindAttachment, ID: id, SentAt: testSentAt, Attachment: &AttachmentRef{BlobID: []byte{1}}}},
+		{"voice", Content{Kind: KindVoice, ID: id, SentAt: testSentAt, Attachment: testRef(), Duration: 12345 * time.Millisecond}},
+		{"delete", Content{Kind: KindDelete, ID: id, SentAt: testSentAt, Target: MessageID{0xff}}},
+		{"timer", Content{Kind: KindTimer, ID: id, SentAt: testSentAt, Timer: 7 * 24 * time.Hour}},
+		{"timer off", Content{Kind: KindTimer, ID: id, SentAt: time.UnixMilli(0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := tt.c.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := UnmarshalContent(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b2, err := got.Marshal()
+			if err != nil || !bytes.Equal(b, b2) {
+				t.Fatalf("re-encoding differs: %v", err)
+			}
+			if got.Kind != tt.c.Kind || got.ID != tt.c.ID || !got.SentAt.Equal(tt.c.SentAt) || got.Text != tt.c.Text ||
+				got.Duration != tt.c.Duration || got.Target != tt.c.Target || got.Timer != tt.c.Timer {
+				t.Fatalf("got %+v, want %+v", got, tt.c)
+			}
+			if (got.Attachment == nil) != (tt.c.Attachment == nil) {
+				t.Fatal("attachment presence differs")
+			}
+			if a, w := got.Attachment, tt.c.Attachment; a != nil &&
+				(!bytes.Equal(a.BlobID, w.BlobID) || a.Key != w.Key || a.SHA256 != w.SHA256 || a.Size != w.Size || a.MIME != w.MIME || a.Name != w.Name) {
+				t.Fatalf("attachment %+v, want %+v", a, w)
+			}
+		})
+	}
+}
+
+// TestContentGolden pins the encoding: other clients (the web client)
+// must produce the same bytes.
+func TestContentGolden(t *testing.T) {
+	id := MessageID{0xaa}
+	tests := []struct {
+		c    Content
+		want string
+	}{
+		{Content{Kind: KindText, ID: id, SentAt: time.UnixMilli(1), Text: "hi"},
+			"0101" + "aa000000000000000000000000000000" + "0000000000000001" + "00000002" + "6869"},
+		{Content{Kind: KindDelete, ID: id, SentAt: time.UnixMilli(2), Target: MessageID{0xbb}},
+			"0104" + "aa000000000000000000000000000000" + "0000000000000002" + "bb000000000000000000000000000000"},
+		{Content{Kind: KindTimer, ID: id, SentAt: time.UnixMilli(3), Timer: time.Minute},
+			"0105" + "aa000000000000000000000000000000" + "0000000000000003" + "0000003c"},
+		{Content{Kind: KindVoice, ID: id, SentAt: time.UnixMilli(4), Duration: time.Second, Attachment: &AttachmentRef{BlobID: []byte{9}, Size: 5, MIME: "audio/ogg", Name: "v"}},
+			"0103" + "aa000000000000000000000000000000" + "0000000000000004" + "0109" + strings.Repeat("00", 64) + "0000000000000005" +
+				"09" + hex.EncodeToString([]byte("audio/ogg")) + "0001" + "76" + "000003e8"},
+	}
+	for _, tt := range tests {
+		b, err := tt.c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(b); got != tt.want {
+			t.Errorf("%v:\n got %s\nwant %s", tt.c.Kind, got, tt.want)
+		}
+	}
+}
+
+func TestContentInvalid(t *testing.T) {
+	good, _ := (&Content{Kind: KindText, SentAt: testSentAt, Text: "hi"}).Marshal()
+	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	decodeTests := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"version 0", mut(func(b []byte) []byte { b[0] = 0; return b })},
+		{"version 2", mut(func(b []byte) []byte { b[0] = 2; return b })},
+		{"unknown kind", mut(func(b []byte) []byte { b[1] = 9; return b })},
+		{"kind 0", mut(func(b []byte) []byte { b[1] = 0; return b })},
+		{"truncated", good[:len(good)-1]},
+		{"trailing byte", append(bytes.Clone(good), 0)},
+		{"text length too long", mut(func(b []byte) []byte { b[26] = 0xff; return b })},
+		{"invalid UTF-8", mut(func(b []byte) []byte { b[len(b)-1] = 0xff; return b })},
+		{"sent-at out of range", mut(func(b []byte) []byte { b[18] = 0x80; return b })},
+	}
+	for _, tt := range decodeTests {
+		if _, err := UnmarshalContent(tt.b); !errors.Is(err, ErrBadContent) {
+			t.Errorf("%s: %v, want ErrBadContent", tt.name, err)
+		}
+	}
+	bad := func(f func(r *AttachmentRef)) *AttachmentRef { r := testRef(); f(r); return r }
+	encodeTests := []struct {
+		name string
+		c    Content
+	}{
+		{"unknown kind", Content{Kind: 77}},
+		{"text too long", Content{Kind: KindText, Text: strings.Repeat("a", MaxTextLen+1)}},
+		{"bad UTF-8", Content{Kind: KindText, Text: "\xff"}},
+		{"sub-millisecond time", Content{Kind: KindText, SentAt: time.Unix(0, 1)}},
+		{"before 1970", Content{Kind: KindText, SentAt: time.UnixMilli(-1)}},
+		{"attachment missing", Content{Kind: KindAttachment}},
+		{"empty blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = nil })}},
+		{"long blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = make([]byte, 65) })}},
+		{"bad MIME", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.MIME = "image" })}},
+		{"MIME with space", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.MIME = "image/ jpeg" })}},
+		{"name with slash", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = "../etc/passwd" })}},
+		{"name dot-dot", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = ".." })}},
+		{"name with newline", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = "a\nb" })}},
+		{"name too long", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = strings.Repeat("n", 256) })}},
+		{"size too large", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Size = MaxAttachmentSize + 1 })}},
+		{"negative duration", Content{Kind: KindVoice, Attachment: testRef(), Duration: -time.Second}},
+		{"sub-millisecond duration", Content{Kind: KindVoice, Attachment: testRef(), Duration: time.Microsecond}},
+		{"negative timer", Content{Kind: KindTimer, Timer: -time.Second}},
+		{"fractional timer", Content{Kind: KindTimer, Timer: 1500 * time.Millisecond}},
+		{"timer too long", Content{Kind: KindTimer, Timer: (MaxTimer + 1) * time.Second}},
+	}
+	for _, tt := range encodeTests {
+		if _, err := tt.c.Marshal(); !errors.Is(err, ErrBadContent) {
+			t.Errorf("%s: %v, want ErrBadContent", tt.name, err)
+		}
+	}
+}
+
+func FuzzUnmarshalContent(f *testing.F) {
+	for _, c := range []Content{
+		{Kind: KindText, SentAt: testSentAt, Text: "hello"},
+		{Kind: KindAttachment, SentAt: testSentAt, Attachment: testRef()},
+		{Kind: KindVoice, SentAt: testSentAt, Attachment: testRef(), Duration: time.Second},
+		{Kind: KindDelete, SentAt: testSentAt, Target: MessageID{1}},
+		{Kind: KindTimer, SentAt: testSentAt, Timer: time.Hour},
+	} {
+		b, err := c.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := UnmarshalContent(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadContent) {
+				t.Fatalf("error %v is not ErrBadContent", err)
+			}
+			return
+		}
+		b2, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("decoded content does not encode: %v", err)
+		}
+		if !bytes.Equal(b, b2) {
+			t.Fatalf("not canonical:\n in %x\nout %x", b, b2)
+		}
+	})
+}
+
+func BenchmarkContent(b *testing.B) {
+	c := &Content{Kind: KindText, SentAt: testSentAt, Text: strings.Repeat("x", 200)}
+	for b.Loop() {
+		enc, _ := c.Marshal()
+		if _, err := UnmarshalContent(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
