@@ -11,17 +11,7 @@ import (
 // BenchmarkGroupEncryptDecrypt1KiB measures one member encrypting a 1 KiB
 // application message and another decrypting it, signatures included.
 func BenchmarkGroupEncryptDecrypt1KiB(b *testing.B) {
-	s, _ := Suite(SuiteX25519AES128)
-	alice, bob := newMember(b, s, "alice"), newMember(b, s, "bob")
-	alice.group, _ = CreateGroup(Config{}, []byte("bench"), alice.bundle, GroupOptions{})
-	pc, err := alice.group.Commit(CommitOptions{Add: []*KeyPackage{bob.bundle.KeyPackage}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	alice.group.ApplyCommit(pc)
-	if bob.group, err = Join(Config{}, pc.Welcome, bob.bundle, nil); err != nil {
-		b.Fatal(err)
-	}
+	alice, bob := twoMembers(b)
 	msg := bytes.Repeat([]byte("x"), 1024)
 	b.SetBytes(1024)
 	b.ReportAllocs()

@@ -93,19 +93,9 @@ func (g *Group) Commit(opts CommitOptions) (*PendingCommit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making commit: %w", err)
 	}
-	if prov.reinit != nil && len(items) > 1 {
-		return nil, fmt.Errorf("making commit: %w: reinit with other proposals", ErrInvalidProposal)
-	}
 	tree := prov.tree
 	priv := g.priv.clone()
-	newCtx := GroupContext{
-		Version:                 ProtocolMLS10,
-		CipherSuite:             s.ID,
-		GroupID:                 g.ctx.GroupID,
-		Epoch:                   g.ctx.Epoch + 1,
-		ConfirmedTranscriptHash: g.ctx.ConfirmedTranscriptHash,
-		Extensions:              prov.exts,
-	}
+	newCtx := g.provisionalContext(prov.exts)
 
 	commit := &Commit{Proposals: refs}
 	var commitSecret []byte
@@ -142,14 +132,10 @@ func (g *Group) Commit(opts CommitOptions) (*PendingCommit, error) {
 	if err := signFramedContent(s, g.sigPriv, ac, &g.ctx); err != nil {
 		return nil, fmt.Errorf("signing commit: %w", err)
 	}
-	newCtx.ConfirmedTranscriptHash = s.confirmedTranscriptHash(g.interim, ac)
-	psks, err := g.resolvePSKs(prov.psks)
+	joiner, pskSecret, secrets, err := g.advanceSchedule(&newCtx, ac, prov, g.secrets.init, commitSecret)
 	if err != nil {
 		return nil, fmt.Errorf("making commit: %w", err)
 	}
-	pskSecret := s.pskSecret(psks)
-	joiner := s.joinerSecret(g.secrets.init, commitSecret, &newCtx)
-	secrets := s.deriveEpoch(joiner, pskSecret, &newCtx)
 	ac.Auth.ConfirmationTag = s.confirmationTag(secrets.confirmation, newCtx.ConfirmedTranscriptHash)
 	pub, err := protectPublic(s, ac, g.secrets.membership, &g.ctx)
 	if err != nil {
@@ -299,14 +285,7 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitInfo, error) {
 	}
 
 	priv := g.priv.clone()
-	newCtx := GroupContext{
-		Version:                 ProtocolMLS10,
-		CipherSuite:             s.ID,
-		GroupID:                 g.ctx.GroupID,
-		Epoch:                   g.ctx.Epoch + 1,
-		ConfirmedTranscriptHash: g.ctx.ConfirmedTranscriptHash,
-		Extensions:              prov.exts,
-	}
+	newCtx := g.provisionalContext(prov.exts)
 	var commitSecret []byte
 	if c.Path != nil {
 		required, err := requiredCapabilities(prov.exts)
@@ -345,7 +324,6 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitInfo, error) {
 		return info, nil
 	}
 	newCtx.TreeHash = tree.treeHash()
-	newCtx.ConfirmedTranscriptHash = s.confirmedTranscriptHash(g.interim, ac)
 
 	initSecret := g.secrets.init
 	if external {
@@ -358,13 +336,10 @@ func (g *Group) processCommit(ac *AuthenticatedContent) (*CommitInfo, error) {
 			return nil, fmt.Errorf("%w: external init: %w", ErrInvalidCommit, err)
 		}
 	}
-	psks, err := g.resolvePSKs(prov.psks)
+	_, _, secrets, err := g.advanceSchedule(&newCtx, ac, prov, initSecret, commitSecret)
 	if err != nil {
 		return nil, err
 	}
-	pskSecret := s.pskSecret(psks)
-	joiner := s.joinerSecret(initSecret, commitSecret, &newCtx)
-	secrets := s.deriveEpoch(joiner, pskSecret, &newCtx)
 	if err := s.verifyConfirmationTag(secrets.confirmation, newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 	}
@@ -378,4 +353,32 @@ func encodeExtensions(exts []Extension) []byte {
 	var w writer
 	writeExtensions(&w, exts)
 	return w.b
+}
+
+// provisionalContext is the group context of the next epoch before its
+// tree hash and confirmed transcript hash are known.
+func (g *Group) provisionalContext(exts []Extension) GroupContext {
+	return GroupContext{
+		Version:                 ProtocolMLS10,
+		CipherSuite:             g.suite.ID,
+		GroupID:                 g.ctx.GroupID,
+		Epoch:                   g.ctx.Epoch + 1,
+		ConfirmedTranscriptHash: g.ctx.ConfirmedTranscriptHash,
+		Extensions:              exts,
+	}
+}
+
+// advanceSchedule completes the next epoch's context with the confirmed
+// transcript hash of the commit ac and runs the key schedule (RFC 9420
+// section 8) from initSecret, commitSecret and the commit's PSKs.
+func (g *Group) advanceSchedule(newCtx *GroupContext, ac *AuthenticatedContent, prov *provisional, initSecret, commitSecret []byte) (joiner, pskSecret []byte, secrets *epochSecrets, err error) {
+	s := g.suite
+	newCtx.ConfirmedTranscriptHash = s.confirmedTranscriptHash(g.interim, ac)
+	psks, err := g.resolvePSKs(prov.psks)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pskSecret = s.pskSecret(psks)
+	joiner = s.joinerSecret(initSecret, commitSecret, newCtx)
+	return joiner, pskSecret, s.deriveEpoch(joiner, pskSecret, newCtx), nil
 }
