@@ -16,6 +16,8 @@ import (
 const (
 	maxGroupRequests = 1024
 	maxGroupBytes    = 16 << 20
+	// maxPipelinedGroups bounds the groups applied but not yet fsynced.
+	maxPipelinedGroups = 64
 )
 
 // request is one mutation for the committer. fn checks its conditions and
@@ -44,9 +46,14 @@ func (s *Store) submit(ctx context.Context, size int, fn func(tx *tx) error) err
 }
 
 // commitLoop is the committer: the only goroutine that writes to keys
-// other than blob chunks and upload markers.
+// other than blob chunks and upload markers. It evaluates a group, applies
+// it to Pebble (ordered, visible to the committer, WAL fsync requested but
+// not awaited), takes a snapshot of exactly that state, and passes the
+// group to syncLoop. So the next group is gathered and evaluated while the
+// previous one is being fsynced, and Pebble's WAL writer covers every
+// group queued during one fsync with the next.
 func (s *Store) commitLoop(rev uint64) {
-	defer close(s.stopped)
+	defer close(s.synced)
 	g := &group{s: s, rev: rev}
 	for r := range s.reqs {
 		g.reset()
@@ -63,21 +70,70 @@ func (s *Store) commitLoop(rev uint64) {
 				break gather
 			}
 		}
-		g.run()
+		s.synced <- g.run()
 	}
 }
 
-// group is the set of requests committed with one fsync.
+// syncLoop waits, in commit order, for each group's fsync, then publishes
+// its snapshot to readers, wakes waiters and answers its requests. Even
+// groups that wrote nothing pass through it, so that no answer (say, a
+// conflict caused by an earlier group) precedes the durability of what it
+// depends on.
+func (s *Store) syncLoop() {
+	defer close(s.stopped)
+	for p := range s.synced {
+		err := p.err
+		if p.batch != nil {
+			if err == nil {
+				if err = p.batch.SyncWait(); err != nil {
+					err = fmt.Errorf("syncing write-ahead log: %w", err)
+					s.broken.CompareAndSwap(nil, &err)
+				}
+			}
+			p.batch.Close()
+		}
+		if p.snap != nil {
+			if err == nil {
+				s.publishView(p.snap)
+			} else {
+				p.snap.Close()
+			}
+		}
+		for _, r := range p.applied {
+			r.err = err
+		}
+		if err == nil {
+			for log := range p.logs {
+				s.waiters.wake(log)
+			}
+		}
+		for _, r := range p.reqs {
+			close(r.done)
+		}
+	}
+}
+
+// group is the set of requests committed with one Pebble batch.
 type group struct {
 	s      *Store
 	reqs   []*request
 	bytes  int
-	rev    uint64 // last revision handed out (committed or in this group)
+	rev    uint64 // last revision handed out
 	batch  *pebble.Batch
 	points map[string]staged // writes of earlier requests of this group
 	ranges []stagedRange     // range deletions of earlier requests
 	gen    int               // orders points and ranges
 	logs   map[string]bool   // logs appended to, to wake waiters
+}
+
+// pending is a group on its way from the committer to syncLoop.
+type pending struct {
+	reqs    []*request
+	applied []*request // requests whose writes are in batch
+	batch   *pebble.Batch
+	snap    *pebble.Snapshot // state right after batch
+	logs    map[string]bool
+	err     error // set if the group failed before its fsync
 }
 
 type staged struct {
@@ -91,11 +147,11 @@ type stagedRange struct {
 }
 
 func (g *group) reset() {
-	g.reqs = g.reqs[:0]
+	g.reqs = nil
 	g.bytes = 0
 	g.batch = g.s.db.NewBatch()
 	g.points = make(map[string]staged)
-	g.ranges = g.ranges[:0]
+	g.ranges = nil
 	g.logs = make(map[string]bool)
 }
 
@@ -104,9 +160,17 @@ func (g *group) add(r *request) {
 	g.bytes += r.size
 }
 
-func (g *group) run() {
+// run evaluates and applies the group.
+func (g *group) run() *pending {
+	p := &pending{reqs: g.reqs, logs: g.logs}
+	if b := g.s.broken.Load(); b != nil {
+		for _, r := range g.reqs {
+			r.err = fmt.Errorf("store failed earlier: %w", *b)
+		}
+		g.batch.Close()
+		return p
+	}
 	startRev := g.rev
-	var applied []*request
 	for _, r := range g.reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
@@ -121,35 +185,25 @@ func (g *group) run() {
 			r.err = err
 			continue
 		}
-		applied = append(applied, r)
+		p.applied = append(p.applied, r)
 	}
-	var err error
-	if len(applied) > 0 {
-		if g.rev != startRev {
-			g.batch.Set(revKey(), encodeUint(g.rev), nil)
-		}
-		err = g.batch.Commit(pebble.Sync)
-		if err != nil {
-			// The state of the database is unknown; Pebble treats WAL
-			// errors as fatal, so this is not expected to be reached.
-			err = fmt.Errorf("committing: %w", err)
-			g.rev = startRev
-		} else {
-			g.s.publishView()
-		}
+	if len(p.applied) == 0 {
+		g.batch.Close()
+		return p
 	}
-	g.batch.Close()
-	for _, r := range applied {
-		r.err = err
+	if g.rev != startRev {
+		g.batch.Set(revKey(), encodeUint(g.rev), nil)
 	}
-	if err == nil {
-		for log := range g.logs {
-			g.s.waiters.wake(log)
-		}
+	p.batch = g.batch
+	if err := g.s.db.ApplyNoSyncWait(g.batch, pebble.Sync); err != nil {
+		// The batch may or may not be in the WAL: stop accepting writes.
+		p.err = fmt.Errorf("committing: %w", err)
+		g.s.broken.CompareAndSwap(nil, &p.err)
+		g.rev = startRev
+		return p
 	}
-	for _, r := range g.reqs {
-		close(r.done)
-	}
+	p.snap = g.s.db.NewSnapshot()
+	return p
 }
 
 // tx is one request's view of the database inside the committer: reads see

@@ -1,20 +1,27 @@
 // Package pebble is the embedded store.Store backend, on the Pebble
 // key-value engine (github.com/cockroachdb/pebble/v2).
 //
-// Writes: every mutation goes through one committer goroutine, which
-// gathers the requests that arrived while the previous group was being
-// fsynced, checks their conditions (CAS, expected last sequence) against the
-// database plus the group's own earlier writes, and commits the group as one
-// Pebble batch with a WAL fsync. Concurrent writers thus share fsyncs, and
-// conditions need no locks. Blob chunks are written directly without fsync
-// under a fresh upload ID; the manifest that makes the blob visible is
-// committed through the committer, and its fsync covers the chunks before it
-// in the WAL.
+// Writes: every mutation goes through one committer goroutine, so
+// conditions (CAS, expected last sequence) are checked without locks. The
+// committer takes the requests waiting for it as a group, checks each
+// against the database plus the group's earlier writes, applies the group
+// as one Pebble batch with a WAL fsync requested but not awaited
+// (DB.ApplyNoSyncWait), and moves on to the next group while a second
+// goroutine waits for the fsync, in order, before answering. Pebble's WAL
+// writer covers all batches queued during one fsync with the next, so
+// concurrent writers share fsyncs (BenchmarkAppend reports writes per
+// fsync). A failed commit or fsync stops all further writes: the store
+// must be reopened.
+//
+// Blob chunks are written directly without fsync under a fresh upload ID;
+// the manifest that makes the blob visible is committed through the
+// committer, and its fsync covers the chunks before it in the WAL.
 //
 // Reads: Pebble makes a batch visible before its WAL fsync completes, so
-// readers do not read the live database: after each durable group the
-// committer publishes a Pebble snapshot, and readers use the newest one.
-// A reader thus never sees a write that a crash could still lose.
+// readers do not read the live database: the committer takes a snapshot
+// right after applying each group, it is published once the group's fsync
+// is done, and readers use the newest published one. A reader thus never
+// sees a write that a crash could still lose.
 package pebble
 
 import (
@@ -28,6 +35,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"anom/internal/store"
 )
@@ -49,6 +57,8 @@ type Options struct {
 	CacheSize int64
 	// ChunkSize is the blob chunk size in bytes; zero means 256 KiB.
 	ChunkSize int
+
+	fs vfs.FS // tests: file system to use; nil means the OS's
 }
 
 // Store is a store.Store on a Pebble database in one directory. At most one
@@ -61,7 +71,9 @@ type Store struct {
 	chunk   int
 
 	reqs    chan *request
-	stopped chan struct{} // closed when the committer has exited
+	synced  chan *pending         // committer to syncLoop, in commit order
+	stopped chan struct{}         // closed when syncLoop has exited
+	broken  atomic.Pointer[error] // set when a commit failed; writes stop
 	view    atomic.Pointer[view]
 	waiters waiters
 
@@ -82,6 +94,7 @@ func Open(dir string, o Options) (*Store, error) {
 		maxBlob: o.MaxBlobSize,
 		chunk:   o.ChunkSize,
 		reqs:    make(chan *request, 1024),
+		synced:  make(chan *pending, maxPipelinedGroups),
 		stopped: make(chan struct{}),
 		closing: make(chan struct{}),
 	}
@@ -107,6 +120,7 @@ func Open(dir string, o Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             logger{o.Logger},
 		MemTableSize:       64 << 20,
+		FS:                 o.fs,
 	}
 	po.EnsureDefaults()
 	db, err := pebble.Open(dir, po)
@@ -124,8 +138,9 @@ func Open(dir string, o Options) (*Store, error) {
 		s.cache.Unref()
 		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
 	}
-	s.publishView()
+	s.publishView(db.NewSnapshot())
 	go s.commitLoop(rev)
+	go s.syncLoop()
 	return s, nil
 }
 
@@ -218,10 +233,10 @@ func (v *view) release() {
 	}
 }
 
-// publishView makes the database's current state the readers' view. Only
-// the committer (and Open) call it, after a durable commit.
-func (s *Store) publishView() {
-	v := &view{snap: s.db.NewSnapshot()}
+// publishView makes snap the readers' view. Only syncLoop (and Open) call
+// it, once everything snap shows is durable.
+func (s *Store) publishView(snap *pebble.Snapshot) {
+	v := &view{snap: snap}
 	v.refs.Store(1)
 	if old := s.view.Swap(v); old != nil {
 		old.release()
