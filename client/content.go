@@ -23,8 +23,8 @@ import (
 //	  voice:      ref, u32 duration in milliseconds
 //	  delete:     [16] id of the deleted message
 //	  timer:      u32 seconds (0 turns disappearing messages off)
-//	ref: u8 len, blob id; [32] key; [32] SHA-256; u64 size;
-//	     u8 len, MIME type; u16 len, file name
+//	ref: u8 len, blob id; u8 len, blob read token; [32] key;
+//	     [32] SHA-256; u64 size; u8 len, MIME type; u16 len, file name
 
 // ContentVersion is the version of the content encoding this package
 // writes and reads.
@@ -62,6 +62,7 @@ func (k Kind) String() string {
 const (
 	MaxTextLen     = 64 << 10
 	MaxBlobIDLen   = 64
+	MaxTokenLen    = 255
 	MaxMIMELen     = 127
 	MaxFileNameLen = 255
 	// MaxTimer is the longest disappearing-message timer: one year.
@@ -75,10 +76,12 @@ type MessageID [16]byte
 func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
 
 // AttachmentRef is what a receiver needs to fetch, check and decrypt an
-// attachment: the server's blob ID, the file key, the SHA-256 of the
-// encrypted blob, the plaintext size, a MIME type and a file name.
+// attachment: the server's blob ID and read capability, the file key, the
+// SHA-256 of the encrypted blob, the plaintext size, a MIME type and a
+// file name.
 type AttachmentRef struct {
-	BlobID []byte
+	BlobID string
+	Token  string
 	Key    [32]byte
 	SHA256 [32]byte
 	Size   uint64
@@ -132,6 +135,8 @@ func (c *Content) Marshal() ([]byte, error) {
 func appendRef(b []byte, r *AttachmentRef) []byte {
 	b = append(b, byte(len(r.BlobID)))
 	b = append(b, r.BlobID...)
+	b = append(b, byte(len(r.Token)))
+	b = append(b, r.Token...)
 	b = append(b, r.Key[:]...)
 	b = append(b, r.SHA256[:]...)
 	b = binary.BigEndian.AppendUint64(b, r.Size)
@@ -183,8 +188,11 @@ func (c *Content) check() error {
 }
 
 func (r *AttachmentRef) check() error {
-	if len(r.BlobID) == 0 || len(r.BlobID) > MaxBlobIDLen {
-		return badContent("blob id of %d bytes", len(r.BlobID))
+	if len(r.BlobID) == 0 || len(r.BlobID) > MaxBlobIDLen || !printable(r.BlobID) {
+		return badContent("blob id %q", r.BlobID)
+	}
+	if len(r.Token) > MaxTokenLen || !printable(r.Token) {
+		return badContent("blob token is not printable ASCII")
 	}
 	if len(r.MIME) > MaxMIMELen || !validMIME(r.MIME) {
 		return badContent("MIME type %q", r.MIME)
@@ -198,16 +206,25 @@ func (r *AttachmentRef) check() error {
 	return nil
 }
 
+// printable reports whether s is ASCII without spaces or controls (blob
+// IDs and tokens go into URLs and headers).
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 // validMIME accepts an empty type or type/subtype in printable ASCII
 // without spaces.
 func validMIME(s string) bool {
 	if s == "" {
 		return true
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return false
-		}
+	if !printable(s) {
+		return false
 	}
 	i := strings.IndexByte(s, '/')
 	return i > 0 && i < len(s)-1
@@ -230,7 +247,7 @@ func validFileName(s string) bool {
 // UnmarshalContent decodes content strictly: an unknown version or kind,
 // a field out of range or trailing bytes is an ErrBadContent.
 func UnmarshalContent(b []byte) (*Content, error) {
-	d := decoder{b: b}
+	d := decoder{b: b, bad: ErrBadContent}
 	if v := d.u8(); d.err == nil && v != ContentVersion {
 		return nil, badContent("version %d", v)
 	}
@@ -274,56 +291,10 @@ func UnmarshalContent(b []byte) (*Content, error) {
 	return c, nil
 }
 
-// decoder reads big-endian fields; the first short read sets err.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) bytes(n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(d.b) {
-		d.err = badContent("truncated: want %d bytes, have %d", n, len(d.b))
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) u8() uint8 {
-	if b := d.bytes(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (d *decoder) u16() uint16 {
-	if b := d.bytes(2); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (d *decoder) u32() uint32 {
-	if b := d.bytes(4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (d *decoder) u64() uint64 {
-	if b := d.bytes(8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
 func (d *decoder) ref() *AttachmentRef {
 	r := &AttachmentRef{}
-	r.BlobID = append([]byte(nil), d.bytes(int(d.u8()))...)
+	r.BlobID = string(d.bytes(int(d.u8())))
+	r.Token = string(d.bytes(int(d.u8())))
 	copy(r.Key[:], d.bytes(32))
 	copy(r.SHA256[:], d.bytes(32))
 	r.Size = d.u64()

@@ -10,7 +10,7 @@ import (
 )
 
 func testRef() *AttachmentRef {
-	r := &AttachmentRef{BlobID: []byte("blob-0001"), Size: 123456, MIME: "image/jpeg", Name: "photo 1.jpg"}
+	r := &AttachmentRef{BlobID: "blob-0001", Token: "tok.abc-123", Size: 123456, MIME: "image/jpeg", Name: "photo 1.jpg"}
 	for i := range r.Key {
 		r.Key[i] = byte(i)
 		r.SHA256[i] = byte(255 - i)
@@ -30,7 +30,7 @@ func TestContentRoundTrip(t *testing.T) {
 		{"empty text", Content{Kind: KindText, ID: id, SentAt: testSentAt}},
 		{"longest text", Content{Kind: KindText, ID: id, SentAt: testSentAt, Text: strings.Repeat("a", MaxTextLen)}},
 		{"attachment", Content{Kind: KindAttachment, ID: id, SentAt: testSentAt, Attachment: testRef()}},
-		{"attachment without type or name", Content{Kind: KindAttachment, ID: id, SentAt: testSentAt, Attachment: &AttachmentRef{BlobID: []byte{1}}}},
+		{"attachment without type or name", Content{Kind: KindAttachment, ID: id, SentAt: testSentAt, Attachment: &AttachmentRef{BlobID: "1"}}},
 		{"voice", Content{Kind: KindVoice, ID: id, SentAt: testSentAt, Attachment: testRef(), Duration: 12345 * time.Millisecond}},
 		{"delete", Content{Kind: KindDelete, ID: id, SentAt: testSentAt, Target: MessageID{0xff}}},
 		{"timer", Content{Kind: KindTimer, ID: id, SentAt: testSentAt, Timer: 7 * 24 * time.Hour}},
@@ -58,7 +58,7 @@ func TestContentRoundTrip(t *testing.T) {
 				t.Fatal("attachment presence differs")
 			}
 			if a, w := got.Attachment, tt.c.Attachment; a != nil &&
-				(!bytes.Equal(a.BlobID, w.BlobID) || a.Key != w.Key || a.SHA256 != w.SHA256 || a.Size != w.Size || a.MIME != w.MIME || a.Name != w.Name) {
+				(a.BlobID != w.BlobID || a.Token != w.Token || a.Key != w.Key || a.SHA256 != w.SHA256 || a.Size != w.Size || a.MIME != w.MIME || a.Name != w.Name) {
 				t.Fatalf("attachment %+v, want %+v", a, w)
 			}
 		})
@@ -79,8 +79,8 @@ func TestContentGolden(t *testing.T) {
 			"0104" + "aa000000000000000000000000000000" + "0000000000000002" + "bb000000000000000000000000000000"},
 		{Content{Kind: KindTimer, ID: id, SentAt: time.UnixMilli(3), Timer: time.Minute},
 			"0105" + "aa000000000000000000000000000000" + "0000000000000003" + "0000003c"},
-		{Content{Kind: KindVoice, ID: id, SentAt: time.UnixMilli(4), Duration: time.Second, Attachment: &AttachmentRef{BlobID: []byte{9}, Size: 5, MIME: "audio/ogg", Name: "v"}},
-			"0103" + "aa000000000000000000000000000000" + "0000000000000004" + "0109" + strings.Repeat("00", 64) + "0000000000000005" +
+		{Content{Kind: KindVoice, ID: id, SentAt: time.UnixMilli(4), Duration: time.Second, Attachment: &AttachmentRef{BlobID: "b", Token: "t", Size: 5, MIME: "audio/ogg", Name: "v"}},
+			"0103" + "aa000000000000000000000000000000" + "0000000000000004" + "0162" + "0174" + strings.Repeat("00", 64) + "0000000000000005" +
 				"09" + hex.EncodeToString([]byte("audio/ogg")) + "0001" + "76" + "000003e8"},
 	}
 	for _, tt := range tests {
@@ -128,8 +128,10 @@ func TestContentInvalid(t *testing.T) {
 		{"sub-millisecond time", Content{Kind: KindText, SentAt: time.Unix(0, 1)}},
 		{"before 1970", Content{Kind: KindText, SentAt: time.UnixMilli(-1)}},
 		{"attachment missing", Content{Kind: KindAttachment}},
-		{"empty blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = nil })}},
-		{"long blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = make([]byte, 65) })}},
+		{"empty blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = "" })}},
+		{"long blob id", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = strings.Repeat("b", 65) })}},
+		{"blob id with space", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.BlobID = "a b" })}},
+		{"token with newline", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Token = "a\nb" })}},
 		{"bad MIME", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.MIME = "image" })}},
 		{"MIME with space", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.MIME = "image/ jpeg" })}},
 		{"name with slash", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = "../etc/passwd" })}},

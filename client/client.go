@@ -1,0 +1,299 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"anom/internal/identity"
+	"anom/internal/translog"
+	"anom/mls"
+)
+
+// Config configures a Client. Only Dir is required.
+type Config struct {
+	// Dir is the device state directory. Required.
+	Dir string
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// Rand is the source of randomness; nil means crypto/rand.
+	Rand io.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// KDF sets the Argon2id costs of a new device (an existing one keeps
+	// its own); the zero value is RFC 9106's second recommendation.
+	KDF KDFParams
+	// WipeAfter makes a new device wipe itself after this long without
+	// reaching the server; 0 means never.
+	WipeAfter time.Duration
+	// MaxFailedUnlocks makes a new device wipe itself after this many
+	// wrong PINs in a row; 0 means never.
+	MaxFailedUnlocks int
+	// KeyPackages is how many one-time key packages the device keeps on
+	// the server; 0 means 16.
+	KeyPackages int
+	// OnEvent receives what happens (messages, membership changes, alerts,
+	// wipes) from the client's receive goroutine, in order; it should not
+	// block for long. Nil drops events.
+	OnEvent func(Event)
+}
+
+// Client is one device. Its methods are safe for concurrent use.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	rand io.Reader
+	now  func() time.Time
+
+	v *vault
+
+	// mu serialises everything that reads or changes the device's groups
+	// and identity, including the network round trips of a change.
+	mu      sync.Mutex
+	dev     *deviceRecord
+	sigPriv mls.SignaturePrivateKey
+	groups  map[string]*groupState // by string(group ID)
+	monitor *translog.Monitor
+	wiped   bool
+
+	connMu sync.Mutex
+	conn   *conn
+	hc     *http.Client
+	stop   chan struct{} // closed by Close/wipe
+}
+
+// groupState is a group the device is in.
+type groupState struct {
+	g      *mls.Group
+	cursor uint64
+	timer  uint32
+}
+
+func (cfg *Config) defaults() (*slog.Logger, io.Reader, func() time.Time) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return log, randOrDefault(cfg.Rand), now
+}
+
+// Create makes the state of a new device in cfg.Dir, protected by pin;
+// duressPIN, if not empty, is a PIN that wipes the device instead of
+// unlocking it. The device is then activated with Activate.
+func Create(cfg Config, pin, duressPIN string) (*Client, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("creating device: Config.Dir is required")
+	}
+	if cfg.WipeAfter < 0 || cfg.MaxFailedUnlocks < 0 {
+		return nil, errors.New("creating device: negative WipeAfter or MaxFailedUnlocks")
+	}
+	log, rnd, now := cfg.defaults()
+	st := settings{maxFailed: uint32(cfg.MaxFailedUnlocks), wipeAfter: int64(cfg.WipeAfter / time.Second), lastContact: now().Unix()}
+	v, err := createVault(cfg.Dir, pin, duressPIN, cfg.KDF, st, vaultOptions{rand: rnd, now: now})
+	if err != nil {
+		return nil, err
+	}
+	return newClient(cfg, log, rnd, now, v), nil
+}
+
+// Open unlocks an existing device with pin. A duress PIN, one wrong PIN
+// too many or a device too long without reaching the server wipes the
+// device: Open then returns an error matching ErrWiped. A wrong PIN
+// returns ErrWrongPIN.
+func Open(cfg Config, pin string) (*Client, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("opening device: Config.Dir is required")
+	}
+	log, rnd, now := cfg.defaults()
+	v, rep, err := openVault(cfg.Dir, pin, vaultOptions{rand: rnd, now: now})
+	if err != nil {
+		if rep != nil {
+			log.Warn("device wiped", "reason", rep.Reason, "files", rep.Removed)
+		}
+		return nil, err
+	}
+	c := newClient(cfg, log, rnd, now, v)
+	if err := c.load(); err != nil {
+		v.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func newClient(cfg Config, log *slog.Logger, rnd io.Reader, now func() time.Time, v *vault) *Client {
+	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, groups: map[string]*groupState{}, stop: make(chan struct{})}
+}
+
+// load reads the device record, groups and monitor state.
+func (c *Client) load() error {
+	raw, err := c.v.get(recDevice)
+	if errors.Is(err, ErrNotFound) {
+		return nil // created but not yet activated
+	}
+	if err != nil {
+		return fmt.Errorf("loading device: %w", err)
+	}
+	if c.dev, err = decodeDeviceRecord(raw); err != nil {
+		return err
+	}
+	c.sigPriv = mls.SignaturePrivateKey(c.dev.sigSeed)
+	c.hc = httpClient(c.dev.net)
+	if c.monitor, err = c.loadMonitor(); err != nil {
+		return err
+	}
+	for _, name := range c.v.list(recGroupPref) {
+		raw, err := c.v.get(name)
+		if err != nil {
+			return fmt.Errorf("loading groups: %w", err)
+		}
+		rec, err := decodeGroupRecord(raw)
+		if err != nil {
+			return err
+		}
+		g, err := mls.Load(c.mlsConfig(), rec.state)
+		if err != nil {
+			return fmt.Errorf("%w: loading group %s: %w", ErrCorrupt, strings.TrimPrefix(name, recGroupPref), err)
+		}
+		c.groups[string(g.GroupID())] = &groupState{g: g, cursor: rec.cursor, timer: rec.timer}
+	}
+	return nil
+}
+
+func (c *Client) loadMonitor() (*translog.Monitor, error) {
+	var st translog.MonitorState
+	raw, err := c.v.get(recMonitor)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("loading log monitor: %w", err)
+	default:
+		if err := st.UnmarshalBinary(raw); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+	}
+	m, err := translog.NewMonitor(translog.MonitorConfig{PublicKey: []byte(c.dev.net.Root), Subject: logSubject}, st)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// logSubject names the user a transparency-log entry concerns.
+func logSubject(e translog.Entry) (string, error) {
+	if e.Kind != translog.KindDeviceCertificate {
+		return "", nil
+	}
+	cert, err := identity.DecodeDeviceCertificate(e.Payload)
+	if err != nil {
+		return "", err
+	}
+	return cert.Username, nil
+}
+
+// mlsConfig is the MLS configuration of the device's groups: every
+// member's credential must be a valid device certificate of the network.
+func (c *Client) mlsConfig() mls.Config {
+	cfg := mls.Config{Rand: c.rand, Now: c.now}
+	if c.dev != nil {
+		cfg.ValidateCredential = identity.NewCredentialValidator(identity.ValidatorConfig{Root: c.dev.net.Root, Now: c.now})
+	}
+	return cfg
+}
+
+// Identity describes an activated device.
+type Identity struct {
+	DeviceID identity.DeviceID
+	Username string
+	// Certificate is the device certificate.
+	Certificate *identity.DeviceCertificate
+	Network     Network
+}
+
+// Identity returns the device's identity, or ErrNotActivated.
+func (c *Client) Identity() (Identity, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dev == nil {
+		return Identity{}, ErrNotActivated
+	}
+	cert, err := identity.DecodeDeviceCertificate(c.dev.cert)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: own certificate: %w", ErrCorrupt, err)
+	}
+	return Identity{DeviceID: c.dev.id, Username: c.dev.username, Certificate: cert, Network: c.dev.net}, nil
+}
+
+// ErrNotActivated is returned by calls that need an activated device.
+var ErrNotActivated = errors.New("client: device not activated")
+
+// ChangePIN sets a new PIN (and duress PIN; empty means none) after
+// checking the old one.
+func (c *Client) ChangePIN(old, pin, duressPIN string) error {
+	return c.v.changePIN(old, pin, duressPIN)
+}
+
+// Close disconnects and forgets the keys in memory; the state stays on
+// disk for the next Open.
+func (c *Client) Close() error {
+	c.disconnect()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.v.close()
+	return nil
+}
+
+// Wipe deletes the device's keys and data at once and reports what it
+// did. The client is unusable afterwards.
+func (c *Client) Wipe(ctx context.Context) (*WipeReport, error) {
+	c.disconnect()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wipeLocked("user request")
+}
+
+func (c *Client) wipeLocked(reason string) (*WipeReport, error) {
+	rep, err := c.v.wipe()
+	c.wiped = true
+	c.groups = map[string]*groupState{}
+	if c.sigPriv != nil {
+		clear(c.sigPriv)
+	}
+	c.dev = nil
+	if rep != nil {
+		rep.Reason = reason
+	}
+	c.emit(Event{Type: EventWiped, Text: reason})
+	return rep, err
+}
+
+// CheckOverdue wipes the device if it has gone longer than its WipeAfter
+// without reaching the server; an application calls it periodically while
+// it runs offline. It returns ErrWiped when it wiped.
+func (c *Client) CheckOverdue() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wiped || !c.v.overdue(c.now()) {
+		return nil
+	}
+	c.disconnect()
+	if _, err := c.wipeLocked("too long without reaching the server"); err != nil {
+		return err
+	}
+	return ErrWiped
+}
+
+func (c *Client) emit(e Event) {
+	if c.cfg.OnEvent != nil {
+		c.cfg.OnEvent(e)
+	}
+}

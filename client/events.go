@@ -1,0 +1,53 @@
+package client
+
+import (
+	"time"
+
+	"anom/internal/identity"
+)
+
+// EventType says what an Event reports.
+type EventType int
+
+// Event types.
+const (
+	// EventMessage: a message arrived (Message is set).
+	EventMessage EventType = iota + 1
+	// EventJoined: the device was added to a group (Group is set).
+	EventJoined
+	// EventMembers: a group's membership changed (Group is set).
+	EventMembers
+	// EventRemoved: the device was removed from a group.
+	EventRemoved
+	// EventNewOwnDevice: the transparency log shows a device under this
+	// user's name that is not this device (Device is set). If the user
+	// did not add it, the account is compromised ("ghost device").
+	EventNewOwnDevice
+	// EventWiped: the device wiped itself (Text says why).
+	EventWiped
+	// EventDisconnected: the connection ended (Err says why).
+	EventDisconnected
+	// EventError: a message could not be processed (Err, Group set).
+	EventError
+)
+
+// Event is something that happened to the device.
+type Event struct {
+	Type    EventType
+	Group   []byte
+	Message *Message
+	Device  *identity.DeviceCertificate
+	Text    string
+	Err     error
+}
+
+// Message is a message of a group's history.
+type Message struct {
+	Group    []byte
+	Seq      uint64
+	From     identity.DeviceID
+	Username string
+	Received time.Time
+	Outgoing bool
+	Content  *Content
+}

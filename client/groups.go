@@ -1,0 +1,263 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"anom/internal/identity"
+	"anom/mls"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// ErrNoGroup is returned for a group the device is not in.
+var ErrNoGroup = errors.New("client: not in this group")
+
+// CreateGroup makes a new group with every device of the given users and
+// this user's other devices, each checked in the transparency log, and
+// returns its ID. A 1:1 chat is a group with one other user.
+func (c *Client) CreateGroup(ctx context.Context, usernames ...string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, err := c.ready()
+	if err != nil {
+		return nil, err
+	}
+	id := make([]byte, 16)
+	if _, err := io.ReadFull(c.rand, id); err != nil {
+		return nil, fmt.Errorf("creating group: %w", err)
+	}
+	cert, err := identity.DecodeDeviceCertificate(c.dev.cert)
+	if err != nil {
+		return nil, fmt.Errorf("%w: own certificate: %w", ErrCorrupt, err)
+	}
+	self, err := mls.NewKeyPackage(c.suite(), cert.Credential(), c.sigPriv, mls.KeyPackageOptions{Lifetime: c.kpLifetime(cert)}, c.rand, c.now())
+	if err != nil {
+		return nil, fmt.Errorf("creating group: %w", err)
+	}
+	g, err := mls.CreateGroup(c.mlsConfig(), id, self, mls.GroupOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating group: %w", err)
+	}
+	if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_CreateGroup{CreateGroup: &anomv1.CreateGroup{GroupId: id}}}); err != nil {
+		return nil, fmt.Errorf("creating group: %w", err)
+	}
+	gs := &groupState{g: g}
+	if err := c.saveGroup(gs); err != nil {
+		return nil, err
+	}
+	c.groups[string(id)] = gs
+	if err := c.addUsers(ctx, cn, gs, append([]string{c.dev.username}, usernames...), usernames); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+// AddMembers adds every device of the given users to a group.
+func (c *Client) AddMembers(ctx context.Context, groupID []byte, usernames ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, err := c.ready()
+	if err != nil {
+		return err
+	}
+	gs, err := c.group(groupID)
+	if err != nil {
+		return err
+	}
+	return c.addUsers(ctx, cn, gs, usernames, usernames)
+}
+
+// RemoveMembers removes every device of the given users from a group.
+func (c *Client) RemoveMembers(ctx context.Context, groupID []byte, usernames ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, err := c.ready()
+	if err != nil {
+		return err
+	}
+	gs, err := c.group(groupID)
+	if err != nil {
+		return err
+	}
+	if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
+		return err
+	}
+	return c.commit(ctx, cn, gs, func() mls.CommitOptions {
+		var leaves []mls.LeafIndex
+		for _, m := range MembersOf(gs.g, c.decoder()) {
+			for _, u := range usernames {
+				if m.Err == nil && m.Username == u && !m.Self {
+					leaves = append(leaves, m.Leaf)
+				}
+			}
+		}
+		return mls.CommitOptions{Remove: leaves}
+	})
+}
+
+// addUsers adds the devices of users not yet in the group; each user in
+// required must have at least one.
+func (c *Client) addUsers(ctx context.Context, cn *conn, gs *groupState, users, required []string) error {
+	present := map[string]bool{}
+	for _, m := range MembersOf(gs.g, c.decoder()) {
+		present[m.DeviceID] = true
+	}
+	var kps []*mls.KeyPackage
+	for _, u := range users {
+		devs, err := c.lookup(ctx, cn, u)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, d := range devs {
+			if d.DeviceID == c.dev.id || present[d.DeviceID.String()] {
+				n++
+				continue
+			}
+			kp, err := c.claim(ctx, cn, d)
+			if err != nil {
+				return err
+			}
+			kps = append(kps, kp)
+			n++
+		}
+		for _, r := range required {
+			if r == u && n == 0 {
+				return fmt.Errorf("adding %s: %w", u, ErrNoDevices)
+			}
+		}
+	}
+	if len(kps) == 0 {
+		return nil
+	}
+	if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
+		return err
+	}
+	return c.commit(ctx, cn, gs, func() mls.CommitOptions { return mls.CommitOptions{Add: kps} })
+}
+
+// claim takes one key package of a device and checks that it is the
+// device's: valid, with the certificate the directory showed.
+func (c *Client) claim(ctx context.Context, cn *conn, d *identity.DeviceCertificate) (*mls.KeyPackage, error) {
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_ClaimKeyPackage{ClaimKeyPackage: &anomv1.ClaimKeyPackage{DeviceId: d.DeviceID[:]}}})
+	if err != nil {
+		return nil, fmt.Errorf("claiming a key package of %s: %w", d.DeviceID, err)
+	}
+	msg, err := mls.DecodeMLSMessage(resp.GetKeyPackage().GetKeyPackage())
+	if err != nil || msg.WireFormat != mls.WireKeyPackage || msg.KeyPackage == nil {
+		return nil, fmt.Errorf("claiming a key package of %s: %w: not a key package", d.DeviceID, ErrProtocol)
+	}
+	kp := msg.KeyPackage
+	if err := mls.ValidateKeyPackage(c.suite(), kp, c.now(), c.mlsConfig().ValidateCredential); err != nil {
+		return nil, fmt.Errorf("key package of %s: %w", d.DeviceID, err)
+	}
+	if !bytes.Equal(kp.LeafNode.Credential.Identity, d.Encode()) {
+		return nil, fmt.Errorf("key package of %s: %w: credential is not the logged certificate", d.DeviceID, ErrProtocol)
+	}
+	return kp, nil
+}
+
+// commit makes a commit, sends it, and applies it once the server has
+// accepted it. On an epoch conflict it catches up and tries again.
+func (c *Client) commit(ctx context.Context, cn *conn, gs *groupState, opts func() mls.CommitOptions) error {
+	for attempt := 0; ; attempt++ {
+		pc, err := gs.g.Commit(opts())
+		if err != nil {
+			return fmt.Errorf("making commit: %w", err)
+		}
+		send := &anomv1.Send{GroupId: gs.g.GroupID(), Message: pc.Commit.Encode()}
+		if pc.Welcome != nil {
+			send.Welcome = pc.Welcome.Encode()
+		}
+		_, err = cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: send}})
+		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) && attempt < 3 {
+			if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sending commit: %w", err)
+		}
+		if err := gs.g.ApplyCommit(pc); err != nil {
+			return fmt.Errorf("applying own commit: %w", err)
+		}
+		if err := c.saveGroup(gs); err != nil {
+			return err
+		}
+		c.emit(Event{Type: EventMembers, Group: gs.g.GroupID()})
+		return nil
+	}
+}
+
+// ready returns the connection of an activated, connected device.
+func (c *Client) ready() (*conn, error) {
+	if c.wiped {
+		return nil, ErrWiped
+	}
+	if c.dev == nil {
+		return nil, ErrNotActivated
+	}
+	return c.current()
+}
+
+func (c *Client) group(id []byte) (*groupState, error) {
+	gs, ok := c.groups[string(id)]
+	if !ok || !gs.g.Active() {
+		return nil, fmt.Errorf("group %x: %w", id, ErrNoGroup)
+	}
+	return gs, nil
+}
+
+func (c *Client) saveGroup(gs *groupState) error {
+	st, err := gs.g.Save()
+	if err != nil {
+		return fmt.Errorf("saving group: %w", err)
+	}
+	rec := &groupRecord{state: st, cursor: gs.cursor, timer: gs.timer}
+	if err := c.v.put(groupRecName(gs.g.GroupID()), rec.encode()); err != nil {
+		return fmt.Errorf("saving group: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) decoder() CredentialDecoder {
+	return certDecoder{root: c.dev.net.Root, now: c.now}
+}
+
+// GroupSummary describes a group the device is in.
+type GroupSummary struct {
+	ID      []byte
+	Epoch   uint64
+	Members []Member
+	// Timer is the disappearing-message timer; 0 is off.
+	Timer uint32
+}
+
+// Groups lists the device's groups.
+func (c *Client) Groups() []GroupSummary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []GroupSummary
+	for _, gs := range c.groups {
+		if !gs.g.Active() {
+			continue
+		}
+		out = append(out, GroupSummary{ID: gs.g.GroupID(), Epoch: gs.g.Epoch(), Members: MembersOf(gs.g, c.decoder()), Timer: gs.timer})
+	}
+	return out
+}
+
+// Members lists the devices of a group.
+func (c *Client) Members(groupID []byte) ([]Member, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gs, err := c.group(groupID)
+	if err != nil {
+		return nil, err
+	}
+	return MembersOf(gs.g, c.decoder()), nil
+}

@@ -1,0 +1,344 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"anom/internal/identity"
+	"anom/mls"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// Send encrypts content for a group and sends it; it returns once the
+// server has stored the message durably. ID and SentAt are filled in when
+// zero.
+func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, err := c.ready()
+	if err != nil {
+		return err
+	}
+	gs, err := c.group(groupID)
+	if err != nil {
+		return err
+	}
+	if content.ID == (MessageID{}) {
+		if _, err := io.ReadFull(c.rand, content.ID[:]); err != nil {
+			return fmt.Errorf("sending: %w", err)
+		}
+	}
+	if content.SentAt.IsZero() {
+		content.SentAt = time.UnixMilli(c.now().UnixMilli())
+	}
+	pt, err := content.Marshal()
+	if err != nil {
+		return fmt.Errorf("sending: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		msg, err := gs.g.Encrypt(pt, nil)
+		if err != nil {
+			return fmt.Errorf("sending: %w", err)
+		}
+		// The ratchet moved: save before the message leaves, so a crash
+		// never reuses a key.
+		if err := c.saveGroup(gs); err != nil {
+			return err
+		}
+		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: msg.Encode()}}})
+		if (IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE)) && attempt < 2 {
+			// The group moved on; catch up and encrypt in the new epoch.
+			if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sending: %w", err)
+		}
+		h := &historyEntry{seq: resp.GetSent().GetSeq(), sender: c.dev.id, username: c.dev.username, received: c.now().UnixMilli(), outgoing: true, content: pt}
+		if err := c.v.appendLog(historyName(groupID), h.encode()); err != nil {
+			return fmt.Errorf("recording sent message: %w", err)
+		}
+		if content.Kind == KindTimer {
+			gs.timer = uint32(content.Timer / time.Second)
+			if err := c.saveGroup(gs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// SendText sends a text message.
+func (c *Client) SendText(ctx context.Context, groupID []byte, text string) error {
+	return c.Send(ctx, groupID, &Content{Kind: KindText, Text: text})
+}
+
+// catchUp reads every group's log from the device's cursor, and joins the
+// groups it was added to while away.
+func (c *Client) catchUp(ctx context.Context, cn *conn) error {
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}})
+	if err != nil {
+		return fmt.Errorf("listing groups: %w", err)
+	}
+	for _, st := range resp.GetGroups().GetGroups() {
+		gs, ok := c.groups[string(st.GetGroupId())]
+		from := st.GetJoined()
+		if ok {
+			if !gs.g.Active() || st.GetLast() <= gs.cursor {
+				continue
+			}
+			from = gs.cursor + 1
+		}
+		if err := c.fetchGroup(ctx, cn, st.GetGroupId(), from); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchGroup reads a group's log from a sequence number to its end.
+func (c *Client) fetchGroup(ctx context.Context, cn *conn, groupID []byte, from uint64) error {
+	for {
+		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Fetch{Fetch: &anomv1.Fetch{GroupId: groupID, From: from}}})
+		if err != nil {
+			return fmt.Errorf("fetching group %x: %w", groupID, err)
+		}
+		msgs := resp.GetMessages()
+		if msgs == nil {
+			return fmt.Errorf("fetching group %x: %w: no messages", groupID, ErrProtocol)
+		}
+		if err := c.process(ctx, cn, msgs); err != nil {
+			return err
+		}
+		ms := msgs.GetMessages()
+		if len(ms) == 0 || ms[len(ms)-1].GetSeq() >= msgs.GetLast() {
+			return nil
+		}
+		from = ms[len(ms)-1].GetSeq() + 1
+	}
+}
+
+// receive handles pushed messages: a gap before them is fetched first.
+func (c *Client) receive(ctx context.Context, cn *conn, msgs *anomv1.Messages) error {
+	ms := msgs.GetMessages()
+	if len(ms) == 0 {
+		return nil
+	}
+	if gs, ok := c.groups[string(msgs.GetGroupId())]; ok && ms[0].GetSeq() > gs.cursor+1 {
+		return c.fetchGroup(ctx, cn, msgs.GetGroupId(), gs.cursor+1)
+	}
+	return c.process(ctx, cn, msgs)
+}
+
+// process handles messages of one group in order and acknowledges them.
+func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) error {
+	gid := msgs.GetGroupId()
+	for _, m := range msgs.GetMessages() {
+		gs, ok := c.groups[string(gid)]
+		if !ok {
+			if err := c.join(ctx, cn, gid, m); err != nil {
+				c.emit(Event{Type: EventError, Group: gid, Err: err})
+				c.log.Warn("joining group", "group", fmt.Sprintf("%x", gid), "err", err)
+			}
+			continue
+		}
+		if m.GetSeq() <= gs.cursor || !gs.g.Active() {
+			continue
+		}
+		if err := c.handle(gs, m); err != nil {
+			c.emit(Event{Type: EventError, Group: gid, Err: err})
+			c.log.Warn("handling message", "group", fmt.Sprintf("%x", gid), "seq", m.GetSeq(), "err", err)
+		}
+		// A message that cannot be processed never will be: move on.
+		gs.cursor = m.GetSeq()
+		if err := c.saveGroup(gs); err != nil {
+			return err
+		}
+	}
+	if gs, ok := c.groups[string(gid)]; ok && len(msgs.GetMessages()) > 0 {
+		if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: gid, Seq: gs.cursor}}}); err != nil {
+			return fmt.Errorf("acknowledging: %w", err)
+		}
+	}
+	return nil
+}
+
+// handle processes one message of a known group.
+func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
+	if bytes.Equal(m.GetSenderDevice(), c.dev.id[:]) {
+		return nil // own message: applied or recorded when sent
+	}
+	msg, err := mls.DecodeMLSMessage(m.GetMessage())
+	if err != nil {
+		return fmt.Errorf("decoding message %d: %w", m.GetSeq(), err)
+	}
+	rec, err := gs.g.Handle(msg)
+	if err != nil {
+		return fmt.Errorf("message %d: %w", m.GetSeq(), err)
+	}
+	gid := gs.g.GroupID()
+	switch rec.Type {
+	case mls.ContentCommit:
+		if rec.Commit != nil && rec.Commit.RemovedSelf {
+			c.emit(Event{Type: EventRemoved, Group: gid})
+		} else {
+			c.emit(Event{Type: EventMembers, Group: gid})
+		}
+	case mls.ContentApplication:
+		content, err := UnmarshalContent(rec.Application)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", m.GetSeq(), err)
+		}
+		sender, username := identity.DeviceID{}, ""
+		if rec.SenderCredential != nil {
+			if cert, err := identity.CertificateFromCredential(rec.SenderCredential); err == nil {
+				sender, username = cert.DeviceID, cert.Username
+			}
+		}
+		if !bytes.Equal(sender[:], m.GetSenderDevice()) {
+			return fmt.Errorf("message %d: %w: sealed by %s, delivered as from %x", m.GetSeq(), ErrProtocol, sender, m.GetSenderDevice())
+		}
+		h := &historyEntry{seq: m.GetSeq(), sender: sender, username: username, received: c.now().UnixMilli(), content: rec.Application}
+		if err := c.v.appendLog(historyName(gid), h.encode()); err != nil {
+			return fmt.Errorf("recording message: %w", err)
+		}
+		if content.Kind == KindTimer {
+			gs.timer = uint32(content.Timer / time.Second)
+		}
+		c.emit(Event{Type: EventMessage, Group: gid, Message: h.message(gid, content)})
+	}
+	return nil
+}
+
+// join enters a group from the Welcome of the commit that added this
+// device.
+func (c *Client) join(ctx context.Context, cn *conn, gid []byte, m *anomv1.GroupMessage) error {
+	if len(m.GetWelcome()) == 0 {
+		return nil
+	}
+	mine := false
+	for _, d := range m.GetAddedDevices() {
+		mine = mine || bytes.Equal(d, c.dev.id[:])
+	}
+	if !mine {
+		return nil
+	}
+	w, err := mls.DecodeMLSMessage(m.GetWelcome())
+	if err != nil || w.WireFormat != mls.WireWelcome || w.Welcome == nil {
+		return fmt.Errorf("joining: %w: not a welcome", ErrProtocol)
+	}
+	var bundle *mls.KeyPackageBundle
+	var used string
+	for _, s := range w.Welcome.Secrets {
+		raw, err := c.v.get(kpRecName(s.NewMember))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("joining: %w", err)
+		}
+		if bundle, err = mls.DecodeKeyPackageBundle(raw); err != nil {
+			return fmt.Errorf("%w: key package: %w", ErrCorrupt, err)
+		}
+		used = kpRecName(s.NewMember)
+		break
+	}
+	if bundle == nil {
+		return fmt.Errorf("joining: no key package of this device in the welcome")
+	}
+	g, err := mls.Join(c.mlsConfig(), w, bundle, nil)
+	if err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	if !bytes.Equal(g.GroupID(), gid) {
+		return fmt.Errorf("joining: %w: welcome for another group", ErrProtocol)
+	}
+	gs := &groupState{g: g, cursor: m.GetSeq()}
+	if err := c.saveGroup(gs); err != nil {
+		return err
+	}
+	c.groups[string(gid)] = gs
+	// The key package's private keys are used up: delete them (forward
+	// secrecy) and replace it on the server.
+	if err := c.v.del(used); err != nil {
+		return err
+	}
+	if c.dev.kpOnServer > 0 {
+		c.dev.kpOnServer--
+	}
+	c.emit(Event{Type: EventJoined, Group: gid})
+	return c.refillKeyPackages(ctx, cn, false)
+}
+
+func (h *historyEntry) message(gid []byte, content *Content) *Message {
+	return &Message{Group: gid, Seq: h.seq, From: h.sender, Username: h.username,
+		Received: time.UnixMilli(h.received), Outgoing: h.outgoing, Content: content}
+}
+
+// History returns a group's messages, oldest first, without the ones
+// deleted by their senders or expired under the disappearing-message
+// timer (those are also dropped from the device).
+func (c *Client) History(groupID []byte) ([]*Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wiped {
+		return nil, ErrWiped
+	}
+	gs, ok := c.groups[string(groupID)]
+	if !ok {
+		return nil, fmt.Errorf("group %x: %w", groupID, ErrNoGroup)
+	}
+	type item struct {
+		raw []byte
+		msg *Message
+	}
+	var items []item
+	deleted := map[MessageID]identity.DeviceID{}
+	dropped := false
+	err := c.v.readLog(historyName(groupID), func(_ uint64, raw []byte) error {
+		h, err := decodeHistoryEntry(raw)
+		if err != nil {
+			return err
+		}
+		content, err := UnmarshalContent(h.content)
+		if err != nil {
+			return fmt.Errorf("%w: stored message: %w", ErrCorrupt, err)
+		}
+		if content.Kind == KindDelete {
+			deleted[content.Target] = h.sender
+		}
+		items = append(items, item{raw: raw, msg: h.message(groupID, content)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	now := c.now()
+	var keep [][]byte
+	var out []*Message
+	for _, it := range items {
+		m := it.msg
+		if by, ok := deleted[m.Content.ID]; ok && by == m.From {
+			dropped = true
+			continue
+		}
+		if gs.timer > 0 && m.Content.Kind != KindTimer && now.Sub(m.Received) >= time.Duration(gs.timer)*time.Second {
+			dropped = true
+			continue
+		}
+		keep = append(keep, it.raw)
+		out = append(out, m)
+	}
+	if dropped {
+		if err := c.v.rewriteLog(historyName(groupID), keep); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,411 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"anom/internal/identity"
+	"anom/internal/translog"
+	"anom/mls"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// suiteID is the MLS cipher suite of anom's groups.
+const suiteID mls.CipherSuiteID = 1
+
+func (c *Client) suite() *mls.CipherSuite {
+	s, err := mls.Suite(suiteID)
+	if err != nil {
+		panic("client: MLS suite 1 missing: " + err.Error())
+	}
+	return s
+}
+
+func (c *Client) keyPackageTarget() int {
+	if c.cfg.KeyPackages > 0 {
+		return c.cfg.KeyPackages
+	}
+	return 16
+}
+
+// Activate makes this device's keys, redeems a one-time activation code
+// for username on network n, stores the device certificate the server
+// returns, uploads key packages, and leaves the client connected.
+func (c *Client) Activate(ctx context.Context, n Network, code, username string) error {
+	if n.Address == "" || len(n.Root) != ed25519.PublicKeySize {
+		return errors.New("activating: Network.Address and Network.Root are required")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wiped {
+		return ErrWiped
+	}
+	if c.dev != nil {
+		return errors.New("activating: device already activated")
+	}
+	seed, pub, err := c.suite().GenerateSignatureKey(c.rand)
+	if err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	hc := httpClient(n)
+	cn, err := dial(ctx, n, hc)
+	if err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cn.close()
+		}
+	}()
+	ch, err := cn.handshake(ctx)
+	if err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Activate{Activate: &anomv1.Activate{
+		Code:         code,
+		Username:     username,
+		SignatureKey: pub,
+		Signature:    identity.SignAuthResponse(priv, ch.GetServerName(), ch.GetNonce()),
+	}}})
+	if err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	auth := resp.GetAuthenticated()
+	if auth == nil {
+		return fmt.Errorf("activating: %w: no certificate", ErrProtocol)
+	}
+	cert, err := identity.DecodeDeviceCertificate(auth.GetCertificate())
+	if err != nil {
+		return fmt.Errorf("activating: %w: %w", ErrProtocol, err)
+	}
+	if err := cert.Verify(n.Root, c.now()); err != nil {
+		return fmt.Errorf("activating: server's certificate: %w", err)
+	}
+	if !bytes.Equal(cert.Key, pub) {
+		return fmt.Errorf("activating: %w: certificate for another key", ErrProtocol)
+	}
+	dev := &deviceRecord{id: cert.DeviceID, username: cert.Username, sigSeed: seed, cert: auth.GetCertificate(), logIndex: auth.GetLogIndex(), net: n}
+	if err := c.v.put(recDevice, dev.encode()); err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	c.dev, c.sigPriv, c.hc = dev, mls.SignaturePrivateKey(seed), hc
+	if c.monitor, err = c.loadMonitor(); err != nil {
+		return err
+	}
+	c.log.Info("device activated", "device", cert.DeviceID, "username", cert.Username, "expires", cert.NotAfter)
+	ok = true
+	c.attach(cn)
+	if err := c.v.touch(c.now()); err != nil {
+		return err
+	}
+	return c.syncLocked(ctx, cn, true)
+}
+
+// Connect connects an activated device and authenticates it, catches up
+// on every group from its cursor and keeps receiving pushes until Close
+// or the connection ends (EventDisconnected). A revoked or expired device
+// gets a *ServerError with code REVOKED or EXPIRED.
+func (c *Client) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wiped {
+		return ErrWiped
+	}
+	if c.dev == nil {
+		return ErrNotActivated
+	}
+	c.disconnect()
+	cn, err := dial(ctx, c.dev.net, c.hc)
+	if err != nil {
+		return err
+	}
+	ch, err := cn.handshake(ctx)
+	if err != nil {
+		cn.close()
+		return fmt.Errorf("connecting: %w", err)
+	}
+	priv := ed25519.NewKeyFromSeed(c.sigPriv)
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Auth{Auth: &anomv1.Auth{
+		Certificate: c.dev.cert,
+		Signature:   identity.SignAuthResponse(priv, ch.GetServerName(), ch.GetNonce()),
+	}}})
+	if err != nil {
+		cn.close()
+		return fmt.Errorf("authenticating: %w", err)
+	}
+	if resp.GetAuthenticated() == nil {
+		cn.close()
+		return fmt.Errorf("authenticating: %w: unexpected answer", ErrProtocol)
+	}
+	if err := c.v.touch(c.now()); err != nil {
+		cn.close()
+		return err
+	}
+	c.attach(cn)
+	return c.syncLocked(ctx, cn, false)
+}
+
+// syncLocked brings the device up to date after connecting: key packages,
+// the transparency log (own-name watch) and every group's messages.
+func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) error {
+	if err := c.refillKeyPackages(ctx, cn, activating); err != nil {
+		return err
+	}
+	if err := c.watchLog(ctx, cn); err != nil {
+		return err
+	}
+	return c.catchUp(ctx, cn)
+}
+
+// attach makes cn the client's connection and starts handling its pushes.
+func (c *Client) attach(cn *conn) {
+	c.connMu.Lock()
+	c.conn = cn
+	c.connMu.Unlock()
+	go c.pushLoop(cn)
+}
+
+// current returns the live connection.
+func (c *Client) current() (*conn, error) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.conn == nil {
+		return nil, ErrNotConnected
+	}
+	return c.conn, nil
+}
+
+// disconnect closes the connection, if any.
+func (c *Client) disconnect() {
+	c.connMu.Lock()
+	cn := c.conn
+	c.conn = nil
+	c.connMu.Unlock()
+	if cn != nil {
+		cn.close()
+	}
+}
+
+// Connected reports whether the client has a live connection.
+func (c *Client) Connected() bool {
+	cn, err := c.current()
+	if err != nil {
+		return false
+	}
+	select {
+	case <-cn.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// pushLoop handles the server's pushes in order until the connection ends.
+func (c *Client) pushLoop(cn *conn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var reason error
+	for f := range cn.pushes {
+		switch {
+		case f.GetPushMessages() != nil:
+			c.mu.Lock()
+			if !c.wiped && c.dev != nil {
+				if err := c.receive(ctx, cn, f.GetPushMessages()); err != nil {
+					c.log.Warn("handling pushed messages", "err", err)
+				}
+			}
+			c.mu.Unlock()
+		case f.GetPushWipe() != nil:
+			c.remoteWipe(ctx, cn, f.GetPushWipe().GetCommand())
+		case f.GetPushDisconnect() != nil:
+			d := f.GetPushDisconnect()
+			reason = &ServerError{Code: d.GetCode(), Message: d.GetMessage()}
+		}
+	}
+	c.connMu.Lock()
+	if c.conn == cn {
+		c.conn = nil
+	}
+	c.connMu.Unlock()
+	if reason == nil {
+		cn.mu.Lock()
+		reason = cn.err
+		cn.mu.Unlock()
+	}
+	c.emit(Event{Type: EventDisconnected, Err: reason})
+}
+
+// remoteWipe executes a root-signed wipe command: the keys and data go at
+// once, then the device confirms with a signature made before the wipe.
+func (c *Client) remoteWipe(ctx context.Context, cn *conn, raw []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wiped || c.dev == nil {
+		return
+	}
+	cmd, err := identity.DecodeWipeCommand(raw)
+	if err == nil {
+		err = cmd.Verify(c.dev.net.Root, c.dev.id)
+	}
+	if err != nil {
+		c.log.Warn("ignoring an invalid wipe command", "err", err)
+		return
+	}
+	conf := identity.ConfirmWipe(ed25519.NewKeyFromSeed(c.sigPriv), cmd)
+	rep, err := c.wipeLocked("remote wipe")
+	if err != nil {
+		c.log.Error("remote wipe incomplete", "err", err)
+	} else {
+		c.log.Info("device wiped by remote command", "files", rep.Removed)
+	}
+	_, err = cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_WipeConfirm{WipeConfirm: &anomv1.WipeConfirm{Command: conf.Command, Signature: conf.Signature}}})
+	if err != nil {
+		c.log.Warn("confirming wipe", "err", err)
+	}
+	cn.close()
+}
+
+// refillKeyPackages uploads one-time key packages when the server is
+// likely to run short, and a last-resort one at activation.
+func (c *Client) refillKeyPackages(ctx context.Context, cn *conn, withLastResort bool) error {
+	target := c.keyPackageTarget()
+	have := int(c.dev.kpOnServer)
+	if have*2 > target && !withLastResort {
+		return nil
+	}
+	cert, err := identity.DecodeDeviceCertificate(c.dev.cert)
+	if err != nil {
+		return fmt.Errorf("%w: own certificate: %w", ErrCorrupt, err)
+	}
+	cred := cert.Credential()
+	var kps [][]byte
+	var lastResort []byte
+	n := target - have
+	if withLastResort {
+		n++
+	}
+	for i := 0; i < n; i++ {
+		b, err := mls.NewKeyPackage(c.suite(), cred, c.sigPriv, mls.KeyPackageOptions{Lifetime: c.kpLifetime(cert)}, c.rand, c.now())
+		if err != nil {
+			return fmt.Errorf("making key packages: %w", err)
+		}
+		// The private half is stored before the public half is shared.
+		if err := c.v.put(kpRecName(mls.KeyPackageRef(c.suite(), b.KeyPackage)), b.Encode()); err != nil {
+			return fmt.Errorf("storing key package: %w", err)
+		}
+		msg := (&mls.MLSMessage{Version: mls.ProtocolMLS10, WireFormat: mls.WireKeyPackage, KeyPackage: b.KeyPackage}).Encode()
+		if withLastResort && i == n-1 {
+			lastResort = msg
+		} else {
+			kps = append(kps, msg)
+		}
+	}
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_UploadKeyPackages{UploadKeyPackages: &anomv1.UploadKeyPackages{KeyPackages: kps, LastResort: lastResort}}})
+	if err != nil {
+		return fmt.Errorf("uploading key packages: %w", err)
+	}
+	if st := resp.GetKeyPackagesStored(); st != nil {
+		c.dev.kpOnServer = st.GetAvailable()
+	} else {
+		c.dev.kpOnServer = uint32(have + len(kps))
+	}
+	return c.saveDevice()
+}
+
+// kpLifetime keeps key packages within the certificate's validity.
+func (c *Client) kpLifetime(cert *identity.DeviceCertificate) time.Duration {
+	left := cert.NotAfter.Sub(c.now())
+	const max = 90 * 24 * time.Hour
+	if left <= 0 || left > max {
+		return max
+	}
+	return left
+}
+
+func (c *Client) saveDevice() error {
+	if err := c.v.put(recDevice, c.dev.encode()); err != nil {
+		return fmt.Errorf("saving device: %w", err)
+	}
+	return nil
+}
+
+// watchLog moves the monitor to the log's current head (checking it is
+// consistent with the last one seen) and scans the new entries for
+// devices under this user's name.
+func (c *Client) watchLog(ctx context.Context, cn *conn) error {
+	if err := c.updateHead(ctx, cn); err != nil {
+		return err
+	}
+	st := c.monitor.State()
+	var entries [][]byte
+	for from := st.Scanned; from < st.Head.Size; {
+		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetLogEntries{GetLogEntries: &anomv1.GetLogEntries{Start: from, End: st.Head.Size}}})
+		if err != nil {
+			return fmt.Errorf("reading the transparency log: %w", err)
+		}
+		le := resp.GetLogEntries_()
+		if le == nil || le.GetStart() != from || len(le.GetEntries()) == 0 {
+			return fmt.Errorf("reading the transparency log: %w: bad entries answer", ErrProtocol)
+		}
+		entries = append(entries, le.GetEntries()...)
+		from += uint64(len(le.GetEntries()))
+	}
+	matches, err := c.monitor.Scan(entries, c.dev.username)
+	if err != nil {
+		return fmt.Errorf("scanning the transparency log: %w", err)
+	}
+	for _, m := range matches {
+		cert, err := identity.DecodeDeviceCertificate(m.Entry.Payload)
+		if err != nil || cert.DeviceID == c.dev.id {
+			continue
+		}
+		c.log.Warn("a new device under this user's name", "device", cert.DeviceID, "log_index", m.Index)
+		c.emit(Event{Type: EventNewOwnDevice, Device: cert, Text: fmt.Sprintf("device %s was added under %s", cert.DeviceID, cert.Username)})
+	}
+	return c.saveMonitor()
+}
+
+// updateHead fetches the current signed tree head with a consistency proof
+// from the monitor's head.
+func (c *Client) updateHead(ctx context.Context, cn *conn) error {
+	from := c.monitor.Head().Size
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: from}}})
+	if err != nil {
+		return fmt.Errorf("getting the log head: %w", err)
+	}
+	th := resp.GetTreeHead_()
+	if th == nil {
+		return fmt.Errorf("getting the log head: %w: no head", ErrProtocol)
+	}
+	var sth translog.SignedTreeHead
+	if err := sth.UnmarshalBinary(th.GetTreeHead()); err != nil {
+		return fmt.Errorf("getting the log head: %w", err)
+	}
+	proof := translog.ConsistencyProof{Size1: from, Size2: sth.Size}
+	if len(th.GetConsistencyProof()) > 0 {
+		if err := proof.UnmarshalBinary(th.GetConsistencyProof()); err != nil {
+			return fmt.Errorf("getting the log head: %w", err)
+		}
+	}
+	if err := c.monitor.Update(sth, proof); err != nil {
+		if errors.Is(err, translog.ErrFork) {
+			c.log.Error("the transparency log forked", "err", err)
+		}
+		return fmt.Errorf("checking the log head: %w", err)
+	}
+	return c.saveMonitor()
+}
+
+func (c *Client) saveMonitor() error {
+	b, err := c.monitor.State().MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("saving log monitor: %w", err)
+	}
+	return c.v.put(recMonitor, b)
+}
