@@ -1,0 +1,242 @@
+// Package custodian is the service that holds one share of the escrow key.
+// It answers an archive's request (a signed warrant and countersigned
+// records, see Envelope) with partial decryptions and a DLEQ proof, only
+// after checking the warrant against the policy's issuers, its expiry and
+// the custodian's own revocation list, and every record's device signature
+// (under a root-certified device key), server countersignature, scope and
+// time range. Every request and answer goes to the custodian's hash-chained
+// audit log.
+//
+// Files by concern:
+//
+//	custodian.go  the service and its checks
+//	envelope.go   the request envelope and the per-request key directory
+//	http.go       the HTTPS API and the archive's client
+//	tls.go        the self-signed certificate and pinning
+//	revoke.go     the revocation list file
+//	sharefile.go  the custodian's secret file (share and signing key)
+//	errors.go     sentinel errors and refusal codes
+package custodian
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/audit"
+	"anom/internal/identity"
+	"anom/internal/store"
+)
+
+// AuditBucket is the store bucket of the custodian's audit log.
+const AuditBucket = "custodian-audit"
+
+// Revocations is the custodian's own list of revoked warrant ids.
+type Revocations interface {
+	// Revoked returns the set of revoked warrant ids.
+	Revoked(ctx context.Context) (map[string]bool, error)
+}
+
+// Config configures a custodian. Fields without a stated zero value are
+// required.
+type Config struct {
+	Secret *ShareFile           // this custodian's share and signing key
+	Policy *escrow.SignedPolicy // the escrow policy, signed by Root
+	Root   identity.RootPublicKey
+	// ServerKeys are the countersigning keys of the network's servers, by
+	// server id.
+	ServerKeys  map[string]ed25519.PublicKey
+	Store       store.KV    // holds the audit log
+	Revocations Revocations // nil: no warrant is revoked
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the randomness of proofs; nil means crypto/rand.
+	Rand io.Reader
+	// Logger receives the HTTP server's connection errors; nil discards
+	// them.
+	Logger *slog.Logger
+	// MaxRequestBytes bounds a request body; zero means
+	// DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+}
+
+// Service is one running custodian.
+type Service struct {
+	cfg    Config
+	policy *escrow.Policy
+	holder escrow.Keyholder
+	log    *audit.Log
+	name   string
+}
+
+// New checks the configuration (policy signed by the root, share and key
+// matching the policy's entry for this custodian) and opens the audit log.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Secret == nil || cfg.Policy == nil || cfg.Store == nil {
+		return nil, fmt.Errorf("starting custodian: secret, policy and store are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	p, err := cfg.Policy.Verify(ed25519.PublicKey(cfg.Root))
+	if err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	me := -1
+	for i, c := range p.Custodians {
+		if c.Index == cfg.Secret.Share.Index {
+			me = i
+		}
+	}
+	if me < 0 {
+		return nil, fmt.Errorf("starting custodian: share %d: %w", cfg.Secret.Share.Index, escrow.ErrUnknownCustodian)
+	}
+	c := p.Custodians[me]
+	if !cfg.Secret.Share.Public().IsEqual(c.VerificationShare) || !c.Key.Equal(cfg.Secret.Key.Public()) {
+		return nil, fmt.Errorf("starting custodian %q: %w", c.Name, escrow.ErrShareMismatch)
+	}
+	log, err := audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	s := &Service{cfg: cfg, policy: p, log: log, name: c.Name}
+	s.holder = escrow.Keyholder{Share: cfg.Secret.Share, Key: cfg.Secret.Key, Policy: p, Rand: cfg.Rand}
+	return s, nil
+}
+
+// Name is the custodian's name in the policy.
+func (s *Service) Name() string { return s.name }
+
+// AuditHead is the end of the custodian's audit chain.
+func (s *Service) AuditHead() audit.Head { return s.log.Head() }
+
+// requestAudit is the audit body of a request.
+type requestAudit struct {
+	From        string   `json:"from,omitempty"`
+	Bytes       int      `json:"bytes"`
+	WarrantID   string   `json:"warrant_id,omitempty"`
+	Issuer      string   `json:"issuer,omitempty"`
+	WarrantHash string   `json:"warrant_hash,omitempty"`
+	RequestHash string   `json:"request_hash,omitempty"`
+	Records     int      `json:"records"`
+	Slots       []string `json:"slots,omitempty"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// answerAudit is the audit body of an answer or a refusal.
+type answerAudit struct {
+	RequestHash string `json:"request_hash,omitempty"`
+	WarrantID   string `json:"warrant_id,omitempty"`
+	Partials    int    `json:"partials,omitempty"`
+	Code        Code   `json:"code,omitempty"`
+	Record      *int   `json:"record,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// Handle decodes a request body, answers it and returns the encoded
+// response. The request and the answer (or refusal) are in the audit log
+// before Handle returns; an answer is returned only once it is logged.
+func (s *Service) Handle(ctx context.Context, from string, body []byte) ([]byte, error) {
+	ra := requestAudit{From: from, Bytes: len(body)}
+	env, perr := ParseEnvelope(body)
+	var reqHash [32]byte
+	if perr == nil {
+		w := env.Request.Warrant.Warrant
+		ra.WarrantID, ra.Issuer, ra.Records = w.ID, w.Issuer, len(env.Request.Records)
+		wh, err := env.Request.Warrant.Hash()
+		if err == nil {
+			reqHash, err = env.Request.Hash()
+		}
+		if err != nil {
+			perr = fmt.Errorf("%w: %w", ErrMalformed, err)
+		} else {
+			ra.WarrantHash, ra.RequestHash = hex.EncodeToString(wh[:]), hex.EncodeToString(reqHash[:])
+		}
+		for _, rec := range env.Request.Records {
+			if slot, err := rec.Signed.Record.Metadata.Slot(); err == nil {
+				ra.Slots = append(ra.Slots, hex.EncodeToString(slot[:]))
+			}
+		}
+	}
+	if perr != nil {
+		ra.Error = perr.Error()
+	}
+	if err := s.audit(ctx, "request", ra); err != nil {
+		return nil, err
+	}
+	if perr != nil {
+		return nil, s.refuse(ctx, ra.RequestHash, ra.WarrantID, perr)
+	}
+	resp, err := s.answer(ctx, env)
+	if err != nil {
+		return nil, s.refuse(ctx, ra.RequestHash, ra.WarrantID, err)
+	}
+	out, err := resp.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	if err := s.audit(ctx, "answer", answerAudit{RequestHash: ra.RequestHash, WarrantID: ra.WarrantID, Partials: len(resp.D)}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Service) answer(ctx context.Context, env *Envelope) (*escrow.Response, error) {
+	revoked := map[string]bool{}
+	if s.cfg.Revocations != nil {
+		var err error
+		if revoked, err = s.cfg.Revocations.Revoked(ctx); err != nil {
+			return nil, fmt.Errorf("reading revocation list: %w", err)
+		}
+	}
+	h := s.holder
+	h.Keys = newKeyDirectory(s.cfg.Root, env.Certificates, s.cfg.ServerKeys)
+	return h.Answer(env.Request, s.cfg.Now(), revoked)
+}
+
+// refuse logs a refusal and returns the error to send.
+func (s *Service) refuse(ctx context.Context, reqHash, warrantID string, cause error) error {
+	code, _ := codeOf(cause)
+	aa := answerAudit{RequestHash: reqHash, WarrantID: warrantID, Code: code, Error: cause.Error()}
+	var re *escrow.RecordError
+	if errors.As(cause, &re) {
+		aa.Record = &re.Index
+	}
+	if err := s.audit(ctx, "refusal", aa); err != nil {
+		return err
+	}
+	return cause
+}
+
+func (s *Service) audit(ctx context.Context, kind string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	if len(b) > audit.MaxBody {
+		// A maximal request lists 10,000 slots (about 700 KB): it fits,
+		// but never let the audit log refuse a refusal.
+		b, _ = json.Marshal(map[string]any{"truncated": true, "bytes": len(b)})
+	}
+	if _, err := s.log.Append(ctx, kind, b); err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	return nil
+}
