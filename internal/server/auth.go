@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"anom/internal/identity"
+	"anom/internal/store"
+	anomv1 "anom/proto/anom/v1"
+)
+
+const challengeSize = 32
+
+// hello answers with a fresh challenge.
+func (c *session) hello(h *anomv1.Hello) (*anomv1.Frame, error) {
+	if h.GetVersion() != uint32(anomv1.ProtocolVersion_PROTOCOL_VERSION_1) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION, "version %d; this server speaks %d", h.GetVersion(), anomv1.ProtocolVersion_PROTOCOL_VERSION_1)
+	}
+	if c.authed.Load() {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_ALREADY_AUTHENTICATED, "already authenticated")
+	}
+	ch := make([]byte, challengeSize)
+	if _, err := io.ReadFull(c.s.rand, ch); err != nil {
+		return nil, fmt.Errorf("drawing challenge: %w", err)
+	}
+	c.challenge = ch
+	return &anomv1.Frame{Body: &anomv1.Frame_Challenge{Challenge: &anomv1.Challenge{
+		Version: uint32(anomv1.ProtocolVersion_PROTOCOL_VERSION_1), Nonce: ch, ServerName: c.s.name, ServerTimeMs: c.s.now().UnixMilli(),
+	}}}, nil
+}
+
+// takeChallenge returns the outstanding challenge; it is good for one
+// attempt only.
+func (c *session) takeChallenge() ([]byte, error) {
+	if c.authed.Load() {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_ALREADY_AUTHENTICATED, "already authenticated")
+	}
+	ch := c.challenge
+	c.challenge = nil
+	if ch == nil {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send hello first")
+	}
+	return ch, nil
+}
+
+// auth authenticates an activated device.
+func (c *session) auth(ctx context.Context, a *anomv1.Auth) (*anomv1.Frame, error) {
+	ch, err := c.takeChallenge()
+	if err != nil {
+		return nil, err
+	}
+	if len(a.GetCertificate()) > identity.MaxDeviceCertificateSize {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "certificate of %d bytes", len(a.GetCertificate()))
+	}
+	cert, err := identity.DecodeDeviceCertificate(a.GetCertificate())
+	if err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, err, "certificate")
+	}
+	if err := cert.Verify(c.s.rootPub, c.s.now()); err != nil {
+		return nil, certError(err)
+	}
+	if err := cert.VerifyAuthResponse(c.s.name, ch, a.GetSignature()); err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, err, "signature")
+	}
+	if c.s.isRevoked(cert.DeviceID) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device %s is revoked", cert.DeviceID)
+	}
+	// The certificate must be the one the server issued for this device
+	// (a re-issued certificate replaces the old one).
+	rec, _, err := c.s.deviceRecord(ctx, cert.DeviceID.String())
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errorf(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, "unknown device %s", cert.DeviceID)
+		}
+		return nil, err
+	}
+	if string(rec.Cert) != string(cert.Encode()) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, "certificate of %s superseded", cert.DeviceID)
+	}
+	if err := c.authenticate(ctx, cert); err != nil {
+		return nil, err
+	}
+	return &anomv1.Frame{Body: &anomv1.Frame_Authenticated{Authenticated: &anomv1.Authenticated{
+		Certificate: rec.Cert, LogIndex: rec.LogIndex, ServerTimeMs: c.s.now().UnixMilli(),
+	}}}, nil
+}
+
+// authenticate binds the session to a device and delivers a pending wipe.
+func (c *session) authenticate(ctx context.Context, cert *identity.DeviceCertificate) error {
+	c.device, c.devHex, c.cert = cert.DeviceID, cert.DeviceID.String(), cert
+	c.limiter = c.s.rates.get(cert.DeviceID)
+	if !c.s.hub.add(c, c.s.limits.MaxConnsPerDevice) {
+		return errorf(anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED, "device has %d sessions already", c.s.limits.MaxConnsPerDevice)
+	}
+	c.authed.Store(true)
+	c.s.metrics.authed.Inc()
+	// A revocation that raced with this authentication still cuts it.
+	if c.s.isRevoked(cert.DeviceID) {
+		go c.kick(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device revoked")
+	}
+	if e, err := c.s.st.Get(ctx, bucketWipes, c.devHex); err == nil {
+		if b, err := marshalPush(&anomv1.Frame{Body: &anomv1.Frame_PushWipe{PushWipe: &anomv1.Wipe{Command: e.Value}}}); err == nil {
+			c.push(b)
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("checking pending wipe: %w", err)
+	}
+	return nil
+}
+
+// checkStillValid refuses requests once the certificate expired or the
+// device was revoked, even before the session is cut.
+func (c *session) checkStillValid() error {
+	if c.s.isRevoked(c.device) {
+		return errorf(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device revoked")
+	}
+	if !c.s.now().Before(c.cert.NotAfter) {
+		return errorf(anomv1.ErrorCode_ERROR_CODE_EXPIRED, "certificate expired")
+	}
+	return nil
+}
+
+// activate makes a new device from an activation code.
+func (c *session) activate(ctx context.Context, a *anomv1.Activate) (*anomv1.Frame, error) {
+	ch, err := c.takeChallenge()
+	if err != nil {
+		return nil, err
+	}
+	name, err := identity.CanonicalUsername(a.GetUsername())
+	if err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_USERNAME, err, "activation")
+	}
+	if len(a.GetSignatureKey()) != ed25519.PublicKeySize {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "signature key of %d bytes", len(a.GetSignatureKey()))
+	}
+	proof := &identity.DeviceCertificate{Key: ed25519.PublicKey(a.GetSignatureKey())}
+	if err := proof.VerifyAuthResponse(c.s.name, ch, a.GetSignature()); err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, err, "proof of possession")
+	}
+	if len(a.GetApproval()) > 0 {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "device approvals are not supported yet")
+	}
+	code, err := identity.ParseActivationCode(a.GetCode())
+	if err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, err, "activation")
+	}
+	cert, idx, err := c.s.Activate(ctx, code, name, proof.Key)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.authenticate(ctx, cert); err != nil {
+		return nil, err
+	}
+	return &anomv1.Frame{Body: &anomv1.Frame_Authenticated{Authenticated: &anomv1.Authenticated{
+		Certificate: cert.Encode(), LogIndex: idx, ServerTimeMs: c.s.now().UnixMilli(),
+	}}}, nil
+}
+
+// Activate consumes an activation code atomically and issues a device
+// certificate for username and key, valid for the code's months, then
+// appends it to the transparency log. It returns the certificate and its
+// log index.
+func (s *Server) Activate(ctx context.Context, code identity.ActivationCode, username string, key ed25519.PublicKey) (*identity.DeviceCertificate, uint64, error) {
+	h := code.Hash()
+	codeKey := hex.EncodeToString(h[:])
+	e, err := s.st.Get(ctx, bucketCodes, codeKey)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "unknown or used activation code")
+		}
+		return nil, 0, fmt.Errorf("looking up activation code: %w", err)
+	}
+	var cr codeRecord
+	if err := decodeRecord(e, &cr); err != nil {
+		return nil, 0, err
+	}
+	now := s.now().Truncate(time.Second)
+	if !now.Before(time.Unix(cr.Expires, 0)) {
+		return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "activation code expired")
+	}
+	id, err := identity.NewDeviceID(s.rand)
+	if err != nil {
+		return nil, 0, err
+	}
+	var serial [8]byte
+	if _, err := io.ReadFull(s.rand, serial[:]); err != nil {
+		return nil, 0, fmt.Errorf("drawing serial: %w", err)
+	}
+	cert := &identity.DeviceCertificate{
+		DeviceID: id, Username: username, Key: key,
+		NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(0, cr.Months, 0),
+		Serial: binary.BigEndian.Uint64(serial[:]),
+	}
+	if err := s.root.SignDeviceCertificate(cert); err != nil {
+		return nil, 0, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "certificate")
+	}
+	devHex := id.String()
+	_, err = s.st.Txn(ctx,
+		store.DeleteOp(bucketCodes, codeKey, e.Revision),
+		store.CreateOp(bucketUsers, username, encodeRecord(userRecord{Devices: []string{devHex}})),
+		store.CreateOp(bucketDevices, devHex, encodeRecord(deviceRecord{Cert: cert.Encode()})),
+		store.CreateOp(bucketPending, devHex, []byte("{}")),
+	)
+	if err != nil {
+		var te *store.TxnError
+		if errors.As(err, &te) {
+			switch te.Index {
+			case 0:
+				return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "activation code already used")
+			case 1:
+				return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN, "username %q is taken", username)
+			}
+		}
+		return nil, 0, fmt.Errorf("recording activation: %w", err)
+	}
+	idx, err := s.appendCertificate(ctx, cert)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.log.Info("device activated", "device", devHex, "username", username, "distributor", cr.Distributor, "until", cert.NotAfter)
+	return cert, idx, nil
+}

@@ -1,0 +1,521 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"anom/internal/identity"
+	"anom/internal/store"
+	"anom/mls"
+	anomv1 "anom/proto/anom/v1"
+)
+
+const (
+	minGroupID = 16
+	maxGroupID = 64
+)
+
+// groupState is the server's view of one group: its record, guarded by
+// mu. Application messages append under the read lock (concurrently);
+// commits take the write lock, so membership and epoch cannot change
+// while a message is being checked and appended.
+type groupState struct {
+	mu     sync.RWMutex
+	loaded bool
+	rec    groupRecord
+	rev    uint64
+}
+
+type groupCache struct {
+	mu sync.Mutex
+	m  map[string]*groupState
+}
+
+func newGroupCache() *groupCache { return &groupCache{m: map[string]*groupState{}} }
+
+func (g *groupCache) entry(gh string) *groupState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.m[gh]
+	if st == nil {
+		st = &groupState{}
+		g.m[gh] = st
+	}
+	return st
+}
+
+func groupLog(gh string) string { return groupLogPre + gh }
+
+func memberKey(devHex, gh string) string { return devHex + "." + gh }
+
+func checkGroupID(id []byte) (string, error) {
+	if len(id) < minGroupID || len(id) > maxGroupID {
+		return "", errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "group id of %d bytes, want %d to %d", len(id), minGroupID, maxGroupID)
+	}
+	return hex.EncodeToString(id), nil
+}
+
+// group returns the loaded state of a group, with the write lock held if
+// write, else the read lock. The caller unlocks.
+func (s *Server) group(ctx context.Context, gh string, write bool) (*groupState, error) {
+	st := s.groups.entry(gh)
+	for {
+		if write {
+			st.mu.Lock()
+		} else {
+			st.mu.RLock()
+		}
+		if st.loaded {
+			return st, nil
+		}
+		if !write {
+			st.mu.RUnlock()
+			st.mu.Lock()
+		}
+		err := s.loadGroup(ctx, gh, st)
+		if err != nil {
+			st.mu.Unlock()
+			return nil, err
+		}
+		if write {
+			return st, nil
+		}
+		st.mu.Unlock()
+	}
+}
+
+// loadGroup reads the group record and replays commits appended after it
+// (a crash between a commit's append and its record update). Called with
+// the write lock.
+func (s *Server) loadGroup(ctx context.Context, gh string, st *groupState) error {
+	if st.loaded {
+		return nil
+	}
+	e, err := s.st.Get(ctx, bucketGroups, gh)
+	if err != nil {
+		return storeError(err, "group "+gh)
+	}
+	var rec groupRecord
+	if err := decodeRecord(e, &rec); err != nil {
+		return err
+	}
+	st.rec, st.rev = rec, e.Revision
+	for {
+		es, err := s.st.Read(ctx, groupLog(gh), st.rec.Applied+1, 0)
+		if err != nil {
+			return fmt.Errorf("replaying group %s: %w", gh, err)
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, le := range es {
+			if err := s.replayEntry(ctx, gh, st, le); err != nil {
+				return err
+			}
+		}
+	}
+	st.loaded = true
+	return nil
+}
+
+func (s *Server) replayEntry(ctx context.Context, gh string, st *groupState, le store.LogEntry) error {
+	var gm anomv1.GroupMessage
+	if err := proto.Unmarshal(le.Data, &gm); err != nil {
+		return fmt.Errorf("replaying group %s entry %d: %w: %w", gh, le.Seq, store.ErrCorrupt, err)
+	}
+	m, err := mls.DecodeMLSMessage(gm.GetMessage())
+	if err != nil || m.WireFormat != mls.WirePublicMessage || m.Public.Content.ContentType != mls.ContentCommit {
+		// Not a commit: nothing to replay.
+		st.rec.Applied = le.Seq
+		return nil
+	}
+	plan, err := s.planCommit(st.rec.Leaves, uint32(m.Public.Content.Sender.LeafIndex), m.Public.Content.Commit, false)
+	if err != nil {
+		return fmt.Errorf("replaying group %s commit %d: %w", gh, le.Seq, err)
+	}
+	s.log.Info("replaying commit", "group", gh, "seq", le.Seq)
+	return s.recordCommit(ctx, gh, st, plan, le.Seq, gm.GetEpoch())
+}
+
+// recordCommit stores the group record after a commit and updates the
+// member index. Called with the write lock.
+func (s *Server) recordCommit(ctx context.Context, gh string, st *groupState, plan *commitPlan, seq, epoch uint64) error {
+	rec := groupRecord{Epoch: epoch, Leaves: plan.leaves, Applied: seq}
+	rev, err := s.st.Txn(ctx, store.UpdateOp(bucketGroups, gh, encodeRecord(rec), st.rev))
+	if err != nil {
+		st.loaded = false
+		return fmt.Errorf("recording commit %d of group %s: %w", seq, gh, err)
+	}
+	st.rec, st.rev = rec, rev[0]
+	var ops []store.Op
+	for _, d := range plan.added {
+		ops = append(ops, store.PutOp(bucketMembers, memberKey(d, gh), encodeRecord(memberRecord{Joined: seq})))
+	}
+	for _, d := range plan.removed {
+		if !slices.Contains(plan.added, d) {
+			ops = append(ops, store.DeleteOp(bucketMembers, memberKey(d, gh), 0))
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), store.MaxTxnOps)
+		if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
+			st.loaded = false
+			return fmt.Errorf("recording members of group %s: %w", gh, err)
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+func (s *Server) createGroup(ctx context.Context, c *session, req *anomv1.CreateGroup) (*anomv1.Ok, error) {
+	gh, err := checkGroupID(req.GetGroupId())
+	if err != nil {
+		return nil, err
+	}
+	rec := groupRecord{Epoch: 0, Leaves: []string{c.devHex}}
+	_, err = s.st.Txn(ctx,
+		store.CreateOp(bucketGroups, gh, encodeRecord(rec)),
+		store.PutOp(bucketMembers, memberKey(c.devHex, gh), encodeRecord(memberRecord{Joined: 1})),
+	)
+	if err != nil {
+		var te *store.TxnError
+		if errors.As(err, &te) && errors.Is(err, store.ErrExists) {
+			return nil, errorf(anomv1.ErrorCode_ERROR_CODE_EXISTS, "group exists")
+		}
+		return nil, fmt.Errorf("creating group: %w", err)
+	}
+	return &anomv1.Ok{}, nil
+}
+
+// send appends a message to a group log once it is durable, then fans it
+// out.
+func (s *Server) send(ctx context.Context, c *session, req *anomv1.Send) (*anomv1.Sent, error) {
+	gh, err := checkGroupID(req.GetGroupId())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetMessage()) > s.limits.MaxMessageSize || len(req.GetWelcome()) > s.limits.MaxMessageSize {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message of %d bytes or welcome of %d bytes; limit %d", len(req.GetMessage()), len(req.GetWelcome()), s.limits.MaxMessageSize)
+	}
+	m, err := mls.DecodeMLSMessage(req.GetMessage())
+	if err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, err, "message")
+	}
+	switch m.WireFormat {
+	case mls.WirePrivateMessage:
+		return s.sendApplication(ctx, c, gh, req, m.Private)
+	case mls.WirePublicMessage:
+		return s.sendCommit(ctx, c, gh, req, m.Public)
+	}
+	return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "wire format %d cannot be sent to a group", m.WireFormat)
+}
+
+func (s *Server) sendApplication(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage) (*anomv1.Sent, error) {
+	if pm.ContentType != mls.ContentApplication {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "private messages carry application data only; commits and proposals must be public")
+	}
+	if len(req.GetWelcome()) > 0 {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "a welcome goes only with a commit")
+	}
+	if string(pm.GroupID) != string(req.GetGroupId()) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "message is for another group")
+	}
+	st, err := s.group(ctx, gh, false)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(st.rec.Leaves, c.devHex) {
+		st.mu.RUnlock()
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "not a member of the group")
+	}
+	if pm.Epoch != st.rec.Epoch {
+		st.mu.RUnlock()
+		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT, Message: fmt.Sprintf("message for epoch %d", pm.Epoch), Epoch: st.rec.Epoch}
+	}
+	gm := &anomv1.GroupMessage{SenderDevice: c.device[:], Message: req.GetMessage(), Epoch: st.rec.Epoch}
+	seq, t, err := s.appendGroup(ctx, gh, gm)
+	members := slices.Clone(st.rec.Leaves)
+	st.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.messages.WithLabelValues("application").Inc()
+	gm.Seq, gm.TimeMs = seq, t.UnixMilli()
+	s.fanOut(req.GetGroupId(), gm, members, nil, c)
+	return &anomv1.Sent{Seq: seq, Epoch: gm.Epoch}, nil
+}
+
+func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *anomv1.Send, pub *mls.PublicMessage) (*anomv1.Sent, error) {
+	content := &pub.Content
+	if content.ContentType != mls.ContentCommit || content.Commit == nil {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "public messages must be commits (content type %d); proposals go inline in a commit", content.ContentType)
+	}
+	if content.Sender.Type != mls.SenderMember {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "only members may commit (sender type %d)", content.Sender.Type)
+	}
+	if string(content.GroupID) != string(req.GetGroupId()) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "commit is for another group")
+	}
+	st, err := s.group(ctx, gh, true)
+	if err != nil {
+		return nil, err
+	}
+	defer st.mu.Unlock()
+	if !slices.Contains(st.rec.Leaves, c.devHex) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "not a member of the group")
+	}
+	if content.Epoch != st.rec.Epoch {
+		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT, Message: fmt.Sprintf("commit for epoch %d", content.Epoch), Epoch: st.rec.Epoch}
+	}
+	leaf := uint32(content.Sender.LeafIndex)
+	if int(leaf) >= len(st.rec.Leaves) || st.rec.Leaves[leaf] != c.devHex {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "sender leaf %d is not this device's", leaf)
+	}
+	plan, err := s.planCommit(st.rec.Leaves, leaf, content.Commit, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(plan.added) > 0 {
+		w, err := mls.DecodeMLSMessage(req.GetWelcome())
+		if err != nil || w.WireFormat != mls.WireWelcome {
+			return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE, "a commit that adds members needs its welcome")
+		}
+	} else if len(req.GetWelcome()) > 0 {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "welcome without added members")
+	}
+	gm := &anomv1.GroupMessage{SenderDevice: c.device[:], Message: req.GetMessage(), Welcome: req.GetWelcome(), Epoch: st.rec.Epoch + 1}
+	for _, d := range plan.added {
+		b, _ := hex.DecodeString(d)
+		gm.AddedDevices = append(gm.AddedDevices, b)
+	}
+	seq, t, err := s.appendGroup(ctx, gh, gm)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recordCommit(ctx, gh, st, plan, seq, gm.Epoch); err != nil {
+		// The commit is durable in the log; the record is rebuilt from
+		// it on the next access, so the commit stands.
+		s.log.Error("recording commit", "group", gh, "seq", seq, "err", err)
+	}
+	s.metrics.messages.WithLabelValues("commit").Inc()
+	gm.Seq, gm.TimeMs = seq, t.UnixMilli()
+	s.fanOut(req.GetGroupId(), gm, plan.leaves, plan.removed, c)
+	return &anomv1.Sent{Seq: seq, Epoch: gm.Epoch}, nil
+}
+
+// appendGroup writes one message durably and returns its sequence.
+func (s *Server) appendGroup(ctx context.Context, gh string, gm *anomv1.GroupMessage) (uint64, time.Time, error) {
+	b, err := proto.Marshal(gm)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("encoding group message: %w", err)
+	}
+	start := time.Now()
+	seq, err := s.st.Append(ctx, groupLog(gh), b)
+	s.metrics.storeCommit.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return 0, time.Time{}, storeError(err, "appending to group log")
+	}
+	return seq, s.now(), nil
+}
+
+// fanOut pushes a new message to every online session of the members (and
+// of removed devices, so they learn of their removal), except the
+// sending session, which gets the Sent answer.
+func (s *Server) fanOut(groupID []byte, gm *anomv1.GroupMessage, members, removed []string, from *session) {
+	b, err := marshalPush(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{GroupId: groupID, Messages: []*anomv1.GroupMessage{gm}, Last: gm.Seq}}})
+	if err != nil {
+		s.log.Error("encoding push", "err", err)
+		return
+	}
+	for _, list := range [][]string{members, removed} {
+		for _, d := range list {
+			if d == "" {
+				continue
+			}
+			id, err := identity.ParseDeviceID(d)
+			if err != nil {
+				continue
+			}
+			for _, c := range s.hub.of(id) {
+				if c != from {
+					c.push(b)
+				}
+			}
+		}
+	}
+}
+
+func marshalPush(f *anomv1.Frame) ([]byte, error) { return proto.Marshal(f) }
+
+// membership returns where the device joined the group, or FORBIDDEN.
+func (s *Server) membership(ctx context.Context, devHex, gh string) (memberRecord, error) {
+	var mr memberRecord
+	e, err := s.st.Get(ctx, bucketMembers, memberKey(devHex, gh))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return mr, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "not a member of the group")
+		}
+		return mr, fmt.Errorf("checking membership: %w", err)
+	}
+	return mr, decodeRecord(e, &mr)
+}
+
+func (s *Server) fetch(ctx context.Context, c *session, req *anomv1.Fetch) (*anomv1.Messages, error) {
+	gh, err := checkGroupID(req.GetGroupId())
+	if err != nil {
+		return nil, err
+	}
+	mr, err := s.membership(ctx, c.devHex, gh)
+	if err != nil {
+		return nil, err
+	}
+	from := max(req.GetFrom(), mr.Joined)
+	n := int(req.GetMax())
+	if n <= 0 || n > s.limits.MaxFetch {
+		n = s.limits.MaxFetch
+	}
+	es, err := s.st.Read(ctx, groupLog(gh), from, n)
+	if err != nil {
+		return nil, storeError(err, "reading group log")
+	}
+	info, err := s.st.Info(ctx, groupLog(gh))
+	if err != nil {
+		return nil, storeError(err, "reading group log")
+	}
+	out := &anomv1.Messages{GroupId: req.GetGroupId(), Last: info.Last}
+	for _, e := range es {
+		var gm anomv1.GroupMessage
+		if err := proto.Unmarshal(e.Data, &gm); err != nil {
+			return nil, fmt.Errorf("decoding group %s entry %d: %w: %w", gh, e.Seq, store.ErrCorrupt, err)
+		}
+		gm.Seq, gm.TimeMs = e.Seq, e.Time.UnixMilli()
+		out.Messages = append(out.Messages, &gm)
+	}
+	return out, nil
+}
+
+func (s *Server) ack(ctx context.Context, c *session, req *anomv1.Ack) (*anomv1.Ok, error) {
+	gh, err := checkGroupID(req.GetGroupId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.membership(ctx, c.devHex, gh); err != nil {
+		return nil, err
+	}
+	if _, err := s.st.SetCursor(ctx, groupLog(gh), c.devHex, req.GetSeq()); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "ack beyond the log")
+		}
+		return nil, storeError(err, "acknowledging")
+	}
+	return &anomv1.Ok{}, nil
+}
+
+func (s *Server) listGroups(ctx context.Context, c *session) (*anomv1.Groups, error) {
+	out := &anomv1.Groups{}
+	after := ""
+	for {
+		page, more, err := s.st.List(ctx, bucketMembers, store.ListOptions{Prefix: c.devHex + ".", After: after})
+		if err != nil {
+			return nil, fmt.Errorf("listing groups: %w", err)
+		}
+		for _, e := range page {
+			var mr memberRecord
+			if err := decodeRecord(e, &mr); err != nil {
+				return nil, err
+			}
+			gh := e.Key[len(c.devHex)+1:]
+			gid, err := hex.DecodeString(gh)
+			if err != nil {
+				return nil, fmt.Errorf("member key %s: %w", e.Key, store.ErrCorrupt)
+			}
+			st, err := s.group(ctx, gh, false)
+			if err != nil {
+				return nil, err
+			}
+			epoch := st.rec.Epoch
+			st.mu.RUnlock()
+			info, err := s.st.Info(ctx, groupLog(gh))
+			if err != nil {
+				return nil, storeError(err, "group log")
+			}
+			cur, err := s.st.Cursor(ctx, groupLog(gh), c.devHex)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, storeError(err, "cursor")
+			}
+			out.Groups = append(out.Groups, &anomv1.GroupState{GroupId: gid, Epoch: epoch, Last: info.Last, Cursor: cur, Joined: mr.Joined})
+		}
+		if !more || len(page) == 0 {
+			return out, nil
+		}
+		after = page[len(page)-1].Key
+	}
+}
+
+// trimGroups applies retention to every group log and drops entries every
+// current member has acknowledged.
+func (s *Server) trimGroups(ctx context.Context) error {
+	cutoff := s.now().Add(-s.cfg.Retention)
+	after := ""
+	for {
+		names, more, err := s.st.ListLogs(ctx, store.ListOptions{Prefix: groupLogPre, After: after})
+		if err != nil {
+			return fmt.Errorf("listing group logs: %w", err)
+		}
+		for _, name := range names {
+			if err := s.trimGroup(ctx, name, cutoff); err != nil {
+				return err
+			}
+		}
+		if !more || len(names) == 0 {
+			return nil
+		}
+		after = names[len(names)-1]
+	}
+}
+
+func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) error {
+	if err := s.st.TrimBefore(ctx, name, cutoff); err != nil {
+		return fmt.Errorf("trimming %s by age: %w", name, err)
+	}
+	gh := name[len(groupLogPre):]
+	st, err := s.group(ctx, gh, false)
+	if err != nil {
+		return err
+	}
+	members := slices.Clone(st.rec.Leaves)
+	st.mu.RUnlock()
+	low := uint64(0)
+	first := true
+	for _, d := range members {
+		if d == "" {
+			continue
+		}
+		cur, err := s.st.Cursor(ctx, name, d)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("reading cursor: %w", err)
+		}
+		if mr, err := s.membership(ctx, d, gh); err == nil && mr.Joined > 0 {
+			cur = max(cur, mr.Joined-1)
+		}
+		if first || cur < low {
+			low, first = cur, false
+		}
+	}
+	if first || low == 0 {
+		return nil
+	}
+	// The group is loaded (its record reflects every commit), so no
+	// replay needs what is trimmed.
+	if err := s.st.Trim(ctx, name, low+1); err != nil {
+		return fmt.Errorf("trimming %s: %w", name, err)
+	}
+	return nil
+}

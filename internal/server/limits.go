@@ -1,0 +1,116 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"anom/internal/identity"
+)
+
+// Limits bounds every size and count the server accepts. Zero fields take
+// the defaults in parentheses.
+type Limits struct {
+	// MaxFrameSize is the largest WebSocket message (1 MiB).
+	MaxFrameSize int
+	// MaxMessageSize is the largest MLS message or welcome (900 KiB).
+	MaxMessageSize int
+	// MaxKeyPackageSize is the largest key package (16 KiB).
+	MaxKeyPackageSize int
+	// MaxKeyPackages is how many one-time key packages a device may keep
+	// on the server (100).
+	MaxKeyPackages int
+	// MaxGroupLeaves is the largest group, in leaves (1000).
+	MaxGroupLeaves int
+	// MaxAddsPerCommit bounds the members one commit may add (50).
+	MaxAddsPerCommit int
+	// MaxFetch is the most messages one Fetch returns (500).
+	MaxFetch int
+	// MaxLogEntries is the most transparency-log entries per request (1000).
+	MaxLogEntries int
+	// SendQueue is how many frames may wait to be written to one
+	// connection before it is closed as too slow (1024).
+	SendQueue int
+	// RequestsPerSecond and RequestBurst rate-limit each device (200, 400).
+	RequestsPerSecond float64
+	RequestBurst      int
+	// ClaimsPerMinute limits key-package claims per device (60), so no
+	// device can drain others' key packages in bulk.
+	ClaimsPerMinute int
+	// AuthTimeout is how long a connection may stay unauthenticated (10s).
+	AuthTimeout time.Duration
+	// MaxConnsPerDevice bounds simultaneous sessions of one device (4).
+	MaxConnsPerDevice int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxFrameSize, 1<<20)
+	def(&l.MaxMessageSize, 900<<10)
+	def(&l.MaxKeyPackageSize, 16<<10)
+	def(&l.MaxKeyPackages, 100)
+	def(&l.MaxGroupLeaves, 1000)
+	def(&l.MaxAddsPerCommit, 50)
+	def(&l.MaxFetch, 500)
+	def(&l.MaxLogEntries, 1000)
+	def(&l.SendQueue, 1024)
+	def(&l.RequestBurst, 400)
+	def(&l.ClaimsPerMinute, 60)
+	def(&l.MaxConnsPerDevice, 4)
+	if l.RequestsPerSecond <= 0 {
+		l.RequestsPerSecond = 200
+	}
+	if l.AuthTimeout <= 0 {
+		l.AuthTimeout = 10 * time.Second
+	}
+	return l
+}
+
+// rateLimiters holds per-device token buckets, shared by all of a
+// device's sessions.
+type rateLimiters struct {
+	limits Limits
+	mu     sync.Mutex
+	m      map[identity.DeviceID]*deviceLimiter
+}
+
+type deviceLimiter struct {
+	requests *rate.Limiter
+	claims   *rate.Limiter
+}
+
+func newRateLimiters(l Limits) *rateLimiters {
+	return &rateLimiters{limits: l, m: map[identity.DeviceID]*deviceLimiter{}}
+}
+
+func (r *rateLimiters) get(id identity.DeviceID) *deviceLimiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.m[id]
+	if d == nil {
+		d = &deviceLimiter{
+			requests: rate.NewLimiter(rate.Limit(r.limits.RequestsPerSecond), r.limits.RequestBurst),
+			claims:   rate.NewLimiter(rate.Limit(float64(r.limits.ClaimsPerMinute)/60), r.limits.ClaimsPerMinute),
+		}
+		r.m[id] = d
+	}
+	return d
+}
+
+// allow takes one token and, if none is left, says how long to wait.
+func allow(l *rate.Limiter, now time.Time) (bool, time.Duration) {
+	r := l.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics.
+type metrics struct {
+	connections  prometheus.Gauge
+	authed       prometheus.Gauge
+	messages     *prometheus.CounterVec   // by kind: application, commit
+	requests     *prometheus.HistogramVec // latency by request type
+	errors       *prometheus.CounterVec   // by code
+	storeCommit  prometheus.Histogram     // durable group log appends
+	pushes       prometheus.Counter
+	slowClosures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "anom_connections", Help: "Open WebSocket connections."}),
+		authed:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "anom_authenticated_connections", Help: "Authenticated WebSocket connections."}),
+		messages:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anom_group_messages_total", Help: "Group messages accepted, by kind."}, []string{"kind"}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "anom_request_seconds", Help: "Request handling latency, by request type.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"type"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anom_request_errors_total", Help: "Requests answered with an error, by code."}, []string{"code"}),
+		storeCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "anom_store_commit_seconds", Help: "Time for a group message to become durable in the store.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_pushes_total", Help: "Frames pushed to devices."}),
+		slowClosures: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_slow_consumer_closures_total", Help: "Connections closed because their send queue was full."}),
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.pushes, m.slowClosures} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}

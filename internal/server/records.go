@@ -1,0 +1,75 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"anom/internal/store"
+)
+
+// Buckets and logs of the store. Records are JSON: they are written only by
+// the server itself.
+const (
+	bucketDevices      = "devices"      // device hex -> deviceRecord
+	bucketUsers        = "users"        // username -> userRecord
+	bucketCodes        = "codes"        // code hash hex -> codeRecord
+	bucketDistributors = "distributors" // name -> distributorRecord
+	bucketPending      = "pending"      // device hex -> {} (certificate not yet in the log)
+	bucketRevoked      = "revoked"      // device hex -> encoded identity.Revocation
+	bucketKeyPackages  = "kp"           // device hex "." random hex -> key package
+	bucketLastResort   = "kplr"         // device hex -> key package
+	bucketGroups       = "groups"       // group hex -> groupRecord
+	bucketMembers      = "members"      // device hex "." group hex -> memberRecord
+	bucketWipes        = "wipes"        // device hex -> encoded identity.WipeCommand
+
+	logTranslog = "translog"
+	groupLogPre = "g."
+)
+
+type deviceRecord struct {
+	Cert     []byte `json:"cert"`
+	LogIndex uint64 `json:"log_index"`
+	Logged   bool   `json:"logged"`
+}
+
+type userRecord struct {
+	Devices []string `json:"devices"`
+}
+
+type codeRecord struct {
+	Distributor string `json:"distributor"`
+	Months      int    `json:"months"`
+	Expires     int64  `json:"expires"` // Unix seconds
+}
+
+type distributorRecord struct {
+	Cert   []byte `json:"cert"`
+	Issued uint32 `json:"issued"`
+}
+
+type groupRecord struct {
+	Epoch uint64 `json:"epoch"`
+	// Leaves holds the device (hex) at each leaf index, "" for blank.
+	Leaves []string `json:"leaves"`
+	// Applied is the last log sequence reflected in this record.
+	Applied uint64 `json:"applied"`
+}
+
+type memberRecord struct {
+	Joined uint64 `json:"joined"`
+}
+
+func encodeRecord(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("server: encoding record: " + err.Error()) // only plain structs are encoded
+	}
+	return b
+}
+
+func decodeRecord(e store.Entry, v any) error {
+	if err := json.Unmarshal(e.Value, v); err != nil {
+		return fmt.Errorf("decoding %s/%s: %w: %w", e.Bucket, e.Key, store.ErrCorrupt, err)
+	}
+	return nil
+}

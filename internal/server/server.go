@@ -1,0 +1,300 @@
+// Package server is the anom server: the directory of devices (activation,
+// certificates, revocation, the transparency log), the MLS delivery
+// service (one ordered log per group, one commit per epoch, fan-out and
+// catch-up), key packages, remote wipe and encrypted blobs, over a TLS
+// WebSocket API of protobuf frames (package anom/proto/anom/v1).
+//
+// Files by concern: server.go (config, lifecycle, HTTP), conn.go (one
+// WebSocket session), dispatch.go (frame handling), auth.go (challenge,
+// activation), directory.go (devices, users, transparency log),
+// keypackages.go, groups.go and membership.go (delivery service),
+// blobs.go, admin.go (revocation, wipe, distributors, codes, spool),
+// limits.go (limits, rate limits), metrics.go, records.go (stored records).
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"anom/internal/identity"
+	"anom/internal/store"
+	"anom/internal/translog"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store keeps everything durable. Required; the caller closes it after
+	// the server has stopped.
+	Store store.Store
+	// Root is the network root key: it signs device certificates,
+	// revocations, wipe commands and transparency-log tree heads. Required.
+	Root *identity.RootKey
+	// TLS is the server's TLS configuration (certificate from the
+	// network CA). Required by Serve; ServeHandler-only use may leave it
+	// nil.
+	TLS *tls.Config
+	// Name is the server name devices sign in authentication; "" means
+	// "anom".
+	Name string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the randomness for challenges, device IDs and tokens; nil
+	// means crypto/rand.
+	Rand io.Reader
+	// Retention is how long group messages are kept at most; 0 means 30
+	// days.
+	Retention time.Duration
+	// BlobTTL is how long an uploaded blob is kept; 0 means 30 days.
+	BlobTTL time.Duration
+	// MaxBlobSize caps a blob in bytes; 0 means 100 MiB.
+	MaxBlobSize int64
+	// BlobKey is the HMAC key of blob capability tokens (at least 32
+	// bytes); nil means a random key per process, so tokens die with it.
+	BlobKey []byte
+	// EscrowPolicy is the signed escrow policy served to clients; nil
+	// means none has been set.
+	EscrowPolicy []byte
+	// SpoolDir is a directory the server polls for admin commands written
+	// by `anom admin` (revocations, wipes, distributors, code batches);
+	// "" means none.
+	SpoolDir string
+	// SweepInterval is how often retention, trimming, blob expiry and the
+	// spool are processed; 0 means one second for the spool and one
+	// minute for the rest.
+	SweepInterval time.Duration
+	// Limits bounds sizes, counts and rates; zero fields take defaults.
+	Limits Limits
+	// Registry receives the Prometheus metrics; nil means a registry of
+	// the server's own, served at /metrics.
+	Registry *prometheus.Registry
+}
+
+// Server is one anom server. Create it with New, run it with Serve.
+type Server struct {
+	cfg     Config
+	name    string
+	st      store.Store
+	root    *identity.RootKey
+	rootPub identity.RootPublicKey
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	limits  Limits
+	blobKey []byte
+
+	tlog    *translog.Log
+	tlogMu  sync.Mutex // serialises certificate appends with record updates
+	hub     *hub
+	groups  *groupCache
+	rates   *rateLimiters
+	metrics *metrics
+	reg     *prometheus.Registry
+
+	revokedMu sync.RWMutex
+	revoked   map[identity.DeviceID]bool
+
+	httpSrv *http.Server
+	ctx     context.Context // cancelled when the server stops
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // background loops and sessions
+	closing chan struct{}
+	once    sync.Once
+}
+
+// New opens the server's state in cfg.Store: it rebuilds the transparency
+// log, finishes interrupted activations and loads the revocation list.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Root == nil {
+		return nil, errors.New("creating server: Store and Root are required")
+	}
+	s := &Server{
+		cfg:     cfg,
+		name:    cfg.Name,
+		st:      cfg.Store,
+		root:    cfg.Root,
+		rootPub: cfg.Root.Public(),
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		rand:    cfg.Rand,
+		limits:  cfg.Limits.withDefaults(),
+		revoked: map[identity.DeviceID]bool{},
+		closing: make(chan struct{}),
+	}
+	if s.name == "" {
+		s.name = "anom"
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.cfg.Retention <= 0 {
+		s.cfg.Retention = 30 * 24 * time.Hour
+	}
+	if s.cfg.BlobTTL <= 0 {
+		s.cfg.BlobTTL = 30 * 24 * time.Hour
+	}
+	if s.cfg.MaxBlobSize <= 0 {
+		s.cfg.MaxBlobSize = 100 << 20
+	}
+	s.blobKey = cfg.BlobKey
+	if len(s.blobKey) < 32 {
+		s.blobKey = make([]byte, 32)
+		if _, err := io.ReadFull(s.rand, s.blobKey); err != nil {
+			return nil, fmt.Errorf("creating server: drawing blob key: %w", err)
+		}
+	}
+	s.reg = cfg.Registry
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(s.reg)
+	if err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	s.metrics = m
+	s.hub = newHub()
+	s.groups = newGroupCache()
+	s.rates = newRateLimiters(s.limits)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Signer: s.root.Signer(), Now: s.now})
+	if err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	s.tlog = tl
+	if err := s.finishActivations(ctx); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	if err := s.loadRevoked(ctx); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler: /v1/ws, /v1/blobs/{id} and
+// /metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
+	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve accepts TLS connections on l until ctx ends or Shutdown is
+// called, then shuts down gracefully: it stops accepting, tells every
+// session it is closing, waits for in-flight requests and background work,
+// and returns. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if s.cfg.TLS == nil {
+		return errors.New("serving: no TLS configuration")
+	}
+	s.httpSrv = &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         s.cfg.TLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+	}
+	s.startBackground()
+	errc := make(chan error, 1)
+	go func() { errc <- s.httpSrv.Serve(tls.NewListener(l, s.cfg.TLS)) }()
+	s.log.Info("serving", "addr", l.Addr().String(), "name", s.name)
+	select {
+	case <-ctx.Done():
+	case <-s.closing:
+	case err := <-errc:
+		s.stop()
+		return fmt.Errorf("serving: %w", err)
+	}
+	s.stop()
+	<-errc
+	return nil
+}
+
+// Shutdown makes Serve stop and return.
+func (s *Server) Shutdown() {
+	s.once.Do(func() { close(s.closing) })
+}
+
+// stop shuts the HTTP server and sessions down and waits for them.
+func (s *Server) stop() {
+	s.Shutdown()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.httpSrv.Shutdown(shutCtx) // closes listeners and idle HTTP connections
+	s.cancel()                      // ends sessions and background loops
+	s.hub.closeAll()
+	s.wg.Wait()
+	s.log.Info("stopped")
+}
+
+// startBackground starts the periodic work.
+func (s *Server) startBackground() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.backgroundLoop(s.ctx)
+	}()
+}
+
+func (s *Server) backgroundLoop(ctx context.Context) {
+	fast := time.Second
+	slow := time.Minute
+	if s.cfg.SweepInterval > 0 {
+		fast, slow = s.cfg.SweepInterval, s.cfg.SweepInterval
+	}
+	ft, sl := time.NewTicker(fast), time.NewTicker(slow)
+	defer ft.Stop()
+	defer sl.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ft.C:
+			if err := s.ProcessSpool(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("processing admin spool", "err", err)
+			}
+			s.expireSessions()
+		case <-sl.C:
+			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweeping", "err", err)
+			}
+		}
+	}
+}
+
+// Sweep applies retention and trimming to every group log and removes
+// expired blobs.
+func (s *Server) Sweep(ctx context.Context) error {
+	if err := s.trimGroups(ctx); err != nil {
+		return err
+	}
+	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
+		return fmt.Errorf("sweeping blobs: %w", err)
+	}
+	return nil
+}
+
+// RootPublicKey returns the network root public key.
+func (s *Server) RootPublicKey() identity.RootPublicKey { return s.rootPub }
