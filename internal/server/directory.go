@@ -220,7 +220,7 @@ func (s *Server) lookup(ctx context.Context, req *anomv1.Lookup) (*anomv1.Direct
 }
 
 // treeHead answers GetTreeHead.
-func (s *Server) treeHead(req *anomv1.TreeHeadRequest) (*anomv1.TreeHead, error) {
+func (s *Server) treeHead(req *anomv1.GetTreeHead) (*anomv1.TreeHead, error) {
 	sth, head, err := s.signedHead()
 	if err != nil {
 		return nil, err
@@ -242,7 +242,7 @@ func (s *Server) treeHead(req *anomv1.TreeHeadRequest) (*anomv1.TreeHead, error)
 }
 
 // logEntries answers GetLogEntries.
-func (s *Server) logEntries(ctx context.Context, req *anomv1.LogEntriesRequest) (*anomv1.LogEntries, error) {
+func (s *Server) logEntries(ctx context.Context, req *anomv1.GetLogEntries) (*anomv1.LogEntries, error) {
 	size := s.tlog.Size()
 	start, end := req.GetStart(), req.GetEnd()
 	if start > end || end > size {

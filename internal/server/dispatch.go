@@ -98,21 +98,21 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 		return respond(r, err, func(r *anomv1.Directory) *anomv1.Frame {
 			return &anomv1.Frame{Body: &anomv1.Frame_Directory{Directory: r}}
 		})
-	case *anomv1.Frame_TreeHeadRequest:
-		r, err := c.s.treeHead(b.TreeHeadRequest)
+	case *anomv1.Frame_GetTreeHead:
+		r, err := c.s.treeHead(b.GetTreeHead)
 		return respond(r, err, func(r *anomv1.TreeHead) *anomv1.Frame {
-			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead{TreeHead: r}}
+			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead_{TreeHead_: r}}
 		})
-	case *anomv1.Frame_LogEntriesRequest:
-		r, err := c.s.logEntries(ctx, b.LogEntriesRequest)
+	case *anomv1.Frame_GetLogEntries:
+		r, err := c.s.logEntries(ctx, b.GetLogEntries)
 		return respond(r, err, func(r *anomv1.LogEntries) *anomv1.Frame {
-			return &anomv1.Frame{Body: &anomv1.Frame_LogEntries{LogEntries: r}}
+			return &anomv1.Frame{Body: &anomv1.Frame_LogEntries_{LogEntries_: r}}
 		})
 	case *anomv1.Frame_WipeConfirm:
 		r, err := c.s.wipeConfirm(ctx, c, b.WipeConfirm)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
-	case *anomv1.Frame_EscrowPolicyRequest:
-		return &anomv1.Frame{Body: &anomv1.Frame_EscrowPolicy{EscrowPolicy: &anomv1.EscrowPolicy{Policy: c.s.cfg.EscrowPolicy}}}, nil
+	case *anomv1.Frame_GetEscrowPolicy:
+		return &anomv1.Frame{Body: &anomv1.Frame_EscrowPolicy_{EscrowPolicy_: &anomv1.EscrowPolicy{Policy: c.s.cfg.EscrowPolicy}}}, nil
 	case *anomv1.Frame_RequestBlobUpload:
 		r, err := c.s.grantBlob(c, b.RequestBlobUpload)
 		return respond(r, err, func(r *anomv1.BlobGrant) *anomv1.Frame {

@@ -66,10 +66,10 @@ func FuzzFrame(f *testing.F) {
 		{Id: 10, Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: gid("fuzz-group"), Seq: 1}}},
 		{Id: 11, Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}},
 		{Id: 12, Body: &anomv1.Frame_Lookup{Lookup: &anomv1.Lookup{Username: "fuzzer"}}},
-		{Id: 13, Body: &anomv1.Frame_TreeHeadRequest{TreeHeadRequest: &anomv1.TreeHeadRequest{FromSize: 1}}},
-		{Id: 14, Body: &anomv1.Frame_LogEntriesRequest{LogEntriesRequest: &anomv1.LogEntriesRequest{Start: 0, End: 1}}},
+		{Id: 13, Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: 1}}},
+		{Id: 14, Body: &anomv1.Frame_GetLogEntries{GetLogEntries: &anomv1.GetLogEntries{Start: 0, End: 1}}},
 		{Id: 15, Body: &anomv1.Frame_WipeConfirm{WipeConfirm: &anomv1.WipeConfirm{}}},
-		{Id: 16, Body: &anomv1.Frame_EscrowPolicyRequest{EscrowPolicyRequest: &anomv1.EscrowPolicyRequest{}}},
+		{Id: 16, Body: &anomv1.Frame_GetEscrowPolicy{GetEscrowPolicy: &anomv1.GetEscrowPolicy{}}},
 		{Id: 17, Body: &anomv1.Frame_RequestBlobUpload{RequestBlobUpload: &anomv1.RequestBlobUpload{Size: 10}}},
 		{Id: 18, Body: &anomv1.Frame_Sent{Sent: &anomv1.Sent{}}},
 	}

@@ -173,7 +173,7 @@ func TestMessaging(t *testing.T) {
 	}
 	leaf, _ := translog.Entry{Kind: translog.KindDeviceCertificate, Payload: bob.cert.Encode()}.LeafHash()
 	_ = leaf
-	entries := alice.must(&anomv1.Frame{Body: &anomv1.Frame_LogEntriesRequest{LogEntriesRequest: &anomv1.LogEntriesRequest{Start: dir.Devices[0].LogIndex, End: dir.Devices[0].LogIndex + 1}}}).GetLogEntries()
+	entries := alice.must(&anomv1.Frame{Body: &anomv1.Frame_GetLogEntries{GetLogEntries: &anomv1.GetLogEntries{Start: dir.Devices[0].LogIndex, End: dir.Devices[0].LogIndex + 1}}}).GetLogEntries_()
 	if err := proof.Verify(translog.HashLeaf(entries.Entries[0]), sth.Root); err != nil {
 		t.Fatalf("inclusion proof: %v", err)
 	}
@@ -182,7 +182,7 @@ func TestMessaging(t *testing.T) {
 		t.Fatal("log entry is not bob's certificate")
 	}
 	// Consistency from an earlier size.
-	th := alice.must(&anomv1.Frame{Body: &anomv1.Frame_TreeHeadRequest{TreeHeadRequest: &anomv1.TreeHeadRequest{FromSize: 1}}}).GetTreeHead()
+	th := alice.must(&anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: 1}}}).GetTreeHead_()
 	if len(th.ConsistencyProof) == 0 {
 		t.Fatal("no consistency proof")
 	}

@@ -226,10 +226,10 @@ type Frame struct {
 	//	*Frame_Ack
 	//	*Frame_ListGroups
 	//	*Frame_Lookup
-	//	*Frame_TreeHeadRequest
-	//	*Frame_LogEntriesRequest
+	//	*Frame_GetTreeHead
+	//	*Frame_GetLogEntries
 	//	*Frame_WipeConfirm
-	//	*Frame_EscrowPolicyRequest
+	//	*Frame_GetEscrowPolicy
 	//	*Frame_RequestBlobUpload
 	//	*Frame_Error
 	//	*Frame_Ok
@@ -240,9 +240,9 @@ type Frame struct {
 	//	*Frame_Messages
 	//	*Frame_Groups
 	//	*Frame_Directory
-	//	*Frame_TreeHead
-	//	*Frame_LogEntries
-	//	*Frame_EscrowPolicy
+	//	*Frame_TreeHead_
+	//	*Frame_LogEntries_
+	//	*Frame_EscrowPolicy_
 	//	*Frame_BlobGrant
 	//	*Frame_KeyPackagesStored
 	//	*Frame_PushMessages
@@ -396,19 +396,19 @@ func (x *Frame) GetLookup() *Lookup {
 	return nil
 }
 
-func (x *Frame) GetTreeHeadRequest() *TreeHeadRequest {
+func (x *Frame) GetGetTreeHead() *GetTreeHead {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_TreeHeadRequest); ok {
-			return x.TreeHeadRequest
+		if x, ok := x.Body.(*Frame_GetTreeHead); ok {
+			return x.GetTreeHead
 		}
 	}
 	return nil
 }
 
-func (x *Frame) GetLogEntriesRequest() *LogEntriesRequest {
+func (x *Frame) GetGetLogEntries() *GetLogEntries {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_LogEntriesRequest); ok {
-			return x.LogEntriesRequest
+		if x, ok := x.Body.(*Frame_GetLogEntries); ok {
+			return x.GetLogEntries
 		}
 	}
 	return nil
@@ -423,10 +423,10 @@ func (x *Frame) GetWipeConfirm() *WipeConfirm {
 	return nil
 }
 
-func (x *Frame) GetEscrowPolicyRequest() *EscrowPolicyRequest {
+func (x *Frame) GetGetEscrowPolicy() *GetEscrowPolicy {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_EscrowPolicyRequest); ok {
-			return x.EscrowPolicyRequest
+		if x, ok := x.Body.(*Frame_GetEscrowPolicy); ok {
+			return x.GetEscrowPolicy
 		}
 	}
 	return nil
@@ -522,28 +522,28 @@ func (x *Frame) GetDirectory() *Directory {
 	return nil
 }
 
-func (x *Frame) GetTreeHead() *TreeHead {
+func (x *Frame) GetTreeHead_() *TreeHead {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_TreeHead); ok {
-			return x.TreeHead
+		if x, ok := x.Body.(*Frame_TreeHead_); ok {
+			return x.TreeHead_
 		}
 	}
 	return nil
 }
 
-func (x *Frame) GetLogEntries() *LogEntries {
+func (x *Frame) GetLogEntries_() *LogEntries {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_LogEntries); ok {
-			return x.LogEntries
+		if x, ok := x.Body.(*Frame_LogEntries_); ok {
+			return x.LogEntries_
 		}
 	}
 	return nil
 }
 
-func (x *Frame) GetEscrowPolicy() *EscrowPolicy {
+func (x *Frame) GetEscrowPolicy_() *EscrowPolicy {
 	if x != nil {
-		if x, ok := x.Body.(*Frame_EscrowPolicy); ok {
-			return x.EscrowPolicy
+		if x, ok := x.Body.(*Frame_EscrowPolicy_); ok {
+			return x.EscrowPolicy_
 		}
 	}
 	return nil
@@ -643,20 +643,20 @@ type Frame_Lookup struct {
 	Lookup *Lookup `protobuf:"bytes,20,opt,name=lookup,proto3,oneof"`
 }
 
-type Frame_TreeHeadRequest struct {
-	TreeHeadRequest *TreeHeadRequest `protobuf:"bytes,21,opt,name=tree_head_request,json=treeHeadRequest,proto3,oneof"`
+type Frame_GetTreeHead struct {
+	GetTreeHead *GetTreeHead `protobuf:"bytes,21,opt,name=get_tree_head,json=getTreeHead,proto3,oneof"`
 }
 
-type Frame_LogEntriesRequest struct {
-	LogEntriesRequest *LogEntriesRequest `protobuf:"bytes,22,opt,name=log_entries_request,json=logEntriesRequest,proto3,oneof"`
+type Frame_GetLogEntries struct {
+	GetLogEntries *GetLogEntries `protobuf:"bytes,22,opt,name=get_log_entries,json=getLogEntries,proto3,oneof"`
 }
 
 type Frame_WipeConfirm struct {
 	WipeConfirm *WipeConfirm `protobuf:"bytes,23,opt,name=wipe_confirm,json=wipeConfirm,proto3,oneof"`
 }
 
-type Frame_EscrowPolicyRequest struct {
-	EscrowPolicyRequest *EscrowPolicyRequest `protobuf:"bytes,24,opt,name=escrow_policy_request,json=escrowPolicyRequest,proto3,oneof"`
+type Frame_GetEscrowPolicy struct {
+	GetEscrowPolicy *GetEscrowPolicy `protobuf:"bytes,24,opt,name=get_escrow_policy,json=getEscrowPolicy,proto3,oneof"`
 }
 
 type Frame_RequestBlobUpload struct {
@@ -700,16 +700,16 @@ type Frame_Directory struct {
 	Directory *Directory `protobuf:"bytes,48,opt,name=directory,proto3,oneof"`
 }
 
-type Frame_TreeHead struct {
-	TreeHead *TreeHead `protobuf:"bytes,49,opt,name=tree_head,json=treeHead,proto3,oneof"`
+type Frame_TreeHead_ struct {
+	TreeHead_ *TreeHead `protobuf:"bytes,49,opt,name=tree_head,json=treeHead,proto3,oneof"`
 }
 
-type Frame_LogEntries struct {
-	LogEntries *LogEntries `protobuf:"bytes,50,opt,name=log_entries,json=logEntries,proto3,oneof"`
+type Frame_LogEntries_ struct {
+	LogEntries_ *LogEntries `protobuf:"bytes,50,opt,name=log_entries,json=logEntries,proto3,oneof"`
 }
 
-type Frame_EscrowPolicy struct {
-	EscrowPolicy *EscrowPolicy `protobuf:"bytes,51,opt,name=escrow_policy,json=escrowPolicy,proto3,oneof"`
+type Frame_EscrowPolicy_ struct {
+	EscrowPolicy_ *EscrowPolicy `protobuf:"bytes,51,opt,name=escrow_policy,json=escrowPolicy,proto3,oneof"`
 }
 
 type Frame_BlobGrant struct {
@@ -755,13 +755,13 @@ func (*Frame_ListGroups) isFrame_Body() {}
 
 func (*Frame_Lookup) isFrame_Body() {}
 
-func (*Frame_TreeHeadRequest) isFrame_Body() {}
+func (*Frame_GetTreeHead) isFrame_Body() {}
 
-func (*Frame_LogEntriesRequest) isFrame_Body() {}
+func (*Frame_GetLogEntries) isFrame_Body() {}
 
 func (*Frame_WipeConfirm) isFrame_Body() {}
 
-func (*Frame_EscrowPolicyRequest) isFrame_Body() {}
+func (*Frame_GetEscrowPolicy) isFrame_Body() {}
 
 func (*Frame_RequestBlobUpload) isFrame_Body() {}
 
@@ -783,11 +783,11 @@ func (*Frame_Groups) isFrame_Body() {}
 
 func (*Frame_Directory) isFrame_Body() {}
 
-func (*Frame_TreeHead) isFrame_Body() {}
+func (*Frame_TreeHead_) isFrame_Body() {}
 
-func (*Frame_LogEntries) isFrame_Body() {}
+func (*Frame_LogEntries_) isFrame_Body() {}
 
-func (*Frame_EscrowPolicy) isFrame_Body() {}
+func (*Frame_EscrowPolicy_) isFrame_Body() {}
 
 func (*Frame_BlobGrant) isFrame_Body() {}
 
@@ -964,7 +964,7 @@ var File_anom_v1_frame_proto protoreflect.FileDescriptor
 
 const file_anom_v1_frame_proto_rawDesc = "" +
 	"\n" +
-	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\xae\x0e\n" +
+	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\x8a\x0e\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05hello\x18\n" +
@@ -979,11 +979,11 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x03ack\x18\x12 \x01(\v2\f.anom.v1.AckH\x00R\x03ack\x126\n" +
 	"\vlist_groups\x18\x13 \x01(\v2\x13.anom.v1.ListGroupsH\x00R\n" +
 	"listGroups\x12)\n" +
-	"\x06lookup\x18\x14 \x01(\v2\x0f.anom.v1.LookupH\x00R\x06lookup\x12F\n" +
-	"\x11tree_head_request\x18\x15 \x01(\v2\x18.anom.v1.TreeHeadRequestH\x00R\x0ftreeHeadRequest\x12L\n" +
-	"\x13log_entries_request\x18\x16 \x01(\v2\x1a.anom.v1.LogEntriesRequestH\x00R\x11logEntriesRequest\x129\n" +
-	"\fwipe_confirm\x18\x17 \x01(\v2\x14.anom.v1.WipeConfirmH\x00R\vwipeConfirm\x12R\n" +
-	"\x15escrow_policy_request\x18\x18 \x01(\v2\x1c.anom.v1.EscrowPolicyRequestH\x00R\x13escrowPolicyRequest\x12L\n" +
+	"\x06lookup\x18\x14 \x01(\v2\x0f.anom.v1.LookupH\x00R\x06lookup\x12:\n" +
+	"\rget_tree_head\x18\x15 \x01(\v2\x14.anom.v1.GetTreeHeadH\x00R\vgetTreeHead\x12@\n" +
+	"\x0fget_log_entries\x18\x16 \x01(\v2\x16.anom.v1.GetLogEntriesH\x00R\rgetLogEntries\x129\n" +
+	"\fwipe_confirm\x18\x17 \x01(\v2\x14.anom.v1.WipeConfirmH\x00R\vwipeConfirm\x12F\n" +
+	"\x11get_escrow_policy\x18\x18 \x01(\v2\x18.anom.v1.GetEscrowPolicyH\x00R\x0fgetEscrowPolicy\x12L\n" +
 	"\x13request_blob_upload\x18\x19 \x01(\v2\x1a.anom.v1.RequestBlobUploadH\x00R\x11requestBlobUpload\x12&\n" +
 	"\x05error\x18( \x01(\v2\x0e.anom.v1.ErrorH\x00R\x05error\x12\x1d\n" +
 	"\x02ok\x18) \x01(\v2\v.anom.v1.OkH\x00R\x02ok\x122\n" +
@@ -1059,41 +1059,41 @@ func file_anom_v1_frame_proto_rawDescGZIP() []byte {
 var file_anom_v1_frame_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_anom_v1_frame_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_anom_v1_frame_proto_goTypes = []any{
-	(ProtocolVersion)(0),        // 0: anom.v1.ProtocolVersion
-	(ErrorCode)(0),              // 1: anom.v1.ErrorCode
-	(*Frame)(nil),               // 2: anom.v1.Frame
-	(*Error)(nil),               // 3: anom.v1.Error
-	(*Ok)(nil),                  // 4: anom.v1.Ok
-	(*Disconnect)(nil),          // 5: anom.v1.Disconnect
-	(*Hello)(nil),               // 6: anom.v1.Hello
-	(*Auth)(nil),                // 7: anom.v1.Auth
-	(*Activate)(nil),            // 8: anom.v1.Activate
-	(*UploadKeyPackages)(nil),   // 9: anom.v1.UploadKeyPackages
-	(*ClaimKeyPackage)(nil),     // 10: anom.v1.ClaimKeyPackage
-	(*CreateGroup)(nil),         // 11: anom.v1.CreateGroup
-	(*Send)(nil),                // 12: anom.v1.Send
-	(*Fetch)(nil),               // 13: anom.v1.Fetch
-	(*Ack)(nil),                 // 14: anom.v1.Ack
-	(*ListGroups)(nil),          // 15: anom.v1.ListGroups
-	(*Lookup)(nil),              // 16: anom.v1.Lookup
-	(*TreeHeadRequest)(nil),     // 17: anom.v1.TreeHeadRequest
-	(*LogEntriesRequest)(nil),   // 18: anom.v1.LogEntriesRequest
-	(*WipeConfirm)(nil),         // 19: anom.v1.WipeConfirm
-	(*EscrowPolicyRequest)(nil), // 20: anom.v1.EscrowPolicyRequest
-	(*RequestBlobUpload)(nil),   // 21: anom.v1.RequestBlobUpload
-	(*Challenge)(nil),           // 22: anom.v1.Challenge
-	(*Authenticated)(nil),       // 23: anom.v1.Authenticated
-	(*KeyPackage)(nil),          // 24: anom.v1.KeyPackage
-	(*Sent)(nil),                // 25: anom.v1.Sent
-	(*Messages)(nil),            // 26: anom.v1.Messages
-	(*Groups)(nil),              // 27: anom.v1.Groups
-	(*Directory)(nil),           // 28: anom.v1.Directory
-	(*TreeHead)(nil),            // 29: anom.v1.TreeHead
-	(*LogEntries)(nil),          // 30: anom.v1.LogEntries
-	(*EscrowPolicy)(nil),        // 31: anom.v1.EscrowPolicy
-	(*BlobGrant)(nil),           // 32: anom.v1.BlobGrant
-	(*KeyPackagesStored)(nil),   // 33: anom.v1.KeyPackagesStored
-	(*Wipe)(nil),                // 34: anom.v1.Wipe
+	(ProtocolVersion)(0),      // 0: anom.v1.ProtocolVersion
+	(ErrorCode)(0),            // 1: anom.v1.ErrorCode
+	(*Frame)(nil),             // 2: anom.v1.Frame
+	(*Error)(nil),             // 3: anom.v1.Error
+	(*Ok)(nil),                // 4: anom.v1.Ok
+	(*Disconnect)(nil),        // 5: anom.v1.Disconnect
+	(*Hello)(nil),             // 6: anom.v1.Hello
+	(*Auth)(nil),              // 7: anom.v1.Auth
+	(*Activate)(nil),          // 8: anom.v1.Activate
+	(*UploadKeyPackages)(nil), // 9: anom.v1.UploadKeyPackages
+	(*ClaimKeyPackage)(nil),   // 10: anom.v1.ClaimKeyPackage
+	(*CreateGroup)(nil),       // 11: anom.v1.CreateGroup
+	(*Send)(nil),              // 12: anom.v1.Send
+	(*Fetch)(nil),             // 13: anom.v1.Fetch
+	(*Ack)(nil),               // 14: anom.v1.Ack
+	(*ListGroups)(nil),        // 15: anom.v1.ListGroups
+	(*Lookup)(nil),            // 16: anom.v1.Lookup
+	(*GetTreeHead)(nil),       // 17: anom.v1.GetTreeHead
+	(*GetLogEntries)(nil),     // 18: anom.v1.GetLogEntries
+	(*WipeConfirm)(nil),       // 19: anom.v1.WipeConfirm
+	(*GetEscrowPolicy)(nil),   // 20: anom.v1.GetEscrowPolicy
+	(*RequestBlobUpload)(nil), // 21: anom.v1.RequestBlobUpload
+	(*Challenge)(nil),         // 22: anom.v1.Challenge
+	(*Authenticated)(nil),     // 23: anom.v1.Authenticated
+	(*KeyPackage)(nil),        // 24: anom.v1.KeyPackage
+	(*Sent)(nil),              // 25: anom.v1.Sent
+	(*Messages)(nil),          // 26: anom.v1.Messages
+	(*Groups)(nil),            // 27: anom.v1.Groups
+	(*Directory)(nil),         // 28: anom.v1.Directory
+	(*TreeHead)(nil),          // 29: anom.v1.TreeHead
+	(*LogEntries)(nil),        // 30: anom.v1.LogEntries
+	(*EscrowPolicy)(nil),      // 31: anom.v1.EscrowPolicy
+	(*BlobGrant)(nil),         // 32: anom.v1.BlobGrant
+	(*KeyPackagesStored)(nil), // 33: anom.v1.KeyPackagesStored
+	(*Wipe)(nil),              // 34: anom.v1.Wipe
 }
 var file_anom_v1_frame_proto_depIdxs = []int32{
 	6,  // 0: anom.v1.Frame.hello:type_name -> anom.v1.Hello
@@ -1107,10 +1107,10 @@ var file_anom_v1_frame_proto_depIdxs = []int32{
 	14, // 8: anom.v1.Frame.ack:type_name -> anom.v1.Ack
 	15, // 9: anom.v1.Frame.list_groups:type_name -> anom.v1.ListGroups
 	16, // 10: anom.v1.Frame.lookup:type_name -> anom.v1.Lookup
-	17, // 11: anom.v1.Frame.tree_head_request:type_name -> anom.v1.TreeHeadRequest
-	18, // 12: anom.v1.Frame.log_entries_request:type_name -> anom.v1.LogEntriesRequest
+	17, // 11: anom.v1.Frame.get_tree_head:type_name -> anom.v1.GetTreeHead
+	18, // 12: anom.v1.Frame.get_log_entries:type_name -> anom.v1.GetLogEntries
 	19, // 13: anom.v1.Frame.wipe_confirm:type_name -> anom.v1.WipeConfirm
-	20, // 14: anom.v1.Frame.escrow_policy_request:type_name -> anom.v1.EscrowPolicyRequest
+	20, // 14: anom.v1.Frame.get_escrow_policy:type_name -> anom.v1.GetEscrowPolicy
 	21, // 15: anom.v1.Frame.request_blob_upload:type_name -> anom.v1.RequestBlobUpload
 	3,  // 16: anom.v1.Frame.error:type_name -> anom.v1.Error
 	4,  // 17: anom.v1.Frame.ok:type_name -> anom.v1.Ok
@@ -1156,10 +1156,10 @@ func file_anom_v1_frame_proto_init() {
 		(*Frame_Ack)(nil),
 		(*Frame_ListGroups)(nil),
 		(*Frame_Lookup)(nil),
-		(*Frame_TreeHeadRequest)(nil),
-		(*Frame_LogEntriesRequest)(nil),
+		(*Frame_GetTreeHead)(nil),
+		(*Frame_GetLogEntries)(nil),
 		(*Frame_WipeConfirm)(nil),
-		(*Frame_EscrowPolicyRequest)(nil),
+		(*Frame_GetEscrowPolicy)(nil),
 		(*Frame_RequestBlobUpload)(nil),
 		(*Frame_Error)(nil),
 		(*Frame_Ok)(nil),
@@ -1170,9 +1170,9 @@ func file_anom_v1_frame_proto_init() {
 		(*Frame_Messages)(nil),
 		(*Frame_Groups)(nil),
 		(*Frame_Directory)(nil),
-		(*Frame_TreeHead)(nil),
-		(*Frame_LogEntries)(nil),
-		(*Frame_EscrowPolicy)(nil),
+		(*Frame_TreeHead_)(nil),
+		(*Frame_LogEntries_)(nil),
+		(*Frame_EscrowPolicy_)(nil),
 		(*Frame_BlobGrant)(nil),
 		(*Frame_KeyPackagesStored)(nil),
 		(*Frame_PushMessages)(nil),

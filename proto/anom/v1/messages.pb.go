@@ -1324,29 +1324,29 @@ func (x *Directory) GetTreeHead() []byte {
 	return nil
 }
 
-// TreeHeadRequest asks for the current signed tree head and, if from_size > 0,
+// GetTreeHead asks for the current signed tree head and, if from_size > 0,
 // a consistency proof from that size.
-type TreeHeadRequest struct {
+type GetTreeHead struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromSize      uint64                 `protobuf:"varint,1,opt,name=from_size,json=fromSize,proto3" json:"from_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *TreeHeadRequest) Reset() {
-	*x = TreeHeadRequest{}
+func (x *GetTreeHead) Reset() {
+	*x = GetTreeHead{}
 	mi := &file_anom_v1_messages_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *TreeHeadRequest) String() string {
+func (x *GetTreeHead) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*TreeHeadRequest) ProtoMessage() {}
+func (*GetTreeHead) ProtoMessage() {}
 
-func (x *TreeHeadRequest) ProtoReflect() protoreflect.Message {
+func (x *GetTreeHead) ProtoReflect() protoreflect.Message {
 	mi := &file_anom_v1_messages_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1358,19 +1358,19 @@ func (x *TreeHeadRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use TreeHeadRequest.ProtoReflect.Descriptor instead.
-func (*TreeHeadRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use GetTreeHead.ProtoReflect.Descriptor instead.
+func (*GetTreeHead) Descriptor() ([]byte, []int) {
 	return file_anom_v1_messages_proto_rawDescGZIP(), []int{22}
 }
 
-func (x *TreeHeadRequest) GetFromSize() uint64 {
+func (x *GetTreeHead) GetFromSize() uint64 {
 	if x != nil {
 		return x.FromSize
 	}
 	return 0
 }
 
-// TreeHead answers TreeHeadRequest.
+// TreeHead answers GetTreeHead.
 type TreeHead struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	TreeHead         []byte                 `protobuf:"bytes,1,opt,name=tree_head,json=treeHead,proto3" json:"tree_head,omitempty"`
@@ -1423,8 +1423,8 @@ func (x *TreeHead) GetConsistencyProof() []byte {
 	return nil
 }
 
-// LogEntriesRequest reads transparency-log entries [start, end).
-type LogEntriesRequest struct {
+// GetLogEntries reads transparency-log entries [start, end).
+type GetLogEntries struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
 	End           uint64                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
@@ -1432,20 +1432,20 @@ type LogEntriesRequest struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LogEntriesRequest) Reset() {
-	*x = LogEntriesRequest{}
+func (x *GetLogEntries) Reset() {
+	*x = GetLogEntries{}
 	mi := &file_anom_v1_messages_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LogEntriesRequest) String() string {
+func (x *GetLogEntries) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LogEntriesRequest) ProtoMessage() {}
+func (*GetLogEntries) ProtoMessage() {}
 
-func (x *LogEntriesRequest) ProtoReflect() protoreflect.Message {
+func (x *GetLogEntries) ProtoReflect() protoreflect.Message {
 	mi := &file_anom_v1_messages_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1457,26 +1457,26 @@ func (x *LogEntriesRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LogEntriesRequest.ProtoReflect.Descriptor instead.
-func (*LogEntriesRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use GetLogEntries.ProtoReflect.Descriptor instead.
+func (*GetLogEntries) Descriptor() ([]byte, []int) {
 	return file_anom_v1_messages_proto_rawDescGZIP(), []int{24}
 }
 
-func (x *LogEntriesRequest) GetStart() uint64 {
+func (x *GetLogEntries) GetStart() uint64 {
 	if x != nil {
 		return x.Start
 	}
 	return 0
 }
 
-func (x *LogEntriesRequest) GetEnd() uint64 {
+func (x *GetLogEntries) GetEnd() uint64 {
 	if x != nil {
 		return x.End
 	}
 	return 0
 }
 
-// LogEntries answers LogEntriesRequest (translog Entry encodings).
+// LogEntries answers GetLogEntries (translog Entry encodings).
 type LogEntries struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -1629,27 +1629,27 @@ func (x *WipeConfirm) GetSignature() []byte {
 	return nil
 }
 
-// EscrowPolicyRequest asks for the network's current escrow policy.
-type EscrowPolicyRequest struct {
+// GetEscrowPolicy asks for the network's current escrow policy.
+type GetEscrowPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *EscrowPolicyRequest) Reset() {
-	*x = EscrowPolicyRequest{}
+func (x *GetEscrowPolicy) Reset() {
+	*x = GetEscrowPolicy{}
 	mi := &file_anom_v1_messages_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *EscrowPolicyRequest) String() string {
+func (x *GetEscrowPolicy) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*EscrowPolicyRequest) ProtoMessage() {}
+func (*GetEscrowPolicy) ProtoMessage() {}
 
-func (x *EscrowPolicyRequest) ProtoReflect() protoreflect.Message {
+func (x *GetEscrowPolicy) ProtoReflect() protoreflect.Message {
 	mi := &file_anom_v1_messages_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1661,12 +1661,12 @@ func (x *EscrowPolicyRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use EscrowPolicyRequest.ProtoReflect.Descriptor instead.
-func (*EscrowPolicyRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use GetEscrowPolicy.ProtoReflect.Descriptor instead.
+func (*GetEscrowPolicy) Descriptor() ([]byte, []int) {
 	return file_anom_v1_messages_proto_rawDescGZIP(), []int{28}
 }
 
-// EscrowPolicy answers EscrowPolicyRequest. An empty policy means none has
+// EscrowPolicy answers GetEscrowPolicy. An empty policy means none has
 // been set yet.
 type EscrowPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1933,13 +1933,13 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\tDirectory\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12.\n" +
 	"\adevices\x18\x02 \x03(\v2\x14.anom.v1.DeviceEntryR\adevices\x12\x1b\n" +
-	"\ttree_head\x18\x03 \x01(\fR\btreeHead\".\n" +
-	"\x0fTreeHeadRequest\x12\x1b\n" +
+	"\ttree_head\x18\x03 \x01(\fR\btreeHead\"*\n" +
+	"\vGetTreeHead\x12\x1b\n" +
 	"\tfrom_size\x18\x01 \x01(\x04R\bfromSize\"T\n" +
 	"\bTreeHead\x12\x1b\n" +
 	"\ttree_head\x18\x01 \x01(\fR\btreeHead\x12+\n" +
-	"\x11consistency_proof\x18\x02 \x01(\fR\x10consistencyProof\";\n" +
-	"\x11LogEntriesRequest\x12\x14\n" +
+	"\x11consistency_proof\x18\x02 \x01(\fR\x10consistencyProof\"7\n" +
+	"\rGetLogEntries\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\"<\n" +
 	"\n" +
@@ -1950,8 +1950,8 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"E\n" +
 	"\vWipeConfirm\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x15\n" +
-	"\x13EscrowPolicyRequest\"C\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x11\n" +
+	"\x0fGetEscrowPolicy\"C\n" +
 	"\fEscrowPolicy\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\fR\x06policy\x12\x1b\n" +
 	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\"'\n" +
@@ -1979,38 +1979,38 @@ func file_anom_v1_messages_proto_rawDescGZIP() []byte {
 
 var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_anom_v1_messages_proto_goTypes = []any{
-	(*Hello)(nil),               // 0: anom.v1.Hello
-	(*Challenge)(nil),           // 1: anom.v1.Challenge
-	(*Auth)(nil),                // 2: anom.v1.Auth
-	(*Activate)(nil),            // 3: anom.v1.Activate
-	(*Authenticated)(nil),       // 4: anom.v1.Authenticated
-	(*UploadKeyPackages)(nil),   // 5: anom.v1.UploadKeyPackages
-	(*KeyPackagesStored)(nil),   // 6: anom.v1.KeyPackagesStored
-	(*ClaimKeyPackage)(nil),     // 7: anom.v1.ClaimKeyPackage
-	(*KeyPackage)(nil),          // 8: anom.v1.KeyPackage
-	(*CreateGroup)(nil),         // 9: anom.v1.CreateGroup
-	(*Send)(nil),                // 10: anom.v1.Send
-	(*Sent)(nil),                // 11: anom.v1.Sent
-	(*Fetch)(nil),               // 12: anom.v1.Fetch
-	(*GroupMessage)(nil),        // 13: anom.v1.GroupMessage
-	(*Messages)(nil),            // 14: anom.v1.Messages
-	(*Ack)(nil),                 // 15: anom.v1.Ack
-	(*ListGroups)(nil),          // 16: anom.v1.ListGroups
-	(*GroupState)(nil),          // 17: anom.v1.GroupState
-	(*Groups)(nil),              // 18: anom.v1.Groups
-	(*Lookup)(nil),              // 19: anom.v1.Lookup
-	(*DeviceEntry)(nil),         // 20: anom.v1.DeviceEntry
-	(*Directory)(nil),           // 21: anom.v1.Directory
-	(*TreeHeadRequest)(nil),     // 22: anom.v1.TreeHeadRequest
-	(*TreeHead)(nil),            // 23: anom.v1.TreeHead
-	(*LogEntriesRequest)(nil),   // 24: anom.v1.LogEntriesRequest
-	(*LogEntries)(nil),          // 25: anom.v1.LogEntries
-	(*Wipe)(nil),                // 26: anom.v1.Wipe
-	(*WipeConfirm)(nil),         // 27: anom.v1.WipeConfirm
-	(*EscrowPolicyRequest)(nil), // 28: anom.v1.EscrowPolicyRequest
-	(*EscrowPolicy)(nil),        // 29: anom.v1.EscrowPolicy
-	(*RequestBlobUpload)(nil),   // 30: anom.v1.RequestBlobUpload
-	(*BlobGrant)(nil),           // 31: anom.v1.BlobGrant
+	(*Hello)(nil),             // 0: anom.v1.Hello
+	(*Challenge)(nil),         // 1: anom.v1.Challenge
+	(*Auth)(nil),              // 2: anom.v1.Auth
+	(*Activate)(nil),          // 3: anom.v1.Activate
+	(*Authenticated)(nil),     // 4: anom.v1.Authenticated
+	(*UploadKeyPackages)(nil), // 5: anom.v1.UploadKeyPackages
+	(*KeyPackagesStored)(nil), // 6: anom.v1.KeyPackagesStored
+	(*ClaimKeyPackage)(nil),   // 7: anom.v1.ClaimKeyPackage
+	(*KeyPackage)(nil),        // 8: anom.v1.KeyPackage
+	(*CreateGroup)(nil),       // 9: anom.v1.CreateGroup
+	(*Send)(nil),              // 10: anom.v1.Send
+	(*Sent)(nil),              // 11: anom.v1.Sent
+	(*Fetch)(nil),             // 12: anom.v1.Fetch
+	(*GroupMessage)(nil),      // 13: anom.v1.GroupMessage
+	(*Messages)(nil),          // 14: anom.v1.Messages
+	(*Ack)(nil),               // 15: anom.v1.Ack
+	(*ListGroups)(nil),        // 16: anom.v1.ListGroups
+	(*GroupState)(nil),        // 17: anom.v1.GroupState
+	(*Groups)(nil),            // 18: anom.v1.Groups
+	(*Lookup)(nil),            // 19: anom.v1.Lookup
+	(*DeviceEntry)(nil),       // 20: anom.v1.DeviceEntry
+	(*Directory)(nil),         // 21: anom.v1.Directory
+	(*GetTreeHead)(nil),       // 22: anom.v1.GetTreeHead
+	(*TreeHead)(nil),          // 23: anom.v1.TreeHead
+	(*GetLogEntries)(nil),     // 24: anom.v1.GetLogEntries
+	(*LogEntries)(nil),        // 25: anom.v1.LogEntries
+	(*Wipe)(nil),              // 26: anom.v1.Wipe
+	(*WipeConfirm)(nil),       // 27: anom.v1.WipeConfirm
+	(*GetEscrowPolicy)(nil),   // 28: anom.v1.GetEscrowPolicy
+	(*EscrowPolicy)(nil),      // 29: anom.v1.EscrowPolicy
+	(*RequestBlobUpload)(nil), // 30: anom.v1.RequestBlobUpload
+	(*BlobGrant)(nil),         // 31: anom.v1.BlobGrant
 }
 var file_anom_v1_messages_proto_depIdxs = []int32{
 	13, // 0: anom.v1.Messages.messages:type_name -> anom.v1.GroupMessage
