@@ -280,8 +280,8 @@ func (r *blobReader) Close() error {
 	return r.shut()
 }
 
-// closeLocked is called by Store.Close.
-func (r *blobReader) closeLocked() {
+// closeForStore is called by Store.Close.
+func (r *blobReader) closeForStore() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {

@@ -25,7 +25,6 @@
 package pebble
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -204,7 +203,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.inflight.Lock()
 		s.readers.Range(func(k, _ any) bool {
-			k.(*blobReader).closeLocked()
+			k.(*blobReader).closeForStore()
 			return true
 		})
 		close(s.reqs)
@@ -273,13 +272,6 @@ func newUploadID() uploadID {
 	var u uploadID
 	rand.Read(u[:])
 	return u
-}
-
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return nil
 }
 
 // logger adapts slog to Pebble's logger.
