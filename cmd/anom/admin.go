@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// anom admin: network administration on the machine of the server's data
+// directory. Verbs register in adminVerbs from their own files. Requests
+// for a running server (distributors, codes, revocations, wipes) are
+// signed here with the root or distributor key and handed to the server
+// through the data directory's spool.
+
+type adminVerb struct {
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var adminVerbs = map[string]adminVerb{}
+
+func init() {
+	register(command{name: "admin", summary: "network administration: init, distributor, codes, revoke, wipe", run: runAdmin})
+}
+
+func adminUsage() {
+	fmt.Fprintln(os.Stderr, "usage: anom admin <verb> [flags]\n\nverbs:")
+	var names []string
+	for n := range adminVerbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, adminVerbs[n].summary)
+	}
+}
+
+func runAdmin(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		adminUsage()
+		return flag.ErrHelp
+	}
+	v, ok := adminVerbs[args[0]]
+	if !ok {
+		adminUsage()
+		return fmt.Errorf("unknown verb %q", args[0])
+	}
+	return v.run(ctx, args[1:])
+}
+
+// dataFlag adds the --data flag (default $ANOM_DATA, else ./anom-data).
+func dataFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("ANOM_DATA")
+	if def == "" {
+		def = "anom-data"
+	}
+	return fs.String("data", def, "data directory (env ANOM_DATA)")
+}
+
+// parseInterspersed parses flags that may follow positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

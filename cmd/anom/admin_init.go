@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"anom/internal/identity"
+)
+
+func init() {
+	adminVerbs["init"] = adminVerb{summary: "make a network: root key, TLS CA and server certificate, empty escrow policy", run: runAdminInit}
+}
+
+func runAdminInit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("admin init", flag.ContinueOnError)
+	data := dataFlag(fs)
+	name := fs.String("name", "anom", "network (server) name that devices sign in authentication")
+	hosts := fs.String("hosts", "localhost,127.0.0.1", "comma-separated hostnames and IPs for the server certificate (localhost and 127.0.0.1 are always included)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d := dataDir(*data)
+	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+		return err
+	}
+	if _, err := os.Stat(d.path("root.key")); err == nil {
+		return fmt.Errorf("%s already holds a network", *data)
+	}
+	for _, sub := range []string{"spool", "distributors"} {
+		if err := os.MkdirAll(d.path(sub), 0o700); err != nil {
+			return err
+		}
+	}
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writeSecret(d.path("root.key"), []byte(hex.EncodeToString(root.Seed())+"\n")); err != nil {
+		return err
+	}
+	if err := writeSecret(d.path("root.pub"), []byte(hex.EncodeToString(root.Public())+"\n")); err != nil {
+		return err
+	}
+	hostList := []string{"localhost", "127.0.0.1"}
+	for _, h := range strings.Split(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" && h != "localhost" && h != "127.0.0.1" {
+			hostList = append(hostList, h)
+		}
+	}
+	caDER, err := makeTLS(d, hostList)
+	if err != nil {
+		return err
+	}
+	blobKey := make([]byte, 32)
+	if _, err := rand.Read(blobKey); err != nil {
+		return err
+	}
+	if err := writeSecret(d.path("blob.key"), blobKey); err != nil {
+		return err
+	}
+	// The escrow issue fills this in with the signed policy.
+	if err := writeSecret(d.path("escrow-policy"), nil); err != nil {
+		return err
+	}
+	caSum := sha256.Sum256(caDER)
+	ni := networkInfo{Name: *name, Hostnames: hostList, RootFingerprint: root.Public().Fingerprint(), CAFingerprint: hex.EncodeToString(caSum[:])}
+	b, _ := json.MarshalIndent(ni, "", "  ")
+	if err := writeSecret(d.path("network.json"), append(b, '\n')); err != nil {
+		return err
+	}
+	fmt.Printf("network %q made in %s\n", *name, *data)
+	fmt.Printf("  root key        %s (0600)\n", d.path("root.key"))
+	fmt.Printf("  TLS CA          %s\n", d.path("ca.crt"))
+	fmt.Printf("  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
+	fmt.Printf("  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
+	fmt.Printf("root fingerprint  %s\n", ni.RootFingerprint)
+	fmt.Printf("CA fingerprint    %s\n", ni.CAFingerprint)
+	return nil
+}
+
+// makeTLS writes a CA and a server certificate signed by it.
+func makeTLS(d dataDir, hosts []string) ([]byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: randSerial(), Subject: pkix.Name{CommonName: "anom network CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("making CA: %w", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: randSerial(), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			leaf.IPAddresses = append(leaf.IPAddresses, ip)
+		} else {
+			leaf.DNSNames = append(leaf.DNSNames, h)
+		}
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("making server certificate: %w", err)
+	}
+	for _, f := range []struct {
+		name, typ string
+		der       []byte
+		key       *ecdsa.PrivateKey
+	}{{"ca", "CERTIFICATE", caDER, caKey}, {"server", "CERTIFICATE", leafDER, srvKey}} {
+		if err := writeSecret(d.path(f.name+".crt"), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der})); err != nil {
+			return nil, err
+		}
+		kb, err := x509.MarshalECPrivateKey(f.key)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeSecret(d.path(f.name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})); err != nil {
+			return nil, err
+		}
+	}
+	return caDER, nil
+}
+
+func randSerial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}

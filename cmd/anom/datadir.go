@@ -1,0 +1,107 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"anom/internal/identity"
+)
+
+// The data directory of a network, made by `anom admin init`:
+//
+//	root.key          network root key seed (hex), 0600
+//	root.pub          network root public key (hex)
+//	ca.crt, ca.key    TLS CA (PEM), the key 0600
+//	server.crt/.key   TLS server certificate for the hostnames (PEM)
+//	blob.key          HMAC key of blob capability tokens, 0600
+//	escrow-policy     signed escrow policy; empty until the escrow is set up
+//	network.json      name, hostnames and fingerprints
+//	store/            the Pebble store of `anom server`
+//	spool/            admin requests for the running server
+//	distributors/     NAME.key (seed) and NAME.json of each distributor
+type dataDir string
+
+func (d dataDir) path(parts ...string) string {
+	return filepath.Join(append([]string{string(d)}, parts...)...)
+}
+
+type networkInfo struct {
+	Name            string   `json:"name"`
+	Hostnames       []string `json:"hostnames"`
+	RootFingerprint string   `json:"root_fingerprint"`
+	CAFingerprint   string   `json:"ca_fingerprint"`
+}
+
+// writeSecret writes a file readable by its owner only, refusing to
+// overwrite.
+func writeSecret(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func (d dataDir) rootKey() (*identity.RootKey, error) {
+	b, err := os.ReadFile(d.path("root.key"))
+	if err != nil {
+		return nil, fmt.Errorf("reading root key: %w (run anom admin init)", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("reading root key: %w", err)
+	}
+	return identity.RootKeyFromSeed(seed)
+}
+
+func (d dataDir) info() (networkInfo, error) {
+	var ni networkInfo
+	b, err := os.ReadFile(d.path("network.json"))
+	if err != nil {
+		return ni, fmt.Errorf("reading network info: %w (run anom admin init)", err)
+	}
+	return ni, json.Unmarshal(b, &ni)
+}
+
+func (d dataDir) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(d.path("server.crt"), d.path("server.key"))
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+}
+
+func (d dataDir) caPool() (*x509.CertPool, error) {
+	b, err := os.ReadFile(d.path("ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("reading CA: %w", err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, errors.New("reading CA: no certificate")
+	}
+	return p, nil
+}
+
+func (d dataDir) secretFile(name string) ([]byte, error) {
+	b, err := os.ReadFile(d.path(name))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return b, nil
+}

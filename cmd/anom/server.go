@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"anom/internal/server"
+	"anom/internal/store/pebble"
+)
+
+func init() {
+	register(command{name: "server", summary: "run the anom server (directory, delivery, blobs) on a data directory", run: runServer})
+}
+
+func runServer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	data := dataFlag(fs)
+	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (env ANOM_LISTEN)")
+	retention := fs.Duration("retention", 30*24*time.Hour, "how long group messages are kept at most")
+	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
+	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
+	verbose := fs.Bool("v", false, "debug logging")
+	if v := os.Getenv("ANOM_LISTEN"); v != "" {
+		*listen = v
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	d := dataDir(*data)
+	root, err := d.rootKey()
+	if err != nil {
+		return err
+	}
+	ni, err := d.info()
+	if err != nil {
+		return err
+	}
+	tc, err := d.tlsConfig()
+	if err != nil {
+		return err
+	}
+	blobKey, err := d.secretFile("blob.key")
+	if err != nil {
+		return err
+	}
+	policy, err := d.secretFile("escrow-policy")
+	if err != nil {
+		return err
+	}
+	st, err := pebble.Open(d.path("store"), pebble.Options{Logger: log.With("part", "store")})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(ctx, server.Config{
+		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
+		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobKey: blobKey,
+		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s)\n", ni.Name, l.Addr(), ni.RootFingerprint)
+	return srv.Serve(ctx, l)
+}
+
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
