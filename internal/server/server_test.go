@@ -27,7 +27,7 @@ func send(group []byte, m *mls.MLSMessage, welcome *mls.MLSMessage) *anomv1.Fram
 
 // setupGroup activates alice and bob, puts them in a group made by alice
 // and returns them with their MLS groups.
-func setupGroup(t *testing.T, n *network, g []byte) (alice, bob *member) {
+func setupGroup(t testing.TB, n *network, g []byte) (alice, bob *member) {
 	t.Helper()
 	codes := n.codes(2, 1)
 	alice = &member{client: n.activate("alice", codes[0])}

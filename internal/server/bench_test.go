@@ -1,0 +1,66 @@
+package server
+
+import (
+	"sync"
+	"testing"
+
+	anomv1 "anom/proto/anom/v1"
+)
+
+// BenchmarkSend measures durable application messages through the whole
+// server (TLS WebSocket, checks, Pebble append, push to the other member)
+// with 8 concurrent sending connections of one device, each waiting for
+// its Sent. Every message is also pushed to the 7 other connections and to
+// the other member, so each costs 8 pushes.
+func BenchmarkSend(b *testing.B) {
+	n := newNetwork(b, func(c *Config) {
+		c.Limits.RequestsPerSecond = 1e9
+		c.Limits.RequestBurst = 1 << 30
+		c.Limits.MaxConnsPerDevice = 16
+	})
+	g := gid("bench")
+	alice, bob := setupGroup(b, n, g)
+	go func() {
+		for range bob.pushes {
+		}
+	}()
+	// One ciphertext per sender connection is enough: the server does not
+	// decrypt, and the epoch stays the same.
+	const senders = 8
+	var conns []*client
+	for range senders {
+		c, r := n.connect(alice.client)
+		if code(r) != 0 {
+			b.Fatal(r.GetError())
+		}
+		go func() {
+			for range c.pushes {
+			}
+		}()
+		conns = append(conns, c)
+	}
+	alice.ws.CloseNow()
+	m, err := alice.group.Encrypt(make([]byte, 1024), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frame := func() *anomv1.Frame { return send(g, m, nil) }
+	b.SetBytes(1024)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := (b.N + senders - 1) / senders
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				if r := c.call(frame()); code(r) != 0 {
+					b.Error(r.GetError())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*senders)/b.Elapsed().Seconds(), "msgs/s")
+}
