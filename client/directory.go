@@ -98,11 +98,11 @@ func (c *Client) proveInLog(ctx context.Context, cn *conn, cert []byte, index ui
 	if proof.Index != index {
 		return fmt.Errorf("%w: proof for entry %d, directory says %d", ErrNotInLog, proof.Index, index)
 	}
-	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetLogEntries{GetLogEntries: &anomv1.GetLogEntries{Start: index, End: index + 1}}})
+	resp, err := cn.call(ctx, logEntriesRequest(index, index + 1))
 	if err != nil {
 		return fmt.Errorf("reading log entry %d: %w", index, err)
 	}
-	le := resp.GetLogEntries_()
+	le := logEntriesOf(resp)
 	if le == nil || le.GetStart() != index || len(le.GetEntries()) != 1 {
 		return fmt.Errorf("reading log entry %d: %w", index, ErrProtocol)
 	}

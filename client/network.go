@@ -345,11 +345,11 @@ func (c *Client) watchLog(ctx context.Context, cn *conn) error {
 	st := c.monitor.State()
 	var entries [][]byte
 	for from := st.Scanned; from < st.Head.Size; {
-		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetLogEntries{GetLogEntries: &anomv1.GetLogEntries{Start: from, End: st.Head.Size}}})
+		resp, err := cn.call(ctx, logEntriesRequest(from, st.Head.Size))
 		if err != nil {
 			return fmt.Errorf("reading the transparency log: %w", err)
 		}
-		le := resp.GetLogEntries_()
+		le := logEntriesOf(resp)
 		if le == nil || le.GetStart() != from || len(le.GetEntries()) == 0 {
 			return fmt.Errorf("reading the transparency log: %w: bad entries answer", ErrProtocol)
 		}
@@ -375,11 +375,11 @@ func (c *Client) watchLog(ctx context.Context, cn *conn) error {
 // from the monitor's head.
 func (c *Client) updateHead(ctx context.Context, cn *conn) error {
 	from := c.monitor.Head().Size
-	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: from}}})
+	resp, err := cn.call(ctx, treeHeadRequest(from))
 	if err != nil {
 		return fmt.Errorf("getting the log head: %w", err)
 	}
-	th := resp.GetTreeHead_()
+	th := treeHeadOf(resp)
 	if th == nil {
 		return fmt.Errorf("getting the log head: %w: no head", ErrProtocol)
 	}

@@ -1,0 +1,377 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"anom/internal/identity"
+	"anom/internal/server"
+	"anom/internal/store/pebble"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// testNet is an in-process server over real TLS on loopback.
+type testNet struct {
+	t     *testing.T
+	root  *identity.RootKey
+	dist  *identity.DistributorKey
+	srv   *server.Server
+	net   Network
+	clock *shiftClock
+}
+
+// shiftClock is the real clock moved by an offset.
+type shiftClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *shiftClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func newTestNet(t *testing.T) *testNet {
+	t.Helper()
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist, err := identity.GenerateDistributorKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A network CA and a server certificate issued by it.
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "anom test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "anom server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{"server.anom"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
+
+	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &shiftClock{}
+	srv, err := server.New(context.Background(), server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		st.Close()
+	})
+	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
+	if err := root.SignDistributorCertificate(dc); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddDistributor(context.Background(), dc); err != nil {
+		t.Fatal(err)
+	}
+	n := Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(caDER), Root: root.Public(), TLSServerName: "server.anom"}
+	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n, clock: clock}
+}
+
+func (n *testNet) code(months int) string {
+	n.t.Helper()
+	c, _ := identity.NewActivationCode(rand.Reader)
+	b := &identity.CodeBatch{Distributor: "shop", Months: uint8(months), Expires: time.Now().Add(24 * time.Hour), Hashes: [][identity.CodeHashSize]byte{c.Hash()}}
+	if err := n.dist.SignCodeBatch(b); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
+		n.t.Fatal(err)
+	}
+	return c.String()
+}
+
+// device is a test user's client with its events.
+type device struct {
+	t      *testing.T
+	name   string
+	cfg    Config
+	c      *Client
+	events chan Event
+}
+
+func (n *testNet) newDevice(name string) *device {
+	n.t.Helper()
+	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
+	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.now, KeyPackages: 4,
+		OnEvent: func(e Event) { d.events <- e }}
+	c, err := Create(d.cfg, "1234", "0000")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	d.c = c
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Activate(ctx, n.net, n.code(12), name); err != nil {
+		n.t.Fatalf("activating %s: %v", name, err)
+	}
+	n.t.Cleanup(func() { d.c.Close() })
+	return d
+}
+
+// wait returns the first event of type typ (skipping others) or fails.
+func (d *device) wait(typ EventType) Event {
+	d.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-d.events:
+			if e.Type == typ {
+				return e
+			}
+			if e.Type == EventError {
+				d.t.Logf("%s: event error: %v", d.name, e.Err)
+			}
+		case <-timeout:
+			d.t.Fatalf("%s: no event %d", d.name, typ)
+		}
+	}
+}
+
+func (d *device) waitText(want string) *Message {
+	d.t.Helper()
+	for {
+		e := d.wait(EventMessage)
+		if e.Message.Content.Kind == KindText && e.Message.Content.Text == want {
+			return e.Message
+		}
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEndToEnd(t *testing.T) {
+	n := newTestNet(t)
+	alice, bob, carol := n.newDevice("alice"), n.newDevice("bob"), n.newDevice("carol")
+	ctx := ctxT(t)
+
+	// 1:1 chat.
+	g1, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.wait(EventJoined); !bytes.Equal(e.Group, g1) {
+		t.Fatalf("bob joined %x, want %x", e.Group, g1)
+	}
+	if err := alice.c.SendText(ctx, g1, "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	if m := bob.waitText("hi bob"); m.Username != "alice" {
+		t.Fatalf("from %q", m.Username)
+	}
+	if err := bob.c.SendText(ctx, g1, "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitText("hi alice")
+
+	// Members show every device with its certificate.
+	ms, err := bob.c.Members(g1)
+	if err != nil || len(ms) != 2 || ms[0].Username != "alice" || ms[1].Username != "bob" || !ms[1].Self || ms[0].Err != nil {
+		t.Fatalf("members %+v %v", ms, err)
+	}
+	// Safety numbers agree on both sides.
+	aid, _ := alice.c.Identity()
+	bid, _ := bob.c.Identity()
+	sa, _ := alice.c.SafetyNumber(bid.Certificate)
+	sb, _ := bob.c.SafetyNumber(aid.Certificate)
+	if sa != sb {
+		t.Fatal("safety numbers differ")
+	}
+
+	// A group of three; carol is offline while messages are sent.
+	g2, err := alice.c.CreateGroup(ctx, "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol.wait(EventJoined)
+	bob.wait(EventJoined)
+	if err := carol.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"one", "two", "three"} {
+		if err := alice.c.SendText(ctx, g2, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := carol.c.History(g2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range hist {
+		texts = append(texts, m.Content.Text)
+	}
+	if len(texts) != 3 || texts[0] != "one" || texts[2] != "three" {
+		t.Fatalf("carol's history after catching up: %q", texts)
+	}
+
+	// An attachment.
+	file := bytes.Repeat([]byte("photo bytes "), 20000)
+	sent, err := alice.c.SendAttachment(ctx, g2, bytes.NewReader(file), int64(len(file)), "image/jpeg", "p.jpg", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Message
+	for got == nil {
+		if e := bob.wait(EventMessage); e.Message.Content.Kind == KindAttachment {
+			got = e.Message
+		}
+	}
+	if got.Content.Attachment.BlobID != sent.Attachment.BlobID {
+		t.Fatal("blob IDs differ")
+	}
+	var out bytes.Buffer
+	if err := bob.c.FetchAttachment(ctx, got.Content.Attachment, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), file) {
+		t.Fatal("attachment differs")
+	}
+
+	// Removing carol: she sees it and gets nothing after.
+	if err := alice.c.RemoveMembers(ctx, g2, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol.wait(EventRemoved)
+	if err := alice.c.SendText(ctx, g2, "after carol"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("after carol")
+	if err := carol.c.SendText(ctx, g2, "still here?"); !errors.Is(err, ErrNoGroup) {
+		t.Fatalf("carol sending after removal: %v", err)
+	}
+
+	// Remote wipe of bob.
+	cmd, err := n.root.SignWipeCommand(bid.DeviceID, time.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.Wipe(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.wait(EventWiped); e.Text != "remote wipe" {
+		t.Fatalf("wipe reason %q", e.Text)
+	}
+	if _, err := Open(bob.cfg, "1234"); !errors.Is(err, ErrNoState) {
+		t.Fatalf("bob's state after the wipe: %v", err)
+	}
+
+	// Revoking carol: she is refused at connect.
+	cid, _ := carol.c.Identity()
+	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(cid.DeviceID, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	carol.c.Close()
+	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) {
+		t.Fatalf("revoked device connecting: %v", err)
+	}
+}
+
+func TestExpiredSubscription(t *testing.T) {
+	n := newTestNet(t)
+	alice := n.newDevice("alice")
+	ctx := ctxT(t)
+
+	// Past the subscription (12 months), the server refuses the device.
+	alice.c.Close()
+	n.clock.mu.Lock()
+	n.clock.off = 400 * 24 * time.Hour
+	n.clock.mu.Unlock()
+	c, err := Open(alice.cfg, "1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.c = c
+	if err := c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) {
+		t.Fatalf("expired device connecting: %v", err)
+	}
+}
+
+func TestAutoWipeWhenUnreachable(t *testing.T) {
+	n := newTestNet(t)
+	d := &device{t: t, name: "dave", events: make(chan Event, 100)}
+	d.cfg = Config{Dir: filepath.Join(t.TempDir(), "dave"), KDF: testKDF, Now: n.clock.now, WipeAfter: 3 * 24 * time.Hour,
+		OnEvent: func(e Event) { d.events <- e }}
+	c, err := Create(d.cfg, "1234", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Activate(ctxT(t), n.net, n.code(12), "dave"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	n.clock.mu.Lock()
+	n.clock.off = 2 * 24 * time.Hour
+	n.clock.mu.Unlock()
+	if c, err = Open(d.cfg, "1234"); err != nil {
+		t.Fatalf("within the limit: %v", err)
+	}
+	if err := c.CheckOverdue(); err != nil {
+		t.Fatal(err)
+	}
+	n.clock.mu.Lock()
+	n.clock.off = 3*24*time.Hour + time.Minute
+	n.clock.mu.Unlock()
+	if err := c.CheckOverdue(); !errors.Is(err, ErrWiped) {
+		t.Fatalf("overdue device: %v", err)
+	}
+	d.wait(EventWiped)
+	if _, err := Open(d.cfg, "1234"); !errors.Is(err, ErrNoState) {
+		t.Fatalf("after auto-wipe: %v", err)
+	}
+}
