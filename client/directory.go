@@ -98,7 +98,7 @@ func (c *Client) proveInLog(ctx context.Context, cn *conn, cert []byte, index ui
 	if proof.Index != index {
 		return fmt.Errorf("%w: proof for entry %d, directory says %d", ErrNotInLog, proof.Index, index)
 	}
-	resp, err := cn.call(ctx, logEntriesRequest(index, index + 1))
+	resp, err := cn.call(ctx, logEntriesRequest(index, index+1))
 	if err != nil {
 		return fmt.Errorf("reading log entry %d: %w", index, err)
 	}
