@@ -224,6 +224,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal("safety numbers differ")
 	}
 
+	// Sync is idempotent; the test network has no escrow policy yet.
+	if err := alice.c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pol, _, err := alice.c.EscrowPolicy(ctx); err != nil || len(pol) != 0 {
+		t.Fatalf("escrow policy %x %v", pol, err)
+	}
+
 	// A group of three; carol is offline while messages are sent.
 	g2, err := alice.c.CreateGroup(ctx, "bob", "carol")
 	if err != nil {
@@ -373,5 +381,34 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 	d.wait(EventWiped)
 	if _, err := Open(d.cfg, "1234"); !errors.Is(err, ErrNoState) {
 		t.Fatalf("after auto-wipe: %v", err)
+	}
+}
+
+func TestPinnedCA(t *testing.T) {
+	n := newTestNet(t)
+	tests := []struct {
+		name string
+		mod  func(*Network)
+	}{
+		{"other fingerprint", func(nw *Network) { nw.CAFingerprint[0] ^= 1 }},
+		{"other server name", func(nw *Network) { nw.TLSServerName = "evil.anom" }},
+		{"CA certificate not matching the pin", func(nw *Network) { nw.CACert = []byte("not the CA") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, "1234", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			nw := n.net
+			tt.mod(&nw)
+			if err := c.Activate(ctxT(t), nw, n.code(1), "mallory"); !errors.Is(err, ErrPin) {
+				t.Fatalf("activating against an unpinned server: %v, want ErrPin", err)
+			}
+			if _, err := c.Identity(); !errors.Is(err, ErrNotActivated) {
+				t.Fatalf("identity after a failed activation: %v", err)
+			}
+		})
 	}
 }

@@ -409,3 +409,39 @@ func (c *Client) saveMonitor() error {
 	}
 	return c.v.put(recMonitor, b)
 }
+
+// Sync brings a connected device up to date again: key packages, the
+// transparency log (alerting on a new device under this user's name) and
+// every group's messages. Connect does it once; an application calls it
+// periodically to keep watching the log.
+func (c *Client) Sync(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, err := c.ready()
+	if err != nil {
+		return err
+	}
+	if err := c.v.touch(c.now()); err != nil {
+		return err
+	}
+	return c.syncLocked(ctx, cn, false)
+}
+
+// EscrowPolicy returns the network's signed escrow policy as the server
+// serves it (empty when none is set) and its transparency-log index. The
+// caller decodes and verifies it (package escrow) to show it to the user.
+func (c *Client) EscrowPolicy(ctx context.Context) ([]byte, uint64, error) {
+	cn, err := c.current()
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_GetEscrowPolicy{GetEscrowPolicy: &anomv1.GetEscrowPolicy{}}})
+	if err != nil {
+		return nil, 0, fmt.Errorf("getting the escrow policy: %w", err)
+	}
+	p := resp.GetEscrowPolicy_()
+	if p == nil {
+		return nil, 0, fmt.Errorf("getting the escrow policy: %w", ErrProtocol)
+	}
+	return p.GetPolicy(), p.GetLogIndex(), nil
+}
