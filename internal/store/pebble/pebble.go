@@ -54,8 +54,12 @@ type Options struct {
 	MaxBlobSize int64
 	// CacheSize is Pebble's block cache in bytes; zero means 64 MiB.
 	CacheSize int64
-	// ChunkSize is the blob chunk size in bytes; zero means 256 KiB.
+	// ChunkSize is the blob chunk size in bytes; zero means 256 KiB, and
+	// it is capped at store.MaxValueSize.
 	ChunkSize int
+	// InMemory keeps everything in memory and ignores dir: for tests of
+	// code that uses a store. Nothing survives Close.
+	InMemory bool
 
 	fs vfs.FS // tests: file system to use; nil means the OS's
 }
@@ -86,7 +90,7 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the store in dir.
+// Open opens or creates the store in dir (unless o.InMemory).
 func Open(dir string, o Options) (*Store, error) {
 	s := &Store{
 		now:     o.Now,
@@ -108,6 +112,10 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	if s.chunk <= 0 {
 		s.chunk = 256 << 10
+	}
+	s.chunk = min(s.chunk, store.MaxValueSize)
+	if o.InMemory {
+		o.fs, dir = vfs.NewMem(), "store"
 	}
 	cacheSize := o.CacheSize
 	if cacheSize <= 0 {

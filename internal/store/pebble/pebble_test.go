@@ -35,3 +35,16 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestConformanceInMemory(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T, now func() time.Time) store.Store {
+			s, err := Open("", Options{Now: now, InMemory: true})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			return s
+		},
+		// No Reopen: an in-memory store does not persist.
+	})
+}
