@@ -2,13 +2,16 @@ package pebble
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"anom/internal/store"
 )
@@ -49,31 +52,77 @@ func (s *Store) putBlob(ctx context.Context, id string, r io.Reader, o store.Blo
 	}
 
 	u := newUploadID()
-	ok := false
-	defer func() {
-		if !ok {
-			s.dropUpload(u)
-		}
-	}()
-	if err := s.writeRaw(uploadKey(u), encodeUint(uint64(s.now().UnixNano()))); err != nil {
+	size, err := s.writeBlobFile(ctx, u, r, limit)
+	if err != nil {
+		s.removeBlobFile(u)
 		return store.BlobInfo{}, err
 	}
+	info := store.BlobInfo{ID: id, Size: size, Expires: o.Expires}
+	var replaced []uploadID
+	err = s.submit(ctx, len(id)+64, func(t *tx) error {
+		replaced = replaced[:0]
+		mk := manifestKey(id)
+		now := s.now()
+		if _, exists, err := t.get(mk); err != nil {
+			return err
+		} else if exists {
+			// An expired blob not yet swept gives way.
+			old, err := t.deleteBlob(id, &now)
+			if errors.Is(err, store.ErrNotFound) {
+				return store.ErrExists
+			} else if err != nil {
+				return err
+			}
+			replaced = append(replaced, old)
+		}
+		info.Created = now
+		t.set(mk, encodeManifest(manifest{upload: u, size: size, created: info.Created, expires: o.Expires}))
+		t.set(fileKey(u), nil)
+		if !o.Expires.IsZero() {
+			t.set(expiryKey(o.Expires, id), nil)
+		}
+		return nil
+	})
+	if err != nil {
+		s.removeBlobFile(u)
+		return store.BlobInfo{}, err
+	}
+	for _, old := range replaced {
+		s.removeBlobFile(old)
+	}
+	return info, nil
+}
+
+// writeBlobFile streams r into the file of upload u in chunks, and makes
+// the file and its directory entry durable.
+func (s *Store) writeBlobFile(ctx context.Context, u uploadID, r io.Reader, limit int64) (int64, error) {
+	if s.closed.Load() {
+		return 0, store.ErrClosed
+	}
+	f, err := s.fs.Create(s.blobPath(u), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return 0, fmt.Errorf("creating blob file: %w", err)
+	}
+	defer f.Close()
 	buf := make([]byte, s.chunk)
 	var size int64
-	for idx := uint64(0); ; idx++ {
+	for {
 		if err := ctx.Err(); err != nil {
-			return store.BlobInfo{}, err
+			return 0, err
+		}
+		if s.closed.Load() {
+			return 0, store.ErrClosed
 		}
 		n, rerr := io.ReadFull(r, buf)
 		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			return store.BlobInfo{}, fmt.Errorf("reading blob data: %w", rerr)
+			return 0, fmt.Errorf("reading blob data: %w", rerr)
 		}
 		if n > 0 {
 			if size+int64(n) > limit {
-				return store.BlobInfo{}, fmt.Errorf("more than %d bytes: %w", limit, store.ErrTooLarge)
+				return 0, fmt.Errorf("more than %d bytes: %w", limit, store.ErrTooLarge)
 			}
-			if err := s.writeRaw(chunkKey(u, idx), buf[:n]); err != nil {
-				return store.BlobInfo{}, err
+			if _, err := f.Write(buf[:n]); err != nil {
+				return 0, fmt.Errorf("writing blob file: %w", err)
 			}
 			size += int64(n)
 		}
@@ -81,61 +130,66 @@ func (s *Store) putBlob(ctx context.Context, id string, r io.Reader, o store.Blo
 			break
 		}
 	}
-
-	info := store.BlobInfo{ID: id, Size: size, Expires: o.Expires}
-	err := s.submit(ctx, len(id)+64, func(t *tx) error {
-		mk := manifestKey(id)
-		now := s.now()
-		if _, exists, err := t.get(mk); err != nil {
-			return err
-		} else if exists {
-			// An expired blob not yet swept gives way.
-			if err := t.deleteBlob(id, &now); errors.Is(err, store.ErrNotFound) {
-				return store.ErrExists
-			} else if err != nil {
-				return err
-			}
-		}
-		info.Created = now
-		t.set(mk, encodeManifest(manifest{upload: u, size: size, created: info.Created, expires: o.Expires}))
-		if !o.Expires.IsZero() {
-			t.set(expiryKey(o.Expires, id), nil)
-		}
-		t.del(uploadKey(u))
-		return nil
-	})
-	if err != nil {
-		return store.BlobInfo{}, err
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("syncing blob file: %w", err)
 	}
-	ok = true
-	return info, nil
+	if err := s.syncBlobDir(); err != nil {
+		return 0, err
+	}
+	return size, nil
 }
 
-// writeRaw writes a chunk or upload marker without fsync; the manifest
-// commit that follows makes it durable.
-func (s *Store) writeRaw(key, val []byte) error {
-	if err := s.enter(); err != nil {
-		return err
+func (s *Store) blobPath(u uploadID) string {
+	return s.fs.PathJoin(s.blobDir, hex.EncodeToString(u[:]))
+}
+
+func (s *Store) syncBlobDir() error {
+	d, err := s.fs.OpenDir(s.blobDir)
+	if err != nil {
+		return fmt.Errorf("opening blob directory: %w", err)
 	}
-	defer s.leave()
-	if err := s.db.Set(key, val, pebble.NoSync); err != nil {
-		return fmt.Errorf("writing blob chunk: %w", err)
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing blob directory: %w", err)
 	}
 	return nil
 }
 
-// dropUpload removes what a failed upload wrote; Open retries what this misses.
-func (s *Store) dropUpload(u uploadID) {
-	if s.enter() != nil {
-		return
+// removeBlobFile deletes a file no manifest names (any more). A file left
+// behind by a crash or a failed removal is removed by the next Open.
+func (s *Store) removeBlobFile(u uploadID) {
+	s.fs.Remove(s.blobPath(u))
+}
+
+// removeOrphans deletes blob files without a file key: uploads that never
+// committed, and files of deleted blobs whose removal a crash prevented. At
+// Open no upload is in progress.
+func (s *Store) removeOrphans() error {
+	names, err := s.fs.List(s.blobDir)
+	if err != nil {
+		return fmt.Errorf("listing blob files: %w", err)
 	}
-	defer s.leave()
-	b := s.db.NewBatch()
-	defer b.Close()
-	lo, hi := chunkRange(u)
-	b.DeleteRange(lo, hi, nil)
-	b.Delete(uploadKey(u), nil)
-	b.Commit(pebble.NoSync)
+	for _, name := range names {
+		var u uploadID
+		if len(name) != 2*len(u) {
+			continue // not ours
+		}
+		if _, err := hex.Decode(u[:], []byte(name)); err != nil {
+			continue
+		}
+		_, closer, err := s.db.Get(fileKey(u))
+		if err == nil {
+			closer.Close()
+			continue
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("checking blob file %s: %w", name, err)
+		}
+		if err := s.fs.Remove(s.fs.PathJoin(s.blobDir, name)); err != nil {
+			return fmt.Errorf("removing orphan blob file %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // readManifest returns a live (unexpired) blob's manifest from v.
@@ -190,34 +244,32 @@ func (s *Store) GetBlob(ctx context.Context, id string) (io.ReadCloser, store.Bl
 	defer s.leave()
 	v := s.acquire()
 	m, err := s.readManifest(v, id)
+	v.release()
 	if err != nil {
-		v.release()
 		return nil, store.BlobInfo{}, fmt.Errorf("opening blob %q: %w", id, err)
 	}
-	lo, hi := chunkRange(m.upload)
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	f, err := s.fs.Open(s.blobPath(m.upload))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Deleted after the view we read was published.
+		return nil, store.BlobInfo{}, fmt.Errorf("opening blob %q: %w", id, store.ErrNotFound)
+	}
 	if err != nil {
-		v.release()
 		return nil, store.BlobInfo{}, fmt.Errorf("opening blob %q: %w", id, err)
 	}
-	r := &blobReader{s: s, v: v, it: it, id: id, upload: m.upload, remaining: m.size}
+	r := &blobReader{s: s, f: f, id: id, remaining: m.size}
 	s.readers.Store(r, struct{}{})
 	return r, blobInfo(id, m), nil
 }
 
-// blobReader streams a blob's chunks from a pinned view.
+// blobReader streams a blob's file. The open file keeps the bytes readable
+// even if the blob is deleted meanwhile.
 type blobReader struct {
 	s         *Store
-	v         *view
-	it        *pebble.Iterator
+	f         vfs.File
 	id        string
-	upload    uploadID
 	mu        sync.Mutex
 	closed    bool
-	started   bool
-	next      uint64 // index of the next chunk
-	buf       []byte // unread part of the current chunk (aliases it)
-	remaining int64  // bytes not yet returned
+	remaining int64 // bytes not yet returned
 	err       error
 }
 
@@ -233,43 +285,28 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for len(r.buf) == 0 {
-		if r.remaining == 0 {
-			r.err = io.EOF
-			return 0, io.EOF
-		}
-		var ok bool
-		if r.started {
-			ok = r.it.Next()
-		} else {
-			ok, r.started = r.it.First(), true
-		}
-		if !ok {
-			if err := r.it.Error(); err != nil {
-				r.err = fmt.Errorf("reading blob %q: %w", r.id, err)
-			} else {
-				r.err = fmt.Errorf("reading blob %q: %d bytes missing: %w", r.id, r.remaining, store.ErrCorrupt)
-			}
-			return 0, r.err
-		}
-		if want := chunkKey(r.upload, r.next); string(r.it.Key()) != string(want) {
-			r.err = fmt.Errorf("reading blob %q: chunk %d missing: %w", r.id, r.next, store.ErrCorrupt)
-			return 0, r.err
-		}
-		r.next++
-		r.buf = r.it.Value()
-		if int64(len(r.buf)) > r.remaining {
-			r.err = fmt.Errorf("reading blob %q: longer than its size: %w", r.id, store.ErrCorrupt)
-			return 0, r.err
-		}
+	if r.remaining == 0 {
+		r.err = io.EOF
+		return 0, io.EOF
 	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
+	if int64(len(p)) > r.remaining {
+		p = p[:r.remaining]
+	}
+	n, err := r.f.Read(p)
 	r.remaining -= int64(n)
-	return n, nil
+	switch {
+	case err == io.EOF && r.remaining > 0:
+		r.err = fmt.Errorf("reading blob %q: %d bytes missing: %w", r.id, r.remaining, store.ErrCorrupt)
+	case err != nil && err != io.EOF:
+		r.err = fmt.Errorf("reading blob %q: %w", r.id, err)
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, r.err
 }
 
-// Close releases the reader's view.
+// Close releases the reader's file.
 func (r *blobReader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -291,10 +328,7 @@ func (r *blobReader) closeForStore() {
 
 func (r *blobReader) shut() error {
 	r.closed = true
-	r.buf = nil
-	err := r.it.Close()
-	r.v.release()
-	if err != nil {
+	if err := r.f.Close(); err != nil {
 		return fmt.Errorf("closing blob %q: %w", r.id, err)
 	}
 	return nil
@@ -305,40 +339,44 @@ func (s *Store) DeleteBlob(ctx context.Context, id string) error {
 	if err := store.CheckName("blob", id); err != nil {
 		return fmt.Errorf("deleting blob: %w", err)
 	}
+	var u uploadID
 	err := s.submit(ctx, len(id), func(t *tx) error {
-		return t.deleteBlob(id, nil)
+		var err error
+		u, err = t.deleteBlob(id, nil)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("deleting blob %q: %w", id, err)
 	}
+	s.removeBlobFile(u)
 	return nil
 }
 
-// deleteBlob stages the removal of blob id; if expiredBy is not nil the
-// blob is removed only if it expires at or before *expiredBy.
-func (t *tx) deleteBlob(id string, expiredBy *time.Time) error {
+// deleteBlob stages the removal of blob id and returns its upload, whose
+// file the caller removes once the removal is durable. If expiredBy is not
+// nil the blob is removed only if it expires at or before *expiredBy.
+func (t *tx) deleteBlob(id string, expiredBy *time.Time) (uploadID, error) {
 	mk := manifestKey(id)
 	raw, ok, err := t.get(mk)
 	if err != nil {
-		return err
+		return uploadID{}, err
 	}
 	if !ok {
-		return store.ErrNotFound
+		return uploadID{}, store.ErrNotFound
 	}
 	m, err := decodeManifest(raw)
 	if err != nil {
-		return err
+		return uploadID{}, err
 	}
 	if expiredBy != nil && (m.expires.IsZero() || m.expires.After(*expiredBy)) {
-		return store.ErrNotFound
+		return uploadID{}, store.ErrNotFound
 	}
 	t.del(mk)
 	if !m.expires.IsZero() {
 		t.del(expiryKey(m.expires, id))
 	}
-	lo, hi := chunkRange(m.upload)
-	t.delRange(lo, hi)
-	return nil
+	t.del(fileKey(m.upload))
+	return m.upload, nil
 }
 
 // SweepBlobs implements store.Blobs.
@@ -352,11 +390,11 @@ func (s *Store) SweepBlobs(ctx context.Context, now time.Time) (int, error) {
 		if len(ids) == 0 {
 			return total, nil
 		}
-		n := 0
+		var removed []uploadID
 		err = s.submit(ctx, 64*len(ids), func(t *tx) error {
-			n = 0
+			removed = removed[:0]
 			for _, e := range ids {
-				err := t.deleteBlob(e.id, &now)
+				u, err := t.deleteBlob(e.id, &now)
 				if errors.Is(err, store.ErrNotFound) {
 					t.del(e.key) // deleted meanwhile, or a stale index entry
 					continue
@@ -364,14 +402,17 @@ func (s *Store) SweepBlobs(ctx context.Context, now time.Time) (int, error) {
 				if err != nil {
 					return err
 				}
-				n++
+				removed = append(removed, u)
 			}
 			return nil
 		})
 		if err != nil {
 			return total, fmt.Errorf("sweeping blobs: %w", err)
 		}
-		total += n
+		for _, u := range removed {
+			s.removeBlobFile(u)
+		}
+		total += len(removed)
 	}
 }
 

@@ -45,8 +45,8 @@ func (s *Store) submit(ctx context.Context, size int, fn func(tx *tx) error) err
 	return r.err
 }
 
-// commitLoop is the committer: the only goroutine that writes to keys
-// other than blob chunks and upload markers. It evaluates a group, applies
+// commitLoop is the committer: the only goroutine that writes to the
+// database. It evaluates a group, applies
 // it to Pebble (ordered, visible to the committer, WAL fsync requested but
 // not awaited), takes a snapshot of exactly that state, and passes the
 // group to syncLoop. So the next group is gathered and evaluated while the

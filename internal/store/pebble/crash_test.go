@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -214,6 +215,16 @@ func verifyCrash(t *testing.T, dir string, round int, acked func(func(string, in
 		}
 		present += int(info.Last)
 		extra += int(info.Last - lastAcked[w])
+	}
+	// Open removed the files of uploads the kill interrupted: what is left
+	// is the acknowledged blobs plus at most one committed but
+	// unacknowledged blob per writer.
+	files, err := os.ReadDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < counts["B"] || len(files) > counts["B"]+crashWriters {
+		t.Errorf("%d blob files for %d acknowledged blobs", len(files), counts["B"])
 	}
 	t.Logf("round %d after reopen: %d appends, %d keys, %d blobs acknowledged in total; all present; %d entries in logs (%d durable but unacknowledged)",
 		round, counts["A"], counts["K"], counts["B"], present, extra)

@@ -13,9 +13,13 @@
 // fsync). A failed commit or fsync stops all further writes: the store
 // must be reopened.
 //
-// Blob chunks are written directly without fsync under a fresh upload ID;
-// the manifest that makes the blob visible is committed through the
-// committer, and its fsync covers the chunks before it in the WAL.
+// Blobs are files, so their bytes are written once rather than rewritten
+// by compactions: PutBlob streams into blobs/<random upload ID> in chunks,
+// fsyncs the file and the directory, and only then commits the manifest
+// that makes the blob visible (with a key marking the file as in use).
+// Deletion commits first and removes the file after; an open reader keeps
+// its file. Open removes blob files that no key marks as in use: uploads a
+// crash interrupted, and files whose removal a crash prevented.
 //
 // Reads: Pebble makes a batch visible before its WAL fsync completes, so
 // readers do not read the live database: the committer takes a snapshot
@@ -54,8 +58,8 @@ type Options struct {
 	MaxBlobSize int64
 	// CacheSize is Pebble's block cache in bytes; zero means 64 MiB.
 	CacheSize int64
-	// ChunkSize is the blob chunk size in bytes; zero means 256 KiB, and
-	// it is capped at store.MaxValueSize.
+	// ChunkSize is the size of the writes to blob files in bytes; zero
+	// means 256 KiB.
 	ChunkSize int
 	// InMemory keeps everything in memory and ignores dir: for tests of
 	// code that uses a store. Nothing survives Close.
@@ -64,14 +68,17 @@ type Options struct {
 	fs vfs.FS // tests: file system to use; nil means the OS's
 }
 
-// Store is a store.Store on a Pebble database in one directory. At most one
-// Store may use a directory at a time (Pebble locks it).
+// Store is a store.Store in one directory: a Pebble database in db/ and
+// blob files in blobs/. At most one Store may use a directory at a time
+// (Pebble locks it).
 type Store struct {
 	db      *pebble.DB
 	cache   *pebble.Cache
 	now     func() time.Time
 	maxBlob int64
 	chunk   int
+	fs      vfs.FS
+	blobDir string
 
 	reqs    chan *request
 	synced  chan *pending         // committer to syncLoop, in commit order
@@ -113,9 +120,16 @@ func Open(dir string, o Options) (*Store, error) {
 	if s.chunk <= 0 {
 		s.chunk = 256 << 10
 	}
-	s.chunk = min(s.chunk, store.MaxValueSize)
+	s.fs = o.fs
 	if o.InMemory {
-		o.fs, dir = vfs.NewMem(), "store"
+		s.fs, dir = vfs.NewMem(), "store"
+	}
+	if s.fs == nil {
+		s.fs = vfs.Default
+	}
+	s.blobDir = s.fs.PathJoin(dir, "blobs")
+	if err := s.fs.MkdirAll(s.blobDir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
 	}
 	cacheSize := o.CacheSize
 	if cacheSize <= 0 {
@@ -127,10 +141,10 @@ func Open(dir string, o Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             logger{o.Logger},
 		MemTableSize:       64 << 20,
-		FS:                 o.fs,
+		FS:                 s.fs,
 	}
 	po.EnsureDefaults()
-	db, err := pebble.Open(dir, po)
+	db, err := pebble.Open(s.fs.PathJoin(dir, "db"), po)
 	if err != nil {
 		s.cache.Unref()
 		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
@@ -138,7 +152,7 @@ func Open(dir string, o Options) (*Store, error) {
 	s.db = db
 	rev, err := s.loadRev()
 	if err == nil {
-		err = s.dropUploads()
+		err = s.removeOrphans()
 	}
 	if err != nil {
 		db.Close()
@@ -161,34 +175,6 @@ func (s *Store) loadRev() (uint64, error) {
 	}
 	defer closer.Close()
 	return decodeUint("revision counter", v)
-}
-
-// dropUploads removes the chunks of uploads that never finished: at Open
-// no upload can be in progress.
-func (s *Store) dropUploads() error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixUpload}, UpperBound: []byte{prefixUpload + 1}})
-	if err != nil {
-		return fmt.Errorf("listing unfinished uploads: %w", err)
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	for it.First(); it.Valid(); it.Next() {
-		u, err := parseUploadKey(it.Key())
-		if err != nil {
-			it.Close()
-			return err
-		}
-		lo, hi := chunkRange(u)
-		b.DeleteRange(lo, hi, nil)
-		b.Delete(uploadKey(u), nil)
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("listing unfinished uploads: %w", err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("dropping unfinished uploads: %w", err)
-	}
-	return nil
 }
 
 // enter marks the start of a call; leave must follow.

@@ -18,8 +18,10 @@ import (
 //	'c' log 0x00 consumer         cursor: cursorRecord
 //	'B' id                        blob manifest: manifestRecord
 //	'x' expires(8) id             blob expiry index (empty value)
-//	'b' upload(16) chunk(8)       blob chunk data
-//	'u' upload(16)                upload in progress: uploadRecord
+//	'f' upload(16)                blob file in use (empty value)
+//
+// A blob's bytes are in the file blobs/<hex upload ID>, named by its
+// manifest.
 //
 // Every value starts with a format byte (recordV1).
 const (
@@ -30,8 +32,7 @@ const (
 	prefixCursor   = 'c'
 	prefixManifest = 'B'
 	prefixExpiry   = 'x'
-	prefixChunk    = 'b'
-	prefixUpload   = 'u'
+	prefixFile     = 'f'
 
 	recordV1 = 1
 )
@@ -139,37 +140,7 @@ func parseExpiryKey(k []byte) (time.Time, string, error) {
 	return time.Unix(0, ns), string(k[9:]), nil
 }
 
-func chunkKey(u uploadID, idx uint64) []byte {
-	k := make([]byte, 0, 1+16+8)
-	k = append(k, prefixChunk)
-	k = append(k, u[:]...)
-	return binary.BigEndian.AppendUint64(k, idx)
-}
-
-func chunkRange(u uploadID) (lo, hi []byte) {
-	lo = append([]byte{prefixChunk}, u[:]...)
-	hi = append([]byte{prefixChunk}, u[:]...)
-	// increment the 16-byte id as a big-endian number; an all-0xff id
-	// cannot occur in practice but is handled by extending the key.
-	for i := len(hi) - 1; i > 0; i-- {
-		hi[i]++
-		if hi[i] != 0 {
-			return lo, hi
-		}
-	}
-	return lo, append(append([]byte{}, lo...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-}
-
-func uploadKey(u uploadID) []byte { return append([]byte{prefixUpload}, u[:]...) }
-
-func parseUploadKey(k []byte) (uploadID, error) {
-	var u uploadID
-	if len(k) != 17 || k[0] != prefixUpload {
-		return u, fmt.Errorf("parsing upload key %q: %w", k, store.ErrCorrupt)
-	}
-	copy(u[:], k[1:])
-	return u, nil
-}
+func fileKey(u uploadID) []byte { return append([]byte{prefixFile}, u[:]...) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

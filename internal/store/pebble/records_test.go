@@ -42,10 +42,6 @@ func TestRecordRoundTrip(t *testing.T) {
 	if bytes.Compare(early, late) >= 0 || bytes.Compare(late, expiryUpTo(time.Unix(5, 0))) >= 0 {
 		t.Fatal("expiry keys out of order")
 	}
-	lo, hi := chunkRange(uploadID{0: 1, 15: 0xff})
-	if bytes.Compare(chunkKey(uploadID{0: 1, 15: 0xff}, 1<<63), hi) >= 0 || bytes.Compare(lo, hi) >= 0 {
-		t.Fatal("chunk range does not cover its chunks")
-	}
 }
 
 // FuzzDecodeRecords feeds arbitrary bytes to every decoder of stored
@@ -57,7 +53,7 @@ func FuzzDecodeRecords(f *testing.F) {
 		nil, {}, {recordV1}, {2, 0, 0, 0, 0, 0, 0, 0, 1},
 		encodeUint(7), encodeKV(3, []byte("v")), encodeMeta(store.LogInfo{First: 2, Last: 5}),
 		encodeEntry(at, []byte("data")), encodeManifest(manifest{size: 9, created: at, expires: at}),
-		entryKey("log", 3), expiryKey(at, "id"), uploadKey(uploadID{9}), metaKey("log"), kvKey("b", "k"),
+		entryKey("log", 3), expiryKey(at, "id"), fileKey(uploadID{9}), metaKey("log"), kvKey("b", "k"),
 	} {
 		f.Add(seed)
 	}
@@ -107,11 +103,6 @@ func FuzzDecodeRecords(f *testing.F) {
 			check("expiry key", nil, expiryKey(tm, id))
 		} else {
 			check("expiry key", err, nil)
-		}
-		if u, err := parseUploadKey(b); err == nil {
-			check("upload key", nil, uploadKey(u))
-		} else {
-			check("upload key", err, nil)
 		}
 		_, err := parseMetaKey(b)
 		check("meta key", err, nil)
