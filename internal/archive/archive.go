@@ -1,0 +1,157 @@
+// Package archive is the escrow archive: it pulls escrow records (and the
+// device certificates and attachment blobs they need) from a Source into its
+// own store, indexes them by device, username, group and time, and opens
+// the records in a warrant's scope by asking k of the n custodians for
+// partial decryptions. It never holds plaintext at rest: plaintexts exist
+// only in memory while Open combines them and in the output directory Open
+// writes. Every warrant, custodian request and answer goes to the archive's
+// hash-chained audit log, from which Report derives the transparency report.
+//
+// Files by concern:
+//
+//	archive.go     configuration and storage layout
+//	source.go      the Source interface and an in-memory Source
+//	httpsource.go  the pull protocol over HTTP (handler and client Source)
+//	ingest.go      resumable, idempotent ingestion
+//	index.go       queries by device, username, group and time
+//	open.go        opening a warrant's records with the custodians
+//	report.go      the transparency report
+package archive
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/audit"
+	"anom/internal/identity"
+	"anom/internal/store"
+)
+
+// Sentinel errors; match with errors.Is.
+var (
+	// ErrInvalidItem: a source delivered an item the archive cannot keep.
+	ErrInvalidItem = errors.New("archive: invalid item")
+	// ErrCursor: a source delivered items out of cursor order.
+	ErrCursor = errors.New("archive: source cursor out of order")
+	// ErrMalformed: bytes from the network are not a valid encoding.
+	ErrMalformed = errors.New("archive: malformed input")
+	// ErrNotEnoughCustodians: fewer than k custodians answered.
+	ErrNotEnoughCustodians = errors.New("archive: not enough custodians answered")
+	// ErrOutputExists: Open's output directory is not empty.
+	ErrOutputExists = errors.New("archive: output directory is not empty")
+)
+
+// Storage layout: buckets and key prefixes.
+const (
+	bucketMeta    = "archive-meta"    // "cursor" -> uint64
+	bucketRecords = "archive-records" // "r/<slot>" -> tag byte, record or blob name
+	bucketIndex   = "archive-index"   // "d/<device>/<ms>/<slot>", "g/<group hash>/<ms>/<slot>", "t/<ms>/<slot>"
+	bucketDevices = "archive-devices" // "<device>/<serial>" -> certificate
+	bucketUsers   = "archive-users"   // "<username hex>/<device>" -> empty
+	// AuditBucket holds the archive's audit log.
+	AuditBucket = "archive-audit"
+
+	keyCursor = "cursor"
+
+	tagInline = 0 // the rest of the value is the ServerRecord
+	tagBlob   = 1 // the record is in the blob named by the rest of the value
+
+	recordBlobPrefix = "archive-record/"
+)
+
+// Config configures an archive. Fields without a stated zero value are
+// required.
+type Config struct {
+	Store  store.Store
+	Policy *escrow.SignedPolicy   // the escrow policy, signed by Root
+	Root   identity.RootPublicKey // the network root: device certificates must be signed by it
+	// ServerKeys, if not empty, are the countersigning keys of the servers
+	// by server id; records whose countersignature does not verify are then
+	// rejected at ingest. Empty: the custodians' check is the only one.
+	ServerKeys map[string]ed25519.PublicKey
+	// Attachments finds and opens the attachments an opened plaintext
+	// refers to; nil: Open writes plaintexts only.
+	Attachments AttachmentOpener
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives ingestion retries; nil discards them.
+	Logger *slog.Logger
+}
+
+// Archive is an open archive.
+type Archive struct {
+	cfg    Config
+	policy *escrow.Policy
+	log    *audit.Log
+	cursor uint64
+}
+
+// New verifies the policy and opens the archive kept in cfg.Store.
+func New(ctx context.Context, cfg Config) (*Archive, error) {
+	if cfg.Store == nil || cfg.Policy == nil {
+		return nil, fmt.Errorf("opening archive: store and policy are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := cfg.Policy.Verify(ed25519.PublicKey(cfg.Root))
+	if err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	a := &Archive{cfg: cfg, policy: p}
+	if a.log, err = audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now); err != nil {
+		return nil, fmt.Errorf("opening archive: %w", err)
+	}
+	e, err := cfg.Store.Get(ctx, bucketMeta, keyCursor)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("opening archive: %w", err)
+	case len(e.Value) != 8:
+		return nil, fmt.Errorf("opening archive: %w: cursor is %d bytes", store.ErrCorrupt, len(e.Value))
+	default:
+		a.cursor = binary.BigEndian.Uint64(e.Value)
+	}
+	return a, nil
+}
+
+// Cursor is the source cursor up to which everything is durable here.
+func (a *Archive) Cursor() uint64 { return a.cursor }
+
+// AuditHead is the end of the archive's audit chain.
+func (a *Archive) AuditHead() audit.Head { return a.log.Head() }
+
+// VerifyAudit walks the archive's audit chain.
+func (a *Archive) VerifyAudit(ctx context.Context) (audit.Head, error) {
+	return audit.Verify(ctx, a.cfg.Store, AuditBucket)
+}
+
+func slotKey(slot [32]byte) string { return "r/" + hex.EncodeToString(slot[:]) }
+
+func msKey(t time.Time) string { return fmt.Sprintf("%016x", t.UnixMilli()) }
+
+func deviceIndexPrefix(device []byte) string { return "d/" + hex.EncodeToString(device) + "/" }
+
+func groupIndexPrefix(group []byte) string {
+	h := sha256.Sum256(group)
+	return "g/" + hex.EncodeToString(h[:]) + "/"
+}
+
+const timeIndexPrefix = "t/"
+
+// indexKeys are the index entries of a record.
+func indexKeys(m *escrow.Metadata, slot [32]byte) []string {
+	tail := msKey(m.SentAt) + "/" + hex.EncodeToString(slot[:])
+	return []string{deviceIndexPrefix(m.SenderDevice) + tail, groupIndexPrefix(m.GroupID) + tail, timeIndexPrefix + tail}
+}

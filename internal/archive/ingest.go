@@ -1,0 +1,272 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/identity"
+	"anom/internal/store"
+)
+
+// IngestOptions tunes Ingest. The zero value is usable.
+type IngestOptions struct {
+	// Batch is the number of items pulled at once; zero means 500.
+	Batch int
+	// Poll is the wait after an empty pull or a failed one; zero means one
+	// second.
+	Poll time.Duration
+}
+
+// Ingest pulls from src until ctx ends, keeping every item durably before
+// acknowledging it. It returns ctx's error, or an error that retrying cannot
+// fix (items out of order). Failures of the source are retried after
+// opts.Poll and logged.
+func (a *Archive) Ingest(ctx context.Context, src Source, opts IngestOptions) error {
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	for {
+		n, err := a.IngestOnce(ctx, src, opts.Batch)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrCursor) {
+			return err
+		}
+		if err != nil {
+			a.cfg.Logger.Warn("archive ingest failed; retrying", "err", err, "cursor", a.cursor)
+		}
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(opts.Poll):
+		}
+	}
+}
+
+// IngestOnce pulls one batch of up to max items (zero means 500), stores
+// it and acknowledges it to the source. It returns the number of items
+// pulled. Items are durable before the acknowledgement; after a crash the
+// source delivers them again and duplicates are dropped.
+func (a *Archive) IngestOnce(ctx context.Context, src Source, max int) (int, error) {
+	if max <= 0 {
+		max = 500
+	}
+	items, err := src.Pull(ctx, a.cursor, max)
+	if err != nil {
+		return 0, fmt.Errorf("pulling after %d: %w", a.cursor, err)
+	}
+	if len(items) == 0 {
+		return 0, nil
+	}
+	if err := a.store(ctx, items); err != nil {
+		return len(items), err
+	}
+	if err := src.Ack(ctx, a.cursor); err != nil {
+		return len(items), fmt.Errorf("acknowledging %d: %w", a.cursor, err)
+	}
+	return len(items), nil
+}
+
+// Limits of one store transaction, below the store's.
+const (
+	txnOps   = store.MaxTxnOps - 4
+	txnBytes = store.MaxTxnBytes - 1<<20
+)
+
+type txn struct {
+	ops   []store.Op
+	bytes int
+	last  uint64
+}
+
+// store writes a batch: blobs first (each durable on its own), then records
+// and certificates in transactions that also move the cursor to their last
+// item.
+func (a *Archive) store(ctx context.Context, items []Item) error {
+	prev := a.cursor
+	for _, it := range items {
+		if it.Cursor <= prev {
+			return fmt.Errorf("storing item %d after %d: %w", it.Cursor, prev, ErrCursor)
+		}
+		prev = it.Cursor
+	}
+	var (
+		t    txn
+		seen = map[string]bool{}
+	)
+	flush := func() error {
+		if t.last == 0 {
+			return nil
+		}
+		ops := append(t.ops, store.PutOp(bucketMeta, keyCursor, binary.BigEndian.AppendUint64(nil, t.last)))
+		if _, err := a.cfg.Store.Txn(ctx, ops...); err != nil {
+			return fmt.Errorf("storing items up to %d: %w", t.last, err)
+		}
+		a.cursor = t.last
+		t = txn{}
+		return nil
+	}
+	for _, it := range items {
+		ops, err := a.itemOps(ctx, it, seen)
+		if err != nil {
+			return err
+		}
+		size := 0
+		for _, op := range ops {
+			size += len(op.Value) + len(op.Key)
+		}
+		if len(t.ops)+len(ops) > txnOps || t.bytes+size > txnBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		t.ops = append(t.ops, ops...)
+		t.bytes += size
+		t.last = it.Cursor
+	}
+	return flush()
+}
+
+// itemOps makes an item's writes (blobs are written at once). An item the
+// archive cannot keep is noted in the audit log and skipped, so that one bad
+// item cannot stop ingestion.
+func (a *Archive) itemOps(ctx context.Context, it Item, seen map[string]bool) ([]store.Op, error) {
+	var (
+		ops []store.Op
+		err error
+	)
+	switch it.Kind {
+	case KindRecord:
+		ops, err = a.recordOps(ctx, it.Data, seen)
+	case KindCertificate:
+		ops, err = a.certificateOps(it.Data)
+	case KindBlob:
+		err = a.putBlob(ctx, it.BlobID, it.Data)
+	default:
+		err = fmt.Errorf("%w: unknown kind %d", ErrInvalidItem, it.Kind)
+	}
+	if errors.Is(err, ErrInvalidItem) {
+		b, _ := json.Marshal(map[string]any{"cursor": it.Cursor, "kind": it.Kind.String(), "error": err.Error()})
+		if _, aerr := a.log.Append(ctx, "rejected", b); aerr != nil {
+			return nil, fmt.Errorf("noting rejected item %d: %w", it.Cursor, aerr)
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storing item %d: %w", it.Cursor, err)
+	}
+	return ops, nil
+}
+
+func (a *Archive) recordOps(ctx context.Context, data []byte, seen map[string]bool) ([]store.Op, error) {
+	sr, err := escrow.ParseServerRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	if len(a.cfg.ServerKeys) > 0 {
+		key, ok := a.cfg.ServerKeys[string(sr.ServerID)]
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown server %q", ErrInvalidItem, sr.ServerID)
+		}
+		if err := sr.Verify(key); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+		}
+	}
+	m := &sr.Signed.Record.Metadata
+	slot, err := m.Slot()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	key := slotKey(slot)
+	if seen[key] {
+		return nil, nil
+	}
+	e, err := a.cfg.Store.Get(ctx, bucketRecords, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		old, err := a.loadValue(ctx, e.Value)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(old, data) {
+			// MLS never reuses a slot: a second, different record for it
+			// is a sender's or server's fault. Keep the first.
+			return nil, fmt.Errorf("%w: a different record for slot %x is already archived", ErrInvalidItem, slot)
+		}
+		return nil, nil // a duplicate delivery
+	}
+	seen[key] = true
+	value := append([]byte{tagInline}, data...)
+	if len(value) > store.MaxValueSize {
+		name := recordBlobPrefix + hex.EncodeToString(slot[:])
+		if err := a.putBlob(ctx, name, data); err != nil {
+			return nil, err
+		}
+		value = append([]byte{tagBlob}, name...)
+	}
+	ops := []store.Op{store.PutOp(bucketRecords, key, value)}
+	for _, k := range indexKeys(m, slot) {
+		ops = append(ops, store.PutOp(bucketIndex, k, nil))
+	}
+	return ops, nil
+}
+
+// loadValue returns the record bytes a records-bucket value holds.
+func (a *Archive) loadValue(ctx context.Context, v []byte) ([]byte, error) {
+	if len(v) < 1 {
+		return nil, fmt.Errorf("%w: empty record value", store.ErrCorrupt)
+	}
+	switch v[0] {
+	case tagInline:
+		return v[1:], nil
+	case tagBlob:
+		return a.readBlob(ctx, string(v[1:]), escrowMaxRecord)
+	}
+	return nil, fmt.Errorf("%w: record value tag %d", store.ErrCorrupt, v[0])
+}
+
+// escrowMaxRecord bounds a stored record's encoding.
+const escrowMaxRecord = 3 << 20
+
+func (a *Archive) certificateOps(data []byte) ([]store.Op, error) {
+	c, err := identity.DecodeDeviceCertificate(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	if err := c.VerifySignature(a.cfg.Root); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	dev := hex.EncodeToString(c.DeviceID[:])
+	return []store.Op{
+		store.PutOp(bucketDevices, fmt.Sprintf("%s/%016x", dev, c.Serial), data),
+		store.PutOp(bucketUsers, hex.EncodeToString([]byte(c.Username))+"/"+dev, nil),
+	}, nil
+}
+
+func (a *Archive) putBlob(ctx context.Context, id string, data []byte) error {
+	if err := store.CheckName("blob", id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	_, err := a.cfg.Store.PutBlob(ctx, id, bytes.NewReader(data), store.BlobOptions{})
+	if errors.Is(err, store.ErrExists) {
+		return nil // delivered again
+	}
+	if errors.Is(err, store.ErrTooLarge) {
+		return fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	return err
+}

@@ -1,0 +1,481 @@
+package archive
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/custodian"
+	"anom/internal/identity"
+)
+
+// AttachmentOpener finds the attachments an opened plaintext refers to.
+// The client's content format implements it: an attachment reference holds
+// the blob id, the key and the hash.
+type AttachmentOpener interface {
+	// Attachments returns the attachments of a plaintext of the given
+	// content type (none if it has none).
+	Attachments(contentType uint16, plaintext []byte) ([]Attachment, error)
+}
+
+// Attachment is one attachment of an opened message.
+type Attachment struct {
+	BlobID string
+	// Open decrypts the sealed blob into dst and checks it against the
+	// reference; on error the caller discards what was written.
+	Open func(dst io.Writer, sealed io.Reader) error
+}
+
+// DefaultChunk is the number of records per custodian request when
+// OpenOptions.Chunk is zero.
+const DefaultChunk = 1000
+
+// OpenOptions tunes Open. The zero value is usable.
+type OpenOptions struct {
+	// Chunk is the number of records per custodian request (at most
+	// escrow.MaxRequestRecords); zero means DefaultChunk.
+	Chunk int
+	// Timeout bounds one custodian request; zero means 5 minutes.
+	Timeout time.Duration
+}
+
+// OpenReport says what Open did. It is written to the output directory as
+// report.json and report.txt.
+type OpenReport struct {
+	WarrantID   string            `json:"warrant_id"`
+	WarrantHash string            `json:"warrant_hash"`
+	Issuer      string            `json:"issuer"`
+	CaseRef     string            `json:"case_ref"`
+	Reason      string            `json:"reason"`
+	From        time.Time         `json:"from"`
+	To          time.Time         `json:"to"`
+	NotAfter    time.Time         `json:"not_after"`
+	OpenedAt    time.Time         `json:"opened_at"`
+	Records     []OpenedRecord    `json:"records"`
+	Failed      []FailedRecord    `json:"failed,omitempty"`
+	Custodians  []CustodianResult `json:"custodians"`
+}
+
+// OpenedRecord is one record Open wrote out.
+type OpenedRecord struct {
+	Slot         string    `json:"slot"`
+	SenderDevice string    `json:"sender_device"`
+	Username     string    `json:"username"`
+	Group        string    `json:"group"`
+	SentAt       time.Time `json:"sent_at"`
+	ServerTime   time.Time `json:"server_time"`
+	ServerSeq    uint64    `json:"server_seq"`
+	File         string    `json:"file"`
+	Size         int       `json:"size"`
+	Attachments  []string  `json:"attachments,omitempty"`
+	Errors       []string  `json:"errors,omitempty"`
+	Custodians   []string  `json:"custodians"` // the custodians whose partials opened it
+}
+
+// FailedRecord is a record in scope that could not be opened.
+type FailedRecord struct {
+	Slot  string `json:"slot"`
+	Error string `json:"error"`
+}
+
+// CustodianResult sums up one custodian's part.
+type CustodianResult struct {
+	Endpoint    string   `json:"endpoint"`
+	Name        string   `json:"name,omitempty"` // from the policy, once it answered
+	Answered    int      `json:"answered"`       // requests answered with a valid response
+	Refused     int      `json:"refused"`
+	Unavailable int      `json:"unavailable"`
+	Errors      []string `json:"errors,omitempty"`
+}
+
+// candidate is one record in scope, ready to send.
+type candidate struct {
+	slot     [32]byte
+	rec      *escrow.ServerRecord
+	username string
+	certs    []*identity.DeviceCertificate
+}
+
+// Open opens every archived record in the warrant's scope and time range:
+// it asks the custodians in chunks, combines k valid answers per chunk,
+// and writes each plaintext (and its attachments) to outDir, which must not
+// exist or be empty, with report.json and report.txt. Custodians that are
+// down or refuse are tolerated as long as k answer. Records that cannot be
+// opened are listed in the report and make Open return an error
+// (ErrNotEnoughCustodians when too few custodians answered) after the
+// report is written.
+func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians []custodian.Endpoint, outDir string, opts OpenOptions) (*OpenReport, error) {
+	if opts.Chunk <= 0 || opts.Chunk > escrow.MaxRequestRecords {
+		opts.Chunk = DefaultChunk
+	}
+	now := a.cfg.Now()
+	w := sw.Warrant
+	wh, err := sw.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("opening warrant: %w", err)
+	}
+	rep := &OpenReport{WarrantID: w.ID, WarrantHash: hex.EncodeToString(wh[:]), Issuer: w.Issuer, CaseRef: w.CaseRef,
+		Reason: w.Reason, From: w.From, To: w.To, NotAfter: w.NotAfter, OpenedAt: now.UTC(), Records: []OpenedRecord{}}
+	checkErr := escrow.Check(a.policy, sw, now, nil)
+	if err := a.audit(ctx, "warrant", warrantAudit(rep, w, checkErr)); err != nil {
+		return nil, err
+	}
+	if checkErr != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, checkErr)
+	}
+	if err := prepareOutDir(outDir); err != nil {
+		return nil, err
+	}
+	cands, err := a.inScope(ctx, w)
+	if err != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+	}
+	clients := make([]*custodian.Client, len(custodians))
+	for i, ep := range custodians {
+		if clients[i], err = custodian.NewClient(ep, opts.Timeout); err != nil {
+			return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+		}
+		defer clients[i].Close()
+		rep.Custodians = append(rep.Custodians, CustodianResult{Endpoint: ep.String()})
+	}
+	var lastErr error
+	for start := 0; start < len(cands); start += opts.Chunk {
+		chunk := cands[start:min(start+opts.Chunk, len(cands))]
+		pts, used, err := a.openChunk(ctx, sw, chunk, clients, rep)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			lastErr = err
+			for _, c := range chunk {
+				rep.Failed = append(rep.Failed, FailedRecord{Slot: hex.EncodeToString(c.slot[:]), Error: err.Error()})
+			}
+			continue
+		}
+		for i, c := range chunk {
+			or, err := a.writeRecord(ctx, outDir, len(rep.Records)+1, c, pts[i])
+			pts[i] = nil
+			if err != nil {
+				return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+			}
+			or.Custodians = used
+			rep.Records = append(rep.Records, or)
+		}
+	}
+	if err := a.audit(ctx, "opened", map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash,
+		"records": len(rep.Records), "failed": len(rep.Failed)}); err != nil {
+		return nil, err
+	}
+	if err := writeReport(outDir, rep); err != nil {
+		return nil, err
+	}
+	if lastErr != nil {
+		return rep, fmt.Errorf("opening warrant %q: %d of %d records not opened: %w", w.ID, len(rep.Failed), len(cands), lastErr)
+	}
+	return rep, nil
+}
+
+func warrantAudit(rep *OpenReport, w *escrow.Warrant, checkErr error) map[string]any {
+	m := map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash, "issuer": w.Issuer, "case_ref": w.CaseRef,
+		"scope_devices": len(w.Scope.Devices), "scope_usernames": len(w.Scope.Usernames), "scope_groups": len(w.Scope.Groups),
+		"from": w.From, "to": w.To, "not_after": w.NotAfter}
+	if checkErr != nil {
+		m["error"] = checkErr.Error()
+	}
+	return m
+}
+
+// inScope collects the archived records the warrant covers, with the same
+// scope and time checks the custodians make.
+func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, error) {
+	found, err := a.Find(ctx, Query{Devices: w.Scope.Devices, Usernames: w.Scope.Usernames, Groups: w.Scope.Groups, From: w.From, To: w.To})
+	if err != nil {
+		return nil, err
+	}
+	certs := map[string][]*identity.DeviceCertificate{}
+	var out []candidate
+	for _, f := range found {
+		sr, err := a.Record(ctx, f.Slot)
+		if err != nil {
+			return nil, err
+		}
+		m := &sr.Signed.Record.Metadata
+		cs, ok := certs[string(m.SenderDevice)]
+		if !ok {
+			if cs, err = a.Certificates(ctx, m.SenderDevice); err != nil {
+				return nil, err
+			}
+			certs[string(m.SenderDevice)] = cs
+		}
+		user := usernameAt(cs, sr.ServerTime)
+		if !escrow.InScope(w, m, user) || sr.ServerTime.Before(w.From) || !sr.ServerTime.Before(w.To) {
+			continue
+		}
+		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs})
+	}
+	return out, nil
+}
+
+type answer struct {
+	i    int
+	resp *escrow.Response
+	err  error
+}
+
+// openChunk asks every custodian about one chunk and combines k valid
+// answers. It returns the plaintexts and the names of the custodians used.
+func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk []candidate, clients []*custodian.Client, rep *OpenReport) ([][]byte, []string, error) {
+	env := &custodian.Envelope{Request: &escrow.Request{Warrant: sw}}
+	seenDev := map[string]bool{}
+	for _, c := range chunk {
+		env.Request.Records = append(env.Request.Records, c.rec)
+		dev := string(c.rec.Signed.Record.Metadata.SenderDevice)
+		if !seenDev[dev] {
+			seenDev[dev] = true
+			env.Certificates = append(env.Certificates, c.certs...)
+		}
+	}
+	rh, err := env.Request.Hash()
+	if err != nil {
+		return nil, nil, err
+	}
+	reqHash := hex.EncodeToString(rh[:])
+	if err := a.audit(ctx, "request", map[string]any{"warrant_id": sw.Warrant.ID, "request_hash": reqHash,
+		"records": len(chunk), "custodians": len(clients)}); err != nil {
+		return nil, nil, err
+	}
+	answers := make([]answer, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := c.Ask(ctx, env)
+			answers[i] = answer{i: i, resp: r, err: err}
+		}()
+	}
+	wg.Wait()
+	var good []answer
+	for _, an := range answers {
+		cr := &rep.Custodians[an.i]
+		ev := map[string]any{"request_hash": reqHash, "custodian": clients[an.i].Endpoint.String()}
+		kind := "answer"
+		switch {
+		case an.err == nil:
+			good = append(good, an)
+		case errors.Is(an.err, custodian.ErrRefused):
+			kind = "refusal"
+			cr.Refused++
+			cr.Errors = append(cr.Errors, an.err.Error())
+			ev["error"] = an.err.Error()
+		default:
+			kind = "unavailable"
+			cr.Unavailable++
+			cr.Errors = append(cr.Errors, an.err.Error())
+			ev["error"] = an.err.Error()
+		}
+		if an.resp != nil {
+			ev["index"] = an.resp.Index
+		}
+		if err := a.audit(ctx, kind, ev); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Combine the first k answers; drop the ones escrow rejects and retry
+	// with the next.
+	k := int(a.policy.Threshold)
+	for len(good) >= k {
+		resps := make([]*escrow.Response, k)
+		for j := range k {
+			resps[j] = good[j].resp
+		}
+		pts, err := escrow.Open(a.policy, env.Request, resps)
+		if err == nil {
+			var used []string
+			for _, an := range good[:k] {
+				name := a.custodianName(an.resp.Index)
+				rep.Custodians[an.i].Name = name
+				rep.Custodians[an.i].Answered++
+				used = append(used, name)
+			}
+			return pts, used, nil
+		}
+		var ne *escrow.NotEnoughPartialsError
+		if !errors.As(err, &ne) || len(ne.Rejected) == 0 {
+			return nil, nil, err
+		}
+		bad := map[uint16]bool{}
+		for _, r := range ne.Rejected {
+			bad[r.Index] = true
+		}
+		var keep []answer
+		for j, an := range good {
+			if j < k && bad[an.resp.Index] {
+				msg := errorFor(ne, an.resp.Index)
+				cr := &rep.Custodians[an.i]
+				cr.Errors = append(cr.Errors, "invalid answer: "+msg)
+				if err := a.audit(ctx, "invalid-answer", map[string]any{"request_hash": reqHash,
+					"custodian": clients[an.i].Endpoint.String(), "error": msg}); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			keep = append(keep, an)
+		}
+		if len(keep) == len(good) {
+			return nil, nil, err
+		}
+		good = keep
+	}
+	return nil, nil, fmt.Errorf("%w: %d valid answers, need %d", ErrNotEnoughCustodians, len(good), k)
+}
+
+func errorFor(ne *escrow.NotEnoughPartialsError, index uint16) string {
+	for _, r := range ne.Rejected {
+		if r.Index == index {
+			return r.Err.Error()
+		}
+	}
+	return ""
+}
+
+func (a *Archive) custodianName(index uint16) string {
+	for _, c := range a.policy.Custodians {
+		if c.Index == index {
+			return c.Name
+		}
+	}
+	return fmt.Sprintf("#%d", index)
+}
+
+func prepareOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("making output directory: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading output directory: %w", err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("opening into %s: %w", dir, ErrOutputExists)
+	}
+	return nil
+}
+
+// writeRecord writes one plaintext and its attachments.
+func (a *Archive) writeRecord(ctx context.Context, dir string, n int, c candidate, pt []byte) (OpenedRecord, error) {
+	m := &c.rec.Signed.Record.Metadata
+	slot := hex.EncodeToString(c.slot[:])
+	or := OpenedRecord{Slot: slot, SenderDevice: hex.EncodeToString(m.SenderDevice), Username: c.username,
+		Group: hex.EncodeToString(m.GroupID), SentAt: m.SentAt.UTC(), ServerTime: c.rec.ServerTime.UTC(),
+		ServerSeq: c.rec.Sequence, File: fmt.Sprintf("%06d-%s.msg", n, slot[:16]), Size: len(pt)}
+	if err := writeNew(filepath.Join(dir, or.File), pt); err != nil {
+		return or, err
+	}
+	if a.cfg.Attachments == nil {
+		return or, nil
+	}
+	atts, err := a.cfg.Attachments.Attachments(m.ContentType, pt)
+	if err != nil {
+		or.Errors = append(or.Errors, fmt.Sprintf("reading attachment references: %v", err))
+		return or, nil
+	}
+	for j, att := range atts {
+		name := fmt.Sprintf("%06d-%s.att%d", n, slot[:16], j+1)
+		if err := a.writeAttachment(ctx, filepath.Join(dir, name), att); err != nil {
+			or.Errors = append(or.Errors, fmt.Sprintf("attachment %d (blob %q): %v", j+1, att.BlobID, err))
+			continue
+		}
+		or.Attachments = append(or.Attachments, name)
+	}
+	return or, nil
+}
+
+func (a *Archive) writeAttachment(ctx context.Context, path string, att Attachment) error {
+	r, _, err := a.cfg.Store.GetBlob(ctx, att.BlobID)
+	if err != nil {
+		return fmt.Errorf("reading blob: %w", err)
+	}
+	defer r.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := att.Open(f, r); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}
+
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func writeReport(dir string, rep *OpenReport) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	if err := writeNew(filepath.Join(dir, "report.json"), append(b, '\n')); err != nil {
+		return err
+	}
+	return writeNew(filepath.Join(dir, "report.txt"), []byte(rep.Text()))
+}
+
+// Text renders the report for people.
+func (r *OpenReport) Text() string {
+	s := fmt.Sprintf("warrant %s (issuer %s, case %q)\nreason: %s\nmessages from %s to %s; expires %s\nopened at %s: %d records, %d failed\n\ncustodians:\n",
+		r.WarrantID, r.Issuer, r.CaseRef, r.Reason, r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339),
+		r.NotAfter.UTC().Format(time.RFC3339), r.OpenedAt.Format(time.RFC3339), len(r.Records), len(r.Failed))
+	for _, c := range r.Custodians {
+		s += fmt.Sprintf("  %s %s: answered %d, refused %d, unavailable %d\n", c.Endpoint, c.Name, c.Answered, c.Refused, c.Unavailable)
+		for _, e := range c.Errors {
+			s += "    " + e + "\n"
+		}
+	}
+	s += "\nrecords:\n"
+	for _, rec := range r.Records {
+		s += fmt.Sprintf("  %s  %s  %-16s group %s  seq %d  %d bytes  by %v", rec.File, rec.SentAt.Format(time.RFC3339Nano),
+			rec.Username, rec.Group, rec.ServerSeq, rec.Size, rec.Custodians)
+		for _, at := range rec.Attachments {
+			s += "  + " + at
+		}
+		s += "\n"
+		for _, e := range rec.Errors {
+			s += "    error: " + e + "\n"
+		}
+	}
+	for _, f := range r.Failed {
+		s += fmt.Sprintf("  FAILED %s: %s\n", f.Slot, f.Error)
+	}
+	return s
+}
+
+func (a *Archive) audit(ctx context.Context, kind string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	if _, err := a.log.Append(ctx, kind, b); err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	return nil
+}
