@@ -94,6 +94,9 @@ func (g *Group) Handle(msg *MLSMessage) (*Received, error) {
 		}
 	case WirePrivateMessage:
 		pm := msg.Private
+		if bytes.Equal(pm.GroupID, g.ctx.GroupID) && pm.Epoch < g.ctx.Epoch {
+			return g.handlePast(pm)
+		}
 		if err := g.checkFrame(pm.GroupID, pm.Epoch); err != nil {
 			return nil, err
 		}
@@ -208,4 +211,41 @@ func ExternalProposal(s *CipherSuite, sigPriv SignaturePrivateKey, senderIndex u
 		return nil, fmt.Errorf("framing external proposal: %w", err)
 	}
 	return &MLSMessage{Version: ProtocolMLS10, WireFormat: WirePublicMessage, Public: pub}, nil
+}
+
+// handlePast decrypts an application message sent in one of the retained
+// past epochs (it was in flight when a commit moved the group on).
+func (g *Group) handlePast(pm *PrivateMessage) (*Received, error) {
+	var ep *pastEpoch
+	for i := range g.past {
+		if g.past[i].ctx.Epoch == pm.Epoch {
+			ep = &g.past[i]
+		}
+	}
+	if ep == nil {
+		return nil, fmt.Errorf("%w: message epoch %d is older than the retained epochs (group epoch %d)", ErrWrongEpoch, pm.Epoch, g.ctx.Epoch)
+	}
+	if pm.ContentType != ContentApplication {
+		return nil, fmt.Errorf("%w: handshake message of past epoch %d", ErrWrongEpoch, pm.Epoch)
+	}
+	ac, gen, err := unprotectPrivate(g.suite, pm, ep.secretTree, ep.senderData)
+	if err != nil {
+		return nil, err
+	}
+	l := ep.tree.leaf(ac.Content.Sender.LeafIndex)
+	if l == nil {
+		return nil, fmt.Errorf("%w: leaf %d in epoch %d", ErrUnknownSender, ac.Content.Sender.LeafIndex, pm.Epoch)
+	}
+	if err := verifyFramedContent(g.suite, l.SignatureKey, ac, &ep.ctx); err != nil {
+		return nil, fmt.Errorf("verifying message: %w", err)
+	}
+	return &Received{
+		Type:              ContentApplication,
+		Sender:            ac.Content.Sender,
+		SenderCredential:  &l.Credential,
+		Application:       ac.Content.Application,
+		AuthenticatedData: ac.Content.AuthenticatedData,
+		Generation:        gen,
+		Epoch:             pm.Epoch,
+	}, nil
 }

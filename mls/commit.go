@@ -191,6 +191,13 @@ func (g *Group) successor(tree *ratchetTree, priv *treePrivate, ctx GroupContext
 	for e, v := range g.resumption {
 		next.resumption[e] = v
 	}
+	if keep := g.cfg.pastEpochs(); keep > 0 {
+		next.past = append(next.past, g.past...)
+		next.past = append(next.past, pastEpoch{ctx: g.ctx, tree: g.tree, secretTree: g.secretTree, senderData: g.secrets.senderData})
+		if len(next.past) > keep {
+			next.past = next.past[len(next.past)-keep:]
+		}
+	}
 	next.rememberResumption(ctx.Epoch, secrets.resumption)
 	tree.prunePrivate(priv)
 	return next

@@ -46,6 +46,30 @@ type Config struct {
 	// ResumptionPSKEpochs is how many past epochs' resumption PSKs are
 	// kept; 0 means 8.
 	ResumptionPSKEpochs int
+	// PastEpochs is how many past epochs' application keys are kept so
+	// that messages in flight during a commit can still be read; 0 means
+	// 2, a negative value keeps none. Keeping them trades a little
+	// forward secrecy for not losing late messages.
+	PastEpochs int
+}
+
+func (c *Config) pastEpochs() int {
+	switch {
+	case c.PastEpochs < 0:
+		return 0
+	case c.PastEpochs == 0:
+		return 2
+	}
+	return c.PastEpochs
+}
+
+// pastEpoch is what is kept of an earlier epoch to read late application
+// messages: its context, tree, secret tree and sender-data secret.
+type pastEpoch struct {
+	ctx        GroupContext
+	tree       *ratchetTree
+	secretTree *secretTree
+	senderData []byte
 }
 
 func (c *Config) rand() io.Reader {
@@ -91,6 +115,7 @@ type Group struct {
 	secretTree *secretTree
 	interim    []byte
 
+	past        []pastEpoch // oldest first
 	proposals   []cachedProposal
 	resumption  map[uint64][]byte // epoch -> resumption_psk
 	reinit      *ReInitProposal   // set once a ReInit was committed

@@ -290,3 +290,44 @@ func FuzzGroupHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestLateMessageAfterCommit: a message sent just before a commit is
+// still read after the receiver processed the commit, also across a save
+// and load, but not once the epoch is older than the retained window.
+func TestLateMessageAfterCommit(t *testing.T) {
+	alice, bob := twoMembers(t)
+	late, err := alice.group.Encrypt([]byte("sent before the commit"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale *MLSMessage
+	for i := 0; i < 3; i++ {
+		if i == 0 {
+			stale, _ = alice.group.Encrypt([]byte("too old"), nil)
+		}
+		pc, err := bob.group.Commit(CommitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bob.group.ApplyCommit(pc)
+		if _, err := alice.group.Handle(roundTrip(t, pc.Commit)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			blob, _ := bob.group.Save()
+			if bob.group, err = Load(Config{}, blob); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := bob.group.Handle(roundTrip(t, late))
+			if err != nil || string(rec.Application) != "sent before the commit" {
+				t.Fatalf("late message: %v", err)
+			}
+			if _, err := bob.group.Handle(roundTrip(t, late)); err == nil {
+				t.Fatal("late message read twice")
+			}
+		}
+	}
+	if _, err := bob.group.Handle(roundTrip(t, stale)); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("message three epochs old: %v", err)
+	}
+}

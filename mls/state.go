@@ -59,6 +59,12 @@ func (g *Group) Save() ([]byte, error) {
 		(&Proposal{Type: ProposalReInit, ReInit: g.reinit}).marshalBody(w)
 	})
 	w.boolean(g.active)
+	writeVector(&w, g.past, func(w *writer, p pastEpoch) {
+		p.ctx.marshal(w)
+		w.opaque(EncodeRatchetTree(p.tree.encode()))
+		p.secretTree.marshal(w)
+		w.opaque(p.senderData)
+	})
 	return w.b, nil
 }
 
@@ -118,8 +124,36 @@ func Load(cfg Config, b []byte) (*Group, error) {
 		g.reinit = p.ReInit
 	}
 	g.active = r.boolean("state.active")
+	type savedPast struct {
+		ctx        GroupContext
+		tree       []byte
+		st         *secretTree
+		senderData []byte
+	}
+	past := readVector(r, "state.past", func(r *reader) savedPast {
+		var p savedPast
+		p.ctx.unmarshal(r)
+		p.tree = r.opaque("state.past.tree")
+		p.st = readSecretTree(r, s)
+		p.senderData = r.opaque("state.past.sender_data")
+		return p
+	})
 	if err := r.done("state"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	for _, p := range past {
+		nodes, err := DecodeRatchetTree(p.tree)
+		if err != nil {
+			return nil, fmt.Errorf("%w: past epoch %d: %w", ErrBadState, p.ctx.Epoch, err)
+		}
+		tree, err := newRatchetTree(s, nodes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: past epoch %d: %w", ErrBadState, p.ctx.Epoch, err)
+		}
+		if p.st == nil || p.st.nLeaves != tree.numLeaves() {
+			return nil, fmt.Errorf("%w: past epoch %d: secret tree does not match the ratchet tree", ErrBadState, p.ctx.Epoch)
+		}
+		g.past = append(g.past, pastEpoch{ctx: p.ctx, tree: tree, secretTree: p.st, senderData: p.senderData})
 	}
 	nodes, err := DecodeRatchetTree(treeBytes)
 	if err != nil {
