@@ -23,8 +23,10 @@
 //     accepts exactly one commit per epoch. AppendAll appends to several
 //     logs atomically (a group message and its escrow record in the outbox).
 //     Per-consumer read cursors only move forward. JetStream: one stream
-//     with a subject per log, the per-log sequence in a header, cursors in
-//     KV, conditional appends via expected-last-subject-sequence.
+//     with a subject per log, the per-log sequence in a header, conditional
+//     appends via expected-last-subject-sequence, AppendAll as an atomic
+//     batch on that stream, Wait as a subscription. Cursors are KV values,
+//     not JetStream consumers (one consumer per device does not scale).
 //
 //   - Blobs (encrypted attachments): streamed in and out in chunks, never
 //     held whole in memory, each with an optional expiry after which it is

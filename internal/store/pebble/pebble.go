@@ -26,6 +26,13 @@
 // right after applying each group, it is published once the group's fsync
 // is done, and readers use the newest published one. A reader thus never
 // sees a write that a crash could still lose.
+//
+// Measured with the package benchmarks on the 2-core development VM (shared,
+// so figures vary by about 30%): durable 1 KiB appends, 32 writers,
+// 31,000-54,000/s at ~15 writes per WAL fsync (raw Pebble Sync writes:
+// 40,000-45,000/s); 1 writer ~5,000/s. Reads ~1.5 million 1 KiB entries/s.
+// Blobs: put ~290-370 MB/s, 1.0 disk bytes written per byte; get from the
+// page cache ~9 GB/s.
 package pebble
 
 import (
