@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +155,73 @@ func TestReadersSeeOnlyDurable(t *testing.T) {
 	}
 	if e, err := s.Get(ctx, "dir", "k"); err != nil || string(e.Value) != "v" {
 		t.Fatalf("after fsync: get %q, %v", e.Value, err)
+	}
+}
+
+var errInjected = errors.New("injected fsync failure")
+
+type failFS struct {
+	vfs.FS
+	fail *atomic.Bool
+}
+
+func (f failFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.Create(name, cat)
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return file, err
+	}
+	return failFile{file, f.fail}, nil
+}
+
+type failFile struct {
+	vfs.File
+	fail *atomic.Bool
+}
+
+func (f failFile) SyncData() error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.File.SyncData()
+}
+func (f failFile) Sync() error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.File.Sync()
+}
+func (f failFile) SyncTo(n int64) (bool, error) {
+	if f.fail.Load() {
+		return false, errInjected
+	}
+	return f.File.SyncTo(n)
+}
+
+// TestFsyncFailure: a failed WAL fsync fails the write, and every later
+// write, instead of carrying on over a WAL in an unknown state (fsyncgate);
+// readers keep the last durable state.
+func TestFsyncFailure(t *testing.T) {
+	var fail atomic.Bool
+	s, err := Open(t.TempDir(), Options{fs: failFS{vfs.Default, &fail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, "g", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if _, err := s.Append(ctx, "g", []byte("b")); !errors.Is(err, errInjected) {
+		t.Fatalf("append while fsync fails: %v", err)
+	}
+	fail.Store(false)
+	if _, err := s.Put(ctx, "dir", "k", nil); !errors.Is(err, errInjected) {
+		t.Fatalf("write after a failed fsync: %v, want the fsync error", err)
+	}
+	if info, err := s.Info(ctx, "g"); err != nil || info.Last != 1 {
+		t.Fatalf("info after failure: %+v, %v", info, err)
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("close after failed fsync reported no error")
 	}
 }
