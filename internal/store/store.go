@@ -233,7 +233,9 @@ type Blobs interface {
 	PutBlob(ctx context.Context, id string, r io.Reader, opts BlobOptions) (BlobInfo, error)
 	// GetBlob opens the blob for reading. The reader sees the blob as it
 	// was when opened even if it is deleted meanwhile; it must be closed.
-	GetBlob(ctx context.Context, id string) (io.ReadCloser, BlobInfo, error)
+	// It seeks (io.SeekStart, io.SeekCurrent, io.SeekEnd), so HTTP range
+	// requests can resume large downloads (http.ServeContent).
+	GetBlob(ctx context.Context, id string) (io.ReadSeekCloser, BlobInfo, error)
 	// StatBlob returns the blob's description.
 	StatBlob(ctx context.Context, id string) (BlobInfo, error)
 	// DeleteBlob removes the blob; ErrNotFound if there is none.

@@ -234,7 +234,7 @@ func (s *Store) StatBlob(ctx context.Context, id string) (store.BlobInfo, error)
 }
 
 // GetBlob implements store.Blobs.
-func (s *Store) GetBlob(ctx context.Context, id string) (io.ReadCloser, store.BlobInfo, error) {
+func (s *Store) GetBlob(ctx context.Context, id string) (io.ReadSeekCloser, store.BlobInfo, error) {
 	if err := store.CheckName("blob", id); err != nil {
 		return nil, store.BlobInfo{}, fmt.Errorf("opening blob: %w", err)
 	}
@@ -256,7 +256,7 @@ func (s *Store) GetBlob(ctx context.Context, id string) (io.ReadCloser, store.Bl
 	if err != nil {
 		return nil, store.BlobInfo{}, fmt.Errorf("opening blob %q: %w", id, err)
 	}
-	r := &blobReader{s: s, f: f, id: id, remaining: m.size}
+	r := &blobReader{s: s, f: f, id: id, size: m.size}
 	s.readers.Store(r, struct{}{})
 	return r, blobInfo(id, m), nil
 }
@@ -264,13 +264,13 @@ func (s *Store) GetBlob(ctx context.Context, id string) (io.ReadCloser, store.Bl
 // blobReader streams a blob's file. The open file keeps the bytes readable
 // even if the blob is deleted meanwhile.
 type blobReader struct {
-	s         *Store
-	f         vfs.File
-	id        string
-	mu        sync.Mutex
-	closed    bool
-	remaining int64 // bytes not yet returned
-	err       error
+	s      *Store
+	f      vfs.File
+	id     string
+	mu     sync.Mutex
+	closed bool
+	size   int64 // from the manifest
+	pos    int64 // offset of the next Read
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
@@ -279,31 +279,50 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	if r.closed {
 		return 0, fmt.Errorf("reading blob %q: %w", r.id, store.ErrClosed)
 	}
-	if r.err != nil {
-		return 0, r.err
+	if r.pos >= r.size {
+		return 0, io.EOF
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if r.remaining == 0 {
-		r.err = io.EOF
-		return 0, io.EOF
+	if int64(len(p)) > r.size-r.pos {
+		p = p[:r.size-r.pos]
 	}
-	if int64(len(p)) > r.remaining {
-		p = p[:r.remaining]
+	n, err := r.f.ReadAt(p, r.pos)
+	r.pos += int64(n)
+	if err == io.EOF && n < len(p) {
+		return n, fmt.Errorf("reading blob %q: file ends at %d of %d bytes: %w", r.id, r.pos, r.size, store.ErrCorrupt)
 	}
-	n, err := r.f.Read(p)
-	r.remaining -= int64(n)
-	switch {
-	case err == io.EOF && r.remaining > 0:
-		r.err = fmt.Errorf("reading blob %q: %d bytes missing: %w", r.id, r.remaining, store.ErrCorrupt)
-	case err != nil && err != io.EOF:
-		r.err = fmt.Errorf("reading blob %q: %w", r.id, err)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("reading blob %q: %w", r.id, err)
 	}
-	if n > 0 {
-		return n, nil
+	return n, nil
+}
+
+// Seek implements io.Seeker; seeking beyond the end is allowed (reads
+// there return io.EOF).
+func (r *blobReader) Seek(offset int64, whence int) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, fmt.Errorf("seeking blob %q: %w", r.id, store.ErrClosed)
 	}
-	return 0, r.err
+	var pos int64
+	switch whence {
+	case io.SeekStart:
+		pos = offset
+	case io.SeekCurrent:
+		pos = r.pos + offset
+	case io.SeekEnd:
+		pos = r.size + offset
+	default:
+		return 0, fmt.Errorf("seeking blob %q: whence %d: %w", r.id, whence, store.ErrInvalid)
+	}
+	if pos < 0 {
+		return 0, fmt.Errorf("seeking blob %q to %d: %w", r.id, pos, store.ErrInvalid)
+	}
+	r.pos = pos
+	return pos, nil
 }
 
 // Close releases the reader's file.

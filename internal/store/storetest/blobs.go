@@ -266,3 +266,62 @@ func testBlobLarge(t *testing.T, h Harness) {
 func sameInfo(a, b store.BlobInfo) bool {
 	return a.ID == b.ID && a.Size == b.Size && a.Created.Equal(b.Created) && a.Expires.Equal(b.Expires)
 }
+
+// testBlobSeek: readers seek, so downloads can resume (HTTP ranges).
+func testBlobSeek(t *testing.T, h Harness) {
+	s, _ := open(t, h)
+	ctx := ctxT(t)
+	const size = 700<<10 + 3
+	want, _ := io.ReadAll(newPattern(9, size))
+	must[store.BlobInfo](t, "put")(s.PutBlob(ctx, "seek", bytes.NewReader(want), store.BlobOptions{}))
+	r, _, err := s.GetBlob(ctx, "seek")
+	wantErr(t, "get", err, nil)
+	defer r.Close()
+	tests := []struct {
+		offset int64
+		whence int
+		pos    int64 // resulting position; -1: error
+	}{
+		{0, io.SeekStart, 0},
+		{1000, io.SeekStart, 1000},
+		{256 << 10, io.SeekStart, 256 << 10},
+		{size - 1, io.SeekStart, size - 1},
+		{size, io.SeekStart, size},
+		{size + 10, io.SeekStart, size + 10},
+		{-10, io.SeekEnd, size - 10},
+		{0, io.SeekEnd, size},
+		{-1, io.SeekStart, -1},
+		{-size - 1, io.SeekEnd, -1},
+		{0, 99, -1},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d/%d", tc.offset, tc.whence), func(t *testing.T) {
+			pos, err := r.Seek(tc.offset, tc.whence)
+			if tc.pos < 0 {
+				wantErr(t, "seek", err, store.ErrInvalid)
+				return
+			}
+			if err != nil || pos != tc.pos {
+				t.Fatalf("seek = %d, %v; want %d", pos, err, tc.pos)
+			}
+			got, err := io.ReadAll(io.LimitReader(r, 300<<10))
+			wantErr(t, "read", err, nil)
+			start := min(tc.pos, size)
+			end := min(tc.pos+300<<10, size)
+			if !bytes.Equal(got, want[start:end]) {
+				t.Fatalf("read %d bytes after seeking to %d; want bytes %d..%d", len(got), tc.pos, tc.pos, end)
+			}
+		})
+	}
+	// SeekCurrent moves from where reading stopped.
+	must[int64](t, "seek")(r.Seek(10, io.SeekStart))
+	io.ReadFull(r, make([]byte, 5))
+	if pos := must[int64](t, "seek")(r.Seek(5, io.SeekCurrent)); pos != 20 {
+		t.Fatalf("SeekCurrent to %d, want 20", pos)
+	}
+	b := make([]byte, 4)
+	io.ReadFull(r, b)
+	if !bytes.Equal(b, want[20:24]) {
+		t.Fatal("read after SeekCurrent returned other bytes")
+	}
+}

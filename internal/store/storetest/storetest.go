@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"Queue", testQueue},
 		{"BlobRoundTrip", testBlobRoundTrip},
 		{"BlobErrors", testBlobErrors},
+		{"BlobSeek", testBlobSeek},
 		{"BlobExpiry", testBlobExpiry},
 		{"BlobReaderIsolation", testBlobReaderIsolation},
 		{"BlobLarge", testBlobLarge},
