@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"anom/internal/audit"
+	"anom/internal/custodian"
+	"anom/internal/store/pebble"
+)
+
+func init() {
+	register(command{name: "custodian", summary: "escrow custodian: serve one share; revoke-warrant, verify-audit", run: runCustodian})
+}
+
+// A custodian's data directory:
+//
+//	store/             Pebble store holding the audit log
+//	tls.crt, tls.key   self-signed TLS certificate (its SHA-256 is the pin)
+//	revoked-warrants   the revocation list, one warrant id per line
+func runCustodian(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "revoke-warrant":
+			return runCustodianRevoke(args[1:])
+		case "verify-audit":
+			return runCustodianVerify(ctx, args[1:])
+		}
+	}
+	fs := flag.NewFlagSet("custodian", flag.ContinueOnError)
+	share := fs.String("share", "", "this custodian's share file (required)")
+	policy := fs.String("policy", "", "signed escrow policy file (the network's escrow-policy) (required)")
+	rootPub := fs.String("root", "", "network root public key file (root.pub) (required)")
+	listen := fs.String("listen", "127.0.0.1:7443", "HTTPS listen address")
+	data := fs.String("data", "custodian-data", "data directory")
+	hosts := fs.String("hosts", "", "extra comma-separated hostnames or IPs for the self-signed certificate")
+	var serverKeys listFlag
+	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable)")
+	maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest request body in bytes")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *share == "" || *policy == "" || *rootPub == "" {
+		return fmt.Errorf("--share, --policy and --root are required")
+	}
+	b, err := os.ReadFile(*share)
+	if err != nil {
+		return err
+	}
+	secret, err := custodian.ParseShareFile(b)
+	if err != nil {
+		return err
+	}
+	root, err := readRootPublic(*rootPub)
+	if err != nil {
+		return err
+	}
+	sp, err := readSignedPolicy(*policy, root)
+	if err != nil {
+		return err
+	}
+	sk, err := parseServerKeys(serverKeys)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	st, err := pebble.Open(filepath.Join(*data, "store"), pebble.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc, err := custodian.New(ctx, custodian.Config{Secret: secret, Policy: sp, Root: root, ServerKeys: sk, Store: st,
+		Revocations: custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}, Logger: log, MaxRequestBytes: *maxReq})
+	if err != nil {
+		return err
+	}
+	cert, err := custodian.LoadOrCreateCertificate(*data, splitNames(*hosts), time.Now())
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	pin := custodian.Pin(cert)
+	// The endpoint line is what the archive's --custodian flag takes.
+	fmt.Printf("custodian %s listening https://%s#%s\n", svc.Name(), ln.Addr(), hex.EncodeToString(pin[:]))
+	return svc.Serve(ctx, ln, cert)
+}
+
+func runCustodianRevoke(args []string) error {
+	fs := flag.NewFlagSet("custodian revoke-warrant", flag.ContinueOnError)
+	data := fs.String("data", "custodian-data", "data directory")
+	reason := fs.String("reason", "", "why (kept as a comment)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("usage: anom custodian revoke-warrant [--data DIR] [--reason TEXT] ID")
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	if err := (custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}).Revoke(pos[0], *reason); err != nil {
+		return err
+	}
+	fmt.Printf("warrant %s revoked at this custodian; it takes effect on the next request\n", pos[0])
+	return nil
+}
+
+func runCustodianVerify(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("custodian verify-audit", flag.ContinueOnError)
+	data := fs.String("data", "custodian-data", "data directory (the custodian must not be running)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return verifyAuditCmd(ctx, filepath.Join(*data, "store"), custodian.AuditBucket)
+}
+
+// verifyAuditCmd opens a store and verifies an audit chain in it.
+func verifyAuditCmd(ctx context.Context, dir, bucket string) error {
+	st, err := pebble.Open(dir, pebble.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	h, err := audit.Verify(ctx, st, bucket)
+	if err != nil {
+		return err
+	}
+	kinds := map[string]int{}
+	for after := uint64(0); ; {
+		es, err := audit.Entries(ctx, st, bucket, after, 0)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			kinds[e.Kind]++
+			after = e.Seq
+		}
+	}
+	var parts []string
+	for k, n := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(parts)
+	fmt.Printf("audit log verified: %d entries, head %s (%s)\n", h.Seq, h, strings.Join(parts, ", "))
+	return nil
+}

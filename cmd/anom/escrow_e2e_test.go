@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"anom/client"
+	"anom/escrow"
+	"anom/internal/archive"
+	"anom/internal/identity"
+	"anom/internal/store/pebble"
+)
+
+var (
+	anomOnce sync.Once
+	anomBin  string
+	anomErr  error
+)
+
+// buildAnom builds the anom binary once per test run.
+func buildAnom(t *testing.T) string {
+	t.Helper()
+	anomOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "anom-e2e-bin")
+		if err != nil {
+			anomErr = err
+			return
+		}
+		anomBin = filepath.Join(dir, "anom")
+		out, err := exec.Command("go", "build", "-o", anomBin, ".").CombinedOutput()
+		if err != nil {
+			anomErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if anomErr != nil {
+		t.Fatal(anomErr)
+	}
+	return anomBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if anomBin != "" {
+		os.RemoveAll(filepath.Dir(anomBin))
+	}
+	os.Exit(code)
+}
+
+func runAnom(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(buildAnom(t), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("anom %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// startAnom starts a long-running anom process and returns it with its
+// first stdout line.
+func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(buildAnom(t), args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		l, _ := r.ReadString('\n')
+		line <- strings.TrimSpace(l)
+		io.Copy(io.Discard, r)
+	}()
+	select {
+	case l := <-line:
+		if l == "" {
+			cmd.Wait()
+			t.Fatalf("anom %s printed nothing; stderr:\n%s", strings.Join(args, " "), stderr.String())
+		}
+		return cmd, l
+	case <-time.After(20 * time.Second):
+		t.Fatalf("anom %s did not start; stderr:\n%s", strings.Join(args, " "), stderr.String())
+	}
+	return nil, ""
+}
+
+// escrowNet is a network made with the anom commands, plus what the test
+// needs to play devices and the server.
+type escrowNet struct {
+	dir       string
+	root      *identity.RootKey
+	policy    *escrow.Policy
+	serverKey ed25519.PrivateKey
+	seq       uint64
+	gen       map[string]uint32
+	devices   map[string]*e2eDevice
+}
+
+type e2eDevice struct {
+	cert *identity.DeviceCertificate
+	key  ed25519.PrivateKey
+	leaf uint32
+}
+
+func newEscrowNet(t *testing.T) *escrowNet {
+	dir := t.TempDir()
+	runAnom(t, "admin", "init", "--data", dir)
+	out := runAnom(t, "admin", "escrow", "init", "--data", dir, "--custodians", "A,B,C", "--threshold", "2")
+	if !strings.Contains(out, "2 of 3 custodians") {
+		t.Fatalf("escrow init said:\n%s", out)
+	}
+	for _, f := range []string{"escrow/A.share", "escrow/B.share", "escrow/C.share", "escrow/issuer-Court.key"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, mode %v", f, err, st.Mode())
+		}
+	}
+	d := dataDir(dir)
+	root, err := d.rootKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := readSignedPolicy(d.path("escrow-policy"), root.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sk, _ := ed25519.GenerateKey(rand.Reader)
+	return &escrowNet{dir: dir, root: root, policy: sp.Policy, serverKey: sk, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
+}
+
+func (n *escrowNet) serverKeyFlag() string {
+	return "server-1=" + hex.EncodeToString(n.serverKey.Public().(ed25519.PublicKey))
+}
+
+func (n *escrowNet) device(t *testing.T, user string) *e2eDevice {
+	if d, ok := n.devices[user]; ok {
+		return d
+	}
+	id, _ := identity.NewDeviceID(rand.Reader)
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	c := &identity.DeviceCertificate{DeviceID: id, Username: user, Key: pub, Serial: uint64(len(n.devices) + 1),
+		NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := n.root.SignDeviceCertificate(c); err != nil {
+		t.Fatal(err)
+	}
+	d := &e2eDevice{cert: c, key: key, leaf: uint32(len(n.devices))}
+	n.devices[user] = d
+	return d
+}
+
+// record seals, signs and countersigns a message as the client and the
+// server would.
+func (n *escrowNet) record(t *testing.T, user string, group []byte, at time.Time, pt []byte) []byte {
+	d := n.device(t, user)
+	k := fmt.Sprintf("%x/%d", group, d.leaf)
+	m := escrow.Metadata{NetworkID: []byte("e2e"), GroupID: group, Epoch: 3, SenderLeaf: d.leaf, Generation: n.gen[k],
+		SenderDevice: d.cert.DeviceID[:], ContentType: 1, SentAt: at}
+	n.gen[k]++
+	exporter := bytes.Repeat([]byte{byte(len(group))}, 32)
+	rec, err := escrow.Seal(n.policy.EscrowKey, exporter, m, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := escrow.SignRecord(rec, d.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.seq++
+	sr, err := escrow.Countersign(signed, []byte("server-1"), at, n.seq, n.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sr.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// serveSource serves src over loopback HTTP for `anom archive serve`.
+func serveSource(t *testing.T, src archive.Source) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: archive.SourceHandler(src)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func waitAcked(t *testing.T, src *archive.MemSource, want uint64, cmd *exec.Cmd) {
+	deadline := time.Now().Add(30 * time.Second)
+	for src.Acked() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("archive acknowledged %d of %d items", src.Acked(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEscrowEndToEnd: three custodian processes, 2 of 3 needed; a warrant
+// for one user and a time window opens exactly that user's messages and
+// attachment in the window, byte for byte, and nothing else, with one
+// custodian down.
+func TestEscrowEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	n := newEscrowNet(t)
+	d := dataDir(n.dir)
+
+	var endpoints, custDirs []string
+	var custs []*exec.Cmd
+	for _, name := range []string{"A", "B", "C"} {
+		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.dir, "escrow", name+".share"),
+			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
+			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag())
+		f := strings.Fields(line)
+		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
+			t.Fatalf("custodian %s printed %q", name, line)
+		}
+		endpoints = append(endpoints, f[3])
+		custs = append(custs, cmd)
+	}
+
+	// Messages: alice, bob and carol, every 10 minutes over 3 hours; the
+	// warrant covers alice from t0+1h to t0+2h. One of alice's messages in
+	// the window carries an attachment.
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	from, to := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	src := &archive.MemSource{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		src.Add(archive.Item{Kind: archive.KindCertificate, Data: n.device(t, u).cert.Encode()})
+	}
+	want := map[string][]byte{} // plaintext -> attachment (nil if none)
+	photo := bytes.Repeat([]byte("harbour photo "), 10000)
+	var sealed bytes.Buffer
+	ref, err := client.SealAttachment(&sealed, bytes.NewReader(photo), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.BlobID, ref.Name, ref.MIME = "blob-photo-1", "harbour.jpg", "image/jpeg"
+	src.Add(archive.Item{Kind: archive.KindBlob, BlobID: ref.BlobID, Data: sealed.Bytes()})
+	for i := range 18 {
+		at := t0.Add(time.Duration(i) * 10 * time.Minute)
+		for _, u := range []string{"alice", "bob", "carol"} {
+			group := []byte("group-" + u + "-x")
+			var pt []byte
+			var att []byte
+			if u == "alice" && i == 8 {
+				c := &client.Content{Kind: client.KindAttachment, SentAt: at, Attachment: ref}
+				if pt, err = c.Marshal(); err != nil {
+					t.Fatal(err)
+				}
+				att = photo
+			} else {
+				c := &client.Content{Kind: client.KindText, SentAt: at, Text: fmt.Sprintf("%s says %d at %s", u, i, at.Format(time.Kitchen))}
+				if pt, err = c.Marshal(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if u == "alice" && !at.Before(from) && at.Before(to) {
+				want[string(pt)] = att
+			}
+			src.Add(archive.Item{Kind: archive.KindRecord, Data: n.record(t, u, group, at, pt)})
+		}
+	}
+	if len(want) != 6 {
+		t.Fatalf("fixture: %d messages in scope", len(want))
+	}
+	last := src.Add()
+
+	archDir := t.TempDir()
+	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", n.serverKeyFlag()}
+	serve, _ := startAnom(t, append([]string{"archive", "serve", "--source", serveSource(t, src), "--poll", "20ms", "--batch", "16"}, archFlags...)...)
+	waitAcked(t, src, last, serve)
+	serve.Process.Signal(syscall.SIGTERM)
+	serve.Wait()
+
+	warrant := filepath.Join(t.TempDir(), "w")
+	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(n.dir, "escrow", "issuer-Court.key"),
+		"--id", "W-e2e", "--scope-user", "alice", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
+		"--not-after", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "fraud investigation", "--case", "C-1", "--out", warrant)
+
+	// Custodian B is down: 2 of 3 remain.
+	custs[1].Process.Kill()
+	custs[1].Wait()
+	out := filepath.Join(t.TempDir(), "opened")
+	openArgs := func(out string) []string {
+		args := append([]string{"archive", "open", "--warrant", warrant, "--out", out, "--chunk", "4"}, archFlags...)
+		for _, ep := range endpoints {
+			args = append(args, "--custodian", ep)
+		}
+		return args
+	}
+	runAnom(t, openArgs(out)...)
+
+	var rep archive.OpenReport
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Records) != len(want) || len(rep.Failed) != 0 {
+		t.Fatalf("opened %d records (%d failed), want %d", len(rep.Records), len(rep.Failed), len(want))
+	}
+	files := map[string]bool{"report.json": true, "report.txt": true}
+	for _, r := range rep.Records {
+		pt, err := os.ReadFile(filepath.Join(out, r.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		att, ok := want[string(pt)]
+		if !ok {
+			t.Fatalf("opened a message outside the warrant: %q", pt)
+		}
+		delete(want, string(pt))
+		files[r.File] = true
+		if att != nil {
+			if len(r.Attachments) != 1 {
+				t.Fatalf("attachment missing: %+v", r)
+			}
+			got, err := os.ReadFile(filepath.Join(out, r.Attachments[0]))
+			if err != nil || !bytes.Equal(got, att) {
+				t.Fatalf("attachment differs (%d bytes, want %d): %v", len(got), len(att), err)
+			}
+			files[r.Attachments[0]] = true
+		} else if len(r.Attachments) != 0 {
+			t.Fatalf("unexpected attachments %v", r.Attachments)
+		}
+		if r.Username != "alice" || strings.Join(r.Custodians, ",") != "A,C" {
+			t.Fatalf("record report %+v", r)
+		}
+	}
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if !files[e.Name()] {
+			t.Fatalf("unexpected output file %s", e.Name())
+		}
+	}
+	if len(ents) != len(files) {
+		t.Fatalf("%d output files, want %d", len(ents), len(files))
+	}
+
+	// The transparency report and the audit logs.
+	txt := runAnom(t, append([]string{"archive", "report"}, archFlags...)...)
+	if !strings.Contains(txt, "W-e2e") || !strings.Contains(txt, "total records opened: 6") {
+		t.Fatalf("transparency report:\n%s", txt)
+	}
+	runAnom(t, "archive", "verify-audit", "--data", archDir)
+
+	// Custodian A revokes the warrant while running: with B down, one
+	// custodian is left and nothing opens.
+	runAnom(t, "custodian", "revoke-warrant", "--data", custDirs[0], "--reason", "withdrawn", "W-e2e")
+	cmd := exec.Command(buildAnom(t), openArgs(filepath.Join(t.TempDir(), "opened2"))...)
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "0 records opened, 6 failed") {
+		t.Fatalf("open after revocation succeeded or said:\n%s", b)
+	}
+	for _, c := range []int{0, 2} {
+		custs[c].Process.Signal(syscall.SIGTERM)
+		custs[c].Wait()
+	}
+	// Each custodian's audit log verifies and holds the requests.
+	for _, c := range []int{0, 2} {
+		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c])
+		if !strings.Contains(out, "request ") {
+			t.Fatalf("custodian audit: %s", out)
+		}
+	}
+	if out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[0]); !strings.Contains(out, "answer 2, refusal 2") {
+		t.Fatalf("custodian A's audit does not show two answered and two refused requests (chunks of 4): %s", out)
+	}
+}
+
+// TestArchiveCrash: kill -9 of the archive during ingest; after the
+// restart every item the archive acknowledged is in its store, and the
+// rest arrives exactly once.
+func TestArchiveCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	n := newEscrowNet(t)
+	d := dataDir(n.dir)
+	src := &archive.MemSource{}
+	slots := map[uint64][32]byte{} // cursor -> slot of the record
+	src.Add(archive.Item{Kind: archive.KindCertificate, Data: n.device(t, "alice").cert.Encode()})
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	const total = 2000
+	for i := range total {
+		b := n.record(t, "alice", []byte("group-1"), t0.Add(time.Duration(i)*time.Second), []byte(fmt.Sprintf("message %d", i)))
+		sr, _ := escrow.ParseServerRecord(b)
+		slot, _ := sr.Signed.Record.Metadata.Slot()
+		slots[src.Add(archive.Item{Kind: archive.KindRecord, Data: b})] = slot
+	}
+	url := serveSource(t, src)
+	archDir := t.TempDir()
+	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub")}
+	serve := func() *exec.Cmd {
+		cmd, _ := startAnom(t, append([]string{"archive", "serve", "--source", url, "--poll", "10ms", "--batch", "25"}, archFlags...)...)
+		return cmd
+	}
+	cmd := serve()
+	// Kill it once it has acknowledged some but not all.
+	waitAcked(t, src, 300, cmd)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	acked := src.Acked()
+	if acked >= total+1 {
+		t.Fatalf("ingest finished before the kill (acked %d); make the test bigger", acked)
+	}
+	check := func(upTo uint64) {
+		st, err := pebble.Open(filepath.Join(archDir, "store"), pebble.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		root := n.root.Public()
+		sp, _ := readSignedPolicy(d.path("escrow-policy"), root)
+		a, err := archive.New(context.Background(), archive.Config{Store: st, Policy: sp, Root: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Cursor() < upTo {
+			t.Fatalf("archive cursor %d below the acknowledged %d", a.Cursor(), upTo)
+		}
+		for c := uint64(2); c <= upTo; c++ {
+			if _, err := a.Record(context.Background(), slots[c]); err != nil {
+				t.Fatalf("acknowledged item %d lost: %v", c, err)
+			}
+		}
+		found, err := a.Find(context.Background(), archive.Query{Usernames: []string{"alice"}})
+		if err != nil || uint64(len(found)) < upTo-1 {
+			t.Fatalf("query finds %d records, want at least %d: %v", len(found), upTo-1, err)
+		}
+	}
+	check(acked)
+	t.Logf("killed after %d of %d items were acknowledged", acked, total+1)
+	cmd = serve()
+	waitAcked(t, src, total+1, cmd)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	check(total + 1)
+}
