@@ -46,10 +46,9 @@ func (s *Store) submit(ctx context.Context, size int, fn func(tx *tx) error) err
 }
 
 // commitLoop is the committer: the only goroutine that writes to the
-// database. It evaluates a group, applies
-// it to Pebble (ordered, visible to the committer, WAL fsync requested but
-// not awaited), takes a snapshot of exactly that state, and passes the
-// group to syncLoop. So the next group is gathered and evaluated while the
+// database. It evaluates a group, applies it to Pebble (ordered, visible to
+// the committer, WAL fsync requested but not awaited), takes a snapshot of
+// exactly that state, and passes the group to syncLoop. So the next group is gathered and evaluated while the
 // previous one is being fsynced, and Pebble's WAL writer covers every
 // group queued during one fsync with the next.
 func (s *Store) commitLoop(rev uint64) {
@@ -182,8 +181,16 @@ func (g *group) run() *pending {
 			continue
 		}
 		if err := t.apply(); err != nil {
-			r.err = err
-			continue
+			// Part of the request may be in the batch: drop the whole
+			// group and stop accepting writes (this is a bug if reached).
+			err = fmt.Errorf("staging writes: %w", err)
+			g.s.broken.CompareAndSwap(nil, &err)
+			for _, r := range g.reqs {
+				r.err = err
+			}
+			g.batch.Close()
+			g.rev = startRev
+			return &pending{reqs: g.reqs, logs: map[string]bool{}}
 		}
 		p.applied = append(p.applied, r)
 	}
