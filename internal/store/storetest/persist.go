@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 	"testing"
+	"time"
 
 	"anom/internal/store"
 )
@@ -103,3 +106,63 @@ func testClose(t *testing.T, h Harness) {
 func second[T any](_ T, err error) error { return err }
 
 func third[T, U any](_ T, _ U, err error) error { return err }
+
+// testCloseUnderLoad: Close while writers, readers and waiters are busy
+// ends every call with success or ErrClosed, and nothing hangs.
+func testCloseUnderLoad(t *testing.T, h Harness) {
+	s, _ := open(t, h)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	started := make(chan struct{}, 64)
+	work := []func(i int) error{
+		func(i int) error { _, err := s.Append(ctx, "g", []byte("x")); return err },
+		func(i int) error { _, err := s.Put(ctx, "b", fmt.Sprint("k", i), []byte("v")); return err },
+		func(i int) error { _, err := s.Read(ctx, "g", 1, 10); return err },
+		func(i int) error { _, err := s.Wait(ctx, "never", 0); return err },
+		func(i int) error {
+			_, err := s.PutBlob(ctx, fmt.Sprint("blob", i), newPattern(1, 300<<10), store.BlobOptions{})
+			return err
+		},
+		func(i int) error {
+			_, err := store.Queue{Logs: s, Name: "q"}.Pull(ctx, 0, 10)
+			return err
+		},
+	}
+	for w := 0; w < 2*len(work); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn := work[w%len(work)]
+			for i := 0; ; i++ {
+				if i == 1 {
+					started <- struct{}{}
+				}
+				err := fn(w*1_000_000 + i)
+				if errors.Is(err, store.ErrClosed) {
+					return
+				}
+				if err != nil {
+					errs <- fmt.Errorf("worker %d: %w", w, err)
+					return
+				}
+			}
+		}()
+	}
+	// Wait until the workers that return are running, then close.
+	for i := 0; i < 2*(len(work)-2); i++ {
+		<-started
+	}
+	wantErr(t, "close under load", s.Close(), nil)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls still running 30s after Close")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -68,6 +68,7 @@ func Run(t *testing.T, h Harness) {
 		{"BlobLarge", testBlobLarge},
 		{"Persistence", testPersistence},
 		{"Close", testClose},
+		{"CloseUnderLoad", testCloseUnderLoad},
 	}
 	for _, tc := range tests {
 		if tc.name == "Persistence" && h.Reopen == nil {
