@@ -31,7 +31,10 @@ func TestGroupSemantics(t *testing.T) {
 		run  func() (string, error)
 	}
 	steps := []step{
-		{"create k", func() (string, error) { r, err := s.Create(ctx, "b", "k", []byte("1")); return fmt.Sprint(r - rev), err }},
+		{"create k", func() (string, error) {
+			r, err := s.Create(ctx, "b", "k", []byte("1"))
+			return fmt.Sprint(r - rev), err
+		}},
 		{"create k again", func() (string, error) { _, err := s.Create(ctx, "b", "k", nil); return "", err }},
 		{"update k", func() (string, error) {
 			r, err := s.Update(ctx, "b", "k", []byte("2"), rev+1)
@@ -40,7 +43,10 @@ func TestGroupSemantics(t *testing.T) {
 		{"update k stale", func() (string, error) { _, err := s.Update(ctx, "b", "k", nil, rev+1); return "", err }},
 		{"delete k", func() (string, error) { return "", s.Delete(ctx, "b", "k", rev+2) }},
 		{"update deleted k", func() (string, error) { _, err := s.Update(ctx, "b", "k", nil, rev+2); return "", err }},
-		{"re-create k", func() (string, error) { r, err := s.Create(ctx, "b", "k", []byte("3")); return fmt.Sprint(r - rev), err }},
+		{"re-create k", func() (string, error) {
+			r, err := s.Create(ctx, "b", "k", []byte("3"))
+			return fmt.Sprint(r - rev), err
+		}},
 		{"append g", func() (string, error) { q, err := s.Append(ctx, "g", []byte("g1")); return fmt.Sprint(q), err }},
 		{"append g if 1", func() (string, error) { q, err := s.AppendIf(ctx, "g", 1, []byte("g2")); return fmt.Sprint(q), err }},
 		{"append g if 1 again", func() (string, error) { _, err := s.AppendIf(ctx, "g", 1, []byte("x")); return "", err }},
