@@ -45,6 +45,6 @@
 // names and blob IDs use the JetStream key alphabet [A-Za-z0-9_=./-], at
 // most MaxKeyLen bytes, and may not start or end with '.' or contain "..".
 // Errors are sentinels (ErrNotFound, ErrExists, ErrRevisionMismatch,
-// ErrConflict, ErrTooLarge, ErrInvalid, ErrClosed) matched with errors.Is,
+// ErrConflict, ErrTooLarge, ErrInvalid, ErrClosed, ErrCorrupt) matched with errors.Is,
 // and the typed *ConflictError and *TxnError matched with errors.As.
 package store
