@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"anom/internal/identity"
@@ -79,7 +80,8 @@ type Config struct {
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
 	// Registry receives the Prometheus metrics; nil means a registry of
-	// the server's own, served at /metrics.
+	// the server's own, served at /metrics, which also has the Go runtime
+	// and process collectors (memory, goroutines, file descriptors).
 	Registry *prometheus.Registry
 }
 
@@ -165,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.reg = cfg.Registry
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
+		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	m, err := newMetrics(s.reg)
 	if err != nil {

@@ -1,0 +1,469 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"anom/internal/identity"
+	"anom/internal/loadgen"
+	"anom/internal/server"
+	"anom/internal/store/pebble"
+)
+
+func init() {
+	register(command{name: "bench", summary: "load generator: durable msgs/s, send-to-deliver latency, memory with idle connections", run: runBench})
+}
+
+type benchFlags struct {
+	addr, data, scenario   string
+	devices, groups        int
+	online, size, window   int
+	rate, idleConns        int
+	workers                int
+	duration, warmup       time.Duration
+	settle                 time.Duration
+	idleInProcess, verbose bool
+	serverProcess          bool
+	fileLimit              int
+}
+
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var f benchFlags
+	fs.StringVar(&f.addr, "addr", "", "host:port of a running server to load (needs --data, its network directory); empty starts one on a fresh temporary network")
+	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go through its spool)")
+	fs.StringVar(&f.scenario, "scenario", "all", "messages (throughput and latency), idle (memory with idle connections) or all")
+	fs.IntVar(&f.devices, "devices", 12000, "devices activated for the message scenario")
+	fs.IntVar(&f.groups, "groups", 300, "groups the devices are spread over")
+	fs.IntVar(&f.online, "online", 0, "devices connected during the message scenario (0: all); the rest are offline members")
+	fs.IntVar(&f.size, "size", 1024, "application ciphertext bytes per message")
+	fs.IntVar(&f.window, "window", 1, "sends each connected device keeps outstanding in the throughput phase")
+	fs.IntVar(&f.rate, "rate", 10000, "offered load of the latency phase, msgs/s (negative: skip the phase)")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured time of each message phase")
+	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before each message phase")
+	fs.IntVar(&f.idleConns, "idle-conns", 100000, "idle authenticated connections for the memory scenario")
+	fs.DurationVar(&f.settle, "settle", 5*time.Second, "idle time before memory is measured")
+	fs.BoolVar(&f.idleInProcess, "idle-in-process", false, "run the memory scenario's server in this process (its RSS then includes the load's connections)")
+	fs.IntVar(&f.workers, "workers", 128, "concurrent activations and connection attempts")
+	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
+	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.scenario != "all" && f.scenario != "messages" && f.scenario != "idle" {
+		return fmt.Errorf("--scenario %q: want messages, idle or all", f.scenario)
+	}
+	if f.addr != "" && f.data == "" {
+		return errors.New("--addr needs --data, the network directory of that server")
+	}
+	lim, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("raising the open file limit: %w", err)
+	}
+	f.fileLimit = int(lim)
+	fmt.Printf("open file limit %d per process\n", lim)
+	fmt.Println("note: devices, certificates, authentication and MLS group membership are real; application messages are opaque 1 KiB-class payloads framed as MLS PrivateMessages (the server never decrypts, so the load does not run MLS encryption per device)")
+	if f.scenario != "idle" {
+		if err := benchMessages(ctx, &f); err != nil {
+			return err
+		}
+	}
+	if f.scenario != "messages" {
+		if err := benchIdle(ctx, &f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raiseFileLimit raises RLIMIT_NOFILE as far as allowed (the hard limit
+// too when running as root).
+func raiseFileLimit() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	want := l.Max
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > want {
+			want = n
+		}
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err != nil {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return 0, err
+		}
+		return l.Cur, nil
+	}
+	return want, nil
+}
+
+// benchNet is the network a scenario runs against.
+type benchNet struct {
+	env   *loadgen.Env
+	close func()
+}
+
+func benchMessages(ctx context.Context, f *benchFlags) error {
+	fmt.Printf("\n== messages: %d devices in %d groups ==\n", f.devices, f.groups)
+	online := f.online
+	if online <= 0 || online > f.devices {
+		online = f.devices
+	}
+	child := f.serverProcess || 2*online+1000 > f.fileLimit
+	if child && !f.serverProcess && f.addr == "" {
+		fmt.Printf("%d connections need %d descriptors in one process, over its limit of %d: the server runs as a separate process\n", online, 2*online, f.fileLimit)
+	}
+	n, err := f.network(ctx, f.devices, child)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	res, err := loadgen.Messages(ctx, n.env, loadgen.MessagesConfig{
+		Devices: f.devices, Groups: f.groups, Online: f.online, Size: f.size, Window: f.window,
+		Duration: f.duration, Warmup: f.warmup, Rate: f.rate,
+	})
+	if err != nil {
+		return err
+	}
+	cfg := res.Config
+	fmt.Printf("\nresult: %d devices (%d connected), %d groups of up to %d members, %d-byte ciphertexts\n",
+		cfg.Devices, cfg.Online, cfg.Groups, res.GroupSize, cfg.Size)
+	if r := res.Throughput; r != nil {
+		fmt.Printf("  durable throughput: %.0f msgs/s acknowledged (Sent after the fsync), %.0f pushes/s to online members; send-to-ack p50 %v p99 %v; %d errors\n",
+			r.PerSecond(), r.DeliveriesPerSecond(), r.AckP50, r.AckP99, r.Errors)
+	}
+	if r := res.Latency; r != nil {
+		fmt.Printf("  at %d msgs/s offered: %.0f msgs/s acknowledged, %.0f pushes/s; send-to-deliver p50 %v p99 %v max %v (send-to-ack p50 %v p99 %v); %d errors\n",
+			r.Offered, r.PerSecond(), r.DeliveriesPerSecond(), r.DeliverP50, r.DeliverP99, r.DeliverMax, r.AckP50, r.AckP99, r.Errors)
+	}
+	return nil
+}
+
+func benchIdle(ctx context.Context, f *benchFlags) error {
+	want := f.idleConns
+	conns := f.idleConns
+	perProc := f.fileLimit - 1000
+	if f.idleInProcess {
+		perProc = f.fileLimit/2 - 1000
+	}
+	if conns > perProc {
+		conns = perProc
+		fmt.Printf("\nthe open file limit (%d per process; raising it needs CAP_SYS_RESOURCE, which this process lacks) caps a server at about %d connections: measuring %d and projecting %d from the growth per connection\n",
+			f.fileLimit, perProc, conns, want)
+	}
+	fmt.Printf("\n== idle: %d authenticated connections ==\n", conns)
+	n, err := f.network(ctx, conns, !f.idleInProcess)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	res, err := loadgen.Idle(ctx, n.env, loadgen.IdleConfig{Conns: conns, Settle: f.settle})
+	if err != nil {
+		return err
+	}
+	rss, hs := res.PerConn()
+	where := "the server process"
+	if f.idleInProcess && f.addr == "" {
+		where = "this process (server and load together)"
+	}
+	fmt.Printf("\nresult: %d idle authenticated connections (connected in %.1fs)\n", res.Conns, res.ConnectTime.Seconds())
+	fmt.Printf("  RSS of %s: %s (%.1f KiB per connection over the %s before)\n", where, mibs(res.After.RSS), rss/1024, mibs(res.Before.RSS))
+	fmt.Printf("  Go heap in use + goroutine stacks: %s + %s (%.1f KiB per connection); %d goroutines\n",
+		mibs(res.After.HeapInuse), mibs(res.After.StackInuse), hs/1024, res.After.Goroutines)
+	if conns < want {
+		fmt.Printf("  projected to %d connections: RSS %s, heap+stacks %s (measured base plus %d times the growth per connection)\n", want,
+			mibs(res.Before.RSS+uint64(rss*float64(want))), mibs(res.Before.HeapInuse+res.Before.StackInuse+uint64(hs*float64(want))), want)
+	}
+	return nil
+}
+
+func mibs(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// network starts (or, with --addr, reaches) a server and returns the
+// environment for a scenario that needs about devices devices. With
+// child, the server runs as a separate `anom server` process whose
+// devices are activated before it starts.
+func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*benchNet, error) {
+	if f.addr != "" {
+		return f.external(ctx)
+	}
+	dir, err := os.MkdirTemp("", "anom-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cleanup := []func(){func() { os.RemoveAll(dir) }}
+	closeAll := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	fail := func(err error) (*benchNet, error) { closeAll(); return nil, err }
+	if err := runAdminInit(ctx, []string{"--data", dir, "--name", "bench"}); err != nil {
+		return fail(err)
+	}
+	d := dataDir(dir)
+	root, err := d.rootKey()
+	if err != nil {
+		return fail(err)
+	}
+	pool, err := d.caPool()
+	if err != nil {
+		return fail(err)
+	}
+	tc, err := d.tlsConfig()
+	if err != nil {
+		return fail(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if f.verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	st, err := pebble.Open(d.path("store"), pebble.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	storeOpen := true
+	cleanup = append(cleanup, func() {
+		if storeOpen {
+			st.Close()
+		}
+	})
+	srv, err := server.New(ctx, server.Config{Store: st, Root: root, TLS: tc, Name: "bench", Logger: logger})
+	if err != nil {
+		return fail(err)
+	}
+	target := &loadgen.Target{Roots: pool, ServerName: "bench", TLSServerName: "127.0.0.1"}
+	env := &loadgen.Env{Target: target, Out: os.Stdout, Workers: f.workers}
+	if child {
+		// Activate every device now, through the server's Go API, then
+		// hand the store to a separate server process.
+		fmt.Printf("activating %d devices before starting the server process\n", devices)
+		start := time.Now()
+		devs, err := loadgen.ProvisionInProcess(ctx, srv, root, "d", devices, f.workers, progressEvery(time.Second, devices, "devices activated"))
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("  %d devices activated in %.1fs\n", devices, time.Since(start).Seconds())
+		storeOpen = false
+		if err := st.Close(); err != nil {
+			return fail(err)
+		}
+		addr, stop, err := startChild(ctx, dir, f.verbose)
+		if err != nil {
+			return fail(err)
+		}
+		cleanup = append(cleanup, stop)
+		target.Addr = addr
+		target.Sources = sources(devices)
+		used := false
+		env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
+			if used || n != len(devs) {
+				return nil, errors.New("the server process has its devices activated beforehand only")
+			}
+			used = true
+			if progress != nil {
+				progress(n)
+			}
+			return devs, nil
+		}
+		env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
+		return &benchNet{env: env, close: closeAll}, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, l) }()
+	cleanup = append(cleanup, func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(os.Stderr, "server: %v\n", err)
+		}
+	})
+	target.Addr = l.Addr().String()
+	target.Sources = sources(devices)
+	env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
+		return loadgen.ProvisionInProcess(ctx, srv, root, prefix, n, f.workers, progress)
+	}
+	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
+	fmt.Printf("server running in this process on %s (store %s)\n", target.Addr, d.path("store"))
+	return &benchNet{env: env, close: closeAll}, nil
+}
+
+// sources spreads n connections over loopback source addresses,
+// 25,000 per address.
+func sources(n int) []net.IP {
+	var out []net.IP
+	for i := 0; i*25000 < n || i == 0; i++ {
+		out = append(out, net.IPv4(127, 0, byte(1+(i+1)/250), byte(2+(i+1)%250)))
+	}
+	return out
+}
+
+func progressEvery(every time.Duration, total int, what string) func(int) {
+	var last time.Time
+	start := time.Now()
+	return func(d int) {
+		if time.Since(last) >= every || d == total {
+			if !last.IsZero() || d == total {
+				fmt.Printf("  [%5.1fs] %s %d/%d\n", time.Since(start).Seconds(), what, d, total)
+			}
+			last = time.Now()
+		}
+	}
+}
+
+// startChild runs `anom server` on dir as a child process and waits until
+// it accepts connections.
+func startChild(ctx context.Context, dir string, verbose bool) (string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(exe, "server", "--data", dir, "--listen", addr)
+	var logw io.Writer = io.Discard
+	if verbose {
+		logw = os.Stderr
+	} else if lf, err := os.Create(filepath.Join(dir, "server.log")); err == nil {
+		logw = lf
+	}
+	cmd.Stdout, cmd.Stderr = logw, logw
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting server process: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return "", nil, fmt.Errorf("server process exited: %v (log in %s)", err, filepath.Join(dir, "server.log"))
+		case <-ctx.Done():
+			stop()
+			return "", nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, errors.New("server process did not start listening")
+		}
+	}
+	fmt.Printf("server running as process %d on %s\n", cmd.Process.Pid, addr)
+	return addr, stop, nil
+}
+
+// external reaches a running server: codes are issued by a distributor of
+// the bench's own, certified with the network's root key and handed to
+// the server through its spool; devices activate over the wire.
+func (f *benchFlags) external(ctx context.Context) (*benchNet, error) {
+	d := dataDir(f.data)
+	root, err := d.rootKey()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := d.caPool()
+	if err != nil {
+		return nil, err
+	}
+	ni, err := d.info()
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(f.addr)
+	if err != nil {
+		return nil, fmt.Errorf("--addr: %w", err)
+	}
+	target := &loadgen.Target{Addr: f.addr, Roots: pool, ServerName: ni.Name}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		target.Sources = sources(max(f.devices, f.idleConns))
+	}
+	env := &loadgen.Env{Target: target, Out: os.Stdout, Workers: f.workers}
+	env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
+		return provisionExternal(ctx, target, root, d.path("spool"), prefix, n, f.workers, progress)
+	}
+	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
+	return &benchNet{env: env, close: func() {}}, nil
+}
+
+func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, spool, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
+	tag := fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffff)
+	name := "bench-" + tag
+	dk, dc, err := loadgen.Distributor(root, name, uint32(n))
+	if err != nil {
+		return nil, err
+	}
+	if err := server.WriteSpool(spool, server.SpoolDistributor, dc.Encode()); err != nil {
+		return nil, err
+	}
+	codes, batches, err := loadgen.CodeBatches(dk, name, n)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range batches {
+		if err := server.WriteSpool(spool, server.SpoolCodes, b.Encode()); err != nil {
+			return nil, err
+		}
+	}
+	devs := make([]*loadgen.Device, n)
+	var done int64
+	var mu = make(chan struct{}, 1)
+	err = loadgen.Parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		for attempt := 0; ; attempt++ {
+			dev, c, err := loadgen.ActivateOverWire(ctx, t, i, codes[i], fmt.Sprintf("%s-%d", tag, i), nil)
+			if err == nil {
+				c.Close()
+				devs[i] = dev
+				break
+			}
+			// The server reads its spool about once a second.
+			if attempt > 100 || ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		mu <- struct{}{}
+		done++
+		if progress != nil {
+			progress(int(done))
+		}
+		<-mu
+		return nil
+	})
+	return devs, err
+}

@@ -1,0 +1,21 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestBenchSmoke runs every bench scenario scaled down, with the server in
+// this process.
+func TestBenchSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := runBench(ctx, []string{
+		"--devices", "60", "--groups", "4", "--online", "40", "--duration", "700ms", "--warmup", "200ms", "--rate", "200",
+		"--idle-conns", "50", "--settle", "100ms", "--idle-in-process", "--workers", "16",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

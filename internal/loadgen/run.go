@@ -1,0 +1,588 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	anomv1 "anom/proto/anom/v1"
+)
+
+// Env is what the scenarios need from their caller.
+type Env struct {
+	// Target is the server.
+	Target *Target
+	// Provision activates n new devices; prefix (lowercase letters) keeps
+	// usernames unique across calls; progress, if not nil, gets the count
+	// done so far.
+	Provision func(ctx context.Context, prefix string, n int, progress func(int)) ([]*Device, error)
+	// Memory reports the server's memory; nil if it cannot be measured.
+	Memory func(ctx context.Context) (Memory, error)
+	// Out receives progress lines (about one a second); nil discards them.
+	Out io.Writer
+	// Workers bounds concurrent activations and connection attempts; 0
+	// means 128.
+	Workers int
+}
+
+func (e *Env) printf(format string, args ...any) {
+	if e.Out != nil {
+		fmt.Fprintf(e.Out, format, args...)
+	}
+}
+
+func (e *Env) workers() int {
+	if e.Workers <= 0 {
+		return 128
+	}
+	return e.Workers
+}
+
+// Memory is a server's memory use.
+type Memory struct {
+	// RSS is the resident set of the server process, in bytes (0 if
+	// unknown).
+	RSS uint64
+	// HeapInuse and StackInuse are the Go runtime's in-use heap spans and
+	// goroutine stacks, in bytes.
+	HeapInuse, StackInuse uint64
+	// Goroutines is the number of goroutines.
+	Goroutines uint64
+}
+
+// ticker prints progress lines until stop is called.
+func (e *Env) ticker(line func(elapsed time.Duration) string) (stop func()) {
+	if e.Out == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				e.printf("  [%5.1fs] %s\n", time.Since(start).Seconds(), line(time.Since(start)))
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// Parallel runs fn(i) for i in [0, n) on workers goroutines and returns
+// the first error.
+func Parallel(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range min(max(workers, 1), max(n, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// provision activates devices with progress lines.
+func (e *Env) provision(ctx context.Context, prefix string, n int) ([]*Device, error) {
+	var done atomic.Int64
+	start := time.Now()
+	stop := e.ticker(func(el time.Duration) string {
+		d := done.Load()
+		return fmt.Sprintf("devices activated %d/%d (%.0f/s)", d, n, float64(d)/el.Seconds())
+	})
+	devs, err := e.Provision(ctx, prefix, n, func(d int) { done.Store(int64(d)) })
+	stop()
+	if err != nil {
+		return nil, fmt.Errorf("activating devices: %w", err)
+	}
+	e.printf("  %d devices activated in %.1fs (%.0f/s)\n", n, time.Since(start).Seconds(), float64(n)/time.Since(start).Seconds())
+	return devs, nil
+}
+
+// connectAll authenticates devs[i] on connection i, with progress lines.
+func (e *Env) connectAll(ctx context.Context, devs []*Device, onPush func(i int) func(*anomv1.Frame)) ([]*Conn, error) {
+	conns := make([]*Conn, len(devs))
+	var up atomic.Int64
+	start := time.Now()
+	stop := e.ticker(func(el time.Duration) string {
+		u := up.Load()
+		return fmt.Sprintf("connections up %d/%d (%.0f/s)", u, len(devs), float64(u)/el.Seconds())
+	})
+	err := Parallel(ctx, len(devs), e.workers(), func(ctx context.Context, i int) error {
+		var h func(*anomv1.Frame)
+		if onPush != nil {
+			h = onPush(i)
+		}
+		var c *Conn
+		var err error
+		for attempt := 0; ; attempt++ {
+			c, err = devs[i].Connect(ctx, e.Target, i, h)
+			if err == nil || attempt == 4 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		conns[i] = c
+		up.Add(1)
+		return nil
+	})
+	stop()
+	if err != nil {
+		closeAll(conns)
+		return nil, err
+	}
+	e.printf("  %d connections authenticated in %.1fs (%.0f/s)\n", len(devs), time.Since(start).Seconds(), float64(len(devs))/time.Since(start).Seconds())
+	return conns, nil
+}
+
+func closeAll(conns []*Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// MessagesConfig configures Messages. Zero fields take the defaults in
+// parentheses.
+type MessagesConfig struct {
+	// Devices is how many devices are activated (12,000), Groups how many
+	// groups they are spread over, round robin (300).
+	Devices, Groups int
+	// Online is how many devices are connected (all); they are the
+	// senders and get pushes. The others are offline members, whose
+	// messages wait in the group logs. At least Groups.
+	Online int
+	// Size is the application ciphertext size in bytes (1024).
+	Size int
+	// Window is the sends each online device keeps outstanding (1).
+	Window int
+	// Duration is how long each phase measures (10s); Warmup runs before
+	// it unmeasured (2s).
+	Duration, Warmup time.Duration
+	// Rate is the offered load of the latency phase in messages per
+	// second (10,000); negative skips the phase.
+	Rate int
+	// SkipThroughput skips the maximum-throughput phase.
+	SkipThroughput bool
+}
+
+func (c *MessagesConfig) defaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Devices, 12000)
+	def(&c.Groups, 300)
+	def(&c.Online, c.Devices)
+	def(&c.Size, 1024)
+	def(&c.Window, 1)
+	def(&c.Rate, 10000)
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 2 * time.Second
+	}
+	c.Online = min(c.Online, c.Devices)
+	c.Groups = min(c.Groups, c.Devices)
+}
+
+// PhaseResult is what one measured phase saw.
+type PhaseResult struct {
+	// Offered is the offered load in messages per second (0: as fast as
+	// acknowledgements allow).
+	Offered int
+	// Acked counts messages the server acknowledged as durable (Sent)
+	// during the measured time; Errors counts refused or failed sends.
+	Acked, Errors uint64
+	// Delivered counts pushes of measured messages to member devices.
+	Delivered uint64
+	Elapsed   time.Duration
+	// AckLatency is send to Sent; DeliverLatency is send (the scheduled
+	// send time, at a fixed offered load) to push received, over every
+	// receiving device.
+	AckP50, AckP99, DeliverP50, DeliverP99, DeliverMax time.Duration
+}
+
+// PerSecond is acknowledged messages per second.
+func (r PhaseResult) PerSecond() float64 { return float64(r.Acked) / r.Elapsed.Seconds() }
+
+// DeliveriesPerSecond is pushes received per second.
+func (r PhaseResult) DeliveriesPerSecond() float64 {
+	return float64(r.Delivered) / r.Elapsed.Seconds()
+}
+
+// MessagesResult is the result of Messages.
+type MessagesResult struct {
+	Config                MessagesConfig
+	GroupSize             int // members per group (the largest)
+	Throughput, Latency   *PhaseResult
+	ActivateTime, Connect time.Duration
+}
+
+// Messages activates devices, connects the online ones, sets up the
+// groups with MLS commits, then measures: maximum durable throughput
+// (each online device keeps Window sends outstanding), and latency at
+// a fixed offered load.
+func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult, error) {
+	cfg.defaults()
+	if cfg.Online < cfg.Groups {
+		return nil, fmt.Errorf("%d online devices cannot create %d groups", cfg.Online, cfg.Groups)
+	}
+	res := &MessagesResult{Config: cfg}
+	e.printf("activating %d devices\n", cfg.Devices)
+	t0 := time.Now()
+	devs, err := e.provision(ctx, "m", cfg.Devices)
+	if err != nil {
+		return nil, err
+	}
+	res.ActivateTime = time.Since(t0)
+
+	// Device i is in group i % Groups; so devices 0..Groups-1 create them.
+	groupOf := func(i int) int { return i % cfg.Groups }
+	members := make([][]*Device, cfg.Groups)
+	for i, d := range devs {
+		members[groupOf(i)] = append(members[groupOf(i)], d)
+	}
+	for _, m := range members {
+		res.GroupSize = max(res.GroupSize, len(m))
+	}
+	st := &deliveryStats{}
+	e.printf("connecting %d of them (the others stay offline)\n", cfg.Online)
+	t0 = time.Now()
+	conns, err := e.connectAll(ctx, devs[:cfg.Online], func(i int) func(*anomv1.Frame) { return st.onPush })
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(conns)
+	res.Connect = time.Since(t0)
+
+	e.printf("setting up %d MLS groups of up to %d members (commits with key packages and Welcomes)\n", cfg.Groups, res.GroupSize)
+	groups := make([]*Group, cfg.Groups)
+	var made atomic.Int64
+	stop := e.ticker(func(time.Duration) string { return fmt.Sprintf("groups %d/%d", made.Load(), cfg.Groups) })
+	run := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	err = Parallel(ctx, cfg.Groups, 8, func(ctx context.Context, g int) error {
+		gr, err := SetupGroup(ctx, conns[g], GroupID(run, g), members[g])
+		if err != nil {
+			return fmt.Errorf("group %d: %w", g, err)
+		}
+		groups[g] = gr
+		made.Add(1)
+		return nil
+	})
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	templates := make([][]byte, cfg.Groups)
+	for g, gr := range groups {
+		templates[g] = MessageTemplate(gr.ID, gr.Epoch, cfg.Size)
+	}
+	st.msgLen = len(templates[0])
+	st.size = cfg.Size
+
+	ld := &load{cfg: cfg, conns: conns, groups: groups, templates: templates, groupOf: groupOf, st: st}
+	if !cfg.SkipThroughput {
+		e.printf("phase 1: maximum durable throughput, %d senders with %d outstanding each, %s\n", cfg.Online, cfg.Window, cfg.Duration)
+		r, err := ld.phase(ctx, e, 0)
+		if err != nil {
+			return nil, err
+		}
+		res.Throughput = r
+	}
+	if cfg.Rate > 0 {
+		e.printf("phase 2: latency at an offered load of %d msgs/s, %s\n", cfg.Rate, cfg.Duration)
+		r, err := ld.phase(ctx, e, cfg.Rate)
+		if err != nil {
+			return nil, err
+		}
+		res.Latency = r
+	}
+	return res, nil
+}
+
+// deliveryStats counts pushes of measured messages.
+type deliveryStats struct {
+	msgLen, size int
+	measuring    atomic.Bool
+	delivered    atomic.Uint64
+	hist         atomic.Pointer[Hist]
+}
+
+func (s *deliveryStats) onPush(f *anomv1.Frame) {
+	pm := f.GetPushMessages()
+	if pm == nil || !s.measuring.Load() {
+		return
+	}
+	now := time.Now()
+	h := s.hist.Load()
+	for _, gm := range pm.GetMessages() {
+		if len(gm.GetMessage()) != s.msgLen {
+			continue // a commit
+		}
+		_, at, err := ReadStamp(gm.GetMessage(), s.size)
+		if err != nil {
+			continue
+		}
+		s.delivered.Add(1)
+		h.Add(now.Sub(at))
+	}
+}
+
+type load struct {
+	cfg       MessagesConfig
+	conns     []*Conn
+	groups    []*Group
+	templates [][]byte
+	groupOf   func(int) int
+	st        *deliveryStats
+	nextID    atomic.Uint64
+}
+
+// phase runs senders for Warmup+Duration and measures the Duration. rate
+// 0 is closed loop (each sender sends again when acknowledged); rate > 0
+// is open loop: sends are scheduled at that total rate and stamped with
+// their scheduled time, so queueing behind a slow server counts.
+func (l *load) phase(ctx context.Context, e *Env, rate int) (*PhaseResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var acked, errs atomic.Uint64
+	var measuring atomic.Bool
+	ackHist := &Hist{}
+	var firstErr atomic.Pointer[error]
+
+	var tokens chan time.Time
+	if rate > 0 {
+		tokens = make(chan time.Time, rate) // at most a second of backlog
+		go func() {
+			start := time.Now()
+			var sent int64
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-t.C:
+					due := int64(now.Sub(start).Seconds() * float64(rate))
+					for ; sent < due; sent++ {
+						at := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
+						select {
+						case tokens <- at:
+						default: // more than a second behind: dropped, counted as not offered
+						}
+					}
+				}
+			}
+		}()
+	}
+
+	var wg sync.WaitGroup
+	for i, c := range l.conns {
+		g := l.groupOf(i)
+		for range l.cfg.Window {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var buf []byte
+				for ctx.Err() == nil {
+					at := time.Now()
+					if tokens != nil {
+						select {
+						case at = <-tokens:
+						case <-ctx.Done():
+							return
+						}
+					}
+					buf = Stamp(buf, l.templates[g], l.cfg.Size, l.nextID.Add(1), at)
+					f := &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: l.groups[g].ID, Message: buf}}}
+					_, err := c.Call(ctx, f)
+					buf = nil // the frame may still be referenced by the encoder's caller; take a new one
+					if ctx.Err() != nil {
+						return
+					}
+					if err != nil {
+						var se *ServerError
+						if errors.As(err, &se) && se.Code == anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED {
+							time.Sleep(10 * time.Millisecond)
+						}
+						if measuring.Load() {
+							errs.Add(1)
+						}
+						firstErr.CompareAndSwap(nil, &err)
+						if errors.Is(err, ErrClosed) {
+							return
+						}
+						continue
+					}
+					if measuring.Load() {
+						acked.Add(1)
+						ackHist.Add(time.Since(at))
+					}
+				}
+			}()
+		}
+	}
+	select {
+	case <-time.After(l.cfg.Warmup):
+	case <-ctx.Done():
+	}
+	dh := &Hist{}
+	l.st.hist.Store(dh)
+	l.st.delivered.Store(0)
+	l.st.measuring.Store(true)
+	measuring.Store(true)
+	start := time.Now()
+	var lastAcked, lastDel uint64
+	lastT := start
+	stop := e.ticker(func(time.Duration) string {
+		now := time.Now()
+		a, d := acked.Load(), l.st.delivered.Load()
+		dt := now.Sub(lastT).Seconds()
+		line := fmt.Sprintf("%8.0f msgs/s durable, %9.0f deliveries/s; so far p50 %v p99 %v send-to-deliver, %d errors",
+			float64(a-lastAcked)/dt, float64(d-lastDel)/dt, dh.Quantile(0.5), dh.Quantile(0.99), errs.Load())
+		lastAcked, lastDel, lastT = a, d, now
+		return line
+	})
+	select {
+	case <-time.After(l.cfg.Duration):
+	case <-ctx.Done():
+	}
+	measuring.Store(false)
+	l.st.measuring.Store(false)
+	elapsed := time.Since(start)
+	stop()
+	cancel()
+	wg.Wait()
+	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	r := &PhaseResult{
+		Offered: rate, Acked: acked.Load(), Errors: errs.Load(), Delivered: l.st.delivered.Load(), Elapsed: elapsed,
+		AckP50: ackHist.Quantile(0.5), AckP99: ackHist.Quantile(0.99),
+		DeliverP50: dh.Quantile(0.5), DeliverP99: dh.Quantile(0.99), DeliverMax: dh.Max(),
+	}
+	if p := firstErr.Load(); p != nil && r.Acked == 0 {
+		return r, fmt.Errorf("no message acknowledged: %w", *p)
+	}
+	return r, nil
+}
+
+// IdleConfig configures Idle.
+type IdleConfig struct {
+	// Conns is how many authenticated connections to hold (100,000), one
+	// per device.
+	Conns int
+	// Settle is how long to wait with every connection up before
+	// measuring (5s).
+	Settle time.Duration
+}
+
+// IdleResult is the result of Idle.
+type IdleResult struct {
+	Conns          int
+	Before, After  Memory
+	ConnectTime    time.Duration
+	ActivationTime time.Duration
+}
+
+// PerConn returns the growth of RSS and of heap+stacks per connection.
+func (r *IdleResult) PerConn() (rss, heapStack float64) {
+	n := float64(max(r.Conns, 1))
+	return (float64(r.After.RSS) - float64(r.Before.RSS)) / n,
+		(float64(r.After.HeapInuse+r.After.StackInuse) - float64(r.Before.HeapInuse+r.Before.StackInuse)) / n
+}
+
+// Idle activates Conns devices, connects and authenticates each once,
+// lets the connections sit idle, and reports the server's memory before
+// and after.
+func Idle(ctx context.Context, e *Env, cfg IdleConfig) (*IdleResult, error) {
+	if cfg.Conns <= 0 {
+		cfg.Conns = 100000
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 5 * time.Second
+	}
+	if e.Memory == nil {
+		return nil, errors.New("idle connections: the server's memory cannot be measured here")
+	}
+	res := &IdleResult{Conns: cfg.Conns}
+	e.printf("activating %d devices\n", cfg.Conns)
+	t0 := time.Now()
+	devs, err := e.provision(ctx, "i", cfg.Conns)
+	if err != nil {
+		return nil, err
+	}
+	res.ActivationTime = time.Since(t0)
+	if res.Before, err = e.Memory(ctx); err != nil {
+		return nil, err
+	}
+	e.printf("server before: %s\n", res.Before)
+	e.printf("connecting %d devices\n", cfg.Conns)
+	t0 = time.Now()
+	conns, err := e.connectAll(ctx, devs, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(conns)
+	res.ConnectTime = time.Since(t0)
+	e.printf("all %d connections authenticated and idle; settling %s\n", cfg.Conns, cfg.Settle)
+	select {
+	case <-time.After(cfg.Settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for _, c := range conns {
+		select {
+		case <-c.Done():
+			return nil, fmt.Errorf("a connection ended while idle: %v", c.Err())
+		default:
+		}
+	}
+	if res.After, err = e.Memory(ctx); err != nil {
+		return nil, err
+	}
+	e.printf("server after: %s\n", res.After)
+	return res, nil
+}
+
+func (m Memory) String() string {
+	return fmt.Sprintf("RSS %s, Go heap in use %s, stacks %s, %d goroutines", mib(m.RSS), mib(m.HeapInuse), mib(m.StackInuse), m.Goroutines)
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
