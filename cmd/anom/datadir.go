@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -82,6 +83,17 @@ func (d dataDir) tlsConfig() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(d.path("server.crt"), d.path("server.key"))
 	if err != nil {
 		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	// The chain carries the network CA, so a device that pinned only its
+	// fingerprint (anom chat --ca-fingerprint) can check it.
+	caPEM, err := os.ReadFile(d.path("ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS CA: %w", err)
+	}
+	if blk, _ := pem.Decode(caPEM); blk != nil && blk.Type == "CERTIFICATE" {
+		cert.Certificate = append(cert.Certificate, blk.Bytes)
+	} else {
+		return nil, errors.New("loading TLS CA: no certificate in ca.crt")
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
 }

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"anom/client"
+	"anom/internal/chatui"
+	"anom/internal/identity"
+	anomv1 "anom/proto/anom/v1"
+)
+
+func init() {
+	register(command{name: "chat", summary: "terminal client: activate a device, then chat (1:1, groups, files)", run: runChat})
+}
+
+// chatFlags are the flags of anom chat.
+type chatFlags struct {
+	home, pinFile, logFile                     string
+	server, caFingerprint, caFile, root, tlsNm string
+	code, username                             string
+	wipeAfter                                  time.Duration
+	maxPINTries                                int
+}
+
+func runChat(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	var f chatFlags
+	defHome := os.Getenv("ANOM_HOME")
+	if defHome == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			defHome = filepath.Join(h, ".anom")
+		}
+	}
+	fs.StringVar(&f.home, "home", defHome, "device state directory (env ANOM_HOME)")
+	fs.StringVar(&f.pinFile, "pin-file", "", "read the PIN from this file's first line (a second line is the duress PIN of a new device) instead of the terminal")
+	fs.StringVar(&f.logFile, "log", "", "write the client's logs to this file")
+	fs.StringVar(&f.server, "server", "", "first run: the server's host:port")
+	fs.StringVar(&f.caFingerprint, "ca-fingerprint", "", "first run: SHA-256 of the network's TLS CA (hex), as anom admin init prints it")
+	fs.StringVar(&f.caFile, "ca", "", "first run, optional: the network's CA certificate (PEM), for a server that does not send it")
+	fs.StringVar(&f.root, "root", "", "first run: the network root public key (hex, the data directory's root.pub)")
+	fs.StringVar(&f.tlsNm, "tls-name", "", "first run, optional: the name the server's certificate must carry")
+	fs.StringVar(&f.code, "code", "", "first run: the activation code")
+	fs.StringVar(&f.username, "username", "", "first run: the username to take")
+	fs.DurationVar(&f.wipeAfter, "wipe-after", 0, "first run: wipe the device after this long without reaching the server (0: never)")
+	fs.IntVar(&f.maxPINTries, "max-pin-tries", 10, "first run: wipe the device after this many wrong PINs in a row (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.home == "" {
+		return errors.New("--home is required (no home directory to default to)")
+	}
+	in := &terminal{in: os.Stdin, out: os.Stderr}
+	queue := chatui.NewQueue()
+	logger := slog.New(slog.DiscardHandler)
+	if f.logFile != "" {
+		lf, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("opening the log file: %w", err)
+		}
+		defer lf.Close()
+		logger = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cfg := client.Config{Dir: f.home, Logger: logger, OnEvent: queue.Push,
+		WipeAfter: f.wipeAfter, MaxFailedUnlocks: f.maxPINTries}
+
+	c, err := openOrCreate(ctx, cfg, &f, in)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	if _, err := c.Identity(); errors.Is(err, client.ErrNotActivated) {
+		if err := activate(ctx, c, &f, in); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.Connect(cctx)
+		cancel()
+		switch {
+		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
+			return errors.New("this device has been revoked by the network administrator")
+		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
+			return errors.New("the subscription of this device has expired")
+		case errors.Is(err, client.ErrWiped):
+			return errors.New("this device has been wiped")
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "not connected: %v (messages will come once the server is reachable)\n", err)
+		}
+	}
+	s, err := chatui.New(chatui.Config{Client: c, Events: queue, Out: os.Stdout})
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx, os.Stdin)
+}
+
+// openOrCreate unlocks the device in cfg.Dir, or makes a new one.
+func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *terminal) (*client.Client, error) {
+	pins, err := readPINFile(f.pinFile)
+	if err != nil {
+		return nil, err
+	}
+	pin := ""
+	if len(pins) > 0 {
+		pin = pins[0]
+	}
+	for try := 0; ; try++ {
+		if ents, _ := os.ReadDir(cfg.Dir); len(ents) == 0 {
+			break // nothing there: make a new device
+		}
+		if pin == "" {
+			if pin, err = in.secret("PIN: "); err != nil {
+				return nil, err
+			}
+		}
+		c, err := client.Open(cfg, pin)
+		switch {
+		case err == nil:
+			return c, nil
+		case errors.Is(err, client.ErrNoState):
+			if f.pinFile == "" {
+				pins = nil // the PIN typed was to unlock: ask for a new one
+			}
+		case errors.Is(err, client.ErrWrongPIN) && f.pinFile == "" && try < 2:
+			fmt.Fprintln(os.Stderr, "wrong PIN")
+			pin = ""
+			continue
+		case errors.Is(err, client.ErrWrongPIN):
+			return nil, errors.New("wrong PIN")
+		case errors.Is(err, client.ErrWiped):
+			return nil, errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
+		default:
+			return nil, err
+		}
+		break
+	}
+	fmt.Fprintf(os.Stderr, "No device in %s: setting up a new one.\n", cfg.Dir)
+	var duress string
+	pin = ""
+	if len(pins) > 0 {
+		pin = pins[0]
+		if len(pins) > 1 {
+			duress = pins[1]
+		}
+	} else {
+		for {
+			if pin, err = in.secret("Choose a PIN: "); err != nil {
+				return nil, err
+			}
+			again, err := in.secret("PIN again: ")
+			if err != nil {
+				return nil, err
+			}
+			if pin != "" && pin == again {
+				break
+			}
+			fmt.Fprintln(os.Stderr, "the PINs differ or are empty; try again")
+		}
+		if duress, err = in.secret("Duress PIN (wipes the device when entered; empty for none): "); err != nil {
+			return nil, err
+		}
+	}
+	c, err := client.Create(cfg, pin, duress)
+	if errors.Is(err, client.ErrBadPIN) {
+		return nil, errors.New("unusable PIN: it must not be empty, and the duress PIN must differ from it")
+	}
+	return c, err
+}
+
+func readPINFile(path string) ([]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the PIN file: %w", err)
+	}
+	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+	var out []string
+	for i, l := range lines {
+		if i > 1 {
+			break
+		}
+		out = append(out, strings.TrimSpace(l))
+	}
+	if len(out) == 0 || out[0] == "" {
+		return nil, errors.New("the PIN file's first line is empty")
+	}
+	if len(out) > 1 && out[1] == "" {
+		out = out[:1]
+	}
+	return out, nil
+}
+
+// activate redeems an activation code for a new device, asking for what
+// the flags did not give.
+func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal) error {
+	var err error
+	ask := func(v *string, prompt string) {
+		for err == nil && strings.TrimSpace(*v) == "" {
+			*v, err = in.line(prompt)
+		}
+	}
+	ask(&f.server, "Server address (host:port): ")
+	ask(&f.caFingerprint, "Network CA fingerprint (hex): ")
+	ask(&f.root, "Network root key (hex): ")
+	ask(&f.code, "Activation code: ")
+	ask(&f.username, "Username: ")
+	if err != nil {
+		return err
+	}
+	n, err := networkFromFlags(f)
+	if err != nil {
+		return err
+	}
+	user, err := identity.CanonicalUsername(strings.TrimSpace(f.username))
+	if err != nil {
+		return fmt.Errorf("username: %w", err)
+	}
+	code, err := identity.ParseActivationCode(strings.TrimSpace(f.code))
+	if err != nil {
+		return fmt.Errorf("activation code: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "Activating %s on %s...\n", user, n.Address)
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.Activate(actx, n, code.String(), user); err != nil {
+		switch {
+		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_BAD_CODE):
+			return errors.New("activation refused: the code is unknown, used or expired")
+		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN):
+			return fmt.Errorf("activation refused: the username %s is taken", user)
+		case errors.Is(err, client.ErrPin):
+			return fmt.Errorf("activation refused: the server's certificate does not match the CA fingerprint: %w", err)
+		}
+		return err
+	}
+	id, err := c.Identity()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "Activated: %s, device %s, subscription until %s.\n", id.Username, id.DeviceID, id.Certificate.NotAfter.Format(time.DateOnly))
+	return nil
+}
+
+// networkFromFlags reads what a device pins about its network.
+func networkFromFlags(f *chatFlags) (client.Network, error) {
+	var n client.Network
+	n.Address = strings.TrimSpace(f.server)
+	if !strings.Contains(n.Address, ":") {
+		return n, fmt.Errorf("server address %q: want host:port", n.Address)
+	}
+	fp, err := parseHex(f.caFingerprint)
+	if err != nil || len(fp) != 32 {
+		return n, errors.New("CA fingerprint: want the 64 hex digits of a SHA-256")
+	}
+	copy(n.CAFingerprint[:], fp)
+	root, err := parseHex(f.root)
+	if err != nil || len(root) != 32 {
+		return n, errors.New("root key: want the 64 hex digits of an Ed25519 public key (root.pub)")
+	}
+	n.Root = identity.RootPublicKey(root)
+	n.TLSServerName = strings.TrimSpace(f.tlsNm)
+	if f.caFile != "" {
+		b, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return n, fmt.Errorf("reading the CA certificate: %w", err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return n, errors.New("reading the CA certificate: not a PEM certificate")
+		}
+		n.CACert = blk.Bytes
+	}
+	return n, nil
+}
+
+// parseHex accepts hex with optional colons or spaces between bytes.
+func parseHex(s string) ([]byte, error) {
+	s = strings.Map(func(r rune) rune {
+		if r == ':' || r == ' ' {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+	return hex.DecodeString(s)
+}
+
+// terminal asks questions on the controlling terminal: lines are read a
+// byte at a time (so nothing typed after them is swallowed) and secrets
+// without echo when the input is a terminal.
+type terminal struct {
+	in  *os.File
+	out io.Writer
+}
+
+func (t *terminal) line(prompt string) (string, error) {
+	fmt.Fprint(t.out, prompt)
+	var sb strings.Builder
+	b := make([]byte, 1)
+	for {
+		n, err := t.in.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				return strings.TrimRight(sb.String(), "\r"), nil
+			}
+			if sb.Len() > 4096 {
+				return "", errors.New("input line too long")
+			}
+			sb.WriteByte(b[0])
+		}
+		if err == io.EOF {
+			if sb.Len() > 0 {
+				return sb.String(), nil
+			}
+			return "", errors.New("input ended")
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+func (t *terminal) secret(prompt string) (string, error) {
+	fd := int(t.in.Fd())
+	if !term.IsTerminal(fd) {
+		return t.line(prompt)
+	}
+	fmt.Fprint(t.out, prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(t.out)
+	if err != nil {
+		return "", fmt.Errorf("reading the PIN: %w", err)
+	}
+	return string(b), nil
+}

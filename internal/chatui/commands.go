@@ -1,0 +1,531 @@
+package chatui
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"mime"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"anom/client"
+)
+
+func (s *Session) sendText(ctx context.Context, text string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	content := &client.Content{Kind: client.KindText, Text: text}
+	if err := s.c.Send(ctx, ch.id, content); err != nil {
+		return fmt.Errorf("not sent: %w", err)
+	}
+	s.printf("%s", s.formatMessage(ch, &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Content: content}))
+	return nil
+}
+
+// contacts lists the users of every chat with their devices.
+func (s *Session) contacts() error {
+	s.refresh()
+	type contact struct {
+		devices map[string]bool
+		chats   []int
+	}
+	byUser := map[string]*contact{}
+	s.mu.Lock()
+	chats := slices.Clone(s.chats)
+	s.mu.Unlock()
+	for _, ch := range chats {
+		if ch.gone {
+			continue
+		}
+		ms, err := s.c.Members(ch.id)
+		if err != nil {
+			continue
+		}
+		for _, u := range client.UsersOf(ms) {
+			if u.Username == s.self {
+				continue
+			}
+			c := byUser[u.Username]
+			if c == nil {
+				c = &contact{devices: map[string]bool{}}
+				byUser[u.Username] = c
+			}
+			c.chats = append(c.chats, ch.num)
+			for _, d := range u.Devices {
+				c.devices[d.DeviceID] = true
+			}
+		}
+	}
+	if len(byUser) == 0 {
+		s.printf("No contacts yet: /chat USER starts a chat with anyone on the network.")
+		return nil
+	}
+	names := make([]string, 0, len(byUser))
+	for u := range byUser {
+		names = append(names, u)
+	}
+	slices.Sort(names)
+	s.printf("Contacts:")
+	for _, u := range names {
+		c := byUser[u]
+		nums := make([]string, len(c.chats))
+		for i, n := range c.chats {
+			nums[i] = strconv.Itoa(n)
+		}
+		s.printf("  %-20s %d device(s), in chat(s) %s", u, len(c.devices), strings.Join(nums, ", "))
+	}
+	return nil
+}
+
+// openChat switches to the 1:1 chat with user, making it if needed.
+func (s *Session) openChat(ctx context.Context, user string) error {
+	if user == s.self {
+		return errors.New("that is you: /chat takes another user's name")
+	}
+	s.refresh()
+	s.mu.Lock()
+	var found *chat
+	for _, ch := range s.chats {
+		if !ch.gone && ch.name == "" && len(ch.others) == 1 && ch.others[0] == user {
+			found = ch
+			break
+		}
+	}
+	if found != nil {
+		s.current = found
+	}
+	s.mu.Unlock()
+	if found != nil {
+		s.printf("* chat %s is now current", found.label())
+		return s.history(DefaultHistory)
+	}
+	id, err := s.c.CreateGroup(ctx, user)
+	if err != nil {
+		if id != nil {
+			s.refresh()
+			return fmt.Errorf("chat made, but %s could not be added: %w", user, err)
+		}
+		return fmt.Errorf("starting a chat with %s: %w", user, err)
+	}
+	ch := s.chatOf(id)
+	if ch == nil {
+		return errors.New("the new chat is missing from the client's list")
+	}
+	s.mu.Lock()
+	s.current = ch
+	s.mu.Unlock()
+	s.printf("* chat %s made with %s and made current", ch.label(), s.memberLine(ch))
+	return nil
+}
+
+func (s *Session) makeGroup(ctx context.Context, name string, users []string) error {
+	users = slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == s.self })
+	if len(users) == 0 {
+		return errors.New("a group needs at least one other user")
+	}
+	s.mu.Lock()
+	for _, ch := range s.chats {
+		if ch.name == name {
+			s.mu.Unlock()
+			return fmt.Errorf("there is already a chat named %s (chat %d)", name, ch.num)
+		}
+	}
+	s.mu.Unlock()
+	id, err := s.c.CreateGroup(ctx, users...)
+	if id != nil {
+		if ch := s.chatOf(id); ch != nil {
+			s.mu.Lock()
+			ch.name = name
+			s.current = ch
+			s.mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("group %s made, but not everyone could be added: %w", ch.label(), err)
+			}
+			s.printf("* group chat %s made with %s and made current", ch.label(), s.memberLine(ch))
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("making group %s: %w", name, err)
+	}
+	return errors.New("the new group is missing from the client's list")
+}
+
+func (s *Session) addMembers(ctx context.Context, users []string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	if err := s.c.AddMembers(ctx, ch.id, users...); err != nil {
+		return fmt.Errorf("adding to chat %s: %w", ch.label(), err)
+	}
+	s.refresh()
+	s.printf("* chat %s now has %s", ch.label(), s.memberLine(ch))
+	return nil
+}
+
+func (s *Session) removeMembers(ctx context.Context, users []string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	ms, err := s.c.Members(ch.id)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if u == s.self {
+			return errors.New("you cannot remove yourself; another member can")
+		}
+		if !slices.ContainsFunc(ms, func(m client.Member) bool { return m.Err == nil && m.Username == u }) {
+			return fmt.Errorf("%s is not in chat %s", u, ch.label())
+		}
+	}
+	if err := s.c.RemoveMembers(ctx, ch.id, users...); err != nil {
+		return fmt.Errorf("removing from chat %s: %w", ch.label(), err)
+	}
+	s.refresh()
+	s.printf("* chat %s now has %s", ch.label(), s.memberLine(ch))
+	return nil
+}
+
+// switchTo makes a chat current: by number, name, member name or the
+// start of its ID in hex.
+func (s *Session) switchTo(arg string) error {
+	s.refresh()
+	s.mu.Lock()
+	var match []*chat
+	if n, err := strconv.Atoi(arg); err == nil {
+		if n >= 1 && n <= len(s.chats) {
+			match = append(match, s.chats[n-1])
+		}
+	} else {
+		lower := strings.ToLower(arg)
+		for _, ch := range s.chats {
+			if ch.name == arg || (ch.name == "" && strings.Join(ch.others, ",") == lower) {
+				match = append(match, ch)
+			}
+		}
+		if len(match) == 0 && len(arg) >= 4 {
+			for _, ch := range s.chats {
+				if strings.HasPrefix(hex.EncodeToString(ch.id), lower) {
+					match = append(match, ch)
+				}
+			}
+		}
+	}
+	switch {
+	case len(match) == 0:
+		s.mu.Unlock()
+		return fmt.Errorf("no chat %s (see /chats)", printableName(arg))
+	case len(match) > 1:
+		s.mu.Unlock()
+		return fmt.Errorf("%s names %d chats; use the number from /chats", printableName(arg), len(match))
+	}
+	ch := match[0]
+	if ch.gone {
+		s.mu.Unlock()
+		return fmt.Errorf("you are no longer in chat %s", ch.label())
+	}
+	s.current = ch
+	s.mu.Unlock()
+	s.printf("* chat %s is now current", ch.label())
+	return s.history(DefaultHistory)
+}
+
+// expandHome turns a leading ~/ into the home directory.
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, p[1:])
+		}
+	}
+	return p
+}
+
+func (s *Session) sendFile(ctx context.Context, path string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	path = expandHome(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening the file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("opening the file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	name := filepath.Base(path)
+	typ := mime.TypeByExtension(filepath.Ext(name))
+	if i := strings.IndexByte(typ, ';'); i >= 0 {
+		typ = strings.TrimSpace(typ[:i]) // parameters are not kept
+	}
+	content, err := s.c.SendAttachment(ctx, ch.id, f, st.Size(), typ, name, 0)
+	if err != nil {
+		return fmt.Errorf("sending %s: %w", name, err)
+	}
+	m := &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Content: content}
+	if hist, err := s.c.History(ch.id); err == nil {
+		for _, h := range hist {
+			if h.Content.ID == content.ID {
+				m = h
+			}
+		}
+	}
+	s.printf("%s", s.formatMessage(ch, m))
+	return nil
+}
+
+// getFile saves the attachment of message seq of the current chat in dir.
+func (s *Session) getFile(ctx context.Context, seq uint64, dir string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	hist, err := s.c.History(ch.id)
+	if err != nil {
+		return err
+	}
+	var m *client.Message
+	for _, h := range hist {
+		if h.Seq == seq {
+			m = h
+		}
+	}
+	if m == nil {
+		return fmt.Errorf("no message #%d in chat %s (it may have disappeared)", seq, ch.label())
+	}
+	if m.Content.Attachment == nil {
+		return fmt.Errorf("message #%d has no attachment", seq)
+	}
+	dir = expandHome(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("making the directory: %w", err)
+	}
+	f, path, err := createFree(dir, safeName(m.Content.Attachment.Name, seq))
+	if err != nil {
+		return err
+	}
+	if err := s.c.FetchAttachment(ctx, m.Content.Attachment, f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("getting #%d: %w", seq, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("saving #%d: %w", seq, err)
+	}
+	s.printf("* saved #%d to %s (%s)", seq, path, size(m.Content.Attachment.Size))
+	return nil
+}
+
+// safeName turns a sender's file name into one safe to create: no path,
+// no control characters, not hidden.
+func safeName(name string, seq uint64) string {
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' || r == ':' {
+			return '_'
+		}
+		return r
+	}, name)
+	name = strings.TrimLeft(strings.TrimSpace(name), ".")
+	if name == "" {
+		name = fmt.Sprintf("attachment-%d", seq)
+	}
+	if len(name) > 200 {
+		name = name[len(name)-200:]
+	}
+	return name
+}
+
+// createFree creates dir/name, or dir/"name (n)" when it exists.
+func createFree(dir, name string) (*os.File, string, error) {
+	ext := filepath.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	for i := 0; i < 1000; i++ {
+		try := name
+		if i > 0 {
+			try = fmt.Sprintf("%s (%d)%s", base, i, ext)
+		}
+		path := filepath.Join(dir, try)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			return f, path, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, "", fmt.Errorf("creating the file: %w", err)
+		}
+	}
+	return nil, "", fmt.Errorf("creating the file: too many files named %s", name)
+}
+
+func (s *Session) members() error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	ms, err := s.c.Members(ch.id)
+	if err != nil {
+		return err
+	}
+	var timer uint32
+	var epoch uint64
+	for _, g := range s.c.Groups() {
+		if string(g.ID) == string(ch.id) {
+			timer, epoch = g.Timer, g.Epoch
+		}
+	}
+	users := client.UsersOf(ms)
+	devices := 0
+	for _, u := range users {
+		devices += len(u.Devices)
+	}
+	disappear := "off"
+	if timer > 0 {
+		disappear = (time.Duration(timer) * time.Second).String()
+	}
+	s.printf("Chat %s (id %s, epoch %d, disappearing messages %s): %d user(s), %d device(s)",
+		ch.label(), hex.EncodeToString(ch.id), epoch, disappear, len(users), devices)
+	for _, u := range users {
+		you := ""
+		if u.Username == s.self {
+			you = " (you)"
+		}
+		s.printf("  %s%s", u.Username, you)
+		for _, d := range u.Devices {
+			this := ""
+			if d.Self {
+				this = " (this device)"
+			}
+			s.printf("    device %s%s, until %s", d.DeviceID, this, d.Expires.Format(time.DateOnly))
+		}
+	}
+	for _, m := range ms {
+		if m.Err != nil {
+			s.printf("  ! member at leaf %d does not verify: %s", m.Leaf, oneLine(m.Err.Error()))
+		}
+	}
+	return nil
+}
+
+func (s *Session) safety(ctx context.Context, user string) error {
+	devs, err := s.c.Devices(ctx, user)
+	if err != nil {
+		return err
+	}
+	id, err := s.c.Identity()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, d := range devs {
+		if d.DeviceID == id.DeviceID {
+			continue
+		}
+		if n == 0 {
+			s.printf("Safety numbers with %s: compare each with %s in person or on a call; equal numbers mean no one is in between.", user, user)
+		}
+		n++
+		sn, err := s.c.SafetyNumber(d)
+		if err != nil {
+			return err
+		}
+		s.printf("  device %s (until %s):", d.DeviceID, d.NotAfter.Format(time.DateOnly))
+		for _, line := range strings.Split(sn.String(), "\n") {
+			s.printf("    %s", line)
+		}
+	}
+	if n == 0 {
+		if user == s.self {
+			s.printf("You have no other active device.")
+		} else {
+			s.printf("%s has no active device (is the name right?).", user)
+		}
+	}
+	return nil
+}
+
+func (s *Session) setTimer(ctx context.Context, d time.Duration) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	content := &client.Content{Kind: client.KindTimer, Timer: d}
+	if err := s.c.Send(ctx, ch.id, content); err != nil {
+		return fmt.Errorf("setting the timer: %w", err)
+	}
+	if d == 0 {
+		s.printf("* disappearing messages in chat %s are off", ch.label())
+	} else {
+		s.printf("* messages in chat %s now disappear %s after they arrive", ch.label(), d)
+	}
+	return nil
+}
+
+func (s *Session) wipe(ctx context.Context, confirm bool) error {
+	if !confirm {
+		s.printf("/wipe deletes this device's keys and messages at once; there is no undo. Type /wipe confirm to go ahead.")
+		return nil
+	}
+	rep, err := s.c.Wipe(ctx)
+	if err != nil {
+		return fmt.Errorf("wiping: %w", err)
+	}
+	removed := 0
+	if rep != nil {
+		removed = rep.Removed
+	}
+	s.printf("* wiped: %d files removed, keys overwritten first", removed)
+	s.end("wiped")
+	return nil
+}
+
+func (s *Session) history(n int) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	hist, err := s.c.History(ch.id)
+	if err != nil {
+		return err
+	}
+	if len(hist) == 0 {
+		s.printf("(no messages yet in chat %s)", ch.label())
+		return nil
+	}
+	if len(hist) > n {
+		hist = hist[len(hist)-n:]
+	}
+	for _, m := range hist {
+		s.printf("%s", s.formatMessage(ch, m))
+	}
+	return nil
+}
+
+func (s *Session) whoami() error {
+	id, err := s.c.Identity()
+	if err != nil {
+		return err
+	}
+	state := "connected"
+	if !s.c.Connected() {
+		state = "not connected"
+	}
+	s.printf("You are %s, device %s, on %s (%s); subscription until %s",
+		id.Username, id.DeviceID, id.Network.Address, state, id.Certificate.NotAfter.Format(time.DateOnly))
+	return nil
+}

@@ -1,0 +1,588 @@
+package chatui
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"anom/client"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// Config configures a Session.
+type Config struct {
+	// Client is the unlocked, activated device. Required.
+	Client *client.Client
+	// Events is the queue the client's Config.OnEvent pushes to. Required.
+	Events *Queue
+	// Out receives everything the session prints. Required.
+	Out io.Writer
+	// Now is the clock of printed times; nil means time.Now.
+	Now func() time.Time
+	// Timeout bounds each network call of a command; 0 means 30 seconds.
+	Timeout time.Duration
+	// SyncEvery is how often the session re-reads the transparency log
+	// (alerting on new devices under the user's name) and reconnects
+	// after a lost connection; 0 means one minute.
+	SyncEvery time.Duration
+	// ReconnectEvery is the first wait before reconnecting after the
+	// connection is lost (doubling up to one minute); 0 means 2 seconds.
+	ReconnectEvery time.Duration
+}
+
+// Session is one run of the chat interface over a client.
+type Session struct {
+	cfg Config
+	c   *client.Client
+	now func() time.Time
+
+	outMu sync.Mutex
+
+	mu      sync.Mutex
+	self    string
+	chats   []*chat // by number - 1
+	current *chat
+
+	done     chan struct{} // closed when the session must end
+	doneOnce sync.Once
+	doneWhy  string
+
+	reconnecting chan struct{} // non-empty while a reconnect loop runs
+}
+
+// chat is one group the device is or was in.
+type chat struct {
+	num  int
+	id   []byte
+	name string // local name from /group; "" uses the members
+	// others are the other users, for the display name.
+	others []string
+	// members is the membership as the client lists it ("alice (you),
+	// bob [2 devices]"); shown is the one last printed, so a membership
+	// event prints only a change.
+	members, shown string
+	gone           bool // removed, or no longer listed by the client
+}
+
+// New returns a session; Run starts it.
+func New(cfg Config) (*Session, error) {
+	if cfg.Client == nil || cfg.Events == nil || cfg.Out == nil {
+		return nil, errors.New("chat session: Client, Events and Out are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.SyncEvery <= 0 {
+		cfg.SyncEvery = time.Minute
+	}
+	if cfg.ReconnectEvery <= 0 {
+		cfg.ReconnectEvery = 2 * time.Second
+	}
+	id, err := cfg.Client.Identity()
+	if err != nil {
+		return nil, fmt.Errorf("chat session: %w", err)
+	}
+	s := &Session{cfg: cfg, c: cfg.Client, now: cfg.Now, self: id.Username,
+		done: make(chan struct{}), reconnecting: make(chan struct{}, 1)}
+	s.refresh()
+	return s, nil
+}
+
+// Done is closed when the session has ended by itself (device wiped).
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+func (s *Session) end(why string) {
+	s.doneOnce.Do(func() {
+		s.doneWhy = why
+		close(s.done)
+	})
+}
+
+// printf writes whole lines to Out; it is safe from any goroutine.
+func (s *Session) printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	io.WriteString(s.cfg.Out, msg)
+}
+
+// alert prints a line that must not be missed.
+func (s *Session) alert(format string, args ...any) {
+	s.printf("!!! "+format+" !!!", args...)
+}
+
+// fail prints an error on one line.
+func (s *Session) fail(err error) {
+	s.printf("error: %s", oneLine(describe(err)))
+}
+
+// Run starts the session: it prints a greeting, then reads lines from in
+// and runs them until /quit, the end of in, ctx is done or the device is
+// wiped. It handles the client's events and keeps the device connected
+// meanwhile.
+func (s *Session) Run(ctx context.Context, in io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.syncLoop(ctx) }()
+
+	s.greet(ctx)
+	if !s.c.Connected() {
+		s.startReconnect(ctx)
+	}
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 4096), MaxLine+2)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
+	// Commands and events take turns on this goroutine, so what a command
+	// prints and what its own events would print do not interleave.
+	for {
+		s.drainEvents(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return nil
+		case err := <-readErr:
+			if err != nil {
+				return fmt.Errorf("reading input: %w", err)
+			}
+			return nil
+		case line := <-lines:
+			if quit := s.Exec(ctx, line); quit {
+				return nil
+			}
+		case <-s.cfg.Events.signal:
+		}
+	}
+}
+
+// drainEvents prints the events queued so far.
+func (s *Session) drainEvents(ctx context.Context) {
+	for _, e := range s.cfg.Events.take() {
+		s.event(ctx, e)
+	}
+}
+
+// greet prints who this is, the escrow policy and the chats.
+func (s *Session) greet(ctx context.Context) {
+	id, err := s.c.Identity()
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	s.printf("anom chat: %s, device %s, on %s; subscription until %s",
+		id.Username, id.DeviceID, id.Network.Address, id.Certificate.NotAfter.Format(time.DateOnly))
+	s.printf("%s", s.policyLine(ctx))
+	s.listChats()
+	s.printf("Type /help for the commands.")
+}
+
+// Exec runs one typed line and reports whether the session should end.
+// Every failure is printed on one line; nothing panics.
+func (s *Session) Exec(ctx context.Context, line string) (quit bool) {
+	cmd, err := Parse(line)
+	if err != nil {
+		s.fail(err)
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if err := s.run(cctx, cmd); err != nil {
+		if errors.Is(err, errQuit) {
+			return true
+		}
+		s.fail(err)
+	}
+	s.drainEvents(ctx)
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+var errQuit = errors.New("quit")
+
+func (s *Session) run(ctx context.Context, cmd Command) error {
+	switch cmd.Op {
+	case OpNone:
+		return nil
+	case OpQuit:
+		return errQuit
+	case OpHelp:
+		s.printf("%s", strings.TrimRight(Help(cmd.Arg), "\n"))
+		return nil
+	case OpSend:
+		return s.sendText(ctx, cmd.Text)
+	case OpChats:
+		s.refresh()
+		s.listChats()
+		return nil
+	case OpContacts:
+		return s.contacts()
+	case OpChat:
+		return s.openChat(ctx, cmd.Users[0])
+	case OpGroup:
+		return s.makeGroup(ctx, cmd.Name, cmd.Users)
+	case OpAdd:
+		return s.addMembers(ctx, cmd.Users)
+	case OpRemove:
+		return s.removeMembers(ctx, cmd.Users)
+	case OpSwitch:
+		return s.switchTo(cmd.Arg)
+	case OpSendFile:
+		return s.sendFile(ctx, cmd.Path)
+	case OpGet:
+		return s.getFile(ctx, cmd.N, cmd.Path)
+	case OpMembers:
+		return s.members()
+	case OpSafety:
+		return s.safety(ctx, cmd.Users[0])
+	case OpPolicy:
+		s.printf("%s", s.policyLine(ctx))
+		return nil
+	case OpTimer:
+		return s.setTimer(ctx, cmd.Timer)
+	case OpWipe:
+		return s.wipe(ctx, cmd.Confirm)
+	case OpHistory:
+		n := int(cmd.N)
+		if n == 0 {
+			n = DefaultHistory
+		}
+		return s.history(n)
+	case OpWhoami:
+		return s.whoami()
+	}
+	return fmt.Errorf("command not handled")
+}
+
+// refresh brings the chat list in line with the client's groups: new
+// groups get the next numbers (in a stable order), left ones are marked.
+func (s *Session) refresh() {
+	groups := s.c.Groups()
+	slices.SortFunc(groups, func(a, b client.GroupSummary) int { return bytes.Compare(a.ID, b.ID) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, g := range groups {
+		seen[string(g.ID)] = true
+		ch := s.chatLocked(g.ID)
+		fresh := ch == nil
+		if fresh {
+			ch = &chat{num: len(s.chats) + 1, id: g.ID}
+			s.chats = append(s.chats, ch)
+		}
+		ch.gone = false
+		ch.others = ch.others[:0]
+		for _, u := range client.UsersOf(g.Members) {
+			if u.Username != s.self {
+				ch.others = append(ch.others, u.Username)
+			}
+		}
+		ch.members = s.memberText(g.Members)
+		if fresh {
+			ch.shown = ch.members
+		}
+	}
+	for _, ch := range s.chats {
+		if !seen[string(ch.id)] {
+			ch.gone = true
+		}
+	}
+}
+
+func (s *Session) chatLocked(id []byte) *chat {
+	for _, ch := range s.chats {
+		if bytes.Equal(ch.id, id) {
+			return ch
+		}
+	}
+	return nil
+}
+
+// chatOf returns the chat of a group ID, refreshing the list once if the
+// group is new.
+func (s *Session) chatOf(id []byte) *chat {
+	s.mu.Lock()
+	ch := s.chatLocked(id)
+	s.mu.Unlock()
+	if ch == nil {
+		s.refresh()
+		s.mu.Lock()
+		ch = s.chatLocked(id)
+		s.mu.Unlock()
+	}
+	return ch
+}
+
+// label is how a chat is named on screen: "2 team" or "1 bob".
+func (ch *chat) label() string {
+	return fmt.Sprintf("%d %s", ch.num, ch.title())
+}
+
+func (ch *chat) title() string {
+	switch {
+	case ch.name != "":
+		return ch.name
+	case len(ch.others) == 0:
+		return "(only you)"
+	}
+	return strings.Join(ch.others, ",")
+}
+
+func (s *Session) listChats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.chats) == 0 {
+		s.printf("No chats yet: /chat USER starts one, /group NAME USER1,USER2 makes a group.")
+		return
+	}
+	s.printf("Chats:")
+	for _, ch := range s.chats {
+		mark := "  "
+		if ch == s.current {
+			mark = "* "
+		}
+		state := ""
+		if ch.gone {
+			state = " (you are no longer in it)"
+		} else if ch.name != "" {
+			state = " (" + strings.Join(ch.others, ",") + ")"
+		}
+		s.printf("%s%s%s", mark, ch.label(), state)
+	}
+}
+
+// cur returns the current chat or an error saying how to pick one.
+func (s *Session) cur() (*chat, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		return nil, errors.New("no chat selected: /chat USER, /group NAME USERS or /switch CHAT first")
+	}
+	if s.current.gone {
+		return nil, fmt.Errorf("you are no longer in chat %s; /switch to another", s.current.label())
+	}
+	return s.current, nil
+}
+
+func (s *Session) event(ctx context.Context, e client.Event) {
+	switch e.Type {
+	case client.EventMessage:
+		if e.Message == nil || e.Message.Content == nil {
+			return
+		}
+		ch := s.chatOf(e.Group)
+		s.printf("%s", s.formatMessage(ch, e.Message))
+	case client.EventJoined:
+		s.refresh()
+		ch := s.chatOf(e.Group)
+		if ch == nil {
+			return
+		}
+		s.mu.Lock()
+		auto := s.current == nil || s.current.gone
+		if auto {
+			s.current = ch
+		}
+		s.mu.Unlock()
+		how := "/switch " + fmt.Sprint(ch.num)
+		if auto {
+			how = "it is now the current chat"
+		}
+		s.printf("* you were added to chat %s (%s): %s", ch.label(), s.memberLine(ch), how)
+	case client.EventMembers:
+		s.refresh()
+		s.mu.Lock()
+		ch := s.chatLocked(e.Group)
+		changed := ch != nil && ch.members != ch.shown
+		if changed {
+			ch.shown = ch.members
+		}
+		s.mu.Unlock()
+		if changed {
+			s.printf("* members of chat %s: %s", ch.label(), ch.members)
+		}
+	case client.EventRemoved:
+		s.refresh()
+		s.mu.Lock()
+		ch := s.chatLocked(e.Group)
+		if ch != nil {
+			ch.gone = true
+		}
+		s.mu.Unlock()
+		if ch != nil {
+			s.alert("you were removed from chat %s", ch.label())
+		} else {
+			s.alert("you were removed from a chat (%x)", e.Group)
+		}
+	case client.EventNewOwnDevice:
+		dev := "an unknown device"
+		if e.Device != nil {
+			dev = "device " + e.Device.DeviceID.String()
+		}
+		s.alert("ALERT: %s was added under your name %s. If you did not add it, someone else can read your new chats: tell your administrator", dev, s.self)
+	case client.EventWiped:
+		s.alert("THIS DEVICE WAS WIPED (%s): its keys and messages are gone", sanitize(e.Text))
+		s.end("wiped")
+	case client.EventDisconnected:
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		default:
+		}
+		switch {
+		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
+			s.alert("this device was REVOKED by the network administrator; it can no longer connect")
+			s.end("revoked")
+		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
+			s.alert("the subscription of this device has EXPIRED; it can no longer connect")
+			s.end("expired")
+		default:
+			reason := "connection closed"
+			if e.Err != nil {
+				reason = describe(e.Err)
+			}
+			s.printf("! disconnected from the server (%s); reconnecting", oneLine(reason))
+			s.startReconnect(ctx)
+		}
+	case client.EventError:
+		label := fmt.Sprintf("%x", e.Group)
+		if ch := s.chatOf(e.Group); ch != nil {
+			label = ch.label()
+		}
+		s.printf("! a message in chat %s could not be read: %s", label, oneLine(describe(e.Err)))
+	}
+}
+
+// memberText lists users, marking this one and those with several
+// devices.
+func (s *Session) memberText(ms []client.Member) string {
+	var parts []string
+	for _, u := range client.UsersOf(ms) {
+		p := u.Username
+		if u.Username == s.self {
+			p += " (you)"
+		}
+		if len(u.Devices) > 1 {
+			p += fmt.Sprintf(" [%d devices]", len(u.Devices))
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// memberLine refreshes the chat list and returns a chat's membership,
+// marking it as shown.
+func (s *Session) memberLine(ch *chat) string {
+	s.refresh()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch.shown = ch.members
+	return ch.members
+}
+
+// startReconnect runs one reconnect loop at a time.
+func (s *Session) startReconnect(ctx context.Context) {
+	select {
+	case s.reconnecting <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.reconnecting }()
+		wait := s.cfg.ReconnectEvery
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			case <-time.After(wait):
+			}
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+			err := s.c.Connect(cctx)
+			cancel()
+			if err == nil {
+				s.refresh()
+				s.printf("* reconnected")
+				return
+			}
+			if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) || client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) ||
+				errors.Is(err, client.ErrWiped) {
+				s.cfg.Events.Push(client.Event{Type: client.EventDisconnected, Err: err})
+				return
+			}
+			if err := s.c.CheckOverdue(); errors.Is(err, client.ErrWiped) {
+				return // the EventWiped ends the session
+			}
+			wait = min(wait*2, time.Minute)
+		}
+	}()
+}
+
+// syncLoop re-reads the transparency log now and then, so a device added
+// under the user's name is shown while the session runs.
+func (s *Session) syncLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		if !s.c.Connected() {
+			s.c.CheckOverdue()
+			s.startReconnect(ctx)
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		if err := s.c.Sync(cctx); err != nil && ctx.Err() == nil {
+			s.printf("! checking in with the server: %s", oneLine(describe(err)))
+		}
+		cancel()
+	}
+}
+
+// shortID shows the start of a group or device ID.
+func shortID(b []byte) string {
+	h := hex.EncodeToString(b)
+	if len(h) > 8 {
+		h = h[:8]
+	}
+	return h
+}
