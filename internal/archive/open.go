@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
+	"sort"
 	"time"
 
 	"anom/escrow"
@@ -93,6 +93,7 @@ type CustodianResult struct {
 	Answered    int      `json:"answered"`       // requests answered with a valid response
 	Refused     int      `json:"refused"`
 	Unavailable int      `json:"unavailable"`
+	Invalid     int      `json:"invalid"` // answers that did not verify
 	Errors      []string `json:"errors,omitempty"`
 }
 
@@ -146,29 +147,54 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 		defer clients[i].Close()
 		rep.Custodians = append(rep.Custodians, CustodianResult{Endpoint: ep.String()})
 	}
-	var lastErr error
-	for start := 0; start < len(cands); start += opts.Chunk {
-		chunk := cands[start:min(start+opts.Chunk, len(cands))]
-		pts, used, err := a.openChunk(ctx, sw, chunk, clients, rep)
-		if err != nil {
+	// The custodians work on the next chunk while this one is written out.
+	type opened struct {
+		chunk []candidate
+		pts   [][]byte
+		used  []string
+		err   error
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan opened, 1)
+	go func() {
+		defer close(results)
+		for start := 0; start < len(cands) && pctx.Err() == nil; start += opts.Chunk {
+			chunk := cands[start:min(start+opts.Chunk, len(cands))]
+			pts, used, err := a.openChunk(pctx, sw, chunk, clients, rep)
+			results <- opened{chunk, pts, used, err}
+		}
+	}()
+	var lastErr, fatal error
+	for r := range results {
+		if fatal != nil {
+			continue // drain
+		}
+		if r.err != nil {
 			if ctx.Err() != nil {
-				return nil, err
+				fatal = r.err
+				continue
 			}
-			lastErr = err
-			for _, c := range chunk {
-				rep.Failed = append(rep.Failed, FailedRecord{Slot: hex.EncodeToString(c.slot[:]), Error: err.Error()})
+			lastErr = r.err
+			for _, c := range r.chunk {
+				rep.Failed = append(rep.Failed, FailedRecord{Slot: hex.EncodeToString(c.slot[:]), Error: r.err.Error()})
 			}
 			continue
 		}
-		for i, c := range chunk {
-			or, err := a.writeRecord(ctx, outDir, len(rep.Records)+1, c, pts[i])
-			pts[i] = nil
+		for i, c := range r.chunk {
+			or, err := a.writeRecord(ctx, outDir, len(rep.Records)+1, c, r.pts[i])
+			r.pts[i] = nil
 			if err != nil {
-				return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+				fatal = fmt.Errorf("opening warrant %q: %w", w.ID, err)
+				cancel()
+				break
 			}
-			or.Custodians = used
+			or.Custodians = r.used
 			rep.Records = append(rep.Records, or)
 		}
+	}
+	if fatal != nil {
+		return nil, fatal
 	}
 	if err := a.audit(ctx, "opened", map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash,
 		"records": len(rep.Records), "failed": len(rep.Failed)}); err != nil {
@@ -252,25 +278,46 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		"records": len(chunk), "custodians": len(clients)}); err != nil {
 		return nil, nil, err
 	}
-	answers := make([]answer, len(clients))
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := c.Ask(ctx, env)
-			answers[i] = answer{i: i, resp: r, err: err}
-		}()
+	// Ask k custodians, preferring those that have failed least so far;
+	// ask another for each one that fails, and combine k valid answers.
+	k := int(a.policy.Threshold)
+	order := make([]int, len(clients))
+	for i := range order {
+		order[i] = i
 	}
-	wg.Wait()
+	sort.SliceStable(order, func(x, y int) bool {
+		cx, cy := rep.Custodians[order[x]], rep.Custodians[order[y]]
+		return cx.Refused+cx.Unavailable+cx.Invalid < cy.Refused+cy.Unavailable+cy.Invalid
+	})
+	results := make(chan answer, len(clients))
+	next, pending := 0, 0
+	launch := func() bool {
+		if next == len(order) {
+			return false
+		}
+		i := order[next]
+		next++
+		pending++
+		go func() {
+			r, err := clients[i].Ask(ctx, env)
+			results <- answer{i: i, resp: r, err: err}
+		}()
+		return true
+	}
+	for range k {
+		launch()
+	}
 	var good []answer
-	for _, an := range answers {
+	for pending > 0 {
+		an := <-results
+		pending--
 		cr := &rep.Custodians[an.i]
 		ev := map[string]any{"request_hash": reqHash, "custodian": clients[an.i].Endpoint.String()}
 		kind := "answer"
 		switch {
 		case an.err == nil:
 			good = append(good, an)
+			ev["index"] = an.resp.Index
 		case errors.Is(an.err, custodian.ErrRefused):
 			kind = "refusal"
 			cr.Refused++
@@ -282,17 +329,15 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 			cr.Errors = append(cr.Errors, an.err.Error())
 			ev["error"] = an.err.Error()
 		}
-		if an.resp != nil {
-			ev["index"] = an.resp.Index
-		}
 		if err := a.audit(ctx, kind, ev); err != nil {
 			return nil, nil, err
 		}
-	}
-	// Combine the first k answers; drop the ones escrow rejects and retry
-	// with the next.
-	k := int(a.policy.Threshold)
-	for len(good) >= k {
+		if an.err != nil {
+			launch()
+		}
+		if pending > 0 || len(good) < k {
+			continue
+		}
 		resps := make([]*escrow.Response, k)
 		for j := range k {
 			resps[j] = good[j].resp
@@ -321,11 +366,13 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 			if j < k && bad[an.resp.Index] {
 				msg := errorFor(ne, an.resp.Index)
 				cr := &rep.Custodians[an.i]
+				cr.Invalid++
 				cr.Errors = append(cr.Errors, "invalid answer: "+msg)
 				if err := a.audit(ctx, "invalid-answer", map[string]any{"request_hash": reqHash,
 					"custodian": clients[an.i].Endpoint.String(), "error": msg}); err != nil {
 					return nil, nil, err
 				}
+				launch()
 				continue
 			}
 			keep = append(keep, an)

@@ -1,0 +1,78 @@
+package archive_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/archive"
+	"anom/internal/custodian"
+	"anom/internal/escrowtest"
+	"anom/internal/store/pebble"
+)
+
+// BenchmarkOpen opens N archived records of one user with 2 of 3
+// in-process custodians over TLS on loopback (chunks of 1,000 records) and
+// reports records per second. N is 10,000 unless ANOM_BENCH_RECORDS says
+// otherwise (100,000 takes minutes to set up: every record is sealed,
+// signed and ingested first).
+func BenchmarkOpen(b *testing.B) {
+	n := 10000
+	if s := os.Getenv("ANOM_BENCH_RECORDS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	net := escrowtest.New(b, 9, 2, 3)
+	st, err := pebble.Open(b.TempDir(), pebble.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Now: clock})
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := &archive.MemSource{}
+	alice := net.Device(b, "alice")
+	src.Add(archive.Item{Kind: archive.KindCertificate, Data: alice.Cert.Encode()})
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		sr := net.Message(b, alice, grpAB, at, []byte(fmt.Sprintf("message %d: a typical short chat message of about eighty bytes......", i)))
+		rb, err := sr.MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		src.Add(archive.Item{Kind: archive.KindRecord, Data: rb})
+	}
+	for {
+		k, err := a.IngestOnce(ctx, src, 5000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	var eps []custodian.Endpoint
+	for i := range 3 {
+		eps = append(eps, net.StartCustodian(b, i, clock).Endpoint)
+	}
+	w := net.Warrant(b, escrow.Warrant{Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		rep, err := a.Open(ctx, w, eps, filepath.Join(b.TempDir(), "out"), archive.OpenOptions{Chunk: 1000})
+		if err != nil || len(rep.Records) != n {
+			b.Fatalf("opened %d of %d: %v", len(rep.Records), n, err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "records/s")
+}
