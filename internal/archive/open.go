@@ -351,6 +351,7 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 				rep.Custodians[an.i].Answered++
 				used = append(used, name)
 			}
+			sort.Strings(used)
 			return pts, used, nil
 		}
 		var ne *escrow.NotEnoughPartialsError
