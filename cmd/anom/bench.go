@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +39,7 @@ type benchFlags struct {
 	idleInProcess, verbose bool
 	serverProcess          bool
 	fileLimit              int
+	heapProfile            string
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -59,6 +62,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&f.workers, "workers", 128, "concurrent activations and connection attempts")
 	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
 	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
+	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here after the memory scenario (useful with --idle-in-process)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,6 +178,11 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 	res, err := loadgen.Idle(ctx, n.env, loadgen.IdleConfig{Conns: conns, Settle: f.settle})
 	if err != nil {
 		return err
+	}
+	if f.heapProfile != "" {
+		if err := writeHeapProfile(f.heapProfile); err != nil {
+			return err
+		}
 	}
 	rss, hs := res.PerConn()
 	where := "the server process"
@@ -466,4 +475,14 @@ func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.Ro
 		return nil
 	})
 	return devs, err
+}
+
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	pf, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	return pprof.WriteHeapProfile(pf)
 }

@@ -14,15 +14,20 @@ import (
 	anomv1 "anom/proto/anom/v1"
 )
 
-// session is one WebSocket connection. A reader (the HTTP handler's
-// goroutine) handles requests one at a time, in order; a writer goroutine
-// drains the bounded send queue.
+// session is one WebSocket connection. A reader goroutine handles
+// requests one at a time, in order; a writer goroutine, started only while
+// frames are queued, drains the bounded send queue. An idle session thus
+// costs one goroutine and no queue.
 type session struct {
 	s      *Server
 	ws     *websocket.Conn // nil in fuzz tests
-	out    chan []byte
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	outMu   sync.Mutex
+	out     [][]byte      // frames waiting to be written
+	writing bool          // a writer goroutine is running
+	room    chan struct{} // closed when the queue drains, if the reader waits
 
 	challenge []byte // set by Hello
 
@@ -41,7 +46,7 @@ type session struct {
 
 func (s *Server) newSession(ws *websocket.Conn) *session {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &session{s: s, ws: ws, out: make(chan []byte, s.limits.SendQueue), ctx: ctx, cancel: cancel}
+	return &session{s: s, ws: ws, ctx: ctx, cancel: cancel}
 }
 
 // serveWS upgrades to a WebSocket and runs the session until it ends.
@@ -59,19 +64,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(s.limits.MaxFrameSize))
 	c := s.newSession(ws)
 	s.wg.Add(1)
-	defer s.wg.Done()
 	s.metrics.connections.Inc()
-	defer s.metrics.connections.Dec()
-	defer c.close(websocket.StatusNormalClosure, "")
-
-	go c.writeLoop()
-	authTimer := time.AfterFunc(s.limits.AuthTimeout, func() {
-		if !c.authed.Load() {
-			c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
-		}
-	})
-	defer authTimer.Stop()
-	c.readLoop()
+	// The session reads on a goroutine of its own so that the HTTP
+	// handler returns and the request's state is freed: a connection
+	// mostly sits idle for hours.
+	go func() {
+		defer s.wg.Done()
+		defer s.metrics.connections.Dec()
+		defer c.close(websocket.StatusNormalClosure, "")
+		authTimer := time.AfterFunc(s.limits.AuthTimeout, func() {
+			if !c.authed.Load() {
+				c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
+			}
+		})
+		defer authTimer.Stop()
+		c.readLoop()
+	}()
 }
 
 func (c *session) readLoop() {
@@ -106,20 +114,50 @@ func (c *session) readLoop() {
 	}
 }
 
+// writeLoop writes queued frames until the queue is empty, then ends.
 func (c *session) writeLoop() {
+	var batch [][]byte
 	for {
-		select {
-		case <-c.ctx.Done():
+		c.outMu.Lock()
+		if len(c.out) == 0 || c.ctx.Err() != nil {
+			c.writing = false
+			c.out = nil
+			if c.room != nil {
+				close(c.room)
+				c.room = nil
+			}
+			c.outMu.Unlock()
 			return
-		case b := <-c.out:
+		}
+		batch, c.out = c.out, batch[:0]
+		c.outMu.Unlock()
+		for i, b := range batch {
 			wctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 			err := c.ws.Write(wctx, websocket.MessageBinary, b)
 			cancel()
+			batch[i] = nil
 			if err != nil {
 				c.close(websocket.StatusGoingAway, "write failed")
+				c.outMu.Lock()
+				c.writing, c.out = false, nil
+				if c.room != nil {
+					close(c.room)
+					c.room = nil
+				}
+				c.outMu.Unlock()
 				return
 			}
 		}
+	}
+}
+
+// enqueue adds a frame to the send queue, starting the writer if needed.
+// Called with outMu held.
+func (c *session) enqueue(b []byte) {
+	c.out = append(c.out, b)
+	if !c.writing && c.ws != nil {
+		c.writing = true
+		go c.writeLoop()
 	}
 }
 
@@ -131,26 +169,48 @@ func (c *session) sendWait(f *anomv1.Frame) bool {
 		c.s.log.Error("encoding frame", "err", err)
 		return false
 	}
-	select {
-	case c.out <- b:
-		return true
-	case <-c.ctx.Done():
-		return false
+	for {
+		c.outMu.Lock()
+		if c.ctx.Err() != nil {
+			c.outMu.Unlock()
+			return false
+		}
+		if len(c.out) < c.s.limits.SendQueue {
+			c.enqueue(b)
+			c.outMu.Unlock()
+			return true
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.outMu.Unlock()
+		select {
+		case <-room:
+		case <-c.ctx.Done():
+			return false
+		}
 	}
 }
 
 // push queues a server push without waiting; a session whose queue is full
 // is closed (it catches up from its cursor when it reconnects).
 func (c *session) push(b []byte) {
-	select {
-	case c.out <- b:
-		c.s.metrics.pushes.Inc()
-	case <-c.ctx.Done():
-	default:
-		c.s.metrics.slowClosures.Inc()
-		c.s.log.Info("closing slow session", "device", c.devHex)
-		c.close(websocket.StatusPolicyViolation, "send queue full")
+	c.outMu.Lock()
+	if c.ctx.Err() != nil {
+		c.outMu.Unlock()
+		return
 	}
+	if len(c.out) < c.s.limits.SendQueue {
+		c.enqueue(b)
+		c.outMu.Unlock()
+		c.s.metrics.pushes.Inc()
+		return
+	}
+	c.outMu.Unlock()
+	c.s.metrics.slowClosures.Inc()
+	c.s.log.Info("closing slow session", "device", c.devHex)
+	c.close(websocket.StatusPolicyViolation, "send queue full")
 }
 
 // kick tells the client why and closes the connection at once.
@@ -220,12 +280,13 @@ func (h *hub) remove(c *session) {
 }
 
 // of returns the sessions of a device.
-func (h *hub) of(id identity.DeviceID) []*session {
+func (h *hub) of(id identity.DeviceID) []*session { return h.appendOf(nil, id) }
+
+// appendOf appends the sessions of a device to out.
+func (h *hub) appendOf(out []*session, id identity.DeviceID) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	m := h.sessions[id]
-	out := make([]*session, 0, len(m))
-	for c := range m {
+	for c := range h.sessions[id] {
 		out = append(out, c)
 	}
 	return out

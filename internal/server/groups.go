@@ -334,6 +334,9 @@ func (s *Server) fanOut(groupID []byte, gm *anomv1.GroupMessage, members, remove
 		s.log.Error("encoding push", "err", err)
 		return
 	}
+	// Sessions are gathered first: push may close a session, which
+	// takes the hub's lock.
+	targets := make([]*session, 0, len(members)+len(removed))
 	for _, list := range [][]string{members, removed} {
 		for _, d := range list {
 			if d == "" {
@@ -343,11 +346,12 @@ func (s *Server) fanOut(groupID []byte, gm *anomv1.GroupMessage, members, remove
 			if err != nil {
 				continue
 			}
-			for _, c := range s.hub.of(id) {
-				if c != from {
-					c.push(b)
-				}
-			}
+			targets = s.hub.appendOf(targets, id)
+		}
+	}
+	for _, c := range targets {
+		if c != from {
+			c.push(b)
 		}
 	}
 }
