@@ -82,15 +82,17 @@ func (c *Client) checkDevice(ctx context.Context, cn *conn, username string, d *
 	if cert.Username != username {
 		return nil, fmt.Errorf("looking up %s: %w: directory returned a device of %s", username, ErrProtocol, cert.Username)
 	}
-	if err := c.proveInLog(ctx, cn, d.GetCertificate(), d.GetLogIndex(), d.GetInclusionProof()); err != nil {
+	if err := c.proveInLog(ctx, cn, d.GetCertificate(), d.GetLogIndex(), d.GetInclusionProof(), d.GetLogEntry()); err != nil {
 		return nil, fmt.Errorf("device %s of %s: %w", cert.DeviceID, username, err)
 	}
 	return cert, nil
 }
 
 // proveInLog checks that the log entry at index is the certificate and
-// that the inclusion proof holds against the monitor's verified head.
-func (c *Client) proveInLog(ctx context.Context, cn *conn, cert []byte, index uint64, rawProof []byte) error {
+// that the inclusion proof holds against the monitor's verified head. The
+// entry is the one the directory sent (raw); a server that sends none is
+// asked for it.
+func (c *Client) proveInLog(ctx context.Context, cn *conn, cert []byte, index uint64, rawProof, raw []byte) error {
 	var proof translog.InclusionProof
 	if err := proof.UnmarshalBinary(rawProof); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotInLog, err)
@@ -98,15 +100,17 @@ func (c *Client) proveInLog(ctx context.Context, cn *conn, cert []byte, index ui
 	if proof.Index != index {
 		return fmt.Errorf("%w: proof for entry %d, directory says %d", ErrNotInLog, proof.Index, index)
 	}
-	resp, err := cn.call(ctx, logEntriesRequest(index, index+1))
-	if err != nil {
-		return fmt.Errorf("reading log entry %d: %w", index, err)
+	if len(raw) == 0 {
+		resp, err := cn.call(ctx, logEntriesRequest(index, index+1))
+		if err != nil {
+			return fmt.Errorf("reading log entry %d: %w", index, err)
+		}
+		le := logEntriesOf(resp)
+		if le == nil || le.GetStart() != index || len(le.GetEntries()) != 1 {
+			return fmt.Errorf("reading log entry %d: %w", index, ErrProtocol)
+		}
+		raw = le.GetEntries()[0]
 	}
-	le := logEntriesOf(resp)
-	if le == nil || le.GetStart() != index || len(le.GetEntries()) != 1 {
-		return fmt.Errorf("reading log entry %d: %w", index, ErrProtocol)
-	}
-	raw := le.GetEntries()[0]
 	e, err := translog.DecodeEntry(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotInLog, err)

@@ -214,7 +214,11 @@ func (s *Server) lookup(ctx context.Context, req *anomv1.Lookup) (*anomv1.Direct
 		if err != nil {
 			return nil, fmt.Errorf("device %s: %w", d, store.ErrCorrupt)
 		}
-		dir.Devices = append(dir.Devices, &anomv1.DeviceEntry{Certificate: rec.Cert, LogIndex: rec.LogIndex, InclusionProof: pb, Revoked: s.isRevoked(id)})
+		entry, err := s.tlog.Entries(ctx, rec.LogIndex, rec.LogIndex+1)
+		if err != nil || len(entry) != 1 {
+			return nil, fmt.Errorf("reading log entry %d of %s: %w", rec.LogIndex, d, err)
+		}
+		dir.Devices = append(dir.Devices, &anomv1.DeviceEntry{Certificate: rec.Cert, LogIndex: rec.LogIndex, InclusionProof: pb, Revoked: s.isRevoked(id), LogEntry: entry[0]})
 	}
 	return dir, nil
 }

@@ -231,6 +231,8 @@ type Frame struct {
 	//	*Frame_WipeConfirm
 	//	*Frame_GetEscrowPolicy
 	//	*Frame_RequestBlobUpload
+	//	*Frame_ApproveDevice
+	//	*Frame_SetGroupTimer
 	//	*Frame_Error
 	//	*Frame_Ok
 	//	*Frame_Challenge
@@ -248,6 +250,7 @@ type Frame struct {
 	//	*Frame_PushMessages
 	//	*Frame_PushWipe
 	//	*Frame_PushDisconnect
+	//	*Frame_PushDeviceAdded
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,6 +444,24 @@ func (x *Frame) GetRequestBlobUpload() *RequestBlobUpload {
 	return nil
 }
 
+func (x *Frame) GetApproveDevice() *ApproveDevice {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_ApproveDevice); ok {
+			return x.ApproveDevice
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetSetGroupTimer() *SetGroupTimer {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SetGroupTimer); ok {
+			return x.SetGroupTimer
+		}
+	}
+	return nil
+}
+
 func (x *Frame) GetError() *Error {
 	if x != nil {
 		if x, ok := x.Body.(*Frame_Error); ok {
@@ -594,6 +615,15 @@ func (x *Frame) GetPushDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *Frame) GetPushDeviceAdded() *DeviceAdded {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_PushDeviceAdded); ok {
+			return x.PushDeviceAdded
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -661,6 +691,14 @@ type Frame_GetEscrowPolicy struct {
 
 type Frame_RequestBlobUpload struct {
 	RequestBlobUpload *RequestBlobUpload `protobuf:"bytes,25,opt,name=request_blob_upload,json=requestBlobUpload,proto3,oneof"`
+}
+
+type Frame_ApproveDevice struct {
+	ApproveDevice *ApproveDevice `protobuf:"bytes,26,opt,name=approve_device,json=approveDevice,proto3,oneof"`
+}
+
+type Frame_SetGroupTimer struct {
+	SetGroupTimer *SetGroupTimer `protobuf:"bytes,27,opt,name=set_group_timer,json=setGroupTimer,proto3,oneof"`
 }
 
 type Frame_Error struct {
@@ -733,6 +771,10 @@ type Frame_PushDisconnect struct {
 	PushDisconnect *Disconnect `protobuf:"bytes,62,opt,name=push_disconnect,json=pushDisconnect,proto3,oneof"`
 }
 
+type Frame_PushDeviceAdded struct {
+	PushDeviceAdded *DeviceAdded `protobuf:"bytes,63,opt,name=push_device_added,json=pushDeviceAdded,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Auth) isFrame_Body() {}
@@ -764,6 +806,10 @@ func (*Frame_WipeConfirm) isFrame_Body() {}
 func (*Frame_GetEscrowPolicy) isFrame_Body() {}
 
 func (*Frame_RequestBlobUpload) isFrame_Body() {}
+
+func (*Frame_ApproveDevice) isFrame_Body() {}
+
+func (*Frame_SetGroupTimer) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
 
@@ -798,6 +844,8 @@ func (*Frame_PushMessages) isFrame_Body() {}
 func (*Frame_PushWipe) isFrame_Body() {}
 
 func (*Frame_PushDisconnect) isFrame_Body() {}
+
+func (*Frame_PushDeviceAdded) isFrame_Body() {}
 
 // Error answers a request that failed.
 type Error struct {
@@ -964,7 +1012,7 @@ var File_anom_v1_frame_proto protoreflect.FileDescriptor
 
 const file_anom_v1_frame_proto_rawDesc = "" +
 	"\n" +
-	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\x8a\x0e\n" +
+	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\xd1\x0f\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05hello\x18\n" +
@@ -984,7 +1032,9 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x0fget_log_entries\x18\x16 \x01(\v2\x16.anom.v1.GetLogEntriesH\x00R\rgetLogEntries\x129\n" +
 	"\fwipe_confirm\x18\x17 \x01(\v2\x14.anom.v1.WipeConfirmH\x00R\vwipeConfirm\x12F\n" +
 	"\x11get_escrow_policy\x18\x18 \x01(\v2\x18.anom.v1.GetEscrowPolicyH\x00R\x0fgetEscrowPolicy\x12L\n" +
-	"\x13request_blob_upload\x18\x19 \x01(\v2\x1a.anom.v1.RequestBlobUploadH\x00R\x11requestBlobUpload\x12&\n" +
+	"\x13request_blob_upload\x18\x19 \x01(\v2\x1a.anom.v1.RequestBlobUploadH\x00R\x11requestBlobUpload\x12?\n" +
+	"\x0eapprove_device\x18\x1a \x01(\v2\x16.anom.v1.ApproveDeviceH\x00R\rapproveDevice\x12@\n" +
+	"\x0fset_group_timer\x18\x1b \x01(\v2\x16.anom.v1.SetGroupTimerH\x00R\rsetGroupTimer\x12&\n" +
 	"\x05error\x18( \x01(\v2\x0e.anom.v1.ErrorH\x00R\x05error\x12\x1d\n" +
 	"\x02ok\x18) \x01(\v2\v.anom.v1.OkH\x00R\x02ok\x122\n" +
 	"\tchallenge\x18* \x01(\v2\x12.anom.v1.ChallengeH\x00R\tchallenge\x12>\n" +
@@ -1004,7 +1054,8 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x13key_packages_stored\x185 \x01(\v2\x1a.anom.v1.KeyPackagesStoredH\x00R\x11keyPackagesStored\x128\n" +
 	"\rpush_messages\x18< \x01(\v2\x11.anom.v1.MessagesH\x00R\fpushMessages\x12,\n" +
 	"\tpush_wipe\x18= \x01(\v2\r.anom.v1.WipeH\x00R\bpushWipe\x12>\n" +
-	"\x0fpush_disconnect\x18> \x01(\v2\x13.anom.v1.DisconnectH\x00R\x0epushDisconnectB\x06\n" +
+	"\x0fpush_disconnect\x18> \x01(\v2\x13.anom.v1.DisconnectH\x00R\x0epushDisconnect\x12B\n" +
+	"\x11push_device_added\x18? \x01(\v2\x14.anom.v1.DeviceAddedH\x00R\x0fpushDeviceAddedB\x06\n" +
 	"\x04body\"\x85\x01\n" +
 	"\x05Error\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.anom.v1.ErrorCodeR\x04code\x12\x18\n" +
@@ -1081,19 +1132,22 @@ var file_anom_v1_frame_proto_goTypes = []any{
 	(*WipeConfirm)(nil),       // 19: anom.v1.WipeConfirm
 	(*GetEscrowPolicy)(nil),   // 20: anom.v1.GetEscrowPolicy
 	(*RequestBlobUpload)(nil), // 21: anom.v1.RequestBlobUpload
-	(*Challenge)(nil),         // 22: anom.v1.Challenge
-	(*Authenticated)(nil),     // 23: anom.v1.Authenticated
-	(*KeyPackage)(nil),        // 24: anom.v1.KeyPackage
-	(*Sent)(nil),              // 25: anom.v1.Sent
-	(*Messages)(nil),          // 26: anom.v1.Messages
-	(*Groups)(nil),            // 27: anom.v1.Groups
-	(*Directory)(nil),         // 28: anom.v1.Directory
-	(*TreeHead)(nil),          // 29: anom.v1.TreeHead
-	(*LogEntries)(nil),        // 30: anom.v1.LogEntries
-	(*EscrowPolicy)(nil),      // 31: anom.v1.EscrowPolicy
-	(*BlobGrant)(nil),         // 32: anom.v1.BlobGrant
-	(*KeyPackagesStored)(nil), // 33: anom.v1.KeyPackagesStored
-	(*Wipe)(nil),              // 34: anom.v1.Wipe
+	(*ApproveDevice)(nil),     // 22: anom.v1.ApproveDevice
+	(*SetGroupTimer)(nil),     // 23: anom.v1.SetGroupTimer
+	(*Challenge)(nil),         // 24: anom.v1.Challenge
+	(*Authenticated)(nil),     // 25: anom.v1.Authenticated
+	(*KeyPackage)(nil),        // 26: anom.v1.KeyPackage
+	(*Sent)(nil),              // 27: anom.v1.Sent
+	(*Messages)(nil),          // 28: anom.v1.Messages
+	(*Groups)(nil),            // 29: anom.v1.Groups
+	(*Directory)(nil),         // 30: anom.v1.Directory
+	(*TreeHead)(nil),          // 31: anom.v1.TreeHead
+	(*LogEntries)(nil),        // 32: anom.v1.LogEntries
+	(*EscrowPolicy)(nil),      // 33: anom.v1.EscrowPolicy
+	(*BlobGrant)(nil),         // 34: anom.v1.BlobGrant
+	(*KeyPackagesStored)(nil), // 35: anom.v1.KeyPackagesStored
+	(*Wipe)(nil),              // 36: anom.v1.Wipe
+	(*DeviceAdded)(nil),       // 37: anom.v1.DeviceAdded
 }
 var file_anom_v1_frame_proto_depIdxs = []int32{
 	6,  // 0: anom.v1.Frame.hello:type_name -> anom.v1.Hello
@@ -1112,30 +1166,33 @@ var file_anom_v1_frame_proto_depIdxs = []int32{
 	19, // 13: anom.v1.Frame.wipe_confirm:type_name -> anom.v1.WipeConfirm
 	20, // 14: anom.v1.Frame.get_escrow_policy:type_name -> anom.v1.GetEscrowPolicy
 	21, // 15: anom.v1.Frame.request_blob_upload:type_name -> anom.v1.RequestBlobUpload
-	3,  // 16: anom.v1.Frame.error:type_name -> anom.v1.Error
-	4,  // 17: anom.v1.Frame.ok:type_name -> anom.v1.Ok
-	22, // 18: anom.v1.Frame.challenge:type_name -> anom.v1.Challenge
-	23, // 19: anom.v1.Frame.authenticated:type_name -> anom.v1.Authenticated
-	24, // 20: anom.v1.Frame.key_package:type_name -> anom.v1.KeyPackage
-	25, // 21: anom.v1.Frame.sent:type_name -> anom.v1.Sent
-	26, // 22: anom.v1.Frame.messages:type_name -> anom.v1.Messages
-	27, // 23: anom.v1.Frame.groups:type_name -> anom.v1.Groups
-	28, // 24: anom.v1.Frame.directory:type_name -> anom.v1.Directory
-	29, // 25: anom.v1.Frame.tree_head:type_name -> anom.v1.TreeHead
-	30, // 26: anom.v1.Frame.log_entries:type_name -> anom.v1.LogEntries
-	31, // 27: anom.v1.Frame.escrow_policy:type_name -> anom.v1.EscrowPolicy
-	32, // 28: anom.v1.Frame.blob_grant:type_name -> anom.v1.BlobGrant
-	33, // 29: anom.v1.Frame.key_packages_stored:type_name -> anom.v1.KeyPackagesStored
-	26, // 30: anom.v1.Frame.push_messages:type_name -> anom.v1.Messages
-	34, // 31: anom.v1.Frame.push_wipe:type_name -> anom.v1.Wipe
-	5,  // 32: anom.v1.Frame.push_disconnect:type_name -> anom.v1.Disconnect
-	1,  // 33: anom.v1.Error.code:type_name -> anom.v1.ErrorCode
-	1,  // 34: anom.v1.Disconnect.code:type_name -> anom.v1.ErrorCode
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	22, // 16: anom.v1.Frame.approve_device:type_name -> anom.v1.ApproveDevice
+	23, // 17: anom.v1.Frame.set_group_timer:type_name -> anom.v1.SetGroupTimer
+	3,  // 18: anom.v1.Frame.error:type_name -> anom.v1.Error
+	4,  // 19: anom.v1.Frame.ok:type_name -> anom.v1.Ok
+	24, // 20: anom.v1.Frame.challenge:type_name -> anom.v1.Challenge
+	25, // 21: anom.v1.Frame.authenticated:type_name -> anom.v1.Authenticated
+	26, // 22: anom.v1.Frame.key_package:type_name -> anom.v1.KeyPackage
+	27, // 23: anom.v1.Frame.sent:type_name -> anom.v1.Sent
+	28, // 24: anom.v1.Frame.messages:type_name -> anom.v1.Messages
+	29, // 25: anom.v1.Frame.groups:type_name -> anom.v1.Groups
+	30, // 26: anom.v1.Frame.directory:type_name -> anom.v1.Directory
+	31, // 27: anom.v1.Frame.tree_head:type_name -> anom.v1.TreeHead
+	32, // 28: anom.v1.Frame.log_entries:type_name -> anom.v1.LogEntries
+	33, // 29: anom.v1.Frame.escrow_policy:type_name -> anom.v1.EscrowPolicy
+	34, // 30: anom.v1.Frame.blob_grant:type_name -> anom.v1.BlobGrant
+	35, // 31: anom.v1.Frame.key_packages_stored:type_name -> anom.v1.KeyPackagesStored
+	28, // 32: anom.v1.Frame.push_messages:type_name -> anom.v1.Messages
+	36, // 33: anom.v1.Frame.push_wipe:type_name -> anom.v1.Wipe
+	5,  // 34: anom.v1.Frame.push_disconnect:type_name -> anom.v1.Disconnect
+	37, // 35: anom.v1.Frame.push_device_added:type_name -> anom.v1.DeviceAdded
+	1,  // 36: anom.v1.Error.code:type_name -> anom.v1.ErrorCode
+	1,  // 37: anom.v1.Disconnect.code:type_name -> anom.v1.ErrorCode
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_anom_v1_frame_proto_init() }
@@ -1161,6 +1218,8 @@ func file_anom_v1_frame_proto_init() {
 		(*Frame_WipeConfirm)(nil),
 		(*Frame_GetEscrowPolicy)(nil),
 		(*Frame_RequestBlobUpload)(nil),
+		(*Frame_ApproveDevice)(nil),
+		(*Frame_SetGroupTimer)(nil),
 		(*Frame_Error)(nil),
 		(*Frame_Ok)(nil),
 		(*Frame_Challenge)(nil),
@@ -1178,6 +1237,7 @@ func file_anom_v1_frame_proto_init() {
 		(*Frame_PushMessages)(nil),
 		(*Frame_PushWipe)(nil),
 		(*Frame_PushDisconnect)(nil),
+		(*Frame_PushDeviceAdded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

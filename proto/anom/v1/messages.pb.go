@@ -209,7 +209,11 @@ type Activate struct {
 	SignatureKey []byte                 `protobuf:"bytes,3,opt,name=signature_key,json=signatureKey,proto3" json:"signature_key,omitempty"`
 	Signature    []byte                 `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	// For a further device of an existing user: an identity.DeviceApproval
-	// encoding signed by an existing device of that user.
+	// encoding for this signature key and username, signed by an existing
+	// device of that user or by the network root. If empty, the server uses
+	// an approval submitted earlier with ApproveDevice (or by the admin) for
+	// this key. The approval is appended to the transparency log before the
+	// new certificate.
 	Approval      []byte `protobuf:"bytes,5,opt,name=approval,proto3" json:"approval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1032,7 +1036,14 @@ type GroupState struct {
 	// The device's acknowledged sequence number.
 	Cursor uint64 `protobuf:"varint,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// The first sequence number the device may read (where it joined).
-	Joined        uint64 `protobuf:"varint,5,opt,name=joined,proto3" json:"joined,omitempty"`
+	Joined uint64 `protobuf:"varint,5,opt,name=joined,proto3" json:"joined,omitempty"`
+	// If not 0, the device was removed from the group by the commit at this
+	// sequence number: it may read up to it, and once it acknowledges it the
+	// group is gone for the device.
+	Removed uint64 `protobuf:"varint,6,opt,name=removed,proto3" json:"removed,omitempty"`
+	// The disappearing-message timer the server applies, in seconds; 0 is
+	// off.
+	TimerSeconds  uint32 `protobuf:"varint,7,opt,name=timer_seconds,json=timerSeconds,proto3" json:"timer_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,6 +1109,20 @@ func (x *GroupState) GetCursor() uint64 {
 func (x *GroupState) GetJoined() uint64 {
 	if x != nil {
 		return x.Joined
+	}
+	return 0
+}
+
+func (x *GroupState) GetRemoved() uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+func (x *GroupState) GetTimerSeconds() uint32 {
+	if x != nil {
+		return x.TimerSeconds
 	}
 	return 0
 }
@@ -1200,8 +1225,11 @@ type DeviceEntry struct {
 	// translog InclusionProof encoding against Directory.tree_head.
 	InclusionProof []byte `protobuf:"bytes,3,opt,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
 	Revoked        bool   `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The translog Entry encoding at log_index (the certificate as logged),
+	// so the proof can be checked without reading the log.
+	LogEntry      []byte `protobuf:"bytes,5,opt,name=log_entry,json=logEntry,proto3" json:"log_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeviceEntry) Reset() {
@@ -1260,6 +1288,13 @@ func (x *DeviceEntry) GetRevoked() bool {
 		return x.Revoked
 	}
 	return false
+}
+
+func (x *DeviceEntry) GetLogEntry() []byte {
+	if x != nil {
+		return x.LogEntry
+	}
+	return nil
 }
 
 // Directory answers Lookup.
@@ -1844,6 +1879,177 @@ func (x *BlobGrant) GetMaxSize() uint64 {
 	return 0
 }
 
+// ApproveDevice submits an approval of a further device of the
+// authenticated device's own user: an identity.DeviceApproval encoding
+// signed by this device. The server keeps it until the new device
+// activates with its key (or it expires). Answered with Ok.
+type ApproveDevice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Approval      []byte                 `protobuf:"bytes,1,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveDevice) Reset() {
+	*x = ApproveDevice{}
+	mi := &file_anom_v1_messages_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveDevice) ProtoMessage() {}
+
+func (x *ApproveDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveDevice.ProtoReflect.Descriptor instead.
+func (*ApproveDevice) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ApproveDevice) GetApproval() []byte {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// DeviceAdded is pushed to a user's other devices when a device is
+// activated under the user's name. The receivers check it against the
+// transparency log (and alert their user), then add the device to their
+// groups.
+type DeviceAdded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	DeviceId      []byte                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	LogIndex      uint64                 `protobuf:"varint,3,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceAdded) Reset() {
+	*x = DeviceAdded{}
+	mi := &file_anom_v1_messages_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceAdded) ProtoMessage() {}
+
+func (x *DeviceAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceAdded.ProtoReflect.Descriptor instead.
+func (*DeviceAdded) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DeviceAdded) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *DeviceAdded) GetDeviceId() []byte {
+	if x != nil {
+		return x.DeviceId
+	}
+	return nil
+}
+
+func (x *DeviceAdded) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+// SetGroupTimer tells the server a group's disappearing-message timer
+// (the members set it inside their encrypted messages, which the server
+// cannot read). Only a current member may set it. The server then deletes
+// the group's application messages once they are older than the timer,
+// whether or not every device has them; commits are kept until every
+// member device has read them. Answered with Ok.
+type SetGroupTimer struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// 0 turns the timer off; at most one year.
+	Seconds       uint32 `protobuf:"varint,2,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupTimer) Reset() {
+	*x = SetGroupTimer{}
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupTimer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupTimer) ProtoMessage() {}
+
+func (x *SetGroupTimer) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupTimer.ProtoReflect.Descriptor instead.
+func (*SetGroupTimer) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetGroupTimer) GetGroupId() []byte {
+	if x != nil {
+		return x.GroupId
+	}
+	return nil
+}
+
+func (x *SetGroupTimer) GetSeconds() uint32 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 var File_anom_v1_messages_proto protoreflect.FileDescriptor
 
 const file_anom_v1_messages_proto_rawDesc = "" +
@@ -1913,23 +2119,26 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\f\n" +
 	"\n" +
-	"ListGroups\"\x81\x01\n" +
+	"ListGroups\"\xc0\x01\n" +
 	"\n" +
 	"GroupState\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04last\x18\x03 \x01(\x04R\x04last\x12\x16\n" +
 	"\x06cursor\x18\x04 \x01(\x04R\x06cursor\x12\x16\n" +
-	"\x06joined\x18\x05 \x01(\x04R\x06joined\"5\n" +
+	"\x06joined\x18\x05 \x01(\x04R\x06joined\x12\x18\n" +
+	"\aremoved\x18\x06 \x01(\x04R\aremoved\x12#\n" +
+	"\rtimer_seconds\x18\a \x01(\rR\ftimerSeconds\"5\n" +
 	"\x06Groups\x12+\n" +
 	"\x06groups\x18\x01 \x03(\v2\x13.anom.v1.GroupStateR\x06groups\"$\n" +
 	"\x06Lookup\x12\x1a\n" +
-	"\busername\x18\x01 \x01(\tR\busername\"\x8f\x01\n" +
+	"\busername\x18\x01 \x01(\tR\busername\"\xac\x01\n" +
 	"\vDeviceEntry\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1b\n" +
 	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12'\n" +
 	"\x0finclusion_proof\x18\x03 \x01(\fR\x0einclusionProof\x12\x18\n" +
-	"\arevoked\x18\x04 \x01(\bR\arevoked\"t\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x12\x1b\n" +
+	"\tlog_entry\x18\x05 \x01(\fR\blogEntry\"t\n" +
 	"\tDirectory\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12.\n" +
 	"\adevices\x18\x02 \x03(\v2\x14.anom.v1.DeviceEntryR\adevices\x12\x1b\n" +
@@ -1963,7 +2172,16 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\tget_token\x18\x03 \x01(\tR\bgetToken\x12\x1d\n" +
 	"\n" +
 	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\x12\x19\n" +
-	"\bmax_size\x18\x05 \x01(\x04R\amaxSizeB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
+	"\bmax_size\x18\x05 \x01(\x04R\amaxSize\"+\n" +
+	"\rApproveDevice\x12\x1a\n" +
+	"\bapproval\x18\x01 \x01(\fR\bapproval\"c\n" +
+	"\vDeviceAdded\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\fR\bdeviceId\x12\x1b\n" +
+	"\tlog_index\x18\x03 \x01(\x04R\blogIndex\"D\n" +
+	"\rSetGroupTimer\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x18\n" +
+	"\aseconds\x18\x02 \x01(\rR\asecondsB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
 
 var (
 	file_anom_v1_messages_proto_rawDescOnce sync.Once
@@ -1977,7 +2195,7 @@ func file_anom_v1_messages_proto_rawDescGZIP() []byte {
 	return file_anom_v1_messages_proto_rawDescData
 }
 
-var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_anom_v1_messages_proto_goTypes = []any{
 	(*Hello)(nil),             // 0: anom.v1.Hello
 	(*Challenge)(nil),         // 1: anom.v1.Challenge
@@ -2011,6 +2229,9 @@ var file_anom_v1_messages_proto_goTypes = []any{
 	(*EscrowPolicy)(nil),      // 29: anom.v1.EscrowPolicy
 	(*RequestBlobUpload)(nil), // 30: anom.v1.RequestBlobUpload
 	(*BlobGrant)(nil),         // 31: anom.v1.BlobGrant
+	(*ApproveDevice)(nil),     // 32: anom.v1.ApproveDevice
+	(*DeviceAdded)(nil),       // 33: anom.v1.DeviceAdded
+	(*SetGroupTimer)(nil),     // 34: anom.v1.SetGroupTimer
 }
 var file_anom_v1_messages_proto_depIdxs = []int32{
 	13, // 0: anom.v1.Messages.messages:type_name -> anom.v1.GroupMessage
@@ -2034,7 +2255,7 @@ func file_anom_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_anom_v1_messages_proto_rawDesc), len(file_anom_v1_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
