@@ -124,7 +124,11 @@ func (e *Env) provision(ctx context.Context, prefix string, n int) ([]*Device, e
 	if err != nil {
 		return nil, fmt.Errorf("activating devices: %w", err)
 	}
-	e.printf("  %d devices activated in %.1fs (%.0f/s)\n", n, time.Since(start).Seconds(), float64(n)/time.Since(start).Seconds())
+	if el := time.Since(start); el > 10*time.Millisecond {
+		e.printf("  %d devices activated in %.1fs (%.0f/s)\n", n, el.Seconds(), float64(n)/el.Seconds())
+	} else {
+		e.printf("  %d devices were activated beforehand\n", n)
+	}
 	return devs, nil
 }
 
