@@ -69,9 +69,20 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 			if err := c.saveGroup(gs); err != nil {
 				return err
 			}
+			// The server cannot read the timer: tell it, so its copy of
+			// the group's messages disappears too.
+			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer}}}); err != nil {
+				return fmt.Errorf("setting the group's timer on the server: %w", err)
+			}
 		}
 		return nil
 	}
+}
+
+// SetTimer sets a group's disappearing-message timer (0 turns it off) for
+// every member and on the server.
+func (c *Client) SetTimer(ctx context.Context, groupID []byte, d time.Duration) error {
+	return c.Send(ctx, groupID, &Content{Kind: KindTimer, Timer: d})
 }
 
 // SendText sends a text message.
@@ -90,6 +101,14 @@ func (c *Client) catchUp(ctx context.Context, cn *conn) error {
 		gs, ok := c.groups[string(st.GetGroupId())]
 		from := st.GetJoined()
 		if ok {
+			if !gs.g.Active() && st.GetRemoved() > 0 {
+				// Removed, and the removal processed: let the server
+				// forget the membership.
+				if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: st.GetGroupId(), Seq: st.GetRemoved()}}}); err != nil {
+					return fmt.Errorf("acknowledging a removal: %w", err)
+				}
+				continue
+			}
 			if !gs.g.Active() || st.GetLast() <= gs.cursor {
 				continue
 			}

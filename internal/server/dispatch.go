@@ -113,6 +113,9 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_GetEscrowPolicy:
 		return &anomv1.Frame{Body: &anomv1.Frame_EscrowPolicy_{EscrowPolicy_: &anomv1.EscrowPolicy{Policy: c.s.cfg.EscrowPolicy}}}, nil
+	case *anomv1.Frame_SetGroupTimer:
+		r, err := c.s.setGroupTimer(ctx, c, b.SetGroupTimer)
+		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_RequestBlobUpload:
 		r, err := c.s.grantBlob(c, b.RequestBlobUpload)
 		return respond(r, err, func(r *anomv1.BlobGrant) *anomv1.Frame {

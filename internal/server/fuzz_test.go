@@ -72,6 +72,7 @@ func FuzzFrame(f *testing.F) {
 		{Id: 16, Body: &anomv1.Frame_GetEscrowPolicy{GetEscrowPolicy: &anomv1.GetEscrowPolicy{}}},
 		{Id: 17, Body: &anomv1.Frame_RequestBlobUpload{RequestBlobUpload: &anomv1.RequestBlobUpload{Size: 10}}},
 		{Id: 18, Body: &anomv1.Frame_Sent{Sent: &anomv1.Sent{}}},
+		{Id: 19, Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: gid("fuzz-group"), Seconds: 60}}},
 	}
 	for _, s := range seeds {
 		b, err := proto.Marshal(s)

@@ -156,13 +156,15 @@ func (s *Server) recordCommit(ctx context.Context, gh string, st *groupState, pl
 	st.rec, st.rev = rec, rev[0]
 	var ops []store.Op
 	for _, d := range plan.added {
-		ops = append(ops, store.PutOp(bucketMembers, memberKey(d, gh), encodeRecord(memberRecord{Joined: seq})))
+		ops = append(ops, store.PutOp(bucketMembers, memberKey(d, gh), encodeRecord(memberRecord{Joined: seq})),
+			store.DeleteOp(bucketLeaving, leavingKey(gh, d), 0))
 	}
-	for _, d := range plan.removed {
-		if !slices.Contains(plan.added, d) {
-			ops = append(ops, store.DeleteOp(bucketMembers, memberKey(d, gh), 0))
-		}
+	rops, err := s.removalOps(ctx, gh, plan, seq)
+	if err != nil {
+		st.loaded = false
+		return err
 	}
+	ops = append(ops, rops...)
 	for len(ops) > 0 {
 		n := min(len(ops), store.MaxTxnOps)
 		if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
@@ -394,13 +396,33 @@ func (s *Server) fetch(ctx context.Context, c *session, req *anomv1.Fetch) (*ano
 		return nil, storeError(err, "reading group log")
 	}
 	out := &anomv1.Messages{GroupId: req.GetGroupId(), Last: info.Last}
-	for _, e := range es {
+	// Commits the disappearing-message timer trimmed from the log are
+	// kept aside until every member has them; they come first. They are
+	// read after the log, so a trim in between loses none.
+	upTo := info.Last + 1
+	if len(es) > 0 {
+		upTo = es[0].Seq
+	}
+	if out.Messages, err = s.keptCommits(ctx, gh, from, upTo, n); err != nil {
+		return nil, err
+	}
+	for _, e := range es[:min(len(es), n-len(out.Messages))] {
 		var gm anomv1.GroupMessage
 		if err := proto.Unmarshal(e.Data, &gm); err != nil {
 			return nil, fmt.Errorf("decoding group %s entry %d: %w: %w", gh, e.Seq, store.ErrCorrupt, err)
 		}
 		gm.Seq, gm.TimeMs = e.Seq, e.Time.UnixMilli()
 		out.Messages = append(out.Messages, &gm)
+	}
+	if mr.Removed > 0 {
+		// A removed device reads up to the commit that removed it.
+		out.Last = min(out.Last, mr.Removed)
+		for i, m := range out.Messages {
+			if m.GetSeq() > mr.Removed {
+				out.Messages = out.Messages[:i]
+				break
+			}
+		}
 	}
 	return out, nil
 }
@@ -410,14 +432,26 @@ func (s *Server) ack(ctx context.Context, c *session, req *anomv1.Ack) (*anomv1.
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.membership(ctx, c.devHex, gh); err != nil {
+	mr, err := s.membership(ctx, c.devHex, gh)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := s.st.SetCursor(ctx, groupLog(gh), c.devHex, req.GetSeq()); err != nil {
+	seq := req.GetSeq()
+	if mr.Removed > 0 {
+		seq = min(seq, mr.Removed)
+	}
+	if _, err := s.st.SetCursor(ctx, groupLog(gh), c.devHex, seq); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "ack beyond the log")
 		}
 		return nil, storeError(err, "acknowledging")
+	}
+	if mr.Removed > 0 && seq >= mr.Removed {
+		// The device has the commit that removed it: the group is gone
+		// for it.
+		if err := s.dropRemoved(ctx, c.devHex, gh, mr.Removed); err != nil {
+			return nil, err
+		}
 	}
 	return &anomv1.Ok{}, nil
 }
@@ -454,72 +488,18 @@ func (s *Server) listGroups(ctx context.Context, c *session) (*anomv1.Groups, er
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, storeError(err, "cursor")
 			}
-			out.Groups = append(out.Groups, &anomv1.GroupState{GroupId: gid, Epoch: epoch, Last: info.Last, Cursor: cur, Joined: mr.Joined})
+			gs := &anomv1.GroupState{GroupId: gid, Epoch: epoch, Last: info.Last, Cursor: cur, Joined: mr.Joined, Removed: mr.Removed}
+			if mr.Removed > 0 {
+				gs.Last = min(gs.Last, mr.Removed)
+			}
+			if gs.TimerSeconds, err = s.groupTimer(ctx, gh); err != nil {
+				return nil, err
+			}
+			out.Groups = append(out.Groups, gs)
 		}
 		if !more || len(page) == 0 {
 			return out, nil
 		}
 		after = page[len(page)-1].Key
 	}
-}
-
-// trimGroups applies retention to every group log and drops entries every
-// current member has acknowledged.
-func (s *Server) trimGroups(ctx context.Context) error {
-	cutoff := s.now().Add(-s.cfg.Retention)
-	after := ""
-	for {
-		names, more, err := s.st.ListLogs(ctx, store.ListOptions{Prefix: groupLogPre, After: after})
-		if err != nil {
-			return fmt.Errorf("listing group logs: %w", err)
-		}
-		for _, name := range names {
-			if err := s.trimGroup(ctx, name, cutoff); err != nil {
-				return err
-			}
-		}
-		if !more || len(names) == 0 {
-			return nil
-		}
-		after = names[len(names)-1]
-	}
-}
-
-func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) error {
-	if err := s.st.TrimBefore(ctx, name, cutoff); err != nil {
-		return fmt.Errorf("trimming %s by age: %w", name, err)
-	}
-	gh := name[len(groupLogPre):]
-	st, err := s.group(ctx, gh, false)
-	if err != nil {
-		return err
-	}
-	members := slices.Clone(st.rec.Leaves)
-	st.mu.RUnlock()
-	low := uint64(0)
-	first := true
-	for _, d := range members {
-		if d == "" {
-			continue
-		}
-		cur, err := s.st.Cursor(ctx, name, d)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("reading cursor: %w", err)
-		}
-		if mr, err := s.membership(ctx, d, gh); err == nil && mr.Joined > 0 {
-			cur = max(cur, mr.Joined-1)
-		}
-		if first || cur < low {
-			low, first = cur, false
-		}
-	}
-	if first || low == 0 {
-		return nil
-	}
-	// The group is loaded (its record reflects every commit), so no
-	// replay needs what is trimmed.
-	if err := s.st.Trim(ctx, name, low+1); err != nil {
-		return fmt.Errorf("trimming %s: %w", name, err)
-	}
-	return nil
 }

@@ -21,6 +21,10 @@ const (
 	bucketGroups       = "groups"       // group hex -> groupRecord
 	bucketMembers      = "members"      // device hex "." group hex -> memberRecord
 	bucketWipes        = "wipes"        // device hex -> encoded identity.WipeCommand
+	bucketLeaving      = "leaving"      // group hex "." device hex -> memberRecord (removed, may still read)
+	bucketTimers       = "timers"       // group hex -> timerRecord
+	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a commit trimmed by the timer
+	bucketApprovals    = "approvals"    // key hex -> encoded identity.DeviceApproval, until used or expired
 
 	logTranslog = "translog"
 	groupLogPre = "g."
@@ -57,6 +61,13 @@ type groupRecord struct {
 
 type memberRecord struct {
 	Joined uint64 `json:"joined"`
+	// Removed, if not 0, is the sequence of the commit that removed the
+	// device: it may read up to it, then the record goes.
+	Removed uint64 `json:"removed,omitempty"`
+}
+
+type timerRecord struct {
+	Seconds uint32 `json:"seconds"`
 }
 
 func encodeRecord(v any) []byte {

@@ -231,7 +231,7 @@ func TestEpochConflictAndRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.must(send(g, pr.Commit, nil))
+	removal := alice.must(send(g, pr.Commit, nil)).GetSent().GetSeq()
 	if err := alice.group.ApplyCommit(pr); err != nil {
 		t.Fatal(err)
 	}
@@ -241,13 +241,31 @@ func TestEpochConflictAndRemoval(t *testing.T) {
 	if r := bob.call(send(g, old, nil)); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
 		t.Fatalf("removed member posting: %v", r.GetError())
 	}
-	if r := bob.call(&anomv1.Frame{Body: &anomv1.Frame_Fetch{Fetch: &anomv1.Fetch{GroupId: g}}}); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
-		t.Fatalf("removed member reading: %v", r.GetError())
-	}
-	// Alice's message of the now old epoch 2 is refused with the epoch.
+	// A message after the removal is not for Bob.
 	m, _ := alice.group.Encrypt([]byte("hi"), nil)
 	if r := alice.call(send(g, m, nil)); code(r) != 0 {
 		t.Fatalf("current epoch message: %v", r.GetError())
+	}
+	// Bob may still read up to the commit that removed him, no further.
+	fetch := &anomv1.Frame{Body: &anomv1.Frame_Fetch{Fetch: &anomv1.Fetch{GroupId: g}}}
+	got := bob.must(fetch).GetMessages()
+	if ms := got.GetMessages(); got.GetLast() != removal || len(ms) == 0 || ms[len(ms)-1].GetSeq() != removal {
+		t.Fatalf("removed member reads up to %d (last %d), want the removal at %d", ms[len(ms)-1].GetSeq(), got.GetLast(), removal)
+	}
+	gs := bob.must(&anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}).GetGroups().GetGroups()
+	if len(gs) != 1 || gs[0].GetRemoved() != removal || gs[0].GetLast() != removal {
+		t.Fatalf("removed member's groups: %v", gs)
+	}
+	// Once Bob has the removal, the group is gone for him.
+	bob.must(&anomv1.Frame{Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: g, Seq: removal + 1}}})
+	if r := bob.call(fetch); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
+		t.Fatalf("removed member reading after the removal: %v", r.GetError())
+	}
+	if gs := bob.must(&anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}).GetGroups().GetGroups(); len(gs) != 0 {
+		t.Fatalf("removed member still lists %v", gs)
+	}
+	if r := bob.call(&anomv1.Frame{Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: g, Seq: removal}}}); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
+		t.Fatalf("removed member acknowledging again: %v", r.GetError())
 	}
 }
 
