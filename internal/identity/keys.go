@@ -9,7 +9,7 @@ import (
 )
 
 // RootKey is the network root's private key. It signs device, distributor
-// certificates, revocations and wipe commands.
+// certificates, revocations, wipe commands and admin device approvals.
 type RootKey struct{ priv ed25519.PrivateKey }
 
 // RootPublicKey is the network root's public key, pinned by every client.
@@ -83,4 +83,6 @@ const (
 	labelDistributor  = "anom/v1 distributor certificate"
 	labelCodeBatch    = "anom/v1 activation code batch"
 	labelAuthResponse = "anom/v1 device authentication"
+	labelApproval     = "anom/v1 device approval"
+	labelPairing      = "anom/v1 pairing fingerprint"
 )
