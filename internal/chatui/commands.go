@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"anom/client"
+	anomv1 "anom/proto/anom/v1"
 )
 
 func (s *Session) sendText(ctx context.Context, text string) error {
@@ -107,6 +108,9 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 		s.printf("* chat %s is now current", found.label())
 		return s.history(DefaultHistory)
 	}
+	if err := s.checkUsers(ctx, user); err != nil {
+		return err
+	}
 	id, err := s.c.CreateGroup(ctx, user)
 	if err != nil {
 		if id != nil {
@@ -126,6 +130,24 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 	return nil
 }
 
+// checkUsers makes sure each user has an active device before a group
+// is made or changed, so a mistyped name does not leave a half-made chat.
+func (s *Session) checkUsers(ctx context.Context, users ...string) error {
+	for _, u := range users {
+		devs, err := s.c.Devices(ctx, u)
+		if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+			return fmt.Errorf("there is no user %s on this network", u)
+		}
+		if err != nil {
+			return fmt.Errorf("looking up %s: %w", u, err)
+		}
+		if len(devs) == 0 {
+			return fmt.Errorf("%s has no active device on this network (is the name right?)", u)
+		}
+	}
+	return nil
+}
+
 func (s *Session) makeGroup(ctx context.Context, name string, users []string) error {
 	users = slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == s.self })
 	if len(users) == 0 {
@@ -139,6 +161,9 @@ func (s *Session) makeGroup(ctx context.Context, name string, users []string) er
 		}
 	}
 	s.mu.Unlock()
+	if err := s.checkUsers(ctx, users...); err != nil {
+		return err
+	}
 	id, err := s.c.CreateGroup(ctx, users...)
 	if id != nil {
 		if ch := s.chatOf(id); ch != nil {
@@ -162,6 +187,9 @@ func (s *Session) makeGroup(ctx context.Context, name string, users []string) er
 func (s *Session) addMembers(ctx context.Context, users []string) error {
 	ch, err := s.cur()
 	if err != nil {
+		return err
+	}
+	if err := s.checkUsers(ctx, users...); err != nil {
 		return err
 	}
 	if err := s.c.AddMembers(ctx, ch.id, users...); err != nil {
@@ -481,6 +509,9 @@ func (s *Session) wipe(ctx context.Context, confirm bool) error {
 		s.printf("/wipe deletes this device's keys and messages at once; there is no undo. Type /wipe confirm to go ahead.")
 		return nil
 	}
+	s.mu.Lock()
+	s.closing = true // the disconnect the wipe causes is no news
+	s.mu.Unlock()
 	rep, err := s.c.Wipe(ctx)
 	if err != nil {
 		return fmt.Errorf("wiping: %w", err)

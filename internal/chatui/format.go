@@ -47,10 +47,8 @@ func describe(err error) string {
 	var se *client.ServerError
 	if errors.As(err, &se) {
 		if m, ok := codeText[se.Code]; ok {
-			if se.Message != "" {
-				return fmt.Sprintf("%s (server: %s)", m, se.Message)
-			}
-			return m
+			// Keep the context around the server's refusal, in words.
+			return strings.Replace(err.Error(), se.Error(), m, 1)
 		}
 	}
 	switch {
@@ -59,7 +57,7 @@ func describe(err error) string {
 	case errors.Is(err, client.ErrNotConnected):
 		return "not connected to the server (reconnecting in the background)"
 	case errors.Is(err, client.ErrNoDevices):
-		return err.Error() + " (the user has no active device)"
+		return strings.Replace(err.Error(), client.ErrNoDevices.Error(), "the user has no active device", 1)
 	}
 	return err.Error()
 }

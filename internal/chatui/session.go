@@ -3,11 +3,13 @@ package chatui
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -50,6 +52,7 @@ type Session struct {
 	self    string
 	chats   []*chat // by number - 1
 	current *chat
+	closing bool // set before a wipe
 
 	done     chan struct{} // closed when the session must end
 	doneOnce sync.Once
@@ -135,10 +138,10 @@ func (s *Session) fail(err error) {
 // wiped. It handles the client's events and keeps the device connected
 // meanwhile.
 func (s *Session) Run(ctx context.Context, in io.Reader) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the Wait: the goroutines end on ctx
 	wg.Add(1)
 	go func() { defer wg.Done(); s.syncLoop(ctx) }()
 
@@ -289,7 +292,24 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 // groups get the next numbers (in a stable order), left ones are marked.
 func (s *Session) refresh() {
 	groups := s.c.Groups()
-	slices.SortFunc(groups, func(a, b client.GroupSummary) int { return bytes.Compare(a.ID, b.ID) })
+	// New chats are numbered by their first message, so the numbers of a
+	// device's chats stay the same from one run to the next.
+	s.mu.Lock()
+	first := map[string]int64{}
+	for _, g := range groups {
+		if s.chatLocked(g.ID) == nil {
+			first[string(g.ID)] = math.MaxInt64
+		}
+	}
+	s.mu.Unlock()
+	for id := range first {
+		if h, err := s.c.History([]byte(id)); err == nil && len(h) > 0 {
+			first[id] = h[0].Received.UnixNano()
+		}
+	}
+	slices.SortFunc(groups, func(a, b client.GroupSummary) int {
+		return cmp.Or(cmp.Compare(first[string(a.ID)], first[string(b.ID)]), bytes.Compare(a.ID, b.ID))
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := map[string]bool{}
@@ -461,6 +481,12 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		case <-s.done:
 			return
 		default:
+		}
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return
 		}
 		switch {
 		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_REVOKED):

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The end-to-end test of anom chat: the README's quick start with the
+// anom binary (admin init, a distributor, codes, the server on loopback
+// TLS), then three `anom chat` processes driven through tmux the way a
+// person would type.
+
+// tmuxNet is a network run by the anom binary, with chat sessions in a
+// private tmux server.
+type tmuxNet struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	sock  string
+	addr  string
+	fp    string
+	root  string
+	codes []string
+}
+
+func (n *tmuxNet) run(args ...string) string {
+	n.t.Helper()
+	cmd := exec.Command(n.bin, args...)
+	cmd.Dir = n.dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		n.t.Fatalf("anom %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newTmuxNet(t *testing.T, users int) *tmuxNet {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed: the terminal test of anom chat needs it (apt-get install tmux)")
+	}
+	n := &tmuxNet{t: t, bin: buildAnom(t), dir: t.TempDir()}
+	n.sock = filepath.Join(n.dir, "tmux.sock")
+	n.run("admin", "init", "--data", "net")
+	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
+	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
+		n.codes = append(n.codes, c)
+	}
+	if len(n.codes) != users {
+		t.Fatalf("got %d codes, want %d", len(n.codes), users)
+	}
+	ni, err := dataDir(filepath.Join(n.dir, "net")).info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.fp = ni.CAFingerprint
+	root, err := os.ReadFile(filepath.Join(n.dir, "net", "root.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.root = strings.TrimSpace(string(root))
+
+	n.addr = freeAddr(t)
+	srv := exec.Command(n.bin, "server", "--data", "net", "--listen", n.addr)
+	srv.Dir = n.dir
+	logf, err := os.Create(filepath.Join(n.dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", n.sock, "kill-server").Run()
+		srv.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { srv.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			srv.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+			t.Logf("server log:\n%s", b)
+		}
+	})
+	// The server is ready once it has taken the codes from its spool.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+		if bytes.Contains(b, []byte("activation codes imported")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not import the codes:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return n
+}
+
+func (n *tmuxNet) tmux(args ...string) string {
+	n.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", n.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		n.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// pane is one anom chat process in a tmux session.
+type pane struct {
+	n    *tmuxNet
+	name string
+}
+
+// start runs anom chat for user in a tmux session; the shell around it
+// reports how it exited and keeps the pane open.
+func (n *tmuxNet) start(user string, args ...string) *pane {
+	n.t.Helper()
+	pinFile := filepath.Join(n.dir, user+".pin")
+	if err := os.WriteFile(pinFile, []byte("1234\n"), 0o600); err != nil {
+		n.t.Fatal(err)
+	}
+	argv := []string{n.bin, "chat", "--home", filepath.Join(n.dir, user), "--pin-file", pinFile, "--log", filepath.Join(n.dir, user+".log")}
+	argv = append(argv, args...)
+	for i, a := range argv {
+		argv[i] = "'" + a + "'"
+	}
+	shell := strings.Join(argv, " ") + "; echo \"EXITED $?\"; sleep 3600"
+	if _, err := exec.Command("tmux", "-S", n.sock, "has-session", "-t", user).CombinedOutput(); err == nil {
+		n.tmux("kill-session", "-t", user)
+	}
+	n.tmux("new-session", "-d", "-s", user, "-x", "220", "-y", "50", "sh", "-c", shell)
+	n.tmux("set-option", "-t", user, "history-limit", "10000")
+	return &pane{n: n, name: user}
+}
+
+func (n *tmuxNet) activate(i int, user string) *pane {
+	n.t.Helper()
+	p := n.start(user, "--server", n.addr, "--ca-fingerprint", n.fp, "--root", n.root, "--code", n.codes[i], "--username", user)
+	p.wait("Type /help for the commands.")
+	return p
+}
+
+// screen is everything the pane has shown, scrollback included.
+func (p *pane) screen() string {
+	return p.n.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", p.name)
+}
+
+// send types a line and Enter.
+func (p *pane) send(line string) {
+	p.n.t.Helper()
+	p.n.tmux("send-keys", "-t", p.name, "-l", line)
+	p.n.tmux("send-keys", "-t", p.name, "Enter")
+}
+
+// wait returns the screen once it shows want (a regular expression's
+// first submatch, or the text) after the mark-th occurrence of after.
+func (p *pane) wait(want string) string {
+	p.n.t.Helper()
+	return p.waitRe(regexp.MustCompile(regexp.QuoteMeta(want)))[0]
+}
+
+// waitRe waits for re on the screen and returns its (last) match.
+func (p *pane) waitRe(re *regexp.Regexp) []string {
+	p.n.t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		s := p.screen()
+		if m := re.FindAllStringSubmatch(s, -1); len(m) > 0 {
+			return m[len(m)-1]
+		}
+		if strings.Contains(s, "EXITED") || time.Now().After(deadline) {
+			p.n.t.Fatalf("%s: %q not shown; screen:\n%s", p.name, re, s)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// count is how many times text is on the screen.
+func (p *pane) count(text string) int { return strings.Count(p.screen(), text) }
+
+// command types a line and waits until it shows want n times in all.
+func (p *pane) expect(line, want string) {
+	p.n.t.Helper()
+	before := p.count(want)
+	p.send(line)
+	deadline := time.Now().Add(45 * time.Second)
+	for p.count(want) <= before {
+		if time.Now().After(deadline) {
+			p.n.t.Fatalf("%s: after %q, %q not shown; screen:\n%s", p.name, line, want, p.screen())
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// waitCount waits until text is shown n times.
+func (p *pane) waitCount(text string, n int) {
+	p.n.t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for p.count(text) < n {
+		if time.Now().After(deadline) {
+			p.n.t.Fatalf("%s: %q shown %d times, want %d; screen:\n%s", p.name, text, p.count(text), n, p.screen())
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+var deviceRe = regexp.MustCompile(`anom chat: [a-z]+, device ([0-9a-f]{32})`)
+
+func (p *pane) device() string {
+	p.n.t.Helper()
+	m := deviceRe.FindStringSubmatch(p.screen())
+	if m == nil {
+		p.n.t.Fatalf("%s: no device ID shown", p.name)
+	}
+	return m[1]
+}
+
+var safetyRe = regexp.MustCompile(`device ([0-9a-f]{32}) \(until [0-9-]+\):\n\s+(\d{5} \d{5} \d{5} \d{5})\n\s+(\d{5} \d{5} \d{5} \d{5})\n\s+(\d{5} \d{5} \d{5} \d{5})`)
+
+func TestChatTmux(t *testing.T) {
+	n := newTmuxNet(t, 3)
+	alice := n.activate(0, "alice")
+	bob := n.activate(1, "bob")
+	carol := n.activate(2, "carol")
+	for _, p := range []*pane{alice, bob, carol} {
+		p.wait("escrow policy: no escrow policy published yet")
+		p.wait("No chats yet")
+	}
+
+	// Bad input: one-line errors, and the client keeps running.
+	alice.expect("/frobnicate", `error: unknown command "/frobnicate"`)
+	alice.expect("/chat x", "error: /chat: bad username")
+	alice.expect("hello nobody", "error: no chat selected")
+	alice.expect("/get 1 /tmp", "error: no chat selected")
+	alice.expect("/chat nosuchuser", "error: there is no user nosuchuser on this network")
+
+	// 1:1, both ways.
+	alice.expect("/chat bob", "* chat 1 bob made with alice (you), bob and made current")
+	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat")
+	alice.send("hello bob")
+	bob.waitRe(regexp.MustCompile(`\[\d\d:\d\d:\d\d\] alice: hello bob`))
+	bob.send("hi alice")
+	alice.waitRe(regexp.MustCompile(`\[\d\d:\d\d:\d\d\] bob: hi alice`))
+
+	// A group of three; bob's current chat stays the 1:1, so the group's
+	// messages are labelled.
+	alice.expect("/group team bob,carol", "* group chat 2 team made with alice (you), bob, carol and made current")
+	bob.wait("* you were added to chat 2 alice,carol (alice, bob (you), carol): /switch 2")
+	carol.wait("* you were added to chat 1 alice,bob (alice, bob, carol (you)): it is now the current chat")
+	alice.send("hello team")
+	bob.wait("(chat 2 alice,carol) alice: hello team")
+	carol.wait("] alice: hello team")
+	carol.send("carol here")
+	alice.wait("] carol: carol here")
+	bob.wait("(chat 2 alice,carol) carol: carol here")
+
+	// A file, saved by bob from the group.
+	file := filepath.Join(n.dir, "notes.txt")
+	want := []byte("the minutes of the meeting\nline two\n")
+	if err := os.WriteFile(file, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect("/send-file "+file, `alice sent file "notes.txt" (36 B, text/plain`)
+	m := bob.waitRe(regexp.MustCompile(`\(chat 2 alice,carol\) alice sent file "notes.txt" \(36 B, text/plain[^)]*\) #(\d+): /get \d+ DIR saves it`))
+	bob.expect("/switch 2", "* chat 2 alice,carol is now current")
+	saveDir := filepath.Join(n.dir, "bob-files")
+	bob.expect("/get "+m[1]+" "+saveDir, "* saved #"+m[1]+" to "+filepath.Join(saveDir, "notes.txt"))
+	got, err := os.ReadFile(filepath.Join(saveDir, "notes.txt"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("saved file = %q, %v; want %q", got, err, want)
+	}
+	bob.expect("/get 1 "+saveDir, "error: ")
+
+	// Members: every user and device.
+	alice.expect("/members", "Chat 2 team (id ")
+	alice.wait("3 user(s), 3 device(s)")
+	scr := alice.screen()
+	for _, p := range []*pane{alice, bob, carol} {
+		if !strings.Contains(scr, p.device()) {
+			t.Errorf("alice's /members lacks %s's device %s:\n%s", p.name, p.device(), scr)
+		}
+	}
+	if !strings.Contains(scr, "device "+alice.device()+" (this device)") {
+		t.Errorf("alice's /members does not mark her own device:\n%s", scr)
+	}
+
+	// Safety numbers: both sides show the same number for each other.
+	alice.expect("/safety bob", "Safety numbers with bob")
+	bob.expect("/safety alice", "Safety numbers with alice")
+	sa := safetyRe.FindAllStringSubmatch(alice.screen(), -1)
+	sb := safetyRe.FindAllStringSubmatch(bob.screen(), -1)
+	if len(sa) == 0 || len(sb) == 0 {
+		t.Fatalf("no safety numbers shown:\n%s\n---\n%s", alice.screen(), bob.screen())
+	}
+	a, b := sa[len(sa)-1], sb[len(sb)-1]
+	if a[1] != bob.device() || b[1] != alice.device() {
+		t.Fatalf("safety numbers for devices %s and %s", a[1], b[1])
+	}
+	if strings.Join(a[2:], " ") != strings.Join(b[2:], " ") {
+		t.Fatalf("safety numbers differ: %v vs %v", a[2:], b[2:])
+	}
+
+	// Policy, contacts, timer.
+	alice.expect("/policy", "escrow policy: no escrow policy published yet")
+	alice.expect("/contacts", "Contacts:")
+	alice.wait("bob                  1 device(s), in chat(s) 1, 2")
+	alice.expect("/timer 1h", "* messages in chat 2 team now disappear 1h0m0s after they arrive")
+	carol.wait("alice set disappearing messages to 1h0m0s")
+
+	// Removal: carol is told, and alice's chat shows two users.
+	alice.expect("/remove carol", "* chat 2 team now has alice (you), bob")
+	carol.wait("!!! you were removed from chat 1 alice,bob !!!")
+	carol.expect("hello?", "error: you are no longer in chat 1")
+
+	// Offline catch-up: bob leaves, alice writes, bob comes back.
+	bob.expect("/quit", "EXITED 0")
+	alice.expect("/switch 1", "* chat 1 bob is now current")
+	alice.send("while you were away")
+	alice.wait("] alice: while you were away")
+	bob = n.start("bob")
+	bob.wait("Type /help for the commands.")
+	bob.expect("/switch 1", "* chat 1 alice is now current")
+	bob.wait("] alice: while you were away")
+	bob.send("back")
+	alice.wait("] bob: back")
+
+	// Wipe: asked to confirm, then the device is gone.
+	carol.expect("/wipe", "Type /wipe confirm to go ahead")
+	carol.expect("/wipe confirm", "EXITED 0")
+	carol.wait("!!! THIS DEVICE WAS WIPED")
+	if _, err := os.Stat(filepath.Join(n.dir, "carol")); !os.IsNotExist(err) {
+		t.Errorf("carol's state directory survived the wipe: %v", err)
+	}
+}
