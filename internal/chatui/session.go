@@ -203,6 +203,11 @@ func (s *Session) greet(ctx context.Context) {
 	s.printf("anom chat: %s, device %s, on %s; subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, id.Certificate.NotAfter.Format(time.DateOnly))
 	s.printf("%s", s.policyLine(ctx))
+	s.mu.Lock()
+	if len(s.chats) == 1 && !s.chats[0].gone {
+		s.current = s.chats[0]
+	}
+	s.mu.Unlock()
 	s.listChats()
 	s.printf("Type /help for the commands.")
 }
