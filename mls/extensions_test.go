@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -89,5 +90,74 @@ func TestExternalSenderRemove(t *testing.T) {
 	}
 	if len(alice.group.Members()) != 2 {
 		t.Fatalf("%d members after the removal", len(alice.group.Members()))
+	}
+}
+
+func TestExternalJoin(t *testing.T) {
+	alice, bob := twoMembers(t)
+	s := alice.group.CipherSuite()
+	gi, err := alice.group.GroupInfo(true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The GroupInfo goes over the wire.
+	var w writer
+	gi.marshal(&w)
+	if gi, err = DecodeGroupInfo(w.b); err != nil {
+		t.Fatal(err)
+	}
+	carolSig, _, _ := s.GenerateSignatureKey(rand.Reader)
+	carolCred := Credential{Type: CredentialBasic, Identity: []byte("carol")}
+	carol, commit, err := ExternalJoin(Config{}, gi, nil, carolCred, carolSig, ExternalJoinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{alice, bob} {
+		rec, err := m.group.Handle(roundTrip(t, commit))
+		if err != nil {
+			t.Fatalf("%s processing carol's external commit: %v", m.name, err)
+		}
+		if rec.Commit.Committer.Type != SenderNewMemberCommit {
+			t.Fatalf("committer %+v", rec.Commit.Committer)
+		}
+		if !bytes.Equal(m.group.EpochAuthenticator(), carol.EpochAuthenticator()) {
+			t.Fatalf("%s and carol disagree", m.name)
+		}
+	}
+	msg, err := carol.Encrypt([]byte("hi, I joined from a group info"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := alice.group.Handle(roundTrip(t, msg)); err != nil || string(rec.Application) != "hi, I joined from a group info" {
+		t.Fatalf("alice reading carol: %v", err)
+	}
+
+	// Bob lost his state and rejoins, removing his old leaf.
+	gi, _ = alice.group.GroupInfo(true, true)
+	old := bob.group.LeafIndex()
+	bobCred := bob.bundle.KeyPackage.LeafNode.Credential
+	bob2, commit, err := ExternalJoin(Config{}, gi, nil, bobCred, bob.bundle.SignaturePriv, ExternalJoinOptions{RemoveLeaf: &old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.group.Handle(roundTrip(t, commit)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Handle(roundTrip(t, commit)); err != nil {
+		t.Fatal(err)
+	}
+	if len(alice.group.Members()) != 3 || !bytes.Equal(bob2.EpochAuthenticator(), alice.group.EpochAuthenticator()) {
+		t.Fatal("rejoin did not replace bob's leaf")
+	}
+	// Removing someone else's leaf in an external commit is refused.
+	gi, _ = alice.group.GroupInfo(true, true)
+	aliceLeaf := alice.group.LeafIndex()
+	if _, _, err := ExternalJoin(Config{}, gi, nil, carolCred, carolSig, ExternalJoinOptions{RemoveLeaf: &aliceLeaf}); !errors.Is(err, ErrInvalidProposal) {
+		t.Fatalf("external commit removing another member: %v", err)
+	}
+	// Without external_pub there is no external join.
+	gi, _ = alice.group.GroupInfo(true, false)
+	if _, _, err := ExternalJoin(Config{}, gi, nil, carolCred, carolSig, ExternalJoinOptions{}); !errors.Is(err, ErrInvalidWelcome) {
+		t.Fatalf("external join without external_pub: %v", err)
 	}
 }
