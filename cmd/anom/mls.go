@@ -45,6 +45,12 @@ verbs:
       process a handshake message (proposal or commit)
   tree       --state STATE --out TREE
       write the ratchet tree
+  groupinfo  --state STATE --out GI
+      write a signed GroupInfo (MLSMessage) with the ratchet tree and
+      external_pub, for external joins
+  external-join --priv PRIV --group-info GI --state STATE --commit OUT
+      join from a GroupInfo with an external commit (the credential and
+      signature key come from the private bundle)
   info       --state STATE
       print the epoch, members and epoch authenticator
 `
@@ -71,6 +77,7 @@ func runMLS(ctx context.Context, args []string) error {
 		welcomeF = fs.String("welcome", "", "welcome file")
 		treeF    = fs.String("tree", "", "ratchet tree file")
 		noTree   = fs.Bool("no-tree", false, "leave the ratchet tree out of the welcome")
+		giFile   = fs.String("group-info", "", "group info file")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -273,6 +280,45 @@ func runMLS(ctx context.Context, args []string) error {
 			return err
 		}
 		return writeFile(*out, mls.EncodeRatchetTree(g.Tree()), 0o644)
+
+	case "groupinfo":
+		if err := need("state", "out"); err != nil {
+			return err
+		}
+		g, err := loadGroup(cfg, *state)
+		if err != nil {
+			return err
+		}
+		gi, err := g.GroupInfo(true, true)
+		if err != nil {
+			return err
+		}
+		msg := &mls.MLSMessage{Version: mls.ProtocolMLS10, WireFormat: mls.WireGroupInfo, GroupInfo: gi}
+		return writeFile(*out, msg.Encode(), 0o644)
+
+	case "external-join":
+		if err := need("priv", "group-info", "state", "commit"); err != nil {
+			return err
+		}
+		b, err := readBundle(*privPath)
+		if err != nil {
+			return err
+		}
+		m, err := readMessage(*giFile)
+		if err != nil {
+			return err
+		}
+		if m.GroupInfo == nil {
+			return fmt.Errorf("%s: not a group info", *giFile)
+		}
+		g, commit, err := mls.ExternalJoin(cfg, m.GroupInfo, nil, b.KeyPackage.LeafNode.Credential, b.SignaturePriv, mls.ExternalJoinOptions{})
+		if err != nil {
+			return err
+		}
+		if err := writeFile(*commitF, commit.Encode(), 0o644); err != nil {
+			return err
+		}
+		return saveGroup(*state, g)
 
 	case "info":
 		if err := need("state"); err != nil {

@@ -51,6 +51,18 @@ func TestMLSInterop(t *testing.T) {
 	if got, _ := os.ReadFile(p("got2")); string(got) != "carol has left" {
 		t.Fatalf("alice decrypted %q", got)
 	}
+	// Dave joins from a GroupInfo with an external commit.
+	run("keypackage", "--identity", "dave", "--out", p("dave.kp"), "--priv", p("dave.priv"))
+	run("groupinfo", "--state", p("alice.state"), "--out", p("gi"))
+	run("external-join", "--priv", p("dave.priv"), "--group-info", p("gi"), "--state", p("dave.state"), "--commit", p("c4"))
+	run("process", "--state", p("alice.state"), "--in", p("c4"))
+	run("process", "--state", p("bob.state"), "--in", p("c4"))
+	os.WriteFile(p("pt3"), []byte("dave here"), 0o600)
+	run("encrypt", "--state", p("dave.state"), "--in", p("pt3"), "--out", p("m3"))
+	run("decrypt", "--state", p("bob.state"), "--in", p("m3"), "--out", p("got4"))
+	if got, _ := os.ReadFile(p("got4")); string(got) != "dave here" {
+		t.Fatalf("bob decrypted %q", got)
+	}
 	if err := runMLS(context.Background(), []string{"decrypt", "--state", p("carol.state"), "--in", p("m2"), "--out", p("got3")}); err == nil {
 		t.Fatal("removed member decrypted a later message")
 	}
