@@ -114,7 +114,11 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, int64(maxSize))
-	_, err = s.st.PutBlob(r.Context(), id, body, store.BlobOptions{MaxSize: int64(maxSize), Expires: s.now().Add(s.cfg.BlobTTL)})
+	if s.esc != nil {
+		err = s.putEscrowedBlob(r.Context(), id, body, int64(maxSize))
+	} else {
+		_, err = s.st.PutBlob(r.Context(), id, body, store.BlobOptions{MaxSize: int64(maxSize), Expires: s.now().Add(s.cfg.BlobTTL)})
+	}
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusCreated)

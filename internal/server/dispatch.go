@@ -112,7 +112,13 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 		r, err := c.s.wipeConfirm(ctx, c, b.WipeConfirm)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_GetEscrowPolicy:
-		return &anomv1.Frame{Body: &anomv1.Frame_EscrowPolicy_{EscrowPolicy_: &anomv1.EscrowPolicy{Policy: c.s.cfg.EscrowPolicy}}}, nil
+		r, err := c.s.escrowPolicy(ctx)
+		return respond(r, err, func(r *anomv1.EscrowPolicy) *anomv1.Frame {
+			return &anomv1.Frame{Body: &anomv1.Frame_EscrowPolicy_{EscrowPolicy_: r}}
+		})
+	case *anomv1.Frame_ReportEscrowMismatch:
+		r, err := c.s.reportMismatch(ctx, c, b.ReportEscrowMismatch)
+		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_SetGroupTimer:
 		r, err := c.s.setGroupTimer(ctx, c, b.SetGroupTimer)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })

@@ -242,7 +242,15 @@ func (s *Server) sendApplication(ctx context.Context, c *session, gh string, req
 		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT, Message: fmt.Sprintf("message for epoch %d", pm.Epoch), Epoch: st.rec.Epoch}
 	}
 	gm := &anomv1.GroupMessage{SenderDevice: c.device[:], Message: req.GetMessage(), Epoch: st.rec.Epoch}
-	seq, t, err := s.appendGroup(ctx, gh, gm)
+	var (
+		seq uint64
+		t   time.Time
+	)
+	if s.esc != nil {
+		seq, t, err = s.appendEscrowed(ctx, c, gh, req, pm, st.rec.Leaves, gm)
+	} else {
+		seq, t, err = s.appendGroup(ctx, gh, gm)
+	}
 	members := slices.Clone(st.rec.Leaves)
 	st.mu.RUnlock()
 	if err != nil {

@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -66,9 +67,28 @@ type Config struct {
 	// BlobKey is the HMAC key of blob capability tokens (at least 32
 	// bytes); nil means a random key per process, so tokens die with it.
 	BlobKey []byte
-	// EscrowPolicy is the signed escrow policy served to clients; nil
-	// means none has been set.
+	// EscrowPolicy is the signed escrow policy (escrow.SignedPolicy
+	// encoding, signed by Root). The server appends it to the transparency
+	// log, serves it with its inclusion proof, and then refuses application
+	// messages without a valid escrow record. Nil means none has been set:
+	// messages carry no records.
 	EscrowPolicy []byte
+	// EscrowKey countersigns escrow records; nil means the key derived
+	// from Root (DeriveEscrowKey).
+	EscrowKey ed25519.PrivateKey
+	// EscrowServerID names EscrowKey in countersignatures; "" means Name.
+	EscrowServerID string
+	// EscrowClockSkew is how far a record's claimed sending time may be
+	// from the server's clock; 0 means DefaultEscrowClockSkew.
+	EscrowClockSkew time.Duration
+	// ArchiveToken is the bearer token the archive presents to pull the
+	// escrow outbox at /v1/escrow/pull and /v1/escrow/ack; "" means the
+	// outbox is not served over HTTP (EscrowSource still gives it).
+	ArchiveToken string
+	// AlertDir is a directory the server writes each alert (a reported
+	// false escrow record) to as a JSON file; "" means alerts are only
+	// logged and kept in the store (Alerts).
+	AlertDir string
 	// SpoolDir is a directory the server polls for admin commands written
 	// by `anom admin` (revocations, wipes, distributors, code batches);
 	// "" means none.
@@ -105,6 +125,8 @@ type Server struct {
 	rates   *rateLimiters
 	metrics *metrics
 	reg     *prometheus.Registry
+
+	esc *escrowState // nil without an escrow policy
 
 	revokedMu sync.RWMutex
 	revoked   map[identity.DeviceID]bool
@@ -190,6 +212,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.loadRevoked(ctx); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
+	if err := s.initEscrow(ctx); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
 	return s, nil
 }
 
@@ -201,6 +226,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if s.esc != nil && s.cfg.ArchiveToken != "" {
+		mux.Handle("/v1/escrow/", s.archiveHandler())
+	}
 	return mux
 }
 
@@ -296,7 +324,7 @@ func (s *Server) Sweep(ctx context.Context) error {
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
 	}
-	return nil
+	return s.sweepEscrowBlobs(ctx)
 }
 
 // RootPublicKey returns the network root public key.

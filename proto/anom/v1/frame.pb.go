@@ -128,6 +128,10 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 20
 	// An internal error; the request may or may not have been applied.
 	ErrorCode_ERROR_CODE_INTERNAL ErrorCode = 21
+	// An application message under an escrow policy has no escrow record, or
+	// one that is invalid, not this device's, not for this message, or for
+	// a message slot that already has one.
+	ErrorCode_ERROR_CODE_ESCROW_RECORD ErrorCode = 30
 )
 
 // Enum value maps for ErrorCode.
@@ -155,6 +159,7 @@ var (
 		19: "ERROR_CODE_ALREADY_AUTHENTICATED",
 		20: "ERROR_CODE_UNAVAILABLE",
 		21: "ERROR_CODE_INTERNAL",
+		30: "ERROR_CODE_ESCROW_RECORD",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":           0,
@@ -179,6 +184,7 @@ var (
 		"ERROR_CODE_ALREADY_AUTHENTICATED": 19,
 		"ERROR_CODE_UNAVAILABLE":           20,
 		"ERROR_CODE_INTERNAL":              21,
+		"ERROR_CODE_ESCROW_RECORD":         30,
 	}
 )
 
@@ -233,6 +239,7 @@ type Frame struct {
 	//	*Frame_RequestBlobUpload
 	//	*Frame_ApproveDevice
 	//	*Frame_SetGroupTimer
+	//	*Frame_ReportEscrowMismatch
 	//	*Frame_Error
 	//	*Frame_Ok
 	//	*Frame_Challenge
@@ -457,6 +464,15 @@ func (x *Frame) GetSetGroupTimer() *SetGroupTimer {
 	if x != nil {
 		if x, ok := x.Body.(*Frame_SetGroupTimer); ok {
 			return x.SetGroupTimer
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetReportEscrowMismatch() *ReportEscrowMismatch {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_ReportEscrowMismatch); ok {
+			return x.ReportEscrowMismatch
 		}
 	}
 	return nil
@@ -701,6 +717,10 @@ type Frame_SetGroupTimer struct {
 	SetGroupTimer *SetGroupTimer `protobuf:"bytes,27,opt,name=set_group_timer,json=setGroupTimer,proto3,oneof"`
 }
 
+type Frame_ReportEscrowMismatch struct {
+	ReportEscrowMismatch *ReportEscrowMismatch `protobuf:"bytes,29,opt,name=report_escrow_mismatch,json=reportEscrowMismatch,proto3,oneof"`
+}
+
 type Frame_Error struct {
 	// Responses.
 	Error *Error `protobuf:"bytes,40,opt,name=error,proto3,oneof"`
@@ -810,6 +830,8 @@ func (*Frame_RequestBlobUpload) isFrame_Body() {}
 func (*Frame_ApproveDevice) isFrame_Body() {}
 
 func (*Frame_SetGroupTimer) isFrame_Body() {}
+
+func (*Frame_ReportEscrowMismatch) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
 
@@ -1012,7 +1034,7 @@ var File_anom_v1_frame_proto protoreflect.FileDescriptor
 
 const file_anom_v1_frame_proto_rawDesc = "" +
 	"\n" +
-	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\xd1\x0f\n" +
+	"\x13anom/v1/frame.proto\x12\aanom.v1\x1a\x16anom/v1/messages.proto\"\xa8\x10\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05hello\x18\n" +
@@ -1034,7 +1056,8 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x11get_escrow_policy\x18\x18 \x01(\v2\x18.anom.v1.GetEscrowPolicyH\x00R\x0fgetEscrowPolicy\x12L\n" +
 	"\x13request_blob_upload\x18\x19 \x01(\v2\x1a.anom.v1.RequestBlobUploadH\x00R\x11requestBlobUpload\x12?\n" +
 	"\x0eapprove_device\x18\x1a \x01(\v2\x16.anom.v1.ApproveDeviceH\x00R\rapproveDevice\x12@\n" +
-	"\x0fset_group_timer\x18\x1b \x01(\v2\x16.anom.v1.SetGroupTimerH\x00R\rsetGroupTimer\x12&\n" +
+	"\x0fset_group_timer\x18\x1b \x01(\v2\x16.anom.v1.SetGroupTimerH\x00R\rsetGroupTimer\x12U\n" +
+	"\x16report_escrow_mismatch\x18\x1d \x01(\v2\x1d.anom.v1.ReportEscrowMismatchH\x00R\x14reportEscrowMismatch\x12&\n" +
 	"\x05error\x18( \x01(\v2\x0e.anom.v1.ErrorH\x00R\x05error\x12\x1d\n" +
 	"\x02ok\x18) \x01(\v2\v.anom.v1.OkH\x00R\x02ok\x122\n" +
 	"\tchallenge\x18* \x01(\v2\x12.anom.v1.ChallengeH\x00R\tchallenge\x12>\n" +
@@ -1069,7 +1092,7 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12PROTOCOL_VERSION_1\x10\x01*\x86\x05\n" +
+	"\x12PROTOCOL_VERSION_1\x10\x01*\xa4\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -1093,7 +1116,8 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x12\x12$\n" +
 	" ERROR_CODE_ALREADY_AUTHENTICATED\x10\x13\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x14\x12\x17\n" +
-	"\x13ERROR_CODE_INTERNAL\x10\x15B\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
+	"\x13ERROR_CODE_INTERNAL\x10\x15\x12\x1c\n" +
+	"\x18ERROR_CODE_ESCROW_RECORD\x10\x1eB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
 
 var (
 	file_anom_v1_frame_proto_rawDescOnce sync.Once
@@ -1110,44 +1134,45 @@ func file_anom_v1_frame_proto_rawDescGZIP() []byte {
 var file_anom_v1_frame_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_anom_v1_frame_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_anom_v1_frame_proto_goTypes = []any{
-	(ProtocolVersion)(0),      // 0: anom.v1.ProtocolVersion
-	(ErrorCode)(0),            // 1: anom.v1.ErrorCode
-	(*Frame)(nil),             // 2: anom.v1.Frame
-	(*Error)(nil),             // 3: anom.v1.Error
-	(*Ok)(nil),                // 4: anom.v1.Ok
-	(*Disconnect)(nil),        // 5: anom.v1.Disconnect
-	(*Hello)(nil),             // 6: anom.v1.Hello
-	(*Auth)(nil),              // 7: anom.v1.Auth
-	(*Activate)(nil),          // 8: anom.v1.Activate
-	(*UploadKeyPackages)(nil), // 9: anom.v1.UploadKeyPackages
-	(*ClaimKeyPackage)(nil),   // 10: anom.v1.ClaimKeyPackage
-	(*CreateGroup)(nil),       // 11: anom.v1.CreateGroup
-	(*Send)(nil),              // 12: anom.v1.Send
-	(*Fetch)(nil),             // 13: anom.v1.Fetch
-	(*Ack)(nil),               // 14: anom.v1.Ack
-	(*ListGroups)(nil),        // 15: anom.v1.ListGroups
-	(*Lookup)(nil),            // 16: anom.v1.Lookup
-	(*GetTreeHead)(nil),       // 17: anom.v1.GetTreeHead
-	(*GetLogEntries)(nil),     // 18: anom.v1.GetLogEntries
-	(*WipeConfirm)(nil),       // 19: anom.v1.WipeConfirm
-	(*GetEscrowPolicy)(nil),   // 20: anom.v1.GetEscrowPolicy
-	(*RequestBlobUpload)(nil), // 21: anom.v1.RequestBlobUpload
-	(*ApproveDevice)(nil),     // 22: anom.v1.ApproveDevice
-	(*SetGroupTimer)(nil),     // 23: anom.v1.SetGroupTimer
-	(*Challenge)(nil),         // 24: anom.v1.Challenge
-	(*Authenticated)(nil),     // 25: anom.v1.Authenticated
-	(*KeyPackage)(nil),        // 26: anom.v1.KeyPackage
-	(*Sent)(nil),              // 27: anom.v1.Sent
-	(*Messages)(nil),          // 28: anom.v1.Messages
-	(*Groups)(nil),            // 29: anom.v1.Groups
-	(*Directory)(nil),         // 30: anom.v1.Directory
-	(*TreeHead)(nil),          // 31: anom.v1.TreeHead
-	(*LogEntries)(nil),        // 32: anom.v1.LogEntries
-	(*EscrowPolicy)(nil),      // 33: anom.v1.EscrowPolicy
-	(*BlobGrant)(nil),         // 34: anom.v1.BlobGrant
-	(*KeyPackagesStored)(nil), // 35: anom.v1.KeyPackagesStored
-	(*Wipe)(nil),              // 36: anom.v1.Wipe
-	(*DeviceAdded)(nil),       // 37: anom.v1.DeviceAdded
+	(ProtocolVersion)(0),         // 0: anom.v1.ProtocolVersion
+	(ErrorCode)(0),               // 1: anom.v1.ErrorCode
+	(*Frame)(nil),                // 2: anom.v1.Frame
+	(*Error)(nil),                // 3: anom.v1.Error
+	(*Ok)(nil),                   // 4: anom.v1.Ok
+	(*Disconnect)(nil),           // 5: anom.v1.Disconnect
+	(*Hello)(nil),                // 6: anom.v1.Hello
+	(*Auth)(nil),                 // 7: anom.v1.Auth
+	(*Activate)(nil),             // 8: anom.v1.Activate
+	(*UploadKeyPackages)(nil),    // 9: anom.v1.UploadKeyPackages
+	(*ClaimKeyPackage)(nil),      // 10: anom.v1.ClaimKeyPackage
+	(*CreateGroup)(nil),          // 11: anom.v1.CreateGroup
+	(*Send)(nil),                 // 12: anom.v1.Send
+	(*Fetch)(nil),                // 13: anom.v1.Fetch
+	(*Ack)(nil),                  // 14: anom.v1.Ack
+	(*ListGroups)(nil),           // 15: anom.v1.ListGroups
+	(*Lookup)(nil),               // 16: anom.v1.Lookup
+	(*GetTreeHead)(nil),          // 17: anom.v1.GetTreeHead
+	(*GetLogEntries)(nil),        // 18: anom.v1.GetLogEntries
+	(*WipeConfirm)(nil),          // 19: anom.v1.WipeConfirm
+	(*GetEscrowPolicy)(nil),      // 20: anom.v1.GetEscrowPolicy
+	(*RequestBlobUpload)(nil),    // 21: anom.v1.RequestBlobUpload
+	(*ApproveDevice)(nil),        // 22: anom.v1.ApproveDevice
+	(*SetGroupTimer)(nil),        // 23: anom.v1.SetGroupTimer
+	(*ReportEscrowMismatch)(nil), // 24: anom.v1.ReportEscrowMismatch
+	(*Challenge)(nil),            // 25: anom.v1.Challenge
+	(*Authenticated)(nil),        // 26: anom.v1.Authenticated
+	(*KeyPackage)(nil),           // 27: anom.v1.KeyPackage
+	(*Sent)(nil),                 // 28: anom.v1.Sent
+	(*Messages)(nil),             // 29: anom.v1.Messages
+	(*Groups)(nil),               // 30: anom.v1.Groups
+	(*Directory)(nil),            // 31: anom.v1.Directory
+	(*TreeHead)(nil),             // 32: anom.v1.TreeHead
+	(*LogEntries)(nil),           // 33: anom.v1.LogEntries
+	(*EscrowPolicy)(nil),         // 34: anom.v1.EscrowPolicy
+	(*BlobGrant)(nil),            // 35: anom.v1.BlobGrant
+	(*KeyPackagesStored)(nil),    // 36: anom.v1.KeyPackagesStored
+	(*Wipe)(nil),                 // 37: anom.v1.Wipe
+	(*DeviceAdded)(nil),          // 38: anom.v1.DeviceAdded
 }
 var file_anom_v1_frame_proto_depIdxs = []int32{
 	6,  // 0: anom.v1.Frame.hello:type_name -> anom.v1.Hello
@@ -1168,31 +1193,32 @@ var file_anom_v1_frame_proto_depIdxs = []int32{
 	21, // 15: anom.v1.Frame.request_blob_upload:type_name -> anom.v1.RequestBlobUpload
 	22, // 16: anom.v1.Frame.approve_device:type_name -> anom.v1.ApproveDevice
 	23, // 17: anom.v1.Frame.set_group_timer:type_name -> anom.v1.SetGroupTimer
-	3,  // 18: anom.v1.Frame.error:type_name -> anom.v1.Error
-	4,  // 19: anom.v1.Frame.ok:type_name -> anom.v1.Ok
-	24, // 20: anom.v1.Frame.challenge:type_name -> anom.v1.Challenge
-	25, // 21: anom.v1.Frame.authenticated:type_name -> anom.v1.Authenticated
-	26, // 22: anom.v1.Frame.key_package:type_name -> anom.v1.KeyPackage
-	27, // 23: anom.v1.Frame.sent:type_name -> anom.v1.Sent
-	28, // 24: anom.v1.Frame.messages:type_name -> anom.v1.Messages
-	29, // 25: anom.v1.Frame.groups:type_name -> anom.v1.Groups
-	30, // 26: anom.v1.Frame.directory:type_name -> anom.v1.Directory
-	31, // 27: anom.v1.Frame.tree_head:type_name -> anom.v1.TreeHead
-	32, // 28: anom.v1.Frame.log_entries:type_name -> anom.v1.LogEntries
-	33, // 29: anom.v1.Frame.escrow_policy:type_name -> anom.v1.EscrowPolicy
-	34, // 30: anom.v1.Frame.blob_grant:type_name -> anom.v1.BlobGrant
-	35, // 31: anom.v1.Frame.key_packages_stored:type_name -> anom.v1.KeyPackagesStored
-	28, // 32: anom.v1.Frame.push_messages:type_name -> anom.v1.Messages
-	36, // 33: anom.v1.Frame.push_wipe:type_name -> anom.v1.Wipe
-	5,  // 34: anom.v1.Frame.push_disconnect:type_name -> anom.v1.Disconnect
-	37, // 35: anom.v1.Frame.push_device_added:type_name -> anom.v1.DeviceAdded
-	1,  // 36: anom.v1.Error.code:type_name -> anom.v1.ErrorCode
-	1,  // 37: anom.v1.Disconnect.code:type_name -> anom.v1.ErrorCode
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	24, // 18: anom.v1.Frame.report_escrow_mismatch:type_name -> anom.v1.ReportEscrowMismatch
+	3,  // 19: anom.v1.Frame.error:type_name -> anom.v1.Error
+	4,  // 20: anom.v1.Frame.ok:type_name -> anom.v1.Ok
+	25, // 21: anom.v1.Frame.challenge:type_name -> anom.v1.Challenge
+	26, // 22: anom.v1.Frame.authenticated:type_name -> anom.v1.Authenticated
+	27, // 23: anom.v1.Frame.key_package:type_name -> anom.v1.KeyPackage
+	28, // 24: anom.v1.Frame.sent:type_name -> anom.v1.Sent
+	29, // 25: anom.v1.Frame.messages:type_name -> anom.v1.Messages
+	30, // 26: anom.v1.Frame.groups:type_name -> anom.v1.Groups
+	31, // 27: anom.v1.Frame.directory:type_name -> anom.v1.Directory
+	32, // 28: anom.v1.Frame.tree_head:type_name -> anom.v1.TreeHead
+	33, // 29: anom.v1.Frame.log_entries:type_name -> anom.v1.LogEntries
+	34, // 30: anom.v1.Frame.escrow_policy:type_name -> anom.v1.EscrowPolicy
+	35, // 31: anom.v1.Frame.blob_grant:type_name -> anom.v1.BlobGrant
+	36, // 32: anom.v1.Frame.key_packages_stored:type_name -> anom.v1.KeyPackagesStored
+	29, // 33: anom.v1.Frame.push_messages:type_name -> anom.v1.Messages
+	37, // 34: anom.v1.Frame.push_wipe:type_name -> anom.v1.Wipe
+	5,  // 35: anom.v1.Frame.push_disconnect:type_name -> anom.v1.Disconnect
+	38, // 36: anom.v1.Frame.push_device_added:type_name -> anom.v1.DeviceAdded
+	1,  // 37: anom.v1.Error.code:type_name -> anom.v1.ErrorCode
+	1,  // 38: anom.v1.Disconnect.code:type_name -> anom.v1.ErrorCode
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_anom_v1_frame_proto_init() }
@@ -1220,6 +1246,7 @@ func file_anom_v1_frame_proto_init() {
 		(*Frame_RequestBlobUpload)(nil),
 		(*Frame_ApproveDevice)(nil),
 		(*Frame_SetGroupTimer)(nil),
+		(*Frame_ReportEscrowMismatch)(nil),
 		(*Frame_Error)(nil),
 		(*Frame_Ok)(nil),
 		(*Frame_Challenge)(nil),

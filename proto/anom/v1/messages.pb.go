@@ -601,11 +601,18 @@ func (x *CreateGroup) GetGroupId() []byte {
 // proposals inline; application messages must be PrivateMessages. A
 // commit that adds members carries the Welcome for them. The answer, Sent,
 // comes only once the message is durable.
+//
+// Under an escrow policy every application message carries its escrow
+// record: an escrow.SignedRecord encoding, sealed from the MLS exporter and
+// signed by the sending device. The server checks it, countersigns it and
+// keeps it for the archive atomically with the message; a message without
+// a valid record is refused (ERROR_CODE_ESCROW_RECORD).
 type Send struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	Welcome       []byte                 `protobuf:"bytes,3,opt,name=welcome,proto3" json:"welcome,omitempty"`
+	EscrowRecord  []byte                 `protobuf:"bytes,4,opt,name=escrow_record,json=escrowRecord,proto3" json:"escrow_record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -657,6 +664,13 @@ func (x *Send) GetMessage() []byte {
 func (x *Send) GetWelcome() []byte {
 	if x != nil {
 		return x.Welcome
+	}
+	return nil
+}
+
+func (x *Send) GetEscrowRecord() []byte {
+	if x != nil {
+		return x.EscrowRecord
 	}
 	return nil
 }
@@ -790,7 +804,11 @@ type GroupMessage struct {
 	// The devices added by this commit; they start reading at seq.
 	AddedDevices [][]byte `protobuf:"bytes,6,rep,name=added_devices,json=addedDevices,proto3" json:"added_devices,omitempty"`
 	// The group's epoch after this message.
-	Epoch         uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// An application message's escrow record as the server countersigned it
+	// (escrow.ServerRecord encoding); recipients re-derive it from what they
+	// decrypt and report a mismatch with ReportEscrowMismatch.
+	EscrowRecord  []byte `protobuf:"bytes,8,opt,name=escrow_record,json=escrowRecord,proto3" json:"escrow_record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +890,13 @@ func (x *GroupMessage) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *GroupMessage) GetEscrowRecord() []byte {
+	if x != nil {
+		return x.EscrowRecord
+	}
+	return nil
 }
 
 // Messages answers Fetch and is pushed when a group gets new messages.
@@ -1702,11 +1727,23 @@ func (*GetEscrowPolicy) Descriptor() ([]byte, []int) {
 }
 
 // EscrowPolicy answers GetEscrowPolicy. An empty policy means none has
-// been set yet.
+// been set yet. A policy (escrow.SignedPolicy encoding, signed by the
+// network root) is in the transparency log at log_index: log_entry is the
+// translog Entry encoding there and inclusion_proof proves it against
+// tree_head (a translog SignedTreeHead encoding). While a policy is set,
+// every application message needs an escrow record.
 type EscrowPolicy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        []byte                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
-	LogIndex      uint64                 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Policy         []byte                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	LogIndex       uint64                 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	LogEntry       []byte                 `protobuf:"bytes,3,opt,name=log_entry,json=logEntry,proto3" json:"log_entry,omitempty"`
+	InclusionProof []byte                 `protobuf:"bytes,4,opt,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
+	TreeHead       []byte                 `protobuf:"bytes,5,opt,name=tree_head,json=treeHead,proto3" json:"tree_head,omitempty"`
+	// The server's countersigning key (Ed25519) and the id its
+	// countersignatures carry; custodians and the archive check records
+	// with them.
+	ServerKeyId   string `protobuf:"bytes,6,opt,name=server_key_id,json=serverKeyId,proto3" json:"server_key_id,omitempty"`
+	ServerKey     []byte `protobuf:"bytes,7,opt,name=server_key,json=serverKey,proto3" json:"server_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1755,6 +1792,116 @@ func (x *EscrowPolicy) GetLogIndex() uint64 {
 	return 0
 }
 
+func (x *EscrowPolicy) GetLogEntry() []byte {
+	if x != nil {
+		return x.LogEntry
+	}
+	return nil
+}
+
+func (x *EscrowPolicy) GetInclusionProof() []byte {
+	if x != nil {
+		return x.InclusionProof
+	}
+	return nil
+}
+
+func (x *EscrowPolicy) GetTreeHead() []byte {
+	if x != nil {
+		return x.TreeHead
+	}
+	return nil
+}
+
+func (x *EscrowPolicy) GetServerKeyId() string {
+	if x != nil {
+		return x.ServerKeyId
+	}
+	return ""
+}
+
+func (x *EscrowPolicy) GetServerKey() []byte {
+	if x != nil {
+		return x.ServerKey
+	}
+	return nil
+}
+
+// ReportEscrowMismatch reports that the escrow record of a received
+// message is not the one the recipient re-derived from what it decrypted:
+// the sender sent a false escrow copy. The server logs it and records an
+// alert for the administrator. Answered with Ok.
+type ReportEscrowMismatch struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The message's sequence number in the group's log.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The sender the message came from.
+	SenderDevice []byte `protobuf:"bytes,3,opt,name=sender_device,json=senderDevice,proto3" json:"sender_device,omitempty"`
+	// The first part of the record that differs (escrow.MismatchError.Field).
+	Field         string `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportEscrowMismatch) Reset() {
+	*x = ReportEscrowMismatch{}
+	mi := &file_anom_v1_messages_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportEscrowMismatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportEscrowMismatch) ProtoMessage() {}
+
+func (x *ReportEscrowMismatch) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportEscrowMismatch.ProtoReflect.Descriptor instead.
+func (*ReportEscrowMismatch) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReportEscrowMismatch) GetGroupId() []byte {
+	if x != nil {
+		return x.GroupId
+	}
+	return nil
+}
+
+func (x *ReportEscrowMismatch) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReportEscrowMismatch) GetSenderDevice() []byte {
+	if x != nil {
+		return x.SenderDevice
+	}
+	return nil
+}
+
+func (x *ReportEscrowMismatch) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
 // RequestBlobUpload asks for the capabilities of a new blob.
 type RequestBlobUpload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1765,7 +1912,7 @@ type RequestBlobUpload struct {
 
 func (x *RequestBlobUpload) Reset() {
 	*x = RequestBlobUpload{}
-	mi := &file_anom_v1_messages_proto_msgTypes[30]
+	mi := &file_anom_v1_messages_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1924,7 @@ func (x *RequestBlobUpload) String() string {
 func (*RequestBlobUpload) ProtoMessage() {}
 
 func (x *RequestBlobUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[30]
+	mi := &file_anom_v1_messages_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1937,7 @@ func (x *RequestBlobUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestBlobUpload.ProtoReflect.Descriptor instead.
 func (*RequestBlobUpload) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{30}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RequestBlobUpload) GetSize() uint64 {
@@ -1816,7 +1963,7 @@ type BlobGrant struct {
 
 func (x *BlobGrant) Reset() {
 	*x = BlobGrant{}
-	mi := &file_anom_v1_messages_proto_msgTypes[31]
+	mi := &file_anom_v1_messages_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1975,7 @@ func (x *BlobGrant) String() string {
 func (*BlobGrant) ProtoMessage() {}
 
 func (x *BlobGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[31]
+	mi := &file_anom_v1_messages_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1988,7 @@ func (x *BlobGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobGrant.ProtoReflect.Descriptor instead.
 func (*BlobGrant) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{31}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BlobGrant) GetId() string {
@@ -1892,7 +2039,7 @@ type ApproveDevice struct {
 
 func (x *ApproveDevice) Reset() {
 	*x = ApproveDevice{}
-	mi := &file_anom_v1_messages_proto_msgTypes[32]
+	mi := &file_anom_v1_messages_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2051,7 @@ func (x *ApproveDevice) String() string {
 func (*ApproveDevice) ProtoMessage() {}
 
 func (x *ApproveDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[32]
+	mi := &file_anom_v1_messages_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2064,7 @@ func (x *ApproveDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveDevice.ProtoReflect.Descriptor instead.
 func (*ApproveDevice) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{32}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApproveDevice) GetApproval() []byte {
@@ -1942,7 +2089,7 @@ type DeviceAdded struct {
 
 func (x *DeviceAdded) Reset() {
 	*x = DeviceAdded{}
-	mi := &file_anom_v1_messages_proto_msgTypes[33]
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2101,7 @@ func (x *DeviceAdded) String() string {
 func (*DeviceAdded) ProtoMessage() {}
 
 func (x *DeviceAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[33]
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2114,7 @@ func (x *DeviceAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceAdded.ProtoReflect.Descriptor instead.
 func (*DeviceAdded) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{33}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeviceAdded) GetUsername() string {
@@ -2008,7 +2155,7 @@ type SetGroupTimer struct {
 
 func (x *SetGroupTimer) Reset() {
 	*x = SetGroupTimer{}
-	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	mi := &file_anom_v1_messages_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2167,7 @@ func (x *SetGroupTimer) String() string {
 func (*SetGroupTimer) ProtoMessage() {}
 
 func (x *SetGroupTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	mi := &file_anom_v1_messages_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2180,7 @@ func (x *SetGroupTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupTimer.ProtoReflect.Descriptor instead.
 func (*SetGroupTimer) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{34}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetGroupTimer) GetGroupId() []byte {
@@ -2091,18 +2238,19 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\vlast_resort\x18\x02 \x01(\bR\n" +
 	"lastResort\"(\n" +
 	"\vCreateGroup\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\fR\agroupId\"U\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\"z\n" +
 	"\x04Send\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
-	"\awelcome\x18\x03 \x01(\fR\awelcome\".\n" +
+	"\awelcome\x18\x03 \x01(\fR\awelcome\x12#\n" +
+	"\rescrow_record\x18\x04 \x01(\fR\fescrowRecord\".\n" +
 	"\x04Sent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"H\n" +
 	"\x05Fetch\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x10\n" +
-	"\x03max\x18\x03 \x01(\rR\x03max\"\xcd\x01\n" +
+	"\x03max\x18\x03 \x01(\rR\x03max\"\xf2\x01\n" +
 	"\fGroupMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12#\n" +
@@ -2110,7 +2258,8 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\fR\amessage\x12\x18\n" +
 	"\awelcome\x18\x05 \x01(\fR\awelcome\x12#\n" +
 	"\radded_devices\x18\x06 \x03(\fR\faddedDevices\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x04R\x05epoch\"l\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12#\n" +
+	"\rescrow_record\x18\b \x01(\fR\fescrowRecord\"l\n" +
 	"\bMessages\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x121\n" +
 	"\bmessages\x18\x02 \x03(\v2\x15.anom.v1.GroupMessageR\bmessages\x12\x12\n" +
@@ -2160,10 +2309,21 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\vWipeConfirm\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x11\n" +
-	"\x0fGetEscrowPolicy\"C\n" +
+	"\x0fGetEscrowPolicy\"\xe9\x01\n" +
 	"\fEscrowPolicy\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\fR\x06policy\x12\x1b\n" +
-	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\"'\n" +
+	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12\x1b\n" +
+	"\tlog_entry\x18\x03 \x01(\fR\blogEntry\x12'\n" +
+	"\x0finclusion_proof\x18\x04 \x01(\fR\x0einclusionProof\x12\x1b\n" +
+	"\ttree_head\x18\x05 \x01(\fR\btreeHead\x12\"\n" +
+	"\rserver_key_id\x18\x06 \x01(\tR\vserverKeyId\x12\x1d\n" +
+	"\n" +
+	"server_key\x18\a \x01(\fR\tserverKey\"~\n" +
+	"\x14ReportEscrowMismatch\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12#\n" +
+	"\rsender_device\x18\x03 \x01(\fR\fsenderDevice\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field\"'\n" +
 	"\x11RequestBlobUpload\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\"\x8f\x01\n" +
 	"\tBlobGrant\x12\x0e\n" +
@@ -2195,43 +2355,44 @@ func file_anom_v1_messages_proto_rawDescGZIP() []byte {
 	return file_anom_v1_messages_proto_rawDescData
 }
 
-var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_anom_v1_messages_proto_goTypes = []any{
-	(*Hello)(nil),             // 0: anom.v1.Hello
-	(*Challenge)(nil),         // 1: anom.v1.Challenge
-	(*Auth)(nil),              // 2: anom.v1.Auth
-	(*Activate)(nil),          // 3: anom.v1.Activate
-	(*Authenticated)(nil),     // 4: anom.v1.Authenticated
-	(*UploadKeyPackages)(nil), // 5: anom.v1.UploadKeyPackages
-	(*KeyPackagesStored)(nil), // 6: anom.v1.KeyPackagesStored
-	(*ClaimKeyPackage)(nil),   // 7: anom.v1.ClaimKeyPackage
-	(*KeyPackage)(nil),        // 8: anom.v1.KeyPackage
-	(*CreateGroup)(nil),       // 9: anom.v1.CreateGroup
-	(*Send)(nil),              // 10: anom.v1.Send
-	(*Sent)(nil),              // 11: anom.v1.Sent
-	(*Fetch)(nil),             // 12: anom.v1.Fetch
-	(*GroupMessage)(nil),      // 13: anom.v1.GroupMessage
-	(*Messages)(nil),          // 14: anom.v1.Messages
-	(*Ack)(nil),               // 15: anom.v1.Ack
-	(*ListGroups)(nil),        // 16: anom.v1.ListGroups
-	(*GroupState)(nil),        // 17: anom.v1.GroupState
-	(*Groups)(nil),            // 18: anom.v1.Groups
-	(*Lookup)(nil),            // 19: anom.v1.Lookup
-	(*DeviceEntry)(nil),       // 20: anom.v1.DeviceEntry
-	(*Directory)(nil),         // 21: anom.v1.Directory
-	(*GetTreeHead)(nil),       // 22: anom.v1.GetTreeHead
-	(*TreeHead)(nil),          // 23: anom.v1.TreeHead
-	(*GetLogEntries)(nil),     // 24: anom.v1.GetLogEntries
-	(*LogEntries)(nil),        // 25: anom.v1.LogEntries
-	(*Wipe)(nil),              // 26: anom.v1.Wipe
-	(*WipeConfirm)(nil),       // 27: anom.v1.WipeConfirm
-	(*GetEscrowPolicy)(nil),   // 28: anom.v1.GetEscrowPolicy
-	(*EscrowPolicy)(nil),      // 29: anom.v1.EscrowPolicy
-	(*RequestBlobUpload)(nil), // 30: anom.v1.RequestBlobUpload
-	(*BlobGrant)(nil),         // 31: anom.v1.BlobGrant
-	(*ApproveDevice)(nil),     // 32: anom.v1.ApproveDevice
-	(*DeviceAdded)(nil),       // 33: anom.v1.DeviceAdded
-	(*SetGroupTimer)(nil),     // 34: anom.v1.SetGroupTimer
+	(*Hello)(nil),                // 0: anom.v1.Hello
+	(*Challenge)(nil),            // 1: anom.v1.Challenge
+	(*Auth)(nil),                 // 2: anom.v1.Auth
+	(*Activate)(nil),             // 3: anom.v1.Activate
+	(*Authenticated)(nil),        // 4: anom.v1.Authenticated
+	(*UploadKeyPackages)(nil),    // 5: anom.v1.UploadKeyPackages
+	(*KeyPackagesStored)(nil),    // 6: anom.v1.KeyPackagesStored
+	(*ClaimKeyPackage)(nil),      // 7: anom.v1.ClaimKeyPackage
+	(*KeyPackage)(nil),           // 8: anom.v1.KeyPackage
+	(*CreateGroup)(nil),          // 9: anom.v1.CreateGroup
+	(*Send)(nil),                 // 10: anom.v1.Send
+	(*Sent)(nil),                 // 11: anom.v1.Sent
+	(*Fetch)(nil),                // 12: anom.v1.Fetch
+	(*GroupMessage)(nil),         // 13: anom.v1.GroupMessage
+	(*Messages)(nil),             // 14: anom.v1.Messages
+	(*Ack)(nil),                  // 15: anom.v1.Ack
+	(*ListGroups)(nil),           // 16: anom.v1.ListGroups
+	(*GroupState)(nil),           // 17: anom.v1.GroupState
+	(*Groups)(nil),               // 18: anom.v1.Groups
+	(*Lookup)(nil),               // 19: anom.v1.Lookup
+	(*DeviceEntry)(nil),          // 20: anom.v1.DeviceEntry
+	(*Directory)(nil),            // 21: anom.v1.Directory
+	(*GetTreeHead)(nil),          // 22: anom.v1.GetTreeHead
+	(*TreeHead)(nil),             // 23: anom.v1.TreeHead
+	(*GetLogEntries)(nil),        // 24: anom.v1.GetLogEntries
+	(*LogEntries)(nil),           // 25: anom.v1.LogEntries
+	(*Wipe)(nil),                 // 26: anom.v1.Wipe
+	(*WipeConfirm)(nil),          // 27: anom.v1.WipeConfirm
+	(*GetEscrowPolicy)(nil),      // 28: anom.v1.GetEscrowPolicy
+	(*EscrowPolicy)(nil),         // 29: anom.v1.EscrowPolicy
+	(*ReportEscrowMismatch)(nil), // 30: anom.v1.ReportEscrowMismatch
+	(*RequestBlobUpload)(nil),    // 31: anom.v1.RequestBlobUpload
+	(*BlobGrant)(nil),            // 32: anom.v1.BlobGrant
+	(*ApproveDevice)(nil),        // 33: anom.v1.ApproveDevice
+	(*DeviceAdded)(nil),          // 34: anom.v1.DeviceAdded
+	(*SetGroupTimer)(nil),        // 35: anom.v1.SetGroupTimer
 }
 var file_anom_v1_messages_proto_depIdxs = []int32{
 	13, // 0: anom.v1.Messages.messages:type_name -> anom.v1.GroupMessage
@@ -2255,7 +2416,7 @@ func file_anom_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_anom_v1_messages_proto_rawDesc), len(file_anom_v1_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

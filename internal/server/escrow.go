@@ -1,0 +1,372 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"anom/escrow"
+	"anom/internal/identity"
+	"anom/internal/store"
+	"anom/internal/translog"
+	"anom/mls"
+	anomv1 "anom/proto/anom/v1"
+)
+
+// The disclosed escrow at the server: the signed policy (appended to the
+// transparency log and served with its inclusion proof), the check and
+// countersignature of every application message's escrow record, and the
+// durable outbox the archive pulls from (outbox.go). Alerts of false
+// records reported by recipients are in alerts.go.
+
+// Storage of the escrow.
+const (
+	bucketEscrow = "escrow" // "policy" -> policyRecord, "seq" -> uint64, "cert/<dev>/<serial>" -> {}
+	logOutbox    = "escrow.outbox"
+	slotLogPre   = "escrow.slot." // + slot hex: one entry per message slot that has a record
+
+	keyPolicy = "policy"
+	keySeq    = "seq"
+
+	// seqBlock is how many countersignature sequence numbers are reserved
+	// with one durable write; a restart skips what was left of a block.
+	seqBlock = 4096
+)
+
+// DefaultEscrowClockSkew is how far a record's claimed sending time may be
+// from the server's clock when Config.EscrowClockSkew is zero.
+const DefaultEscrowClockSkew = 10 * time.Minute
+
+type policyRecord struct {
+	Hash     string `json:"hash"`
+	Version  uint32 `json:"version"`
+	LogIndex uint64 `json:"log_index"`
+}
+
+// escrowState is the server's escrow: set when Config.EscrowPolicy is.
+type escrowState struct {
+	raw      []byte // the signed policy as configured
+	policy   *escrow.Policy
+	logIndex uint64
+	key      ed25519.PrivateKey
+	id       string
+	network  []byte // the records' network id: the root public key
+	skew     time.Duration
+
+	seqMu   sync.Mutex
+	seqNext uint64 // last sequence handed out
+	seqEnd  uint64 // last sequence reserved durably
+
+	certMu   sync.Mutex
+	certSent map[string]bool // "<dev hex>/<serial>" forwarded to the outbox
+}
+
+// DeriveEscrowKey derives the server's escrow countersigning key from the
+// network root key (HKDF-SHA256 with its own label), so that a server needs
+// no further secret and the admin can print its public half.
+func DeriveEscrowKey(root *identity.RootKey) (ed25519.PrivateKey, error) {
+	seed, err := hkdf.Key(sha256.New, root.Seed(), nil, "anom escrow server countersigning key v1", ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the escrow key: %w", err)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// EscrowNetworkID is the network id in escrow records: the root public key.
+func EscrowNetworkID(root identity.RootPublicKey) []byte { return bytes.Clone(root) }
+
+// initEscrow loads the configured policy, appends it to the transparency
+// log if this version is not there yet, and prepares countersigning.
+func (s *Server) initEscrow(ctx context.Context) error {
+	if len(s.cfg.EscrowPolicy) == 0 {
+		return nil
+	}
+	sp, err := escrow.ParseSignedPolicy(s.cfg.EscrowPolicy)
+	if err != nil {
+		return fmt.Errorf("loading escrow policy: %w", err)
+	}
+	p, err := sp.Verify(ed25519.PublicKey(s.rootPub))
+	if err != nil {
+		return fmt.Errorf("loading escrow policy: %w", err)
+	}
+	e := &escrowState{raw: bytes.Clone(s.cfg.EscrowPolicy), policy: p, key: s.cfg.EscrowKey, id: s.cfg.EscrowServerID,
+		network: EscrowNetworkID(s.rootPub), skew: s.cfg.EscrowClockSkew, certSent: map[string]bool{}}
+	if e.key == nil {
+		if e.key, err = DeriveEscrowKey(s.root); err != nil {
+			return err
+		}
+	}
+	if len(e.key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("loading escrow policy: countersigning key is %d bytes", len(e.key))
+	}
+	if e.id == "" {
+		e.id = s.name
+	}
+	if len(e.id) > escrow.MaxServerID {
+		return fmt.Errorf("loading escrow policy: server id %q longer than %d bytes", e.id, escrow.MaxServerID)
+	}
+	if e.skew <= 0 {
+		e.skew = DefaultEscrowClockSkew
+	}
+	if e.logIndex, err = s.logPolicy(ctx, p, e.raw); err != nil {
+		return err
+	}
+	switch ent, err := s.st.Get(ctx, bucketEscrow, keySeq); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("loading escrow sequence: %w", err)
+	case len(ent.Value) != 8:
+		return fmt.Errorf("loading escrow sequence: %w: %d bytes", store.ErrCorrupt, len(ent.Value))
+	default:
+		e.seqNext = binary.BigEndian.Uint64(ent.Value)
+		e.seqEnd = e.seqNext
+	}
+	s.esc = e
+	s.log.Info("escrow policy in force", "version", p.Version, "log_index", e.logIndex, "summary", p.Summary(),
+		"server_key_id", e.id, "server_key", hex.EncodeToString(e.key.Public().(ed25519.PublicKey)))
+	return nil
+}
+
+// logPolicy appends the policy to the transparency log unless this very
+// policy is already there, and returns its index. A policy whose version
+// is not above the logged one is refused.
+func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (uint64, error) {
+	sum := sha256.Sum256(raw)
+	h := hex.EncodeToString(sum[:])
+	s.tlogMu.Lock()
+	defer s.tlogMu.Unlock()
+	var rec policyRecord
+	ent, err := s.st.Get(ctx, bucketEscrow, keyPolicy)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return 0, fmt.Errorf("loading logged escrow policy: %w", err)
+	default:
+		if err := decodeRecord(ent, &rec); err != nil {
+			return 0, err
+		}
+		if rec.Hash == h {
+			return rec.LogIndex, nil
+		}
+		if p.Version <= rec.Version {
+			return 0, fmt.Errorf("loading escrow policy: version %d is not above the logged version %d", p.Version, rec.Version)
+		}
+	}
+	idx, err := s.tlog.Append(ctx, translog.Entry{Kind: translog.KindEscrowPolicy, Payload: raw})
+	if err != nil {
+		return 0, fmt.Errorf("logging escrow policy: %w", err)
+	}
+	if _, err := s.st.Put(ctx, bucketEscrow, keyPolicy, encodeRecord(policyRecord{Hash: h, Version: p.Version, LogIndex: idx})); err != nil {
+		return 0, fmt.Errorf("recording logged escrow policy: %w", err)
+	}
+	s.log.Info("escrow policy appended to the transparency log", "version", p.Version, "index", idx)
+	return idx, nil
+}
+
+// EscrowServerKey returns the id and public key of the server's
+// countersignatures; ok is false when no escrow policy is set.
+func (s *Server) EscrowServerKey() (id string, key ed25519.PublicKey, ok bool) {
+	if s.esc == nil {
+		return "", nil, false
+	}
+	return s.esc.id, s.esc.key.Public().(ed25519.PublicKey), true
+}
+
+// escrowPolicy answers GetEscrowPolicy: the policy with its log entry and
+// an inclusion proof against the current signed tree head.
+func (s *Server) escrowPolicy(ctx context.Context) (*anomv1.EscrowPolicy, error) {
+	if s.esc == nil {
+		return &anomv1.EscrowPolicy{}, nil
+	}
+	e := s.esc
+	sth, head, err := s.signedHead()
+	if err != nil {
+		return nil, err
+	}
+	proof, err := s.tlog.InclusionProof(e.logIndex, sth.Size)
+	if err != nil {
+		return nil, fmt.Errorf("proving inclusion of the escrow policy: %w", err)
+	}
+	pb, err := proof.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding inclusion proof: %w", err)
+	}
+	entry, err := s.tlog.Entries(ctx, e.logIndex, e.logIndex+1)
+	if err != nil || len(entry) != 1 {
+		return nil, fmt.Errorf("reading log entry %d of the escrow policy: %w", e.logIndex, err)
+	}
+	return &anomv1.EscrowPolicy{Policy: e.raw, LogIndex: e.logIndex, LogEntry: entry[0], InclusionProof: pb, TreeHead: head,
+		ServerKeyId: e.id, ServerKey: e.key.Public().(ed25519.PublicKey)}, nil
+}
+
+// nextEscrowSeq hands out the next countersignature sequence number,
+// reserving a block durably when the current one is used up.
+func (s *Server) nextEscrowSeq(ctx context.Context) (uint64, error) {
+	e := s.esc
+	e.seqMu.Lock()
+	defer e.seqMu.Unlock()
+	if e.seqNext >= e.seqEnd {
+		end := e.seqEnd + seqBlock
+		if _, err := s.st.Put(ctx, bucketEscrow, keySeq, binary.BigEndian.AppendUint64(nil, end)); err != nil {
+			return 0, storeError(err, "reserving escrow sequence numbers")
+		}
+		e.seqEnd = end
+	}
+	e.seqNext++
+	return e.seqNext, nil
+}
+
+func escrowErr(format string, args ...any) *Error {
+	return errorf(anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, format, args...)
+}
+
+// checkRecord checks the device-signed record of an application message
+// about to be appended: the device's signature, and metadata that names
+// this network, group, epoch, the device and its leaf, with a claimed time
+// near the server's. (The generation and the ciphertext can only be
+// checked by the recipients, who decrypt.) Called with the group's read
+// lock.
+func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage, leaves []string, raw []byte) (*escrow.SignedRecord, [32]byte, error) {
+	var slot [32]byte
+	if len(raw) == 0 {
+		return nil, slot, escrowErr("the escrow policy requires an escrow record with every application message")
+	}
+	sr, err := escrow.ParseSignedRecord(raw)
+	if err != nil {
+		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "decoding escrow record", Err: err}
+	}
+	if err := sr.Verify(c.cert.Key); err != nil {
+		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record", Err: err}
+	}
+	m := &sr.Record.Metadata
+	leaf := int(m.SenderLeaf)
+	switch {
+	case !bytes.Equal(m.NetworkID, s.esc.network):
+		return nil, slot, escrowErr("escrow record for another network")
+	case !bytes.Equal(m.GroupID, groupID):
+		return nil, slot, escrowErr("escrow record for another group")
+	case m.Epoch != pm.Epoch:
+		return nil, slot, escrowErr("escrow record for epoch %d, message in epoch %d", m.Epoch, pm.Epoch)
+	case !bytes.Equal(m.SenderDevice, c.device[:]):
+		return nil, slot, escrowErr("escrow record names another sender device")
+	case leaf >= len(leaves) || leaves[leaf] != c.devHex:
+		return nil, slot, escrowErr("escrow record names leaf %d, which is not this device's", leaf)
+	}
+	if d := m.SentAt.Sub(s.now()); d > s.esc.skew || -d > s.esc.skew {
+		return nil, slot, escrowErr("escrow record claims %s, %s from the server's clock (limit %s)", m.SentAt.UTC().Format(time.RFC3339), d.Round(time.Second), s.esc.skew)
+	}
+	if slot, err = m.Slot(); err != nil {
+		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record", Err: err}
+	}
+	return sr, slot, nil
+}
+
+// appendEscrowed checks and countersigns the record of an application
+// message and appends, in one atomic write, the message to its group log,
+// the countersigned record (after the sender's certificate, the first time
+// the archive needs it) to the outbox, and the claim of the record's slot,
+// which fails if the slot already has a record. The message is
+// acknowledged only once all of it is durable. Called with the group's
+// read lock.
+func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage) (uint64, time.Time, error) {
+	signed, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	seq, err := s.nextEscrowSeq(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	now := s.now()
+	sr, err := escrow.Countersign(signed, []byte(s.esc.id), now, seq, s.esc.key)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("countersigning escrow record: %w", err)
+	}
+	srb, err := sr.MarshalBinary()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("encoding escrow record: %w", err)
+	}
+	gm.EscrowRecord = srb
+	b, err := proto.Marshal(gm)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("encoding group message: %w", err)
+	}
+	if len(b)+len(srb) > store.MaxValueSize {
+		return 0, time.Time{}, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message and escrow record of %d bytes; limit %d", len(b)+len(srb), store.MaxValueSize)
+	}
+	var out [][]byte
+	certKey := fmt.Sprintf("cert/%s/%016x", c.devHex, c.cert.Serial)
+	newCert, err := s.certUnsent(ctx, certKey)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if newCert {
+		out = append(out, outboxEntry(outboxCertificate, c.cert.Encode()))
+	}
+	out = append(out, outboxEntry(outboxRecord, srb))
+	slotLog := slotLogPre + hex.EncodeToString(slot[:])
+	start := time.Now()
+	firsts, err := s.st.AppendAll(ctx,
+		store.Append{Log: groupLog(gh), Entries: [][]byte{b}},
+		store.Append{Log: logOutbox, Entries: out},
+		store.Append{Log: slotLog, Entries: [][]byte{{1}}, Check: true, IfLast: 0},
+	)
+	s.metrics.storeCommit.Observe(time.Since(start).Seconds())
+	if err != nil {
+		var ce *store.ConflictError
+		if errors.As(err, &ce) && ce.Log == slotLog {
+			return 0, time.Time{}, escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
+				signed.Record.Metadata.Epoch, signed.Record.Metadata.SenderLeaf, signed.Record.Metadata.Generation)
+		}
+		return 0, time.Time{}, storeError(err, "appending message and escrow record")
+	}
+	if newCert {
+		s.certForwarded(ctx, certKey)
+	}
+	return firsts[0], s.now(), nil
+}
+
+// certUnsent reports whether a certificate has not yet been put in the
+// outbox.
+func (s *Server) certUnsent(ctx context.Context, key string) (bool, error) {
+	e := s.esc
+	e.certMu.Lock()
+	sent := e.certSent[key]
+	e.certMu.Unlock()
+	if sent {
+		return false, nil
+	}
+	_, err := s.st.Get(ctx, bucketEscrow, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, storeError(err, "escrow certificate")
+	}
+	e.certMu.Lock()
+	e.certSent[key] = true
+	e.certMu.Unlock()
+	return false, nil
+}
+
+// certForwarded notes a certificate as in the outbox. A failure only means
+// it is forwarded again (the archive drops duplicates).
+func (s *Server) certForwarded(ctx context.Context, key string) {
+	if _, err := s.st.Put(ctx, bucketEscrow, key, []byte{}); err != nil {
+		s.log.Warn("noting a forwarded certificate", "key", key, "err", err)
+		return
+	}
+	s.esc.certMu.Lock()
+	s.esc.certSent[key] = true
+	s.esc.certMu.Unlock()
+}
