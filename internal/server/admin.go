@@ -213,6 +213,7 @@ const (
 	SpoolCodes       SpoolKind = 2 // identity.CodeBatch
 	SpoolRevocation  SpoolKind = 3 // identity.Revocation
 	SpoolWipe        SpoolKind = 4 // identity.WipeCommand
+	SpoolApproval    SpoolKind = 5 // identity.DeviceApproval by the root
 )
 
 const spoolSuffix = ".req"
@@ -324,6 +325,12 @@ func (s *Server) applySpool(ctx context.Context, b []byte) error {
 			return err
 		}
 		return s.Wipe(ctx, w)
+	case SpoolApproval:
+		a, err := identity.DecodeDeviceApproval(payload)
+		if err != nil {
+			return err
+		}
+		return s.ApproveDevice(ctx, a)
 	}
 	return fmt.Errorf("unknown request kind %d", b[0])
 }

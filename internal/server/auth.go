@@ -143,14 +143,20 @@ func (c *session) activate(ctx context.Context, a *anomv1.Activate) (*anomv1.Fra
 	if err := proof.VerifyAuthResponse(c.s.name, ch, a.GetSignature()); err != nil {
 		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, err, "proof of possession")
 	}
-	if len(a.GetApproval()) > 0 {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "device approvals are not supported yet")
+	var approval *identity.DeviceApproval
+	if raw := a.GetApproval(); len(raw) > 0 {
+		if len(raw) > identity.MaxDeviceApprovalSize {
+			return nil, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "approval of %d bytes", len(raw))
+		}
+		if approval, err = identity.DecodeDeviceApproval(raw); err != nil {
+			return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "approval")
+		}
 	}
 	code, err := identity.ParseActivationCode(a.GetCode())
 	if err != nil {
 		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, err, "activation")
 	}
-	cert, idx, err := c.s.Activate(ctx, code, name, proof.Key)
+	cert, idx, err := c.s.activate(ctx, code, name, proof.Key, approval)
 	if err != nil {
 		return nil, err
 	}
@@ -165,8 +171,47 @@ func (c *session) activate(ctx context.Context, a *anomv1.Activate) (*anomv1.Fra
 // Activate consumes an activation code atomically and issues a device
 // certificate for username and key, valid for the code's months, then
 // appends it to the transparency log. It returns the certificate and its
-// log index.
+// log index. A username that exists takes a further device only with an
+// approval of key submitted before (ApproveDevice); see ActivateApproved.
 func (s *Server) Activate(ctx context.Context, code identity.ActivationCode, username string, key ed25519.PublicKey) (*identity.DeviceCertificate, uint64, error) {
+	return s.activate(ctx, code, username, key, nil)
+}
+
+// ActivateApproved is Activate for a further device of an existing user
+// with its approval (by one of the user's devices or the admin).
+func (s *Server) ActivateApproved(ctx context.Context, code identity.ActivationCode, username string, key ed25519.PublicKey, approval *identity.DeviceApproval) (*identity.DeviceCertificate, uint64, error) {
+	if approval == nil {
+		return nil, 0, errors.New("activating: no approval")
+	}
+	return s.activate(ctx, code, username, key, approval)
+}
+
+func (s *Server) activate(ctx context.Context, code identity.ActivationCode, username string, key ed25519.PublicKey, approval *identity.DeviceApproval) (*identity.DeviceCertificate, uint64, error) {
+	// A further device of an existing user needs an approval.
+	var user userRecord
+	ue, err := s.st.Get(ctx, bucketUsers, username)
+	exists := err == nil
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		approval = nil // a new user needs none
+	case err != nil:
+		return nil, 0, fmt.Errorf("looking up user %q: %w", username, err)
+	default:
+		if err := decodeRecord(ue, &user); err != nil {
+			return nil, 0, err
+		}
+		if approval == nil {
+			if approval, err = s.storedApproval(ctx, key); err != nil {
+				return nil, 0, err
+			}
+		}
+		if approval == nil {
+			return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN, "username %q is taken; a further device of it needs an approval", username)
+		}
+		if err := s.checkApproval(ctx, approval, username, key); err != nil {
+			return nil, 0, err
+		}
+	}
 	h := code.Hash()
 	codeKey := hex.EncodeToString(h[:])
 	e, err := s.st.Get(ctx, bucketCodes, codeKey)
@@ -201,20 +246,37 @@ func (s *Server) Activate(ctx context.Context, code identity.ActivationCode, use
 		return nil, 0, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "certificate")
 	}
 	devHex := id.String()
-	_, err = s.st.Txn(ctx,
+	keyHex := hex.EncodeToString(key)
+	devRec := deviceRecord{Cert: cert.Encode()}
+	userOp := store.CreateOp(bucketUsers, username, encodeRecord(userRecord{Devices: []string{devHex}}))
+	if exists {
+		devRec.Approval = approval.Encode()
+		user.Devices = append(user.Devices, devHex)
+		userOp = store.UpdateOp(bucketUsers, username, encodeRecord(user), ue.Revision)
+	}
+	ops := []store.Op{
 		store.DeleteOp(bucketCodes, codeKey, e.Revision),
-		store.CreateOp(bucketUsers, username, encodeRecord(userRecord{Devices: []string{devHex}})),
-		store.CreateOp(bucketDevices, devHex, encodeRecord(deviceRecord{Cert: cert.Encode()})),
+		userOp,
+		store.CreateOp(bucketDevices, devHex, encodeRecord(devRec)),
 		store.CreateOp(bucketPending, devHex, []byte("{}")),
-	)
-	if err != nil {
+		store.CreateOp(bucketKeys, keyHex, []byte(devHex)),
+	}
+	if exists {
+		ops = append(ops, store.DeleteOp(bucketApprovals, keyHex, 0))
+	}
+	if _, err = s.st.Txn(ctx, ops...); err != nil {
 		var te *store.TxnError
 		if errors.As(err, &te) {
 			switch te.Index {
 			case 0:
 				return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "activation code already used")
 			case 1:
+				if exists {
+					return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "user %q changed meanwhile; retry", username)
+				}
 				return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN, "username %q is taken", username)
+			case 4:
+				return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "signature key already used by a device")
 			}
 		}
 		return nil, 0, fmt.Errorf("recording activation: %w", err)
@@ -223,6 +285,11 @@ func (s *Server) Activate(ctx context.Context, code identity.ActivationCode, use
 	if err != nil {
 		return nil, 0, err
 	}
-	s.log.Info("device activated", "device", devHex, "username", username, "distributor", cr.Distributor, "until", cert.NotAfter)
+	if exists {
+		s.log.Info("further device activated", "device", devHex, "username", username, "approved_by", approval.Kind.String(), "approver", approval.Approver, "distributor", cr.Distributor, "until", cert.NotAfter)
+		s.announceDevice(ctx, cert, idx)
+	} else {
+		s.log.Info("device activated", "device", devHex, "username", username, "distributor", cr.Distributor, "until", cert.NotAfter)
+	}
 	return cert, idx, nil
 }

@@ -73,10 +73,16 @@ func (s *Server) appendCertificate(ctx context.Context, cert *identity.DeviceCer
 	if rec.Logged {
 		return rec.LogIndex, nil
 	}
-	idx, err := s.tlog.Append(ctx, translog.Entry{Kind: translog.KindDeviceCertificate, Payload: cert.Encode()})
+	entries := []translog.Entry{{Kind: translog.KindDeviceCertificate, Payload: cert.Encode()}}
+	if len(rec.Approval) > 0 {
+		// The approval goes in just before the certificate it approves.
+		entries = append([]translog.Entry{{Kind: translog.KindDeviceApproval, Payload: rec.Approval}}, entries...)
+	}
+	first, err := s.tlog.AppendBatch(ctx, entries)
 	if err != nil {
 		return 0, fmt.Errorf("logging certificate of %s: %w", key, err)
 	}
+	idx := first + uint64(len(entries)) - 1
 	rec.LogIndex, rec.Logged = idx, true
 	if _, err := s.st.Txn(ctx, store.UpdateOp(bucketDevices, key, encodeRecord(rec), e.Revision), store.DeleteOp(bucketPending, key, 0)); err != nil {
 		return 0, fmt.Errorf("recording log index of %s: %w", key, err)

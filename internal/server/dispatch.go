@@ -119,6 +119,9 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 	case *anomv1.Frame_ReportEscrowMismatch:
 		r, err := c.s.reportMismatch(ctx, c, b.ReportEscrowMismatch)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
+	case *anomv1.Frame_ApproveDevice:
+		r, err := c.s.approveDevice(ctx, c, b.ApproveDevice)
+		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_SetGroupTimer:
 		r, err := c.s.setGroupTimer(ctx, c, b.SetGroupTimer)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })

@@ -53,6 +53,9 @@ func FuzzFrame(f *testing.F) {
 	app, _ := g.Encrypt([]byte("hi"), nil)
 	pc, _ := g.Commit(mls.CommitOptions{})
 
+	pub2, _, _ := ed25519.GenerateKey(rand.Reader)
+	preq, _ := identity.NewPairingRequest("fuzzer", pub2, rand.Reader)
+	approval, _ := identity.ApproveDevice(priv, cert, preq, srv.now())
 	seeds := []*anomv1.Frame{
 		{Id: 1, Body: &anomv1.Frame_Hello{Hello: &anomv1.Hello{Version: 1}}},
 		{Id: 2, Body: &anomv1.Frame_Auth{Auth: &anomv1.Auth{Certificate: cert.Encode(), Signature: make([]byte, 64)}}},
@@ -72,6 +75,8 @@ func FuzzFrame(f *testing.F) {
 		{Id: 16, Body: &anomv1.Frame_GetEscrowPolicy{GetEscrowPolicy: &anomv1.GetEscrowPolicy{}}},
 		{Id: 17, Body: &anomv1.Frame_RequestBlobUpload{RequestBlobUpload: &anomv1.RequestBlobUpload{Size: 10}}},
 		{Id: 18, Body: &anomv1.Frame_Sent{Sent: &anomv1.Sent{}}},
+		{Id: 20, Body: &anomv1.Frame_ApproveDevice{ApproveDevice: &anomv1.ApproveDevice{Approval: approval.Encode()}}},
+		{Id: 21, Body: &anomv1.Frame_Activate{Activate: &anomv1.Activate{Code: code.String(), Username: "fuzzer", SignatureKey: pub2, Approval: approval.Encode()}}},
 		{Id: 19, Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: gid("fuzz-group"), Seconds: 60}}},
 	}
 	for _, s := range seeds {

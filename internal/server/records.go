@@ -25,6 +25,7 @@ const (
 	bucketTimers       = "timers"       // group hex -> timerRecord
 	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a commit trimmed by the timer
 	bucketApprovals    = "approvals"    // key hex -> encoded identity.DeviceApproval, until used or expired
+	bucketKeys         = "keys"         // signature key hex -> device hex (a key certifies one device)
 
 	logTranslog = "translog"
 	groupLogPre = "g."
@@ -34,6 +35,9 @@ type deviceRecord struct {
 	Cert     []byte `json:"cert"`
 	LogIndex uint64 `json:"log_index"`
 	Logged   bool   `json:"logged"`
+	// Approval is the encoded identity.DeviceApproval of a further device
+	// of a user, logged just before the certificate.
+	Approval []byte `json:"approval,omitempty"`
 }
 
 type userRecord struct {

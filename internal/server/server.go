@@ -90,8 +90,8 @@ type Config struct {
 	// logged and kept in the store (Alerts).
 	AlertDir string
 	// SpoolDir is a directory the server polls for admin commands written
-	// by `anom admin` (revocations, wipes, distributors, code batches);
-	// "" means none.
+	// by `anom admin` (revocations, wipes, distributors, code batches,
+	// device approvals); "" means none.
 	SpoolDir string
 	// SweepInterval is how often retention, trimming, blob expiry and the
 	// spool are processed; 0 means one second for the spool and one
