@@ -350,6 +350,19 @@ func TestChatTmux(t *testing.T) {
 	bob.send("back")
 	alice.wait("] bob: back")
 
+	// The kill switch and revocation, from the administrator.
+	n.run("admin", "wipe", alice.device(), "--data", "net")
+	alice.wait("!!! THIS DEVICE WAS WIPED (remote wipe): its keys and messages are gone !!!")
+	alice.wait("EXITED 0")
+	if _, err := os.Stat(filepath.Join(n.dir, "alice")); !os.IsNotExist(err) {
+		t.Errorf("alice's state directory survived the remote wipe: %v", err)
+	}
+	n.run("admin", "revoke", bob.device(), "--data", "net")
+	bob.wait("!!! this device was REVOKED by the network administrator; it can no longer connect !!!")
+	bob.wait("EXITED 1")
+	bob = n.start("bob")
+	bob.wait("anom chat: this device has been revoked by the network administrator")
+
 	// Wipe: asked to confirm, then the device is gone.
 	carol.expect("/wipe", "Type /wipe confirm to go ahead")
 	carol.expect("/wipe confirm", "EXITED 0")

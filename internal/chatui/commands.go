@@ -492,8 +492,7 @@ func (s *Session) setTimer(ctx context.Context, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	content := &client.Content{Kind: client.KindTimer, Timer: d}
-	if err := s.c.Send(ctx, ch.id, content); err != nil {
+	if err := s.c.SetTimer(ctx, ch.id, d); err != nil {
 		return fmt.Errorf("setting the timer: %w", err)
 	}
 	if d == 0 {

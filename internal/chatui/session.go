@@ -112,6 +112,29 @@ func (s *Session) end(why string) {
 	})
 }
 
+// Session endings that Run reports as errors.
+var (
+	ErrRevoked = errors.New("this device has been revoked by the network administrator")
+	ErrExpired = errors.New("the subscription of this device has expired")
+)
+
+// endErr is Run's result once the session has ended: nil for /quit and a
+// wipe, ErrRevoked or ErrExpired when the server refused the device.
+func (s *Session) endErr() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	switch s.doneWhy {
+	case "revoked":
+		return ErrRevoked
+	case "expired":
+		return ErrExpired
+	}
+	return nil
+}
+
 // printf writes whole lines to Out; it is safe from any goroutine.
 func (s *Session) printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -171,7 +194,7 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
-			return nil
+			return s.endErr()
 		case err := <-readErr:
 			if err != nil {
 				return fmt.Errorf("reading input: %w", err)
@@ -179,7 +202,7 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 			return nil
 		case line := <-lines:
 			if quit := s.Exec(ctx, line); quit {
-				return nil
+				return s.endErr()
 			}
 		case <-s.cfg.Events.signal:
 		}

@@ -1,0 +1,338 @@
+package chatui
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"anom/client"
+	"anom/internal/escrowtest"
+	"anom/internal/identity"
+	"anom/internal/server"
+	"anom/internal/store/pebble"
+)
+
+// Sessions over a real server on loopback TLS, driven through Exec (the
+// tmux test in cmd/anom drives the binary; this one runs under -race).
+
+type testNet struct {
+	t    *testing.T
+	root *identity.RootKey
+	dist *identity.DistributorKey
+	srv  *server.Server
+	net  client.Network
+}
+
+func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
+	t.Helper()
+	dist, err := identity.GenerateDistributorKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
+	st, err := pebble.Open("", pebble.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom",
+		EscrowPolicy: policy, SweepInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		st.Close()
+	})
+	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
+	if err := root.SignDistributorCertificate(dc); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddDistributor(context.Background(), dc); err != nil {
+		t.Fatal(err)
+	}
+	n := client.Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(caDER), Root: root.Public()}
+	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n}
+}
+
+func (n *testNet) code() string {
+	n.t.Helper()
+	c, _ := identity.NewActivationCode(rand.Reader)
+	b := &identity.CodeBatch{Distributor: "shop", Months: 12, Expires: time.Now().Add(time.Hour), Hashes: [][identity.CodeHashSize]byte{c.Hash()}}
+	if err := n.dist.SignCodeBatch(b); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
+		n.t.Fatal(err)
+	}
+	return c.String()
+}
+
+// lockedBuffer is the screen of a session.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type user struct {
+	t    *testing.T
+	name string
+	c    *client.Client
+	q    *Queue
+	s    *Session
+	out  *lockedBuffer
+}
+
+var testKDF = client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+
+func (n *testNet) user(name string) *user {
+	n.t.Helper()
+	u := &user{t: n.t, name: name, q: NewQueue(), out: &lockedBuffer{}}
+	c, err := client.Create(client.Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "1234", "")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	u.c = c
+	n.t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Activate(ctx, n.net, n.code(), name); err != nil {
+		n.t.Fatalf("activating %s: %v", name, err)
+	}
+	if u.s, err = New(Config{Client: c, Events: u.q, Out: u.out, Timeout: 20 * time.Second}); err != nil {
+		n.t.Fatal(err)
+	}
+	return u
+}
+
+// do runs a line and returns what it printed (with the events handled
+// meanwhile).
+func (u *user) do(line string) string {
+	u.t.Helper()
+	before := len(u.out.String())
+	u.s.Exec(context.Background(), line)
+	return u.out.String()[before:]
+}
+
+// wait handles events until the screen shows want.
+func (u *user) wait(want string) {
+	u.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(u.out.String(), want) {
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: %q not shown; screen:\n%s", u.name, want, u.out.String())
+		}
+		u.s.drainEvents(context.Background())
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustContain(t *testing.T, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("output lacks %q:\n%s", w, got)
+		}
+	}
+}
+
+func TestSessionChat(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	alice, bob := n.user("alice"), n.user("bob")
+
+	mustContain(t, alice.do("/chat bob"), "* chat 1 bob made with alice (you), bob and made current")
+	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat")
+	mustContain(t, alice.do("hello bob"), "] alice: hello bob")
+	bob.wait("] alice: hello bob")
+	bob.do("hi")
+	alice.wait("] bob: hi")
+	mustContain(t, alice.do("/chat bob"), "* chat 1 bob is now current", "] alice: hello bob", "] bob: hi")
+	mustContain(t, alice.do("/chat alice"), "error: that is you")
+
+	// Text from another member is shown, never obeyed: an escape
+	// sequence sent by a modified client is printed escaped.
+	ctx := context.Background()
+	gid := alice.s.chats[0].id
+	if err := alice.c.SendText(ctx, gid, "evil\x1b[2J\x1b]0;title\x07 text"); err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(`alice: evil\u001b[2J\u001b]0;title\u0007 text`)
+	if strings.ContainsRune(bob.out.String(), 0x1b) {
+		t.Fatalf("an escape character reached the screen:\n%q", bob.out.String())
+	}
+
+	// A hidden file name is made visible and cannot climb out of DIR.
+	data := []byte("#!/bin/sh\necho pwned\n")
+	if _, err := alice.c.SendAttachment(ctx, gid, bytes.NewReader(data), int64(len(data)), "", ".bashrc", 0); err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(`alice sent file ".bashrc" (21 B) #`)
+	var seq string
+	for _, l := range strings.Split(bob.out.String(), "\n") {
+		if i := strings.Index(l, `".bashrc" (21 B) #`); i >= 0 {
+			seq = strings.Fields(l[i+len(`".bashrc" (21 B) #`):])[0]
+			seq = strings.TrimSuffix(seq, ":")
+		}
+	}
+	dir := t.TempDir()
+	mustContain(t, bob.do("/get "+seq+" "+dir), "* saved #"+seq+" to "+filepath.Join(dir, "bashrc"))
+	mustContain(t, bob.do("/get "+seq+" "+dir), filepath.Join(dir, "bashrc (1)"))
+	if got, err := os.ReadFile(filepath.Join(dir, "bashrc")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("saved %q, %v", got, err)
+	}
+	mustContain(t, bob.do("/get 999 "+dir), "error: no message #999")
+	mustContain(t, bob.do("/send-file "+filepath.Join(dir, "missing")), "error: opening the file")
+	mustContain(t, bob.do("/send-file "+dir), "is not a regular file")
+
+	// Timer, members, switch by name and number, contacts.
+	mustContain(t, alice.do("/timer 60"), "* messages in chat 1 bob now disappear 1m0s after they arrive")
+	bob.wait("alice set disappearing messages to 1m0s")
+	mustContain(t, bob.do("/members"), "disappearing messages 1m0s", "2 user(s), 2 device(s)", "(this device)")
+	mustContain(t, alice.do("/timer off"), "are off")
+	mustContain(t, alice.do("/switch bob"), "* chat 1 bob is now current")
+	mustContain(t, alice.do("/switch 7"), `error: no chat "7"`)
+	mustContain(t, alice.do("/contacts"), "bob", "1 device(s), in chat(s) 1")
+	mustContain(t, alice.do("/whoami"), "You are alice, device ", "(connected)")
+	mustContain(t, alice.do("/policy"), "escrow policy: no escrow policy published yet")
+	mustContain(t, alice.do("/remove carol"), "error: carol is not in chat 1 bob")
+	mustContain(t, alice.do("/add nosuchuser"), "error: there is no user nosuchuser on this network")
+	mustContain(t, alice.do("/remove alice"), "error: you cannot remove yourself")
+
+	// Alerts from the client's events are printed prominently.
+	bob.q.Push(client.Event{Type: client.EventNewOwnDevice, Device: &identity.DeviceCertificate{Username: "bob"}})
+	bob.wait("!!! ALERT: device 00000000000000000000000000000000 was added under your name bob.")
+	mustContain(t, alice.do("/remove bob"), "* chat 1 (only you) now has alice (you)")
+	bob.wait("!!! you were removed from chat 1 alice !!!")
+	mustContain(t, bob.do("still there?"), "error: you are no longer in chat 1 alice")
+	mustContain(t, bob.do("/switch 1"), "error: you are no longer in chat 1 alice")
+
+	// Wipe asks first.
+	mustContain(t, bob.do("/wipe"), "Type /wipe confirm to go ahead")
+	if bob.s.endErr() != nil || isDone(bob.s) {
+		t.Fatal("/wipe alone ended the session")
+	}
+	mustContain(t, bob.do("/wipe confirm"), "* wiped:", "!!! THIS DEVICE WAS WIPED (user request)")
+	if !isDone(bob.s) {
+		t.Fatal("the session goes on after a wipe")
+	}
+}
+
+func isDone(s *Session) bool {
+	select {
+	case <-s.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func TestSessionGroup(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	alice, bob, carol := n.user("alice"), n.user("bob"), n.user("carol")
+	mustContain(t, alice.do("/group team bob,carol"), "* group chat 1 team made with alice (you), bob, carol and made current")
+	mustContain(t, alice.do("/group team bob"), "error: there is already a chat named team")
+	bob.wait("* you were added to chat 1 alice,carol")
+	carol.wait("* you were added to chat 1 alice,bob")
+	alice.do("hi all")
+	bob.wait("] alice: hi all")
+	carol.wait("] alice: hi all")
+	mustContain(t, bob.do("/chat carol"), "* chat 2 carol made")
+	bob.do("psst")
+	carol.wait("(chat 2 bob) bob: psst")
+	mustContain(t, carol.do("/switch alice,bob"), "* chat 1 alice,bob is now current")
+	mustContain(t, carol.do("/chats"), "* 1 alice,bob", "  2 bob")
+}
+
+func TestSessionPolicy(t *testing.T) {
+	fx := escrowtest.New(t, 1, 2, 3)
+	other := escrowtest.New(t, 2, 2, 3)
+	good, err := fx.Policy.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Policy.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		policy []byte
+		want   string
+	}{
+		{"none", nil, "escrow policy: no escrow policy published yet"},
+		{"valid", good, "escrow policy: every message is also sealed to the escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1; created 2026-01-01"},
+		{"foreign", foreign, "escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY"},
+		{"garbage", []byte("not a policy"), "escrow policy: published (12 bytes, transparency log entry 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newTestNet(t, fx.Root, tt.policy)
+			u := n.user("alice")
+			got := u.do("/policy")
+			mustContain(t, got, tt.want)
+			if strings.Count(got, "\n") != 1 {
+				t.Errorf("/policy printed %d lines: %q", strings.Count(got, "\n"), got)
+			}
+		})
+	}
+}
