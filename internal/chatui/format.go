@@ -11,6 +11,7 @@ import (
 
 	"anom/client"
 	"anom/escrow"
+	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -141,6 +142,15 @@ func (s *Session) policyLine(ctx context.Context) string {
 	if err != nil {
 		return "escrow policy: could not be fetched: " + oneLine(describe(err))
 	}
+	id, err := s.c.Identity()
+	if err != nil {
+		return "escrow policy: " + oneLine(describe(err))
+	}
+	return policyText(raw, index, id.Network.Root)
+}
+
+// policyText describes a served policy, verified with the pinned root key.
+func policyText(raw []byte, index uint64, root identity.RootPublicKey) string {
 	if len(raw) == 0 {
 		return "escrow policy: no escrow policy published yet"
 	}
@@ -150,11 +160,7 @@ func (s *Session) policyLine(ctx context.Context) string {
 	if err != nil {
 		return fmt.Sprintf("escrow policy: published (%d bytes, %s) but this client cannot read it: %s", len(raw), where, oneLine(err.Error()))
 	}
-	id, err := s.c.Identity()
-	if err != nil {
-		return "escrow policy: " + oneLine(describe(err))
-	}
-	p, err := sp.Verify([]byte(id.Network.Root))
+	p, err := sp.Verify([]byte(root))
 	if err != nil {
 		return fmt.Sprintf("escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY (%s): %s", where, oneLine(err.Error()))
 	}

@@ -303,14 +303,12 @@ func TestSessionGroup(t *testing.T) {
 	mustContain(t, carol.do("/chats"), "* 1 alice,bob", "  2 bob")
 }
 
+// TestSessionPolicy shows the policy the server publishes. (A policy not
+// signed by the root, or unreadable, is refused by server.New, so the
+// client's own checks of it cannot be reached here.)
 func TestSessionPolicy(t *testing.T) {
 	fx := escrowtest.New(t, 1, 2, 3)
-	other := escrowtest.New(t, 2, 2, 3)
 	good, err := fx.Policy.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign, err := other.Policy.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +319,6 @@ func TestSessionPolicy(t *testing.T) {
 	}{
 		{"none", nil, "escrow policy: no escrow policy published yet"},
 		{"valid", good, "escrow policy: every message is also sealed to the escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1; created 2026-01-01"},
-		{"foreign", foreign, "escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY"},
-		{"garbage", []byte("not a policy"), "escrow policy: published (12 bytes, transparency log entry 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,5 +330,35 @@ func TestSessionPolicy(t *testing.T) {
 				t.Errorf("/policy printed %d lines: %q", strings.Count(got, "\n"), got)
 			}
 		})
+	}
+}
+
+func TestPolicyText(t *testing.T) {
+	fx := escrowtest.New(t, 1, 2, 3)
+	other := escrowtest.New(t, 2, 2, 3)
+	good, err := fx.Policy.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Policy.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"none", nil, "escrow policy: no escrow policy published yet"},
+		{"valid", good, "escrow policy: every message is also sealed to the escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1; created 2026-01-01 (transparency log entry 7, sha256 "},
+		{"foreign", foreign, "escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY (transparency log entry 7"},
+		{"garbage", []byte("not a policy"), "escrow policy: published (12 bytes, transparency log entry 7, sha256 "},
+		{"truncated", good[:len(good)-1], "but this client cannot read it"},
+	}
+	for _, tt := range tests {
+		got := policyText(tt.raw, 7, fx.Root.Public())
+		if !strings.Contains(got, tt.want) || strings.Contains(got, "\n") {
+			t.Errorf("%s: policyText = %q, want it to contain %q on one line", tt.name, got, tt.want)
+		}
 	}
 }
