@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"anom/escrow"
 	"anom/internal/identity"
 	"anom/internal/translog"
 	"anom/mls"
@@ -62,6 +63,14 @@ type Client struct {
 	monitor *translog.Monitor
 	wiped   bool
 
+	// escrowPol is the escrow policy verified since connecting; nil
+	// until then (Send refuses).
+	escrowPol *policyState
+	// mismatches are false escrow records found, to report.
+	mismatches []EscrowMismatch
+	// tamperRecord, set by tests only, alters what a sent record seals.
+	tamperRecord func(m *escrow.Metadata, plaintext []byte) []byte
+
 	connMu sync.Mutex
 	conn   *conn
 	hc     *http.Client
@@ -73,6 +82,7 @@ type groupState struct {
 	g      *mls.Group
 	cursor uint64
 	timer  uint32
+	escrow escrowSecrets // loaded on first use
 }
 
 func (cfg *Config) defaults() (*slog.Logger, io.Reader, func() time.Time) {

@@ -46,7 +46,11 @@ func (c *shiftClock) now() time.Time {
 	return time.Now().Add(c.off)
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t *testing.T) *testNet { return newTestNetWith(t, nil) }
+
+// newTestNetWith is newTestNet with a change to the server's
+// configuration (made with the network's root key).
+func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -81,7 +85,11 @@ func newTestNet(t *testing.T) *testNet {
 		t.Fatal(err)
 	}
 	clock := &shiftClock{}
-	srv, err := server.New(context.Background(), server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond})
+	cfg := server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,14 @@ const (
 	EventDisconnected
 	// EventError: a message could not be processed (Err, Group set).
 	EventError
+	// EventEscrowPolicy: the network's escrow policy was verified for the
+	// first time or changed (Text describes it), or could not be verified
+	// (Err set; sending is disabled).
+	EventEscrowPolicy
+	// EventEscrowMismatch: a received message's escrow record is not the
+	// one its content gives (Group, Message, Mismatch set): the sender sent
+	// a false escrow copy. It has been reported to the server.
+	EventEscrowMismatch
 )
 
 // Event is something that happened to the device.
@@ -39,6 +47,8 @@ type Event struct {
 	Device  *identity.DeviceCertificate
 	Text    string
 	Err     error
+	// Mismatch is set with EventEscrowMismatch.
+	Mismatch *EscrowMismatch
 }
 
 // Message is a message of a group's history.

@@ -221,7 +221,7 @@ func (c *Client) saveGroup(gs *groupState) error {
 	if err := c.v.put(groupRecName(gs.g.GroupID()), rec.encode()); err != nil {
 		return fmt.Errorf("saving group: %w", err)
 	}
-	return nil
+	return c.noteEpochSecret(gs)
 }
 
 func (c *Client) decoder() CredentialDecoder {

@@ -39,8 +39,16 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 	if err != nil {
 		return fmt.Errorf("sending: %w", err)
 	}
+	if c.escrowPol == nil {
+		return fmt.Errorf("sending: %w", ErrEscrowPolicy)
+	}
 	for attempt := 0; ; attempt++ {
-		msg, err := gs.g.Encrypt(pt, nil)
+		// The record is sealed from the epoch's exporter, kept before
+		// the message can be sent.
+		if err := c.noteEpochSecret(gs); err != nil {
+			return err
+		}
+		msg, gen, err := gs.g.EncryptWithGeneration(pt, nil)
 		if err != nil {
 			return fmt.Errorf("sending: %w", err)
 		}
@@ -49,7 +57,22 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 		if err := c.saveGroup(gs); err != nil {
 			return err
 		}
-		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: msg.Encode()}}})
+		rec, err := c.sealRecord(gs, gen, content, pt)
+		if err != nil {
+			return fmt.Errorf("sending: %w", err)
+		}
+		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: msg.Encode(), EscrowRecord: rec}}})
+		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD) && attempt < 2 {
+			// The policy may have changed since the last sync: verify
+			// it again and seal a new message.
+			if err := c.syncEscrowPolicy(ctx, cn); err != nil {
+				return err
+			}
+			if c.escrowPol == nil {
+				return fmt.Errorf("sending: %w", ErrEscrowPolicy)
+			}
+			continue
+		}
 		if (IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE)) && attempt < 2 {
 			// The group moved on; catch up and encrypt in the new epoch.
 			if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
@@ -180,6 +203,9 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 			return err
 		}
 	}
+	if len(c.mismatches) > 0 {
+		c.reportMismatches(ctx, cn, gid)
+	}
 	if gs, ok := c.groups[string(gid)]; ok && len(msgs.GetMessages()) > 0 {
 		if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Ack{Ack: &anomv1.Ack{GroupId: gid, Seq: gs.cursor}}}); err != nil {
 			return fmt.Errorf("acknowledging: %w", err)
@@ -215,9 +241,10 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 			return fmt.Errorf("message %d: %w", m.GetSeq(), err)
 		}
 		sender, username := identity.DeviceID{}, ""
+		var senderCert *identity.DeviceCertificate
 		if rec.SenderCredential != nil {
 			if cert, err := identity.CertificateFromCredential(rec.SenderCredential); err == nil {
-				sender, username = cert.DeviceID, cert.Username
+				sender, username, senderCert = cert.DeviceID, cert.Username, cert
 			}
 		}
 		if !bytes.Equal(sender[:], m.GetSenderDevice()) {
@@ -231,6 +258,12 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 			gs.timer = uint32(content.Timer / time.Second)
 		}
 		c.emit(Event{Type: EventMessage, Group: gid, Message: h.message(gid, content)})
+		if mm := c.checkRecord(gs, m, rec, content, senderCert); mm != nil {
+			c.log.Warn("a false escrow record", "group", fmt.Sprintf("%x", gid), "seq", mm.Seq, "sender", mm.Sender, "field", mm.Field)
+			c.mismatches = append(c.mismatches, *mm)
+			c.emit(Event{Type: EventEscrowMismatch, Group: gid, Message: h.message(gid, content), Mismatch: mm,
+				Text: fmt.Sprintf("%s (%s) sent a false escrow copy of message %d (%s differs); reported to the server", username, sender, mm.Seq, mm.Field)})
+		}
 	}
 	return nil
 }

@@ -160,6 +160,9 @@ func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) erro
 	if err := c.watchLog(ctx, cn); err != nil {
 		return err
 	}
+	if err := c.syncEscrowPolicy(ctx, cn); err != nil {
+		return err
+	}
 	return c.catchUp(ctx, cn)
 }
 

@@ -1,0 +1,158 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/server"
+)
+
+// escrowPolicy deals a 2-of-3 escrow key and signs its policy with root.
+func escrowPolicy(t testing.TB, root ed25519.PrivateKey) []byte {
+	t.Helper()
+	d, err := escrow.Deal(rand.Reader, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &escrow.Policy{Version: 1, EscrowKey: d.PublicKey, Threshold: 2, Created: time.Now()}
+	for i, sh := range d.Shares {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		p.Custodians = append(p.Custodians, escrow.Custodian{Name: string(rune('A' + i)), Key: pub, Index: sh.Index, VerificationShare: d.VerificationShares[i]})
+	}
+	ipub, _, _ := ed25519.GenerateKey(rand.Reader)
+	p.Issuers = []escrow.Issuer{{Name: "Court", Key: ipub}}
+	sp, err := escrow.SignPolicy(p, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := sp.MarshalBinary()
+	return b
+}
+
+func newEscrowNet(t *testing.T) *testNet {
+	return newTestNetWith(t, func(c *server.Config) {
+		c.EscrowPolicy = escrowPolicy(t, c.Root.Signer())
+		c.EscrowServerID = "server-1"
+		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
+	})
+}
+
+func TestEscrowSendAndCheck(t *testing.T) {
+	n := newEscrowNet(t)
+	alice, bob := n.newDevice("alice"), n.newDevice("bob")
+	ctx := ctxT(t)
+	for _, d := range []*device{alice, bob} {
+		if e := d.wait(EventEscrowPolicy); e.Err != nil || !strings.Contains(e.Text, "2 of 3 custodians: A, B, C") {
+			t.Fatalf("%s: policy event %q %v", d.name, e.Text, e.Err)
+		}
+	}
+	info, err := alice.c.Escrow()
+	if err != nil || info.Policy == nil || info.ServerKeyID != "server-1" {
+		t.Fatalf("escrow info %+v %v", info, err)
+	}
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	notice, err := bob.c.EscrowNotice(g)
+	if err != nil || !strings.Contains(notice, info.Policy.Summary()) || !strings.Contains(notice, "transparency log entry") {
+		t.Fatalf("notice %q %v", notice, err)
+	}
+
+	// Honest messages, text and an attachment, pass every check.
+	if err := alice.c.SendText(ctx, g, "honest"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("honest")
+	photo := bytes.Repeat([]byte("photo bytes "), 5000)
+	if _, err := alice.c.SendAttachment(ctx, g, bytes.NewReader(photo), int64(len(photo)), "image/jpeg", "p.jpg", 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.wait(EventMessage); e.Message.Content.Kind != KindAttachment {
+		t.Fatalf("got %v", e.Message.Content.Kind)
+	}
+	if err := bob.c.SendText(ctx, g, "reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitText("reply")
+
+	// A device that believes there is no policy sends without a record:
+	// the server refuses it, the client verifies the policy again and
+	// resends with a record.
+	alice.c.mu.Lock()
+	alice.c.escrowPol = &policyState{}
+	alice.c.mu.Unlock()
+	if err := alice.c.SendText(ctx, g, "after refusal"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("after refusal")
+
+	// Alice's client turns false: its record seals another text. Bob
+	// catches it, is told, and the server records an alert.
+	alice.c.mu.Lock()
+	alice.c.tamperRecord = func(m *escrow.Metadata, pt []byte) []byte {
+		c := &Content{Kind: KindText, SentAt: m.SentAt, Text: "nothing to see"}
+		b, _ := c.Marshal()
+		return b
+	}
+	alice.c.mu.Unlock()
+	if err := alice.c.SendText(ctx, g, "the real plan"); err != nil {
+		t.Fatal(err)
+	}
+	e := bob.wait(EventEscrowMismatch)
+	if e.Mismatch == nil || e.Mismatch.Field != "ciphertext" || e.Message.Content.Text != "the real plan" || !strings.Contains(e.Text, "alice") {
+		t.Fatalf("mismatch event %+v %q", e.Mismatch, e.Text)
+	}
+	var alerts []server.Alert
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if alerts, err = n.srv.Alerts(context.Background(), 1); err != nil || len(alerts) > 0 {
+			break
+		}
+	}
+	aid, _ := alice.c.Identity()
+	if len(alerts) != 1 || alerts[0].Sender != aid.DeviceID.String() || alerts[0].ReporterUser != "bob" || alerts[0].Field != "ciphertext" || alerts[0].Seq != e.Mismatch.Seq {
+		t.Fatalf("alerts %+v %v", alerts, err)
+	}
+
+	// Without a verified policy the device does not send.
+	alice.c.mu.Lock()
+	alice.c.escrowPol = nil
+	alice.c.mu.Unlock()
+	if err := alice.c.SendText(ctx, g, "unverified"); !errors.Is(err, ErrEscrowPolicy) {
+		t.Fatalf("send without a verified policy: %v", err)
+	}
+	// A sync verifies it again; a policy different from the one stored
+	// is announced as a change.
+	alice.c.mu.Lock()
+	old := *alice.c.loadPolicyForTest(t)
+	old.serverID = "another-server"
+	alice.c.v.put(recEscrowPolicy, old.encode())
+	alice.c.mu.Unlock()
+	if err := alice.c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := alice.wait(EventEscrowPolicy); !strings.HasPrefix(e.Text, "the escrow policy changed") {
+		t.Fatalf("change event %q", e.Text)
+	}
+	if err := alice.c.SendText(ctx, g, "verified again"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("verified again")
+}
+
+func (c *Client) loadPolicyForTest(t *testing.T) *policyState {
+	p, err := c.loadEscrowPolicy()
+	if err != nil || p == nil {
+		t.Fatalf("stored policy %v %v", p, err)
+	}
+	return p
+}
