@@ -20,8 +20,9 @@ const (
 	// EventRemoved: the device was removed from a group.
 	EventRemoved
 	// EventNewOwnDevice: the transparency log shows a device under this
-	// user's name that is not this device (Device is set). If the user
-	// did not add it, the account is compromised ("ghost device").
+	// user's name that is not this device (Device is set, and Approval
+	// if one was logged). If the user did not add it, the account is
+	// compromised ("ghost device").
 	EventNewOwnDevice
 	// EventWiped: the device wiped itself (Text says why).
 	EventWiped
@@ -45,8 +46,12 @@ type Event struct {
 	Group   []byte
 	Message *Message
 	Device  *identity.DeviceCertificate
-	Text    string
-	Err     error
+	// Approval is, with EventNewOwnDevice, the approval logged for the
+	// device (by another device of the user, or by the admin); nil if
+	// none was found.
+	Approval *identity.DeviceApproval
+	Text     string
+	Err      error
 	// Mismatch is set with EventEscrowMismatch.
 	Mismatch *EscrowMismatch
 }

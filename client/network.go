@@ -47,7 +47,7 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 	if c.dev != nil {
 		return errors.New("activating: device already activated")
 	}
-	seed, pub, err := c.suite().GenerateSignatureKey(c.rand)
+	seed, pub, err := c.activationKey(username)
 	if err != nil {
 		return fmt.Errorf("activating: %w", err)
 	}
@@ -92,6 +92,9 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 	}
 	dev := &deviceRecord{id: cert.DeviceID, username: cert.Username, sigSeed: seed, cert: auth.GetCertificate(), logIndex: auth.GetLogIndex(), net: n}
 	if err := c.v.put(recDevice, dev.encode()); err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
+	if err := c.v.del(recPairing); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("activating: %w", err)
 	}
 	c.dev, c.sigPriv, c.hc = dev, mls.SignaturePrivateKey(seed), hc
@@ -157,13 +160,23 @@ func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) erro
 	if err := c.refillKeyPackages(ctx, cn, activating); err != nil {
 		return err
 	}
-	if err := c.watchLog(ctx, cn); err != nil {
+	news, err := c.watchLog(ctx, cn)
+	if err != nil {
 		return err
 	}
 	if err := c.syncEscrowPolicy(ctx, cn); err != nil {
 		return err
 	}
-	return c.catchUp(ctx, cn)
+	if err := c.catchUp(ctx, cn); err != nil {
+		return err
+	}
+	if err := c.welcomeOwnDevices(ctx, cn, news); err != nil {
+		// The device is still in sync; adding the others can wait for
+		// the user (AddOwnDevices).
+		c.log.Warn("adding new devices of this user to groups", "err", err)
+		c.emit(Event{Type: EventError, Err: err})
+	}
+	return nil
 }
 
 // attach makes cn the client's connection and starts handling its pushes.
@@ -221,6 +234,14 @@ func (c *Client) pushLoop(cn *conn) {
 			if !c.wiped && c.dev != nil {
 				if err := c.receive(ctx, cn, f.GetPushMessages()); err != nil {
 					c.log.Warn("handling pushed messages", "err", err)
+				}
+			}
+			c.mu.Unlock()
+		case f.GetPushDeviceAdded() != nil:
+			c.mu.Lock()
+			if !c.wiped && c.dev != nil {
+				if err := c.deviceAdded(ctx, cn); err != nil {
+					c.log.Warn("handling a new device of this user", "err", err)
 				}
 			}
 			c.mu.Unlock()
@@ -340,38 +361,32 @@ func (c *Client) saveDevice() error {
 
 // watchLog moves the monitor to the log's current head (checking it is
 // consistent with the last one seen) and scans the new entries for
-// devices under this user's name.
-func (c *Client) watchLog(ctx context.Context, cn *conn) error {
+// devices under this user's name, alerting the user of each; it returns
+// them.
+func (c *Client) watchLog(ctx context.Context, cn *conn) ([]ownDevice, error) {
 	if err := c.updateHead(ctx, cn); err != nil {
-		return err
+		return nil, err
 	}
 	st := c.monitor.State()
 	var entries [][]byte
 	for from := st.Scanned; from < st.Head.Size; {
 		resp, err := cn.call(ctx, logEntriesRequest(from, st.Head.Size))
 		if err != nil {
-			return fmt.Errorf("reading the transparency log: %w", err)
+			return nil, fmt.Errorf("reading the transparency log: %w", err)
 		}
 		le := logEntriesOf(resp)
 		if le == nil || le.GetStart() != from || len(le.GetEntries()) == 0 {
-			return fmt.Errorf("reading the transparency log: %w: bad entries answer", ErrProtocol)
+			return nil, fmt.Errorf("reading the transparency log: %w: bad entries answer", ErrProtocol)
 		}
 		entries = append(entries, le.GetEntries()...)
 		from += uint64(len(le.GetEntries()))
 	}
 	matches, err := c.monitor.Scan(entries, c.dev.username)
 	if err != nil {
-		return fmt.Errorf("scanning the transparency log: %w", err)
+		return nil, fmt.Errorf("scanning the transparency log: %w", err)
 	}
-	for _, m := range matches {
-		cert, err := identity.DecodeDeviceCertificate(m.Entry.Payload)
-		if err != nil || cert.DeviceID == c.dev.id {
-			continue
-		}
-		c.log.Warn("a new device under this user's name", "device", cert.DeviceID, "log_index", m.Index)
-		c.emit(Event{Type: EventNewOwnDevice, Device: cert, Text: fmt.Sprintf("device %s was added under %s", cert.DeviceID, cert.Username)})
-	}
-	return c.saveMonitor()
+	news := c.newOwnDevices(matches)
+	return news, c.saveMonitor()
 }
 
 // updateHead fetches the current signed tree head with a consistency proof

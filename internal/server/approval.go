@@ -22,7 +22,8 @@ import (
 // approving device (ApproveDevice) or the admin (spool, ApproveDevice);
 // submitted approvals wait in bucketApprovals under the new key until
 // used or too old. The approval is appended to the transparency log just
-// before the new certificate, and the user's other devices are told.
+// before the new certificate, and the user's other devices are told
+// (DeviceAdded) once the new device has uploaded key packages.
 
 const (
 	// approvalMaxAge is how long an approval may be used after it was
@@ -143,6 +144,31 @@ func (s *Server) checkApproval(ctx context.Context, a *identity.DeviceApproval, 
 	if err := a.Verify(s.rootPub, approver); err != nil {
 		return wrapErr(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, err, "approval")
 	}
+	return nil
+}
+
+// announcePending announces the session's device to its user's other
+// devices if it is a further device not yet announced (called once it has
+// key packages, so the others can add it to their groups at once).
+func (s *Server) announcePending(ctx context.Context, c *session) error {
+	e, err := s.st.Get(ctx, bucketAnnounce, c.devHex)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking device announcement: %w", err)
+	}
+	rec, _, err := s.deviceRecord(ctx, c.devHex)
+	if err != nil {
+		return err
+	}
+	if err := s.st.Delete(ctx, bucketAnnounce, c.devHex, e.Revision); err != nil {
+		if errors.Is(err, store.ErrRevisionMismatch) || errors.Is(err, store.ErrNotFound) {
+			return nil // announced by a concurrent upload
+		}
+		return fmt.Errorf("recording device announcement: %w", err)
+	}
+	s.announceDevice(ctx, c.cert, rec.LogIndex)
 	return nil
 }
 

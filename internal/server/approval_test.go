@@ -98,7 +98,9 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 		t.Fatalf("approved device: %v", e)
 	}
 	idx := r.GetAuthenticated().GetLogIndex()
-	// Alice's online device is told.
+	// Alice's online device is told once the new device has key packages.
+	kp := alice2.keyPackage(n)
+	alice2.must(&anomv1.Frame{Body: &anomv1.Frame_UploadKeyPackages{UploadKeyPackages: &anomv1.UploadKeyPackages{LastResort: kpMessage(kp.KeyPackage)}}})
 	var added *anomv1.DeviceAdded
 	for added == nil {
 		added = alice.nextPush().GetPushDeviceAdded()

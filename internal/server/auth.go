@@ -262,7 +262,9 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		store.CreateOp(bucketKeys, keyHex, []byte(devHex)),
 	}
 	if exists {
-		ops = append(ops, store.DeleteOp(bucketApprovals, keyHex, 0))
+		// The user's other devices are told once the new device has
+		// key packages they can add it with.
+		ops = append(ops, store.DeleteOp(bucketApprovals, keyHex, 0), store.PutOp(bucketAnnounce, devHex, []byte("{}")))
 	}
 	if _, err = s.st.Txn(ctx, ops...); err != nil {
 		var te *store.TxnError
@@ -287,7 +289,6 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 	}
 	if exists {
 		s.log.Info("further device activated", "device", devHex, "username", username, "approved_by", approval.Kind.String(), "approver", approval.Approver, "distributor", cr.Distributor, "until", cert.NotAfter)
-		s.announceDevice(ctx, cert, idx)
 	} else {
 		s.log.Info("device activated", "device", devHex, "username", username, "distributor", cr.Distributor, "until", cert.NotAfter)
 	}

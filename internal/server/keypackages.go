@@ -108,6 +108,9 @@ func (s *Server) uploadKeyPackages(ctx context.Context, c *session, req *anomv1.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.announcePending(ctx, c); err != nil {
+		return nil, err
+	}
 	return &anomv1.KeyPackagesStored{Available: uint32(have)}, nil
 }
 

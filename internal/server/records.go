@@ -26,6 +26,7 @@ const (
 	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a commit trimmed by the timer
 	bucketApprovals    = "approvals"    // key hex -> encoded identity.DeviceApproval, until used or expired
 	bucketKeys         = "keys"         // signature key hex -> device hex (a key certifies one device)
+	bucketAnnounce     = "announce"     // device hex -> {} (a further device not yet announced to its user's devices)
 
 	logTranslog = "translog"
 	groupLogPre = "g."
