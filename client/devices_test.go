@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -202,5 +203,76 @@ func TestGhostDeviceAlert(t *testing.T) {
 		if ms, _ := bob.c.Members(g); usernames(ms)["alice"] != 3 {
 			t.Fatalf("bob sees %v", usernames(ms))
 		}
+	}
+}
+
+func TestPairingRecord(t *testing.T) {
+	seed := bytes.Repeat([]byte{7}, 32)
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	req, err := identity.NewPairingRequest("alice", pub, bytes.NewReader(make([]byte, 16)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := encodePairing(seed, req)
+	s, r, err := decodePairing(b)
+	if err != nil || !bytes.Equal(s, seed) || r.Code() != req.Code() {
+		t.Fatalf("round trip: %v", err)
+	}
+	other := encodePairing(bytes.Repeat([]byte{8}, 32), req) // seed not matching the key
+	for _, bad := range [][]byte{nil, {2}, b[:20], append(b, 0), other} {
+		if _, _, err := decodePairing(bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("bad pairing record %x: %v", bad, err)
+		}
+	}
+}
+
+func FuzzPairingRecord(f *testing.F) {
+	seed := bytes.Repeat([]byte{7}, 32)
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	req, _ := identity.NewPairingRequest("alice", pub, bytes.NewReader(make([]byte, 16)))
+	f.Add(encodePairing(seed, req))
+	f.Add([]byte{1, 0, 0, 0, 32})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, r, err := decodePairing(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not match ErrCorrupt", err)
+			}
+			return
+		}
+		if _, _, err := decodePairing(encodePairing(s, r)); err != nil {
+			t.Fatalf("accepted record does not round-trip: %v", err)
+		}
+	})
+}
+
+func TestPairingFitsActivation(t *testing.T) {
+	n := newTestNet(t)
+	c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, "1234", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.BeginPairing("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Activate(ctxT(t), n.net, n.code(1), "bob"); !errors.Is(err, ErrPairing) {
+		t.Fatalf("activating as another user than paired: %v", err)
+	}
+	// A pairing for a user that does not exist yet just makes the user,
+	// with the paired key.
+	req, err := c.BeginPairing("Carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Activate(ctxT(t), n.net, n.code(1), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := c.Identity()
+	if !bytes.Equal(id.Certificate.Key, req.Key) {
+		t.Fatal("activated with another key than the paired one")
+	}
+	if _, err := c.BeginPairing("carol"); err == nil {
+		t.Fatal("pairing an activated device")
 	}
 }
