@@ -36,6 +36,14 @@ type chatFlags struct {
 }
 
 func runChat(ctx context.Context, args []string) error {
+	err := chat(ctx, args)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil // Ctrl-C: leave quietly, as /quit does
+	}
+	return err
+}
+
+func chat(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	var f chatFlags
 	defHome := os.Getenv("ANOM_HOME")
@@ -128,7 +136,7 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			break // nothing there: make a new device
 		}
 		if pin == "" {
-			if pin, err = in.secret("PIN: "); err != nil {
+			if pin, err = in.secret(ctx, "PIN: "); err != nil {
 				return nil, err
 			}
 		}
@@ -163,10 +171,10 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 		}
 	} else {
 		for {
-			if pin, err = in.secret("Choose a PIN: "); err != nil {
+			if pin, err = in.secret(ctx, "Choose a PIN: "); err != nil {
 				return nil, err
 			}
-			again, err := in.secret("PIN again: ")
+			again, err := in.secret(ctx, "PIN again: ")
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +183,7 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			}
 			fmt.Fprintln(os.Stderr, "the PINs differ or are empty; try again")
 		}
-		if duress, err = in.secret("Duress PIN (wipes the device when entered; empty for none): "); err != nil {
+		if duress, err = in.secret(ctx, "Duress PIN (wipes the device when entered; empty for none): "); err != nil {
 			return nil, err
 		}
 	}
@@ -217,7 +225,7 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 	var err error
 	ask := func(v *string, prompt string) {
 		for err == nil && strings.TrimSpace(*v) == "" {
-			*v, err = in.line(prompt)
+			*v, err = in.line(ctx, prompt)
 		}
 	}
 	ask(&f.server, "Server address (host:port): ")
@@ -313,8 +321,27 @@ type terminal struct {
 	out io.Writer
 }
 
-func (t *terminal) line(prompt string) (string, error) {
+func (t *terminal) line(ctx context.Context, prompt string) (string, error) {
 	fmt.Fprint(t.out, prompt)
+	type result struct {
+		s   string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := t.readLine()
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		return r.s, r.err
+	case <-ctx.Done():
+		fmt.Fprintln(t.out)
+		return "", ctx.Err()
+	}
+}
+
+func (t *terminal) readLine() (string, error) {
 	var sb strings.Builder
 	b := make([]byte, 1)
 	for {
@@ -340,16 +367,37 @@ func (t *terminal) line(prompt string) (string, error) {
 	}
 }
 
-func (t *terminal) secret(prompt string) (string, error) {
+// secret reads a PIN without echo; Ctrl-C (ctx) gives the terminal back
+// as it was.
+func (t *terminal) secret(ctx context.Context, prompt string) (string, error) {
 	fd := int(t.in.Fd())
 	if !term.IsTerminal(fd) {
-		return t.line(prompt)
+		return t.line(ctx, prompt)
 	}
-	fmt.Fprint(t.out, prompt)
-	b, err := term.ReadPassword(fd)
-	fmt.Fprintln(t.out)
+	state, err := term.GetState(fd)
 	if err != nil {
 		return "", fmt.Errorf("reading the PIN: %w", err)
 	}
-	return string(b), nil
+	fmt.Fprint(t.out, prompt)
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		fmt.Fprintln(t.out)
+		if r.err != nil {
+			return "", fmt.Errorf("reading the PIN: %w", r.err)
+		}
+		return string(r.b), nil
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(t.out)
+		return "", ctx.Err()
+	}
 }

@@ -29,6 +29,41 @@ type tmuxNet struct {
 	fp    string
 	root  string
 	codes []string
+	srv   *exec.Cmd
+	logf  *os.File
+}
+
+// startServer runs anom server on the network's data directory.
+func (n *tmuxNet) startServer() {
+	n.t.Helper()
+	n.srv = exec.Command(n.bin, "server", "--data", "net", "--listen", n.addr)
+	n.srv.Dir = n.dir
+	var err error
+	if n.logf, err = os.OpenFile(filepath.Join(n.dir, "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+		n.t.Fatal(err)
+	}
+	n.srv.Stdout, n.srv.Stderr = n.logf, n.logf
+	if err := n.srv.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// stopServer stops the server gracefully (SIGINT), or kills it.
+func (n *tmuxNet) stopServer() {
+	if n.srv == nil {
+		return
+	}
+	n.srv.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { n.srv.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.srv.Process.Kill()
+		<-done
+	}
+	n.logf.Close()
+	n.srv = nil
 }
 
 func (n *tmuxNet) run(args ...string) string {
@@ -80,33 +115,15 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	n.root = strings.TrimSpace(string(root))
 
 	n.addr = freeAddr(t)
-	srv := exec.Command(n.bin, "server", "--data", "net", "--listen", n.addr)
-	srv.Dir = n.dir
-	logf, err := os.Create(filepath.Join(n.dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		exec.Command("tmux", "-S", n.sock, "kill-server").Run()
-		srv.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { srv.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			srv.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		n.stopServer()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
 			t.Logf("server log:\n%s", b)
 		}
 	})
+	n.startServer()
 	// The server is ready once it has taken the codes from its spool.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -150,12 +167,21 @@ func (n *tmuxNet) start(user string, args ...string) *pane {
 	for i, a := range argv {
 		argv[i] = "'" + a + "'"
 	}
-	shell := strings.Join(argv, " ") + "; echo \"EXITED $?\"; sleep 3600"
+	shell := "trap true INT; " + strings.Join(argv, " ") + "; echo \"EXITED $?\"; sleep 3600"
 	if _, err := exec.Command("tmux", "-S", n.sock, "has-session", "-t", user).CombinedOutput(); err == nil {
 		n.tmux("kill-session", "-t", user)
 	}
 	n.tmux("new-session", "-d", "-s", user, "-x", "220", "-y", "50", "sh", "-c", shell)
 	n.tmux("set-option", "-t", user, "history-limit", "10000")
+	return &pane{n: n, name: user}
+}
+
+// startNoPIN runs anom chat for an existing device, asking for the PIN.
+func (n *tmuxNet) startNoPIN(user string) *pane {
+	n.t.Helper()
+	shell := fmt.Sprintf("trap true INT; '%s' chat --home '%s'; echo \"EXITED $?\"; sleep 3600", n.bin, filepath.Join(n.dir, user))
+	n.tmux("kill-session", "-t", user)
+	n.tmux("new-session", "-d", "-s", user, "-x", "220", "-y", "50", "sh", "-c", shell)
 	return &pane{n: n, name: user}
 }
 
@@ -168,6 +194,7 @@ func (n *tmuxNet) activate(i int, user string) *pane {
 
 // screen is everything the pane has shown, scrollback included.
 func (p *pane) screen() string {
+	p.n.t.Helper()
 	return p.n.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", p.name)
 }
 
@@ -202,7 +229,10 @@ func (p *pane) waitRe(re *regexp.Regexp) []string {
 }
 
 // count is how many times text is on the screen.
-func (p *pane) count(text string) int { return strings.Count(p.screen(), text) }
+func (p *pane) count(text string) int {
+	p.n.t.Helper()
+	return strings.Count(p.screen(), text)
+}
 
 // command types a line and waits until it shows want n times in all.
 func (p *pane) expect(line, want string) {
@@ -338,6 +368,16 @@ func TestChatTmux(t *testing.T) {
 	carol.wait("!!! you were removed from chat 1 alice,bob !!!")
 	carol.expect("hello?", "error: you are no longer in chat 1")
 
+	// A server restart: the clients reconnect by themselves and go on.
+	n.stopServer()
+	alice.wait("! disconnected from the server")
+	n.startServer()
+	alice.wait("* reconnected")
+	bob.wait("* reconnected")
+	alice.expect("/switch 1", "* chat 1 bob is now current")
+	alice.send("after the restart")
+	bob.wait("(chat 1 alice) alice: after the restart")
+
 	// Offline catch-up: bob leaves, alice writes, bob comes back.
 	bob.expect("/quit", "EXITED 0")
 	alice.expect("/switch 1", "* chat 1 bob is now current")
@@ -349,6 +389,18 @@ func TestChatTmux(t *testing.T) {
 	bob.wait("] alice: while you were away")
 	bob.send("back")
 	alice.wait("] bob: back")
+
+	// Ctrl-C leaves quietly, at the PIN prompt as in the chat.
+	bob.n.tmux("send-keys", "-t", "bob", "C-c")
+	bob.wait("EXITED 0")
+	bob = n.startNoPIN("bob")
+	bob.wait("PIN: ")
+	bob.n.tmux("send-keys", "-t", "bob", "C-c")
+	bob.wait("EXITED 0")
+	bob = n.startNoPIN("bob")
+	bob.wait("PIN: ")
+	bob.send("1234")
+	bob.wait("Type /help for the commands.")
 
 	// The kill switch and revocation, from the administrator.
 	n.run("admin", "wipe", alice.device(), "--data", "net")
