@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/internal/identity"
 	"anom/internal/server"
+	"anom/mls"
 )
 
 // escrowPolicy deals a 2-of-3 escrow key and signs its policy with root.
@@ -155,4 +157,63 @@ func (c *Client) loadPolicyForTest(t *testing.T) *policyState {
 		t.Fatalf("stored policy %v %v", p, err)
 	}
 	return p
+}
+
+// BenchmarkSendEscrowOverhead: the escrow's share of the device's send
+// path, per application message: MLS encryption alone, and with the
+// escrow record sealed from the exporter and signed by the device.
+func BenchmarkSendEscrowOverhead(b *testing.B) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	suite, _ := mls.Suite(1)
+	seed, pub, err := suite.GenerateSignatureKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := identity.NewDeviceID(rand.Reader)
+	cert := &identity.DeviceCertificate{DeviceID: id, Username: "bench", Key: pub, Serial: 1,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	if err := root.SignDeviceCertificate(cert); err != nil {
+		b.Fatal(err)
+	}
+	kp, err := mls.NewKeyPackage(suite, cert.Credential(), mls.SignaturePrivateKey(seed), mls.KeyPackageOptions{}, rand.Reader, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := mls.CreateGroup(mls.Config{}, []byte("bench group 0123"), kp, mls.GroupOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := escrow.ParseSignedPolicy(escrowPolicy(b, root.Signer()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &Client{dev: &deviceRecord{id: id, net: Network{Root: root.Public()}}, sigPriv: mls.SignaturePrivateKey(seed),
+		escrowPol: &policyState{policy: sp.Policy}}
+	gs := &groupState{g: g, escrow: escrowSecrets{g.Epoch(): g.Export(EscrowLabel, escrowContext(g.GroupID(), g.Epoch()), 32)}}
+	content := &Content{Kind: KindText, SentAt: time.UnixMilli(time.Now().UnixMilli()), Text: strings.Repeat("a typical message ", 8)}
+	pt, err := content.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encrypt", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := g.EncryptWithGeneration(pt, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encrypt+record", func(b *testing.B) {
+		for b.Loop() {
+			_, gen, err := g.EncryptWithGeneration(pt, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.sealRecord(gs, gen, content, pt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

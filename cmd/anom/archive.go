@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"anom/client"
@@ -73,6 +74,7 @@ func runArchive(ctx context.Context, args []string) error {
 	case "serve":
 		source := fs.String("source", "", "URL of the escrow source (the server's outbox) (required)")
 		sourceCA := fs.String("source-ca", "", "PEM CA to trust for an https source (default: system roots)")
+		sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
 		poll := fs.Duration("poll", time.Second, "wait between empty pulls")
 		batch := fs.Int("batch", 500, "items per pull")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -92,6 +94,13 @@ func runArchive(ctx context.Context, args []string) error {
 				return fmt.Errorf("%s: no certificate", *sourceCA)
 			}
 			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
+		}
+		if *sourceToken != "" {
+			b, err := os.ReadFile(*sourceToken)
+			if err != nil {
+				return err
+			}
+			hc.Transport = bearerTransport{token: strings.TrimSpace(string(b)), base: hc.Transport}
 		}
 		a, closeFn, err := open()
 		if err != nil {

@@ -23,8 +23,21 @@ func init() {
 }
 
 func runAdminEscrow(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "server-key" {
+		fs := flag.NewFlagSet("admin escrow server-key", flag.ContinueOnError)
+		data := dataFlag(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		k, err := dataDir(*data).escrowServerKey()
+		if err != nil {
+			return err
+		}
+		fmt.Println(k)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "init" {
-		return fmt.Errorf("usage: anom admin escrow init --data DIR --custodians A,B,C --threshold K [--issuers NAME,...]")
+		return fmt.Errorf("usage: anom admin escrow init --data DIR --custodians A,B,C --threshold K [--issuers NAME,...]\n       anom admin escrow server-key --data DIR   (ID=HEX for --server-key)")
 	}
 	fs := flag.NewFlagSet("admin escrow init", flag.ContinueOnError)
 	data := dataFlag(fs)
@@ -124,6 +137,9 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 	}
 	for _, name := range is {
 		fmt.Printf("  issuer    %-10s key   %s (0600)\n", name, filepath.Join(*out, "issuer-"+fileName(name)+".key"))
+	}
+	if k, err := d.escrowServerKey(); err == nil {
+		fmt.Printf("  server countersigning key (for --server-key): %s\n", k)
 	}
 	fmt.Println("The running server must be restarted to serve the new policy.")
 	return nil

@@ -57,6 +57,10 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	archiveToken, err := d.archiveToken()
+	if err != nil {
+		return err
+	}
 	st, err := pebble.Open(d.path("store"), pebble.Options{Logger: log.With("part", "store")})
 	if err != nil {
 		return err
@@ -66,6 +70,7 @@ func runServer(ctx context.Context, args []string) error {
 		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
+		EscrowServerID: ni.Name, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
 	if err != nil {
 		return err
@@ -75,6 +80,9 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s)\n", ni.Name, l.Addr(), ni.RootFingerprint)
+	if id, key, ok := srv.EscrowServerKey(); ok {
+		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
+	}
 	return srv.Serve(ctx, l)
 }
 

@@ -15,6 +15,9 @@ import (
 	"anom/internal/store"
 )
 
+// EscrowOutboxLog is the store log of the escrow outbox.
+const EscrowOutboxLog = logOutbox
+
 // The escrow outbox: a durable queue (store.Queue in the log
 // "escrow.outbox") of what the archive needs, in order: countersigned
 // records, the certificates of their senders and the attachment blobs

@@ -1,0 +1,452 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"anom/client"
+	"anom/escrow"
+	"anom/internal/archive"
+	"anom/internal/custodian"
+	"anom/internal/escrowtest"
+	"anom/internal/identity"
+	"anom/internal/server"
+	"anom/internal/store"
+	"anom/internal/store/pebble"
+)
+
+// liveNet is a real server (in-process, TLS on loopback, Pebble on disk)
+// with an escrow policy, whose escrow fixtures (root, custodians, issuer,
+// countersigning key) come from escrowtest.
+type liveNet struct {
+	t      *testing.T
+	esc    *escrowtest.Network
+	dist   *identity.DistributorKey
+	st     *pebble.Store
+	srv    *server.Server
+	addr   string
+	caPEM  []byte
+	pool   *x509.CertPool
+	token  string
+	net    client.Network
+	clockM sync.Mutex
+	off    time.Duration
+}
+
+func (n *liveNet) now() time.Time {
+	n.clockM.Lock()
+	defer n.clockM.Unlock()
+	return time.Now().Add(n.off)
+}
+
+func (n *liveNet) advance(d time.Duration) {
+	n.clockM.Lock()
+	n.off += d
+	n.clockM.Unlock()
+}
+
+func newLiveNet(t *testing.T) *liveNet {
+	t.Helper()
+	n := &liveNet{t: t, esc: escrowtest.New(t, 7, 2, 3), token: "archive-token-0123456789abcdef0123456789"}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "anom live CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "anom server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		DNSNames: []string{"server.anom"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	n.pool = x509.NewCertPool()
+	n.pool.AddCert(ca)
+	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
+	if n.st, err = pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := n.esc.Policy.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: tc, Name: "test.anom", Now: n.now,
+		EscrowPolicy: policy, EscrowKey: n.esc.ServerKey, EscrowServerID: n.esc.ServerID, ArchiveToken: n.token,
+		AlertDir: filepath.Join(t.TempDir(), "alerts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		n.st.Close()
+	})
+	n.addr = l.Addr().String()
+	n.dist, _ = identity.GenerateDistributorKey(rand.Reader)
+	dc := &identity.DistributorCertificate{Name: "shop", Key: n.dist.Public(), Quota: 100}
+	if err := n.esc.Root.SignDistributorCertificate(dc); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
+		t.Fatal(err)
+	}
+	n.net = client.Network{Address: n.addr, CAFingerprint: sha256.Sum256(caDER), Root: n.esc.Root.Public(), TLSServerName: "server.anom"}
+	return n
+}
+
+// liveDevice is a real client activated on the live network.
+type liveDevice struct {
+	c      *client.Client
+	events chan client.Event
+}
+
+func (n *liveNet) device(name string) *liveDevice {
+	t := n.t
+	t.Helper()
+	code, _ := identity.NewActivationCode(rand.Reader)
+	b := &identity.CodeBatch{Distributor: "shop", Months: 12, Expires: time.Now().Add(24 * time.Hour), Hashes: [][identity.CodeHashSize]byte{code.Hash()}}
+	if err := n.dist.SignCodeBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	d := &liveDevice{events: make(chan client.Event, 10000)}
+	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
+		Now: n.now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "1234", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.c = c
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Activate(ctx, n.net, code.String(), name); err != nil {
+		t.Fatalf("activating %s: %v", name, err)
+	}
+	return d
+}
+
+func (d *liveDevice) wait(t *testing.T, typ client.EventType) client.Event {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case e := <-d.events:
+			if e.Type == client.EventEscrowMismatch {
+				t.Errorf("unexpected escrow mismatch: %s", e.Text)
+			}
+			if e.Type == typ {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no event %d", typ)
+		}
+	}
+}
+
+// archiveClient is the archive's HTTPS client of the server's outbox.
+func (n *liveNet) archiveSource() *archive.HTTPSource {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS13}}
+	return &archive.HTTPSource{URL: "https://" + n.addr, Client: &http.Client{Transport: bearerTransport{token: n.token, base: tr}, Timeout: time.Minute}}
+}
+
+func contentBytes(t *testing.T, c *client.Content) []byte {
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestEscrowLive: real clients exchange texts and an attachment through a
+// real server under an escrow policy; the archive ingests the server's
+// outbox over HTTPS; a warrant for one user and a time window, opened with
+// 2 of 3 custodians (one is down), gives exactly that user's messages in
+// the window, and the attachment byte for byte.
+func TestEscrowLive(t *testing.T) {
+	n := newLiveNet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, bob := n.device("alice"), n.device("bob")
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(t, client.EventJoined)
+
+	want := map[string][]byte{} // plaintext (content encoding) -> attachment
+	send := func(d *liveDevice, text string, inScope bool) {
+		c := &client.Content{Kind: client.KindText, Text: text}
+		if err := d.c.Send(ctx, g, c); err != nil {
+			t.Fatal(err)
+		}
+		if inScope {
+			want[string(contentBytes(t, c))] = nil
+		}
+	}
+	t0 := n.now()
+	send(alice, "alice before the window", false)
+	send(bob, "bob before the window", false)
+	n.advance(time.Hour)
+	send(alice, "alice in the window", true)
+	photo := make([]byte, 300<<10)
+	rand.Read(photo)
+	att, err := alice.c.SendAttachment(ctx, g, bytes.NewReader(photo), int64(len(photo)), "image/jpeg", "harbour.jpg", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[string(contentBytes(t, att))] = photo
+	send(bob, "bob in the window", false)
+	send(alice, "alice again in the window", true)
+	n.advance(time.Hour)
+	send(alice, "alice after the window", false)
+	for range 5 { // alice's messages, each checked by bob
+		bob.wait(t, client.EventMessage)
+	}
+
+	// The archive ingests everything over HTTPS.
+	st, err := pebble.Open(filepath.Join(t.TempDir(), "archive"), pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), ServerKeys: n.esc.ServerKeys(), Attachments: contentAttachments{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := n.archiveSource()
+	for {
+		k, err := a.IngestOnce(ctx, src, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	found, err := a.Find(ctx, archive.Query{})
+	if err != nil || len(found) != 7 {
+		t.Fatalf("archive holds %d records, want 7: %v", len(found), err)
+	}
+
+	var eps []custodian.Endpoint
+	var custs []*escrowtest.Custodian
+	for i := range 3 {
+		c := n.esc.StartCustodian(t, i, time.Now)
+		custs = append(custs, c)
+		eps = append(eps, c.Endpoint)
+	}
+	// Custodian B is down: 2 of 3 remain.
+	custs[1].Stop()
+
+	sw := n.esc.Warrant(t, escrow.Warrant{ID: "W-live", Scope: escrow.Scope{Usernames: []string{"alice"}},
+		From: t0.Add(30 * time.Minute), To: t0.Add(90 * time.Minute), Issued: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(24 * time.Hour)})
+	out := filepath.Join(t.TempDir(), "opened")
+	rep, err := a.Open(ctx, sw, eps, out, archive.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Records) != len(want) || len(rep.Failed) != 0 {
+		t.Fatalf("opened %d records (%d failed), want %d", len(rep.Records), len(rep.Failed), len(want))
+	}
+	for _, r := range rep.Records {
+		pt, err := os.ReadFile(filepath.Join(out, r.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		att, ok := want[string(pt)]
+		if !ok {
+			t.Fatalf("opened a message outside the warrant: %q", pt)
+		}
+		delete(want, string(pt))
+		if r.Username != "alice" {
+			t.Fatalf("record of %q", r.Username)
+		}
+		if att != nil {
+			if len(r.Attachments) != 1 {
+				t.Fatalf("attachment missing: %+v", r)
+			}
+			got, err := os.ReadFile(filepath.Join(out, r.Attachments[0]))
+			if err != nil || !bytes.Equal(got, att) {
+				t.Fatalf("attachment differs (%d bytes, want %d): %v", len(got), len(att), err)
+			}
+		} else if len(r.Attachments) != 0 {
+			t.Fatalf("unexpected attachments %v", r.Attachments)
+		}
+	}
+	if len(want) != 0 {
+		t.Fatalf("%d messages in scope not opened", len(want))
+	}
+}
+
+// TestEscrowLiveArchiveCrash: kill -9 of the archive process while it
+// ingests from the real server over HTTPS; every item it acknowledged is
+// in its store, and after a restart every message the server acknowledged
+// to its sender has its record in the archive.
+func TestEscrowLiveArchiveCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	n := newLiveNet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	alice, bob := n.device("alice"), n.device("bob")
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(t, client.EventJoined)
+	const total = 300
+	for i := range total {
+		if err := alice.c.SendText(ctx, g, fmt.Sprintf("message %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the outbox holds: cursor -> slot of each record.
+	slots := map[uint64][32]byte{}
+	var last uint64
+	for after := uint64(0); ; {
+		items, err := n.srv.EscrowSource().Pull(ctx, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		for _, it := range items {
+			if it.Kind == archive.KindRecord {
+				sr, err := escrow.ParseServerRecord(it.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots[it.Cursor], _ = sr.Signed.Record.Metadata.Slot()
+			}
+			after, last = it.Cursor, it.Cursor
+		}
+	}
+	if len(slots) != total {
+		t.Fatalf("outbox holds %d records for %d acknowledged messages", len(slots), total)
+	}
+
+	dir := t.TempDir()
+	files := map[string][]byte{"ca.pem": n.caPEM, "token": []byte(n.token + "\n"), "root.pub": []byte(hex.EncodeToString(n.esc.Root.Public()) + "\n")}
+	if files["policy"], err = n.esc.Policy.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archDir := filepath.Join(dir, "archive")
+	serve := func() *osProc {
+		cmd, _ := startAnom(t, "archive", "serve", "--source", "https://"+n.addr, "--source-ca", filepath.Join(dir, "ca.pem"),
+			"--source-token", filepath.Join(dir, "token"), "--poll", "10ms", "--batch", "7",
+			"--data", archDir, "--policy", filepath.Join(dir, "policy"), "--root", filepath.Join(dir, "root.pub"), "--server-key", serverKeyFlag(n))
+		return &osProc{cmd.Process, cmd.Wait}
+	}
+	acked := func() uint64 {
+		c, err := n.st.Cursor(ctx, server.EscrowOutboxLog, store.QueueConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	waitAckedLive := func(want uint64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for acked() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("archive acknowledged %d of %d items", acked(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	p := serve()
+	waitAckedLive(40)
+	if err := p.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	upTo := acked()
+	if upTo >= last {
+		t.Fatalf("ingest finished before the kill (acked %d of %d); make the test bigger", upTo, last)
+	}
+	check := func(upTo uint64) {
+		st, err := pebble.Open(filepath.Join(archDir, "store"), pebble.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Cursor() < upTo {
+			t.Fatalf("archive cursor %d below the acknowledged %d", a.Cursor(), upTo)
+		}
+		for c, slot := range slots {
+			if c > upTo {
+				continue
+			}
+			if _, err := a.Record(ctx, slot); err != nil {
+				t.Fatalf("acknowledged item %d lost: %v", c, err)
+			}
+		}
+	}
+	check(upTo)
+	t.Logf("killed after %d of %d outbox items were acknowledged", upTo, last)
+	p = serve()
+	waitAckedLive(last)
+	p.proc.Signal(syscall.SIGTERM)
+	p.wait()
+	check(last)
+}
+
+type osProc struct {
+	proc *os.Process
+	wait func() error
+}
+
+func serverKeyFlag(n *liveNet) string {
+	id, key, ok := n.srv.EscrowServerKey()
+	if !ok {
+		n.t.Fatal("no escrow server key")
+	}
+	return id + "=" + hex.EncodeToString(key)
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"anom/internal/server"
+)
+
+// The server's side of the escrow in the data directory:
+//
+//	archive.token   bearer token of the archive pulling the escrow outbox, 0600
+//	alerts/         one JSON file per alert the server raised
+//
+// The server's countersigning key is derived from the root key
+// (server.DeriveEscrowKey); its id is the network name. `anom admin escrow
+// server-key` prints ID=HEX for the --server-key flags of custodians and
+// the archive.
+
+func init() {
+	adminVerbs["alerts"] = adminVerb{summary: "list the alerts the server raised (false escrow records reported by recipients)", run: runAdminAlerts}
+}
+
+// archiveToken reads DATA/archive.token, making it on first use.
+func (d dataDir) archiveToken() (string, error) {
+	b, err := os.ReadFile(d.path("archive.token"))
+	if errors.Is(err, os.ErrNotExist) {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return "", err
+		}
+		tok := hex.EncodeToString(raw)
+		if err := writeSecret(d.path("archive.token"), []byte(tok+"\n")); err != nil {
+			return "", err
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading archive token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		return "", fmt.Errorf("archive token in %s is too short", d.path("archive.token"))
+	}
+	return tok, nil
+}
+
+// escrowServerKey is the server's countersigning key id and public key as
+// the --server-key flags take them.
+func (d dataDir) escrowServerKey() (string, error) {
+	root, err := d.rootKey()
+	if err != nil {
+		return "", err
+	}
+	ni, err := d.info()
+	if err != nil {
+		return "", err
+	}
+	k, err := server.DeriveEscrowKey(root)
+	if err != nil {
+		return "", err
+	}
+	return ni.Name + "=" + hex.EncodeToString(k.Public().(ed25519.PublicKey)), nil
+}
+
+func runAdminAlerts(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("admin alerts", flag.ContinueOnError)
+	data := dataFlag(fs)
+	asJSON := fs.Bool("json", false, "print the alerts as JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(dataDir(*data).path("alerts", "*.json"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		fmt.Println("no alerts")
+		return nil
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			fmt.Print(string(b))
+			continue
+		}
+		var a server.Alert
+		if err := json.Unmarshal(b, &a); err != nil {
+			return fmt.Errorf("reading alert %s: %w", f, err)
+		}
+		fmt.Printf("%s  %s: device %s sent a false escrow record (message %d of group %s, %s differs); reported by %s (%s)\n",
+			a.Time.Format("2006-01-02 15:04:05Z"), a.Kind, a.Sender, a.Seq, a.Group, a.Field, a.ReporterUser, a.Reporter)
+	}
+	return nil
+}
+
+// bearerTransport adds a bearer token to every request.
+type bearerTransport struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	base := b.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
