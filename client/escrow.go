@@ -32,6 +32,10 @@ import (
 // the message's slot (escrow.Seal).
 const EscrowLabel = "anom escrow v1"
 
+// EscrowPolicyChanged starts the text of an EventEscrowPolicy that reports
+// a policy different from the one the device verified before.
+const EscrowPolicyChanged = "the escrow policy changed: "
+
 // ErrEscrowPolicy is returned by Send when the network has an escrow policy
 // the device could not verify (root signature and transparency log): the
 // device does not send under a policy it has not verified.
@@ -164,7 +168,9 @@ func (c *Client) syncEscrowPolicy(ctx context.Context, cn *conn) error {
 	}
 	text := c.escrowNoticeLocked()
 	if prev != nil {
-		text = "the escrow policy changed: " + text
+		text = EscrowPolicyChanged + text
+	} else if p.policy == nil {
+		return nil // no policy, and none before: nothing to tell
 	}
 	c.emit(Event{Type: EventEscrowPolicy, Text: text})
 	return nil

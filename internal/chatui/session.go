@@ -499,6 +499,14 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			dev = "device " + e.Device.DeviceID.String()
 		}
 		s.alert("ALERT: %s was added under your name %s. If you did not add it, someone else can read your new chats: tell your administrator", dev, s.self)
+	case client.EventEscrowPolicy:
+		if e.Err != nil {
+			s.alert("ALERT: the escrow policy could not be verified, so this device will not send: %s", oneLine(describe(e.Err)))
+		} else if strings.HasPrefix(e.Text, client.EscrowPolicyChanged) {
+			s.alert("ALERT: %s", sanitize(e.Text))
+		}
+	case client.EventEscrowMismatch:
+		s.alert("ALERT: %s", sanitize(e.Text))
 	case client.EventWiped:
 		s.alert("THIS DEVICE WAS WIPED (%s): its keys and messages are gone", sanitize(e.Text))
 		s.end("wiped")
