@@ -40,6 +40,7 @@ type benchFlags struct {
 	serverProcess          bool
 	fileLimit              int
 	heapProfile            string
+	cpuProfile             string
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -63,8 +64,20 @@ func runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
 	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here after the memory scenario (useful with --idle-in-process)")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if f.scenario != "all" && f.scenario != "messages" && f.scenario != "idle" {
 		return fmt.Errorf("--scenario %q: want messages, idle or all", f.scenario)

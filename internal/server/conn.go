@@ -2,32 +2,55 @@ package server
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
 	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
-// session is one WebSocket connection. A reader goroutine handles
-// requests one at a time, in order; a writer goroutine, started only while
-// frames are queued, drains the bounded send queue. An idle session thus
-// costs one goroutine and no queue.
+// session is one WebSocket connection.
+//
+// Its only permanent goroutine is the reader, which reads frames and does
+// nothing else, so that an idle session costs one small stack and no
+// buffers. Requests are handled on goroutines that live only while there
+// is work: a dispatcher decodes frames in arrival order (and handles
+// authentication itself), then hands each request to the lane of the
+// group it concerns (Send, Fetch, Ack, SetGroupTimer, CreateGroup) or to
+// the session's general lane. A lane runs its requests one at a time, in
+// order, so a device's messages to a group keep their order; different
+// lanes run concurrently, so a device's sends to several groups share the
+// store's grouped commits. Answers carry the request id and may come out
+// of order across lanes. At most maxInFlight requests are read ahead of
+// their answers; then the reader waits. A writer goroutine, started only
+// while frames are queued, writes everything queued in one batch.
 type session struct {
 	s      *Server
-	ws     *websocket.Conn // nil in fuzz tests
+	conn   net.Conn // nil in fuzz tests
+	rd     wsReader
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	inMu        sync.Mutex
+	in          []inbound        // frames read, waiting for the dispatcher
+	dispatching bool             // a dispatcher goroutine is running
+	lanes       map[string]*lane // lanes with work
+	inflight    int              // requests read and not yet answered
+	inRoom      chan struct{}    // closed when inflight drops, if the reader waits
+	work        sync.WaitGroup   // requests read and not yet finished
+
+	wmu     sync.Mutex // serialises writes to conn
 	outMu   sync.Mutex
 	out     [][]byte      // frames waiting to be written
 	writing bool          // a writer goroutine is running
-	room    chan struct{} // closed when the queue drains, if the reader waits
+	room    chan struct{} // closed when the queue drains, if a sender waits
 
 	challenge []byte // set by Hello
 
@@ -37,16 +60,33 @@ type session struct {
 	cert    *identity.DeviceCertificate
 	limiter *deviceLimiter
 
-	// closeAfterAnswer makes the reader close the session once the
+	// closeAfterAnswer makes the general lane close the session once the
 	// current answer is written (a wiped device is revoked).
 	closeAfterAnswer bool
 
 	closeOnce sync.Once
 }
 
-func (s *Server) newSession(ws *websocket.Conn) *session {
+// maxInFlight bounds the requests of one session read ahead of their
+// answers.
+const maxInFlight = 64
+
+// inbound is one message read from the client.
+type inbound struct {
+	data []byte
+	text bool
+}
+
+// lane is a queue of requests handled in order.
+type lane struct {
+	q []*anomv1.Frame
+}
+
+func (s *Server) newSession(conn net.Conn) *session {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &session{s: s, ws: ws, ctx: ctx, cancel: cancel}
+	c := &session{s: s, conn: conn, ctx: ctx, cancel: cancel}
+	c.rd.conn = conn
+	return c
 }
 
 // serveWS upgrades to a WebSocket and runs the session until it ends.
@@ -57,12 +97,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	conn, pre, err := upgrade(w, r)
 	if err != nil {
-		return // Accept has answered
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return // the upgrade has answered
 	}
-	ws.SetReadLimit(int64(s.limits.MaxFrameSize))
-	c := s.newSession(ws)
+	c := s.newSession(conn)
+	c.rd.pre = pre
 	s.wg.Add(1)
 	s.metrics.connections.Inc()
 	// The session reads on a goroutine of its own so that the HTTP
@@ -71,50 +112,222 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.wg.Done()
 		defer s.metrics.connections.Dec()
-		defer c.close(websocket.StatusNormalClosure, "")
 		authTimer := time.AfterFunc(s.limits.AuthTimeout, func() {
 			if !c.authed.Load() {
 				c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
 			}
 		})
-		defer authTimer.Stop()
-		c.readLoop()
+		err := c.readLoop(authTimer)
+		authTimer.Stop()
+		var we *wsError
+		switch {
+		case errors.As(err, &we):
+			c.close(we.Code, we.Msg)
+		case errors.Is(err, errWSClosed):
+			c.close(ws.StatusNormalClosure, "")
+		default:
+			c.close(ws.StatusGoingAway, "")
+		}
+		c.work.Wait()
 	}()
 }
 
-func (c *session) readLoop() {
+// readLoop reads messages and queues them for the dispatcher until the
+// connection fails or closes.
+func (c *session) readLoop(authTimer *time.Timer) error {
+	stopped := false
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		op, data, err := c.rd.readMessage(c.s.limits.MaxFrameSize, c.control)
 		if err != nil {
-			return
+			return err
 		}
-		var resp *anomv1.Frame
-		if typ != websocket.MessageBinary {
-			resp = errorFrame(0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "text message; frames are binary"))
-		} else {
-			resp = c.process(c.ctx, data)
+		if !stopped && c.authed.Load() {
+			authTimer.Stop()
+			stopped = true
 		}
-		if resp == nil {
-			continue
+		if !c.waitInRoom() {
+			return c.ctx.Err()
 		}
-		if c.closeAfterAnswer {
-			// Written directly (the connection allows concurrent
-			// writes) so the answer is out before the close.
-			if b, err := proto.Marshal(resp); err == nil {
-				wctx, cancel := context.WithTimeout(c.ctx, time.Second)
-				_ = c.ws.Write(wctx, websocket.MessageBinary, b)
-				cancel()
-			}
-			c.kick(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device revoked")
-			return
+		c.work.Add(1)
+		c.inMu.Lock()
+		c.inflight++
+		c.in = append(c.in, inbound{data: data, text: op == ws.OpText})
+		if !c.dispatching {
+			c.dispatching = true
+			go c.dispatchLoop()
 		}
-		if !c.sendWait(resp) {
-			return
+		c.inMu.Unlock()
+	}
+}
+
+// waitInRoom waits until fewer than maxInFlight requests are unanswered.
+func (c *session) waitInRoom() bool {
+	for {
+		c.inMu.Lock()
+		if c.inflight < maxInFlight {
+			c.inMu.Unlock()
+			return true
+		}
+		if c.inRoom == nil {
+			c.inRoom = make(chan struct{})
+		}
+		room := c.inRoom
+		c.inMu.Unlock()
+		select {
+		case <-room:
+		case <-c.ctx.Done():
+			return false
 		}
 	}
 }
 
+// finished records that a request has been answered (or dropped).
+func (c *session) finished() {
+	c.inMu.Lock()
+	c.inflight--
+	if c.inRoom != nil {
+		close(c.inRoom)
+		c.inRoom = nil
+	}
+	c.inMu.Unlock()
+	c.work.Done()
+}
+
+// dispatchLoop decodes queued messages in order until none is left.
+func (c *session) dispatchLoop() {
+	for {
+		c.inMu.Lock()
+		if len(c.in) == 0 {
+			c.dispatching = false
+			c.in = nil
+			c.inMu.Unlock()
+			return
+		}
+		m := c.in[0]
+		c.in[0] = inbound{}
+		c.in = c.in[1:]
+		c.inMu.Unlock()
+		if m.text {
+			c.answer(errorFrame(0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "text message; frames are binary")))
+			continue
+		}
+		f, bad := c.decode(m.data)
+		if bad != nil {
+			c.answer(bad)
+			continue
+		}
+		key, ok := laneKey(f)
+		if !ok || !c.authed.Load() {
+			// Authentication changes the session: it is handled before
+			// the next frame is looked at.
+			c.answer(c.handle(c.ctx, f))
+			continue
+		}
+		c.inMu.Lock()
+		l := c.lanes[key]
+		if l == nil {
+			if c.lanes == nil {
+				c.lanes = map[string]*lane{}
+			}
+			l = &lane{}
+			c.lanes[key] = l
+			go c.laneLoop(key, l)
+		}
+		l.q = append(l.q, f)
+		c.inMu.Unlock()
+	}
+}
+
+// laneKey returns the lane of a request: its group for group requests, ""
+// for the others; ok is false for authentication requests.
+func laneKey(f *anomv1.Frame) (key string, ok bool) {
+	switch b := f.Body.(type) {
+	case *anomv1.Frame_Hello, *anomv1.Frame_Auth, *anomv1.Frame_Activate:
+		return "", false
+	case *anomv1.Frame_Send:
+		return "g" + string(b.Send.GetGroupId()), true
+	case *anomv1.Frame_Fetch:
+		return "g" + string(b.Fetch.GetGroupId()), true
+	case *anomv1.Frame_Ack:
+		return "g" + string(b.Ack.GetGroupId()), true
+	case *anomv1.Frame_SetGroupTimer:
+		return "g" + string(b.SetGroupTimer.GetGroupId()), true
+	case *anomv1.Frame_CreateGroup:
+		return "g" + string(b.CreateGroup.GetGroupId()), true
+	}
+	return "", true
+}
+
+// laneLoop handles a lane's requests in order until it is empty.
+func (c *session) laneLoop(key string, l *lane) {
+	for {
+		c.inMu.Lock()
+		if len(l.q) == 0 {
+			delete(c.lanes, key)
+			c.inMu.Unlock()
+			return
+		}
+		f := l.q[0]
+		l.q[0] = nil
+		l.q = l.q[1:]
+		c.inMu.Unlock()
+		resp := c.handle(c.ctx, f)
+		if _, wipe := f.Body.(*anomv1.Frame_WipeConfirm); wipe && key == "" && c.closeAfterAnswer {
+			c.closeWith(resp)
+			c.finished()
+			continue
+		}
+		c.answer(resp)
+	}
+}
+
+// answer queues a request's answer and marks the request finished.
+func (c *session) answer(resp *anomv1.Frame) {
+	if resp != nil {
+		c.sendWait(resp)
+	}
+	c.finished()
+}
+
+// closeWith writes a last answer, then closes the session.
+func (c *session) closeWith(resp *anomv1.Frame) {
+	if b, err := proto.Marshal(resp); err == nil {
+		c.writeDirect(ws.OpBinary, b, time.Second)
+	}
+	c.kick(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device revoked")
+}
+
+// control answers a control frame (pong, close reply) at once.
+func (c *session) control(m wsControl) {
+	c.writeDirect(m.op, m.payload, time.Second)
+}
+
+// writeDirect writes one frame now, outside the queue (a close, a pong,
+// a last word before the connection is cut).
+func (c *session) writeDirect(op ws.OpCode, b []byte, timeout time.Duration) {
+	if c.conn == nil {
+		return
+	}
+	bp := writeBufs.Get().(*[]byte)
+	buf := appendFrame((*bp)[:0], op, b)
+	c.wmu.Lock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, _ = c.conn.Write(buf)
+	c.wmu.Unlock()
+	putWriteBuf(bp, buf)
+}
+
+func putWriteBuf(bp *[]byte, buf []byte) {
+	if cap(buf) > writeBufSize+64 {
+		return // grown for a large frame: let it go
+	}
+	*bp = buf[:0]
+	writeBufs.Put(bp)
+}
+
 // writeLoop writes queued frames until the queue is empty, then ends.
+// Everything queued when it looks is written as one batch: one TLS record
+// and one system call per writeBufSize bytes.
 func (c *session) writeLoop() {
 	var batch [][]byte
 	for {
@@ -130,32 +343,56 @@ func (c *session) writeLoop() {
 			return
 		}
 		batch, c.out = c.out, batch[:0]
-		c.outMu.Unlock()
-		for i, b := range batch {
-			wctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-			err := c.ws.Write(wctx, websocket.MessageBinary, b)
-			cancel()
-			batch[i] = nil
-			if err != nil {
-				c.close(websocket.StatusGoingAway, "write failed")
-				c.outMu.Lock()
-				c.writing, c.out = false, nil
-				if c.room != nil {
-					close(c.room)
-					c.room = nil
-				}
-				c.outMu.Unlock()
-				return
-			}
+		if c.room != nil {
+			close(c.room)
+			c.room = nil
 		}
+		c.outMu.Unlock()
+		if err := c.writeBatch(batch); err != nil {
+			c.close(ws.StatusGoingAway, "write failed")
+			c.outMu.Lock()
+			c.writing, c.out = false, nil
+			if c.room != nil {
+				close(c.room)
+				c.room = nil
+			}
+			c.outMu.Unlock()
+			return
+		}
+		clear(batch)
 	}
+}
+
+func (c *session) writeBatch(batch [][]byte) error {
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	for _, b := range batch {
+		if len(buf) > 0 && len(buf)+len(b)+ws.MaxHeaderSize > writeBufSize {
+			if _, err := c.conn.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = appendFrame(buf, ws.OpBinary, b)
+	}
+	var err error
+	if len(buf) > 0 {
+		_, err = c.conn.Write(buf)
+	}
+	putWriteBuf(bp, buf)
+	return err
 }
 
 // enqueue adds a frame to the send queue, starting the writer if needed.
 // Called with outMu held.
 func (c *session) enqueue(b []byte) {
 	c.out = append(c.out, b)
-	if !c.writing && c.ws != nil {
+	if !c.writing && c.conn != nil {
 		c.writing = true
 		go c.writeLoop()
 	}
@@ -210,34 +447,35 @@ func (c *session) push(b []byte) {
 	c.outMu.Unlock()
 	c.s.metrics.slowClosures.Inc()
 	c.s.log.Info("closing slow session", "device", c.devHex)
-	c.close(websocket.StatusPolicyViolation, "send queue full")
+	c.close(ws.StatusPolicyViolation, "send queue full")
 }
 
 // kick tells the client why and closes the connection at once.
 func (c *session) kick(code anomv1.ErrorCode, msg string) {
-	if c.ws != nil {
-		if b, err := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushDisconnect{PushDisconnect: &anomv1.Disconnect{Code: code, Message: msg}}}); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			_ = c.ws.Write(ctx, websocket.MessageBinary, b)
-			cancel()
-		}
+	if b, err := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushDisconnect{PushDisconnect: &anomv1.Disconnect{Code: code, Message: msg}}}); err == nil {
+		c.writeDirect(ws.OpBinary, b, 500*time.Millisecond)
 	}
-	c.close(websocket.StatusPolicyViolation, msg)
+	c.close(ws.StatusPolicyViolation, msg)
 }
 
-func (c *session) close(code websocket.StatusCode, reason string) {
+// close ends the session: it sends a close frame with code and reason (a
+// normal closure answers the client's own close frame, sent already by
+// the reader), then closes the connection.
+func (c *session) close(code ws.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		if c.authed.Load() {
 			c.s.hub.remove(c)
 			c.s.metrics.authed.Dec()
 		}
-		if c.ws != nil {
-			if code == websocket.StatusNormalClosure {
-				_ = c.ws.Close(code, reason)
-			} else {
-				_ = c.ws.CloseNow()
+		if c.conn != nil {
+			if code != ws.StatusNormalClosure {
+				if len(reason) > ws.MaxControlFramePayloadSize-2 {
+					reason = reason[:ws.MaxControlFramePayloadSize-2]
+				}
+				c.writeDirect(ws.OpClose, append(closeBody(code), reason...), 100*time.Millisecond)
 			}
+			_ = c.conn.Close()
 		}
 	})
 }

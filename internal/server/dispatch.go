@@ -15,20 +15,35 @@ var bodyOneof = (&anomv1.Frame{}).ProtoReflect().Descriptor().Oneofs().ByName("b
 // process decodes one frame, handles it and returns the response frame.
 // It never panics on bad input: anything malformed gets an error frame.
 func (c *session) process(ctx context.Context, data []byte) *anomv1.Frame {
-	var f anomv1.Frame
-	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &f); err != nil {
+	f, bad := c.decode(data)
+	if bad != nil {
+		return bad
+	}
+	return c.handle(ctx, f)
+}
+
+// decode decodes one frame; a malformed one gets the error frame to
+// answer with.
+func (c *session) decode(data []byte) (*anomv1.Frame, *anomv1.Frame) {
+	f := &anomv1.Frame{}
+	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, f); err != nil {
 		c.s.metrics.errors.WithLabelValues(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME.String()).Inc()
-		return errorFrame(0, wrapErr(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, err, "decoding frame"))
+		return nil, errorFrame(0, wrapErr(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, err, "decoding frame"))
 	}
 	if f.Body == nil {
-		return errorFrame(f.Id, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "frame has no body"))
+		return nil, errorFrame(f.Id, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "frame has no body"))
 	}
+	return f, nil
+}
+
+// handle handles a decoded request and returns the response frame.
+func (c *session) handle(ctx context.Context, f *anomv1.Frame) *anomv1.Frame {
 	kind := "unknown"
 	if fd := f.ProtoReflect().WhichOneof(bodyOneof); fd != nil {
 		kind = string(fd.Name())
 	}
 	start := time.Now()
-	resp, err := c.dispatch(ctx, &f)
+	resp, err := c.dispatch(ctx, f)
 	c.s.metrics.requests.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	if err != nil {
 		w := toWire(err)

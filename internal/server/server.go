@@ -240,16 +240,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if s.cfg.TLS == nil {
 		return errors.New("serving: no TLS configuration")
 	}
+	// Full-size TLS records from the start: the writer batches frames,
+	// and small records would cost a system call each.
+	tc := s.cfg.TLS.Clone()
+	tc.DynamicRecordSizingDisabled = true
 	s.httpSrv = &http.Server{
 		Handler:           s.Handler(),
-		TLSConfig:         s.cfg.TLS,
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
 	s.startBackground()
 	errc := make(chan error, 1)
-	go func() { errc <- s.httpSrv.Serve(tls.NewListener(l, s.cfg.TLS)) }()
+	go func() { errc <- s.httpSrv.Serve(tls.NewListener(l, tc)) }()
 	s.log.Info("serving", "addr", l.Addr().String(), "name", s.name)
 	select {
 	case <-ctx.Done():
