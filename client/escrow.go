@@ -284,6 +284,9 @@ func decodeEscrowSecrets(b []byte) (escrowSecrets, error) {
 	s := escrowSecrets{}
 	for i := 0; i < n && d.err == nil; i++ {
 		e := d.u64()
+		if _, dup := s[e]; dup || (i > 0 && e < slices.Max(mapsKeys(s))) {
+			d.fail("escrow secrets: epochs not in increasing order")
+		}
 		s[e] = d.vec32(64)
 	}
 	if err := d.done(); err != nil {

@@ -217,3 +217,19 @@ func BenchmarkSendEscrowOverhead(b *testing.B) {
 		}
 	})
 }
+
+// FuzzEscrowVaultRecords: the escrow records of the vault decode or fail
+// cleanly, and what decodes encodes back to the same bytes.
+func FuzzEscrowVaultRecords(f *testing.F) {
+	f.Add((&policyState{logIndex: 3, serverID: "s"}).encode())
+	f.Add(escrowSecrets{1: bytes.Repeat([]byte{1}, 32), 2: bytes.Repeat([]byte{2}, 32)}.encode())
+	f.Add([]byte{recordVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if s, err := decodeEscrowSecrets(b); err == nil && len(s) == int(b[1]) && !bytes.Equal(s.encode(), b) {
+			t.Fatalf("secrets re-encode differently")
+		}
+		if p, err := decodePolicyState(b); err == nil && p.policy == nil && len(p.raw) != 0 {
+			t.Fatalf("policy bytes without a policy")
+		}
+	})
+}
