@@ -33,6 +33,7 @@ type chatFlags struct {
 	code, username                             string
 	wipeAfter                                  time.Duration
 	maxPINTries                                int
+	pair                                       bool
 }
 
 func runChat(ctx context.Context, args []string) error {
@@ -62,6 +63,7 @@ func chat(ctx context.Context, args []string) error {
 	fs.StringVar(&f.tlsNm, "tls-name", "", "first run, optional: the name the server's certificate must carry")
 	fs.StringVar(&f.code, "code", "", "first run: the activation code")
 	fs.StringVar(&f.username, "username", "", "first run: the username to take")
+	fs.BoolVar(&f.pair, "pair", false, "first run: this is a further device of an existing user; show a pairing code for one of the user's devices to approve (/approve CODE) before activating")
 	fs.DurationVar(&f.wipeAfter, "wipe-after", 0, "first run: wipe the device after this long without reaching the server (0: never)")
 	fs.IntVar(&f.maxPINTries, "max-pin-tries", 10, "first run: wipe the device after this many wrong PINs in a row (0: never)")
 	if err := fs.Parse(args); err != nil {
@@ -248,6 +250,18 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 	if err != nil {
 		return fmt.Errorf("activation code: %w", err)
 	}
+	if f.pair {
+		req, err := c.BeginPairing(user)
+		if err != nil {
+			return fmt.Errorf("pairing: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "This device asks to become a further device of %s.\n", user)
+		fmt.Fprintf(os.Stderr, "On one of %s's devices, type:  /approve %s\n", user, req.Code())
+		fmt.Fprintf(os.Stderr, "and check that it shows this fingerprint:  %s\n", req.Fingerprint())
+		if _, err := in.line(ctx, "Press Enter once it is approved: "); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "Activating %s on %s...\n", user, n.Address)
 	actx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -256,7 +270,7 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_BAD_CODE):
 			return errors.New("activation refused: the code is unknown, used or expired")
 		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN):
-			return fmt.Errorf("activation refused: the username %s is taken", user)
+			return fmt.Errorf("activation refused: the username %s is taken (if it is yours, activate this device with --pair)", user)
 		case errors.Is(err, client.ErrPin):
 			return fmt.Errorf("activation refused: the server's certificate does not match the CA fingerprint: %w", err)
 		}

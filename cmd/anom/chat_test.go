@@ -274,7 +274,7 @@ func (p *pane) device() string {
 var safetyRe = regexp.MustCompile(`device ([0-9a-f]{32}) \(until [0-9-]+\):\n\s+(\d{5} \d{5} \d{5} \d{5})\n\s+(\d{5} \d{5} \d{5} \d{5})\n\s+(\d{5} \d{5} \d{5} \d{5})`)
 
 func TestChatTmux(t *testing.T) {
-	n := newTmuxNet(t, 3)
+	n := newTmuxNet(t, 4)
 	alice := n.activate(0, "alice")
 	bob := n.activate(1, "bob")
 	carol := n.activate(2, "carol")
@@ -401,6 +401,26 @@ func TestChatTmux(t *testing.T) {
 	bob.wait("PIN: ")
 	bob.send("1234")
 	bob.wait("Type /help for the commands.")
+
+	// A second device for alice: it shows a pairing code, alice approves
+	// it from her first device after comparing fingerprints, and it
+	// joins her chats.
+	alice2 := n.start("alice2", "--server", n.addr, "--ca-fingerprint", n.fp, "--root", n.root, "--code", n.codes[3], "--username", "alice", "--pair")
+	pm := alice2.waitRe(regexp.MustCompile(`type:  /approve ([A-Za-z0-9-]+)\n.*fingerprint:  ([0-9 ]+)\n`))
+	alice2.wait("Press Enter once it is approved:")
+	alice.expect("/approve "+pm[1], "    Fingerprint: "+strings.TrimSpace(pm[2]))
+	alice.expect("/approve confirm", "* approved: the new device can now activate as alice")
+	alice2.send("")
+	alice2.wait("Type /help for the commands.")
+	alice2.wait("* you were added to chat")
+	alice.wait("is active (you approved it from this device)")
+	bob.wait("alice [2 devices], bob (you)")
+	bob.expect("/switch 1", "* chat 1 alice is now current")
+	bob.send("to both of alice's devices")
+	alice.wait("] bob: to both of alice's devices")
+	alice2.wait("bob: to both of alice's devices")
+	alice2.expect("/devices", "Your devices (alice):")
+	alice2.wait("(this device)")
 
 	// The kill switch and revocation, from the administrator.
 	n.run("admin", "wipe", alice.device(), "--data", "net")

@@ -21,26 +21,29 @@ type Op int
 
 // Operations. OpSend is a plain line (text for the current chat).
 const (
-	OpNone     Op = iota // an empty line
-	OpSend               // Text
-	OpHelp               // Arg: the command asked about, or ""
-	OpQuit               //
-	OpContacts           //
-	OpChats              //
-	OpChat               // Users[0]: the other user of a 1:1 chat
-	OpGroup              // Name, Users
-	OpAdd                // Users
-	OpRemove             // Users
-	OpSwitch             // Arg: a chat's number, name or ID prefix
-	OpSendFile           // Path
-	OpGet                // N (message number), Path (directory)
-	OpMembers            //
-	OpSafety             // Users[0]
-	OpPolicy             //
-	OpTimer              // Timer (0: off)
-	OpWipe               // Confirm
-	OpHistory            // N (how many; 0 means the default)
-	OpWhoami             //
+	OpNone          Op = iota // an empty line
+	OpSend                    // Text
+	OpHelp                    // Arg: the command asked about, or ""
+	OpQuit                    //
+	OpContacts                //
+	OpChats                   //
+	OpChat                    // Users[0]: the other user of a 1:1 chat
+	OpGroup                   // Name, Users
+	OpAdd                     // Users
+	OpRemove                  // Users
+	OpSwitch                  // Arg: a chat's number, name or ID prefix
+	OpSendFile                // Path
+	OpGet                     // N (message number), Path (directory)
+	OpMembers                 //
+	OpSafety                  // Users[0]
+	OpPolicy                  //
+	OpTimer                   // Timer (0: off)
+	OpWipe                    // Confirm
+	OpHistory                 // N (how many; 0 means the default)
+	OpWhoami                  //
+	OpDevices                 //
+	OpApprove                 // Arg: a pairing code, or Confirm
+	OpAddOwnDevices           //
 )
 
 // Command is a parsed line.
@@ -106,6 +109,9 @@ func init() {
 		{"/wipe", OpWipe, "/wipe", "delete this device's keys and messages at once (asks to confirm)", parseWipe},
 		{"/history", OpHistory, "/history [N]", "show the last N messages of the current chat (default 20)", parseHistory},
 		{"/whoami", OpWhoami, "/whoami", "this device: username, device ID, subscription end", parseNoArgs},
+		{"/devices", OpDevices, "/devices", "your devices, as the network's directory and log show them", parseNoArgs},
+		{"/approve", OpApprove, "/approve CODE", "approve a new device of yours from the pairing code it shows (then /approve confirm)", parseApprove},
+		{"/add-own-devices", OpAddOwnDevices, "/add-own-devices", "add every device of yours to every chat of this device where it is missing", parseNoArgs},
 	}
 }
 
@@ -340,6 +346,21 @@ func parseWipe(s spec, rest string) (Command, error) {
 		return Command{Op: OpWipe, Confirm: true}, nil
 	}
 	return Command{}, usage(s, "type /wipe, then /wipe confirm")
+}
+
+// MaxPairingCode bounds a typed pairing code.
+const MaxPairingCode = 256
+
+func parseApprove(s spec, rest string) (Command, error) {
+	switch {
+	case rest == "":
+		return Command{}, usage(s, "no pairing code given")
+	case strings.EqualFold(rest, "confirm"):
+		return Command{Op: OpApprove, Confirm: true}, nil
+	case len(rest) > MaxPairingCode:
+		return Command{}, usage(s, "the pairing code is too long")
+	}
+	return Command{Op: OpApprove, Arg: rest}, nil
 }
 
 // DefaultHistory is how many messages /history and /switch show.

@@ -50,6 +50,10 @@ func TestParse(t *testing.T) {
 		{"/history", Command{Op: OpHistory}},
 		{"/history 5", Command{Op: OpHistory, N: 5}},
 		{"/whoami", Command{Op: OpWhoami}},
+		{"/devices", Command{Op: OpDevices}},
+		{"/approve ABCD-EFGH ijkl", Command{Op: OpApprove, Arg: "ABCD-EFGH ijkl"}},
+		{"/approve Confirm", Command{Op: OpApprove, Confirm: true}},
+		{"/add-own-devices", Command{Op: OpAddOwnDevices}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.line)
@@ -106,6 +110,9 @@ func TestParseErrors(t *testing.T) {
 		{line: "/history 0", usage: true},
 		{line: "/history lots", usage: true},
 		{line: "/members all", usage: true},
+		{line: "/approve", usage: true, contain: "no pairing code"},
+		{line: "/approve " + strings.Repeat("A", 257), usage: true, contain: "too long"},
+		{line: "/devices x", usage: true},
 		{line: "bad \x1b[31m escape", contain: "control character"},
 		{line: "\xff\xfe", contain: "UTF-8"},
 		{line: strings.Repeat("a", MaxLine+1), contain: "too long"},

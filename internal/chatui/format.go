@@ -149,6 +149,21 @@ func (s *Session) policyLine(ctx context.Context) string {
 	return policyText(raw, index, id.Network.Root)
 }
 
+// verifiedPolicyLine is what this device verified of the policy (root
+// signature, log inclusion, no rollback) and so what it seals to.
+func (s *Session) verifiedPolicyLine() string {
+	info, err := s.c.Escrow()
+	switch {
+	case errors.Is(err, client.ErrEscrowPolicy):
+		return "this device: escrow policy not verified yet; messages cannot be sent until it is"
+	case err != nil:
+		return "this device: " + oneLine(describe(err))
+	case info.Policy == nil:
+		return "this device: verified that the network has no escrow policy"
+	}
+	return fmt.Sprintf("this device: verified policy v%d (transparency log entry %d); each message it sends is sealed to it", info.Policy.Version, info.LogIndex)
+}
+
 // policyText describes a served policy, verified with the pinned root key.
 func policyText(raw []byte, index uint64, root identity.RootPublicKey) string {
 	if len(raw) == 0 {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"anom/client"
+	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -53,6 +54,8 @@ type Session struct {
 	chats   []*chat // by number - 1
 	current *chat
 	closing bool // set before a wipe
+	// pairing is the new device /approve CODE showed, for /approve confirm.
+	pairing *identity.PairingRequest
 
 	done     chan struct{} // closed when the session must end
 	doneOnce sync.Once
@@ -299,6 +302,7 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.safety(ctx, cmd.Users[0])
 	case OpPolicy:
 		s.printf("%s", s.policyLine(ctx))
+		s.printf("%s", s.verifiedPolicyLine())
 		return nil
 	case OpTimer:
 		return s.setTimer(ctx, cmd.Timer)
@@ -312,6 +316,17 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.history(n)
 	case OpWhoami:
 		return s.whoami()
+	case OpDevices:
+		return s.devices(ctx)
+	case OpApprove:
+		return s.approve(ctx, cmd)
+	case OpAddOwnDevices:
+		if err := s.c.AddOwnDevices(ctx); err != nil {
+			return fmt.Errorf("adding your devices: %w", err)
+		}
+		s.refresh()
+		s.printf("* every device of yours is now in every chat of this device")
+		return nil
 	}
 	return fmt.Errorf("command not handled")
 }
@@ -494,19 +509,26 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			s.alert("you were removed from a chat (%x)", e.Group)
 		}
 	case client.EventNewOwnDevice:
-		dev := "an unknown device"
-		if e.Device != nil {
-			dev = "device " + e.Device.DeviceID.String()
-		}
-		s.alert("ALERT: %s was added under your name %s. If you did not add it, someone else can read your new chats: tell your administrator", dev, s.self)
+		s.newOwnDevice(e)
 	case client.EventEscrowPolicy:
-		if e.Err != nil {
+		switch {
+		case e.Err != nil:
 			s.alert("ALERT: the escrow policy could not be verified, so this device will not send: %s", oneLine(describe(e.Err)))
-		} else if strings.HasPrefix(e.Text, client.EscrowPolicyChanged) {
+		case strings.HasPrefix(e.Text, client.EscrowPolicyChanged):
 			s.alert("ALERT: %s", sanitize(e.Text))
+		default:
+			s.printf("* escrow policy: %s", oneLine(e.Text))
 		}
 	case client.EventEscrowMismatch:
-		s.alert("ALERT: %s", sanitize(e.Text))
+		label := fmt.Sprintf("%x", e.Group)
+		if ch := s.chatOf(e.Group); ch != nil {
+			label = ch.label()
+		}
+		text := e.Text
+		if text == "" {
+			text = "a member sent a false escrow copy; reported to the server"
+		}
+		s.alert("ALERT: ESCROW MISMATCH in chat %s: %s", label, oneLine(text))
 	case client.EventWiped:
 		s.alert("THIS DEVICE WAS WIPED (%s): its keys and messages are gone", sanitize(e.Text))
 		s.end("wiped")

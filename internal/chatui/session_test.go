@@ -256,7 +256,7 @@ func TestSessionChat(t *testing.T) {
 
 	// Alerts from the client's events are printed prominently.
 	bob.q.Push(client.Event{Type: client.EventNewOwnDevice, Device: &identity.DeviceCertificate{Username: "bob"}})
-	bob.wait("!!! ALERT: device 00000000000000000000000000000000 was added under your name bob.")
+	bob.wait("!!! ALERT: device 00000000000000000000000000000000 was added under your name bob with no approval in the log.")
 	mustContain(t, alice.do("/remove bob"), "* chat 1 (only you) now has alice (you)")
 	bob.wait("!!! you were removed from chat 1 alice !!!")
 	mustContain(t, bob.do("still there?"), "error: you are no longer in chat 1 alice")
@@ -324,9 +324,10 @@ func TestSessionPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newTestNet(t, fx.Root, tt.policy)
 			u := n.user("alice")
+			u.do("") // the first verified policy is announced as an event
 			got := u.do("/policy")
-			mustContain(t, got, tt.want)
-			if strings.Count(got, "\n") != 1 {
+			mustContain(t, got, tt.want, "this device: verified ")
+			if strings.Count(got, "\n") != 2 {
 				t.Errorf("/policy printed %d lines: %q", strings.Count(got, "\n"), got)
 			}
 		})
