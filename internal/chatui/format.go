@@ -102,6 +102,10 @@ func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 			what = fmt.Sprintf("voice note (%s)", c.Duration.Round(time.Second))
 		}
 		a := c.Attachment
+		if a == nil {
+			fmt.Fprintf(&sb, "%s sent a %s without its reference", who, what)
+			break
+		}
 		mime := ""
 		if a.MIME != "" {
 			mime = ", " + sanitize(a.MIME)

@@ -215,7 +215,18 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 // drainEvents prints the events queued so far.
 func (s *Session) drainEvents(ctx context.Context) {
 	for _, e := range s.cfg.Events.take() {
-		s.event(ctx, e)
+		func() {
+			defer s.survive("showing an event")
+			s.event(ctx, e)
+		}()
+	}
+}
+
+// survive turns a panic in a command or an event into an error line: the
+// person keeps their session, and the line says what to report.
+func (s *Session) survive(doing string) {
+	if r := recover(); r != nil {
+		s.printf("error: internal error %s: %s (please report it)", doing, oneLine(fmt.Sprint(r)))
 	}
 }
 
@@ -241,6 +252,7 @@ func (s *Session) greet(ctx context.Context) {
 // Exec runs one typed line and reports whether the session should end.
 // Every failure is printed on one line; nothing panics.
 func (s *Session) Exec(ctx context.Context, line string) (quit bool) {
+	defer s.survive("running the command")
 	cmd, err := Parse(line)
 	if err != nil {
 		s.fail(err)
@@ -619,7 +631,6 @@ func (s *Session) startReconnect(ctx context.Context) {
 			err := s.c.Connect(cctx)
 			cancel()
 			if err == nil {
-				s.refresh()
 				s.printf("* reconnected")
 				return
 			}

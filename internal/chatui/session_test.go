@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -362,4 +363,26 @@ func TestPolicyText(t *testing.T) {
 			t.Errorf("%s: policyText = %q, want it to contain %q on one line", tt.name, got, tt.want)
 		}
 	}
+}
+
+func TestSessionSurvives(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	u := n.user("alice")
+	// Malformed events are shown, not fatal.
+	u.q.Push(client.Event{Type: client.EventMessage, Message: &client.Message{Username: "x\x1b", Content: &client.Content{Kind: client.KindAttachment}}})
+	u.q.Push(client.Event{Type: client.EventMessage})
+	u.q.Push(client.Event{Type: client.EventError, Group: []byte{1, 2}, Err: errors.New("bad\nthing")})
+	u.q.Push(client.Event{Type: client.EventEscrowMismatch, Group: []byte{3}})
+	out := u.do("")
+	mustContain(t, out, `x\u001b sent a file without its reference`, "! a message in chat 0102 could not be read: bad thing", "ESCROW MISMATCH in chat 03")
+	// A panic in a command becomes one error line.
+	func() {
+		defer u.s.survive("testing")
+		panic("boom\nboom")
+	}()
+	mustContain(t, u.out.String(), "error: internal error testing: boom boom (please report it)")
 }
