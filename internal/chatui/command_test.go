@@ -236,3 +236,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	lines := []string{"hello there, how are you today?", "/group team alice,bob,carol", "/get 12 /tmp/files", "/timer 1h"}
+	for i := 0; b.Loop(); i++ {
+		if _, err := Parse(lines[i%len(lines)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
