@@ -63,7 +63,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&f.workers, "workers", 128, "concurrent activations and connection attempts")
 	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
 	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
-	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here after the memory scenario (useful with --idle-in-process)")
+	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here while the memory scenario's connections are up (useful with --idle-in-process)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -188,14 +188,13 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 		return err
 	}
 	defer n.close()
-	res, err := loadgen.Idle(ctx, n.env, loadgen.IdleConfig{Conns: conns, Settle: f.settle})
+	cfg := loadgen.IdleConfig{Conns: conns, Settle: f.settle}
+	if f.heapProfile != "" {
+		cfg.Measured = func() error { return writeHeapProfile(f.heapProfile) }
+	}
+	res, err := loadgen.Idle(ctx, n.env, cfg)
 	if err != nil {
 		return err
-	}
-	if f.heapProfile != "" {
-		if err := writeHeapProfile(f.heapProfile); err != nil {
-			return err
-		}
 	}
 	rss, hs := res.PerConn()
 	where := "the server process"

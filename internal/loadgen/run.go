@@ -515,6 +515,9 @@ type IdleConfig struct {
 	// Settle is how long to wait with every connection up before
 	// measuring (5s).
 	Settle time.Duration
+	// Measured, if not nil, is called after the measurement while every
+	// connection is still up (to take a heap profile, say).
+	Measured func() error
 }
 
 // IdleResult is the result of Idle.
@@ -582,6 +585,11 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig) (*IdleResult, error) {
 		return nil, err
 	}
 	e.printf("server after: %s\n", res.After)
+	if cfg.Measured != nil {
+		if err := cfg.Measured(); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
