@@ -181,6 +181,10 @@ func (c *Conn) Call(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame, error)
 	return c.Wait(ctx, ch)
 }
 
+// writeTimeout bounds one request's write; a connection that cannot take
+// it in that time is closed.
+const writeTimeout = 30 * time.Second
+
 // Start sends a request without waiting; Wait takes its answer from the
 // returned channel.
 func (c *Conn) Start(ctx context.Context, f *anomv1.Frame) (<-chan *anomv1.Frame, error) {
@@ -193,7 +197,19 @@ func (c *Conn) Start(ctx context.Context, f *anomv1.Frame) (<-chan *anomv1.Frame
 	c.mu.Lock()
 	c.waiting[f.Id] = ch
 	c.mu.Unlock()
-	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+	// coder/websocket closes the connection when the context of a write
+	// ends mid-write; the caller's context ends whenever a phase does, so
+	// the write gets a timeout of its own instead.
+	if err := ctx.Err(); err != nil {
+		c.mu.Lock()
+		delete(c.waiting, f.Id)
+		c.mu.Unlock()
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	err = c.ws.Write(wctx, websocket.MessageBinary, b)
+	cancel()
+	if err != nil {
 		c.mu.Lock()
 		delete(c.waiting, f.Id)
 		c.mu.Unlock()
