@@ -3,10 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -18,19 +22,21 @@ import (
 
 // session is one WebSocket connection.
 //
-// Its only permanent goroutine is the reader, which reads frames and does
-// nothing else, so that an idle session costs one small stack and no
-// buffers. Requests are handled on goroutines that live only while there
-// is work: a dispatcher decodes frames in arrival order (and handles
-// authentication itself), then hands each request to the lane of the
-// group it concerns (Send, Fetch, Ack, SetGroupTimer, CreateGroup) or to
-// the session's general lane. A lane runs its requests one at a time, in
-// order, so a device's messages to a group keep their order; different
-// lanes run concurrently, so a device's sends to several groups share the
-// store's grouped commits. Answers carry the request id and may come out
-// of order across lanes. At most maxInFlight requests are read ahead of
-// their answers; then the reader waits. A writer goroutine, started only
-// while frames are queued, writes everything queued in one batch.
+// An idle session has no goroutine: on Linux one poller goroutine waits
+// for any connection to become readable (epoll), and a readable session
+// gets a goroutine that reads the messages that have arrived, queues them
+// and ends (elsewhere a session reads on a goroutine of its own). Requests
+// are handled on goroutines that also live only while there is work: a
+// dispatcher decodes frames in arrival order (and handles authentication
+// itself), then hands each request to the lane of the group it concerns
+// (Send, Fetch, Ack, SetGroupTimer, CreateGroup) or to the session's
+// general lane. A lane runs its requests one at a time, in order, so a
+// device's messages to a group keep their order; different lanes run
+// concurrently, so a device's sends to several groups share the store's
+// grouped commits. Answers carry the request id and may come out of order
+// across lanes. At most maxInFlight requests are read ahead of their
+// answers; then reading waits. A writer goroutine, started only while
+// frames are queued, writes everything queued in one batch.
 type session struct {
 	s      *Server
 	conn   net.Conn // nil in fuzz tests
@@ -38,12 +44,22 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// Readiness polling (see poller).
+	pollID int32
+	raw    syscall.RawConn
+	peek   [1]byte
+	// arms counts armings: the atomic publishes the reading goroutine's
+	// writes to the next one (the kernel orders them too, but the race
+	// detector cannot see that).
+	arms atomic.Uint32
+
 	inMu        sync.Mutex
 	in          []inbound        // frames read, waiting for the dispatcher
 	dispatching bool             // a dispatcher goroutine is running
 	lanes       map[string]*lane // lanes with work
 	inflight    int              // requests read and not yet answered
 	inRoom      chan struct{}    // closed when inflight drops, if the reader waits
+	closed      bool             // no more requests are taken
 	work        sync.WaitGroup   // requests read and not yet finished
 
 	wmu     sync.Mutex // serialises writes to conn
@@ -104,60 +120,135 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newSession(conn)
 	c.rd.pre = pre
-	s.wg.Add(1)
+	if !s.hub.track(c) {
+		conn.Close()
+		return
+	}
 	s.metrics.connections.Inc()
-	// The session reads on a goroutine of its own so that the HTTP
-	// handler returns and the request's state is freed: a connection
-	// mostly sits idle for hours.
-	go func() {
-		defer s.wg.Done()
-		defer s.metrics.connections.Dec()
-		authTimer := time.AfterFunc(s.limits.AuthTimeout, func() {
-			if !c.authed.Load() {
-				c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
-			}
-		})
-		err := c.readLoop(authTimer)
-		authTimer.Stop()
-		var we *wsError
-		switch {
-		case errors.As(err, &we):
-			c.close(we.Code, we.Msg)
-		case errors.Is(err, errWSClosed):
-			c.close(ws.StatusNormalClosure, "")
-		default:
-			c.close(ws.StatusGoingAway, "")
+	time.AfterFunc(s.limits.AuthTimeout, func() {
+		if !c.authed.Load() {
+			c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
 		}
-		c.work.Wait()
-	}()
+	})
+	// The HTTP handler returns so that the request's state is freed: a
+	// connection mostly sits idle for hours.
+	if p := s.hub.poller(s.log); p != nil && len(pre) == 0 {
+		if err := p.add(c); err == nil {
+			return
+		}
+	}
+	go c.readLoop()
 }
 
-// readLoop reads messages and queues them for the dispatcher until the
-// connection fails or closes.
-func (c *session) readLoop(authTimer *time.Timer) error {
-	stopped := false
+// readLoop reads and queues messages until the connection fails or
+// closes (a session without the poller).
+func (c *session) readLoop() {
 	for {
 		op, data, err := c.rd.readMessage(c.s.limits.MaxFrameSize, c.control)
 		if err != nil {
-			return err
+			c.endRead(err)
+			return
 		}
-		if !stopped && c.authed.Load() {
-			authTimer.Stop()
-			stopped = true
+		if !c.deliver(op, data) {
+			c.endRead(c.ctx.Err())
+			return
 		}
-		if !c.waitInRoom() {
-			return c.ctx.Err()
-		}
-		c.work.Add(1)
-		c.inMu.Lock()
-		c.inflight++
-		c.in = append(c.in, inbound{data: data, text: op == ws.OpText})
-		if !c.dispatching {
-			c.dispatching = true
-			go c.dispatchLoop()
-		}
-		c.inMu.Unlock()
 	}
+}
+
+// readReady reads what a readable connection has (whole messages, even
+// if that means waiting for the rest of one), then re-arms the poller.
+func (c *session) readReady() {
+	c.arms.Load()
+	for {
+		op, data, err := c.rd.readMessage(c.s.limits.MaxFrameSize, c.control)
+		if err != nil {
+			c.endRead(err)
+			return
+		}
+		if !c.deliver(op, data) {
+			c.endRead(c.ctx.Err())
+			return
+		}
+		more, err := c.buffered()
+		if err != nil {
+			c.endRead(err)
+			return
+		}
+		if !more {
+			break
+		}
+	}
+	c.arms.Add(1)
+	if err := c.s.hub.poll.arm(c); err != nil {
+		c.endRead(err)
+	}
+}
+
+// longAgo is a deadline in the past: a read with it only returns what is
+// buffered already.
+var longAgo = time.Unix(1, 0)
+
+// buffered says whether more of the client's data is buffered above the
+// socket (the TLS layer may have read a record ahead), where readiness
+// polling would not see it. It reads at most one byte, kept for the next
+// read.
+func (c *session) buffered() (bool, error) {
+	if len(c.rd.pre) > 0 {
+		return true, nil
+	}
+	if err := c.conn.SetReadDeadline(longAgo); err != nil {
+		return false, err
+	}
+	n, err := c.conn.Read(c.peek[:])
+	if derr := c.conn.SetReadDeadline(time.Time{}); derr != nil {
+		return false, derr
+	}
+	if n > 0 {
+		c.rd.pre = c.peek[:n]
+		return true, nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return false, err
+}
+
+// endRead closes the session after reading stopped with err.
+func (c *session) endRead(err error) {
+	var we *wsError
+	switch {
+	case errors.As(err, &we):
+		c.close(we.Code, we.Msg)
+	case errors.Is(err, errWSClosed):
+		c.close(ws.StatusNormalClosure, "")
+	default:
+		c.close(ws.StatusGoingAway, "")
+	}
+}
+
+// deliver queues a message for the dispatcher, waiting while too many
+// requests are unanswered; false if the session is closed.
+func (c *session) deliver(op ws.OpCode, data []byte) bool {
+	if !c.waitInRoom() {
+		return false
+	}
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.work.Add(1)
+	c.inflight++
+	c.in = append(c.in, inbound{data: data, text: op == ws.OpText})
+	if !c.dispatching {
+		c.dispatching = true
+		go c.dispatchLoop()
+	}
+	return true
 }
 
 // waitInRoom waits until fewer than maxInFlight requests are unanswered.
@@ -460,7 +551,8 @@ func (c *session) kick(code anomv1.ErrorCode, msg string) {
 
 // close ends the session: it sends a close frame with code and reason (a
 // normal closure answers the client's own close frame, sent already by
-// the reader), then closes the connection.
+// the reader), closes the connection, and once the requests taken are
+// finished, lets the server's shutdown go on.
 func (c *session) close(code ws.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
@@ -468,52 +560,119 @@ func (c *session) close(code ws.StatusCode, reason string) {
 			c.s.hub.remove(c)
 			c.s.metrics.authed.Dec()
 		}
-		if c.conn != nil {
-			if code != ws.StatusNormalClosure {
-				if len(reason) > ws.MaxControlFramePayloadSize-2 {
-					reason = reason[:ws.MaxControlFramePayloadSize-2]
-				}
-				c.writeDirect(ws.OpClose, append(closeBody(code), reason...), 100*time.Millisecond)
-			}
-			_ = c.conn.Close()
+		if c.conn == nil {
+			return
 		}
+		if code != ws.StatusNormalClosure {
+			if len(reason) > ws.MaxControlFramePayloadSize-2 {
+				reason = reason[:ws.MaxControlFramePayloadSize-2]
+			}
+			c.writeDirect(ws.OpClose, append(closeBody(code), reason...), 100*time.Millisecond)
+		}
+		_ = c.conn.Close()
+		c.inMu.Lock()
+		c.closed = true
+		c.inMu.Unlock()
+		go func() {
+			c.work.Wait()
+			c.s.hub.untrack(c)
+			c.s.metrics.connections.Dec()
+		}()
 	})
 }
 
-// hub tracks authenticated sessions by device, for fan-out, revocation
-// and wipe.
+// hub tracks sessions: every open one (for shutdown), and the
+// authenticated ones by device (for fan-out, revocation and wipe). It
+// owns the readiness poller.
 type hub struct {
 	mu       sync.RWMutex
-	sessions map[identity.DeviceID]map[*session]struct{}
+	sessions map[identity.DeviceID][]*session
+	open     map[*session]struct{}
+	closing  bool
+
+	pollOnce sync.Once
+	poll     *poller
 }
 
-func newHub() *hub { return &hub{sessions: map[identity.DeviceID]map[*session]struct{}{}} }
+func newHub() *hub {
+	return &hub{sessions: map[identity.DeviceID][]*session{}, open: map[*session]struct{}{}}
+}
+
+// poller returns the readiness poller, started on first use; nil where
+// there is none.
+func (h *hub) poller(log *slog.Logger) *poller {
+	h.pollOnce.Do(func() {
+		p, err := newPoller()
+		if err != nil {
+			log.Info("sessions read on goroutines of their own", "reason", err)
+			return
+		}
+		h.mu.Lock()
+		if h.closing {
+			p.close()
+		} else {
+			h.poll = p
+		}
+		h.mu.Unlock()
+	})
+	return h.poll
+}
+
+// track registers an open session with the server's wait group; false
+// once the server is shutting down.
+func (h *hub) track(c *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.open[c] = struct{}{}
+	c.s.wg.Add(1)
+	return true
+}
+
+// untrack forgets a closed session whose requests are finished.
+func (h *hub) untrack(c *session) {
+	h.mu.Lock()
+	_, ok := h.open[c]
+	delete(h.open, c)
+	p := h.poll
+	h.mu.Unlock()
+	if p != nil {
+		p.remove(c)
+	}
+	if ok {
+		c.s.wg.Done()
+	}
+}
 
 // add registers an authenticated session unless the device has max
 // sessions already.
 func (h *hub) add(c *session, max int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.sessions[c.device]
-	if len(m) >= max {
+	list := h.sessions[c.device]
+	if len(list) >= max {
 		return false
 	}
-	if m == nil {
-		m = map[*session]struct{}{}
-		h.sessions[c.device] = m
-	}
-	m[c] = struct{}{}
+	h.sessions[c.device] = append(list, c)
 	return true
 }
 
 func (h *hub) remove(c *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if m := h.sessions[c.device]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
-			delete(h.sessions, c.device)
+	list := h.sessions[c.device]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i:i], list[i+1:]...)
+			break
 		}
+	}
+	if len(list) == 0 {
+		delete(h.sessions, c.device)
+	} else {
+		h.sessions[c.device] = list
 	}
 }
 
@@ -524,27 +683,39 @@ func (h *hub) of(id identity.DeviceID) []*session { return h.appendOf(nil, id) }
 func (h *hub) appendOf(out []*session, id identity.DeviceID) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c := range h.sessions[id] {
-		out = append(out, c)
-	}
-	return out
+	return append(out, h.sessions[id]...)
 }
 
 func (h *hub) all() []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var out []*session
-	for _, m := range h.sessions {
-		for c := range m {
-			out = append(out, c)
-		}
+	for _, list := range h.sessions {
+		out = append(out, list...)
 	}
 	return out
 }
 
+// closeAll closes every session, telling authenticated ones why, and
+// refuses new ones.
 func (h *hub) closeAll() {
-	for _, c := range h.all() {
-		c.kick(anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "server shutting down")
+	h.mu.Lock()
+	h.closing = true
+	open := make([]*session, 0, len(h.open))
+	for c := range h.open {
+		open = append(open, c)
+	}
+	p := h.poll
+	h.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	for _, c := range open {
+		if c.authed.Load() {
+			c.kick(anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "server shutting down")
+		} else {
+			c.close(ws.StatusGoingAway, "server shutting down")
+		}
 	}
 }
 
