@@ -283,7 +283,7 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		}
 		return nil, 0, fmt.Errorf("recording activation: %w", err)
 	}
-	idx, err := s.appendCertificate(ctx, cert)
+	idx, err := s.logCertificate(ctx, cert)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -57,39 +57,6 @@ func (l logStorage) Load(ctx context.Context, start, end uint64, fn func(uint64,
 	return nil
 }
 
-// appendCertificate logs a device certificate and records its index.
-func (s *Server) appendCertificate(ctx context.Context, cert *identity.DeviceCertificate) (uint64, error) {
-	s.tlogMu.Lock()
-	defer s.tlogMu.Unlock()
-	key := cert.DeviceID.String()
-	e, err := s.st.Get(ctx, bucketDevices, key)
-	if err != nil {
-		return 0, fmt.Errorf("logging certificate of %s: %w", key, err)
-	}
-	var rec deviceRecord
-	if err := decodeRecord(e, &rec); err != nil {
-		return 0, err
-	}
-	if rec.Logged {
-		return rec.LogIndex, nil
-	}
-	entries := []translog.Entry{{Kind: translog.KindDeviceCertificate, Payload: cert.Encode()}}
-	if len(rec.Approval) > 0 {
-		// The approval goes in just before the certificate it approves.
-		entries = append([]translog.Entry{{Kind: translog.KindDeviceApproval, Payload: rec.Approval}}, entries...)
-	}
-	first, err := s.tlog.AppendBatch(ctx, entries)
-	if err != nil {
-		return 0, fmt.Errorf("logging certificate of %s: %w", key, err)
-	}
-	idx := first + uint64(len(entries)) - 1
-	rec.LogIndex, rec.Logged = idx, true
-	if _, err := s.st.Txn(ctx, store.UpdateOp(bucketDevices, key, encodeRecord(rec), e.Revision), store.DeleteOp(bucketPending, key, 0)); err != nil {
-		return 0, fmt.Errorf("recording log index of %s: %w", key, err)
-	}
-	return idx, nil
-}
-
 // finishActivations logs the certificates of activations interrupted
 // between their commit and their log append.
 func (s *Server) finishActivations(ctx context.Context) error {

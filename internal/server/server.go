@@ -120,6 +120,7 @@ type Server struct {
 
 	tlog    *translog.Log
 	tlogMu  sync.Mutex // serialises certificate appends with record updates
+	certs   certBatcher
 	hub     *hub
 	groups  *groupCache
 	rates   *rateLimiters
