@@ -96,6 +96,9 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	n := &tmuxNet{t: t, bin: buildAnom(t), dir: t.TempDir()}
 	n.sock = filepath.Join(n.dir, "tmux.sock")
 	n.run("admin", "init", "--data", "net")
+	// The network runs under a disclosed escrow policy, as issue 4 wants
+	// every network to be able to: the chats must show it.
+	n.run("admin", "escrow", "init", "--data", "net", "--custodians", "A,B,C", "--threshold", "2")
 	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
 	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
 		n.codes = append(n.codes, c)
@@ -260,6 +263,10 @@ func (p *pane) waitCount(text string, n int) {
 	}
 }
 
+// escrowLine is how the chat states the policy of admin escrow init
+// --custodians A,B,C --threshold 2.
+const escrowLine = "every message is also sealed to the network's escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1 (transparency log entry "
+
 var deviceRe = regexp.MustCompile(`anom chat: [a-z]+, device ([0-9a-f]{32})`)
 
 func (p *pane) device() string {
@@ -279,7 +286,7 @@ func TestChatTmux(t *testing.T) {
 	bob := n.activate(1, "bob")
 	carol := n.activate(2, "carol")
 	for _, p := range []*pane{alice, bob, carol} {
-		p.wait("escrow policy: no escrow policy published yet")
+		p.wait("escrow policy: " + escrowLine)
 		p.wait("No chats yet")
 	}
 
@@ -291,8 +298,8 @@ func TestChatTmux(t *testing.T) {
 	alice.expect("/chat nosuchuser", "error: there is no user nosuchuser on this network")
 
 	// 1:1, both ways.
-	alice.expect("/chat bob", "* chat 1 bob made with alice (you), bob and made current")
-	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat")
+	alice.expect("/chat bob", "* chat 1 bob made with alice (you), bob and made current\n* this chat: "+escrowLine)
+	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat\n* this chat: " + escrowLine)
 	alice.send("hello bob")
 	bob.waitRe(regexp.MustCompile(`\[\d\d:\d\d:\d\d\] alice: hello bob`))
 	bob.send("hi alice")
@@ -318,7 +325,7 @@ func TestChatTmux(t *testing.T) {
 	}
 	alice.expect("/send-file "+file, `alice sent file "notes.txt" (36 B, text/plain`)
 	m := bob.waitRe(regexp.MustCompile(`\(chat 2 alice,carol\) alice sent file "notes.txt" \(36 B, text/plain[^)]*\) #(\d+): /get \d+ DIR saves it`))
-	bob.expect("/switch 2", "* chat 2 alice,carol is now current")
+	bob.expect("/switch 2", "* chat 2 alice,carol is now current\n* this chat: "+escrowLine)
 	saveDir := filepath.Join(n.dir, "bob-files")
 	bob.expect("/get "+m[1]+" "+saveDir, "* saved #"+m[1]+" to "+filepath.Join(saveDir, "notes.txt"))
 	got, err := os.ReadFile(filepath.Join(saveDir, "notes.txt"))
@@ -357,7 +364,8 @@ func TestChatTmux(t *testing.T) {
 	}
 
 	// Policy, contacts, timer.
-	alice.expect("/policy", "escrow policy: no escrow policy published yet")
+	alice.expect("/policy", "* this chat: "+escrowLine)
+	alice.wait("opening a message needs a warrant signed by Court and 2 of the custodians A, B, C, each checking it")
 	alice.expect("/contacts", "Contacts:")
 	alice.wait("bob                  1 device(s), in chat(s) 1, 2")
 	alice.expect("/timer 1h", "* messages in chat 2 team now disappear 1h0m0s after they arrive")

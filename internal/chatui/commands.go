@@ -106,6 +106,7 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 	s.mu.Unlock()
 	if found != nil {
 		s.printf("* chat %s is now current", found.label())
+		s.showEscrow(found)
 		return s.history(DefaultHistory)
 	}
 	if err := s.checkUsers(ctx, user); err != nil {
@@ -127,6 +128,7 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 	s.current = ch
 	s.mu.Unlock()
 	s.printf("* chat %s made with %s and made current", ch.label(), s.memberLine(ch))
+	s.showEscrow(ch)
 	return nil
 }
 
@@ -175,6 +177,7 @@ func (s *Session) makeGroup(ctx context.Context, name string, users []string) er
 				return fmt.Errorf("group %s made, but not everyone could be added: %w", ch.label(), err)
 			}
 			s.printf("* group chat %s made with %s and made current", ch.label(), s.memberLine(ch))
+			s.showEscrow(ch)
 			return nil
 		}
 	}
@@ -266,6 +269,7 @@ func (s *Session) switchTo(arg string) error {
 	s.current = ch
 	s.mu.Unlock()
 	s.printf("* chat %s is now current", ch.label())
+	s.showEscrow(ch)
 	return s.history(DefaultHistory)
 }
 

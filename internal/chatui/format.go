@@ -2,7 +2,6 @@ package chatui
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,8 +9,6 @@ import (
 	"unicode"
 
 	"anom/client"
-	"anom/escrow"
-	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -137,55 +134,71 @@ func size(n uint64) string {
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 }
 
-// policyLine is the network's escrow policy as the client reports it,
-// checked against the pinned root key.
-func (s *Session) policyLine(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	raw, index, err := s.c.EscrowPolicy(ctx)
+// The escrow policy on screen. Every line comes from what this device
+// verified (root signature, transparency-log inclusion, no rollback), not
+// from what the server merely serves: that is the policy each message it
+// sends is sealed to.
+
+// showEscrow prints the escrow line of a chat that was opened or made
+// current, as the client words it for that conversation.
+func (s *Session) showEscrow(ch *chat) {
+	notice, err := s.c.EscrowNotice(ch.id)
 	if err != nil {
-		return "escrow policy: could not be fetched: " + oneLine(describe(err))
+		s.printf("* this chat: escrow unknown: %s", oneLine(describe(err)))
+		return
 	}
-	id, err := s.c.Identity()
-	if err != nil {
-		return "escrow policy: " + oneLine(describe(err))
-	}
-	return policyText(raw, index, id.Network.Root)
+	s.printf("* this chat: %s", oneLine(notice))
 }
 
-// verifiedPolicyLine is what this device verified of the policy (root
-// signature, log inclusion, no rollback) and so what it seals to.
-func (s *Session) verifiedPolicyLine() string {
+// escrowText is the device's escrow policy in one line, for the greeting
+// and when no chat is current.
+func (s *Session) escrowText() string {
 	info, err := s.c.Escrow()
 	switch {
 	case errors.Is(err, client.ErrEscrowPolicy):
-		return "this device: escrow policy not verified yet; messages cannot be sent until it is"
+		return "not verified: messages cannot be sent until it is"
 	case err != nil:
-		return "this device: " + oneLine(describe(err))
+		return oneLine(describe(err))
 	case info.Policy == nil:
-		return "this device: verified that the network has no escrow policy"
+		return "none: this network has no escrow policy"
 	}
-	return fmt.Sprintf("this device: verified policy v%d (transparency log entry %d); each message it sends is sealed to it", info.Policy.Version, info.LogIndex)
+	return fmt.Sprintf("every message is also sealed to the network's escrow key; %s (transparency log entry %d)",
+		oneLine(info.Policy.Summary()), info.LogIndex)
 }
 
-// policyText describes a served policy, verified with the pinned root key.
-func policyText(raw []byte, index uint64, root identity.RootPublicKey) string {
-	if len(raw) == 0 {
-		return "escrow policy: no escrow policy published yet"
+// policy is /policy: the current chat's escrow line, then what it means
+// and what this device checked.
+func (s *Session) policy() {
+	if ch, err := s.cur(); err == nil {
+		s.showEscrow(ch)
+	} else {
+		s.printf("escrow policy: %s", s.escrowText())
 	}
-	sum := sha256.Sum256(raw)
-	where := fmt.Sprintf("transparency log entry %d, sha256 %x", index, sum[:8])
-	sp, err := escrow.ParseSignedPolicy(raw)
+	info, err := s.c.Escrow()
 	if err != nil {
-		return fmt.Sprintf("escrow policy: published (%d bytes, %s) but this client cannot read it: %s", len(raw), where, oneLine(err.Error()))
+		s.mu.Lock()
+		why := s.policyErr
+		s.mu.Unlock()
+		if why != nil {
+			s.printf("  the last check failed: %s", oneLine(describe(why)))
+		}
+		return
 	}
-	p, err := sp.Verify([]byte(root))
-	if err != nil {
-		return fmt.Sprintf("escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY (%s): %s", where, oneLine(err.Error()))
+	p := info.Policy
+	if p == nil {
+		s.printf("  this device verified with the server that no escrow policy is in the network's transparency log")
+		return
 	}
-	if err := p.Validate(); err != nil {
-		return fmt.Sprintf("escrow policy: INVALID (%s): %s", where, oneLine(err.Error()))
+	names := make([]string, len(p.Custodians))
+	for i, c := range p.Custodians {
+		names[i] = c.Name
 	}
-	return fmt.Sprintf("escrow policy: every message is also sealed to the escrow key; %s; created %s (%s)",
-		sanitize(p.Summary()), p.Created.Format(time.DateOnly), where)
+	issuers := make([]string, len(p.Issuers))
+	for i, is := range p.Issuers {
+		issuers[i] = is.Name
+	}
+	s.printf("  opening a message needs a warrant signed by %s and %d of the custodians %s, each checking it",
+		oneLine(strings.Join(issuers, " or ")), p.Threshold, oneLine(strings.Join(names, ", ")))
+	s.printf("  policy v%d of %s, signed by the network root, in the transparency log (entry %d); records countersigned by %s",
+		p.Version, p.Created.Format(time.DateOnly), info.LogIndex, oneLine(info.ServerKeyID))
 }

@@ -56,6 +56,9 @@ type Session struct {
 	closing bool // set before a wipe
 	// pairing is the new device /approve CODE showed, for /approve confirm.
 	pairing *identity.PairingRequest
+	// policyErr is why the escrow policy last failed to verify, for
+	// /policy; nil once it verifies.
+	policyErr error
 
 	done     chan struct{} // closed when the session must end
 	doneOnce sync.Once
@@ -239,7 +242,7 @@ func (s *Session) greet(ctx context.Context) {
 	}
 	s.printf("anom chat: %s, device %s, on %s; subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, id.Certificate.NotAfter.Format(time.DateOnly))
-	s.printf("%s", s.policyLine(ctx))
+	s.printf("escrow policy: %s", s.escrowText())
 	s.mu.Lock()
 	if len(s.chats) == 1 && !s.chats[0].gone {
 		s.current = s.chats[0]
@@ -313,8 +316,7 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 	case OpSafety:
 		return s.safety(ctx, cmd.Users[0])
 	case OpPolicy:
-		s.printf("%s", s.policyLine(ctx))
-		s.printf("%s", s.verifiedPolicyLine())
+		s.policy()
 		return nil
 	case OpTimer:
 		return s.setTimer(ctx, cmd.Timer)
@@ -495,6 +497,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			how = "it is now the current chat"
 		}
 		s.printf("* you were added to chat %s (%s): %s", ch.label(), s.memberLine(ch), how)
+		if auto {
+			s.showEscrow(ch)
+		}
 	case client.EventMembers:
 		s.refresh()
 		s.mu.Lock()
@@ -523,13 +528,21 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 	case client.EventNewOwnDevice:
 		s.newOwnDevice(e)
 	case client.EventEscrowPolicy:
+		s.mu.Lock()
+		s.policyErr = e.Err
+		s.mu.Unlock()
 		switch {
 		case e.Err != nil:
 			s.alert("ALERT: the escrow policy could not be verified, so this device will not send: %s", oneLine(describe(e.Err)))
 		case strings.HasPrefix(e.Text, client.EscrowPolicyChanged):
-			s.alert("ALERT: %s", sanitize(e.Text))
+			s.alert("ALERT: %s", oneLine(e.Text))
 		default:
 			s.printf("* escrow policy: %s", oneLine(e.Text))
+			return
+		}
+		// The conversation on screen shows what now applies to it.
+		if ch, err := s.cur(); err == nil {
+			s.showEscrow(ch)
 		}
 	case client.EventEscrowMismatch:
 		label := fmt.Sprintf("%x", e.Group)

@@ -36,6 +36,10 @@ type testNet struct {
 	dist *identity.DistributorKey
 	srv  *server.Server
 	net  client.Network
+
+	tls  *tls.Config
+	dir  string // the server's store
+	stop func()
 }
 
 func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
@@ -61,39 +65,63 @@ func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
-	st, err := pebble.Open("", pebble.Options{InMemory: true})
+	n := &testNet{t: t, root: root, dist: dist, dir: filepath.Join(t.TempDir(), "store"),
+		tls: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}}
+	n.start("127.0.0.1:0", policy)
+	t.Cleanup(func() { n.stop() })
+	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
+	if err := root.SignDistributorCertificate(dc); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
+		t.Fatal(err)
+	}
+	n.net.CAFingerprint = sha256.Sum256(caDER)
+	n.net.Root = root.Public()
+	return n
+}
+
+// start runs the server on its store at addr with the given policy.
+func (n *testNet) start(addr string, policy []byte) {
+	t := n.t
+	t.Helper()
+	st, err := pebble.Open(n.dir, pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(context.Background(), server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom",
+	srv, err := server.New(context.Background(), server.Config{Store: st, Root: n.root, TLS: n.tls, Name: "test.anom",
 		EscrowPolicy: policy, SweepInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
+	n.srv, n.net.Address = srv, l.Addr().String()
+	stopped := false
+	n.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		st.Close()
-	})
-	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
-	if err := root.SignDistributorCertificate(dc); err != nil {
-		t.Fatal(err)
 	}
-	if err := srv.AddDistributor(context.Background(), dc); err != nil {
-		t.Fatal(err)
-	}
-	n := client.Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(caDER), Root: root.Public()}
-	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n}
+}
+
+// restart stops the server and runs it again on the same store and
+// address with another escrow policy.
+func (n *testNet) restart(policy []byte) {
+	n.t.Helper()
+	n.stop()
+	n.start(n.net.Address, policy)
 }
 
 func (n *testNet) code() string {
@@ -129,6 +157,7 @@ func (l *lockedBuffer) String() string {
 
 type user struct {
 	t    *testing.T
+	ctx  context.Context // ends with the test
 	name string
 	c    *client.Client
 	q    *Queue
@@ -140,7 +169,9 @@ var testKDF = client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func (n *testNet) user(name string) *user {
 	n.t.Helper()
-	u := &user{t: n.t, name: name, q: NewQueue(), out: &lockedBuffer{}}
+	ctx, stop := context.WithCancel(context.Background())
+	n.t.Cleanup(stop)
+	u := &user{t: n.t, ctx: ctx, name: name, q: NewQueue(), out: &lockedBuffer{}}
 	c, err := client.Create(client.Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "1234", "")
 	if err != nil {
 		n.t.Fatal(err)
@@ -152,7 +183,7 @@ func (n *testNet) user(name string) *user {
 	if err := c.Activate(ctx, n.net, n.code(), name); err != nil {
 		n.t.Fatalf("activating %s: %v", name, err)
 	}
-	if u.s, err = New(Config{Client: c, Events: u.q, Out: u.out, Timeout: 20 * time.Second}); err != nil {
+	if u.s, err = New(Config{Client: c, Events: u.q, Out: u.out, Timeout: 20 * time.Second, ReconnectEvery: 100 * time.Millisecond}); err != nil {
 		n.t.Fatal(err)
 	}
 	return u
@@ -163,7 +194,7 @@ func (n *testNet) user(name string) *user {
 func (u *user) do(line string) string {
 	u.t.Helper()
 	before := len(u.out.String())
-	u.s.Exec(context.Background(), line)
+	u.s.Exec(u.ctx, line)
 	return u.out.String()[before:]
 }
 
@@ -175,7 +206,7 @@ func (u *user) wait(want string) {
 		if time.Now().After(deadline) {
 			u.t.Fatalf("%s: %q not shown; screen:\n%s", u.name, want, u.out.String())
 		}
-		u.s.drainEvents(context.Background())
+		u.s.drainEvents(u.ctx)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -197,13 +228,13 @@ func TestSessionChat(t *testing.T) {
 	n := newTestNet(t, root, nil)
 	alice, bob := n.user("alice"), n.user("bob")
 
-	mustContain(t, alice.do("/chat bob"), "* chat 1 bob made with alice (you), bob and made current")
-	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat")
+	mustContain(t, alice.do("/chat bob"), "* chat 1 bob made with alice (you), bob and made current\n* this chat: no escrow: this network has no escrow policy\n")
+	bob.wait("* you were added to chat 1 alice (alice, bob (you)): it is now the current chat\n* this chat: no escrow: this network has no escrow policy\n")
 	mustContain(t, alice.do("hello bob"), "] alice: hello bob")
 	bob.wait("] alice: hello bob")
 	bob.do("hi")
 	alice.wait("] bob: hi")
-	mustContain(t, alice.do("/chat bob"), "* chat 1 bob is now current", "] alice: hello bob", "] bob: hi")
+	mustContain(t, alice.do("/chat bob"), "* chat 1 bob is now current\n* this chat: no escrow: this network has no escrow policy\n", "] alice: hello bob", "] bob: hi")
 	mustContain(t, alice.do("/chat alice"), "error: that is you")
 
 	// Text from another member is shown, never obeyed: an escape
@@ -246,11 +277,12 @@ func TestSessionChat(t *testing.T) {
 	bob.wait("alice set disappearing messages to 1m0s")
 	mustContain(t, bob.do("/members"), "disappearing messages 1m0s", "2 user(s), 2 device(s)", "(this device)")
 	mustContain(t, alice.do("/timer off"), "are off")
-	mustContain(t, alice.do("/switch bob"), "* chat 1 bob is now current")
+	mustContain(t, alice.do("/switch bob"), "* chat 1 bob is now current\n* this chat: no escrow: this network has no escrow policy\n")
 	mustContain(t, alice.do("/switch 7"), `error: no chat "7"`)
 	mustContain(t, alice.do("/contacts"), "bob", "1 device(s), in chat(s) 1")
 	mustContain(t, alice.do("/whoami"), "You are alice, device ", "(connected)")
-	mustContain(t, alice.do("/policy"), "escrow policy: no escrow policy published yet")
+	mustContain(t, alice.do("/policy"), "* this chat: no escrow: this network has no escrow policy\n",
+		"  this device verified with the server that no escrow policy is in the network's transparency log")
 	mustContain(t, alice.do("/remove carol"), "error: carol is not in chat 1 bob")
 	mustContain(t, alice.do("/add nosuchuser"), "error: there is no user nosuchuser on this network")
 	mustContain(t, alice.do("/remove alice"), "error: you cannot remove yourself")
@@ -304,65 +336,95 @@ func TestSessionGroup(t *testing.T) {
 	mustContain(t, carol.do("/chats"), "* 1 alice,bob", "  2 bob")
 }
 
-// TestSessionPolicy shows the policy the server publishes. (A policy not
-// signed by the root, or unreadable, is refused by server.New, so the
-// client's own checks of it cannot be reached here.)
+// TestSessionPolicy: the escrow policy this device verified is shown in
+// the greeting and in every conversation as it is opened, made or
+// switched to, and in full by /policy. (A policy not signed by the root,
+// or unreadable, is refused by server.New, so the client's own checks of
+// it cannot be reached here; package client tests them.)
 func TestSessionPolicy(t *testing.T) {
 	fx := escrowtest.New(t, 1, 2, 3)
 	good, err := fx.Policy.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	const sealed = "every message is also sealed to the network's escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1 (transparency log entry "
 	tests := []struct {
-		name   string
-		policy []byte
-		want   string
+		name         string
+		policy       []byte
+		greet, chat  string
+		policyDetail []string
 	}{
-		{"none", nil, "escrow policy: no escrow policy published yet"},
-		{"valid", good, "escrow policy: every message is also sealed to the escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1; created 2026-01-01"},
+		{"none", nil, "escrow policy: none: this network has no escrow policy\n", "* this chat: no escrow: this network has no escrow policy\n",
+			[]string{"  this device verified with the server that no escrow policy is in the network's transparency log\n"}},
+		{"valid", good, "escrow policy: " + sealed, "* this chat: " + sealed,
+			[]string{"  opening a message needs a warrant signed by Court and 2 of the custodians A, B, C, each checking it\n",
+				"  policy v1 of 2026-01-01, signed by the network root, in the transparency log (entry ", "); records countersigned by test.anom\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newTestNet(t, fx.Root, tt.policy)
-			u := n.user("alice")
-			u.do("") // the first verified policy is announced as an event
-			got := u.do("/policy")
-			mustContain(t, got, tt.want, "this device: verified ")
-			if strings.Count(got, "\n") != 2 {
+			alice, bob, carol := n.user("alice"), n.user("bob"), n.user("carol")
+			alice.do("") // the first verified policy is announced as an event
+			before := len(alice.out.String())
+			alice.s.greet(alice.ctx)
+			mustContain(t, alice.out.String()[before:], tt.greet)
+			got := alice.do("/policy")
+			mustContain(t, got, tt.greet)
+			if strings.Contains(got, "this chat") {
+				t.Errorf("/policy with no chat speaks of a chat:\n%s", got)
+			}
+
+			// Made, joined, opened again, switched to: each shows it.
+			mustContain(t, alice.do("/chat bob"), "* chat 1 bob made with alice (you), bob and made current\n"+tt.chat)
+			bob.wait("it is now the current chat\n" + tt.chat)
+			mustContain(t, alice.do("/group team bob,carol"), "* group chat 2 team made with alice (you), bob, carol and made current\n"+tt.chat)
+			carol.wait("it is now the current chat\n" + tt.chat)
+			mustContain(t, alice.do("/chat bob"), "* chat 1 bob is now current\n"+tt.chat)
+			mustContain(t, alice.do("/switch team"), "* chat 2 team is now current\n"+tt.chat)
+			mustContain(t, bob.do("/switch 2"), "* chat 2 alice,carol is now current\n"+tt.chat)
+			got = alice.do("/policy")
+			mustContain(t, got, append([]string{tt.chat}, tt.policyDetail...)...)
+			if strings.Count(got, "\n") != 1+len(tt.policyDetail) && strings.Count(got, "\n") != len(tt.policyDetail) {
 				t.Errorf("/policy printed %d lines: %q", strings.Count(got, "\n"), got)
 			}
+
+			// Messages go out under the policy shown.
+			mustContain(t, alice.do("hello team"), "] alice: hello team")
+			bob.wait("] alice: hello team")
+			carol.wait("] alice: hello team")
 		})
 	}
 }
 
-func TestPolicyText(t *testing.T) {
+// TestSessionPolicyChange: the network gets an escrow policy while a
+// conversation is open; the device alerts its user and the conversation
+// on screen shows what now applies to it.
+func TestSessionPolicyChange(t *testing.T) {
 	fx := escrowtest.New(t, 1, 2, 3)
-	other := escrowtest.New(t, 2, 2, 3)
 	good, err := fx.Policy.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := other.Policy.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		raw  []byte
-		want string
-	}{
-		{"none", nil, "escrow policy: no escrow policy published yet"},
-		{"valid", good, "escrow policy: every message is also sealed to the escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1; created 2026-01-01 (transparency log entry 7, sha256 "},
-		{"foreign", foreign, "escrow policy: NOT SIGNED BY THIS NETWORK'S ROOT KEY (transparency log entry 7"},
-		{"garbage", []byte("not a policy"), "escrow policy: published (12 bytes, transparency log entry 7, sha256 "},
-		{"truncated", good[:len(good)-1], "but this client cannot read it"},
-	}
-	for _, tt := range tests {
-		got := policyText(tt.raw, 7, fx.Root.Public())
-		if !strings.Contains(got, tt.want) || strings.Contains(got, "\n") {
-			t.Errorf("%s: policyText = %q, want it to contain %q on one line", tt.name, got, tt.want)
+	n := newTestNet(t, fx.Root, nil)
+	alice, bob := n.user("alice"), n.user("bob")
+	mustContain(t, alice.do("/chat bob"), "* this chat: no escrow: this network has no escrow policy\n")
+	bob.wait("* this chat: no escrow: this network has no escrow policy\n")
+	alice.do("before the policy")
+	bob.wait("] alice: before the policy")
+
+	n.restart(good)
+	const sealed = "every message is also sealed to the network's escrow key; escrow: 2 of 3 custodians: A, B, C; warrant issuers: Court; policy v1 (transparency log entry "
+	for _, u := range []*user{alice, bob} {
+		u.wait("!!! ALERT: the escrow policy changed: " + sealed)
+		u.wait("* this chat: " + sealed)
+		scr := u.out.String()
+		if strings.Index(scr, "!!! ALERT: the escrow policy changed") > strings.Index(scr, "* this chat: "+sealed) {
+			t.Errorf("%s: the chat's new escrow line came before the alert:\n%s", u.name, scr)
 		}
 	}
+	mustContain(t, alice.do("/policy"), "* this chat: "+sealed, "2 of the custodians A, B, C")
+	mustContain(t, alice.do("after the policy"), "] alice: after the policy")
+	bob.wait("] alice: after the policy")
 }
 
 func TestSessionSurvives(t *testing.T) {
