@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -29,17 +30,27 @@ func init() {
 func runAdminInit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("admin init", flag.ContinueOnError)
 	data := dataFlag(fs)
-	name := fs.String("name", "anom", "network (server) name that devices sign in authentication")
+	name := fs.String("name", defaultNetworkName, "network (server) name that devices sign in authentication")
 	hosts := fs.String("hosts", "localhost,127.0.0.1", "comma-separated hostnames and IPs for the server certificate (localhost and 127.0.0.1 are always included)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	d := dataDir(*data)
-	if err := os.MkdirAll(d.path(), 0o700); err != nil {
-		return err
-	}
 	if _, err := os.Stat(d.path("root.key")); err == nil {
 		return fmt.Errorf("%s already holds a network", *data)
+	}
+	return initNetwork(d, *name, strings.Split(*hosts, ","), os.Stdout)
+}
+
+// defaultNetworkName is the name of a network made without --name.
+const defaultNetworkName = "anom"
+
+// initNetwork makes a network in d: the root key, the TLS CA and server
+// certificate for hosts (localhost and 127.0.0.1 always), the blob key, an
+// empty escrow policy and network.json; it prints what it made to w.
+func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
+	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+		return err
 	}
 	for _, sub := range []string{"spool", "distributors"} {
 		if err := os.MkdirAll(d.path(sub), 0o700); err != nil {
@@ -57,7 +68,7 @@ func runAdminInit(ctx context.Context, args []string) error {
 		return err
 	}
 	hostList := []string{"localhost", "127.0.0.1"}
-	for _, h := range strings.Split(*hosts, ",") {
+	for _, h := range hosts {
 		if h = strings.TrimSpace(h); h != "" && h != "localhost" && h != "127.0.0.1" {
 			hostList = append(hostList, h)
 		}
@@ -73,23 +84,25 @@ func runAdminInit(ctx context.Context, args []string) error {
 	if err := writeSecret(d.path("blob.key"), blobKey); err != nil {
 		return err
 	}
-	// The escrow issue fills this in with the signed policy.
+	// admin escrow init fills this in with the signed policy.
 	if err := writeSecret(d.path("escrow-policy"), nil); err != nil {
 		return err
 	}
 	caSum := sha256.Sum256(caDER)
-	ni := networkInfo{Name: *name, Hostnames: hostList, RootFingerprint: root.Public().Fingerprint(), CAFingerprint: hex.EncodeToString(caSum[:])}
+	ni := networkInfo{Name: name, Hostnames: hostList, RootFingerprint: root.Public().Fingerprint(),
+		RootPublicKey: hex.EncodeToString(root.Public()), CAFingerprint: hex.EncodeToString(caSum[:])}
 	b, _ := json.MarshalIndent(ni, "", "  ")
 	if err := writeSecret(d.path("network.json"), append(b, '\n')); err != nil {
 		return err
 	}
-	fmt.Printf("network %q made in %s\n", *name, *data)
-	fmt.Printf("  root key        %s (0600)\n", d.path("root.key"))
-	fmt.Printf("  TLS CA          %s\n", d.path("ca.crt"))
-	fmt.Printf("  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
-	fmt.Printf("  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
-	fmt.Printf("root fingerprint  %s\n", ni.RootFingerprint)
-	fmt.Printf("CA fingerprint    %s\n", ni.CAFingerprint)
+	fmt.Fprintf(w, "network %q made in %s\n", name, d.path())
+	fmt.Fprintf(w, "  root key        %s (0600)\n", d.path("root.key"))
+	fmt.Fprintf(w, "  TLS CA          %s\n", d.path("ca.crt"))
+	fmt.Fprintf(w, "  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
+	fmt.Fprintf(w, "  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
+	fmt.Fprintf(w, "  network info    %s (what devices pin: CA fingerprint and root public key)\n", d.path("network.json"))
+	fmt.Fprintf(w, "root fingerprint  %s\n", ni.RootFingerprint)
+	fmt.Fprintf(w, "CA fingerprint    %s\n", ni.CAFingerprint)
 	return nil
 }
 

@@ -29,6 +29,7 @@ func init() {
 // chatFlags are the flags of anom chat.
 type chatFlags struct {
 	home, pinFile, logFile                     string
+	invite                                     string
 	server, caFingerprint, caFile, root, tlsNm string
 	code, username                             string
 	wipeAfter                                  time.Duration
@@ -56,6 +57,7 @@ func chat(ctx context.Context, args []string) error {
 	fs.StringVar(&f.home, "home", defHome, "device state directory (env ANOM_HOME)")
 	fs.StringVar(&f.pinFile, "pin-file", "", "read the PIN from this file's first line (a second line is the duress PIN of a new device) instead of the terminal")
 	fs.StringVar(&f.logFile, "log", "", "write the client's logs to this file")
+	fs.StringVar(&f.invite, "invite", "", "first run: the network's invite (anom://HOST:PORT?ca=...&root=..., the server's DATA/invite); --server, --ca-fingerprint, --root and --tls-name override its parts")
 	fs.StringVar(&f.server, "server", "", "first run: the server's host:port")
 	fs.StringVar(&f.caFingerprint, "ca-fingerprint", "", "first run: SHA-256 of the network's TLS CA (hex), as anom admin init prints it")
 	fs.StringVar(&f.caFile, "ca", "", "first run, optional: the network's CA certificate (PEM), for a server that does not send it")
@@ -230,9 +232,14 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 			*v, err = in.line(ctx, prompt)
 		}
 	}
-	ask(&f.server, "Server address (host:port): ")
-	ask(&f.caFingerprint, "Network CA fingerprint (hex): ")
-	ask(&f.root, "Network root key (hex): ")
+	if strings.TrimSpace(f.invite) == "" && strings.TrimSpace(f.server) == "" {
+		f.invite, err = in.line(ctx, "Network invite (anom://...; Enter to give the server, CA fingerprint and root key one by one): ")
+	}
+	if strings.TrimSpace(f.invite) == "" {
+		ask(&f.server, "Server address (host:port): ")
+		ask(&f.caFingerprint, "Network CA fingerprint (hex): ")
+		ask(&f.root, "Network root key (hex): ")
+	}
 	ask(&f.code, "Activation code: ")
 	ask(&f.username, "Username: ")
 	if err != nil {
@@ -284,24 +291,40 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 	return nil
 }
 
-// networkFromFlags reads what a device pins about its network.
+// networkFromFlags reads what a device pins about its network: the
+// invite, if any, with the separate flags taking precedence over its parts.
 func networkFromFlags(f *chatFlags) (client.Network, error) {
 	var n client.Network
-	n.Address = strings.TrimSpace(f.server)
+	invite := strings.TrimSpace(f.invite) != ""
+	if invite {
+		var err error
+		if n, err = parseInvite(f.invite); err != nil {
+			return n, err
+		}
+	}
+	if a := strings.TrimSpace(f.server); a != "" {
+		n.Address = a
+	}
 	if !strings.Contains(n.Address, ":") {
 		return n, fmt.Errorf("server address %q: want host:port", n.Address)
 	}
-	fp, err := parseHex(f.caFingerprint)
-	if err != nil || len(fp) != 32 {
-		return n, errors.New("CA fingerprint: want the 64 hex digits of a SHA-256")
+	if f.caFingerprint != "" || !invite {
+		fp, err := parseHex(f.caFingerprint)
+		if err != nil || len(fp) != 32 {
+			return n, errors.New("CA fingerprint: want the 64 hex digits of a SHA-256")
+		}
+		copy(n.CAFingerprint[:], fp)
 	}
-	copy(n.CAFingerprint[:], fp)
-	root, err := parseHex(f.root)
-	if err != nil || len(root) != 32 {
-		return n, errors.New("root key: want the 64 hex digits of an Ed25519 public key (root.pub)")
+	if f.root != "" || !invite {
+		root, err := parseHex(f.root)
+		if err != nil || len(root) != 32 {
+			return n, errors.New("root key: want the 64 hex digits of an Ed25519 public key (root.pub)")
+		}
+		n.Root = identity.RootPublicKey(root)
 	}
-	n.Root = identity.RootPublicKey(root)
-	n.TLSServerName = strings.TrimSpace(f.tlsNm)
+	if nm := strings.TrimSpace(f.tlsNm); nm != "" {
+		n.TLSServerName = nm
+	}
 	if f.caFile != "" {
 		b, err := os.ReadFile(f.caFile)
 		if err != nil {

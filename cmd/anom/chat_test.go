@@ -21,16 +21,18 @@ import (
 // tmuxNet is a network run by the anom binary, with chat sessions in a
 // private tmux server.
 type tmuxNet struct {
-	t     *testing.T
-	bin   string
-	dir   string
-	sock  string
-	addr  string
-	fp    string
-	root  string
-	codes []string
-	srv   *exec.Cmd
-	logf  *os.File
+	t    *testing.T
+	bin  string
+	dir  string
+	sock string
+	addr string
+	fp   string
+	root string
+	// invite is what anom server wrote to net/invite.
+	invite string
+	codes  []string
+	srv    *exec.Cmd
+	logf   *os.File
 }
 
 // startServer runs anom server on the network's data directory.
@@ -95,9 +97,22 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	}
 	n := &tmuxNet{t: t, bin: buildAnom(t), dir: t.TempDir()}
 	n.sock = filepath.Join(n.dir, "tmux.sock")
-	n.run("admin", "init", "--data", "net")
-	// The network runs under a disclosed escrow policy, as issue 4 wants
-	// every network to be able to: the chats must show it.
+	// The README's quick start: the first run of the server makes the
+	// network and its invite; the network then gets a disclosed escrow
+	// policy (a restart serves it), a distributor and codes.
+	n.addr = freeAddr(t)
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", n.sock, "kill-server").Run()
+		n.stopServer()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+			t.Logf("server log:\n%s", b)
+		}
+	})
+	n.startServer()
+	n.waitLog("invite (in ")
+	n.stopServer()
+	// The chats must show the policy: every network can run under one.
 	n.run("admin", "escrow", "init", "--data", "net", "--custodians", "A,B,C", "--threshold", "2")
 	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
 	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
@@ -110,38 +125,33 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.fp = ni.CAFingerprint
-	root, err := os.ReadFile(filepath.Join(n.dir, "net", "root.pub"))
+	n.fp, n.root = ni.CAFingerprint, ni.RootPublicKey
+	inv, err := os.ReadFile(filepath.Join(n.dir, "net", "invite"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.root = strings.TrimSpace(string(root))
-
-	n.addr = freeAddr(t)
-	t.Cleanup(func() {
-		exec.Command("tmux", "-S", n.sock, "kill-server").Run()
-		n.stopServer()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
-			t.Logf("server log:\n%s", b)
-		}
-	})
+	n.invite = strings.TrimSpace(string(inv))
 	n.startServer()
 	// The server is ready once it has taken the codes from its spool.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
-		if bytes.Contains(b, []byte("activation codes imported")) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not import the codes:\n%s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	n.waitLog("activation codes imported")
 	return n
 }
 
+// waitLog waits until the server's log shows text.
+func (n *tmuxNet) waitLog(text string) {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+		if bytes.Contains(b, []byte(text)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("server log lacks %q:\n%s", text, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 func (n *tmuxNet) tmux(args ...string) string {
 	n.t.Helper()
 	out, err := exec.Command("tmux", append([]string{"-S", n.sock}, args...)...).CombinedOutput()
@@ -190,7 +200,7 @@ func (n *tmuxNet) startNoPIN(user string) *pane {
 
 func (n *tmuxNet) activate(i int, user string) *pane {
 	n.t.Helper()
-	p := n.start(user, "--server", n.addr, "--ca-fingerprint", n.fp, "--root", n.root, "--code", n.codes[i], "--username", user)
+	p := n.start(user, "--invite", n.invite, "--code", n.codes[i], "--username", user)
 	p.wait("Type /help for the commands.")
 	return p
 }

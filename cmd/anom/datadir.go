@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,8 @@ import (
 //	server.crt/.key   TLS server certificate for the hostnames (PEM)
 //	blob.key          HMAC key of blob capability tokens, 0600
 //	escrow-policy     signed escrow policy; empty until the escrow is set up
-//	network.json      name, hostnames and fingerprints
+//	network.json      name, hostnames, fingerprints and the root public key
+//	invite            the invite devices activate with (anom server writes it)
 //	store/            the Pebble store of `anom server`
 //	spool/            admin requests for the running server
 //	distributors/     NAME.key (seed) and NAME.json of each distributor
@@ -37,7 +39,10 @@ type networkInfo struct {
 	Name            string   `json:"name"`
 	Hostnames       []string `json:"hostnames"`
 	RootFingerprint string   `json:"root_fingerprint"`
-	CAFingerprint   string   `json:"ca_fingerprint"`
+	// RootPublicKey is the root public key in hex, as in root.pub; a
+	// network made before it was added here has it filled from root.pub.
+	RootPublicKey string `json:"root_public_key"`
+	CAFingerprint string `json:"ca_fingerprint"`
 }
 
 // writeSecret writes a file readable by its owner only, refusing to
@@ -58,6 +63,20 @@ func writeSecret(path string, data []byte) error {
 	return f.Close()
 }
 
+// writePublic replaces a file that holds nothing secret (mode 0644),
+// through a temporary file so a reader never sees half of it.
+func writePublic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
 func (d dataDir) rootKey() (*identity.RootKey, error) {
 	b, err := os.ReadFile(d.path("root.key"))
 	if err != nil {
@@ -76,7 +95,35 @@ func (d dataDir) info() (networkInfo, error) {
 	if err != nil {
 		return ni, fmt.Errorf("reading network info: %w (run anom admin init)", err)
 	}
-	return ni, json.Unmarshal(b, &ni)
+	if err := json.Unmarshal(b, &ni); err != nil {
+		return ni, fmt.Errorf("reading network info: %w", err)
+	}
+	if ni.RootPublicKey == "" {
+		pub, err := os.ReadFile(d.path("root.pub"))
+		if err != nil {
+			return ni, fmt.Errorf("reading root public key: %w", err)
+		}
+		ni.RootPublicKey = strings.TrimSpace(string(pub))
+	}
+	return ni, nil
+}
+
+// holdsNetwork reports whether d was made by admin init; fresh is true
+// when d does not exist or is empty, so a network may be made in it.
+func (d dataDir) holdsNetwork() (holds, fresh bool, err error) {
+	if _, err := os.Stat(d.path("root.key")); err == nil {
+		return true, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, false, err
+	}
+	ents, err := os.ReadDir(d.path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, true, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return false, len(ents) == 0, nil
 }
 
 func (d dataDir) tlsConfig() (*tls.Config, error) {

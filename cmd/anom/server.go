@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(command{name: "server", summary: "run the anom server (directory, delivery, blobs) on a data directory", run: runServer})
+	register(command{name: "server", summary: "run the anom server (directory, delivery, blobs) on a data directory, making a network there on first run", run: runServer})
 }
 
 func runServer(ctx context.Context, args []string) error {
@@ -37,6 +37,10 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	d := dataDir(*data)
+	made, err := ensureNetwork(d)
+	if err != nil {
+		return err
+	}
 	root, err := d.rootKey()
 	if err != nil {
 		return err
@@ -82,8 +86,42 @@ func runServer(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s)\n", ni.Name, l.Addr(), ni.RootFingerprint)
 	if id, key, ok := srv.EscrowServerKey(); ok {
 		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
+	} else {
+		fmt.Fprintf(os.Stderr, "no escrow policy: anom admin escrow init --data %s sets one (then restart the server)\n", *data)
+	}
+	inv := inviteString(inviteAddr(l.Addr(), ni), ni, "")
+	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
+		l.Close()
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
+	if made {
+		fmt.Fprintf(os.Stderr, "next, in another terminal: a distributor and activation codes, then a device:\n"+
+			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
+			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
 	}
 	return srv.Serve(ctx, l)
+}
+
+// ensureNetwork makes a network in d, as anom admin init does with its
+// defaults, when d does not exist or is empty; made reports whether it
+// did. A directory with other files and no network is refused.
+func ensureNetwork(d dataDir) (made bool, err error) {
+	holds, fresh, err := d.holdsNetwork()
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("looking for a network in %s: %w", d.path(), err)
+	case holds:
+		return false, nil
+	case !fresh:
+		return false, fmt.Errorf("%s is not empty but holds no network (no root.key): run anom admin init --data DIR on an empty or new directory", d.path())
+	}
+	fmt.Fprintf(os.Stderr, "no network in %s yet: making one, as anom admin init does\n", d.path())
+	if err := initNetwork(d, defaultNetworkName, nil, os.Stderr); err != nil {
+		return false, fmt.Errorf("making a network in %s: %w", d.path(), err)
+	}
+	return true, nil
 }
 
 func nonEmpty(b []byte) []byte {

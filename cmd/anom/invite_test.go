@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"anom/client"
+	"anom/internal/identity"
+)
+
+var (
+	testCA   = sha256.Sum256([]byte("ca"))
+	testRoot = identity.RootPublicKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey))
+	testInfo = networkInfo{CAFingerprint: hex.EncodeToString(testCA[:]), RootPublicKey: hex.EncodeToString(testRoot)}
+)
+
+func TestInvite(t *testing.T) {
+	good := inviteString("127.0.0.1:8443", testInfo, "")
+	if want := "anom://127.0.0.1:8443?ca=" + testInfo.CAFingerprint + "&root=" + testInfo.RootPublicKey; good != want {
+		t.Fatalf("invite = %q, want %q", good, want)
+	}
+	ca, root := "ca="+testInfo.CAFingerprint, "root="+testInfo.RootPublicKey
+	tests := []struct {
+		name, in string
+		want     client.Network
+		err      string
+	}{
+		{"good", good, client.Network{Address: "127.0.0.1:8443", CAFingerprint: testCA, Root: testRoot}, ""},
+		{"spaces and a slash", "  anom://chat.example:443/?" + ca + "&" + root + "\n", client.Network{Address: "chat.example:443", CAFingerprint: testCA, Root: testRoot}, ""},
+		{"tls name", inviteString("[::1]:8443", testInfo, "server.anom"), client.Network{Address: "[::1]:8443", CAFingerprint: testCA, Root: testRoot, TLSServerName: "server.anom"}, ""},
+		{"empty", "", client.Network{}, "want an anom://"},
+		{"https", "https://127.0.0.1:8443?" + ca + "&" + root, client.Network{}, "want an anom://"},
+		{"no port", "anom://127.0.0.1?" + ca + "&" + root, client.Network{}, "want host:port"},
+		{"no host", "anom://:8443?" + ca + "&" + root, client.Network{}, "want host:port"},
+		{"no ca", "anom://127.0.0.1:8443?" + root, client.Network{}, "invite: ca:"},
+		{"short ca", "anom://127.0.0.1:8443?ca=abcd&" + root, client.Network{}, "invite: ca:"},
+		{"bad root", "anom://127.0.0.1:8443?" + ca + "&root=" + strings.Repeat("zz", 32), client.Network{}, "invite: root:"},
+		{"two roots", good + "&" + root, client.Network{}, `"root" given 2 times`},
+		{"unknown field", good + "&x=1", client.Network{}, `unknown field "x"`},
+		{"user", "anom://me@127.0.0.1:8443?" + ca + "&" + root, client.Network{}, "unexpected parts"},
+		{"path", "anom://127.0.0.1:8443/x?" + ca + "&" + root, client.Network{}, "unexpected parts"},
+		{"fragment", good + "#x", client.Network{}, "unexpected parts"},
+		{"too long", good + "&name=" + strings.Repeat("a", maxInvite), client.Network{}, "longer than"},
+	}
+	for _, tt := range tests {
+		got, err := parseInvite(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: parseInvite error %v, want %q", tt.name, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got.Address != tt.want.Address || got.CAFingerprint != tt.want.CAFingerprint || !bytes.Equal(got.Root, tt.want.Root) || got.TLSServerName != tt.want.TLSServerName {
+			t.Errorf("%s: parseInvite = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNetworkFromFlags(t *testing.T) {
+	inv := inviteString("127.0.0.1:8443", testInfo, "")
+	other := sha256.Sum256([]byte("other ca"))
+	tests := []struct {
+		name     string
+		f        chatFlags
+		addr, nm string
+		ca       [32]byte
+		err      string
+	}{
+		{"invite", chatFlags{invite: inv}, "127.0.0.1:8443", "", testCA, ""},
+		{"invite, another address", chatFlags{invite: inv, server: "relay.example:443", tlsNm: "localhost"}, "relay.example:443", "localhost", testCA, ""},
+		{"invite, another CA", chatFlags{invite: inv, caFingerprint: hex.EncodeToString(other[:])}, "127.0.0.1:8443", "", other, ""},
+		{"parts", chatFlags{server: "10.0.0.1:1", caFingerprint: testInfo.CAFingerprint, root: testInfo.RootPublicKey}, "10.0.0.1:1", "", testCA, ""},
+		{"parts without root", chatFlags{server: "10.0.0.1:1", caFingerprint: testInfo.CAFingerprint}, "", "", testCA, "root key:"},
+		{"bad invite", chatFlags{invite: "anom://x"}, "", "", testCA, "want host:port"},
+		{"invite, bad root", chatFlags{invite: inv, root: "00"}, "", "", testCA, "root key:"},
+	}
+	for _, tt := range tests {
+		n, err := networkFromFlags(&tt.f)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: error %v, want %q", tt.name, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if n.Address != tt.addr || n.TLSServerName != tt.nm || n.CAFingerprint != tt.ca || !bytes.Equal(n.Root, testRoot) {
+			t.Errorf("%s: network %+v", tt.name, n)
+		}
+	}
+}
+
+func FuzzParseInvite(f *testing.F) {
+	f.Add(inviteString("127.0.0.1:8443", testInfo, ""))
+	f.Add(inviteString("[::1]:1", testInfo, "server.anom"))
+	f.Add("anom://h:1?ca=00&root=00")
+	f.Add("anom://%zz")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseInvite(s)
+		if err != nil {
+			return
+		}
+		// What parses makes an invite that parses to the same network.
+		ni := networkInfo{CAFingerprint: hex.EncodeToString(n.CAFingerprint[:]), RootPublicKey: hex.EncodeToString(n.Root)}
+		again, err := parseInvite(inviteString(n.Address, ni, n.TLSServerName))
+		if err != nil {
+			t.Fatalf("re-encoded invite of %q does not parse: %v", s, err)
+		}
+		if again.Address != n.Address || again.CAFingerprint != n.CAFingerprint || !bytes.Equal(again.Root, n.Root) || again.TLSServerName != n.TLSServerName {
+			t.Fatalf("round trip of %q: %+v != %+v", s, again, n)
+		}
+	})
+}
+
+// TestServerMakesNetwork: anom server on a new directory makes a network
+// (as admin init), puts the root public key in network.json and writes an
+// invite that holds the server's address, the CA fingerprint and the root
+// key; on a directory that holds other files and no network it refuses.
+func TestServerMakesNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	data := filepath.Join(t.TempDir(), "net")
+	addr := freeAddr(t)
+	srv := startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
+	srv.stop(t)
+	log, err := os.ReadFile(srv.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"no network in " + data + " yet: making one", "network \"anom\" made in " + data, "anom admin codes issue --distributor shop"} {
+		if !bytes.Contains(log, []byte(want)) {
+			t.Errorf("server output lacks %q:\n%s", want, log)
+		}
+	}
+	d := dataDir(data)
+	pub, err := os.ReadFile(d.path("root.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(d.path("network.json"))
+	if err != nil || !bytes.Contains(b, []byte(`"root_public_key": "`+strings.TrimSpace(string(pub))+`"`)) {
+		t.Fatalf("network.json lacks the root public key %s: %v\n%s", pub, err, b)
+	}
+	ni, err := d.info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := os.ReadFile(d.path("invite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(log, bytes.TrimSpace(inv)) {
+		t.Errorf("the server did not print its invite %s", inv)
+	}
+	n, err := parseInvite(string(inv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Address != addr || hex.EncodeToString(n.CAFingerprint[:]) != ni.CAFingerprint || hex.EncodeToString(n.Root) != strings.TrimSpace(string(pub)) {
+		t.Fatalf("invite %s does not match the network %+v at %s", inv, ni, addr)
+	}
+	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data, "--server", "relay.example:443")); got != inviteString("relay.example:443", ni, "") {
+		t.Errorf("admin invite --server printed %q", got)
+	}
+	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data)); got != strings.TrimSpace(string(inv)) {
+		t.Errorf("admin invite printed %q, want the server's %s", got, inv)
+	}
+
+	// A second start keeps the network.
+	srv = startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
+	srv.stop(t)
+	if log, _ := os.ReadFile(srv.log); bytes.Contains(log, []byte("making one")) {
+		t.Fatalf("the second start made a network again:\n%s", log)
+	}
+	if ni2, err := d.info(); err != nil || !reflect.DeepEqual(ni2, ni) {
+		t.Fatalf("network changed: %+v, %v", ni2, err)
+	}
+
+	// Not a network, not empty: refused, and nothing written.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(buildAnom(t), "server", "--data", other, "--listen", addr)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is not empty but holds no network") {
+		t.Fatalf("anom server on a non-empty directory: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(other, "root.key")); !os.IsNotExist(err) {
+		t.Fatalf("a network was made in a non-empty directory: %v", err)
+	}
+}
