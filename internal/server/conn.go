@@ -586,7 +586,7 @@ func (c *session) close(code ws.StatusCode, reason string) {
 // owns the readiness poller.
 type hub struct {
 	mu       sync.RWMutex
-	sessions map[identity.DeviceID][]*session
+	sessions map[string][]*session // by device ID in hex
 	open     map[*session]struct{}
 	closing  bool
 
@@ -595,7 +595,7 @@ type hub struct {
 }
 
 func newHub() *hub {
-	return &hub{sessions: map[identity.DeviceID][]*session{}, open: map[*session]struct{}{}}
+	return &hub{sessions: map[string][]*session{}, open: map[*session]struct{}{}}
 }
 
 // poller returns the readiness poller, started on first use; nil where
@@ -651,18 +651,18 @@ func (h *hub) untrack(c *session) {
 func (h *hub) add(c *session, max int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	list := h.sessions[c.device]
+	list := h.sessions[c.devHex]
 	if len(list) >= max {
 		return false
 	}
-	h.sessions[c.device] = append(list, c)
+	h.sessions[c.devHex] = append(list, c)
 	return true
 }
 
 func (h *hub) remove(c *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	list := h.sessions[c.device]
+	list := h.sessions[c.devHex]
 	for i, x := range list {
 		if x == c {
 			list = append(list[:i:i], list[i+1:]...)
@@ -670,9 +670,9 @@ func (h *hub) remove(c *session) {
 		}
 	}
 	if len(list) == 0 {
-		delete(h.sessions, c.device)
+		delete(h.sessions, c.devHex)
 	} else {
-		h.sessions[c.device] = list
+		h.sessions[c.devHex] = list
 	}
 }
 
@@ -683,7 +683,20 @@ func (h *hub) of(id identity.DeviceID) []*session { return h.appendOf(nil, id) }
 func (h *hub) appendOf(out []*session, id identity.DeviceID) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return append(out, h.sessions[id]...)
+	return append(out, h.sessions[id.String()]...)
+}
+
+// appendDevices appends the sessions of devices, given in hex, to out,
+// under one read lock.
+func (h *hub) appendDevices(out []*session, lists ...[]string) []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, list := range lists {
+		for _, d := range list {
+			out = append(out, h.sessions[d]...)
+		}
+	}
+	return out
 }
 
 func (h *hub) all() []*session {

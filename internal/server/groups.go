@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
@@ -346,19 +345,7 @@ func (s *Server) fanOut(groupID []byte, gm *anomv1.GroupMessage, members, remove
 	}
 	// Sessions are gathered first: push may close a session, which
 	// takes the hub's lock.
-	targets := make([]*session, 0, len(members)+len(removed))
-	for _, list := range [][]string{members, removed} {
-		for _, d := range list {
-			if d == "" {
-				continue
-			}
-			id, err := identity.ParseDeviceID(d)
-			if err != nil {
-				continue
-			}
-			targets = s.hub.appendOf(targets, id)
-		}
-	}
+	targets := s.hub.appendDevices(make([]*session, 0, len(members)+len(removed)), members, removed)
 	for _, c := range targets {
 		if c != from {
 			c.push(b)
