@@ -24,19 +24,20 @@ import (
 //
 // An idle session has no goroutine: on Linux one poller goroutine waits
 // for any connection to become readable (epoll), and a readable session
-// gets a goroutine that reads the messages that have arrived, queues them
-// and ends (elsewhere a session reads on a goroutine of its own). Requests
-// are handled on goroutines that also live only while there is work: a
-// dispatcher decodes frames in arrival order (and handles authentication
-// itself), then hands each request to the lane of the group it concerns
-// (Send, Fetch, Ack, SetGroupTimer, CreateGroup) or to the session's
-// general lane. A lane runs its requests one at a time, in order, so a
-// device's messages to a group keep their order; different lanes run
-// concurrently, so a device's sends to several groups share the store's
-// grouped commits. Answers carry the request id and may come out of order
-// across lanes. At most maxInFlight requests are read ahead of their
-// answers; then reading waits. A writer goroutine, started only while
-// frames are queued, writes everything queued in one batch.
+// gets a goroutine that reads the messages that have arrived and ends
+// (elsewhere a session reads on a goroutine of its own). The reading
+// goroutine decodes each message in arrival order, handles authentication
+// itself (before the next frame is read), and hands every other request
+// to the lane of the group it concerns (Send, Fetch, Ack, SetGroupTimer,
+// CreateGroup) or to the session's general lane. A lane is a goroutine
+// that exists while it has requests and runs them one at a time, in
+// order, so a device's messages to a group keep their order; different
+// lanes run concurrently, so a device's sends to several groups share the
+// store's grouped commits. Answers carry the request id and may come out
+// of order across lanes. At most maxInFlight requests are read ahead of
+// their answers; then reading waits. Frames queued for the client are
+// written in batches: by the goroutine that queues an answer when no write
+// is under way, else by a writer goroutine started only while frames wait.
 type session struct {
 	s      *Server
 	conn   net.Conn // nil in fuzz tests
@@ -53,14 +54,12 @@ type session struct {
 	// detector cannot see that).
 	arms atomic.Uint32
 
-	inMu        sync.Mutex
-	in          []inbound        // frames read, waiting for the dispatcher
-	dispatching bool             // a dispatcher goroutine is running
-	lanes       map[string]*lane // lanes with work
-	inflight    int              // requests read and not yet answered
-	inRoom      chan struct{}    // closed when inflight drops, if the reader waits
-	closed      bool             // no more requests are taken
-	work        sync.WaitGroup   // requests read and not yet finished
+	inMu     sync.Mutex
+	lanes    map[string]*lane // lanes with work
+	inflight int              // requests read and not yet answered
+	inRoom   chan struct{}    // closed when inflight drops, if the reader waits
+	closed   bool             // no more requests are taken
+	work     sync.WaitGroup   // requests read and not yet finished
 
 	wmu     sync.Mutex // serialises writes to conn
 	outMu   sync.Mutex
@@ -86,12 +85,6 @@ type session struct {
 // maxInFlight bounds the requests of one session read ahead of their
 // answers.
 const maxInFlight = 64
-
-// inbound is one message read from the client.
-type inbound struct {
-	data []byte
-	text bool
-}
 
 // lane is a queue of requests handled in order.
 type lane struct {
@@ -230,24 +223,48 @@ func (c *session) endRead(err error) {
 	}
 }
 
-// deliver queues a message for the dispatcher, waiting while too many
-// requests are unanswered; false if the session is closed.
+// deliver takes a message for handling, waiting while too many requests
+// are unanswered; false if the session is closed. The message is decoded
+// here, in arrival order, and handed to its lane; authentication is
+// handled here, before the next frame is read.
 func (c *session) deliver(op ws.OpCode, data []byte) bool {
 	if !c.waitInRoom() {
 		return false
 	}
 	c.inMu.Lock()
-	defer c.inMu.Unlock()
 	if c.closed {
+		c.inMu.Unlock()
 		return false
 	}
 	c.work.Add(1)
 	c.inflight++
-	c.in = append(c.in, inbound{data: data, text: op == ws.OpText})
-	if !c.dispatching {
-		c.dispatching = true
-		go c.dispatchLoop()
+	c.inMu.Unlock()
+	if op == ws.OpText {
+		c.answer(errorFrame(0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "text message; frames are binary")))
+		return true
 	}
+	f, bad := c.decode(data)
+	if bad != nil {
+		c.answer(bad)
+		return true
+	}
+	key, ok := laneKey(f)
+	if !ok || !c.authed.Load() {
+		c.answer(c.handle(c.ctx, f))
+		return true
+	}
+	c.inMu.Lock()
+	l := c.lanes[key]
+	if l == nil {
+		if c.lanes == nil {
+			c.lanes = map[string]*lane{}
+		}
+		l = &lane{}
+		c.lanes[key] = l
+		go c.laneLoop(key, l)
+	}
+	l.q = append(l.q, f)
+	c.inMu.Unlock()
 	return true
 }
 
@@ -282,51 +299,6 @@ func (c *session) finished() {
 	}
 	c.inMu.Unlock()
 	c.work.Done()
-}
-
-// dispatchLoop decodes queued messages in order until none is left.
-func (c *session) dispatchLoop() {
-	for {
-		c.inMu.Lock()
-		if len(c.in) == 0 {
-			c.dispatching = false
-			c.in = nil
-			c.inMu.Unlock()
-			return
-		}
-		m := c.in[0]
-		c.in[0] = inbound{}
-		c.in = c.in[1:]
-		c.inMu.Unlock()
-		if m.text {
-			c.answer(errorFrame(0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "text message; frames are binary")))
-			continue
-		}
-		f, bad := c.decode(m.data)
-		if bad != nil {
-			c.answer(bad)
-			continue
-		}
-		key, ok := laneKey(f)
-		if !ok || !c.authed.Load() {
-			// Authentication changes the session: it is handled before
-			// the next frame is looked at.
-			c.answer(c.handle(c.ctx, f))
-			continue
-		}
-		c.inMu.Lock()
-		l := c.lanes[key]
-		if l == nil {
-			if c.lanes == nil {
-				c.lanes = map[string]*lane{}
-			}
-			l = &lane{}
-			c.lanes[key] = l
-			go c.laneLoop(key, l)
-		}
-		l.q = append(l.q, f)
-		c.inMu.Unlock()
-	}
 }
 
 // laneKey returns the lane of a request: its group for group requests, ""
@@ -490,7 +462,9 @@ func (c *session) enqueue(b []byte) {
 }
 
 // sendWait queues a response, waiting for room: responses are never
-// dropped, and a client that does not read stops being read.
+// dropped, and a client that does not read stops being read. If no write
+// is under way, the calling goroutine writes the queue itself, saving a
+// hand-off to a writer goroutine.
 func (c *session) sendWait(f *anomv1.Frame) bool {
 	b, err := proto.Marshal(f)
 	if err != nil {
@@ -502,6 +476,13 @@ func (c *session) sendWait(f *anomv1.Frame) bool {
 		if c.ctx.Err() != nil {
 			c.outMu.Unlock()
 			return false
+		}
+		if !c.writing && c.conn != nil {
+			c.out = append(c.out, b)
+			c.writing = true
+			c.outMu.Unlock()
+			c.writeLoop()
+			return true
 		}
 		if len(c.out) < c.s.limits.SendQueue {
 			c.enqueue(b)
