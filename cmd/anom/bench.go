@@ -41,6 +41,7 @@ type benchFlags struct {
 	fileLimit              int
 	heapProfile            string
 	cpuProfile             string
+	serverMemLimit         string
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -64,6 +65,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
 	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here while the memory scenario's connections are up (useful with --idle-in-process)")
+	fs.StringVar(&f.serverMemLimit, "server-memory-limit", "", "GOMEMLIMIT of a separate server process (say 950MiB): the Go runtime then collects garbage and returns memory to the system to stay under it; empty: the runtime's default (GOGC=100 lets the heap grow to about twice the live data)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -283,7 +285,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*ben
 		if err := st.Close(); err != nil {
 			return fail(err)
 		}
-		addr, stop, err := startChild(ctx, dir, f.verbose)
+		addr, stop, err := startChild(ctx, dir, f.verbose, f.serverMemLimit)
 		if err != nil {
 			return fail(err)
 		}
@@ -352,7 +354,7 @@ func progressEvery(every time.Duration, total int, what string) func(int) {
 
 // startChild runs `anom server` on dir as a child process and waits until
 // it accepts connections.
-func startChild(ctx context.Context, dir string, verbose bool) (string, func(), error) {
+func startChild(ctx context.Context, dir string, verbose bool, memLimit string) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, err
@@ -364,6 +366,10 @@ func startChild(ctx context.Context, dir string, verbose bool) (string, func(), 
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(exe, "server", "--data", dir, "--listen", addr)
+	if memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+		fmt.Printf("server process memory limit (GOMEMLIMIT) %s\n", memLimit)
+	}
 	var logw io.Writer = io.Discard
 	if verbose {
 		logw = os.Stderr

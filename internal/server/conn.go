@@ -67,7 +67,8 @@ type session struct {
 	writing bool          // a writer goroutine is running
 	room    chan struct{} // closed when the queue drains, if a sender waits
 
-	challenge []byte // set by Hello
+	challenge []byte      // set by Hello
+	authTimer *time.Timer // until authenticated; used by the reading goroutine
 
 	authed  atomic.Bool
 	device  identity.DeviceID
@@ -92,7 +93,9 @@ type lane struct {
 }
 
 func (s *Server) newSession(conn net.Conn) *session {
-	ctx, cancel := context.WithCancel(s.ctx)
+	// Not derived from the server's context (which would keep an entry
+	// per session): shutdown closes every session, which cancels it.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
 	c := &session{s: s, conn: conn, ctx: ctx, cancel: cancel}
 	c.rd.conn = conn
 	return c
@@ -118,7 +121,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.connections.Inc()
-	time.AfterFunc(s.limits.AuthTimeout, func() {
+	c.authTimer = time.AfterFunc(s.limits.AuthTimeout, func() {
 		if !c.authed.Load() {
 			c.kick(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authentication timeout")
 		}
@@ -251,6 +254,11 @@ func (c *session) deliver(op ws.OpCode, data []byte) bool {
 	key, ok := laneKey(f)
 	if !ok || !c.authed.Load() {
 		c.answer(c.handle(c.ctx, f))
+		if c.authTimer != nil && c.authed.Load() {
+			// Freed now rather than when it would fire.
+			c.authTimer.Stop()
+			c.authTimer = nil
+		}
 		return true
 	}
 	c.inMu.Lock()
