@@ -95,7 +95,7 @@ type lane struct {
 func (s *Server) newSession(conn net.Conn) *session {
 	// Not derived from the server's context (which would keep an entry
 	// per session): shutdown closes every session, which cancels it.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &session{s: s, conn: conn, ctx: ctx, cancel: cancel}
 	c.rd.conn = conn
 	return c
