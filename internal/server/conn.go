@@ -243,10 +243,12 @@ func (c *session) deliver(op ws.OpCode, data []byte) bool {
 	c.inflight++
 	c.inMu.Unlock()
 	if op == ws.OpText {
+		putReadBuf(data)
 		c.answer(errorFrame(0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, "text message; frames are binary")))
 		return true
 	}
 	f, bad := c.decode(data)
+	putReadBuf(data) // decoding copies what it keeps
 	if bad != nil {
 		c.answer(bad)
 		return true

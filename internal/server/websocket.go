@@ -150,7 +150,13 @@ func (r *wsReader) readMessage(max int, ctl func(wsControl)) (ws.OpCode, []byte,
 			return 0, nil, &wsError{Code: ws.StatusMessageTooBig, Msg: fmt.Sprintf("message over %d bytes", max)}
 		}
 		off := len(r.msg)
-		r.msg = append(r.msg, make([]byte, h.Length)...)
+		if off == 0 && h.Fin && h.Length <= readBufSize {
+			// A whole message in one frame, the usual case: the buffer
+			// is pooled, and returned by putReadBuf once decoded.
+			r.msg = readBufs.Get().(*[readBufSize]byte)[:h.Length]
+		} else {
+			r.msg = append(r.msg, make([]byte, h.Length)...)
+		}
 		if _, err := io.ReadFull(r, r.msg[off:]); err != nil {
 			return 0, nil, err
 		}
@@ -201,3 +207,17 @@ func appendFrame(buf []byte, op ws.OpCode, payload []byte) []byte {
 const writeBufSize = 16 << 10
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize+64); return &b }}
+
+// readBufSize is the size of the pooled read buffers: messages up to it
+// in one frame are read into one.
+const readBufSize = 4 << 10
+
+var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
+
+// putReadBuf returns a message's buffer to the pool if it came from there;
+// the message must not be used afterwards.
+func putReadBuf(b []byte) {
+	if cap(b) == readBufSize {
+		readBufs.Put((*[readBufSize]byte)(b[:readBufSize]))
+	}
+}
