@@ -381,10 +381,20 @@ func (c *session) writeDirect(op ws.OpCode, b []byte, timeout time.Duration) {
 	if c.conn == nil {
 		return
 	}
+	deadline := time.Now().Add(timeout)
+	// A batch to a client that does not read can hold the connection
+	// for up to its write timeout; a frame written directly (a
+	// disconnect before a revocation cuts the session, say) does not
+	// wait that long: after its own timeout it is dropped.
+	for !c.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 	bp := writeBufs.Get().(*[]byte)
 	buf := appendFrame((*bp)[:0], op, b)
-	c.wmu.Lock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.conn.SetWriteDeadline(deadline)
 	_, _ = c.conn.Write(buf)
 	c.wmu.Unlock()
 	putWriteBuf(bp, buf)
