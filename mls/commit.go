@@ -60,8 +60,13 @@ func (g *Group) Commit(opts CommitOptions) (*PendingCommit, error) {
 	var items []proposalItem
 	if !opts.IgnorePending {
 		for _, cp := range g.proposals {
-			// Leave out proposals this commit cannot carry.
+			// Leave out proposals this commit cannot carry: the
+			// committer's own update, and its own removal (another
+			// member commits that).
 			if cp.proposal.Type == ProposalUpdate && cp.sender.Type == SenderMember && cp.sender.LeafIndex == g.priv.leaf {
+				continue
+			}
+			if cp.proposal.Type == ProposalRemove && cp.proposal.Remove.Removed == g.priv.leaf {
 				continue
 			}
 			refs = append(refs, ProposalOrRef{Reference: cp.ref})

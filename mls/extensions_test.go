@@ -75,6 +75,14 @@ func TestExternalSenderRemove(t *testing.T) {
 			t.Fatalf("%s: %v", m.name, err)
 		}
 	}
+	// Carol's own commit leaves out the proposal to remove her.
+	own, err := carol.group.Commit(CommitOptions{})
+	if err != nil {
+		t.Fatalf("carol committing with her removal pending: %v", err)
+	}
+	if n := len(own.Commit.Public.Content.Commit.Proposals); n != 0 {
+		t.Fatalf("carol's commit carries %d proposals", n)
+	}
 	// Bob commits the server's proposal by reference.
 	pc, err = bob.group.Commit(CommitOptions{})
 	if err != nil {

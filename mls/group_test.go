@@ -331,3 +331,35 @@ func TestLateMessageAfterCommit(t *testing.T) {
 		t.Fatalf("message three epochs old: %v", err)
 	}
 }
+
+// TestCommitWithoutPath: an add-only commit may leave the path out and
+// the others follow it; a commit that removes needs a path anyway.
+func TestCommitWithoutPath(t *testing.T) {
+	alice, bob := twoMembers(t)
+	s := alice.group.CipherSuite()
+	carol := newMember(t, s, "carol")
+	pc, err := alice.group.Commit(CommitOptions{Add: []*KeyPackage{carol.bundle.KeyPackage}, NoPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Commit.Public.Content.Commit.Path != nil {
+		t.Fatal("add-only commit with NoPath carries a path")
+	}
+	alice.group.ApplyCommit(pc)
+	if _, err := bob.group.Handle(roundTrip(t, pc.Commit)); err != nil {
+		t.Fatal(err)
+	}
+	if carol.group, err = Join(Config{}, roundTrip(t, pc.Welcome), carol.bundle, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A remove-only commit needs a path even when NoPath is asked.
+	pc, err = alice.group.Commit(CommitOptions{Remove: []LeafIndex{carol.group.LeafIndex()}, NoPath: true})
+	if err != nil || pc.Commit.Public.Content.Commit.Path == nil {
+		t.Fatalf("remove without a path: %v", err)
+	}
+	for _, m := range []*member{alice, bob, carol} {
+		if !bytes.Equal(m.group.EpochAuthenticator(), alice.group.EpochAuthenticator()) {
+			t.Fatalf("%s disagrees", m.name)
+		}
+	}
+}
