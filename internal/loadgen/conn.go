@@ -1,11 +1,13 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -123,14 +125,21 @@ func (c *Conn) readLoop() {
 		c.mu.Unlock()
 		close(c.done)
 	}()
+	// One buffer for every message: decoding copies what it keeps, and
+	// the load generator shares the machine with the server it measures.
+	var buf bytes.Buffer
 	for {
-		var b []byte
-		_, b, err = c.ws.Read(context.Background())
+		var r io.Reader
+		_, r, err = c.ws.Reader(context.Background())
 		if err != nil {
 			return
 		}
+		buf.Reset()
+		if _, err = buf.ReadFrom(r); err != nil {
+			return
+		}
 		f := &anomv1.Frame{}
-		if err = proto.Unmarshal(b, f); err != nil {
+		if err = proto.Unmarshal(buf.Bytes(), f); err != nil {
 			err = fmt.Errorf("decoding frame from server: %w", err)
 			c.ws.CloseNow()
 			return
