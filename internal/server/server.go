@@ -5,8 +5,11 @@
 // WebSocket API of protobuf frames (package anom/proto/anom/v1).
 //
 // Files by concern: server.go (config, lifecycle, HTTP), conn.go (one
-// WebSocket session), dispatch.go (frame handling), auth.go (challenge,
-// activation), directory.go (devices, users, transparency log),
+// WebSocket session: reading, request lanes, batched writes; the hub),
+// websocket.go (RFC 6455 upgrade and framing), poll_linux.go (readiness
+// poller for idle sessions), dispatch.go (frame handling), auth.go
+// (challenge, activation), directory.go (devices, users, transparency
+// log), certlog.go (batched certificate logging),
 // keypackages.go, groups.go and membership.go (delivery service),
 // blobs.go, admin.go (revocation, wipe, distributors, codes, spool),
 // limits.go (limits, rate limits), metrics.go, records.go (stored records).
