@@ -337,6 +337,9 @@ func (c *session) laneLoop(key string, l *lane) {
 		c.inMu.Lock()
 		if len(l.q) == 0 {
 			delete(c.lanes, key)
+			if len(c.lanes) == 0 {
+				c.lanes = nil // an idle session keeps no map
+			}
 			c.inMu.Unlock()
 			return
 		}
