@@ -159,16 +159,12 @@ func Combine(p *Policy, rec *Record, partials []*Partial) ([]byte, error) {
 func interpolate(parts []*Partial) group.Element {
 	sort.Slice(parts, func(a, b int) bool { return parts[a].Index < parts[b].Index })
 	xs := make([]group.Scalar, len(parts))
+	ds := make([]group.Element, len(parts))
 	for i, part := range parts {
 		xs[i] = scalarFromIndex(part.Index)
+		ds[i] = part.D
 	}
-	zero := grp.NewScalar()
-	acc := grp.Identity()
-	for i, part := range parts {
-		l := polynomial.LagrangeBase(uint(i), xs, zero)
-		acc.Add(acc, grp.NewElement().Mul(part.D, l))
-	}
-	return acc
+	return interpolateAt(xs, ds, grp.NewScalar())
 }
 
 // interpolateAt returns sum_i L_i(x)·E_i over points (xs[i], E_i): the value
