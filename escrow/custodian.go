@@ -316,31 +316,14 @@ func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
 	if err := p.checkStructure(); err != nil {
 		return nil, fmt.Errorf("opening records: %w", err)
 	}
-	k := int(p.Threshold)
-	var valid []*Response
-	seen := map[uint16]bool{}
-	var rejected []*PartialError
-	for _, r := range resps {
-		if r == nil || len(valid) == k {
-			continue
-		}
-		if seen[r.Index] {
-			rejected = append(rejected, &PartialError{Index: r.Index, Err: ErrDuplicatePartial})
-			continue
-		}
-		if err := VerifyResponse(p, req, r); err != nil {
-			rejected = append(rejected, &PartialError{Index: r.Index, Err: err})
-			continue
-		}
-		seen[r.Index] = true
-		valid = append(valid, r)
-	}
-	if len(valid) < k {
-		return nil, fmt.Errorf("opening records: %w",
-			&NotEnoughPartialsError{Need: k, Valid: len(valid), Rejected: rejected})
+	valid, err := firstValid(resps, int(p.Threshold),
+		func(r *Response) uint16 { return r.Index },
+		func(r *Response) error { return VerifyResponse(p, req, r) })
+	if err != nil {
+		return nil, fmt.Errorf("opening records: %w", err)
 	}
 	out := make([][]byte, len(req.Records))
-	parts := make([]*Partial, k)
+	parts := make([]*Partial, len(valid))
 	for i, rec := range req.Records {
 		for j, r := range valid {
 			parts[j] = r.Partial(i)

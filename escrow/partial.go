@@ -124,34 +124,47 @@ func Combine(p *Policy, rec *Record, partials []*Partial) ([]byte, error) {
 	if rec == nil || rec.R == nil || rec.R.IsIdentity() {
 		return nil, fmt.Errorf("combining partials: %w: record has no R", ErrMalformed)
 	}
-	k := int(p.Threshold)
-	valid := make([]*Partial, 0, k)
+	valid, err := firstValid(partials, int(p.Threshold),
+		func(part *Partial) uint16 { return part.Index },
+		func(part *Partial) error { return VerifyPartial(p, rec.R, part) })
+	if err != nil {
+		return nil, fmt.Errorf("combining partials: %w", err)
+	}
+	return openRecord(rec, interpolate(valid))
+}
+
+// firstValid returns the first k items, from distinct custodians, that pass
+// verify; nil items are skipped. With fewer than k it returns a
+// *NotEnoughPartialsError listing the items rejected on the way: a custodian
+// seen before (ErrDuplicatePartial) or a failed verify.
+func firstValid[T comparable](items []T, k int, index func(T) uint16, verify func(T) error) ([]T, error) {
+	var none T
+	valid := make([]T, 0, k)
 	seen := make(map[uint16]bool)
 	var rejected []*PartialError
-	for _, part := range partials {
-		if part == nil {
-			continue
-		}
+	for _, it := range items {
 		if len(valid) == k {
 			break
 		}
-		if seen[part.Index] {
-			rejected = append(rejected, &PartialError{Index: part.Index, Err: ErrDuplicatePartial})
+		if it == none {
 			continue
 		}
-		if err := VerifyPartial(p, rec.R, part); err != nil {
-			rejected = append(rejected, &PartialError{Index: part.Index, Err: err})
+		i := index(it)
+		if seen[i] {
+			rejected = append(rejected, &PartialError{Index: i, Err: ErrDuplicatePartial})
 			continue
 		}
-		seen[part.Index] = true
-		valid = append(valid, part)
+		if err := verify(it); err != nil {
+			rejected = append(rejected, &PartialError{Index: i, Err: err})
+			continue
+		}
+		seen[i] = true
+		valid = append(valid, it)
 	}
 	if len(valid) < k {
-		return nil, fmt.Errorf("combining partials: %w",
-			&NotEnoughPartialsError{Need: k, Valid: len(valid), Rejected: rejected})
+		return nil, &NotEnoughPartialsError{Need: k, Valid: len(valid), Rejected: rejected}
 	}
-	rP := interpolate(valid)
-	return openRecord(rec, rP)
+	return valid, nil
 }
 
 // interpolate returns sum_i λ_i·D_i, with λ_i the Lagrange basis at zero over
