@@ -245,6 +245,14 @@ func InScope(w *Warrant, m *Metadata, username string) bool {
 	return w.checkRecord(m, username, m.SentAt) == nil
 }
 
+// Covers reports whether a custodian would find a countersigned record, sent
+// by the device of the given username, covered by the warrant: in its scope,
+// with both the claimed sending time and the server time in [From, To). It
+// checks no signature.
+func Covers(w *Warrant, rec *ServerRecord, username string) bool {
+	return w.checkRecord(&rec.Signed.Record.Metadata, username, rec.ServerTime) == nil
+}
+
 // checkRecord checks scope and that both the sender's claimed time and the
 // server's time are in [From, To). Requiring both is the conservative choice:
 // a custodian opens a record only if neither clock places it outside the range.

@@ -130,3 +130,28 @@ func TestInScope(t *testing.T) {
 		})
 	}
 }
+
+func TestCovers(t *testing.T) {
+	f := newFixture(t, 2, 3)
+	w := f.warrant(t, func(w *Warrant) { w.Scope = Scope{Usernames: []string{"alice"}} }).Warrant
+	tests := []struct {
+		name             string
+		user             string
+		sent, serverTime time.Time
+		want             bool
+	}{
+		{"both times in range", "alice", t0, t0, true},
+		{"out of scope", "bob", t0, t0, false},
+		{"server time at range end", "alice", t0, w.To, false},
+		{"server time before range", "alice", t0, w.From.Add(-time.Millisecond), false},
+		{"sent before range", "alice", w.From.Add(-time.Millisecond), t0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := f.record(t, f.meta("dev-alice", "g", 1, tt.sent), "hi", tt.serverTime)
+			if got := Covers(w, rec, tt.user); got != tt.want {
+				t.Fatalf("Covers = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -242,7 +242,7 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 			certs[string(m.SenderDevice)] = cs
 		}
 		user := usernameAt(cs, sr.ServerTime)
-		if !escrow.InScope(w, m, user) || sr.ServerTime.Before(w.From) || !sr.ServerTime.Before(w.To) {
+		if !escrow.Covers(w, sr, user) {
 			continue
 		}
 		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs})
