@@ -186,6 +186,23 @@ type Keyholder struct {
 	Rand   io.Reader          // randomness for proofs (crypto/rand.Reader in production)
 }
 
+// Custodian returns the policy's entry for this keyholder, checking that
+// the share and the signing key are the ones it names (ErrShareMismatch) and
+// that the policy has the share's index (ErrUnknownCustodian).
+func (h *Keyholder) Custodian() (*Custodian, error) {
+	me := h.Policy.custodian(h.Share.Index)
+	if me == nil {
+		return nil, fmt.Errorf("share %d: %w", h.Share.Index, ErrUnknownCustodian)
+	}
+	if h.Share.Value == nil || !h.Share.Public().IsEqual(me.VerificationShare) {
+		return nil, fmt.Errorf("share %d: %w", h.Share.Index, ErrShareMismatch)
+	}
+	if len(h.Key) != ed25519.PrivateKeySize || !keyEqual(h.Key.Public().(ed25519.PublicKey), me.Key) {
+		return nil, fmt.Errorf("signing key is not custodian %q's: %w", me.Name, ErrShareMismatch)
+	}
+	return me, nil
+}
+
 // Answer checks a request and, only if everything holds, returns the signed
 // partial decryptions of all its records. It checks: that the share and key
 // belong to this custodian in the policy; the warrant (issuer, signature,
@@ -203,15 +220,8 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 	if h.Rand == nil || h.Keys == nil {
 		return nil, fmt.Errorf("answering: keyholder needs Rand and Keys")
 	}
-	me := p.custodian(h.Share.Index)
-	if me == nil {
-		return nil, fmt.Errorf("answering: share %d: %w", h.Share.Index, ErrUnknownCustodian)
-	}
-	if h.Share.Value == nil || !h.Share.Public().IsEqual(me.VerificationShare) {
-		return nil, fmt.Errorf("answering: share %d: %w", h.Share.Index, ErrShareMismatch)
-	}
-	if len(h.Key) != ed25519.PrivateKeySize || !keyEqual(h.Key.Public().(ed25519.PublicKey), me.Key) {
-		return nil, fmt.Errorf("answering: signing key is not custodian %q's: %w", me.Name, ErrShareMismatch)
+	if _, err := h.Custodian(); err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
 	}
 	if req == nil || len(req.Records) == 0 || len(req.Records) > MaxRequestRecords {
 		return nil, fmt.Errorf("answering: %w: request needs 1..%d records", ErrMalformed, MaxRequestRecords)

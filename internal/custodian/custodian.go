@@ -99,26 +99,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	me := -1
-	for i, c := range p.Custodians {
-		if c.Index == cfg.Secret.Share.Index {
-			me = i
-		}
-	}
-	if me < 0 {
-		return nil, fmt.Errorf("starting custodian: share %d: %w", cfg.Secret.Share.Index, escrow.ErrUnknownCustodian)
-	}
-	c := p.Custodians[me]
-	if !cfg.Secret.Share.Public().IsEqual(c.VerificationShare) || !c.Key.Equal(cfg.Secret.Key.Public()) {
-		return nil, fmt.Errorf("starting custodian %q: %w", c.Name, escrow.ErrShareMismatch)
+	holder := escrow.Keyholder{Share: cfg.Secret.Share, Key: cfg.Secret.Key, Policy: p, Rand: cfg.Rand}
+	c, err := holder.Custodian()
+	if err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
 	log, err := audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	s := &Service{cfg: cfg, policy: p, log: log, name: c.Name}
-	s.holder = escrow.Keyholder{Share: cfg.Secret.Share, Key: cfg.Secret.Key, Policy: p, Rand: cfg.Rand}
-	return s, nil
+	return &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name}, nil
 }
 
 // Name is the custodian's name in the policy.
