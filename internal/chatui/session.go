@@ -612,10 +612,10 @@ func (s *Session) memberText(ms []client.Member) string {
 	return strings.Join(parts, ", ")
 }
 
-// memberLine refreshes the chat list and returns a chat's membership,
-// marking it as shown.
+// memberLine returns a chat's membership as of the last refresh, marking
+// it as shown. Its callers have just refreshed the list (chatOf does so
+// for a group it has not seen).
 func (s *Session) memberLine(ch *chat) string {
-	s.refresh()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch.shown = ch.members
