@@ -421,6 +421,15 @@ func (s *Session) chatOf(id []byte) *chat {
 	return ch
 }
 
+// groupLabel names a group's chat on screen, or gives its ID in hex when
+// the client does not list it.
+func (s *Session) groupLabel(id []byte) string {
+	if ch := s.chatOf(id); ch != nil {
+		return ch.label()
+	}
+	return fmt.Sprintf("%x", id)
+}
+
 // label is how a chat is named on screen: "2 team" or "1 bob".
 func (ch *chat) label() string {
 	return fmt.Sprintf("%d %s", ch.num, ch.title())
@@ -545,15 +554,11 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			s.showEscrow(ch)
 		}
 	case client.EventEscrowMismatch:
-		label := fmt.Sprintf("%x", e.Group)
-		if ch := s.chatOf(e.Group); ch != nil {
-			label = ch.label()
-		}
 		text := e.Text
 		if text == "" {
 			text = "a member sent a false escrow copy; reported to the server"
 		}
-		s.alert("ALERT: ESCROW MISMATCH in chat %s: %s", label, oneLine(text))
+		s.alert("ALERT: ESCROW MISMATCH in chat %s: %s", s.groupLabel(e.Group), oneLine(text))
 	case client.EventWiped:
 		s.alert("THIS DEVICE WAS WIPED (%s): its keys and messages are gone", sanitize(e.Text))
 		s.end("wiped")
@@ -587,11 +592,7 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			s.startReconnect(ctx)
 		}
 	case client.EventError:
-		label := fmt.Sprintf("%x", e.Group)
-		if ch := s.chatOf(e.Group); ch != nil {
-			label = ch.label()
-		}
-		s.printf("! a message in chat %s could not be read: %s", label, oneLine(describe(e.Err)))
+		s.printf("! a message in chat %s could not be read: %s", s.groupLabel(e.Group), oneLine(describe(e.Err)))
 	}
 }
 
