@@ -109,9 +109,9 @@ func chat(ctx context.Context, args []string) error {
 		cancel()
 		switch {
 		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
-			return errors.New("this device has been revoked by the network administrator")
+			return chatui.ErrRevoked
 		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
-			return errors.New("the subscription of this device has expired")
+			return chatui.ErrExpired
 		case errors.Is(err, client.ErrWiped):
 			return errors.New("this device has been wiped")
 		case err != nil:
