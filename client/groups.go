@@ -59,11 +59,7 @@ func (c *Client) CreateGroup(ctx context.Context, usernames ...string) ([]byte, 
 func (c *Client) AddMembers(ctx context.Context, groupID []byte, usernames ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cn, err := c.ready()
-	if err != nil {
-		return err
-	}
-	gs, err := c.group(groupID)
+	cn, gs, err := c.readyGroup(groupID)
 	if err != nil {
 		return err
 	}
@@ -74,11 +70,7 @@ func (c *Client) AddMembers(ctx context.Context, groupID []byte, usernames ...st
 func (c *Client) RemoveMembers(ctx context.Context, groupID []byte, usernames ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cn, err := c.ready()
-	if err != nil {
-		return err
-	}
-	gs, err := c.group(groupID)
+	cn, gs, err := c.readyGroup(groupID)
 	if err != nil {
 		return err
 	}
@@ -202,6 +194,20 @@ func (c *Client) ready() (*conn, error) {
 		return nil, ErrNotActivated
 	}
 	return c.current()
+}
+
+// readyGroup returns the connection of a ready device and one of its
+// active groups.
+func (c *Client) readyGroup(id []byte) (*conn, *groupState, error) {
+	cn, err := c.ready()
+	if err != nil {
+		return nil, nil, err
+	}
+	gs, err := c.group(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cn, gs, nil
 }
 
 func (c *Client) group(id []byte) (*groupState, error) {

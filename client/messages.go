@@ -19,11 +19,7 @@ import (
 func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cn, err := c.ready()
-	if err != nil {
-		return err
-	}
-	gs, err := c.group(groupID)
+	cn, gs, err := c.readyGroup(groupID)
 	if err != nil {
 		return err
 	}
