@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -145,41 +144,23 @@ func ProvisionInProcess(ctx context.Context, srv *server.Server, root *identity.
 		}
 	}
 	devs := make([]*Device, n)
-	var next, done atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range max(workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				pub, priv, err := ed25519.GenerateKey(rand.Reader)
-				if err != nil {
-					errs <- err
-					return
-				}
-				cert, _, err := srv.Activate(ctx, codes[i], fmt.Sprintf("%s-%d", prefix, i), pub)
-				if err != nil {
-					errs <- fmt.Errorf("activating device %d: %w", i, err)
-					return
-				}
-				devs[i] = newDevice(cert, priv)
-				if d := done.Add(1); progress != nil {
-					progress(int(d))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	var done atomic.Int64
+	err = Parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		cert, _, err := srv.Activate(ctx, codes[i], fmt.Sprintf("%s-%d", prefix, i), pub)
+		if err != nil {
+			return fmt.Errorf("activating device %d: %w", i, err)
+		}
+		devs[i] = newDevice(cert, priv)
+		if d := done.Add(1); progress != nil {
+			progress(int(d))
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return devs, nil
