@@ -38,10 +38,7 @@ func (c *session) decode(data []byte) (*anomv1.Frame, *anomv1.Frame) {
 
 // handle handles a decoded request and returns the response frame.
 func (c *session) handle(ctx context.Context, f *anomv1.Frame) *anomv1.Frame {
-	kind := "unknown"
-	if fd := f.ProtoReflect().WhichOneof(bodyOneof); fd != nil {
-		kind = string(fd.Name())
-	}
+	kind := kindOf(f)
 	start := time.Now()
 	resp, err := c.dispatch(ctx, f)
 	c.s.metrics.requests.WithLabelValues(kind).Observe(time.Since(start).Seconds())
@@ -157,6 +154,7 @@ func respond[T any](r T, err error, mk func(T) *anomv1.Frame) (*anomv1.Frame, er
 	return mk(r), nil
 }
 
+// kindOf names a frame's body, for metrics and errors.
 func kindOf(f *anomv1.Frame) string {
 	if fd := f.ProtoReflect().WhichOneof(bodyOneof); fd != nil {
 		return string(fd.Name())
