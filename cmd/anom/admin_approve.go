@@ -43,7 +43,7 @@ func runAdminApprove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := server.WriteSpool(d.path("spool"), server.SpoolApproval, a.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolApproval, a.Encode()); err != nil {
 		return err
 	}
 	fmt.Printf("approval of a new device for %s handed to the server\n", req.Username)

@@ -77,7 +77,7 @@ func runAdminCodes(ctx context.Context, args []string) error {
 	if err := dk.SignCodeBatch(batch); err != nil {
 		return err
 	}
-	if err := server.WriteSpool(d.path("spool"), server.SpoolCodes, batch.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolCodes, batch.Encode()); err != nil {
 		return err
 	}
 	rec.Issued += uint32(*count)

@@ -80,7 +80,7 @@ func runAdminDistributor(ctx context.Context, args []string) error {
 	if err := writeJSON(d.path("distributors", name+".json"), rec); err != nil {
 		return err
 	}
-	if err := server.WriteSpool(d.path("spool"), server.SpoolDistributor, cert.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolDistributor, cert.Encode()); err != nil {
 		return err
 	}
 	fmt.Printf("distributor %q certified with a quota of %d codes (%d issued so far)\n", name, cert.Quota, rec.Issued)

@@ -40,7 +40,7 @@ func runAdminRevoke(ctx context.Context, args []string) error {
 		return err
 	}
 	r := root.SignRevocation(id, time.Now())
-	if err := server.WriteSpool(d.path("spool"), server.SpoolRevocation, r.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolRevocation, r.Encode()); err != nil {
 		return err
 	}
 	fmt.Printf("revocation of %s handed to the server\n", id)
@@ -60,7 +60,7 @@ func runAdminWipe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := server.WriteSpool(d.path("spool"), server.SpoolWipe, w.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolWipe, w.Encode()); err != nil {
 		return err
 	}
 	fmt.Printf("wipe command for %s handed to the server\n", id)

@@ -442,20 +442,20 @@ func (f *benchFlags) external(ctx context.Context) (*benchNet, error) {
 	}
 	env := &loadgen.Env{Target: target, Out: os.Stdout, Workers: f.workers}
 	env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
-		return provisionExternal(ctx, target, root, d.path("spool"), prefix, n, f.workers, progress)
+		return provisionExternal(ctx, target, root, d, prefix, n, f.workers, progress)
 	}
 	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
 	return &benchNet{env: env, close: func() {}}, nil
 }
 
-func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, spool, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
+func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, d dataDir, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
 	tag := fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffff)
 	name := "bench-" + tag
 	dk, dc, err := loadgen.Distributor(root, name, uint32(n))
 	if err != nil {
 		return nil, err
 	}
-	if err := server.WriteSpool(spool, server.SpoolDistributor, dc.Encode()); err != nil {
+	if err := d.handToServer(server.SpoolDistributor, dc.Encode()); err != nil {
 		return nil, err
 	}
 	codes, batches, err := loadgen.CodeBatches(dk, name, n)
@@ -463,7 +463,7 @@ func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.Ro
 		return nil, err
 	}
 	for _, b := range batches {
-		if err := server.WriteSpool(spool, server.SpoolCodes, b.Encode()); err != nil {
+		if err := d.handToServer(server.SpoolCodes, b.Encode()); err != nil {
 			return nil, err
 		}
 	}

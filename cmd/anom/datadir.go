@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"anom/internal/identity"
+	"anom/internal/server"
 )
 
 // The data directory of a network, made by `anom admin init`:
@@ -75,6 +76,12 @@ func writePublic(path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// handToServer writes a signed request of kind into the spool, where the
+// running server picks it up.
+func (d dataDir) handToServer(kind server.SpoolKind, b []byte) error {
+	return server.WriteSpool(d.path("spool"), kind, b)
 }
 
 func (d dataDir) rootKey() (*identity.RootKey, error) {
