@@ -220,11 +220,7 @@ type Member struct {
 // Members lists the non-blank leaves of the tree.
 func (g *Group) Members() []Member {
 	var out []Member
-	for i := LeafIndex(0); uint32(i) < g.tree.numLeaves(); i++ {
-		l := g.tree.leaf(i)
-		if l == nil {
-			continue
-		}
+	for i, l := range g.tree.leaves() {
 		out = append(out, Member{Leaf: i, Credential: l.Credential, SignatureKey: bytes.Clone(l.SignatureKey), Self: i == g.priv.leaf})
 	}
 	return out
@@ -288,11 +284,7 @@ func (g *Group) checkGroupExtensions(tree *ratchetTree, exts []Extension) error 
 			return fmt.Errorf("%w: external_senders: %v", ErrInvalidProposal, err)
 		}
 	}
-	for i := LeafIndex(0); uint32(i) < tree.numLeaves(); i++ {
-		l := tree.leaf(i)
-		if l == nil {
-			continue
-		}
+	for i, l := range tree.leaves() {
 		if err := leafSupportsGroupExtensions(l, exts); err != nil {
 			return fmt.Errorf("%w: leaf %d: %w", ErrInvalidProposal, i, err)
 		}

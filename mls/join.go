@@ -120,11 +120,7 @@ func verifiedTree(cfg Config, s *CipherSuite, gi *GroupInfo, tree []*Node, own f
 		return nil, fmt.Errorf("%w: %w", ErrInvalidWelcome, err)
 	}
 	now := cfg.now()
-	for i := LeafIndex(0); uint32(i) < rt.numLeaves(); i++ {
-		l := rt.leaf(i)
-		if l == nil {
-			continue
-		}
+	for i, l := range rt.leaves() {
 		at := time.Time{}
 		if own(i, l) {
 			at = now

@@ -36,11 +36,7 @@ func verifyLeafSignature(s *CipherSuite, l *LeafNode, groupID []byte, idx LeafIn
 // verifyLeafSignatures checks the signature of every non-blank leaf, with
 // groupID and the leaf's index as context for update and commit leaves.
 func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
-	for i := LeafIndex(0); uint32(i) < t.numLeaves(); i++ {
-		l := t.nodes[i.node()].leaf
-		if l == nil {
-			continue
-		}
+	for i, l := range t.leaves() {
 		if err := verifyLeafSignature(t.suite, l, groupID, i); err != nil {
 			return fmt.Errorf("verifying leaf %d: %w: %w", i, ErrInvalidLeaf, err)
 		}

@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"iter"
 )
 
 // This file holds the ratchet tree of RFC 9420 section 7: its array
@@ -368,12 +369,13 @@ func (t *ratchetTree) truncate() {
 	}
 }
 
-// findLeaf returns the first non-blank leaf for which pred is true.
-func (t *ratchetTree) findLeaf(pred func(*LeafNode) bool) (LeafIndex, bool) {
-	for i := LeafIndex(0); uint32(i) < t.numLeaves(); i++ {
-		if l := t.nodes[i.node()].leaf; l != nil && pred(l) {
-			return i, true
+// leaves yields the non-blank leaves with their indices, left to right.
+func (t *ratchetTree) leaves() iter.Seq2[LeafIndex, *LeafNode] {
+	return func(yield func(LeafIndex, *LeafNode) bool) {
+		for i := LeafIndex(0); uint32(i) < t.numLeaves(); i++ {
+			if l := t.nodes[i.node()].leaf; l != nil && !yield(i, l) {
+				return
+			}
 		}
 	}
-	return 0, false
 }
