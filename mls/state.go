@@ -3,7 +3,8 @@ package mls
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // Saved group state. The encoding holds private keys and epoch secrets:
@@ -24,11 +25,7 @@ func (g *Group) Save() ([]byte, error) {
 	g.ctx.marshal(&w)
 	w.opaque(EncodeRatchetTree(g.tree.encode()))
 	w.u32(uint32(g.priv.leaf))
-	nodes := make([]NodeIndex, 0, len(g.priv.keys))
-	for n := range g.priv.keys {
-		nodes = append(nodes, n)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+	nodes := slices.Sorted(maps.Keys(g.priv.keys))
 	writeVector(&w, nodes, func(w *writer, n NodeIndex) {
 		w.u32(uint32(n))
 		w.opaque(g.priv.keys[n])
@@ -46,11 +43,7 @@ func (g *Group) Save() ([]byte, error) {
 		p.proposal.marshal(w)
 		p.sender.marshal(w)
 	})
-	epochs := make([]uint64, 0, len(g.resumption))
-	for e := range g.resumption {
-		epochs = append(epochs, e)
-	}
-	sort.Slice(epochs, func(i, j int) bool { return epochs[i] < epochs[j] })
+	epochs := slices.Sorted(maps.Keys(g.resumption))
 	writeVector(&w, epochs, func(w *writer, e uint64) {
 		w.u64(e)
 		w.opaque(g.resumption[e])
@@ -177,20 +170,12 @@ func (t *secretTree) marshal(w *writer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w.u32(t.nLeaves)
-	nodes := make([]NodeIndex, 0, len(t.nodes))
-	for n := range t.nodes {
-		nodes = append(nodes, n)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+	nodes := slices.Sorted(maps.Keys(t.nodes))
 	writeVector(w, nodes, func(w *writer, n NodeIndex) {
 		w.u32(uint32(n))
 		w.opaque(t.nodes[n])
 	})
-	leaves := make([]LeafIndex, 0, len(t.leaves))
-	for l := range t.leaves {
-		leaves = append(leaves, l)
-	}
-	sort.Slice(leaves, func(i, j int) bool { return leaves[i] < leaves[j] })
+	leaves := slices.Sorted(maps.Keys(t.leaves))
 	writeVector(w, leaves, func(w *writer, l LeafIndex) {
 		w.u32(uint32(l))
 		lr := t.leaves[l]
@@ -203,11 +188,7 @@ func (r *ratchet) marshal(w *writer) {
 	w.opaque(r.secret)
 	w.u32(r.next)
 	w.u32(r.floor)
-	gens := make([]uint32, 0, len(r.retained))
-	for g := range r.retained {
-		gens = append(gens, g)
-	}
-	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
+	gens := slices.Sorted(maps.Keys(r.retained))
 	writeVector(w, gens, func(w *writer, g uint32) {
 		w.u32(g)
 		w.opaque(r.retained[g].key)
