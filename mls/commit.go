@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 )
 
 // CommitOptions say what a commit does. The zero value commits the
@@ -190,11 +191,8 @@ func (g *Group) successor(tree *ratchetTree, priv *treePrivate, ctx GroupContext
 		secrets:    secrets,
 		secretTree: newSecretTree(s, secrets.encryption, tree.numLeaves()),
 		interim:    s.interimTranscriptHash(ctx.ConfirmedTranscriptHash, tag),
-		resumption: make(map[uint64][]byte, len(g.resumption)+1),
+		resumption: maps.Clone(g.resumption),
 		active:     true,
-	}
-	for e, v := range g.resumption {
-		next.resumption[e] = v
 	}
 	if keep := g.cfg.pastEpochs(); keep > 0 {
 		next.past = append(next.past, g.past...)

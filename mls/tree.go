@@ -152,15 +152,6 @@ func (t *ratchetTree) checkUnmerged() error {
 	return nil
 }
 
-func containsLeaf(ls []LeafIndex, l LeafIndex) bool {
-	for _, x := range ls {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}
-
 // encode returns the tree as carried in the ratchet_tree extension and in
 // vectors: trailing blank nodes removed. The returned nodes share the
 // tree's (immutable) leaf and parent values.

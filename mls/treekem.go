@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 )
 
 // This file implements TreeKEM (RFC 9420 sections 7.4 to 7.6 and the path
@@ -30,11 +32,7 @@ func newTreePrivate(leaf LeafIndex, leafKey []byte) *treePrivate {
 
 // clone returns a copy that can be changed without touching p.
 func (p *treePrivate) clone() *treePrivate {
-	c := &treePrivate{leaf: p.leaf, keys: make(map[NodeIndex][]byte, len(p.keys))}
-	for k, v := range p.keys {
-		c.keys[k] = v
-	}
-	return c
+	return &treePrivate{leaf: p.leaf, keys: maps.Clone(p.keys)}
 }
 
 // checkPrivate verifies that priv matches the tree: the member's leaf
@@ -248,7 +246,7 @@ func (t *ratchetTree) resolutionExcluding(out []NodeIndex, x NodeIndex, exclude 
 	}
 	kept := out[:start]
 	for _, r := range out[start:] {
-		if r.isLeaf() && containsLeaf(exclude, r.leaf()) {
+		if r.isLeaf() && slices.Contains(exclude, r.leaf()) {
 			continue
 		}
 		kept = append(kept, r)
