@@ -194,7 +194,9 @@ func (g *Group) successor(tree *ratchetTree, priv *treePrivate, ctx GroupContext
 		resumption: maps.Clone(g.resumption),
 		active:     true,
 	}
-	if keep := g.cfg.pastEpochs(); keep > 0 {
+	// An external joiner's view of the epoch before its commit has no
+	// secret tree: there is nothing of it to keep.
+	if keep := g.cfg.pastEpochs(); keep > 0 && g.secretTree != nil {
 		next.past = append(next.past, g.past...)
 		next.past = append(next.past, pastEpoch{ctx: g.ctx, tree: g.tree, secretTree: g.secretTree, senderData: g.secrets.senderData})
 		if len(next.past) > keep {

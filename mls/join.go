@@ -234,8 +234,6 @@ func ExternalJoin(cfg Config, gi *GroupInfo, tree []*Node, cred Credential, sigP
 	if err != nil {
 		return nil, nil, fmt.Errorf("framing external commit: %w", err)
 	}
-	g.cfg.PastEpochs = -1 // the joiner has no keys of earlier epochs
 	next := g.successor(prov.tree, priv, newCtx, secrets, ac.Auth.ConfirmationTag)
-	next.cfg.PastEpochs = cfg.PastEpochs
 	return next, &MLSMessage{Version: ProtocolMLS10, WireFormat: WirePublicMessage, Public: pub}, nil
 }
