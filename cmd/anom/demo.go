@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"anom/mls"
 )
@@ -36,11 +34,7 @@ func runDemo(out io.Writer) error {
 
 	members := map[string]*demoMember{}
 	for _, name := range []string{"alice", "bob", "carol"} {
-		sig, _, err := s.GenerateSignatureKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		b, err := mls.NewKeyPackage(s, mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig, mls.KeyPackageOptions{}, rand.Reader, time.Now())
+		b, err := newBasicKeyPackage(s, name)
 		if err != nil {
 			return err
 		}

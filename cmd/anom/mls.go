@@ -101,11 +101,7 @@ func runMLS(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		sig, _, err := s.GenerateSignatureKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		b, err := mls.NewKeyPackage(s, mls.Credential{Type: mls.CredentialBasic, Identity: []byte(*identity)}, sig, mls.KeyPackageOptions{}, rand.Reader, time.Now())
+		b, err := newBasicKeyPackage(s, *identity)
 		if err != nil {
 			return err
 		}
@@ -341,6 +337,16 @@ func runMLS(ctx context.Context, args []string) error {
 	}
 	fmt.Fprint(os.Stderr, mlsUsage)
 	return fmt.Errorf("unknown verb %q", verb)
+}
+
+// newBasicKeyPackage makes a fresh signature key and a key package for it
+// with a basic credential naming identity.
+func newBasicKeyPackage(s *mls.CipherSuite, identity string) (*mls.KeyPackageBundle, error) {
+	sig, _, err := s.GenerateSignatureKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return mls.NewKeyPackage(s, mls.Credential{Type: mls.CredentialBasic, Identity: []byte(identity)}, sig, mls.KeyPackageOptions{}, rand.Reader, time.Now())
 }
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
