@@ -67,8 +67,7 @@ type ratchet struct {
 
 // advance derives generation r.next's key and nonce and moves the
 // ratchet on, deleting the old ratchet secret.
-// nh is the suite's hash size, passed in because s.Nh allocates.
-func (r *ratchet) advance(s *CipherSuite, nh int) (keyNonce, uint32, error) {
+func (r *ratchet) advance(s *CipherSuite) (keyNonce, uint32, error) {
 	if r.next == math.MaxUint32 {
 		return keyNonce{}, 0, ErrRatchetExhausted
 	}
@@ -78,7 +77,7 @@ func (r *ratchet) advance(s *CipherSuite, nh int) (keyNonce, uint32, error) {
 		key:   s.Expand(r.secret, treeSecretInfo(buf[:0], "key", g, s.keySize), s.keySize),
 		nonce: s.Expand(r.secret, treeSecretInfo(buf[:0], "nonce", g, s.nonceLen), s.nonceLen),
 	}
-	next := s.Expand(r.secret, treeSecretInfo(buf[:0], "secret", g, nh), nh)
+	next := s.Expand(r.secret, treeSecretInfo(buf[:0], "secret", g, s.Nh()), s.Nh())
 	clear(r.secret)
 	r.secret = next
 	r.next++
@@ -130,7 +129,6 @@ type secretTree struct {
 	s       *CipherSuite
 	cfg     secretTreeConfig
 	nLeaves uint32
-	nh      int
 
 	mu     sync.Mutex
 	nodes  map[NodeIndex][]byte // node secrets not yet consumed
@@ -149,7 +147,6 @@ func newSecretTreeConfig(s *CipherSuite, encryptionSecret []byte, nLeaves uint32
 		s:       s,
 		cfg:     cfg.withDefaults(),
 		nLeaves: nLeaves,
-		nh:      s.Nh(),
 		nodes:   make(map[NodeIndex][]byte),
 		leaves:  make(map[LeafIndex]*leafRatchets),
 	}
@@ -199,8 +196,8 @@ func (t *secretTree) deriveLeafSecret(leaf LeafIndex) []byte {
 	for x != target {
 		secret := t.nodes[x]
 		l, r := x.left(), x.right()
-		t.nodes[l] = t.s.ExpandWithLabel(secret, "tree", []byte("left"), t.nh)
-		t.nodes[r] = t.s.ExpandWithLabel(secret, "tree", []byte("right"), t.nh)
+		t.nodes[l] = t.s.ExpandWithLabel(secret, "tree", []byte("left"), t.s.Nh())
+		t.nodes[r] = t.s.ExpandWithLabel(secret, "tree", []byte("right"), t.s.Nh())
 		clear(secret)
 		delete(t.nodes, x)
 		if isAncestor(l, target) {
@@ -223,7 +220,7 @@ func (t *secretTree) next(leaf LeafIndex, ct ContentType) (key, nonce []byte, ge
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	kn, g, err := r.advance(t.s, t.nh)
+	kn, g, err := r.advance(t.s)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -282,13 +279,13 @@ func (t *secretTree) peekLocked(leaf LeafIndex, ct ContentType, g uint32) (keyNo
 			leaf, g, r.next, t.cfg.MaxForward)
 	}
 	for r.next < g {
-		kn, skipped, err := r.advance(t.s, t.nh)
+		kn, skipped, err := r.advance(t.s)
 		if err != nil {
 			return keyNonce{}, err
 		}
 		r.retain(skipped, kn, t.cfg.MaxRetained)
 	}
-	kn, _, err := r.advance(t.s, t.nh)
+	kn, _, err := r.advance(t.s)
 	if err != nil {
 		return keyNonce{}, err
 	}
