@@ -320,17 +320,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	}
 	runAnom(t, openArgs(out)...)
 
-	var rep archive.OpenReport
-	b, err := os.ReadFile(filepath.Join(out, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Records) != len(want) || len(rep.Failed) != 0 {
-		t.Fatalf("opened %d records (%d failed), want %d", len(rep.Records), len(rep.Failed), len(want))
-	}
+	rep := readOpenReport(t, out, len(want))
 	files := map[string]bool{"report.json": true, "report.txt": true}
 	for _, r := range rep.Records {
 		pt, err := os.ReadFile(filepath.Join(out, r.File))
@@ -469,4 +459,22 @@ func TestArchiveCrash(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	check(total + 1)
+}
+
+// readOpenReport reads the report.json that `anom archive open` wrote to
+// out and checks that it opened want records and none failed.
+func readOpenReport(t *testing.T, out string, want int) archive.OpenReport {
+	t.Helper()
+	var rep archive.OpenReport
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Records) != want || len(rep.Failed) != 0 {
+		t.Fatalf("opened %d records (%d failed), want %d", len(rep.Records), len(rep.Failed), want)
+	}
+	return rep
 }

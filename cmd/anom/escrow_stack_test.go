@@ -230,17 +230,7 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("archive open said:\n%s", got)
 	}
 
-	var rep archive.OpenReport
-	b, err := os.ReadFile(filepath.Join(out, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Records) != len(want) || len(rep.Failed) != 0 {
-		t.Fatalf("opened %d records (%d failed), want %d", len(rep.Records), len(rep.Failed), len(want))
-	}
+	rep := readOpenReport(t, out, len(want))
 	files := map[string]bool{"report.json": true, "report.txt": true}
 	for _, r := range rep.Records {
 		pt, err := os.ReadFile(filepath.Join(out, r.File))
