@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"anom/internal/fsutil"
 	"anom/internal/identity"
 	"anom/internal/server"
 )
@@ -49,19 +50,7 @@ type networkInfo struct {
 // writeSecret writes a file readable by its owner only, refusing to
 // overwrite.
 func writeSecret(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
+	return fsutil.WriteNew(path, data, 0o600)
 }
 
 // writePublic replaces a file that holds nothing secret (mode 0644),

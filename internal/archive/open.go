@@ -14,6 +14,7 @@ import (
 
 	"anom/escrow"
 	"anom/internal/custodian"
+	"anom/internal/fsutil"
 	"anom/internal/identity"
 )
 
@@ -425,7 +426,7 @@ func (a *Archive) writeRecord(ctx context.Context, dir string, n int, c candidat
 	or := OpenedRecord{Slot: slot, SenderDevice: hex.EncodeToString(m.SenderDevice), Username: c.username,
 		Group: hex.EncodeToString(m.GroupID), SentAt: m.SentAt.UTC(), ServerTime: c.rec.ServerTime.UTC(),
 		ServerSeq: c.rec.Sequence, File: fmt.Sprintf("%06d-%s.msg", n, slot[:16]), Size: len(pt)}
-	if err := writeNew(filepath.Join(dir, or.File), pt); err != nil {
+	if err := fsutil.WriteNewUnsynced(filepath.Join(dir, or.File), pt, 0o600); err != nil {
 		return or, err
 	}
 	if a.cfg.Attachments == nil {
@@ -465,27 +466,15 @@ func (a *Archive) writeAttachment(ctx context.Context, path string, att Attachme
 	return f.Close()
 }
 
-func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
-}
-
 func writeReport(dir string, rep *OpenReport) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
-	if err := writeNew(filepath.Join(dir, "report.json"), append(b, '\n')); err != nil {
+	if err := fsutil.WriteNewUnsynced(filepath.Join(dir, "report.json"), append(b, '\n'), 0o600); err != nil {
 		return err
 	}
-	return writeNew(filepath.Join(dir, "report.txt"), []byte(rep.Text()))
+	return fsutil.WriteNewUnsynced(filepath.Join(dir, "report.txt"), []byte(rep.Text()), 0o600)
 }
 
 // Text renders the report for people.
