@@ -507,12 +507,5 @@ func (r *OpenReport) Text() string {
 }
 
 func (a *Archive) audit(ctx context.Context, kind string, body any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("writing audit entry: %w", err)
-	}
-	if _, err := a.log.Append(ctx, kind, b); err != nil {
-		return fmt.Errorf("writing audit entry: %w", err)
-	}
-	return nil
+	return a.log.AppendJSON(ctx, kind, body)
 }

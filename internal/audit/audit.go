@@ -17,6 +17,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -231,6 +232,23 @@ func (l *Log) Append(ctx context.Context, kind string, body []byte) (*Entry, err
 	}
 	l.head, l.headRev = head, revs[1]
 	return e, nil
+}
+
+// AppendJSON appends an entry whose body is body encoded as JSON. A body
+// too large for an entry is replaced by a note of its size, so the log
+// never refuses to record an event (a refusal of a huge request, say).
+func (l *Log) AppendJSON(ctx context.Context, kind string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	if len(b) > MaxBody {
+		b, _ = json.Marshal(map[string]any{"truncated": true, "bytes": len(b)})
+	}
+	if _, err := l.Append(ctx, kind, b); err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	return nil
 }
 
 // Entries returns up to limit entries with sequence > after, in order

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,4 +197,41 @@ func FuzzParseEntry(f *testing.F) {
 			t.Fatalf("round trip changed the bytes")
 		}
 	})
+}
+
+func TestAppendJSON(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	l, err := Open(ctx, s, "audit", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendJSON(ctx, "open", map[string]any{"warrant": "w1", "records": 3}); err != nil {
+		t.Fatal(err)
+	}
+	huge := strings.Repeat("x", MaxBody+1)
+	if err := l.AppendJSON(ctx, "refused", map[string]string{"slots": huge}); err != nil {
+		t.Fatalf("oversize body: %v", err)
+	}
+	if err := l.AppendJSON(ctx, "bad", func() {}); err == nil {
+		t.Fatal("a body that is not JSON was accepted")
+	}
+	es, err := Entries(ctx, s, "audit", 0, 0)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("entries: %d, %v", len(es), err)
+	}
+	if es[0].Kind != "open" || string(es[0].Body) != `{"records":3,"warrant":"w1"}` {
+		t.Fatalf("first entry %q %s", es[0].Kind, es[0].Body)
+	}
+	var note struct {
+		Truncated bool `json:"truncated"`
+		Bytes     int  `json:"bytes"`
+	}
+	if err := json.Unmarshal(es[1].Body, &note); err != nil || !note.Truncated || note.Bytes != len(huge)+len(`{"slots":""}`) {
+		t.Fatalf("oversize entry %s (%v)", es[1].Body, err)
+	}
+	if _, err := Verify(ctx, s, "audit"); err != nil {
+		t.Fatal(err)
+	}
 }

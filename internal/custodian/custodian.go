@@ -23,7 +23,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -216,17 +215,5 @@ func (s *Service) refuse(ctx context.Context, reqHash, warrantID string, cause e
 }
 
 func (s *Service) audit(ctx context.Context, kind string, body any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("writing audit entry: %w", err)
-	}
-	if len(b) > audit.MaxBody {
-		// A maximal request lists 10,000 slots (about 700 KB): it fits,
-		// but never let the audit log refuse a refusal.
-		b, _ = json.Marshal(map[string]any{"truncated": true, "bytes": len(b)})
-	}
-	if _, err := s.log.Append(ctx, kind, b); err != nil {
-		return fmt.Errorf("writing audit entry: %w", err)
-	}
-	return nil
+	return s.log.AppendJSON(ctx, kind, body)
 }
