@@ -123,6 +123,33 @@ type group struct {
 	ranges []stagedRange     // range deletions of earlier requests
 	gen    int               // orders points and ranges
 	logs   map[string]bool   // logs appended to, to wake waiters
+	metas  map[string]cachedMeta
+}
+
+// The committer keeps the log metas it has read or applied (at most
+// maxCachedMetas), so an append to a busy log does not read its meta from
+// the database: the committer is the only writer, and a failed commit
+// stops all writes, so the cache never holds what was not applied. Readers
+// do not use it (they read published snapshots).
+var maxCachedMetas = 1 << 14 // a variable for tests
+
+type cachedMeta struct {
+	val []byte
+	ok  bool
+}
+
+// cacheMeta records key's value as applied (ok false: it does not exist).
+func (g *group) cacheMeta(key string, val []byte, ok bool) {
+	if g.metas == nil {
+		g.metas = make(map[string]cachedMeta)
+	}
+	if _, hit := g.metas[key]; !hit && len(g.metas) >= maxCachedMetas {
+		for k := range g.metas {
+			delete(g.metas, k)
+			break
+		}
+	}
+	g.metas[key] = cachedMeta{val: val, ok: ok}
 }
 
 // pending is a group on its way from the committer to syncLoop.
@@ -210,6 +237,11 @@ func (g *group) run() *pending {
 		return p
 	}
 	p.snap = g.s.db.NewSnapshot()
+	for k, p := range g.points {
+		if k[0] == prefixMeta {
+			g.cacheMeta(k, p.val, p.val != nil)
+		}
+	}
 	return p
 }
 
@@ -285,8 +317,17 @@ func (t *tx) get(key []byte) ([]byte, bool, error) {
 	if found {
 		return best.val, best.val != nil, nil
 	}
+	meta := len(key) > 0 && key[0] == prefixMeta
+	if meta {
+		if m, hit := t.g.metas[string(key)]; hit {
+			return m.val, m.ok, nil
+		}
+	}
 	val, closer, err := t.g.s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		if meta {
+			t.g.cacheMeta(string(key), nil, false)
+		}
 		return nil, false, nil
 	}
 	if err != nil {
@@ -294,6 +335,9 @@ func (t *tx) get(key []byte) ([]byte, bool, error) {
 	}
 	out := append([]byte(nil), val...)
 	closer.Close()
+	if meta {
+		t.g.cacheMeta(string(key), out, true)
+	}
 	return out, true, nil
 }
 

@@ -124,3 +124,66 @@ func must[T any](v T, err error) func(*testing.T) T {
 		return v
 	}
 }
+
+// TestMetaCache checks the committer's cache of log metas against the
+// database: across groups, after failed requests, deletions, trims and
+// evictions (a cache of two), appends number exactly as without it, and a
+// reopened store agrees.
+func TestMetaCache(t *testing.T) {
+	defer func(n int) { maxCachedMetas = n }(maxCachedMetas)
+	maxCachedMetas = 2
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := map[string]uint64{} // last sequence of each log
+	appendTo := func(log string) {
+		t.Helper()
+		seq := must(s.Append(ctx, log, []byte(log)))(t)
+		if seq != want[log]+1 {
+			t.Fatalf("append to %s: seq %d, want %d", log, seq, want[log]+1)
+		}
+		want[log] = seq
+	}
+	for range 3 {
+		for _, log := range []string{"a", "b", "c", "d"} {
+			appendTo(log)
+		}
+	}
+	// A request that fails after staging a meta leaves the cache as it was.
+	_, err = s.AppendAll(ctx, store.Append{Log: "a", Entries: [][]byte{[]byte("x")}}, store.Append{Log: "b", Entries: [][]byte{[]byte("x")}, IfLast: 1, Check: true})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("conflicting append: %v", err)
+	}
+	appendTo("a")
+	if err := s.DeleteLog(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	want["b"] = 0
+	appendTo("b")
+	if err := s.Trim(ctx, "c", 3); err != nil {
+		t.Fatal(err)
+	}
+	appendTo("c")
+	appendTo("a")
+	check := func(s *Store) {
+		t.Helper()
+		for log, last := range want {
+			if info := must(s.Info(ctx, log))(t); info.Last != last {
+				t.Errorf("log %s: last %d, want %d", log, info.Last, last)
+			}
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+	appendTo("d")
+}
