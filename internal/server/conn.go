@@ -62,6 +62,7 @@ type session struct {
 	work     sync.WaitGroup   // requests read and not yet finished
 
 	wmu     sync.Mutex // serialises writes to conn
+	wdl     int64      // write deadline set on conn, Unix ns; guarded by wmu
 	outMu   sync.Mutex
 	out     [][]byte      // frames waiting to be written
 	writing bool          // a writer goroutine is running
@@ -398,6 +399,7 @@ func (c *session) writeDirect(op ws.OpCode, b []byte, timeout time.Duration) {
 	bp := writeBufs.Get().(*[]byte)
 	buf := appendFrame((*bp)[:0], op, b)
 	_ = c.conn.SetWriteDeadline(deadline)
+	c.wdl = deadline.UnixNano()
 	_, _ = c.conn.Write(buf)
 	c.wmu.Unlock()
 	putWriteBuf(bp, buf)
@@ -410,6 +412,13 @@ func putWriteBuf(bp *[]byte, buf []byte) {
 	*bp = buf[:0]
 	writeBufs.Put(bp)
 }
+
+// A batch to a client that does not read fails after writeTimeout at
+// most, and after writeTimeout-deadlineSlack at least (see writeBatch).
+const (
+	writeTimeout  = 10 * time.Second
+	deadlineSlack = time.Second
+)
 
 // writeLoop writes queued frames until the queue is empty, then ends.
 // Everything queued when it looks is written as one batch: one TLS record
@@ -454,8 +463,15 @@ func (c *session) writeBatch(batch [][]byte) error {
 	buf := (*bp)[:0]
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return err
+	// Renewing the deadline costs more than a small write (a timer is
+	// reset): it is renewed only when less than writeTimeout-deadlineSlack
+	// is left, so a batch has at least that long.
+	if now := time.Now(); c.wdl < now.Add(writeTimeout-deadlineSlack).UnixNano() {
+		d := now.Add(writeTimeout)
+		if err := c.conn.SetWriteDeadline(d); err != nil {
+			return err
+		}
+		c.wdl = d.UnixNano()
 	}
 	for _, b := range batch {
 		if len(buf) > 0 && len(buf)+len(b)+ws.MaxHeaderSize > writeBufSize {
