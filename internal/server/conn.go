@@ -176,6 +176,9 @@ func (c *session) readReady() {
 			break
 		}
 	}
+	// Idle until the poller wakes it: the TLS layer's read buffers
+	// (empty now) are freed rather than held for hours.
+	releaseTLSBuffers(c.conn)
 	c.arms.Add(1)
 	if err := c.s.hub.poll.arm(c); err != nil {
 		c.endRead(err)

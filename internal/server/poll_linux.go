@@ -74,6 +74,9 @@ func (p *poller) add(c *session) error {
 	c.raw = rc
 	p.m[c.pollID] = c
 	p.mu.Unlock()
+	// The buffers the TLS handshake grew are not needed while the
+	// connection waits for its first message.
+	releaseTLSBuffers(c.conn)
 	c.arms.Add(1)
 	if err := p.ctl(c, unix.EPOLL_CTL_ADD); err != nil {
 		p.remove(c)
