@@ -41,6 +41,7 @@ type benchFlags struct {
 	fileLimit              int
 	heapProfile            string
 	cpuProfile             string
+	phaseProfile           string
 	serverMemLimit         string
 }
 
@@ -67,8 +68,12 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here while the memory scenario's connections are up (useful with --idle-in-process)")
 	fs.StringVar(&f.serverMemLimit, "server-memory-limit", "", "GOMEMLIMIT of a separate server process (say 950MiB): the Go runtime then collects garbage and returns memory to the system to stay under it; empty: the runtime's default (GOGC=100 lets the heap grow to about twice the live data)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
+	fs.StringVar(&f.phaseProfile, "phase-cpu-profile", "", "write a CPU profile of this process covering only each message phase's measured time (no activation, connection, group setup or warm-up), one file per phase: the phase name goes before the extension (cpu.prof: cpu.throughput.prof, cpu.latency.prof)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if f.cpuProfile != "" && f.phaseProfile != "" {
+		return errors.New("--cpu-profile and --phase-cpu-profile cannot both be given (one CPU profile at a time)")
 	}
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
@@ -153,7 +158,7 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	defer n.close()
 	res, err := loadgen.Messages(ctx, n.env, loadgen.MessagesConfig{
 		Devices: f.devices, Groups: f.groups, Online: f.online, Size: f.size, Window: f.window,
-		Duration: f.duration, Warmup: f.warmup, Rate: f.rate,
+		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(),
 	})
 	if err != nil {
 		return err
@@ -170,6 +175,38 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 			r.Offered, r.PerSecond(), r.DeliveriesPerSecond(), r.DeliverP50, r.DeliverP99, r.DeliverMax, r.AckP50, r.AckP99, r.Errors)
 	}
 	return nil
+}
+
+// phaseProfiler returns the hook that profiles each measured phase with
+// --phase-cpu-profile; nil without it.
+func (f *benchFlags) phaseProfiler() func(phase string, start bool) {
+	if f.phaseProfile == "" {
+		return nil
+	}
+	var pf *os.File
+	return func(phase string, start bool) {
+		if !start {
+			if pf != nil {
+				pprof.StopCPUProfile()
+				pf.Close()
+				fmt.Printf("  CPU profile of the measured %s phase in %s\n", phase, pf.Name())
+				pf = nil
+			}
+			return
+		}
+		ext := filepath.Ext(f.phaseProfile)
+		name := strings.TrimSuffix(f.phaseProfile, ext) + "." + phase + ext
+		var err error
+		if pf, err = os.Create(name); err != nil {
+			fmt.Fprintf(os.Stderr, "phase CPU profile: %v\n", err)
+			return
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fmt.Fprintf(os.Stderr, "phase CPU profile: %v\n", err)
+			pf.Close()
+			pf = nil
+		}
+	}
 }
 
 func benchIdle(ctx context.Context, f *benchFlags) error {

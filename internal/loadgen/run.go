@@ -201,6 +201,11 @@ type MessagesConfig struct {
 	Rate int
 	// SkipThroughput skips the maximum-throughput phase.
 	SkipThroughput bool
+	// Measure, if not nil, is called as each phase's measured time starts
+	// (start true) and ends, with the phase's name ("throughput" or
+	// "latency"), on the goroutine running the scenario: to profile the
+	// measured time alone, say.
+	Measure func(phase string, start bool)
 }
 
 func (c *MessagesConfig) defaults() {
@@ -323,7 +328,7 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	ld := &load{cfg: cfg, conns: conns, groups: groups, templates: templates, groupOf: groupOf, st: st}
 	if !cfg.SkipThroughput {
 		e.printf("phase 1: maximum durable throughput, %d senders with %d outstanding each, %s\n", cfg.Online, cfg.Window, cfg.Duration)
-		r, err := ld.phase(ctx, e, 0)
+		r, err := ld.phase(ctx, e, "throughput", 0)
 		if err != nil {
 			return nil, err
 		}
@@ -331,7 +336,7 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	}
 	if cfg.Rate > 0 {
 		e.printf("phase 2: latency at an offered load of %d msgs/s, %s\n", cfg.Rate, cfg.Duration)
-		r, err := ld.phase(ctx, e, cfg.Rate)
+		r, err := ld.phase(ctx, e, "latency", cfg.Rate)
 		if err != nil {
 			return nil, err
 		}
@@ -382,7 +387,7 @@ type load struct {
 // 0 is closed loop (each sender sends again when acknowledged); rate > 0
 // is open loop: sends are scheduled at that total rate and stamped with
 // their scheduled time, so queueing behind a slow server counts.
-func (l *load) phase(ctx context.Context, e *Env, rate int) (*PhaseResult, error) {
+func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*PhaseResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var acked, errs atomic.Uint64
@@ -469,6 +474,9 @@ func (l *load) phase(ctx context.Context, e *Env, rate int) (*PhaseResult, error
 	dh := &Hist{}
 	l.st.hist.Store(dh)
 	l.st.delivered.Store(0)
+	if l.cfg.Measure != nil {
+		l.cfg.Measure(name, true)
+	}
 	l.st.measuring.Store(true)
 	measuring.Store(true)
 	start := time.Now()
@@ -489,6 +497,9 @@ func (l *load) phase(ctx context.Context, e *Env, rate int) (*PhaseResult, error
 	}
 	measuring.Store(false)
 	l.st.measuring.Store(false)
+	if l.cfg.Measure != nil {
+		l.cfg.Measure(name, false)
+	}
 	elapsed := time.Since(start)
 	stop()
 	cancel()
