@@ -25,9 +25,15 @@ func newDevice(cert *identity.DeviceCertificate, key ed25519.PrivateKey) *Device
 }
 
 // Connect opens connection number i for the device and authenticates it
-// (Hello, then Auth with the signed challenge).
+// (Hello, then Auth with the signed challenge). Every push is decoded and
+// given to onPush (nil ignores them).
 func (d *Device) Connect(ctx context.Context, t *Target, i int, onPush func(*anomv1.Frame)) (*Conn, error) {
-	c, err := Dial(ctx, t, i, onPush)
+	return d.ConnectWith(ctx, t, i, Handlers{Frame: onPush})
+}
+
+// ConnectWith is Connect with the given push handlers.
+func (d *Device) ConnectWith(ctx context.Context, t *Target, i int, h Handlers) (*Conn, error) {
+	c, err := DialWith(ctx, t, i, h)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,15 @@
 // the group's current epoch: the server never decrypts, so the load does
 // not run MLS per device. Every result says so.
 //
-// Files by concern: conn.go (one WebSocket connection), device.go
-// (activation and authentication), groups.go (MLS group setup),
-// payload.go (message framing), hist.go (latency histogram), run.go
-// (the scenarios).
+// The load shares the machine with the server it measures, so its hot
+// path is lean: WebSocket frames are read with github.com/gobwas/ws into
+// pooled buffers, pushes and acknowledgements are read with protowire
+// without copying or allocating (wire.go; anything unusual goes to the
+// full decoder), and a Sender encodes each Send into a buffer of its own.
+//
+// Files by concern: conn.go (one connection: requests, answers, pushes),
+// ws.go (WebSocket framing), wire.go (fast frame reading and writing),
+// device.go (activation and authentication), groups.go (MLS group
+// setup), payload.go (message framing), hist.go (latency histogram),
+// run.go (the scenarios).
 package loadgen

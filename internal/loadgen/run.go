@@ -133,7 +133,7 @@ func (e *Env) provision(ctx context.Context, prefix string, n int) ([]*Device, e
 }
 
 // connectAll authenticates devs[i] on connection i, with progress lines.
-func (e *Env) connectAll(ctx context.Context, devs []*Device, onPush func(i int) func(*anomv1.Frame)) ([]*Conn, error) {
+func (e *Env) connectAll(ctx context.Context, devs []*Device, handlers func(i int) Handlers) ([]*Conn, error) {
 	conns := make([]*Conn, len(devs))
 	var up atomic.Int64
 	start := time.Now()
@@ -142,14 +142,14 @@ func (e *Env) connectAll(ctx context.Context, devs []*Device, onPush func(i int)
 		return fmt.Sprintf("connections up %d/%d (%.0f/s)", u, len(devs), float64(u)/el.Seconds())
 	})
 	err := Parallel(ctx, len(devs), e.workers(), func(ctx context.Context, i int) error {
-		var h func(*anomv1.Frame)
-		if onPush != nil {
-			h = onPush(i)
+		var h Handlers
+		if handlers != nil {
+			h = handlers(i)
 		}
 		var c *Conn
 		var err error
 		for attempt := 0; ; attempt++ {
-			c, err = devs[i].Connect(ctx, e.Target, i, h)
+			c, err = devs[i].ConnectWith(ctx, e.Target, i, h)
 			if err == nil || attempt == 4 || ctx.Err() != nil {
 				break
 			}
@@ -293,7 +293,7 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	st := &deliveryStats{}
 	e.printf("connecting %d of them (the others stay offline)\n", cfg.Online)
 	t0 = time.Now()
-	conns, err := e.connectAll(ctx, devs[:cfg.Online], func(i int) func(*anomv1.Frame) { return st.onPush })
+	conns, err := e.connectAll(ctx, devs[:cfg.Online], func(int) Handlers { return Handlers{Messages: st.onPush} })
 	if err != nil {
 		return nil, err
 	}
@@ -353,18 +353,18 @@ type deliveryStats struct {
 	hist         atomic.Pointer[Hist]
 }
 
-func (s *deliveryStats) onPush(f *anomv1.Frame) {
-	pm := f.GetPushMessages()
-	if pm == nil || !s.measuring.Load() {
+func (s *deliveryStats) onPush(p *Pushed) {
+	if !s.measuring.Load() {
 		return
 	}
 	now := time.Now()
 	h := s.hist.Load()
-	for _, gm := range pm.GetMessages() {
-		if len(gm.GetMessage()) != s.msgLen {
+	for i := range p.Messages {
+		m := p.Messages[i].Message
+		if len(m) != s.msgLen {
 			continue // a commit
 		}
-		_, at, err := ReadStamp(gm.GetMessage(), s.size)
+		_, at, err := ReadStamp(m, s.size)
 		if err != nil {
 			continue
 		}
@@ -429,6 +429,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 			go func() {
 				defer wg.Done()
 				var buf []byte
+				sender := c.Sender()
 				for ctx.Err() == nil {
 					at := time.Now()
 					if tokens != nil {
@@ -439,9 +440,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 						}
 					}
 					buf = Stamp(buf, l.templates[g], l.cfg.Size, l.nextID.Add(1), at)
-					f := &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: l.groups[g].ID, Message: buf}}}
-					_, err := c.Call(ctx, f)
-					buf = nil // the frame may still be referenced by the encoder's caller; take a new one
+					_, err := sender.Send(ctx, l.groups[g].ID, buf, nil)
 					if ctx.Err() != nil {
 						return
 					}
