@@ -94,7 +94,6 @@ func (c *session) auth(ctx context.Context, a *anomv1.Auth) (*anomv1.Frame, erro
 // authenticate binds the session to a device and delivers a pending wipe.
 func (c *session) authenticate(ctx context.Context, cert *identity.DeviceCertificate) error {
 	c.device, c.devHex, c.cert = cert.DeviceID, cert.DeviceID.String(), cert
-	c.limiter = c.s.rates.get(cert.DeviceID)
 	if !c.s.hub.add(c, c.s.limits.MaxConnsPerDevice) {
 		return errorf(anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED, "device has %d sessions already", c.s.limits.MaxConnsPerDevice)
 	}

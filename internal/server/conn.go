@@ -59,6 +59,7 @@ type session struct {
 	inflight int              // requests read and not yet answered
 	inRoom   chan struct{}    // closed when inflight drops, if the reader waits
 	closed   bool             // no more requests are taken
+	parked   bool             // the reader waits for the poller
 	work     sync.WaitGroup   // requests read and not yet finished
 
 	wmu     sync.Mutex // serialises writes to conn
@@ -71,10 +72,13 @@ type session struct {
 	challenge []byte      // set by Hello
 	authTimer *time.Timer // until authenticated; used by the reading goroutine
 
-	authed  atomic.Bool
-	device  identity.DeviceID
-	devHex  string
-	cert    *identity.DeviceCertificate
+	authed atomic.Bool
+	device identity.DeviceID
+	devHex string
+	cert   *identity.DeviceCertificate
+	// limiter is the device's rate limits, held while requests are
+	// read and unanswered (guarded by inMu: set when a request is
+	// queued, dropped when the session goes idle or has closed).
 	limiter *deviceLimiter
 
 	// closeAfterAnswer makes the general lane close the session once the
@@ -177,8 +181,10 @@ func (c *session) readReady() {
 		}
 	}
 	// Idle until the poller wakes it: the TLS layer's read buffers
-	// (empty now) are freed rather than held for hours.
+	// (empty now) are freed rather than held for hours, and so are the
+	// rate limits once every request is answered.
 	releaseTLSBuffers(c.conn)
+	c.park()
 	c.arms.Add(1)
 	if err := c.s.hub.poll.arm(c); err != nil {
 		c.endRead(err)
@@ -245,6 +251,7 @@ func (c *session) deliver(op ws.OpCode, data []byte) bool {
 	}
 	c.work.Add(1)
 	c.inflight++
+	c.parked = false
 	c.inMu.Unlock()
 	if op == ws.OpText {
 		putReadBuf(data)
@@ -268,6 +275,9 @@ func (c *session) deliver(op ws.OpCode, data []byte) bool {
 		return true
 	}
 	c.inMu.Lock()
+	if c.limiter == nil {
+		c.limiter = c.s.rates.acquire(c.device)
+	}
 	l := c.lanes[key]
 	if l == nil {
 		if c.lanes == nil {
@@ -303,6 +313,26 @@ func (c *session) waitInRoom() bool {
 	}
 }
 
+// park records that the session waits for the poller: once every
+// request read is answered it holds no rate limits.
+func (c *session) park() {
+	c.inMu.Lock()
+	c.parked = true
+	if c.inflight == 0 {
+		c.dropLimiterLocked()
+	}
+	c.inMu.Unlock()
+}
+
+// dropLimiterLocked lets go of the device's rate limits; called with
+// inMu held when no request uses them.
+func (c *session) dropLimiterLocked() {
+	if c.limiter != nil {
+		c.s.rates.release(c.device, c.limiter, c.s.now())
+		c.limiter = nil
+	}
+}
+
 // finished records that a request has been answered (or dropped).
 func (c *session) finished() {
 	c.inMu.Lock()
@@ -310,6 +340,9 @@ func (c *session) finished() {
 	if c.inRoom != nil {
 		close(c.inRoom)
 		c.inRoom = nil
+	}
+	if c.inflight == 0 && c.parked {
+		c.dropLimiterLocked()
 	}
 	c.inMu.Unlock()
 	c.work.Done()
@@ -598,6 +631,9 @@ func (c *session) close(code ws.StatusCode, reason string) {
 		c.inMu.Unlock()
 		go func() {
 			c.work.Wait()
+			c.inMu.Lock()
+			c.dropLimiterLocked()
+			c.inMu.Unlock()
 			c.s.hub.untrack(c)
 			c.s.metrics.connections.Dec()
 		}()

@@ -91,7 +91,7 @@ func FuzzFrame(f *testing.F) {
 
 	authed := srv.newSession(nil)
 	authed.device, authed.devHex, authed.cert = cert.DeviceID, cert.DeviceID.String(), cert
-	authed.limiter = srv.rates.get(cert.DeviceID)
+	authed.limiter = srv.rates.acquire(cert.DeviceID)
 	authed.authed.Store(true)
 	authed.limiter.requests.SetLimit(1e9)
 	authed.limiter.requests.SetBurst(1 << 30)

@@ -72,7 +72,9 @@ func (l Limits) withDefaults() Limits {
 }
 
 // rateLimiters holds per-device token buckets, shared by all of a
-// device's sessions.
+// device's sessions. A session holds its device's buckets only while it
+// has requests (an idle one holds none); buckets no session holds are
+// forgotten once they are full again, when a new pair would be the same.
 type rateLimiters struct {
 	limits Limits
 	mu     sync.Mutex
@@ -82,13 +84,16 @@ type rateLimiters struct {
 type deviceLimiter struct {
 	requests *rate.Limiter
 	claims   *rate.Limiter
+	refs     int // sessions holding it; guarded by rateLimiters.mu
 }
 
 func newRateLimiters(l Limits) *rateLimiters {
 	return &rateLimiters{limits: l, m: map[identity.DeviceID]*deviceLimiter{}}
 }
 
-func (r *rateLimiters) get(id identity.DeviceID) *deviceLimiter {
+// acquire returns the buckets of a device for a session to hold until it
+// calls release.
+func (r *rateLimiters) acquire(id identity.DeviceID) *deviceLimiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := r.m[id]
@@ -99,7 +104,42 @@ func (r *rateLimiters) get(id identity.DeviceID) *deviceLimiter {
 		}
 		r.m[id] = d
 	}
+	d.refs++
 	return d
+}
+
+// release ends a session's hold on its device's buckets (from acquire).
+func (r *rateLimiters) release(id identity.DeviceID, d *deviceLimiter, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d.refs--
+	if d.refs == 0 && d.full(now) && r.m[id] == d {
+		delete(r.m, id)
+	}
+}
+
+// sweep forgets the buckets no session holds that are full again.
+func (r *rateLimiters) sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, d := range r.m {
+		if d.refs == 0 && d.full(now) {
+			delete(r.m, id)
+		}
+	}
+}
+
+// len returns how many devices have buckets.
+func (r *rateLimiters) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+// full says whether both buckets are full: then they limit exactly as
+// new ones would.
+func (d *deviceLimiter) full(now time.Time) bool {
+	return d.requests.TokensAt(now) >= float64(d.requests.Burst()) && d.claims.TokensAt(now) >= float64(d.claims.Burst())
 }
 
 // allow takes one token and, if none is left, says how long to wait.

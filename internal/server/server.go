@@ -323,12 +323,13 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 	}
 }
 
-// Sweep applies retention and trimming to every group log and removes
-// expired blobs.
+// Sweep applies retention and trimming to every group log, removes
+// expired blobs and forgets the rate limits of idle devices.
 func (s *Server) Sweep(ctx context.Context) error {
 	if err := s.trimGroups(ctx); err != nil {
 		return err
 	}
+	s.rates.sweep(s.now())
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
 	}
