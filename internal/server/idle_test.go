@@ -84,7 +84,9 @@ func TestIdleSessionHoldsNoRateLimits(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	list := func() *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}} }
+	list := func() *anomv1.Frame {
+		return &anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}
+	}
 	for i := range 3 {
 		dev.must(list())
 		waitIdle()
