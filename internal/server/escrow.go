@@ -271,44 +271,44 @@ func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage,
 	return sr, slot, nil
 }
 
-// appendEscrowed checks and countersigns the record of an application
+// appendEscrowed (returning as appendGroup) checks and countersigns the record of an application
 // message and appends, in one atomic write, the message to its group log,
 // the countersigned record (after the sender's certificate, the first time
 // the archive needs it) to the outbox, and the claim of the record's slot,
 // which fails if the slot already has a record. The message is
 // acknowledged only once all of it is durable. Called with the group's
 // read lock.
-func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage) (uint64, time.Time, error) {
+func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage) (uint64, time.Time, []byte, error) {
 	signed, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, nil, err
 	}
 	seq, err := s.nextEscrowSeq(ctx)
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, nil, err
 	}
 	now := s.now()
 	sr, err := escrow.Countersign(signed, []byte(s.esc.id), now, seq, s.esc.key)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("countersigning escrow record: %w", err)
+		return 0, time.Time{}, nil, fmt.Errorf("countersigning escrow record: %w", err)
 	}
 	srb, err := sr.MarshalBinary()
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("encoding escrow record: %w", err)
+		return 0, time.Time{}, nil, fmt.Errorf("encoding escrow record: %w", err)
 	}
 	gm.EscrowRecord = srb
 	b, err := proto.Marshal(gm)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("encoding group message: %w", err)
+		return 0, time.Time{}, nil, fmt.Errorf("encoding group message: %w", err)
 	}
 	if len(b)+len(srb) > store.MaxValueSize {
-		return 0, time.Time{}, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message and escrow record of %d bytes; limit %d", len(b)+len(srb), store.MaxValueSize)
+		return 0, time.Time{}, nil, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message and escrow record of %d bytes; limit %d", len(b)+len(srb), store.MaxValueSize)
 	}
 	var out [][]byte
 	certKey := fmt.Sprintf("cert/%s/%016x", c.devHex, c.cert.Serial)
 	newCert, err := s.certUnsent(ctx, certKey)
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, nil, err
 	}
 	if newCert {
 		out = append(out, outboxEntry(outboxCertificate, c.cert.Encode()))
@@ -325,15 +325,15 @@ func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req 
 	if err != nil {
 		var ce *store.ConflictError
 		if errors.As(err, &ce) && ce.Log == slotLog {
-			return 0, time.Time{}, escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
+			return 0, time.Time{}, nil, escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
 				signed.Record.Metadata.Epoch, signed.Record.Metadata.SenderLeaf, signed.Record.Metadata.Generation)
 		}
-		return 0, time.Time{}, storeError(err, "appending message and escrow record")
+		return 0, time.Time{}, nil, storeError(err, "appending message and escrow record")
 	}
 	if newCert {
 		s.certForwarded(ctx, certKey)
 	}
-	return firsts[0], s.now(), nil
+	return firsts[0], s.now(), b, nil
 }
 
 // certUnsent reports whether a certificate has not yet been put in the

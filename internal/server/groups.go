@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"anom/internal/store"
@@ -242,22 +243,27 @@ func (s *Server) sendApplication(ctx context.Context, c *session, gh string, req
 	}
 	gm := &anomv1.GroupMessage{SenderDevice: c.device[:], Message: req.GetMessage(), Epoch: st.rec.Epoch}
 	var (
-		seq uint64
-		t   time.Time
+		seq    uint64
+		t      time.Time
+		stored []byte
 	)
 	if s.esc != nil {
-		seq, t, err = s.appendEscrowed(ctx, c, gh, req, pm, st.rec.Leaves, gm)
+		seq, t, stored, err = s.appendEscrowed(ctx, c, gh, req, pm, st.rec.Leaves, gm)
 	} else {
-		seq, t, err = s.appendGroup(ctx, gh, gm)
+		seq, t, stored, err = s.appendGroup(ctx, gh, gm)
 	}
-	members := slices.Clone(st.rec.Leaves)
+	var targets *[]*session
+	if err == nil {
+		// The members' sessions are looked up under the group's lock
+		// rather than copying its members.
+		targets = s.targets(st.rec.Leaves, nil)
+	}
 	st.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
-	s.metrics.messages.WithLabelValues("application").Inc()
-	gm.Seq, gm.TimeMs = seq, t.UnixMilli()
-	s.fanOut(req.GetGroupId(), gm, members, nil, c)
+	s.metrics.messagesApp.Inc()
+	s.pushTo(targets, pushFrame(req.GetGroupId(), stored, seq, t.UnixMilli()), c)
 	return &anomv1.Sent{Seq: seq, Epoch: gm.Epoch}, nil
 }
 
@@ -304,7 +310,7 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 		b, _ := hex.DecodeString(d)
 		gm.AddedDevices = append(gm.AddedDevices, b)
 	}
-	seq, t, err := s.appendGroup(ctx, gh, gm)
+	seq, t, stored, err := s.appendGroup(ctx, gh, gm)
 	if err != nil {
 		return nil, err
 	}
@@ -313,43 +319,99 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 		// it on the next access, so the commit stands.
 		s.log.Error("recording commit", "group", gh, "seq", seq, "err", err)
 	}
-	s.metrics.messages.WithLabelValues("commit").Inc()
-	gm.Seq, gm.TimeMs = seq, t.UnixMilli()
-	s.fanOut(req.GetGroupId(), gm, plan.leaves, plan.removed, c)
+	s.metrics.messagesCommit.Inc()
+	s.pushTo(s.targets(plan.leaves, plan.removed), pushFrame(req.GetGroupId(), stored, seq, t.UnixMilli()), c)
 	return &anomv1.Sent{Seq: seq, Epoch: gm.Epoch}, nil
 }
 
-// appendGroup writes one message durably and returns its sequence.
-func (s *Server) appendGroup(ctx context.Context, gh string, gm *anomv1.GroupMessage) (uint64, time.Time, error) {
+// appendGroup writes one message durably and returns its sequence, time
+// and encoding (without sequence and time, as stored).
+func (s *Server) appendGroup(ctx context.Context, gh string, gm *anomv1.GroupMessage) (uint64, time.Time, []byte, error) {
 	b, err := proto.Marshal(gm)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("encoding group message: %w", err)
+		return 0, time.Time{}, nil, fmt.Errorf("encoding group message: %w", err)
 	}
 	start := time.Now()
 	seq, err := s.st.Append(ctx, groupLog(gh), b)
 	s.metrics.storeCommit.Observe(time.Since(start).Seconds())
 	if err != nil {
-		return 0, time.Time{}, storeError(err, "appending to group log")
+		return 0, time.Time{}, nil, storeError(err, "appending to group log")
 	}
-	return seq, s.now(), nil
+	return seq, s.now(), b, nil
 }
 
-// fanOut pushes a new message to every online session of the members (and
-// of removed devices, so they learn of their removal), except the
-// sending session, which gets the Sent answer.
-func (s *Server) fanOut(groupID []byte, gm *anomv1.GroupMessage, members, removed []string, from *session) {
-	b, err := marshalPush(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{GroupId: groupID, Messages: []*anomv1.GroupMessage{gm}, Last: gm.Seq}}})
-	if err != nil {
-		s.log.Error("encoding push", "err", err)
-		return
+// pushFrame encodes the push of a new group message: a Frame with
+// push_messages holding the group message whose encoding without
+// sequence and time is stored (as appendGroup encodes it), with seq and
+// timeMs added, and last = seq. It decodes as the Frame proto.Marshal
+// would give (only the order of the message's fields differs), is built
+// once per message and shared by every recipient.
+func pushFrame(groupID, stored []byte, seq uint64, timeMs int64) []byte {
+	gmLen := len(stored)
+	if seq != 0 {
+		gmLen += protowire.SizeTag(1) + protowire.SizeVarint(seq)
 	}
-	// Sessions are gathered first: push may close a session, which
-	// takes the hub's lock.
-	targets := s.hub.appendDevices(make([]*session, 0, len(members)+len(removed)), members, removed)
-	for _, c := range targets {
+	if timeMs != 0 {
+		gmLen += protowire.SizeTag(2) + protowire.SizeVarint(uint64(timeMs))
+	}
+	msgsLen := protowire.SizeTag(2) + protowire.SizeBytes(gmLen)
+	if len(groupID) > 0 {
+		msgsLen += protowire.SizeTag(1) + protowire.SizeBytes(len(groupID))
+	}
+	if seq != 0 {
+		msgsLen += protowire.SizeTag(3) + protowire.SizeVarint(seq)
+	}
+	b := make([]byte, 0, protowire.SizeTag(pushMessagesField)+protowire.SizeBytes(msgsLen))
+	b = protowire.AppendTag(b, pushMessagesField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(msgsLen))
+	if len(groupID) > 0 {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, groupID)
+	}
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(gmLen))
+	if seq != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, seq)
+	}
+	if timeMs != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(timeMs))
+	}
+	b = append(b, stored...)
+	if seq != 0 {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, seq)
+	}
+	return b
+}
+
+// pushMessagesField is the field number of Frame.push_messages.
+var pushMessagesField = (&anomv1.Frame{}).ProtoReflect().Descriptor().Fields().ByName("push_messages").Number()
+
+// targetLists recycles the session lists of fan-outs.
+var targetLists = sync.Pool{New: func() any { return new([]*session) }}
+
+// targets returns the online sessions of the members (and of removed
+// devices, so they learn of their removal), from a pool: pushTo returns
+// it.
+func (s *Server) targets(members, removed []string) *[]*session {
+	l := targetLists.Get().(*[]*session)
+	*l = s.hub.appendDevices((*l)[:0], members, removed)
+	return l
+}
+
+// pushTo pushes b to the sessions, except the sending session, which
+// gets the Sent answer, and recycles the list.
+func (s *Server) pushTo(targets *[]*session, b []byte, from *session) {
+	for _, c := range *targets {
 		if c != from {
 			c.push(b)
 		}
+	}
+	clear(*targets)
+	if cap(*targets) <= 1024 {
+		targetLists.Put(targets)
 	}
 }
 
