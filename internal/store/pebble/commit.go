@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -27,7 +28,7 @@ type request struct {
 	fn   func(tx *tx) error
 	size int
 	err  error
-	done chan struct{}
+	done chan struct{} // buffered (1): signalled when the outcome is set
 }
 
 // submit hands fn to the committer and waits until its group is durable.
@@ -39,11 +40,19 @@ func (s *Store) submit(ctx context.Context, size int, fn func(tx *tx) error) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{ctx: ctx, fn: fn, size: size, done: make(chan struct{})}
+	r := requests.Get().(*request)
+	r.ctx, r.fn, r.size = ctx, fn, size
 	s.reqs <- r
 	<-r.done // not abandoned on ctx end: the outcome must be reported
-	return r.err
+	err := r.err
+	*r = request{done: r.done}
+	requests.Put(r)
+	return err
 }
+
+// requests recycles requests: done is signalled once per use, and a
+// request goes back to the pool only after its signal was received.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
 // commitLoop is the committer: the only goroutine that writes to the
 // database. It evaluates a group, applies it to Pebble (ordered, visible to
@@ -107,7 +116,7 @@ func (s *Store) syncLoop() {
 			}
 		}
 		for _, r := range p.reqs {
-			close(r.done)
+			r.done <- struct{}{}
 		}
 	}
 }
@@ -124,6 +133,32 @@ type group struct {
 	gen    int               // orders points and ranges
 	logs   map[string]bool   // logs appended to, to wake waiters
 	metas  map[string]cachedMeta
+	tx     tx // the request being evaluated (reused)
+}
+
+// begin returns the group's tx, emptied, for the next request. Nothing
+// keeps a tx's slices or map after the request: apply copies what it
+// stages (and the batch copies keys and values). What a large request
+// grew is dropped rather than kept and cleared every time.
+func (g *group) begin() *tx {
+	t := &g.tx
+	*t = tx{g: g, rev: g.rev, ops: reuse(t.ops), points: t.points, ranges: reuse(t.ranges), logs: reuse(t.logs)}
+	if len(t.points) > maxReused {
+		t.points = nil
+	} else {
+		clear(t.points)
+	}
+	return t
+}
+
+const maxReused = 64
+
+func reuse[T any](s []T) []T {
+	if cap(s) > maxReused {
+		return nil
+	}
+	clear(s)
+	return s[:0]
 }
 
 // The committer keeps the log metas it has read or applied (at most
@@ -202,7 +237,7 @@ func (g *group) run() *pending {
 			r.err = err
 			continue
 		}
-		t := &tx{g: g, rev: g.rev}
+		t := g.begin()
 		if err := r.fn(t); err != nil {
 			r.err = err
 			continue
@@ -371,7 +406,12 @@ func (t *tx) apply() error {
 
 // getInfo returns a log's meta as the committer sees it.
 func (t *tx) getInfo(log string) (store.LogInfo, bool, error) {
-	v, ok, err := t.get(metaKey(log))
+	return t.getInfoAt(log, metaKey(log))
+}
+
+// getInfoAt is getInfo with the meta key of log given.
+func (t *tx) getInfoAt(log string, mk []byte) (store.LogInfo, bool, error) {
+	v, ok, err := t.get(mk)
 	if err != nil || !ok {
 		return store.LogInfo{}, false, err
 	}

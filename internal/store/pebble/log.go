@@ -66,7 +66,8 @@ func (s *Store) appendAll(ctx context.Context, appends []store.Append) ([]uint64
 }
 
 func (t *tx) appendLog(a store.Append, now time.Time) (uint64, error) {
-	info, ok, err := t.getInfo(a.Log)
+	mk := metaKey(a.Log)
+	info, ok, err := t.getInfoAt(a.Log, mk)
 	if err != nil {
 		return 0, err
 	}
@@ -81,7 +82,7 @@ func (t *tx) appendLog(a store.Append, now time.Time) (uint64, error) {
 		t.set(entryKey(a.Log, first+uint64(i)), encodeEntry(now, e))
 	}
 	info.Last += uint64(len(a.Entries))
-	t.set(metaKey(a.Log), encodeMeta(info))
+	t.set(mk, encodeMeta(info))
 	t.appended(a.Log)
 	return first, nil
 }
