@@ -41,7 +41,7 @@ func (c *session) handle(ctx context.Context, f *anomv1.Frame) *anomv1.Frame {
 	kind := kindOf(f)
 	start := time.Now()
 	resp, err := c.dispatch(ctx, f)
-	c.s.metrics.requests.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	c.s.metrics.observeRequest(kind, time.Since(start))
 	if err != nil {
 		w := toWire(err)
 		c.s.metrics.errors.WithLabelValues(w.Code.String()).Inc()

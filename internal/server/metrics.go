@@ -2,23 +2,35 @@ package server
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the server's Prometheus metrics.
 type metrics struct {
-	connections prometheus.Gauge
-	authed      prometheus.Gauge
-	messages    *prometheus.CounterVec // by kind: application, commit
-	// messagesApp and messagesCommit are messages' two counters, looked
-	// up once.
+	connections  prometheus.Gauge
+	authed       prometheus.Gauge
+	messages     *prometheus.CounterVec   // by kind: application, commit
+	requests     *prometheus.HistogramVec // latency by request type
+	errors       *prometheus.CounterVec   // by code
+	storeCommit  prometheus.Histogram     // durable group log appends
+	pushes       prometheus.Counter
+	slowClosures prometheus.Counter
+
+	// Children looked up once (read-only): messages' two counters, and
+	// requests' histogram of each frame type.
 	messagesApp, messagesCommit prometheus.Counter
-	requests                    *prometheus.HistogramVec // latency by request type
-	errors                      *prometheus.CounterVec   // by code
-	storeCommit                 prometheus.Histogram     // durable group log appends
-	pushes                      prometheus.Counter
-	slowClosures                prometheus.Counter
+	requestsBy                  map[string]prometheus.Observer
+}
+
+// observeRequest records the handling time of a request of a type.
+func (m *metrics) observeRequest(kind string, d time.Duration) {
+	o := m.requestsBy[kind]
+	if o == nil {
+		o = m.requests.WithLabelValues(kind)
+	}
+	o.Observe(d.Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,6 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_pushes_total", Help: "Frames pushed to devices."}),
 		slowClosures: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_slow_consumer_closures_total", Help: "Connections closed because their send queue was full."}),
+	}
+	m.requestsBy = map[string]prometheus.Observer{}
+	fields := bodyOneof.Fields()
+	for i := range fields.Len() {
+		name := string(fields.Get(i).Name())
+		m.requestsBy[name] = m.requests.WithLabelValues(name)
 	}
 	m.messagesApp, m.messagesCommit = m.messages.WithLabelValues("application"), m.messages.WithLabelValues("commit")
 	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.pushes, m.slowClosures} {
