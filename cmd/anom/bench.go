@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"anom/escrow"
 	"anom/internal/identity"
 	"anom/internal/loadgen"
 	"anom/internal/server"
@@ -42,6 +45,8 @@ type benchFlags struct {
 	heapProfile            string
 	cpuProfile             string
 	phaseProfile           string
+	escrow                 bool
+	escrowRecords          int
 	serverMemLimit         string
 }
 
@@ -68,6 +73,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here while the memory scenario's connections are up (useful with --idle-in-process)")
 	fs.StringVar(&f.serverMemLimit, "server-memory-limit", "", "GOMEMLIMIT of a separate server process (say 950MiB): the Go runtime then collects garbage and returns memory to the system to stay under it; empty: the runtime's default (GOGC=100 lets the heap grow to about twice the live data)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
+	fs.BoolVar(&f.escrow, "escrow", false, "message scenario under a real escrow policy (made for the run: 2 of 3 custodians, keys made for the run; with --addr, the network's own): every message carries an escrow record sealed to the escrow key (escrow.Seal) and signed by the sending device, for the network, group, epoch, the sender's leaf and device, a generation of its own and a claimed time near the server's, which the server verifies and countersigns. The payloads are opaque, so each group's exporter secret is a random stand-in and the sealed plaintext a stand-in of --size bytes (the server can check neither, as in a real network). Records are sealed before each phase, not while it is measured")
+	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 40,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
 	fs.StringVar(&f.phaseProfile, "phase-cpu-profile", "", "write a CPU profile of this process covering only each message phase's measured time (no activation, connection, group setup or warm-up), one file per phase: the phase name goes before the extension (cpu.prof: cpu.throughput.prof, cpu.latency.prof)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -139,6 +146,8 @@ func raiseFileLimit() (uint64, error) {
 type benchNet struct {
 	env   *loadgen.Env
 	close func()
+	// escrow is set when messages must carry escrow records.
+	escrow *loadgen.EscrowConfig
 }
 
 func benchMessages(ctx context.Context, f *benchFlags) error {
@@ -151,14 +160,17 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	if child && !f.serverProcess && f.addr == "" {
 		fmt.Printf("%d connections need %d descriptors in one process, over its limit of %d: the server runs as a separate process\n", online, 2*online, f.fileLimit)
 	}
-	n, err := f.network(ctx, f.devices, child)
+	n, err := f.network(ctx, f.devices, child, f.escrow)
 	if err != nil {
 		return err
 	}
 	defer n.close()
+	if n.escrow != nil {
+		n.escrow.PerSender = f.escrowRecords
+	}
 	res, err := loadgen.Messages(ctx, n.env, loadgen.MessagesConfig{
 		Devices: f.devices, Groups: f.groups, Online: f.online, Size: f.size, Window: f.window,
-		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(),
+		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(), Escrow: n.escrow,
 	})
 	if err != nil {
 		return err
@@ -166,13 +178,20 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	cfg := res.Config
 	fmt.Printf("\nresult: %d devices (%d connected), %d groups of up to %d members, %d-byte ciphertexts\n",
 		cfg.Devices, cfg.Online, cfg.Groups, res.GroupSize, cfg.Size)
+	if n.escrow != nil {
+		fmt.Println("  escrow on: every message carried a device-signed escrow record, which the server verified (Ed25519) and countersigned before acknowledging it")
+	} else {
+		fmt.Println("  escrow off: no escrow policy, so the server checks no records (--escrow measures with them)")
+	}
 	if r := res.Throughput; r != nil {
 		fmt.Printf("  durable throughput: %.0f msgs/s acknowledged (Sent after the fsync), %.0f pushes/s to online members; send-to-ack p50 %v p99 %v; %d errors\n",
 			r.PerSecond(), r.DeliveriesPerSecond(), r.AckP50, r.AckP99, r.Errors)
+		printEscrowPhase(r)
 	}
 	if r := res.Latency; r != nil {
 		fmt.Printf("  at %d msgs/s offered: %.0f msgs/s acknowledged, %.0f pushes/s; send-to-deliver p50 %v p99 %v max %v (send-to-ack p50 %v p99 %v); %d errors\n",
 			r.Offered, r.PerSecond(), r.DeliveriesPerSecond(), r.DeliverP50, r.DeliverP99, r.DeliverMax, r.AckP50, r.AckP99, r.Errors)
+		printEscrowPhase(r)
 	}
 	return nil
 }
@@ -209,6 +228,19 @@ func (f *benchFlags) phaseProfiler() func(phase string, start bool) {
 	}
 }
 
+func printEscrowPhase(r *loadgen.PhaseResult) {
+	e := r.Escrow
+	if e == nil {
+		return
+	}
+	fmt.Printf("    escrow: %d records sealed before the phase in %.1fs; ", e.Sealed, e.SealTime.Seconds())
+	if e.RanOut > 0 {
+		fmt.Printf("WARNING: %d senders ran out of records before the end and stopped, so the load offered less than it could (raise --escrow-records)\n", e.RanOut)
+	} else {
+		fmt.Println("no sender ran out")
+	}
+}
+
 func benchIdle(ctx context.Context, f *benchFlags) error {
 	want := f.idleConns
 	conns := f.idleConns
@@ -222,7 +254,7 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 			f.fileLimit, perProc, conns, want)
 	}
 	fmt.Printf("\n== idle: %d authenticated connections ==\n", conns)
-	n, err := f.network(ctx, conns, !f.idleInProcess)
+	n, err := f.network(ctx, conns, !f.idleInProcess, false)
 	if err != nil {
 		return err
 	}
@@ -257,9 +289,9 @@ func mibs(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) 
 // environment for a scenario that needs about devices devices. With
 // child, the server runs as a separate `anom server` process whose
 // devices are activated before it starts.
-func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*benchNet, error) {
+func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow bool) (*benchNet, error) {
 	if f.addr != "" {
-		return f.external(ctx)
+		return f.external(ctx, withEscrow)
 	}
 	dir, err := os.MkdirTemp("", "anom-bench-")
 	if err != nil {
@@ -277,6 +309,15 @@ func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*ben
 	}
 	d := dataDir(dir)
 	root, err := d.rootKey()
+	if err != nil {
+		return fail(err)
+	}
+	if withEscrow {
+		if err := writeBenchPolicy(d, root); err != nil {
+			return fail(err)
+		}
+	}
+	policy, esc, err := benchEscrow(d, root.Public(), withEscrow)
 	if err != nil {
 		return fail(err)
 	}
@@ -302,7 +343,8 @@ func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*ben
 			st.Close()
 		}
 	})
-	srv, err := server.New(ctx, server.Config{Store: st, Root: root, TLS: tc, Name: "bench", Logger: logger})
+	srv, err := server.New(ctx, server.Config{Store: st, Root: root, TLS: tc, Name: "bench", Logger: logger,
+		EscrowPolicy: policy, EscrowServerID: "bench"})
 	if err != nil {
 		return fail(err)
 	}
@@ -341,7 +383,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*ben
 			return devs, nil
 		}
 		env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
-		return &benchNet{env: env, close: closeAll}, nil
+		return &benchNet{env: env, close: closeAll, escrow: esc}, nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -363,7 +405,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child bool) (*ben
 	}
 	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
 	fmt.Printf("server running in this process on %s (store %s)\n", target.Addr, d.path("store"))
-	return &benchNet{env: env, close: closeAll}, nil
+	return &benchNet{env: env, close: closeAll, escrow: esc}, nil
 }
 
 // sources spreads n connections over loopback source addresses,
@@ -455,9 +497,13 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit string) 
 // external reaches a running server: codes are issued by a distributor of
 // the bench's own, certified with the network's root key and handed to
 // the server through its spool; devices activate over the wire.
-func (f *benchFlags) external(ctx context.Context) (*benchNet, error) {
+func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, error) {
 	d := dataDir(f.data)
 	root, err := d.rootKey()
+	if err != nil {
+		return nil, err
+	}
+	_, esc, err := benchEscrow(d, root.Public(), withEscrow)
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +528,63 @@ func (f *benchFlags) external(ctx context.Context) (*benchNet, error) {
 		return provisionExternal(ctx, target, root, d, prefix, n, f.workers, progress)
 	}
 	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
-	return &benchNet{env: env, close: func() {}}, nil
+	return &benchNet{env: env, close: func() {}, escrow: esc}, nil
+}
+
+// writeBenchPolicy deals an escrow key to 3 custodians (2 needed), with
+// custodian and warrant issuer keys made for the run and thrown away,
+// signs the policy with the root key and writes it where the server reads
+// it.
+func writeBenchPolicy(d dataDir, root *identity.RootKey) error {
+	deal, err := escrow.Deal(rand.Reader, 2, 3)
+	if err != nil {
+		return err
+	}
+	p := &escrow.Policy{Version: 1, EscrowKey: deal.PublicKey, Threshold: 2, Created: time.Now().UTC().Truncate(time.Millisecond)}
+	for i, sh := range deal.Shares {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		p.Custodians = append(p.Custodians, escrow.Custodian{Name: fmt.Sprintf("custodian-%d", i+1), Key: pub,
+			Index: sh.Index, VerificationShare: deal.VerificationShares[i]})
+	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	p.Issuers = []escrow.Issuer{{Name: "bench", Key: pub}}
+	sp, err := escrow.SignPolicy(p, root.Signer())
+	if err != nil {
+		return err
+	}
+	b, err := sp.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("escrow policy made for the run (custodian and issuer keys made and thrown away): %s\n", p.Summary())
+	tmp := d.path("escrow-policy.new")
+	if err := writeSecret(tmp, b); err != nil {
+		return err
+	}
+	return os.Rename(tmp, d.path("escrow-policy"))
+}
+
+// benchEscrow reads the network's escrow policy when messages must carry
+// records: the signed policy for the server, and the records' settings.
+func benchEscrow(d dataDir, root identity.RootPublicKey, withEscrow bool) ([]byte, *loadgen.EscrowConfig, error) {
+	if !withEscrow {
+		return nil, nil, nil
+	}
+	sp, err := readSignedPolicy(d.path("escrow-policy"), root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--escrow: %w", err)
+	}
+	raw, err := d.secretFile("escrow-policy")
+	if err != nil {
+		return nil, nil, err
+	}
+	return raw, &loadgen.EscrowConfig{Policy: sp.Policy, NetworkID: server.EscrowNetworkID(root)}, nil
 }
 
 func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, d dataDir, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {

@@ -19,3 +19,18 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBenchEscrowSmoke runs the message scenario under an escrow policy:
+// every message carries a sealed, device-signed record, and a record the
+// server refuses fails the run.
+func TestBenchEscrowSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := runBench(ctx, []string{
+		"--scenario", "messages", "--escrow", "--escrow-records", "40",
+		"--devices", "30", "--groups", "3", "--duration", "500ms", "--warmup", "200ms", "--rate", "100", "--workers", "16",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

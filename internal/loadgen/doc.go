@@ -10,7 +10,9 @@
 // and a Welcome, which the server checks and follows. Application
 // messages, however, are opaque payloads framed as MLS PrivateMessages of
 // the group's current epoch: the server never decrypts, so the load does
-// not run MLS per device. Every result says so.
+// not run MLS per device. Every result says so. Under an escrow policy
+// (MessagesConfig.Escrow) every message carries a real sealed and signed
+// escrow record, which the server checks and countersigns.
 //
 // The load shares the machine with the server it measures, so its hot
 // path is lean: WebSocket frames are read with github.com/gobwas/ws into
@@ -21,6 +23,7 @@
 // Files by concern: conn.go (one connection: requests, answers, pushes),
 // ws.go (WebSocket framing), wire.go (fast frame reading and writing),
 // device.go (activation and authentication), groups.go (MLS group
-// setup), payload.go (message framing), hist.go (latency histogram),
+// setup), escrow.go (escrow records, sealed before each phase),
+// payload.go (message framing), hist.go (latency histogram),
 // run.go (the scenarios).
 package loadgen

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"time"
@@ -11,11 +12,13 @@ import (
 )
 
 // Group is a group set up on the server: its ID, the epoch application
-// messages are for, and its members (the first made it).
+// messages are for, and its members (the first made it) with their leaf
+// indexes in the group's ratchet tree.
 type Group struct {
 	ID      []byte
 	Epoch   uint64
 	Members []*Device
+	Leaves  []uint32
 }
 
 // maxAdds is the members one commit adds (the server's default limit is
@@ -72,7 +75,28 @@ func SetupGroup(ctx context.Context, c *Conn, id []byte, members []*Device) (*Gr
 		}
 		rest = rest[n:]
 	}
-	return &Group{ID: id, Epoch: g.Epoch(), Members: members}, nil
+	leaves, err := leavesOf(g, members)
+	if err != nil {
+		return nil, err
+	}
+	return &Group{ID: id, Epoch: g.Epoch(), Members: members, Leaves: leaves}, nil
+}
+
+// leavesOf finds each member's leaf in g by its signature key.
+func leavesOf(g *mls.Group, members []*Device) ([]uint32, error) {
+	byKey := map[string]uint32{}
+	for _, m := range g.Members() {
+		byKey[string(m.SignatureKey)] = uint32(m.Leaf)
+	}
+	leaves := make([]uint32, len(members))
+	for i, d := range members {
+		l, ok := byKey[string(d.Key.Public().(ed25519.PublicKey))]
+		if !ok {
+			return nil, fmt.Errorf("member %s has no leaf in the group", d.Cert.DeviceID)
+		}
+		leaves[i] = l
+	}
+	return leaves, nil
 }
 
 // GroupID makes the ID of group i of a run.

@@ -201,6 +201,10 @@ type MessagesConfig struct {
 	Rate int
 	// SkipThroughput skips the maximum-throughput phase.
 	SkipThroughput bool
+	// Escrow, if not nil, makes every message carry a real escrow record
+	// (see EscrowConfig); nil sends none, for a network without an
+	// escrow policy.
+	Escrow *EscrowConfig
 	// Measure, if not nil, is called as each phase's measured time starts
 	// (start true) and ends, with the phase's name ("throughput" or
 	// "latency"), on the goroutine running the scenario: to profile the
@@ -245,6 +249,8 @@ type PhaseResult struct {
 	// send time, at a fixed offered load) to push received, over every
 	// receiving device.
 	AckP50, AckP99, DeliverP50, DeliverP99, DeliverMax time.Duration
+	// Escrow is set when messages carried escrow records.
+	Escrow *EscrowPhase
 }
 
 // PerSecond is acknowledged messages per second.
@@ -325,7 +331,14 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	st.msgLen = len(templates[0])
 	st.size = cfg.Size
 
-	ld := &load{cfg: cfg, conns: conns, groups: groups, templates: templates, groupOf: groupOf, st: st}
+	ld := &load{cfg: cfg, conns: conns, devs: devs[:cfg.Online], groups: groups, templates: templates, groupOf: groupOf, st: st,
+		// Device i is member i / Groups of its group.
+		leaf: func(i int) uint32 { return groups[groupOf(i)].Leaves[i/cfg.Groups] }}
+	if cfg.Escrow != nil {
+		if ld.esc, err = newEscrowLoad(cfg.Escrow, cfg.Groups, cfg.Online, cfg.Size); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.SkipThroughput {
 		e.printf("phase 1: maximum durable throughput, %d senders with %d outstanding each, %s\n", cfg.Online, cfg.Window, cfg.Duration)
 		r, err := ld.phase(ctx, e, "throughput", 0)
@@ -376,10 +389,13 @@ func (s *deliveryStats) onPush(p *Pushed) {
 type load struct {
 	cfg       MessagesConfig
 	conns     []*Conn
+	devs      []*Device // of conns
 	groups    []*Group
 	templates [][]byte
 	groupOf   func(int) int
+	leaf      func(int) uint32
 	st        *deliveryStats
+	esc       *escrowLoad // nil: no escrow records
 	nextID    atomic.Uint64
 }
 
@@ -388,12 +404,21 @@ type load struct {
 // is open loop: sends are scheduled at that total rate and stamped with
 // their scheduled time, so queueing behind a slow server counts.
 func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*PhaseResult, error) {
+	var records [][][]byte
+	var escrowPhase *EscrowPhase
+	if l.esc != nil {
+		var err error
+		if records, escrowPhase, err = l.pools(ctx, e, l.perSender(rate)); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var acked, errs atomic.Uint64
-	var measuring atomic.Bool
+	var acked, errs, escrowErrs atomic.Uint64
+	var ranOut atomic.Int64
+	var measuring, ended atomic.Bool
 	ackHist := &Hist{}
-	var firstErr atomic.Pointer[error]
+	var firstErr, firstEscrowErr atomic.Pointer[error]
 
 	var tokens chan time.Time
 	if rate > 0 {
@@ -424,13 +449,26 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	var wg sync.WaitGroup
 	for i, c := range l.conns {
 		g := l.groupOf(i)
-		for range l.cfg.Window {
+		for w := range l.cfg.Window {
+			var pool [][]byte
+			if records != nil {
+				pool = records[i*l.cfg.Window+w]
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				var buf []byte
+				var buf, rec []byte
 				sender := c.Sender()
 				for ctx.Err() == nil {
+					if records != nil {
+						if len(pool) == 0 {
+							if !ended.Load() {
+								ranOut.Add(1)
+							}
+							return
+						}
+						rec, pool = pool[0], pool[1:]
+					}
 					at := time.Now()
 					if tokens != nil {
 						select {
@@ -440,7 +478,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 						}
 					}
 					buf = Stamp(buf, l.templates[g], l.cfg.Size, l.nextID.Add(1), at)
-					_, err := sender.Send(ctx, l.groups[g].ID, buf, nil)
+					_, err := sender.Send(ctx, l.groups[g].ID, buf, rec)
 					if ctx.Err() != nil {
 						return
 					}
@@ -448,6 +486,10 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 						var se *ServerError
 						if errors.As(err, &se) && se.Code == anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED {
 							time.Sleep(10 * time.Millisecond)
+						}
+						if se != nil && se.Code == anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
+							escrowErrs.Add(1)
+							firstEscrowErr.CompareAndSwap(nil, &err)
 						}
 						if measuring.Load() {
 							errs.Add(1)
@@ -494,6 +536,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	case <-time.After(l.cfg.Duration):
 	case <-ctx.Done():
 	}
+	ended.Store(true)
 	measuring.Store(false)
 	l.st.measuring.Store(false)
 	if l.cfg.Measure != nil {
@@ -510,6 +553,13 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 		Offered: rate, Acked: acked.Load(), Errors: errs.Load(), Delivered: l.st.delivered.Load(), Elapsed: elapsed,
 		AckP50: ackHist.Quantile(0.5), AckP99: ackHist.Quantile(0.99),
 		DeliverP50: dh.Quantile(0.5), DeliverP99: dh.Quantile(0.99), DeliverMax: dh.Max(),
+	}
+	if escrowPhase != nil {
+		escrowPhase.RanOut = int(ranOut.Load())
+		r.Escrow = escrowPhase
+	}
+	if p := firstEscrowErr.Load(); p != nil {
+		return r, fmt.Errorf("the server refused %d escrow records: %w", escrowErrs.Load(), *p)
 	}
 	if p := firstErr.Load(); p != nil && r.Acked == 0 {
 		return r, fmt.Errorf("no message acknowledged: %w", *p)
