@@ -24,11 +24,16 @@ func runServer(ctx context.Context, args []string) error {
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long group messages are kept at most")
 	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
+	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap (empty: GOMEMLIMIT from the environment, else none)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
 	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	gc, err := applyMemoryLimit(*memLimit)
+	if err != nil {
 		return err
 	}
 	level := slog.LevelInfo
@@ -83,7 +88,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s)\n", ni.Name, l.Addr(), ni.RootFingerprint)
+	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootFingerprint, gc)
 	if id, key, ok := srv.EscrowServerKey(); ok {
 		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
 	} else {

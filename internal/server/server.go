@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -104,9 +105,15 @@ type Config struct {
 	Limits Limits
 	// Registry receives the Prometheus metrics; nil means a registry of
 	// the server's own, served at /metrics, which also has the Go runtime
-	// and process collectors (memory, goroutines, file descriptors).
+	// and process collectors (memory, goroutines, file descriptors, the
+	// garbage collector's settings and live heap).
 	Registry *prometheus.Registry
 }
+
+// gcSettingsMetrics adds to the Go collector's metrics the collector's
+// settings in force (go_gc_gogc_percent, go_gc_gomemlimit_bytes) and the
+// heap the last collection found live (go_gc_heap_live_bytes).
+var gcSettingsMetrics = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/(gogc:percent|gomemlimit:bytes|heap/live:bytes)$`)}
 
 // Server is one anom server. Create it with New, run it with Serve.
 type Server struct {
@@ -193,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.reg = cfg.Registry
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
-		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		s.reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcSettingsMetrics)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	m, err := newMetrics(s.reg)
 	if err != nil {
