@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -36,9 +37,10 @@ type benchFlags struct {
 	devices, groups        int
 	online, size, window   int
 	rate, idleConns        int
+	idlePoints             int
 	workers                int
 	duration, warmup       time.Duration
-	settle                 time.Duration
+	settle, gcWait         time.Duration
 	idleInProcess, verbose bool
 	serverProcess          bool
 	fileLimit              int
@@ -66,12 +68,14 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before each message phase")
 	fs.IntVar(&f.idleConns, "idle-conns", 100000, "idle authenticated connections for the memory scenario")
 	fs.DurationVar(&f.settle, "settle", 5*time.Second, "idle time before memory is measured")
+	fs.IntVar(&f.idlePoints, "idle-points", 2, "memory scenario: measure at this many evenly spaced connection counts; the growth per connection is taken between the last two")
+	fs.DurationVar(&f.gcWait, "gc-wait", 0, "memory scenario: wait up to this long at each point for a garbage collection, so the server's live heap is counted (the Go runtime collects at least every 2m; 0: report it only if one happened)")
 	fs.BoolVar(&f.idleInProcess, "idle-in-process", false, "run the memory scenario's server in this process (its RSS then includes the load's connections)")
 	fs.IntVar(&f.workers, "workers", 128, "concurrent activations and connection attempts")
 	fs.BoolVar(&f.serverProcess, "server-process", false, "run the server as a separate `anom server` process (automatic when one process cannot hold both ends of the connections)")
 	fs.BoolVar(&f.verbose, "v", false, "server logs to stderr")
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write a heap profile of this process here while the memory scenario's connections are up (useful with --idle-in-process)")
-	fs.StringVar(&f.serverMemLimit, "server-memory-limit", "", "GOMEMLIMIT of a separate server process (say 950MiB): the Go runtime then collects garbage and returns memory to the system to stay under it; empty: the runtime's default (GOGC=100 lets the heap grow to about twice the live data)")
+	fs.StringVar(&f.serverMemLimit, "server-memory-limit", "", "memory limit of a separate server process (anom server --memory-limit, say 950MiB; with --idle-in-process, of this process): the Go runtime then collects garbage and returns memory to the system to stay under it; empty: the runtime's default (GOGC=100 lets the heap grow to about twice the live data)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	fs.BoolVar(&f.escrow, "escrow", false, "message scenario under a real escrow policy (made for the run: 2 of 3 custodians, keys made for the run; with --addr, the network's own): every message carries an escrow record sealed to the escrow key (escrow.Seal) and signed by the sending device, for the network, group, epoch, the sender's leaf and device, a generation of its own and a claimed time near the server's, which the server verifies and countersigns. The payloads are opaque, so each group's exporter secret is a random stand-in and the sealed plaintext a stand-in of --size bytes (the server can check neither, as in a real network). Records are sealed before each phase, not while it is measured")
 	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 40,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
@@ -259,7 +263,14 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 		return err
 	}
 	defer n.close()
-	cfg := loadgen.IdleConfig{Conns: conns, Settle: f.settle}
+	if f.idleInProcess && f.addr == "" && f.serverMemLimit != "" {
+		gc, err := applyMemoryLimit(f.serverMemLimit)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("this process (server and load): %s\n", gc)
+	}
+	cfg := loadgen.IdleConfig{Conns: conns, Points: f.idlePoints, Settle: f.settle, GCWait: f.gcWait}
 	if f.heapProfile != "" {
 		cfg.Measured = func() error { return writeHeapProfile(f.heapProfile) }
 	}
@@ -267,18 +278,48 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 	if err != nil {
 		return err
 	}
-	rss, hs := res.PerConn()
 	where := "the server process"
 	if f.idleInProcess && f.addr == "" {
 		where = "this process (server and load together)"
 	}
-	fmt.Printf("\nresult: %d idle authenticated connections (connected in %.1fs)\n", res.Conns, res.ConnectTime.Seconds())
-	fmt.Printf("  RSS of %s: %s (%.1f KiB per connection over the %s before)\n", where, mibs(res.After.RSS), rss/1024, mibs(res.Before.RSS))
-	fmt.Printf("  Go heap in use + goroutine stacks: %s + %s (%.1f KiB per connection); %d goroutines\n",
-		mibs(res.After.HeapInuse), mibs(res.After.StackInuse), hs/1024, res.After.Goroutines)
+	last := res.Last()
+	fmt.Printf("\nresult: %d idle authenticated connections (connected in %.1fs); server garbage collector: %s\n",
+		res.Conns, res.ConnectTime.Seconds(), last.Memory.GCSettings())
+	fmt.Printf("  memory of %s:\n  %12s %10s %20s %28s %11s\n", where, "connections", "RSS", "heap in use+stacks", "live heap (at last GC)", "goroutines")
+	row := func(conns int, m loadgen.Memory, current bool) {
+		live := "-"
+		if m.LiveHeap > 0 {
+			live = mibs(m.LiveHeap)
+			if !current {
+				live += " (stale)"
+			}
+		}
+		fmt.Printf("  %12d %10s %20s %28s %11d\n", conns, mibs(m.RSS), mibs(m.HeapInuse+m.StackInuse), live, m.Goroutines)
+	}
+	row(0, res.Before, false)
+	for _, p := range res.Points {
+		row(p.Conns, p.Memory, p.LiveCurrent)
+	}
+	rss, hs, live := res.Growth()
+	from := "between the last two rows"
+	if len(res.Points) == 1 {
+		from = "from the first row"
+	}
+	liveS := "not counted (no collection with the connections up; see --gc-wait)"
+	if !math.IsNaN(live) {
+		liveS = fmt.Sprintf("%.1f KiB", live/1024)
+	}
+	fmt.Printf("  per connection (%s): RSS %.1f KiB, heap in use + stacks %.1f KiB, live heap %s\n", from, rss/1024, hs/1024, liveS)
 	if conns < want {
-		fmt.Printf("  projected to %d connections: RSS %s, heap+stacks %s (measured base plus %d times the growth per connection)\n", want,
-			mibs(res.Before.RSS+uint64(rss*float64(want))), mibs(res.Before.HeapInuse+res.Before.StackInuse+uint64(hs*float64(want))), want)
+		prss, phs, plive := res.Project(want)
+		fmt.Printf("  projected to %d connections (the last row plus %d times the growth per connection): RSS %s, heap in use + stacks %s", want, want-last.Conns, mibs(uint64(prss)), mibs(uint64(phs)))
+		if !math.IsNaN(plive) {
+			fmt.Printf(", live heap %s", mibs(uint64(plive)))
+		}
+		fmt.Println()
+		if l := last.Memory.MemoryLimit; l > 0 {
+			fmt.Printf("  note: the memory limit (%s) bounds the heap at any number of connections; it binds at %d connections only if the heap reaches it there\n", mibs(l), last.Conns)
+		}
 	}
 	return nil
 }
@@ -444,11 +485,12 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit string) 
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(exe, "server", "--data", dir, "--listen", addr)
+	args := []string{"server", "--data", dir, "--listen", addr}
 	if memLimit != "" {
-		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
-		fmt.Printf("server process memory limit (GOMEMLIMIT) %s\n", memLimit)
+		args = append(args, "--memory-limit", memLimit)
+		fmt.Printf("server process memory limit (--memory-limit) %s\n", memLimit)
 	}
+	cmd := exec.Command(exe, args...)
 	var logw io.Writer = io.Discard
 	if verbose {
 		logw = os.Stderr

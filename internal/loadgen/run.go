@@ -52,6 +52,16 @@ type Memory struct {
 	HeapInuse, StackInuse uint64
 	// Goroutines is the number of goroutines.
 	Goroutines uint64
+	// LiveHeap is the heap the last garbage collection found live, in
+	// bytes, and GCs the collections finished so far (both 0 if the
+	// server does not export them).
+	LiveHeap, GCs uint64
+	// GOGC and MemoryLimit are the collector's settings in force (GOGC
+	// percent, -1 if off; the soft memory limit in bytes, 0 if none);
+	// Settings says whether the server exports them.
+	GOGC        int64
+	MemoryLimit uint64
+	Settings    bool
 }
 
 // ticker prints progress lines until stop is called.
@@ -566,95 +576,3 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	}
 	return r, nil
 }
-
-// IdleConfig configures Idle.
-type IdleConfig struct {
-	// Conns is how many authenticated connections to hold (100,000), one
-	// per device.
-	Conns int
-	// Settle is how long to wait with every connection up before
-	// measuring (5s).
-	Settle time.Duration
-	// Measured, if not nil, is called after the measurement while every
-	// connection is still up (to take a heap profile, say).
-	Measured func() error
-}
-
-// IdleResult is the result of Idle.
-type IdleResult struct {
-	Conns          int
-	Before, After  Memory
-	ConnectTime    time.Duration
-	ActivationTime time.Duration
-}
-
-// PerConn returns the growth of RSS and of heap+stacks per connection.
-func (r *IdleResult) PerConn() (rss, heapStack float64) {
-	n := float64(max(r.Conns, 1))
-	return (float64(r.After.RSS) - float64(r.Before.RSS)) / n,
-		(float64(r.After.HeapInuse+r.After.StackInuse) - float64(r.Before.HeapInuse+r.Before.StackInuse)) / n
-}
-
-// Idle activates Conns devices, connects and authenticates each once,
-// lets the connections sit idle, and reports the server's memory before
-// and after.
-func Idle(ctx context.Context, e *Env, cfg IdleConfig) (*IdleResult, error) {
-	if cfg.Conns <= 0 {
-		cfg.Conns = 100000
-	}
-	if cfg.Settle <= 0 {
-		cfg.Settle = 5 * time.Second
-	}
-	if e.Memory == nil {
-		return nil, errors.New("idle connections: the server's memory cannot be measured here")
-	}
-	res := &IdleResult{Conns: cfg.Conns}
-	e.printf("activating %d devices\n", cfg.Conns)
-	t0 := time.Now()
-	devs, err := e.provision(ctx, "i", cfg.Conns)
-	if err != nil {
-		return nil, err
-	}
-	res.ActivationTime = time.Since(t0)
-	if res.Before, err = e.Memory(ctx); err != nil {
-		return nil, err
-	}
-	e.printf("server before: %s\n", res.Before)
-	e.printf("connecting %d devices\n", cfg.Conns)
-	t0 = time.Now()
-	conns, err := e.connectAll(ctx, devs, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer closeAll(conns)
-	res.ConnectTime = time.Since(t0)
-	e.printf("all %d connections authenticated and idle; settling %s\n", cfg.Conns, cfg.Settle)
-	select {
-	case <-time.After(cfg.Settle):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	for _, c := range conns {
-		select {
-		case <-c.Done():
-			return nil, fmt.Errorf("a connection ended while idle: %v", c.Err())
-		default:
-		}
-	}
-	if res.After, err = e.Memory(ctx); err != nil {
-		return nil, err
-	}
-	e.printf("server after: %s\n", res.After)
-	if cfg.Measured != nil {
-		if err := cfg.Measured(); err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
-}
-
-func (m Memory) String() string {
-	return fmt.Sprintf("RSS %s, Go heap in use %s, stacks %s, %d goroutines", mib(m.RSS), mib(m.HeapInuse), mib(m.StackInuse), m.Goroutines)
-}
-
-func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
