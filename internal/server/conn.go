@@ -67,6 +67,7 @@ type session struct {
 	outMu   sync.Mutex
 	out     [][]byte      // frames waiting to be written
 	writing bool          // a writer goroutine is running
+	outDone bool          // the session is closing: nothing more is queued
 	room    chan struct{} // closed when the queue drains, if a sender waits
 
 	challenge []byte      // set by Hello
@@ -463,7 +464,7 @@ func (c *session) writeLoop() {
 	var batch [][]byte
 	for {
 		c.outMu.Lock()
-		if len(c.out) == 0 || c.ctx.Err() != nil {
+		if len(c.out) == 0 || c.outDone {
 			c.writing = false
 			c.out = nil
 			if c.room != nil {
@@ -548,7 +549,7 @@ func (c *session) sendWait(f *anomv1.Frame) bool {
 	}
 	for {
 		c.outMu.Lock()
-		if c.ctx.Err() != nil {
+		if c.outDone {
 			c.outMu.Unlock()
 			return false
 		}
@@ -581,7 +582,7 @@ func (c *session) sendWait(f *anomv1.Frame) bool {
 // is closed (it catches up from its cursor when it reconnects).
 func (c *session) push(b []byte) {
 	c.outMu.Lock()
-	if c.ctx.Err() != nil {
+	if c.outDone {
 		c.outMu.Unlock()
 		return
 	}
@@ -612,6 +613,11 @@ func (c *session) kick(code anomv1.ErrorCode, msg string) {
 func (c *session) close(code ws.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		// Pushes check this rather than the context: it sits with the
+		// queue, which a push touches anyway.
+		c.outMu.Lock()
+		c.outDone = true
+		c.outMu.Unlock()
 		if c.authed.Load() {
 			c.s.hub.remove(c)
 			c.s.metrics.authed.Dec()
