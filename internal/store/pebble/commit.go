@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -295,6 +296,12 @@ type txOp struct {
 	key, val []byte // val nil with !rangeDel: point delete
 	hi       []byte // range delete end
 	rangeDel bool
+
+	// A log entry (key nil): encoded straight into the batch.
+	log  string
+	seq  uint64
+	at   int64 // Unix ns
+	data []byte
 }
 
 // nextRev hands out a revision for a KV write.
@@ -309,6 +316,14 @@ func (t *tx) set(key, val []byte) {
 	}
 	t.stagePoint(key, val)
 	t.ops = append(t.ops, txOp{key: key, val: val})
+}
+
+// setEntry writes a log entry. Entries are only read through snapshots,
+// never by a tx, so they are not staged: key and value are encoded
+// straight into the batch (the caller keeps data until its request is
+// answered).
+func (t *tx) setEntry(log string, seq uint64, at time.Time, data []byte) {
+	t.ops = append(t.ops, txOp{log: log, seq: seq, at: at.UnixNano(), data: data})
 }
 
 func (t *tx) del(key []byte) {
@@ -382,6 +397,11 @@ func (t *tx) apply() error {
 	for _, op := range t.ops {
 		var err error
 		switch {
+		case op.key == nil:
+			d := b.SetDeferred(entryKeyLen(op.log), entryLen(op.data))
+			appendEntryKey(d.Key[:0], op.log, op.seq)
+			appendEntry(d.Value[:0], op.at, op.data)
+			err = d.Finish()
 		case op.rangeDel:
 			err = b.DeleteRange(op.key, op.hi, nil)
 		case op.val == nil:

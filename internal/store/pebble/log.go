@@ -79,7 +79,7 @@ func (t *tx) appendLog(a store.Append, now time.Time) (uint64, error) {
 	}
 	first := info.Last + 1
 	for i, e := range a.Entries {
-		t.set(entryKey(a.Log, first+uint64(i)), encodeEntry(now, e))
+		t.setEntry(a.Log, first+uint64(i), now, e)
 	}
 	info.Last += uint64(len(a.Entries))
 	t.set(mk, encodeMeta(info))

@@ -79,7 +79,14 @@ func parseMetaKey(k []byte) (string, error) {
 }
 
 func entryKey(log string, seq uint64) []byte {
-	k := nameKey(prefixEntry, log, 8)
+	return appendEntryKey(make([]byte, 0, entryKeyLen(log)), log, seq)
+}
+
+func entryKeyLen(log string) int { return 1 + len(log) + 1 + 8 }
+
+func appendEntryKey(k []byte, log string, seq uint64) []byte {
+	k = append(k, prefixEntry)
+	k = append(k, log...)
 	k = append(k, 0)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
@@ -215,7 +222,14 @@ func decodeMeta(b []byte) (store.LogInfo, error) {
 }
 
 func encodeEntry(t time.Time, data []byte) []byte {
-	b := binary.BigEndian.AppendUint64(header(8+len(data)), uint64(t.UnixNano()))
+	return appendEntry(make([]byte, 0, entryLen(data)), t.UnixNano(), data)
+}
+
+func entryLen(data []byte) int { return 1 + 8 + len(data) }
+
+func appendEntry(b []byte, at int64, data []byte) []byte {
+	b = append(b, recordV1)
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
 	return append(b, data...)
 }
 
