@@ -47,7 +47,7 @@ type benchFlags struct {
 	heapProfile            string
 	cpuProfile             string
 	phaseProfile           string
-	escrow                 bool
+	escrow, skipThroughput bool
 	escrowRecords          int
 	serverMemLimit         string
 }
@@ -64,6 +64,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&f.size, "size", 1024, "application ciphertext bytes per message")
 	fs.IntVar(&f.window, "window", 1, "sends each connected device keeps outstanding in the throughput phase")
 	fs.IntVar(&f.rate, "rate", 10000, "offered load of the latency phase, msgs/s (negative: skip the phase)")
+	fs.BoolVar(&f.skipThroughput, "skip-throughput", false, "skip the maximum-throughput phase of the message scenario (measure latency only)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured time of each message phase")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before each message phase")
 	fs.IntVar(&f.idleConns, "idle-conns", 100000, "idle authenticated connections for the memory scenario")
@@ -175,6 +176,7 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	res, err := loadgen.Messages(ctx, n.env, loadgen.MessagesConfig{
 		Devices: f.devices, Groups: f.groups, Online: f.online, Size: f.size, Window: f.window,
 		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(), Escrow: n.escrow,
+		SkipThroughput: f.skipThroughput,
 	})
 	if err != nil {
 		return err
