@@ -184,6 +184,19 @@ func TestPushHandlers(t *testing.T) {
 	if p := <-pushes; p.group != "g1" || len(p.msgs) != 2 || p.msgs[0] != "a" || p.msgs[1] != "b" {
 		t.Errorf("push %+v", p)
 	}
+	// A push the fast reader leaves to proto.Unmarshal (its body twice,
+	// which proto merges) still reaches the Messages handler.
+	one, _ := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{GroupId: []byte("g3"),
+		Messages: []*anomv1.GroupMessage{{Message: []byte("c")}}}}})
+	two, _ := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{
+		Messages: []*anomv1.GroupMessage{{Message: []byte("d")}}}}})
+	if _, ok := viewFrame(append(one, two...)); ok {
+		t.Fatal("the fast reader took a frame with its body twice")
+	}
+	s.write(frameBytes(ws.OpBinary, true, append(one, two...)))
+	if p := <-pushes; p.group != "g3" || len(p.msgs) != 2 || p.msgs[0] != "c" || p.msgs[1] != "d" {
+		t.Errorf("merged push %+v", p)
+	}
 	s.send(&anomv1.Frame{Body: &anomv1.Frame_PushDeviceAdded{PushDeviceAdded: &anomv1.DeviceAdded{}}})
 	if f := <-frames; f.GetPushDeviceAdded() == nil {
 		t.Errorf("frame handler got %v", f)

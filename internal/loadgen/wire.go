@@ -192,6 +192,16 @@ func readPushed(b []byte, p *Pushed) bool {
 	return true
 }
 
+// pushedFrom fills p from a decoded Messages push.
+func pushedFrom(pm *anomv1.Messages, p *Pushed) *Pushed {
+	*p = Pushed{GroupID: pm.GroupId, Last: pm.Last, Messages: p.Messages[:0]}
+	for _, gm := range pm.Messages {
+		p.Messages = append(p.Messages, PushedMessage{Seq: gm.Seq, TimeMs: gm.TimeMs, SenderDevice: gm.SenderDevice,
+			Message: gm.Message, Welcome: gm.Welcome, Epoch: gm.Epoch, EscrowRecord: gm.EscrowRecord})
+	}
+	return p
+}
+
 func readGroupMessage(b []byte, m *PushedMessage) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
