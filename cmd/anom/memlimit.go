@@ -11,16 +11,18 @@ import (
 
 // The server's garbage-collector settings.
 //
-// With Go's defaults (GOGC=100, no memory limit) the heap may grow to
-// about twice the live data before a collection, so the resident memory
-// of a server holding many idle connections is up to twice what they
-// need. A memory limit (--memory-limit, or GOMEMLIMIT in the environment)
-// makes the collector work harder as the process nears it; below it
-// nothing changes, so a limit well above the live heap costs no CPU and
-// no latency. There is no default limit: the right one is the memory the
-// machine gives the server, and one close to the live heap would make the
-// collector run nearly all the time (the runtime then caps it at half the
-// CPU, and every request waits on it).
+// With GOGC=100 and no memory limit the heap may grow to about twice the
+// live data before a collection (and anom server lets a small heap grow
+// by up to 256 MiB, see gc.go), so the resident memory of a server
+// holding many idle connections is up to twice what they need. A memory
+// limit (--memory-limit, or GOMEMLIMIT in the environment) makes the
+// collector work harder, and return freed memory to the system sooner,
+// as the process nears it; below it nothing changes, so a limit well
+// above the live heap costs no CPU and no latency. There is no default
+// limit: the right one is the memory the machine gives the server, and
+// one close to the live heap would make the collector run nearly all the
+// time (the runtime then caps it at half the CPU, and every request waits
+// on it).
 
 // byteUnits are the suffixes GOMEMLIMIT accepts.
 var byteUnits = []struct {
@@ -69,8 +71,8 @@ func applyMemoryLimit(flagValue string) (string, error) {
 // gcSettings describes the collector's settings in force; from names
 // where the memory limit came from.
 func gcSettings(from string) string {
-	gogc := "GOGC=100"
-	if v := os.Getenv("GOGC"); v != "" {
+	gogc := "GOGC 100 to 400 from the live heap (at least 256 MiB to grow)"
+	if v, set := os.LookupEnv("GOGC"); set {
 		gogc = "GOGC=" + v
 	}
 	limit := debug.SetMemoryLimit(-1)

@@ -48,7 +48,7 @@ func TestParseByteSize(t *testing.T) {
 func TestApplyMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	t.Setenv("GOGC", "")
+	t.Setenv("GOGC", "100")
 	t.Setenv("GOMEMLIMIT", "")
 	debug.SetMemoryLimit(math.MaxInt64)
 	if s, err := applyMemoryLimit(""); err != nil || s != "GOGC=100, no memory limit" {
