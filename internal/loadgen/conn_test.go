@@ -284,3 +284,42 @@ func FuzzReadMessage(f *testing.F) {
 		}
 	})
 }
+
+// discardConn is a net.Conn whose writes go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (discardConn) Close() error                     { return nil }
+
+// BenchmarkDispatchPush is the reading side's work per push once its
+// bytes are in: routing it and reading its messages, without allocating.
+func BenchmarkDispatchPush(b *testing.B) {
+	push := wireSeeds(b)[0]
+	n := 0
+	c := &Conn{handlers: Handlers{Messages: func(p *Pushed) { n += len(p.Messages) }}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.dispatch(push); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n == 0 {
+		b.Fatal("no messages")
+	}
+}
+
+// BenchmarkSendFrame is the sending side's work per message before the
+// TLS write: encoding the Send, the WebSocket header and the mask.
+func BenchmarkSendFrame(b *testing.B) {
+	c := &Conn{nc: discardConn{}, waiting: map[uint64]waiter{}}
+	group, msg := []byte("group-0123456789"), bytes.Repeat([]byte{1}, 1100)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendSendFrame(append(buf[:0], make([]byte, ws.MaxHeaderSize)...), c.nextID.Add(1), group, msg, nil)
+		if err := c.writeMessage(ws.OpBinary, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
