@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"anom/internal/store"
@@ -151,6 +152,12 @@ func Open(dir string, o Options) (*Store, error) {
 		FS:                 s.fs,
 	}
 	po.EnsureDefaults()
+	// Most of what is stored is ciphertext, which does not compress:
+	// trying (Snappy, the default) costs CPU on every flush and
+	// compaction for nothing.
+	for i := range po.Levels {
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
 	db, err := pebble.Open(s.fs.PathJoin(dir, "db"), po)
 	if err != nil {
 		s.cache.Unref()
