@@ -26,6 +26,7 @@ import (
 	"anom/internal/loadgen"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
+	anomv1 "anom/proto/anom/v1"
 )
 
 func init() {
@@ -180,6 +181,10 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(), Escrow: n.escrow,
 		SkipThroughput: f.skipThroughput,
 	})
+	var se *loadgen.ServerError
+	if err != nil && !f.escrow && errors.As(err, &se) && se.Code == anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
+		return fmt.Errorf("%w (--escrow sends them)", err)
+	}
 	if err != nil {
 		return err
 	}

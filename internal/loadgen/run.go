@@ -569,6 +569,9 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 		r.Escrow = escrowPhase
 	}
 	if p := firstEscrowErr.Load(); p != nil {
+		if l.esc == nil {
+			return r, fmt.Errorf("the server wants escrow records (its network has an escrow policy; EscrowConfig makes them): %w", *p)
+		}
 		return r, fmt.Errorf("the server refused %d escrow records: %w", escrowErrs.Load(), *p)
 	}
 	if p := firstErr.Load(); p != nil && r.Acked == 0 {
