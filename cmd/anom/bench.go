@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -303,20 +304,25 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 	last := res.Last()
 	fmt.Printf("\nresult: %d idle authenticated connections (connected in %.1fs); server garbage collector: %s\n",
 		res.Conns, res.ConnectTime.Seconds(), last.Memory.GCSettings())
-	fmt.Printf("  memory of %s:\n  %12s %10s %20s %28s %11s\n", where, "connections", "RSS", "heap in use+stacks", "live heap (at last GC)", "goroutines")
-	row := func(conns int, m loadgen.Memory, current bool) {
+	fmt.Printf("  memory of %s:\n  %12s %10s %20s %24s %11s %10s\n", where, "connections", "RSS", "heap in use+stacks", "live heap (at last GC)", "goroutines", "idle GCs")
+	row := func(p loadgen.IdlePoint, idleGCs string) {
+		m := p.Memory
 		live := "-"
 		if m.LiveHeap > 0 {
 			live = mibs(m.LiveHeap)
-			if !current {
+			if !p.LiveCurrent {
 				live += " (stale)"
 			}
 		}
-		fmt.Printf("  %12d %10s %20s %28s %11d\n", conns, mibs(m.RSS), mibs(m.HeapInuse+m.StackInuse), live, m.Goroutines)
+		fmt.Printf("  %12d %10s %20s %24s %11d %10s\n", p.Conns, mibs(m.RSS), mibs(m.HeapInuse+m.StackInuse), live, m.Goroutines, idleGCs)
 	}
-	row(0, res.Before, false)
+	row(loadgen.IdlePoint{Memory: res.Before}, "")
 	for _, p := range res.Points {
-		row(p.Conns, p.Memory, p.LiveCurrent)
+		row(p, strconv.FormatUint(p.IdleGCs, 10))
+	}
+	if l := last.Memory.MemoryLimit; l > 0 {
+		fmt.Printf("  the memory limit is %s: RSS with %d connections is %.0f%% of it (the limit counts the Go runtime's memory, not the program's code)\n",
+			mibs(l), last.Conns, 100*float64(last.Memory.RSS)/float64(l))
 	}
 	rss, hs, live := res.Growth()
 	from := "between the last two rows"
@@ -338,8 +344,8 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 		if !math.IsNaN(plive) && f.serverGOGC == "" && !f.idleInProcess {
 			fmt.Printf("  at that live heap anom server's own policy is GOGC=%d (measured with GOGC=%d)\n", gcPercent(uint64(plive)), last.Memory.GOGC)
 		}
-		if l := last.Memory.MemoryLimit; l > 0 {
-			fmt.Printf("  note: the memory limit (%s) bounds the heap at any number of connections; it binds at %d connections only if the heap reaches it there\n", mibs(l), last.Conns)
+		if last.Memory.MemoryLimit > 0 {
+			fmt.Printf("  note: under a memory limit memory does not grow in proportion to connections; this projection holds for a limit scaled with them (limit - RSS before, times %d/%d, plus RSS before)\n", want, last.Conns)
 		}
 	}
 	return nil
@@ -471,14 +477,18 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 }
 
 // sources spreads n connections over loopback source addresses,
-// 25,000 per address.
+// 25,000 per address. Each run takes its addresses from a 127.X.0.0/16
+// of its own (X drawn at random), so that benches running at the same
+// time do not share, and run out of, the ephemeral ports of one address.
 func sources(n int) []net.IP {
 	var out []net.IP
 	for i := 0; i*25000 < n || i == 0; i++ {
-		out = append(out, net.IPv4(127, 0, byte(1+(i+1)/250), byte(2+(i+1)%250)))
+		out = append(out, net.IPv4(127, sourceNet, byte(1+(i+1)/250), byte(2+(i+1)%250)))
 	}
 	return out
 }
+
+var sourceNet = byte(1 + mrand.IntN(250))
 
 func progressEvery(every time.Duration, total int, what string) func(int) {
 	var last time.Time

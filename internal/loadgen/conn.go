@@ -38,7 +38,10 @@ type Target struct {
 	once    sync.Once
 	tls     *tls.Config
 	dialers []*net.Dialer
-	clients []*http.Client
+	// metrics reads /metrics over one kept-alive connection from the
+	// system's choice of address: not from Sources, whose ports the
+	// load's connections may use up.
+	metrics *http.Client
 }
 
 func (t *Target) serverName() string {
@@ -66,21 +69,13 @@ func (t *Target) init() {
 				d.LocalAddr = &net.TCPAddr{IP: ip}
 			}
 			t.dialers = append(t.dialers, d)
-			t.clients = append(t.clients, &http.Client{Transport: &http.Transport{
-				DialContext:         d.DialContext,
-				TLSClientConfig:     t.tls,
-				TLSHandshakeTimeout: 30 * time.Second,
-				DisableKeepAlives:   true,
-				DisableCompression:  true,
-			}})
 		}
+		t.metrics = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:     t.tls,
+			TLSHandshakeTimeout: 30 * time.Second,
+			MaxIdleConnsPerHost: 1,
+		}}
 	})
-}
-
-// client returns the HTTP client for connection number i.
-func (t *Target) client(i int) *http.Client {
-	t.init()
-	return t.clients[i%len(t.clients)]
 }
 
 // ServerError is an Error frame the server answered with.

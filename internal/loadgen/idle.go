@@ -42,6 +42,9 @@ type IdlePoint struct {
 	// LiveCurrent says whether Memory.LiveHeap was counted by a
 	// collection that finished with all Conns connections up.
 	LiveCurrent bool
+	// IdleGCs is how many collections finished while the connections
+	// sat idle, before the measurement.
+	IdleGCs uint64
 }
 
 // IdleResult is the result of Idle.
@@ -172,6 +175,7 @@ func (e *Env) idlePoint(ctx context.Context, cfg IdleConfig, conns []*Conn) (Idl
 		}
 	}
 	pt.LiveCurrent = pt.Memory.GCs > up.GCs && pt.Memory.LiveHeap > 0
+	pt.IdleGCs = pt.Memory.GCs - up.GCs
 	for _, c := range conns {
 		select {
 		case <-c.Done():

@@ -20,7 +20,8 @@ func ScrapeMemory(ctx context.Context, t *Target) (Memory, error) {
 	if err != nil {
 		return m, err
 	}
-	resp, err := t.client(0).Do(req)
+	t.init()
+	resp, err := t.metrics.Do(req)
 	if err != nil {
 		return m, fmt.Errorf("reading server metrics: %w", err)
 	}
