@@ -25,7 +25,11 @@ import (
 // An idle session has no goroutine: on Linux one poller goroutine waits
 // for any connection to become readable (epoll), and a readable session
 // gets a goroutine that reads the messages that have arrived and ends
-// (elsewhere a session reads on a goroutine of its own). The reading
+// (elsewhere a session reads on a goroutine of its own). Going back to
+// the poller it also lets go of its TLS read buffers (tlsmem.go) and,
+// once its requests are answered, of its device's rate limits, so an
+// idle authenticated session costs about 4 KiB of heap, three quarters
+// of it the TLS connection's. The reading
 // goroutine decodes each message in arrival order, handles authentication
 // itself (before the next frame is read), and hands every other request
 // to the lane of the group it concerns (Send, Fetch, Ack, SetGroupTimer,
