@@ -655,6 +655,7 @@ func (c *session) close(code ws.StatusCode, reason string) {
 // owns the readiness poller.
 type hub struct {
 	mu       sync.RWMutex
+	gen      atomic.Uint64         // advanced, under mu, by every add and remove
 	sessions map[string][]*session // by device ID in hex
 	open     map[*session]struct{}
 	closing  bool
@@ -725,12 +726,14 @@ func (h *hub) add(c *session, max int) bool {
 		return false
 	}
 	h.sessions[c.devHex] = append(list, c)
+	h.gen.Add(1)
 	return true
 }
 
 func (h *hub) remove(c *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.gen.Add(1)
 	list := h.sessions[c.devHex]
 	for i, x := range list {
 		if x == c {
@@ -766,6 +769,18 @@ func (h *hub) appendDevices(out []*session, lists ...[]string) []*session {
 		}
 	}
 	return out
+}
+
+// devicesAt returns the sessions of devices, given in hex, and the hub's
+// generation they are of.
+func (h *hub) devicesAt(devices []string) ([]*session, uint64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*session
+	for _, d := range devices {
+		out = append(out, h.sessions[d]...)
+	}
+	return out, h.gen.Load()
 }
 
 func (h *hub) all() []*session {

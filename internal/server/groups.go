@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -31,6 +32,42 @@ type groupState struct {
 	loaded bool
 	rec    groupRecord
 	rev    uint64
+	// fan caches the online sessions of the members (see groupSessions).
+	fan atomic.Pointer[fanout]
+}
+
+// fanout is the online sessions of a group's members as the hub had them
+// at generation gen; immutable.
+type fanout struct {
+	gen      uint64
+	sessions []*session
+}
+
+// groupSessions returns the online sessions of the group's members, to be
+// read only. Called with the group's lock (read or write) held. They are
+// looked up in the hub once per hub generation (which every session that
+// authenticates or closes advances) and change of members, not for every
+// message.
+func (s *Server) groupSessions(st *groupState) []*session {
+	if f := st.fan.Load(); f != nil && f.gen == s.hub.gen.Load() {
+		return f.sessions
+	}
+	list, gen := s.hub.devicesAt(st.rec.Leaves)
+	st.fan.Store(&fanout{gen: gen, sessions: list})
+	return list
+}
+
+// dropStaleFanouts forgets the cached sessions of groups whose cache is
+// older than the hub, so that closed sessions are not kept in memory by
+// groups that send nothing.
+func (g *groupCache) dropStaleFanouts(gen uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, st := range g.m {
+		if f := st.fan.Load(); f != nil && f.gen != gen {
+			st.fan.CompareAndSwap(f, nil)
+		}
+	}
 }
 
 type groupCache struct {
@@ -107,6 +144,7 @@ func (s *Server) loadGroup(ctx context.Context, gh string, st *groupState) error
 		return err
 	}
 	st.rec, st.rev = rec, e.Revision
+	st.fan.Store(nil)
 	for {
 		es, err := s.st.Read(ctx, groupLog(gh), st.rec.Applied+1, 0)
 		if err != nil {
@@ -154,6 +192,7 @@ func (s *Server) recordCommit(ctx context.Context, gh string, st *groupState, pl
 		return fmt.Errorf("recording commit %d of group %s: %w", seq, gh, err)
 	}
 	st.rec, st.rev = rec, rev[0]
+	st.fan.Store(nil)
 	var ops []store.Op
 	for _, d := range plan.added {
 		ops = append(ops, store.PutOp(bucketMembers, memberKey(d, gh), encodeRecord(memberRecord{Joined: seq})),
@@ -252,11 +291,9 @@ func (s *Server) sendApplication(ctx context.Context, c *session, gh string, req
 	} else {
 		seq, t, stored, err = s.appendGroup(ctx, gh, gm)
 	}
-	var targets *[]*session
+	var targets []*session
 	if err == nil {
-		// The members' sessions are looked up under the group's lock
-		// rather than copying its members.
-		targets = s.targets(st.rec.Leaves, nil)
+		targets = s.groupSessions(st)
 	}
 	st.mu.RUnlock()
 	if err != nil {
@@ -320,7 +357,7 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 		s.log.Error("recording commit", "group", gh, "seq", seq, "err", err)
 	}
 	s.metrics.messagesCommit.Inc()
-	s.pushTo(s.targets(plan.leaves, plan.removed), pushFrame(req.GetGroupId(), stored, seq, t.UnixMilli()), c)
+	s.pushTo(s.hub.appendDevices(nil, plan.leaves, plan.removed), pushFrame(req.GetGroupId(), stored, seq, t.UnixMilli()), c)
 	return &anomv1.Sent{Seq: seq, Epoch: gm.Epoch}, nil
 }
 
@@ -389,29 +426,13 @@ func pushFrame(groupID, stored []byte, seq uint64, timeMs int64) []byte {
 // pushMessagesField is the field number of Frame.push_messages.
 var pushMessagesField = (&anomv1.Frame{}).ProtoReflect().Descriptor().Fields().ByName("push_messages").Number()
 
-// targetLists recycles the session lists of fan-outs.
-var targetLists = sync.Pool{New: func() any { return new([]*session) }}
-
-// targets returns the online sessions of the members (and of removed
-// devices, so they learn of their removal), from a pool: pushTo returns
-// it.
-func (s *Server) targets(members, removed []string) *[]*session {
-	l := targetLists.Get().(*[]*session)
-	*l = s.hub.appendDevices((*l)[:0], members, removed)
-	return l
-}
-
 // pushTo pushes b to the sessions, except the sending session, which
-// gets the Sent answer, and recycles the list.
-func (s *Server) pushTo(targets *[]*session, b []byte, from *session) {
-	for _, c := range *targets {
+// gets the Sent answer.
+func (s *Server) pushTo(targets []*session, b []byte, from *session) {
+	for _, c := range targets {
 		if c != from {
 			c.push(b)
 		}
-	}
-	clear(*targets)
-	if cap(*targets) <= 1024 {
-		targetLists.Put(targets)
 	}
 }
 

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"encoding/hex"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -45,4 +47,58 @@ func TestPushFrame(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFanOutFollowsSessions checks the per-group cache of member
+// sessions: a session that authenticates after the group's messages were
+// fanned out gets the next ones, a closed one is left out, and a group that
+// sends nothing more drops what it cached once the hub has moved on.
+func TestFanOutFollowsSessions(t *testing.T) {
+	n := newNetwork(t, nil)
+	g := gid("fan-out")
+	alice, bob := setupGroup(t, n, g)
+	sendText := func(text string) uint64 {
+		t.Helper()
+		m, err := alice.group.Encrypt([]byte(text), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return alice.must(send(g, m, nil)).GetSent().GetSeq()
+	}
+	expect := func(c *client, seq uint64) {
+		t.Helper()
+		if p := c.nextPush().GetPushMessages(); p == nil || p.GetLast() != seq {
+			t.Fatalf("push %v, want seq %d", p, seq)
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	expect(bob.client, sendText("one"))
+	bob2, r := n.connect(bob.client)
+	if code(r) != 0 {
+		t.Fatal(r.GetError())
+	}
+	seq := sendText("two")
+	expect(bob.client, seq)
+	expect(bob2, seq)
+
+	bob.ws.CloseNow()
+	waitFor("the closed session to leave the hub", func() bool { return len(n.srv.hub.of(bob.cert.DeviceID)) == 1 })
+	expect(bob2, sendText("three"))
+
+	st := n.srv.groups.entry(hex.EncodeToString(g))
+	if f := st.fan.Load(); f == nil || len(f.sessions) != 2 {
+		t.Fatalf("cached sessions after three: %+v, want alice's and bob's second", f)
+	}
+	bob2.ws.CloseNow()
+	waitFor("the group to drop its stale sessions", func() bool { return st.fan.Load() == nil })
 }

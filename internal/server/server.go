@@ -322,6 +322,7 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 				s.log.Warn("processing admin spool", "err", err)
 			}
 			s.expireSessions()
+			s.groups.dropStaleFanouts(s.hub.gen.Load())
 		case <-sl.C:
 			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("sweeping", "err", err)
