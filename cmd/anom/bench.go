@@ -69,7 +69,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&f.rate, "rate", 10000, "offered load of the latency phase, msgs/s (negative: skip the phase)")
 	fs.BoolVar(&f.skipThroughput, "skip-throughput", false, "skip the maximum-throughput phase of the message scenario (measure latency only)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured time of each message phase")
-	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before each message phase")
+	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before each message phase; the throughput phase's also lasts until every sender has had a message acknowledged (at most a minute more), since thousands of devices' first round is slower than the steady state")
 	fs.IntVar(&f.idleConns, "idle-conns", 100000, "idle authenticated connections for the memory scenario")
 	fs.DurationVar(&f.settle, "settle", 5*time.Second, "idle time before memory is measured")
 	fs.IntVar(&f.idlePoints, "idle-points", 2, "memory scenario: measure at this many evenly spaced connection counts; the growth per connection is taken between the last two")
@@ -83,7 +83,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&f.serverGOGC, "server-gogc", "", "GOGC of a separate server process; empty: anom server's own policy (GOGC 100 to 400 from the live heap), except where the memory scenario projects to more connections than it measures: there 100, what the policy picks at the projected live heap")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	fs.BoolVar(&f.escrow, "escrow", false, "message scenario under a real escrow policy (made for the run: 2 of 3 custodians, keys made for the run; with --addr, the network's own): every message carries an escrow record sealed to the escrow key (escrow.Seal) and signed by the sending device, for the network, group, epoch, the sender's leaf and device, a generation of its own and a claimed time near the server's, which the server verifies and countersigns. The payloads are opaque, so each group's exporter secret is a random stand-in and the sealed plaintext a stand-in of --size bytes (the server can check neither, as in a real network). Records are sealed before each phase, not while it is measured")
-	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 60,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
+	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 80,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
 	fs.StringVar(&f.phaseProfile, "phase-cpu-profile", "", "write a CPU profile of this process covering only each message phase's measured time (no activation, connection, group setup or warm-up), one file per phase: the phase name goes before the extension (cpu.prof: cpu.throughput.prof, cpu.latency.prof)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -204,7 +204,11 @@ type MessagesConfig struct {
 	// Window is the sends each online device keeps outstanding (1).
 	Window int
 	// Duration is how long each phase measures (10s); Warmup runs before
-	// it unmeasured (2s).
+	// it unmeasured (2s). The throughput phase's warm-up also lasts until
+	// every sender has had a message acknowledged (or stopped), at most
+	// a minute more: a device's first message costs the server more (and
+	// thousands of senders' first round takes seconds), which is not the
+	// steady state the phase measures.
 	Duration, Warmup time.Duration
 	// Rate is the offered load of the latency phase in messages per
 	// second (10,000); negative skips the phase.
@@ -396,6 +400,10 @@ func (s *deliveryStats) onPush(p *Pushed) {
 	}
 }
 
+// maxFirstRound bounds how much longer than Warmup the throughput phase
+// waits for every sender's first acknowledgement.
+const maxFirstRound = time.Minute
+
 type load struct {
 	cfg       MessagesConfig
 	conns     []*Conn
@@ -425,7 +433,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var acked, errs, escrowErrs atomic.Uint64
-	var ranOut atomic.Int64
+	var ranOut, senders, warmAcked atomic.Int64
 	var measuring, ended atomic.Bool
 	ackHist := &Hist{}
 	var firstErr, firstEscrowErr atomic.Pointer[error]
@@ -469,6 +477,12 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 				defer wg.Done()
 				var buf, rec []byte
 				sender := c.Sender()
+				once := false
+				defer func() {
+					if !once {
+						senders.Add(1) // stopped: not waited for
+					}
+				}()
 				for ctx.Err() == nil {
 					if records != nil {
 						if len(pool) == 0 {
@@ -513,15 +527,45 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 					if measuring.Load() {
 						acked.Add(1)
 						ackHist.Add(time.Since(at))
+					} else {
+						warmAcked.Add(1)
+					}
+					if !once {
+						once = true
+						senders.Add(1)
 					}
 				}
 			}()
 		}
 	}
+	var lastWarm int64
+	lastT := time.Now()
+	stop := e.ticker(func(time.Duration) string {
+		now := time.Now()
+		a := warmAcked.Load()
+		line := fmt.Sprintf("warm-up: %8.0f msgs/s durable; %d of %d senders acknowledged at least once",
+			float64(a-lastWarm)/now.Sub(lastT).Seconds(), senders.Load(), len(l.conns)*l.cfg.Window)
+		lastWarm, lastT = a, now
+		return line
+	})
 	select {
 	case <-time.After(l.cfg.Warmup):
 	case <-ctx.Done():
 	}
+	if total := int64(len(l.conns) * l.cfg.Window); rate == 0 && senders.Load() < total {
+		t0 := time.Now()
+		tick := time.NewTicker(10 * time.Millisecond)
+		for senders.Load() < total && time.Since(t0) < maxFirstRound && ctx.Err() == nil {
+			<-tick.C
+		}
+		tick.Stop()
+		if n := senders.Load(); n < total {
+			e.printf("  warm-up: %d of %d senders had a message acknowledged after %s more; measuring anyway\n", n, total, maxFirstRound)
+		} else {
+			e.printf("  warm-up extended by %.1fs, until every sender had a message acknowledged\n", time.Since(t0).Seconds())
+		}
+	}
+	stop()
 	dh := &Hist{}
 	l.st.hist.Store(dh)
 	l.st.delivered.Store(0)
@@ -532,8 +576,8 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	measuring.Store(true)
 	start := time.Now()
 	var lastAcked, lastDel uint64
-	lastT := start
-	stop := e.ticker(func(time.Duration) string {
+	lastT = start
+	stop = e.ticker(func(time.Duration) string {
 		now := time.Now()
 		a, d := acked.Load(), l.st.delivered.Load()
 		dt := now.Sub(lastT).Seconds()
