@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"runtime"
 	"testing"
 	"time"
@@ -52,8 +53,8 @@ func TestRateLimitersKeptWhileHeldOrNotFull(t *testing.T) {
 }
 
 // TestIdleSessionHoldsNoRateLimits: a session waiting for its next
-// message holds no rate limits, yet its device's limits still apply
-// across idle spells, and are forgotten once full.
+// message holds no rate limits and no TLS read buffers, yet its device's
+// limits still apply across idle spells, and are forgotten once full.
 func TestIdleSessionHoldsNoRateLimits(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("sessions go idle in the poller on Linux only")
@@ -87,9 +88,16 @@ func TestIdleSessionHoldsNoRateLimits(t *testing.T) {
 	list := func() *anomv1.Frame {
 		return &anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}
 	}
+	tc, ok := s.conn.(*tls.Conn)
+	if !ok {
+		t.Fatalf("session connection is a %T", s.conn)
+	}
 	for i := range 3 {
 		dev.must(list())
 		waitIdle()
+		if raw, hand := tlsBufferCaps(tc); tlsBuffers.ok && (raw != 0 || hand != 0) {
+			t.Fatalf("idle session's TLS connection keeps buffers of %d and %d bytes", raw, hand)
+		}
 		if i == 0 && n.srv.rates.len() != 1 {
 			t.Fatalf("%d devices with limits; want the one with a spent token", n.srv.rates.len())
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -56,8 +57,13 @@ func tlsPair(t *testing.T) (server, client *tls.Conn) {
 	return server, client
 }
 
+// tlsBufferCaps returns the capacities of a connection's raw input and
+// handshake buffers.
 func tlsBufferCaps(c *tls.Conn) (raw, hand int) {
 	p := unsafe.Pointer(c)
+	mu := (*sync.Mutex)(unsafe.Add(p, tlsBuffers.in))
+	mu.Lock()
+	defer mu.Unlock()
 	return (*bytes.Buffer)(unsafe.Add(p, tlsBuffers.rawInput)).Cap(), (*bytes.Buffer)(unsafe.Add(p, tlsBuffers.hnd)).Cap()
 }
 
