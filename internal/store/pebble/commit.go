@@ -92,18 +92,16 @@ func (s *Store) syncLoop() {
 	defer close(s.stopped)
 	for p := range s.synced {
 		err := p.err
-		if p.batch != nil {
-			if err == nil {
-				if err = p.batch.SyncWait(); err != nil {
-					err = fmt.Errorf("syncing write-ahead log: %w", err)
-					s.broken.CompareAndSwap(nil, &err)
-				}
+		if p.batch != nil && err == nil {
+			if err = p.batch.SyncWait(); err != nil {
+				err = fmt.Errorf("syncing write-ahead log: %w", err)
+				s.broken.CompareAndSwap(nil, &err)
 			}
-			p.batch.Close()
 		}
+		var old *view
 		if p.snap != nil {
 			if err == nil {
-				s.publishView(p.snap)
+				old = s.swapView(p.snap)
 			} else {
 				p.snap.Close()
 			}
@@ -118,6 +116,14 @@ func (s *Store) syncLoop() {
 		}
 		for _, r := range p.reqs {
 			r.done <- struct{}{}
+		}
+		// Cleaning up after the answers keeps it off their latency
+		// (closing a snapshot may make Pebble look for compactions).
+		if p.batch != nil {
+			p.batch.Close()
+		}
+		if old != nil {
+			old.release()
 		}
 	}
 }

@@ -243,11 +243,17 @@ func (v *view) release() {
 // publishView makes snap the readers' view. Only syncLoop (and Open) call
 // it, once everything snap shows is durable.
 func (s *Store) publishView(snap *pebble.Snapshot) {
-	v := &view{snap: snap}
-	v.refs.Store(1)
-	if old := s.view.Swap(v); old != nil {
+	if old := s.swapView(snap); old != nil {
 		old.release()
 	}
+}
+
+// swapView makes snap the readers' view and returns the previous one,
+// still to be released.
+func (s *Store) swapView(snap *pebble.Snapshot) *view {
+	v := &view{snap: snap}
+	v.refs.Store(1)
+	return s.view.Swap(v)
 }
 
 // acquire returns the current view with a reference held; release it.
