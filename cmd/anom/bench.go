@@ -283,7 +283,7 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 	}
 	defer n.close()
 	if f.idleInProcess && f.addr == "" && f.serverMemLimit != "" {
-		gc, err := applyMemoryLimit(f.serverMemLimit)
+		gc, _, err := applyMemoryLimit(f.serverMemLimit)
 		if err != nil {
 			return err
 		}
@@ -302,8 +302,12 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 		where = "this process (server and load together)"
 	}
 	last := res.Last()
+	gcs := last.Memory.GCSettings()
+	if f.serverMemLimit == "" && !f.idleInProcess && f.addr == "" && last.Memory.MemoryLimit > 0 {
+		gcs += " (anom server's automatic limit)"
+	}
 	fmt.Printf("\nresult: %d idle authenticated connections (connected in %.1fs); server garbage collector: %s\n",
-		res.Conns, res.ConnectTime.Seconds(), last.Memory.GCSettings())
+		res.Conns, res.ConnectTime.Seconds(), gcs)
 	fmt.Printf("  memory of %s:\n  %12s %10s %20s %24s %11s %10s\n", where, "connections", "RSS", "heap in use+stacks", "live heap (at last GC)", "goroutines", "idle GCs")
 	row := func(p loadgen.IdlePoint, idleGCs string) {
 		m := p.Memory
@@ -344,7 +348,7 @@ func benchIdle(ctx context.Context, f *benchFlags) error {
 		if !math.IsNaN(plive) && f.serverGOGC == "" && !f.idleInProcess {
 			fmt.Printf("  at that live heap anom server's own policy is GOGC=%d (measured with GOGC=%d)\n", gcPercent(uint64(plive)), last.Memory.GOGC)
 		}
-		if last.Memory.MemoryLimit > 0 {
+		if l := last.Memory.MemoryLimit; l > 0 && last.Memory.RSS > l/10*8 {
 			fmt.Printf("  note: under a memory limit memory does not grow in proportion to connections; this projection holds for a limit scaled with them (limit - RSS before, times %d/%d, plus RSS before)\n", want, last.Conns)
 		}
 	}

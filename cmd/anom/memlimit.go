@@ -1,28 +1,83 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// The server's garbage-collector settings.
+// The server's memory limit.
 //
-// With GOGC=100 and no memory limit the heap may grow to about twice the
-// live data before a collection (and anom server lets a small heap grow
-// by up to 256 MiB, see gc.go), so the resident memory of a server
-// holding many idle connections is up to twice what they need. A memory
-// limit (--memory-limit, or GOMEMLIMIT in the environment) makes the
-// collector work harder, and return freed memory to the system sooner,
-// as the process nears it; below it nothing changes, so a limit well
-// above the live heap costs no CPU and no latency. There is no default
-// limit: the right one is the memory the machine gives the server, and
-// one close to the live heap would make the collector run nearly all the
-// time (the runtime then caps it at half the CPU, and every request waits
-// on it).
+// With GOGC=100 the heap may grow to about twice the live data before a
+// collection (and anom server lets a small heap grow by up to 256 MiB,
+// see gc.go); after a peak, such as the connection storm that follows a
+// restart, the runtime also keeps up to a tenth more than that heap goal
+// mapped, returning the rest to the system only slowly. A soft memory
+// limit makes the collector return freed memory promptly as the process
+// nears the limit, and collect sooner once the heap itself would pass it.
+//
+// --memory-limit SIZE (or GOMEMLIMIT) sets a fixed limit: the memory the
+// machine gives the server, well above the live heap (a limit close to
+// the live heap makes the collector run nearly all the time; the runtime
+// then caps it at half the CPU, and every request waits on it).
+//
+// Without one, anom server keeps a limit of its own just above the heap
+// goal its GOGC allows: the larger of autoLimitFloor and the goal (live
+// heap times 1 + GOGC/100) plus autoLimitMargin, re-decided every
+// autoLimitPeriod. The margin covers the runtime's memory outside the
+// heap (stacks, its own metadata), so this limit never makes a
+// collection come sooner than GOGC would, and costs no latency; what it
+// changes is that memory above it goes back to the system promptly. With
+// 100,000 idle connections (a live heap of about 420 MiB) it is about
+// 970 MiB. With GOGC=off there is none (the limit would then be the only
+// thing that starts a collection).
+const (
+	autoLimitFloor  = 768 << 20
+	autoLimitMargin = 128 << 20
+	autoLimitPeriod = time.Second
+)
+
+// autoMemoryLimit is the automatic limit for a live heap and GOGC
+// percent (negative: off, no limit).
+func autoMemoryLimit(live uint64, gogc int64) int64 {
+	if gogc < 0 {
+		return math.MaxInt64
+	}
+	g := uint64(gogc)
+	goal := live + live/100*g + live%100*g/100
+	return max(autoLimitFloor, int64(min(goal, math.MaxInt64/2))+autoLimitMargin)
+}
+
+// tuneMemoryLimit keeps the automatic limit until ctx ends.
+func tuneMemoryLimit(ctx context.Context) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
+	current := int64(-1)
+	t := time.NewTicker(autoLimitPeriod)
+	defer t.Stop()
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
+			gogc := int64(sample[1].Value.Uint64()) // -1 (off) reads as 2^64-1
+			l := autoMemoryLimit(sample[0].Value.Uint64(), gogc)
+			// Changes under 1/32 are not worth a new goal.
+			if d := l - current; current < 0 || d > current/32 || -d > current/32 {
+				debug.SetMemoryLimit(l)
+				current = l
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // byteUnits are the suffixes GOMEMLIMIT accepts.
 var byteUnits = []struct {
@@ -51,21 +106,26 @@ func parseByteSize(s string) (int64, error) {
 }
 
 // applyMemoryLimit sets the process's soft memory limit from a
-// --memory-limit value; "" leaves the runtime's (GOMEMLIMIT, else none).
-// It returns a line saying what is in force.
-func applyMemoryLimit(flagValue string) (string, error) {
-	if flagValue != "" {
+// --memory-limit value: a size, "off" for none, or "" for GOMEMLIMIT if
+// set, else the automatic limit (auto is then true: the caller runs
+// tuneMemoryLimit). It returns a line saying what is in force.
+func applyMemoryLimit(flagValue string) (settings string, auto bool, err error) {
+	switch {
+	case flagValue == "off":
+		debug.SetMemoryLimit(math.MaxInt64)
+		return gcSettings("--memory-limit off"), false, nil
+	case flagValue != "":
 		n, err := parseByteSize(flagValue)
 		if err != nil {
-			return "", fmt.Errorf("--memory-limit: %w", err)
+			return "", false, fmt.Errorf("--memory-limit: %w", err)
 		}
 		debug.SetMemoryLimit(n)
-		return gcSettings("--memory-limit"), nil
+		return gcSettings("--memory-limit"), false, nil
 	}
-	if v := os.Getenv("GOMEMLIMIT"); v != "" && v != "off" {
-		return gcSettings("GOMEMLIMIT"), nil
+	if v, set := os.LookupEnv("GOMEMLIMIT"); set && v != "" {
+		return gcSettings("GOMEMLIMIT"), false, nil
 	}
-	return gcSettings(""), nil
+	return gcSettings("automatic: just above the heap goal, at least " + formatBytes(autoLimitFloor)), true, nil
 }
 
 // gcSettings describes the collector's settings in force; from names
@@ -76,6 +136,9 @@ func gcSettings(from string) string {
 		gogc = "GOGC=" + v
 	}
 	limit := debug.SetMemoryLimit(-1)
+	if strings.HasPrefix(from, "automatic") {
+		return gogc + ", memory limit " + from
+	}
 	if limit == math.MaxInt64 {
 		return gogc + ", no memory limit"
 	}

@@ -24,7 +24,7 @@ func runServer(ctx context.Context, args []string) error {
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long group messages are kept at most")
 	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
-	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap (empty: GOMEMLIMIT from the environment, else none)")
+	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap. off: none. Empty: GOMEMLIMIT from the environment if set, else an automatic one just above the heap goal GOGC allows (at least 768 MiB), which returns freed memory to the system promptly but never brings a collection forward")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
@@ -32,7 +32,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	gc, err := applyMemoryLimit(*memLimit)
+	gc, autoLimit, err := applyMemoryLimit(*memLimit)
 	if err != nil {
 		return err
 	}
@@ -107,6 +107,9 @@ func runServer(ctx context.Context, args []string) error {
 			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
 	}
 	go tuneGC(ctx)
+	if autoLimit {
+		go tuneMemoryLimit(ctx)
+	}
 	return srv.Serve(ctx, l)
 }
 
