@@ -537,7 +537,7 @@ func (c *session) enqueue(b []byte) {
 	c.out = append(c.out, b)
 	if !c.writing && c.conn != nil {
 		c.writing = true
-		go c.writeLoop()
+		c.startWriter()
 	}
 }
 
@@ -654,18 +654,22 @@ func (c *session) close(code ws.StatusCode, reason string) {
 // authenticated ones by device (for fan-out, revocation and wipe). It
 // owns the readiness poller.
 type hub struct {
-	mu       sync.RWMutex
-	gen      atomic.Uint64         // advanced, under mu, by every add and remove
-	sessions map[string][]*session // by device ID in hex
-	open     map[*session]struct{}
-	closing  bool
+	mu  sync.RWMutex
+	gen atomic.Uint64 // advanced, under mu, by every add and remove
+	// writerQ hands a session to a pooled writer that waits (unbuffered);
+	// pooledWriters counts those writers (see writers.go).
+	writerQ       chan *session
+	pooledWriters atomic.Int32
+	sessions      map[string][]*session // by device ID in hex
+	open          map[*session]struct{}
+	closing       bool
 
 	pollOnce sync.Once
 	poll     *poller
 }
 
 func newHub() *hub {
-	return &hub{sessions: map[string][]*session{}, open: map[*session]struct{}{}}
+	return &hub{sessions: map[string][]*session{}, open: map[*session]struct{}{}, writerQ: make(chan *session)}
 }
 
 // poller returns the readiness poller, started on first use; nil where
