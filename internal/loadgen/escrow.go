@@ -36,7 +36,7 @@ type EscrowConfig struct {
 	// NetworkID is the records' network id: the network root's public key.
 	NetworkID []byte
 	// PerSender is how many records each sender gets for the throughput
-	// phase (0: enough for 80,000 messages in all, at least 4 each). The
+	// phase (0: enough for 160,000 messages in all, at least 4 each). The
 	// latency phase gets 1.25 times its offered messages, spread over
 	// the senders, plus 2 each.
 	PerSender int
@@ -141,5 +141,5 @@ func (l *load) perSender(rate int) int {
 	if n := l.cfg.Escrow.PerSender; n > 0 {
 		return n
 	}
-	return max(4, (80000+senders-1)/senders)
+	return max(4, (160000+senders-1)/senders)
 }

@@ -88,7 +88,7 @@ func TestEscrowPerSender(t *testing.T) {
 		warmup, duration time.Duration
 		want             int
 	}{
-		{"throughput default", 6000, 1, 0, 0, 2 * time.Second, 8 * time.Second, 14},
+		{"throughput default", 6000, 1, 0, 0, 2 * time.Second, 8 * time.Second, 27},
 		{"throughput minimum", 60000, 1, 0, 0, 2 * time.Second, 8 * time.Second, 4},
 		{"throughput configured", 100, 2, 9, 0, 2 * time.Second, 8 * time.Second, 9},
 		{"latency", 1000, 1, 9, 1000, 2 * time.Second, 8 * time.Second, 14},
