@@ -33,7 +33,12 @@ import (
 const (
 	bucketEscrow = "escrow" // "policy" -> policyRecord, "seq" -> uint64, "cert/<dev>/<serial>" -> {}
 	logOutbox    = "escrow.outbox"
-	slotLogPre   = "escrow.slot." // + slot hex: one entry per message slot that has a record
+	// slotLogPre + group hex + "." + epoch (16 hex digits) + "." + slot
+	// hex: one entry per message slot that has a record. The epoch in the
+	// name lets the sweep drop the claims of past epochs, which no send
+	// can reach again (the server takes application messages only in the
+	// group's current epoch).
+	slotLogPre = "escrow.slot."
 
 	keyPolicy = "policy"
 	keySeq    = "seq"
@@ -314,7 +319,7 @@ func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req 
 		out = append(out, outboxEntry(outboxCertificate, c.cert.Encode()))
 	}
 	out = append(out, outboxEntry(outboxRecord, srb))
-	slotLog := slotLogPre + hex.EncodeToString(slot[:])
+	slotLog := slotLogName(gh, pm.Epoch, slot)
 	start := time.Now()
 	firsts, err := s.st.AppendAll(ctx,
 		store.Append{Log: groupLog(gh), Entries: [][]byte{b}},
@@ -369,4 +374,38 @@ func (s *Server) certForwarded(ctx context.Context, key string) {
 	s.esc.certMu.Lock()
 	s.esc.certSent[key] = true
 	s.esc.certMu.Unlock()
+}
+
+// slotLogName names the log that claims a message slot of a group's epoch.
+func slotLogName(gh string, epoch uint64, slot [32]byte) string {
+	return fmt.Sprintf("%s%s.%016x.%s", slotLogPre, gh, epoch, hex.EncodeToString(slot[:]))
+}
+
+// sweepSlots deletes the slot claims of a group's epochs before current:
+// checkRecord refuses a record for any epoch but the current one before a
+// slot is claimed, so those claims can never refuse anything again. The
+// names sort by epoch, so the listing stops at the first current claim.
+func (s *Server) sweepSlots(ctx context.Context, gh string, current uint64) (int, error) {
+	prefix := slotLogPre + gh + "."
+	stop := fmt.Sprintf("%s%016x.", prefix, current)
+	deleted, after := 0, ""
+	for {
+		names, more, err := s.st.ListLogs(ctx, store.ListOptions{Prefix: prefix, After: after, Limit: 256})
+		if err != nil {
+			return deleted, fmt.Errorf("listing slot claims of group %s: %w", gh, err)
+		}
+		for _, name := range names {
+			if name >= stop {
+				return deleted, nil
+			}
+			if err := s.st.DeleteLog(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return deleted, fmt.Errorf("deleting slot claim %s: %w", name, err)
+			}
+			deleted++
+		}
+		if !more || len(names) == 0 {
+			return deleted, nil
+		}
+		after = names[len(names)-1]
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"anom/escrow"
 	"anom/internal/archive"
+	"anom/internal/store"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
 	"anom/mls"
@@ -402,4 +404,79 @@ func newServerOnly(t *testing.T, n *network, cfg Config) (*Server, error) {
 	defer st.Close()
 	cfg.Store = st
 	return New(context.Background(), cfg)
+}
+
+// slotClaims lists the server's slot-claim logs.
+func slotClaims(t *testing.T, n *network) []string {
+	t.Helper()
+	names, _, err := n.srv.st.ListLogs(context.Background(), store.ListOptions{Prefix: slotLogPre})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// The claims of a past epoch's slots are swept; the current epoch's stay
+// and still refuse a second record, and a message of the past epoch is
+// refused for its epoch before any slot is looked at.
+func TestEscrowSlotClaimsSwept(t *testing.T) {
+	n := escrowNetwork(t)
+	ctx := context.Background()
+	g := gid("slots")
+	alice, bob := setupGroup(t, n, g)
+	now := n.clock.now()
+	var old []*anomv1.Frame
+	for i := range 3 {
+		msg, rec := sealed(t, n, alice, fmt.Appendf(nil, "message %d", i), now)
+		f := sendRecord(g, msg, signRec(t, rec, alice.priv))
+		alice.must(f)
+		bob.nextPush()
+		old = append(old, f)
+	}
+	if got := slotClaims(t, n); len(got) != 3 {
+		t.Fatalf("%d slot claims after 3 messages: %v", len(got), got)
+	}
+	// Sweeping in the same epoch keeps every claim.
+	if err := n.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := slotClaims(t, n); len(got) != 3 {
+		t.Fatalf("%d slot claims after a sweep in the same epoch", len(got))
+	}
+	if r := alice.call(old[0]); code(r) != anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
+		t.Fatalf("replay in the same epoch: %v", r)
+	}
+
+	pc, err := alice.group.Commit(mls.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.must(send(g, pc.Commit, nil))
+	if err := alice.group.ApplyCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	bob.nextPush()
+	msg, rec := sealed(t, n, alice, []byte("new epoch"), now)
+	current := sendRecord(g, msg, signRec(t, rec, alice.priv))
+	alice.must(current)
+	if err := n.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := slotClaims(t, n)
+	if len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf(".%016x.", alice.group.Epoch())) {
+		t.Fatalf("slot claims after the sweep: %v (epoch %d)", got, alice.group.Epoch())
+	}
+	// The current claim still refuses a second record for its slot.
+	if r := alice.call(current); code(r) != anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD || !strings.Contains(r.GetError().GetMessage(), "already has a record") {
+		t.Fatalf("replay in the current epoch: %v", r)
+	}
+	// A swept slot cannot be claimed again: its epoch is refused first.
+	for _, f := range old {
+		if r := alice.call(f); code(r) != anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT {
+			t.Fatalf("past-epoch replay after the sweep: %v", r)
+		}
+	}
+	if got := slotClaims(t, n); len(got) != 1 {
+		t.Fatalf("slot claims after the refused replays: %v", got)
+	}
 }

@@ -148,8 +148,13 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 	if err != nil {
 		return err
 	}
-	members := slices.Clone(st.rec.Leaves)
+	members, epoch := slices.Clone(st.rec.Leaves), st.rec.Epoch
 	st.mu.RUnlock()
+	if s.esc != nil {
+		if _, err := s.sweepSlots(ctx, gh, epoch); err != nil {
+			return err
+		}
+	}
 	leaving, err := s.leavingMembers(ctx, gh)
 	if err != nil {
 		return err
