@@ -78,14 +78,17 @@ func Load(cfg Config, b []byte) (*Group, error) {
 	g.ctx.unmarshal(r)
 	treeBytes := r.opaque("state.tree")
 	g.priv = &treePrivate{leaf: LeafIndex(r.u32("state.leaf")), keys: map[NodeIndex][]byte{}}
+	var keyOrder ascending
 	for _, kv := range readVector(r, "state.keys", func(r *reader) struct {
 		n NodeIndex
 		k []byte
 	} {
+		n := r.u32("state.keys")
+		keyOrder.next(r, "state.keys", uint64(n))
 		return struct {
 			n NodeIndex
 			k []byte
-		}{NodeIndex(r.u32("state.keys")), r.opaque("state.keys")}
+		}{NodeIndex(n), r.opaque("state.keys")}
 	}) {
 		g.priv.keys[kv.n] = kv.k
 	}
@@ -106,8 +109,10 @@ func Load(cfg Config, b []byte) (*Group, error) {
 		p.sender.unmarshal(r)
 		return p
 	})
+	var epochOrder ascending
 	readVector(r, "state.resumption", func(r *reader) struct{} {
 		e := r.u64("state.resumption")
+		epochOrder.next(r, "state.resumption", e)
 		g.resumption[e] = r.opaque("state.resumption")
 		return struct{}{}
 	})
@@ -198,8 +203,10 @@ func (r *ratchet) marshal(w *writer) {
 
 func readRatchet(r *reader) ratchet {
 	rt := ratchet{secret: r.opaque("state.ratchet.secret"), next: r.u32("state.ratchet.next"), floor: r.u32("state.ratchet.floor")}
+	var order ascending
 	readVector(r, "state.ratchet.retained", func(r *reader) struct{} {
 		g := r.u32("state.ratchet.retained")
+		order.next(r, "state.ratchet.retained", uint64(g))
 		kn := keyNonce{key: r.opaque("state.ratchet.key"), nonce: r.opaque("state.ratchet.nonce")}
 		if rt.retained == nil {
 			rt.retained = map[uint32]keyNonce{}
@@ -215,8 +222,10 @@ func readSecretTree(r *reader, s *CipherSuite) *secretTree {
 	n := r.u32("state.secret_tree.leaves")
 	t := newSecretTreeConfig(s, nil, 0, secretTreeConfig{})
 	t.nLeaves = n
+	var nodeOrder, leafOrder ascending
 	readVector(r, "state.secret_tree.nodes", func(r *reader) struct{} {
 		x := NodeIndex(r.u32("state.secret_tree.node"))
+		nodeOrder.next(r, "state.secret_tree.node", uint64(x))
 		if uint32(x) >= nodeWidth(n) {
 			r.failf("state.secret_tree.node", "node %d outside the tree", x)
 		}
@@ -225,6 +234,7 @@ func readSecretTree(r *reader, s *CipherSuite) *secretTree {
 	})
 	readVector(r, "state.secret_tree.ratchets", func(r *reader) struct{} {
 		l := LeafIndex(r.u32("state.secret_tree.leaf"))
+		leafOrder.next(r, "state.secret_tree.leaf", uint64(l))
 		if uint32(l) >= n {
 			r.failf("state.secret_tree.leaf", "leaf %d outside the tree", l)
 		}
@@ -236,4 +246,19 @@ func readSecretTree(r *reader, s *CipherSuite) *secretTree {
 		return nil
 	}
 	return t
+}
+
+// ascending checks the keys of a saved map, which Save writes sorted and
+// once each: a key not above the one before is refused, so that a loaded
+// state saves back to the bytes it came from.
+type ascending struct {
+	last uint64
+	seen bool
+}
+
+func (a *ascending) next(r *reader, what string, k uint64) {
+	if a.seen && k <= a.last {
+		r.failf(what, "key %d after %d: out of order or repeated", k, a.last)
+	}
+	a.last, a.seen = k, true
 }
