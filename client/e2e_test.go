@@ -1,17 +1,12 @@
 package client
 
 import (
+	"anom/internal/tlstest"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"path/filepath"
 	"sync"
@@ -61,31 +56,14 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 		t.Fatal(err)
 	}
 	// A network CA and a server certificate issued by it.
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "anom test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "anom server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{"server.anom"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
+	pki := tlstest.New(t, "server.anom")
 
 	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := &shiftClock{}
-	cfg := server.Config{Store: st, Root: root, TLS: tc, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond}
+	cfg := server.Config{Store: st, Root: root, TLS: pki.Server, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -114,7 +92,7 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	if err := srv.AddDistributor(context.Background(), dc); err != nil {
 		t.Fatal(err)
 	}
-	n := Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(caDER), Root: root.Public(), TLSServerName: "server.anom"}
+	n := Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public(), TLSServerName: "server.anom"}
 	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n, clock: clock}
 }
 

@@ -1,19 +1,15 @@
 package main
 
 import (
+	"anom/internal/tlstest"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -67,28 +63,9 @@ func (n *liveNet) advance(d time.Duration) {
 func newLiveNet(t *testing.T) *liveNet {
 	t.Helper()
 	n := &liveNet{t: t, esc: escrowtest.New(t, 7, 2, 3), token: "archive-token-0123456789abcdef0123456789"}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "anom live CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "anom server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		DNSNames: []string{"server.anom"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	n.pool = x509.NewCertPool()
-	n.pool.AddCert(ca)
-	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}
+	pki := tlstest.New(t, "server.anom", "127.0.0.1")
+	n.caPEM, n.pool = pki.CAPEM(), pki.Pool
+	var err error
 	if n.st, err = pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +73,7 @@ func newLiveNet(t *testing.T) *liveNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: tc, Name: "test.anom", Now: n.now,
+	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: pki.Server, Name: "test.anom", Now: n.now,
 		EscrowPolicy: policy, EscrowKey: n.esc.ServerKey, EscrowServerID: n.esc.ServerID, ArchiveToken: n.token,
 		AlertDir: filepath.Join(t.TempDir(), "alerts")})
 	if err != nil {
@@ -125,7 +102,7 @@ func newLiveNet(t *testing.T) *liveNet {
 	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
 		t.Fatal(err)
 	}
-	n.net = client.Network{Address: n.addr, CAFingerprint: sha256.Sum256(caDER), Root: n.esc.Root.Public(), TLSServerName: "server.anom"}
+	n.net = client.Network{Address: n.addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: n.esc.Root.Public(), TLSServerName: "server.anom"}
 	return n
 }
 

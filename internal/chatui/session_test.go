@@ -1,17 +1,13 @@
 package chatui
 
 import (
+	"anom/internal/tlstest"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,25 +44,8 @@ func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &testNet{t: t, root: root, dist: dist, dir: filepath.Join(t.TempDir(), "store"),
-		tls: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER, caDER}, PrivateKey: srvKey}}, MinVersion: tls.VersionTLS13}}
+	pki := tlstest.New(t, "127.0.0.1")
+	n := &testNet{t: t, root: root, dist: dist, dir: filepath.Join(t.TempDir(), "store"), tls: pki.Server}
 	n.start("127.0.0.1:0", policy)
 	t.Cleanup(func() { n.stop() })
 	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
@@ -76,7 +55,7 @@ func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
 	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
 		t.Fatal(err)
 	}
-	n.net.CAFingerprint = sha256.Sum256(caDER)
+	n.net.CAFingerprint = sha256.Sum256(pki.CADER)
 	n.net.Root = root.Public()
 	return n
 }
