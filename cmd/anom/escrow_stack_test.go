@@ -230,50 +230,7 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("archive open said:\n%s", got)
 	}
 
-	rep := readOpenReport(t, out, len(want))
-	files := map[string]bool{"report.json": true, "report.txt": true}
-	for _, r := range rep.Records {
-		pt, err := os.ReadFile(filepath.Join(out, r.File))
-		if err != nil {
-			t.Fatal(err)
-		}
-		photo, ok := want[string(pt)]
-		if !ok {
-			t.Fatalf("opened a message outside the warrant: %q", pt)
-		}
-		delete(want, string(pt))
-		files[r.File] = true
-		if r.Username != "alice" || strings.Join(r.Custodians, ",") != "A,C" {
-			t.Fatalf("record report %+v", r)
-		}
-		switch {
-		case photo != nil && len(r.Attachments) != 1:
-			t.Fatalf("attachment missing: %+v", r)
-		case photo != nil:
-			got, err := os.ReadFile(filepath.Join(out, r.Attachments[0]))
-			if err != nil || !bytes.Equal(got, photo) {
-				t.Fatalf("attachment differs (%d bytes, want %d): %v", len(got), len(photo), err)
-			}
-			files[r.Attachments[0]] = true
-		case len(r.Attachments) != 0:
-			t.Fatalf("unexpected attachments %v", r.Attachments)
-		}
-	}
-	if len(want) != 0 {
-		t.Fatalf("%d messages in scope were not opened", len(want))
-	}
-	ents, err := os.ReadDir(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if !files[e.Name()] {
-			t.Fatalf("unexpected output file %s", e.Name())
-		}
-	}
-	if len(ents) != len(files) {
-		t.Fatalf("%d output files, want %d", len(ents), len(files))
-	}
+	checkOpened(t, out, want, "alice", "A,C")
 
 	// The transparency report names the warrant and what it opened.
 	txt := runAnom(t, append([]string{"archive", "report"}, archFlags...)...)
