@@ -18,7 +18,7 @@ import (
 func (n *testNet) pairDevice(name, username string, approve func(*identity.PairingRequest)) *device {
 	n.t.Helper()
 	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
-	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.now, KeyPackages: 4,
+	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.Now, KeyPackages: 4,
 		OnEvent: func(e Event) { d.events <- e }}
 	c, err := Create(d.cfg, "1234", "")
 	if err != nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"anom/internal/clocktest"
 	"anom/internal/tlstest"
 	"bytes"
 	"context"
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,19 +26,7 @@ type testNet struct {
 	dist  *identity.DistributorKey
 	srv   *server.Server
 	net   Network
-	clock *shiftClock
-}
-
-// shiftClock is the real clock moved by an offset.
-type shiftClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *shiftClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
+	clock *clocktest.Clock
 }
 
 func newTestNet(t *testing.T) *testNet { return newTestNetWith(t, nil) }
@@ -62,8 +50,8 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &shiftClock{}
-	cfg := server.Config{Store: st, Root: root, TLS: pki.Server, Name: "test.anom", Now: clock.now, SweepInterval: 50 * time.Millisecond}
+	clock := &clocktest.Clock{}
+	cfg := server.Config{Store: st, Root: root, TLS: pki.Server, Name: "test.anom", Now: clock.Now, SweepInterval: 50 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -121,7 +109,7 @@ type device struct {
 func (n *testNet) newDevice(name string) *device {
 	n.t.Helper()
 	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
-	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.now, KeyPackages: 4,
+	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.Now, KeyPackages: 4,
 		OnEvent: func(e Event) { d.events <- e }}
 	c, err := Create(d.cfg, "1234", "0000")
 	if err != nil {
@@ -323,9 +311,7 @@ func TestExpiredSubscription(t *testing.T) {
 
 	// Past the subscription (12 months), the server refuses the device.
 	alice.c.Close()
-	n.clock.mu.Lock()
-	n.clock.off = 400 * 24 * time.Hour
-	n.clock.mu.Unlock()
+	n.clock.Set(400 * 24 * time.Hour)
 	c, err := Open(alice.cfg, "1234")
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +325,7 @@ func TestExpiredSubscription(t *testing.T) {
 func TestAutoWipeWhenUnreachable(t *testing.T) {
 	n := newTestNet(t)
 	d := &device{t: t, name: "dave", events: make(chan Event, 100)}
-	d.cfg = Config{Dir: filepath.Join(t.TempDir(), "dave"), KDF: testKDF, Now: n.clock.now, WipeAfter: 3 * 24 * time.Hour,
+	d.cfg = Config{Dir: filepath.Join(t.TempDir(), "dave"), KDF: testKDF, Now: n.clock.Now, WipeAfter: 3 * 24 * time.Hour,
 		OnEvent: func(e Event) { d.events <- e }}
 	c, err := Create(d.cfg, "1234", "")
 	if err != nil {
@@ -349,18 +335,14 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	n.clock.mu.Lock()
-	n.clock.off = 2 * 24 * time.Hour
-	n.clock.mu.Unlock()
+	n.clock.Set(2 * 24 * time.Hour)
 	if c, err = Open(d.cfg, "1234"); err != nil {
 		t.Fatalf("within the limit: %v", err)
 	}
 	if err := c.CheckOverdue(); err != nil {
 		t.Fatal(err)
 	}
-	n.clock.mu.Lock()
-	n.clock.off = 3*24*time.Hour + time.Minute
-	n.clock.mu.Unlock()
+	n.clock.Set(3*24*time.Hour + time.Minute)
 	if err := c.CheckOverdue(); !errors.Is(err, ErrWiped) {
 		t.Fatalf("overdue device: %v", err)
 	}

@@ -128,9 +128,7 @@ func TestDisappearingTimer(t *testing.T) {
 	}
 	carol.wait(EventJoined)
 
-	n.clock.mu.Lock()
-	n.clock.off += 2 * time.Minute
-	n.clock.mu.Unlock()
+	n.clock.Advance(2 * time.Minute)
 	if err := n.srv.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"anom/internal/clocktest"
 	"anom/internal/tlstest"
 	"bytes"
 	"context"
@@ -14,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,30 +34,17 @@ import (
 // with an escrow policy, whose escrow fixtures (root, custodians, issuer,
 // countersigning key) come from escrowtest.
 type liveNet struct {
-	t      *testing.T
-	esc    *escrowtest.Network
-	dist   *identity.DistributorKey
-	st     *pebble.Store
-	srv    *server.Server
-	addr   string
-	caPEM  []byte
-	pool   *x509.CertPool
-	token  string
-	net    client.Network
-	clockM sync.Mutex
-	off    time.Duration
-}
-
-func (n *liveNet) now() time.Time {
-	n.clockM.Lock()
-	defer n.clockM.Unlock()
-	return time.Now().Add(n.off)
-}
-
-func (n *liveNet) advance(d time.Duration) {
-	n.clockM.Lock()
-	n.off += d
-	n.clockM.Unlock()
+	t     *testing.T
+	esc   *escrowtest.Network
+	dist  *identity.DistributorKey
+	st    *pebble.Store
+	srv   *server.Server
+	addr  string
+	caPEM []byte
+	pool  *x509.CertPool
+	token string
+	net   client.Network
+	clock clocktest.Clock
 }
 
 func newLiveNet(t *testing.T) *liveNet {
@@ -73,7 +60,7 @@ func newLiveNet(t *testing.T) *liveNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: pki.Server, Name: "test.anom", Now: n.now,
+	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: pki.Server, Name: "test.anom", Now: n.clock.Now,
 		EscrowPolicy: policy, EscrowKey: n.esc.ServerKey, EscrowServerID: n.esc.ServerID, ArchiveToken: n.token,
 		AlertDir: filepath.Join(t.TempDir(), "alerts")})
 	if err != nil {
@@ -125,7 +112,7 @@ func (n *liveNet) device(name string) *liveDevice {
 	}
 	d := &liveDevice{events: make(chan client.Event, 10000)}
 	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
-		Now: n.now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "1234", "")
+		Now: n.clock.Now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "1234", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +184,10 @@ func TestEscrowLive(t *testing.T) {
 			want[string(contentBytes(t, c))] = nil
 		}
 	}
-	t0 := n.now()
+	t0 := n.clock.Now()
 	send(alice, "alice before the window", false)
 	send(bob, "bob before the window", false)
-	n.advance(time.Hour)
+	n.clock.Advance(time.Hour)
 	send(alice, "alice in the window", true)
 	photo := make([]byte, 300<<10)
 	rand.Read(photo)
@@ -211,7 +198,7 @@ func TestEscrowLive(t *testing.T) {
 	want[string(contentBytes(t, att))] = photo
 	send(bob, "bob in the window", false)
 	send(alice, "alice again in the window", true)
-	n.advance(time.Hour)
+	n.clock.Advance(time.Hour)
 	send(alice, "alice after the window", false)
 	for range 5 { // alice's messages, each checked by bob
 		bob.wait(t, client.EventMessage)

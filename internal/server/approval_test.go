@@ -72,7 +72,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 	// verify as alice's device.
 	posing := *bob.cert
 	posing.Username = "alice"
-	forged, err := identity.ApproveDevice(bob.priv, &posing, k2.req, n.clock.now())
+	forged, err := identity.ApproveDevice(bob.priv, &posing, k2.req, n.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 		t.Fatalf("activating with bob's approval: %v", r.GetError())
 	}
 	// An approval by alice, sent by bob's session, is refused too.
-	a2, err := identity.ApproveDevice(alice.priv, alice.cert, k2.req, n.clock.now())
+	a2, err := identity.ApproveDevice(alice.priv, alice.cert, k2.req, n.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 
 	// An approval carried with the activation, by the second device.
 	k3 := pairing(t, "alice")
-	a3, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k3.req, n.clock.now())
+	a3, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k3.req, n.clock.Now())
 	if r, _ := n.tryActivate("alice", k3, a3.Encode()); r.GetError() != nil {
 		t.Fatalf("carried approval: %v", r.GetError())
 	}
@@ -143,12 +143,12 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 	if r, _ := n.tryActivate("alice", k4, a3.Encode()); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
 		t.Fatalf("approval of another key: %v", r.GetError())
 	}
-	stale, _ := identity.ApproveDevice(alice.priv, alice.cert, k4.req, n.clock.now().Add(-25*time.Hour))
+	stale, _ := identity.ApproveDevice(alice.priv, alice.cert, k4.req, n.clock.Now().Add(-25*time.Hour))
 	if r, _ := n.tryActivate("alice", k4, stale.Encode()); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
 		t.Fatalf("stale approval: %v", r.GetError())
 	}
-	byAlice2, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k4.req, n.clock.now())
-	if err := n.srv.Revoke(ctx, n.root.SignRevocation(alice2.cert.DeviceID, n.clock.now())); err != nil {
+	byAlice2, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k4.req, n.clock.Now())
+	if err := n.srv.Revoke(ctx, n.root.SignRevocation(alice2.cert.DeviceID, n.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := n.tryActivate("alice", k4, byAlice2.Encode()); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
@@ -156,7 +156,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 	}
 
 	// The admin approves through the spool.
-	adm, err := n.root.ApproveDevice(k4.req, n.clock.now())
+	adm, err := n.root.ApproveDevice(k4.req, n.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 	}
 	// A device approval cannot come through the admin path.
 	k5 := pairing(t, "alice")
-	a5, _ := identity.ApproveDevice(alice.priv, alice.cert, k5.req, n.clock.now())
+	a5, _ := identity.ApproveDevice(alice.priv, alice.cert, k5.req, n.clock.Now())
 	if err := n.srv.ApproveDevice(ctx, a5); err == nil {
 		t.Fatal("a device's approval accepted as the admin's")
 	}
@@ -186,7 +186,7 @@ func TestApprovedActivationSurvivesRestart(t *testing.T) {
 	n := newNetwork(t, nil)
 	alice := n.activate("alice", n.codes(1, 1)[0])
 	k2 := pairing(t, "alice")
-	a2, _ := identity.ApproveDevice(alice.priv, alice.cert, k2.req, n.clock.now())
+	a2, _ := identity.ApproveDevice(alice.priv, alice.cert, k2.req, n.clock.Now())
 	r, alice2 := n.tryActivate("alice", k2, a2.Encode())
 	if r.GetError() != nil {
 		t.Fatal(r.GetError())

@@ -95,7 +95,7 @@ func BenchmarkActivate(b *testing.B) {
 	}
 	var codes []identity.ActivationCode
 	for len(codes) < b.N {
-		batch := &identity.CodeBatch{Distributor: "bench", Months: 1, Expires: n.clock.now().Add(24 * time.Hour)}
+		batch := &identity.CodeBatch{Distributor: "bench", Months: 1, Expires: n.clock.Now().Add(24 * time.Hour)}
 		for range min(1000, b.N-len(codes)) {
 			c, _ := identity.NewActivationCode(rand.Reader)
 			codes = append(codes, c)

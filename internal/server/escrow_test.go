@@ -155,7 +155,7 @@ func TestEscrowSend(t *testing.T) {
 	n := escrowNetwork(t)
 	g := gid("escrow")
 	alice, bob := setupGroup(t, n, g)
-	now := n.clock.now()
+	now := n.clock.Now()
 
 	// Without a record: refused.
 	msg, rec := sealed(t, n, alice, []byte("hello bob"), now)
@@ -296,7 +296,7 @@ func TestEscrowBlobsAndArchivePull(t *testing.T) {
 		t.Fatalf("pulled %+v %v", items, err)
 	}
 	// Past its TTL but not yet archived: kept.
-	n.clock.advance(2 * time.Hour)
+	n.clock.Advance(2 * time.Hour)
 	if err := n.srv.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestEscrowServerHoldsNoPlaintext(t *testing.T) {
 		if i%2 == 1 {
 			m = bob
 		}
-		msg, rec := sealed(t, n, m, pt, n.clock.now())
+		msg, rec := sealed(t, n, m, pt, n.clock.Now())
 		m.must(sendRecord(g, msg, signRec(t, rec, m.priv)))
 		other := bob
 		if m == bob {
@@ -424,7 +424,7 @@ func TestEscrowSlotClaimsSwept(t *testing.T) {
 	ctx := context.Background()
 	g := gid("slots")
 	alice, bob := setupGroup(t, n, g)
-	now := n.clock.now()
+	now := n.clock.Now()
 	var old []*anomv1.Frame
 	for i := range 3 {
 		msg, rec := sealed(t, n, alice, fmt.Appendf(nil, "message %d", i), now)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"anom/internal/clocktest"
 	"anom/internal/tlstest"
 	"context"
 	"crypto/ed25519"
@@ -32,28 +33,11 @@ type network struct {
 	dist    *identity.DistributorKey
 	tlsConf *tls.Config
 	pool    *x509.CertPool
-	clock   *fakeClock
+	clock   *clocktest.Clock
 	srv     *Server
 	addr    string
 	stop    func()
 	cfg     Config
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
 }
 
 func testTLS(t testing.TB) (*tls.Config, *x509.CertPool) {
@@ -70,8 +54,8 @@ func newNetwork(t testing.TB, mod func(*Config)) *network {
 	}
 	dist, _ := identity.GenerateDistributorKey(rand.Reader)
 	tc, pool := testTLS(t)
-	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &fakeClock{}}
-	n.cfg = Config{Root: root, TLS: tc, Name: "test.anom", Now: n.clock.now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
+	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}}
+	n.cfg = Config{Root: root, TLS: tc, Name: "test.anom", Now: n.clock.Now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
 	if mod != nil {
 		mod(&n.cfg)
 	}
@@ -130,7 +114,7 @@ func (n *network) restart() {
 // codes issues activation codes through the distributor.
 func (n *network) codes(count, months int) []identity.ActivationCode {
 	n.t.Helper()
-	b := &identity.CodeBatch{Distributor: "shop", Months: uint8(months), Expires: n.clock.now().Add(24 * time.Hour)}
+	b := &identity.CodeBatch{Distributor: "shop", Months: uint8(months), Expires: n.clock.Now().Add(24 * time.Hour)}
 	var out []identity.ActivationCode
 	for range count {
 		c, _ := identity.NewActivationCode(rand.Reader)
@@ -276,13 +260,13 @@ type member struct {
 }
 
 func (c *client) mlsConfig(n *network) mls.Config {
-	return mls.Config{ValidateCredential: identity.NewCredentialValidator(identity.ValidatorConfig{Root: n.root.Public(), Now: n.clock.now})}
+	return mls.Config{ValidateCredential: identity.NewCredentialValidator(identity.ValidatorConfig{Root: n.root.Public(), Now: n.clock.Now})}
 }
 
 func (c *client) keyPackage(n *network) *mls.KeyPackageBundle {
 	c.t.Helper()
 	suite, _ := mls.Suite(1)
-	kp, err := mls.NewKeyPackage(suite, c.cert.Credential(), mls.SignaturePrivateKey(c.priv.Seed()), mls.KeyPackageOptions{}, rand.Reader, n.clock.now())
+	kp, err := mls.NewKeyPackage(suite, c.cert.Credential(), mls.SignaturePrivateKey(c.priv.Seed()), mls.KeyPackageOptions{}, rand.Reader, n.clock.Now())
 	if err != nil {
 		c.t.Fatal(err)
 	}

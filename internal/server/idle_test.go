@@ -108,7 +108,7 @@ func TestIdleSessionHoldsNoRateLimits(t *testing.T) {
 	waitIdle()
 	// Refilled (an hour later at 0.001/s is 3.6 tokens): forgotten by the
 	// sweep, and a request passes.
-	n.clock.advance(time.Hour)
+	n.clock.Advance(time.Hour)
 	deadline := time.Now().Add(3 * time.Second)
 	for n.srv.rates.len() != 0 {
 		if time.Now().After(deadline) {

@@ -66,7 +66,7 @@ func TestRemovedMemberForgottenAfterRetention(t *testing.T) {
 	ctx := context.Background()
 	pr, _ := alice.group.Commit(mls.CommitOptions{Remove: []mls.LeafIndex{1}})
 	alice.must(send(g, pr.Commit, nil))
-	n.clock.advance(31 * 24 * time.Hour)
+	n.clock.Advance(31 * 24 * time.Hour)
 	if err := n.srv.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestGroupTimerRetention(t *testing.T) {
 	if info, _ := n.srv.st.Info(ctx, gh); info.First != 1 {
 		t.Fatalf("trimmed within the timer: first = %d", info.First)
 	}
-	n.clock.advance(2 * time.Minute)
+	n.clock.Advance(2 * time.Minute)
 	if err := n.srv.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

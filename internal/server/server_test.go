@@ -368,7 +368,7 @@ func TestRevocationAndExpiry(t *testing.T) {
 	alice, bob := setupGroup(t, n, g)
 	// Revoking Bob cuts his session within a second.
 	start := time.Now()
-	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(bob.cert.DeviceID, n.clock.now())); err != nil {
+	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(bob.cert.DeviceID, n.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -391,7 +391,7 @@ func TestRevocationAndExpiry(t *testing.T) {
 
 	// Expiry: codes of one month; two months later Alice is cut and
 	// refused.
-	n.clock.advance(62 * 24 * time.Hour)
+	n.clock.Advance(62 * 24 * time.Hour)
 	select {
 	case <-alice.closed:
 	case <-time.After(2 * time.Second):
@@ -406,7 +406,7 @@ func TestWipe(t *testing.T) {
 	spool := t.TempDir()
 	n := newNetwork(t, func(c *Config) { c.SpoolDir = spool })
 	alice := n.activate("alice", n.codes(1, 1)[0])
-	w, err := n.root.SignWipeCommand(alice.cert.DeviceID, n.clock.now(), rand.Reader)
+	w, err := n.root.SignWipeCommand(alice.cert.DeviceID, n.clock.Now(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +478,7 @@ func TestBlobs(t *testing.T) {
 		t.Fatalf("get: %d, %d bytes", st, len(got))
 	}
 	// After the TTL the token is dead and the blob swept.
-	n.clock.advance(31 * 24 * time.Hour)
+	n.clock.Advance(31 * 24 * time.Hour)
 	if st, _ := do("GET", grant.GetToken, nil); st != http.StatusForbidden {
 		t.Fatalf("get after expiry: %d", st)
 	}
@@ -547,7 +547,7 @@ func TestTrimAfterAcks(t *testing.T) {
 		t.Fatalf("after acks: first = %d, want %d", info.First, last)
 	}
 	// Retention drops everything older than 30 days.
-	n.clock.advance(31 * 24 * time.Hour)
+	n.clock.Advance(31 * 24 * time.Hour)
 	if err := n.srv.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
