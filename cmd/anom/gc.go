@@ -30,24 +30,40 @@ const (
 	gcTunePeriod = time.Second
 )
 
-// tuneGC runs the policy above until ctx ends; it does nothing if GOGC is
-// set.
-func tuneGC(ctx context.Context) {
-	if _, set := os.LookupEnv("GOGC"); set {
+// tuneCollector keeps the collector's settings until ctx ends: GOGC by
+// the policy above unless GOGC is set in the environment, and, if
+// autoLimit, the automatic memory limit (memlimit.go) for the live heap
+// and the GOGC in force. One reading of the runtime's metrics every
+// gcTunePeriod serves both.
+func tuneCollector(ctx context.Context, autoLimit bool) {
+	_, gogcSet := os.LookupEnv("GOGC")
+	if gogcSet && !autoLimit {
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	current := 100
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
+	percent, limit := 100, int64(-1)
 	t := time.NewTicker(gcTunePeriod)
 	defer t.Stop()
 	for {
 		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			p := gcPercent(sample[0].Value.Uint64())
-			// Small changes are not worth a new heap goal.
-			if p*10 < current*9 || p*10 > current*11 {
-				debug.SetGCPercent(p)
-				current = p
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
+			live := sample[0].Value.Uint64()
+			gogc := int64(sample[1].Value.Uint64()) // -1 (off) reads as 2^64-1
+			if !gogcSet {
+				// Small changes are not worth a new heap goal.
+				if p := gcPercent(live); p*10 < percent*9 || p*10 > percent*11 {
+					debug.SetGCPercent(p)
+					percent = p
+				}
+				gogc = int64(percent)
+			}
+			if autoLimit {
+				// Nor are changes of the limit under 1/32.
+				l := autoMemoryLimit(live, gogc)
+				if d := l - limit; limit < 0 || d > limit/32 || -d > limit/32 {
+					debug.SetMemoryLimit(l)
+					limit = l
+				}
 			}
 		}
 		select {

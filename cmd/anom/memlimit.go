@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
 	"runtime/debug"
-	"runtime/metrics"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The server's memory limit.
@@ -30,7 +27,7 @@ import (
 // Without one, anom server keeps a limit of its own just above the heap
 // goal its GOGC allows: the larger of autoLimitFloor and the goal (live
 // heap times 1 + GOGC/100) plus autoLimitMargin, re-decided every
-// autoLimitPeriod. The margin covers the runtime's memory outside the
+// gcTunePeriod (gc.go). The margin covers the runtime's memory outside the
 // heap (stacks, its own metadata), so this limit never makes a
 // collection come sooner than GOGC would, and costs no latency; what it
 // changes is that memory above it goes back to the system promptly. With
@@ -40,11 +37,10 @@ import (
 const (
 	autoLimitFloor  = 768 << 20
 	autoLimitMargin = 128 << 20
-	autoLimitPeriod = time.Second
 )
 
 // autoMemoryLimit is the automatic limit for a live heap and GOGC
-// percent (negative: off, no limit).
+// percent (negative: off, no limit). tuneCollector (gc.go) keeps it.
 func autoMemoryLimit(live uint64, gogc int64) int64 {
 	if gogc < 0 {
 		return math.MaxInt64
@@ -52,31 +48,6 @@ func autoMemoryLimit(live uint64, gogc int64) int64 {
 	g := uint64(gogc)
 	goal := live + live/100*g + live%100*g/100
 	return max(autoLimitFloor, int64(min(goal, math.MaxInt64/2))+autoLimitMargin)
-}
-
-// tuneMemoryLimit keeps the automatic limit until ctx ends.
-func tuneMemoryLimit(ctx context.Context) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
-	current := int64(-1)
-	t := time.NewTicker(autoLimitPeriod)
-	defer t.Stop()
-	for {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
-			gogc := int64(sample[1].Value.Uint64()) // -1 (off) reads as 2^64-1
-			l := autoMemoryLimit(sample[0].Value.Uint64(), gogc)
-			// Changes under 1/32 are not worth a new goal.
-			if d := l - current; current < 0 || d > current/32 || -d > current/32 {
-				debug.SetMemoryLimit(l)
-				current = l
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // byteUnits are the suffixes GOMEMLIMIT accepts.
@@ -108,7 +79,7 @@ func parseByteSize(s string) (int64, error) {
 // applyMemoryLimit sets the process's soft memory limit from a
 // --memory-limit value: a size, "off" for none, or "" for GOMEMLIMIT if
 // set, else the automatic limit (auto is then true: the caller runs
-// tuneMemoryLimit). It returns a line saying what is in force.
+// tuneCollector). It returns a line saying what is in force.
 func applyMemoryLimit(flagValue string) (settings string, auto bool, err error) {
 	switch {
 	case flagValue == "off":

@@ -106,10 +106,7 @@ func runServer(ctx context.Context, args []string) error {
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
 			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
 	}
-	go tuneGC(ctx)
-	if autoLimit {
-		go tuneMemoryLimit(ctx)
-	}
+	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
 }
 
