@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"path/filepath"
@@ -12,36 +11,15 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/internal/escrowtest"
 	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/mls"
 )
 
-// escrowPolicy deals a 2-of-3 escrow key and signs its policy with root.
-func escrowPolicy(t testing.TB, root ed25519.PrivateKey) []byte {
-	t.Helper()
-	d, err := escrow.Deal(rand.Reader, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &escrow.Policy{Version: 1, EscrowKey: d.PublicKey, Threshold: 2, Created: time.Now()}
-	for i, sh := range d.Shares {
-		pub, _, _ := ed25519.GenerateKey(rand.Reader)
-		p.Custodians = append(p.Custodians, escrow.Custodian{Name: string(rune('A' + i)), Key: pub, Index: sh.Index, VerificationShare: d.VerificationShares[i]})
-	}
-	ipub, _, _ := ed25519.GenerateKey(rand.Reader)
-	p.Issuers = []escrow.Issuer{{Name: "Court", Key: ipub}}
-	sp, err := escrow.SignPolicy(p, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := sp.MarshalBinary()
-	return b
-}
-
 func newEscrowNet(t *testing.T) *testNet {
 	return newTestNetWith(t, func(c *server.Config) {
-		c.EscrowPolicy = escrowPolicy(t, c.Root.Signer())
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, c.Root.Signer(), 1)
 		c.EscrowServerID = "server-1"
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
 	})
@@ -186,7 +164,7 @@ func BenchmarkSendEscrowOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sp, err := escrow.ParseSignedPolicy(escrowPolicy(b, root.Signer()))
+	sp, err := escrow.ParseSignedPolicy(escrowtest.SignedPolicy(b, root.Signer(), 1))
 	if err != nil {
 		b.Fatal(err)
 	}

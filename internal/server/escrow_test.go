@@ -18,6 +18,7 @@ import (
 
 	"anom/escrow"
 	"anom/internal/archive"
+	"anom/internal/escrowtest"
 	"anom/internal/store"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
@@ -25,34 +26,9 @@ import (
 	anomv1 "anom/proto/anom/v1"
 )
 
-// testPolicy deals a 2-of-3 escrow key and signs its policy with root.
-func testPolicy(t testing.TB, root ed25519.PrivateKey, version uint32) []byte {
-	t.Helper()
-	d, err := escrow.Deal(rand.Reader, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &escrow.Policy{Version: version, EscrowKey: d.PublicKey, Threshold: 2, Created: time.Now()}
-	for i, sh := range d.Shares {
-		pub, _, _ := ed25519.GenerateKey(rand.Reader)
-		p.Custodians = append(p.Custodians, escrow.Custodian{Name: string(rune('A' + i)), Key: pub, Index: sh.Index, VerificationShare: d.VerificationShares[i]})
-	}
-	ipub, _, _ := ed25519.GenerateKey(rand.Reader)
-	p.Issuers = []escrow.Issuer{{Name: "Court", Key: ipub}}
-	sp, err := escrow.SignPolicy(p, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := sp.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func escrowNetwork(t *testing.T) *network {
 	return newNetwork(t, func(c *Config) {
-		c.EscrowPolicy = testPolicy(t, c.Root.Signer(), 1)
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, c.Root.Signer(), 1)
 		c.EscrowServerID = "server-1"
 		c.ArchiveToken = "archive-secret"
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
@@ -138,12 +114,12 @@ func TestEscrowPolicyLogged(t *testing.T) {
 	// A new policy with the same version is refused at start; a higher
 	// version is logged.
 	n.stop()
-	n.cfg.EscrowPolicy = testPolicy(t, n.root.Signer(), 1)
+	n.cfg.EscrowPolicy = escrowtest.SignedPolicy(t, n.root.Signer(), 1)
 	cfg := n.cfg
 	if _, err := newServerOnly(t, n, cfg); err == nil || !strings.Contains(err.Error(), "not above") {
 		t.Fatalf("same-version policy accepted: %v", err)
 	}
-	n.cfg.EscrowPolicy = testPolicy(t, n.root.Signer(), 2)
+	n.cfg.EscrowPolicy = escrowtest.SignedPolicy(t, n.root.Signer(), 2)
 	n.start()
 	c, _ = n.connect(c)
 	if again := check(); again == idx {
