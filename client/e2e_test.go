@@ -2,13 +2,13 @@ package client
 
 import (
 	"anom/internal/clocktest"
+	"anom/internal/servertest"
 	"anom/internal/tlstest"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,7 +23,7 @@ import (
 type testNet struct {
 	t     *testing.T
 	root  *identity.RootKey
-	dist  *identity.DistributorKey
+	dist  *servertest.Distributor
 	srv   *server.Server
 	net   Network
 	clock *clocktest.Clock
@@ -36,10 +36,6 @@ func newTestNet(t *testing.T) *testNet { return newTestNetWith(t, nil) }
 func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dist, err := identity.GenerateDistributorKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,42 +55,15 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		st.Close()
-	})
-	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
-	if err := root.SignDistributorCertificate(dc); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.AddDistributor(context.Background(), dc); err != nil {
-		t.Fatal(err)
-	}
-	n := Network{Address: l.Addr().String(), CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public(), TLSServerName: "server.anom"}
+	addr, _ := servertest.Serve(t, srv, st, "127.0.0.1:0")
+	dist := servertest.AddDistributor(t, srv, root)
+	n := Network{Address: addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public(), TLSServerName: "server.anom"}
 	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n, clock: clock}
 }
 
 func (n *testNet) code(months int) string {
 	n.t.Helper()
-	c, _ := identity.NewActivationCode(rand.Reader)
-	b := &identity.CodeBatch{Distributor: "shop", Months: uint8(months), Expires: time.Now().Add(24 * time.Hour), Hashes: [][identity.CodeHashSize]byte{c.Hash()}}
-	if err := n.dist.SignCodeBatch(b); err != nil {
-		n.t.Fatal(err)
-	}
-	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
-		n.t.Fatal(err)
-	}
-	return c.String()
+	return n.dist.Code(n.t, n.srv, months, 24*time.Hour).String()
 }
 
 // device is a test user's client with its events.

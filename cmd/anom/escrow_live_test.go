@@ -2,6 +2,7 @@ package main
 
 import (
 	"anom/internal/clocktest"
+	"anom/internal/servertest"
 	"anom/internal/tlstest"
 	"bytes"
 	"context"
@@ -11,7 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,7 +24,6 @@ import (
 	"anom/internal/archive"
 	"anom/internal/custodian"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/store"
 	"anom/internal/store/pebble"
@@ -36,7 +35,7 @@ import (
 type liveNet struct {
 	t     *testing.T
 	esc   *escrowtest.Network
-	dist  *identity.DistributorKey
+	dist  *servertest.Distributor
 	st    *pebble.Store
 	srv   *server.Server
 	addr  string
@@ -66,29 +65,8 @@ func newLiveNet(t *testing.T) *liveNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		n.st.Close()
-	})
-	n.addr = l.Addr().String()
-	n.dist, _ = identity.GenerateDistributorKey(rand.Reader)
-	dc := &identity.DistributorCertificate{Name: "shop", Key: n.dist.Public(), Quota: 100}
-	if err := n.esc.Root.SignDistributorCertificate(dc); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
-		t.Fatal(err)
-	}
+	n.addr, _ = servertest.Serve(t, n.srv, n.st, "127.0.0.1:0")
+	n.dist = servertest.AddDistributor(t, n.srv, n.esc.Root)
 	n.net = client.Network{Address: n.addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: n.esc.Root.Public(), TLSServerName: "server.anom"}
 	return n
 }
@@ -102,14 +80,7 @@ type liveDevice struct {
 func (n *liveNet) device(name string) *liveDevice {
 	t := n.t
 	t.Helper()
-	code, _ := identity.NewActivationCode(rand.Reader)
-	b := &identity.CodeBatch{Distributor: "shop", Months: 12, Expires: time.Now().Add(24 * time.Hour), Hashes: [][identity.CodeHashSize]byte{code.Hash()}}
-	if err := n.dist.SignCodeBatch(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
+	code := n.dist.Code(t, n.srv, 12, 24*time.Hour)
 	d := &liveDevice{events: make(chan client.Event, 10000)}
 	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
 		Now: n.clock.Now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "1234", "")

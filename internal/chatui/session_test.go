@@ -1,6 +1,7 @@
 package chatui
 
 import (
+	"anom/internal/servertest"
 	"anom/internal/tlstest"
 	"bytes"
 	"context"
@@ -8,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +29,7 @@ import (
 type testNet struct {
 	t    *testing.T
 	root *identity.RootKey
-	dist *identity.DistributorKey
+	dist *servertest.Distributor
 	srv  *server.Server
 	net  client.Network
 
@@ -40,21 +40,10 @@ type testNet struct {
 
 func newTestNet(t *testing.T, root *identity.RootKey, policy []byte) *testNet {
 	t.Helper()
-	dist, err := identity.GenerateDistributorKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pki := tlstest.New(t, "127.0.0.1")
-	n := &testNet{t: t, root: root, dist: dist, dir: filepath.Join(t.TempDir(), "store"), tls: pki.Server}
+	n := &testNet{t: t, root: root, dir: filepath.Join(t.TempDir(), "store"), tls: pki.Server}
 	n.start("127.0.0.1:0", policy)
-	t.Cleanup(func() { n.stop() })
-	dc := &identity.DistributorCertificate{Name: "shop", Key: dist.Public(), Quota: 100}
-	if err := root.SignDistributorCertificate(dc); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.AddDistributor(context.Background(), dc); err != nil {
-		t.Fatal(err)
-	}
+	n.dist = servertest.AddDistributor(t, n.srv, root)
 	n.net.CAFingerprint = sha256.Sum256(pki.CADER)
 	n.net.Root = root.Public()
 	return n
@@ -73,26 +62,8 @@ func (n *testNet) start(addr string, policy []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	n.srv, n.net.Address = srv, l.Addr().String()
-	stopped := false
-	n.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		st.Close()
-	}
+	n.srv = srv
+	n.net.Address, n.stop = servertest.Serve(t, srv, st, addr)
 }
 
 // restart stops the server and runs it again on the same store and
@@ -105,15 +76,7 @@ func (n *testNet) restart(policy []byte) {
 
 func (n *testNet) code() string {
 	n.t.Helper()
-	c, _ := identity.NewActivationCode(rand.Reader)
-	b := &identity.CodeBatch{Distributor: "shop", Months: 12, Expires: time.Now().Add(time.Hour), Hashes: [][identity.CodeHashSize]byte{c.Hash()}}
-	if err := n.dist.SignCodeBatch(b); err != nil {
-		n.t.Fatal(err)
-	}
-	if err := n.srv.ImportCodes(context.Background(), b); err != nil {
-		n.t.Fatal(err)
-	}
-	return c.String()
+	return n.dist.Code(n.t, n.srv, 12, time.Hour).String()
 }
 
 // lockedBuffer is the screen of a session.
