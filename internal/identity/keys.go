@@ -85,4 +85,5 @@ const (
 	labelAuthResponse = "anom/v1 device authentication"
 	labelApproval     = "anom/v1 device approval"
 	labelPairing      = "anom/v1 pairing fingerprint"
+	labelOnlineKey    = "anom/v1 online key certificate"
 )
