@@ -165,7 +165,7 @@ func TestGhostDeviceAlert(t *testing.T) {
 	alice2.c.Close()
 
 	ghost := n.pairDevice("ghost", "alice", func(req *identity.PairingRequest) {
-		a, err := n.root.ApproveDevice(req, time.Now())
+		a, err := n.dir.ApproveDevice(req, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,11 +35,11 @@ func runAdminApprove(ctx context.Context, args []string) error {
 		return err
 	}
 	d := dataDir(*data)
-	root, err := d.rootKey()
+	dir, err := d.directorySigner()
 	if err != nil {
 		return err
 	}
-	a, err := root.ApproveDevice(req, time.Now())
+	a, err := dir.ApproveDevice(req, time.Now())
 	if err != nil {
 		return err
 	}

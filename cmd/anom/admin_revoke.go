@@ -35,11 +35,11 @@ func runAdminRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	root, err := d.rootKey()
+	dir, err := d.directorySigner()
 	if err != nil {
 		return err
 	}
-	r := root.SignRevocation(id, time.Now())
+	r := dir.SignRevocation(id, time.Now())
 	if err := d.handToServer(server.SpoolRevocation, r.Encode()); err != nil {
 		return err
 	}
@@ -52,11 +52,11 @@ func runAdminWipe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	root, err := d.rootKey()
+	dir, err := d.directorySigner()
 	if err != nil {
 		return err
 	}
-	w, err := root.SignWipeCommand(id, time.Now(), rand.Reader)
+	w, err := dir.SignWipeCommand(id, time.Now(), rand.Reader)
 	if err != nil {
 		return err
 	}

@@ -37,9 +37,36 @@ func runArchive(ctx context.Context, args []string) error {
 	data := fs.String("data", "archive-data", "data directory")
 	policy := fs.String("policy", "", "signed escrow policy file (required)")
 	rootPub := fs.String("root", "", "network root public key file, root.pub (required)")
-	var serverKeys listFlag
-	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable); records not countersigned by one are rejected")
-	open := func() (*archive.Archive, func(), error) {
+	source := fs.String("source", "", "URL of the escrow source, the server (serve: its outbox; open: its transparency-log proofs)")
+	sourceCA := fs.String("source-ca", "", "PEM CA to trust for an https source (default: system roots)")
+	sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
+	// src is the server as the archive reaches it, once flags are parsed.
+	src := func() (*archive.HTTPSource, error) {
+		if *source == "" {
+			return nil, fmt.Errorf("--source is required")
+		}
+		hc := &http.Client{Timeout: time.Minute}
+		if *sourceCA != "" {
+			b, err := os.ReadFile(*sourceCA)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("%s: no certificate", *sourceCA)
+			}
+			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
+		}
+		if *sourceToken != "" {
+			b, err := os.ReadFile(*sourceToken)
+			if err != nil {
+				return nil, err
+			}
+			hc.Transport = bearerTransport{token: strings.TrimSpace(string(b)), base: hc.Transport}
+		}
+		return &archive.HTTPSource{URL: *source, Client: hc}, nil
+	}
+	open := func(log archive.LogProver) (*archive.Archive, func(), error) {
 		if *policy == "" || *rootPub == "" {
 			return nil, nil, fmt.Errorf("--policy and --root are required")
 		}
@@ -51,10 +78,6 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		sk, err := parseServerKeys(serverKeys)
-		if err != nil {
-			return nil, nil, err
-		}
 		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return nil, nil, err
 		}
@@ -62,7 +85,7 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk,
+		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, Log: log,
 			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 		if err != nil {
 			st.Close()
@@ -72,43 +95,22 @@ func runArchive(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "serve":
-		source := fs.String("source", "", "URL of the escrow source (the server's outbox) (required)")
-		sourceCA := fs.String("source-ca", "", "PEM CA to trust for an https source (default: system roots)")
-		sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
 		poll := fs.Duration("poll", time.Second, "wait between empty pulls")
 		batch := fs.Int("batch", 500, "items per pull")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if *source == "" {
-			return fmt.Errorf("--source is required")
+		s, err := src()
+		if err != nil {
+			return err
 		}
-		hc := &http.Client{Timeout: time.Minute}
-		if *sourceCA != "" {
-			b, err := os.ReadFile(*sourceCA)
-			if err != nil {
-				return err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(b) {
-				return fmt.Errorf("%s: no certificate", *sourceCA)
-			}
-			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
-		}
-		if *sourceToken != "" {
-			b, err := os.ReadFile(*sourceToken)
-			if err != nil {
-				return err
-			}
-			hc.Transport = bearerTransport{token: strings.TrimSpace(string(b)), base: hc.Transport}
-		}
-		a, closeFn, err := open()
+		a, closeFn, err := open(s)
 		if err != nil {
 			return err
 		}
 		defer closeFn()
 		fmt.Printf("archive ingesting from %s, cursor %d\n", *source, a.Cursor())
-		err = a.Ingest(ctx, &archive.HTTPSource{URL: *source, Client: hc}, archive.IngestOptions{Batch: *batch, Poll: *poll})
+		err = a.Ingest(ctx, s, archive.IngestOptions{Batch: *batch, Poll: *poll})
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -141,7 +143,11 @@ func runArchive(ctx context.Context, args []string) error {
 			}
 			endpoints = append(endpoints, ep)
 		}
-		a, closeFn, err := open()
+		s, err := src()
+		if err != nil {
+			return fmt.Errorf("%w: open asks the server for the log proofs custodians require", err)
+		}
+		a, closeFn, err := open(s)
 		if err != nil {
 			return err
 		}
@@ -170,7 +176,7 @@ func runArchive(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		a, closeFn, err := open()
+		a, closeFn, err := open(nil)
 		if err != nil {
 			return err
 		}

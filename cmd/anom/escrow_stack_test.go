@@ -56,7 +56,6 @@ func TestEscrowFullStack(t *testing.T) {
 	if len(codes) != 3 {
 		t.Fatalf("issued %q, want 3 codes", codes)
 	}
-	serverKey := strings.TrimSpace(runAnom(t, "admin", "escrow", "server-key", "--data", data))
 
 	// The server, its own process.
 	addr := freeAddr(t)
@@ -180,7 +179,7 @@ func TestEscrowFullStack(t *testing.T) {
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		cmd, line := startAnom(t, "custodian", "--share", d.path("escrow", name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey)
+			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name))
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)
@@ -191,9 +190,9 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The archive ingests from the server over HTTPS until the outbox is
 	// empty (Pull serves only what the archive has not acknowledged).
-	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", serverKey}
-	serve, _ := startAnom(t, append([]string{"archive", "serve", "--source", "https://" + addr, "--source-ca", d.path("ca.crt"),
-		"--source-token", d.path("archive.token"), "--poll", "20ms", "--batch", "5"}, archFlags...)...)
+	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"),
+		"--source", "https://" + addr, "--source-ca", d.path("ca.crt"), "--source-token", d.path("archive.token")}
+	serve, _ := startAnom(t, append([]string{"archive", "serve", "--poll", "20ms", "--batch", "5"}, archFlags...)...)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		left, err := outbox.Pull(ctx, 0, 1)
 		if err != nil {

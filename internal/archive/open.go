@@ -104,6 +104,7 @@ type candidate struct {
 	rec      *escrow.ServerRecord
 	username string
 	certs    []*identity.DeviceCertificate
+	logged   []logRef // the certificates' log entries
 }
 
 // Open opens every archived record in the warrant's scope and time range:
@@ -117,6 +118,9 @@ type candidate struct {
 func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians []custodian.Endpoint, outDir string, opts OpenOptions) (*OpenReport, error) {
 	if opts.Chunk <= 0 || opts.Chunk > escrow.MaxRequestRecords {
 		opts.Chunk = DefaultChunk
+	}
+	if a.cfg.Log == nil {
+		return nil, errors.New("opening warrant: no log prover configured (Config.Log)")
 	}
 	now := a.cfg.Now()
 	w := sw.Warrant
@@ -148,6 +152,15 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 		defer clients[i].Close()
 		rep.Custodians = append(rep.Custodians, CustodianResult{Endpoint: ep.String()})
 	}
+	// The size of the tree head each custodian tracks, for its
+	// consistency proof; a custodian that does not say is asked from 0
+	// (and refuses if it tracks a head: it is unavailable anyway).
+	tracked := make([]uint64, len(clients))
+	for i, c := range clients {
+		if n, err := c.TrackedSize(ctx); err == nil {
+			tracked[i] = n
+		}
+	}
 	// The custodians work on the next chunk while this one is written out.
 	type opened struct {
 		chunk []candidate
@@ -162,7 +175,7 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 		defer close(results)
 		for start := 0; start < len(cands) && pctx.Err() == nil; start += opts.Chunk {
 			chunk := cands[start:min(start+opts.Chunk, len(cands))]
-			pts, used, err := a.openChunk(pctx, sw, chunk, clients, rep)
+			pts, used, err := a.openChunk(pctx, sw, chunk, clients, tracked, rep)
 			results <- opened{chunk, pts, used, err}
 		}
 	}()
@@ -246,7 +259,11 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 		if !escrow.Covers(w, sr, user) {
 			continue
 		}
-		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs})
+		refs, err := a.certificateRefs(ctx, m.SenderDevice)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs, logged: refs})
 	}
 	return out, nil
 }
@@ -259,16 +276,29 @@ type answer struct {
 
 // openChunk asks every custodian about one chunk and combines k valid
 // answers. It returns the plaintexts and the names of the custodians used.
-func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk []candidate, clients []*custodian.Client, rep *OpenReport) ([][]byte, []string, error) {
+func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk []candidate, clients []*custodian.Client, tracked []uint64, rep *OpenReport) ([][]byte, []string, error) {
 	env := &custodian.Envelope{Request: &escrow.Request{Warrant: sw}}
-	seenDev := map[string]bool{}
+	seenDev, seenServer := map[string]bool{}, map[string]bool{}
+	var refs []logRef
 	for _, c := range chunk {
 		env.Request.Records = append(env.Request.Records, c.rec)
 		dev := string(c.rec.Signed.Record.Metadata.SenderDevice)
 		if !seenDev[dev] {
 			seenDev[dev] = true
-			env.Certificates = append(env.Certificates, c.certs...)
+			refs = append(refs, c.logged...)
 		}
+		if id := string(c.rec.ServerID); !seenServer[id] {
+			seenServer[id] = true
+			lk, err := a.loggedKey(ctx, id)
+			if err != nil {
+				return nil, nil, err
+			}
+			refs = append(refs, logRef{index: lk.index, entry: lk.entry})
+		}
+	}
+	envs, err := a.withLogEvidence(ctx, env, refs, tracked)
+	if err != nil {
+		return nil, nil, err
 	}
 	rh, err := env.Request.Hash()
 	if err != nil {
@@ -300,7 +330,7 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		next++
 		pending++
 		go func() {
-			r, err := clients[i].Ask(ctx, env)
+			r, err := clients[i].Ask(ctx, envs[i])
 			results <- answer{i: i, resp: r, err: err}
 		}()
 		return true
@@ -319,6 +349,7 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		case an.err == nil:
 			good = append(good, an)
 			ev["index"] = an.resp.Index
+			tracked[an.i] = envs[an.i].TreeHead.Size
 		case errors.Is(an.err, custodian.ErrRefused):
 			kind = "refusal"
 			cr.Refused++
@@ -508,4 +539,46 @@ func (r *OpenReport) Text() string {
 
 func (a *Archive) audit(ctx context.Context, kind string, body any) error {
 	return a.log.AppendJSON(ctx, kind, body)
+}
+
+// logRef is a logged object: its log index and encoded entry.
+type logRef struct {
+	index uint64
+	entry []byte
+}
+
+// withLogEvidence gets the proofs of refs from the server and returns one
+// envelope per custodian: the same tree head and entries, each with the
+// consistency proof from the size that custodian tracks.
+func (a *Archive) withLogEvidence(ctx context.Context, env *custodian.Envelope, refs []logRef, tracked []uint64) ([]*custodian.Envelope, error) {
+	idx := make([]uint64, len(refs))
+	for i, r := range refs {
+		idx[i] = r.index
+	}
+	p, err := a.cfg.Log.ProveLog(ctx, idx, tracked)
+	if err != nil {
+		return nil, fmt.Errorf("getting log proofs: %w", err)
+	}
+	if len(p.Inclusion) != len(idx) || len(p.Consistency) != len(tracked) {
+		return nil, fmt.Errorf("getting log proofs: %d and %d proofs for %d entries and %d custodians", len(p.Inclusion), len(p.Consistency), len(idx), len(tracked))
+	}
+	if err := env.TreeHead.UnmarshalBinary(p.TreeHead); err != nil {
+		return nil, fmt.Errorf("getting log proofs: %w", err)
+	}
+	for i, r := range refs {
+		l := custodian.LoggedEntry{Entry: r.entry}
+		if err := l.Proof.UnmarshalBinary(p.Inclusion[i]); err != nil {
+			return nil, fmt.Errorf("getting log proofs: %w", err)
+		}
+		env.Logged = append(env.Logged, l)
+	}
+	out := make([]*custodian.Envelope, len(tracked))
+	for i := range tracked {
+		e := *env
+		if err := e.Consistency.UnmarshalBinary(p.Consistency[i]); err != nil {
+			return nil, fmt.Errorf("getting log proofs: %w", err)
+		}
+		out[i] = &e
+	}
+	return out, nil
 }

@@ -27,12 +27,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"anom/escrow"
 	"anom/internal/audit"
 	"anom/internal/identity"
 	"anom/internal/store"
+	"anom/internal/translog"
 )
 
 // AuditBucket is the store bucket of the custodian's audit log.
@@ -49,11 +51,10 @@ type Revocations interface {
 type Config struct {
 	Secret *ShareFile           // this custodian's share and signing key
 	Policy *escrow.SignedPolicy // the escrow policy, signed by Root
-	Root   identity.RootPublicKey
-	// ServerKeys are the countersigning keys of the network's servers, by
-	// server id.
-	ServerKeys  map[string]ed25519.PublicKey
-	Store       store.KV    // holds the audit log
+	// Root is the pinned network root: the escrow policy, the directory
+	// key of tree heads and the countersigning keys chain to it.
+	Root        identity.RootPublicKey
+	Store       store.KV    // holds the audit log and the tracked tree head
 	Revocations Revocations // nil: no warrant is revoked
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -74,6 +75,9 @@ type Service struct {
 	holder escrow.Keyholder
 	log    *audit.Log
 	name   string
+
+	headMu sync.Mutex
+	head   translog.SignedTreeHead // the tracked tree head
 }
 
 // New checks the configuration (policy signed by the root, share and key
@@ -107,7 +111,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	return &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name}, nil
+	svc := &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name}
+	if err := svc.loadHead(ctx); err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	return svc, nil
 }
 
 // Name is the custodian's name in the policy.
@@ -195,8 +203,12 @@ func (s *Service) answer(ctx context.Context, env *Envelope) (*escrow.Response, 
 			return nil, fmt.Errorf("reading revocation list: %w", err)
 		}
 	}
+	keys, err := s.checkLog(ctx, env)
+	if err != nil {
+		return nil, err
+	}
 	h := s.holder
-	h.Keys = newKeyDirectory(s.cfg.Root, env.Certificates, s.cfg.ServerKeys)
+	h.Keys = keys
 	return h.Answer(env.Request, s.cfg.Now(), revoked)
 }
 

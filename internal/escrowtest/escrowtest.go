@@ -1,10 +1,12 @@
 // Package escrowtest builds deterministic escrow fixtures for the tests of
 // the custodian and archive services: a network root, a dealt and signed
-// policy, custodian secrets, a warrant issuer, a countersigning server,
-// certified devices, and sealed, signed and countersigned records.
+// policy, custodian secrets, a warrant issuer, a countersigning server
+// (its key certified by the root), a transparency log with a directory key,
+// logged device certificates, and sealed, signed and countersigned records.
 package escrowtest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -17,6 +19,7 @@ import (
 	"anom/escrow"
 	"anom/internal/custodian"
 	"anom/internal/identity"
+	"anom/internal/translog"
 )
 
 // NetworkID is the network id in every fixture record.
@@ -30,8 +33,19 @@ type Network struct {
 	Secrets    []*custodian.ShareFile // custodian i+1's secret
 	IssuerName string
 	IssuerKey  ed25519.PrivateKey
-	ServerID   string
+	ServerID   string // EscrowServerID of CountersignCert: "server-1/1"
 	ServerKey  ed25519.PrivateKey
+	// Countersign is ServerKey as the root-certified countersigning key.
+	Countersign     *identity.CountersignKey
+	CountersignCert *identity.OnlineKeyCertificate
+	// Directory signs device certificates and the log's tree heads.
+	Directory *identity.DirectorySigner
+	// Log is the network's transparency log (in memory): the directory
+	// and countersigning keys' certificates, then every device's.
+	Log *translog.Log
+
+	csIdx   uint64                       // log index of CountersignCert
+	certIdx map[identity.DeviceID]uint64 // log index of each device certificate
 
 	mu      sync.Mutex
 	devices map[string]*Device
@@ -61,8 +75,8 @@ func New(t testing.TB, seed byte, k, n int) *Network {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := &Network{Rand: r, Root: root, IssuerName: "Court", ServerID: "server-1",
-		devices: map[string]*Device{}, gen: map[string]uint32{}}
+	net := &Network{Rand: r, Root: root, IssuerName: "Court", ServerID: "server-1/1",
+		devices: map[string]*Device{}, gen: map[string]uint32{}, certIdx: map[identity.DeviceID]uint64{}}
 	p := &escrow.Policy{Version: 1, EscrowKey: d.PublicKey, Threshold: uint16(k),
 		Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i, sh := range d.Shares {
@@ -78,19 +92,16 @@ func New(t testing.TB, seed byte, k, n int) *Network {
 	if _, net.IssuerKey, err = ed25519.GenerateKey(r); err != nil {
 		t.Fatal(err)
 	}
-	if _, net.ServerKey, err = ed25519.GenerateKey(r); err != nil {
+	if net.Countersign, err = identity.GenerateCountersignKey(r); err != nil {
 		t.Fatal(err)
 	}
+	net.ServerKey = net.Countersign.Signer()
+	net.initLog(t)
 	p.Issuers = []escrow.Issuer{{Name: net.IssuerName, Key: net.IssuerKey.Public().(ed25519.PublicKey)}}
 	if net.Policy, err = escrow.SignPolicy(p, root.Signer()); err != nil {
 		t.Fatal(err)
 	}
 	return net
-}
-
-// ServerKeys is the custodians' server key configuration.
-func (n *Network) ServerKeys() map[string]ed25519.PublicKey {
-	return map[string]ed25519.PublicKey{n.ServerID: n.ServerKey.Public().(ed25519.PublicKey)}
 }
 
 // Device returns the device of username, certifying it on first use for
@@ -113,9 +124,14 @@ func (n *Network) Device(t testing.TB, username string) *Device {
 	c := &identity.DeviceCertificate{DeviceID: id, Username: username, Key: key.Public().(ed25519.PublicKey),
 		NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC),
 		Serial: uint64(len(n.devices) + 1)}
-	if err := n.Root.SignDeviceCertificate(c); err != nil {
+	if err := n.Directory.SignDeviceCertificate(c); err != nil {
 		t.Fatal(err)
 	}
+	idx, err := n.Log.Append(context.Background(), translog.Entry{Kind: translog.KindDeviceCertificate, Payload: c.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.certIdx[c.DeviceID] = idx
 	d := &Device{Cert: c, Key: key, Leaf: uint32(len(n.devices))}
 	n.devices[username] = d
 	return d

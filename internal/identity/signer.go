@@ -220,3 +220,49 @@ func (s *DirectorySigner) ApproveDevice(req *PairingRequest, now time.Time) (*De
 	a.Signature = s.key.Sign(labelApproval, a.tbs())
 	return a, nil
 }
+
+// OnlineKeyValidity is the default validity of a server's online key
+// certificates; rotate before it ends (`anom admin rotate`).
+const OnlineKeyValidity = 365 * 24 * time.Hour
+
+// onlineKeyBackdate backdates a new online key certificate, for clocks a
+// little behind the administrator's.
+const onlineKeyBackdate = time.Hour
+
+// ServerKeys are a server's online keys with the root's certificates.
+type ServerKeys struct {
+	Directory       *DirectorySigner
+	Countersign     *CountersignKey
+	CountersignCert *OnlineKeyCertificate
+}
+
+// NewServerKeys makes a fresh directory key and escrow countersigning key
+// for the server name and certifies both with root from now (backdated an
+// hour) for validity (zero: OnlineKeyValidity), with the given serial.
+func NewServerKeys(root *RootKey, name string, now time.Time, validity time.Duration, serial uint64, rand io.Reader) (*ServerKeys, error) {
+	if validity <= 0 {
+		validity = OnlineKeyValidity
+	}
+	nb := now.Add(-onlineKeyBackdate)
+	dk, err := GenerateDirectoryKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := root.CertifyOnlineKey(RoleDirectory, name, dk.Public(), nb, validity, serial)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := NewDirectorySigner(dk, dc)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := GenerateCountersignKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := root.CertifyOnlineKey(RoleCountersign, name, ck.Public(), nb, validity, serial)
+	if err != nil {
+		return nil, err
+	}
+	return &ServerKeys{Directory: ds, Countersign: ck, CountersignCert: cc}, nil
+}

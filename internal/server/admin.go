@@ -107,7 +107,7 @@ func (s *Server) wipeConfirm(ctx context.Context, c *session, req *anomv1.WipeCo
 		return nil, fmt.Errorf("recording wipe confirmation: %w", err)
 	}
 	s.log.Info("wipe confirmed", "device", c.devHex)
-	if err := s.revoke(ctx, s.root.SignRevocation(c.device, s.now()), c); err != nil {
+	if err := s.revoke(ctx, s.dir.SignRevocation(c.device, s.now()), c); err != nil {
 		return nil, err
 	}
 	c.closeAfterAnswer = true

@@ -148,7 +148,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 		t.Fatalf("stale approval: %v", r.GetError())
 	}
 	byAlice2, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k4.req, n.clock.Now())
-	if err := n.srv.Revoke(ctx, n.root.SignRevocation(alice2.cert.DeviceID, n.clock.Now())); err != nil {
+	if err := n.srv.Revoke(ctx, n.cfg.Directory.SignRevocation(alice2.cert.DeviceID, n.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := n.tryActivate("alice", k4, byAlice2.Encode()); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
@@ -156,7 +156,7 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 	}
 
 	// The admin approves through the spool.
-	adm, err := n.root.ApproveDevice(k4.req, n.clock.Now())
+	adm, err := n.cfg.Directory.ApproveDevice(k4.req, n.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

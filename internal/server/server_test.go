@@ -164,7 +164,7 @@ func TestMessaging(t *testing.T) {
 	if err := sth.UnmarshalBinary(dir.TreeHead); err != nil {
 		t.Fatal(err)
 	}
-	if err := sth.Verify(ed25519.PublicKey(n.root.Public())); err != nil {
+	if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
 		t.Fatal(err)
 	}
 	var proof translog.InclusionProof
@@ -368,7 +368,7 @@ func TestRevocationAndExpiry(t *testing.T) {
 	alice, bob := setupGroup(t, n, g)
 	// Revoking Bob cuts his session within a second.
 	start := time.Now()
-	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(bob.cert.DeviceID, n.clock.Now())); err != nil {
+	if err := n.srv.Revoke(context.Background(), n.cfg.Directory.SignRevocation(bob.cert.DeviceID, n.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -406,7 +406,7 @@ func TestWipe(t *testing.T) {
 	spool := t.TempDir()
 	n := newNetwork(t, func(c *Config) { c.SpoolDir = spool })
 	alice := n.activate("alice", n.codes(1, 1)[0])
-	w, err := n.root.SignWipeCommand(alice.cert.DeviceID, n.clock.Now(), rand.Reader)
+	w, err := n.cfg.Directory.SignWipeCommand(alice.cert.DeviceID, n.clock.Now(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
