@@ -124,8 +124,8 @@ type escrowNet struct {
 	csIdx   uint64
 	certIdx map[string]uint64
 	seq     uint64
-	gen       map[string]uint32
-	devices   map[string]*e2eDevice
+	gen     map[string]uint32
+	devices map[string]*e2eDevice
 }
 
 type e2eDevice struct {

@@ -348,4 +348,3 @@ type osProc struct {
 	proc *os.Process
 	wait func() error
 }
-

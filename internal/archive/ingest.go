@@ -305,7 +305,9 @@ func (a *Archive) onlineKeyOps(data []byte) ([]store.Op, error) {
 
 // countersignID is the server id countersignatures by c's key carry
 // (server.EscrowServerID).
-func countersignID(c *identity.OnlineKeyCertificate) string { return fmt.Sprintf("%s/%d", c.Name, c.Serial) }
+func countersignID(c *identity.OnlineKeyCertificate) string {
+	return fmt.Sprintf("%s/%d", c.Name, c.Serial)
+}
 
 // countersignKey returns the logged certificate of a countersigning key.
 func (a *Archive) countersignKey(ctx context.Context, serverID []byte) (*identity.OnlineKeyCertificate, error) {

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-		"crypto/sha256"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
