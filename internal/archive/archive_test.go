@@ -502,3 +502,41 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIngestLoggedItem: certificate and countersigning-key items (a log
+// index and a log entry, from the server) are decoded strictly; a bad one
+// is noted and skipped, never a panic, and only a root-chained certificate
+// or key is kept.
+func FuzzIngestLoggedItem(f *testing.F) {
+	net := escrowtest.New(f, 11, 2, 3)
+	st, err := pebble.Open(f.TempDir(), pebble.Options{InMemory: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	a, err := archive.New(context.Background(), archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Now: clock})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cert, cs := net.CertificateItem(f, net.Device(f, "alice")), net.CountersignItem(f)
+	f.Add(uint8(cert.Kind), cert.Data)
+	f.Add(uint8(cs.Kind), cs.Data)
+	f.Add(uint8(archive.KindCertificate), cs.Data)
+	f.Add(uint8(archive.KindOnlineKey), cert.Data[:20])
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		if kind != uint8(archive.KindCertificate) && kind != uint8(archive.KindOnlineKey) {
+			return
+		}
+		src := &archive.MemSource{}
+		for range a.Cursor() {
+			src.Add(archive.Item{})
+		}
+		if err := src.Ack(context.Background(), a.Cursor()); err != nil {
+			t.Fatal(err)
+		}
+		src.Add(archive.Item{Kind: archive.Kind(kind), Data: data})
+		if _, err := a.IngestOnce(context.Background(), src, 1); err != nil {
+			t.Fatalf("ingesting a bad item failed instead of skipping it: %v", err)
+		}
+	})
+}
