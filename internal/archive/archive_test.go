@@ -540,3 +540,65 @@ func FuzzIngestLoggedItem(f *testing.F) {
 		}
 	})
 }
+
+// growingLog is the fixture's log prover, with a device joining (the log
+// growing) before every proof.
+type growingLog struct {
+	t   *testing.T
+	net *escrowtest.Network
+	n   int
+}
+
+func (g *growingLog) ProveLog(ctx context.Context, indexes, from []uint64) (*archive.LogProofs, error) {
+	g.n++
+	g.net.Device(g.t, fmt.Sprintf("late-%d", g.n))
+	return g.net.ProveLog(ctx, indexes, from)
+}
+
+// TestOpenFollowsGrowingLog: the log grows between chunks, and custodians
+// (one of them down for a while) get consistency proofs from the head each
+// tracks.
+func TestOpenFollowsGrowingLog(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	g := &growingLog{t: t, net: e.net}
+	a, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Log: g, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.net.Warrant(t, escrow.Warrant{ID: "W-grow", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	rep, err := a.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out"), archive.OpenOptions{Chunk: 3})
+	if err != nil || len(rep.Records) != 12 || g.n != 4 {
+		t.Fatalf("opened %d records in %d chunks: %v", len(rep.Records), g.n, err)
+	}
+	// k custodians were asked; each tracks the head of the last chunk, the
+	// one not asked tracks none.
+	var asked, idle []int
+	for i, c := range e.cust {
+		switch c.Service.TrackedHead().Size {
+		case e.net.Log.Size():
+			asked = append(asked, i)
+		case 0:
+			idle = append(idle, i)
+		default:
+			t.Fatalf("custodian %d tracks a head of size %d, log has %d", i, c.Service.TrackedHead().Size, e.net.Log.Size())
+		}
+	}
+	if len(asked) != 2 || len(idle) != 1 {
+		t.Fatalf("custodians asked %v, idle %v", asked, idle)
+	}
+	// One of them goes down: the idle one is brought in from the empty
+	// tree, the other from its own head.
+	e.cust[asked[0]].Stop()
+	rep, err = a.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out2"), archive.OpenOptions{Chunk: 12})
+	if err != nil || len(rep.Records) != 12 {
+		t.Fatalf("open with custodian %d down: %d records: %v", asked[0], len(rep.Records), err)
+	}
+	for _, i := range []int{asked[1], idle[0]} {
+		if got := e.cust[i].Service.TrackedHead().Size; got != e.net.Log.Size() {
+			t.Fatalf("custodian %d tracks size %d, log has %d", i, got, e.net.Log.Size())
+		}
+	}
+}

@@ -153,14 +153,8 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 		rep.Custodians = append(rep.Custodians, CustodianResult{Endpoint: ep.String()})
 	}
 	// The size of the tree head each custodian tracks, for its
-	// consistency proof; a custodian that does not say is asked from 0
-	// (and refuses if it tracks a head: it is unavailable anyway).
+	// consistency proof (asked again before each chunk).
 	tracked := make([]uint64, len(clients))
-	for i, c := range clients {
-		if n, err := c.TrackedSize(ctx); err == nil {
-			tracked[i] = n
-		}
-	}
 	// The custodians work on the next chunk while this one is written out.
 	type opened struct {
 		chunk []candidate
@@ -296,6 +290,14 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 			refs = append(refs, logRef{index: lk.index, entry: lk.entry})
 		}
 	}
+	// Each custodian says which head it tracks (it moved on with any
+	// request whose head it accepted, even one it then refused); one that
+	// does not answer keeps the last known size and is likely down.
+	for i, c := range clients {
+		if n, err := c.TrackedSize(ctx); err == nil {
+			tracked[i] = n
+		}
+	}
 	envs, err := a.withLogEvidence(ctx, env, refs, tracked)
 	if err != nil {
 		return nil, nil, err
@@ -349,7 +351,6 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		case an.err == nil:
 			good = append(good, an)
 			ev["index"] = an.resp.Index
-			tracked[an.i] = envs[an.i].TreeHead.Size
 		case errors.Is(an.err, custodian.ErrRefused):
 			kind = "refusal"
 			cr.Refused++
