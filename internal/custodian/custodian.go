@@ -2,15 +2,19 @@
 // It answers an archive's request (a signed warrant and countersigned
 // records, see Envelope) with partial decryptions and a DLEQ proof, only
 // after checking the warrant against the policy's issuers, its expiry and
-// the custodian's own revocation list, and every record's device signature
-// (under a root-certified device key), server countersignature, scope and
-// time range. Every request and answer goes to the custodian's hash-chained
-// audit log.
+// the custodian's own revocation list, and every record's device signature,
+// server countersignature, scope and time range. The device keys and the
+// countersigning keys are trusted only as entries of the network's
+// transparency log, included in a tree head signed by the logged,
+// root-certified directory key that extends the head the custodian tracks
+// (logcheck.go). Every request and answer goes to the custodian's
+// hash-chained audit log.
 //
 // Files by concern:
 //
 //	custodian.go  the service and its checks
 //	envelope.go   the request envelope and the per-request key directory
+//	logcheck.go   the log evidence: tracked tree head, inclusion, consistency
 //	http.go       the HTTPS API and the archive's client
 //	tls.go        the self-signed certificate and pinning
 //	revoke.go     the revocation list file
