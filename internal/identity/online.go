@@ -18,8 +18,10 @@ import (
 //
 // Each certificate is appended to the transparency log. Rotating an online
 // key (routinely or after a compromise) needs only the root: it certifies
-// the new key, and the old certificate is left to expire (or is cut short by
-// a later certificate of the same role and name with a lower not-after).
+// the new key with the next serial. What the old key signed while its
+// certificate was valid stays valid; verifiers that track tree heads refuse
+// a head signed under a lower directory-key serial than one they accepted
+// (VerifyTreeHead, signer.go), so a retired key signs nothing they follow.
 
 // KeyRole is what an online key may sign.
 type KeyRole uint8
