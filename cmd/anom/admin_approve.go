@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (root-signed, logged)", run: runAdminApprove}
+	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (signed by the directory key, logged)", run: runAdminApprove}
 }
 
 // runAdminApprove signs, as the network root, the pairing request a new

@@ -24,7 +24,7 @@ import (
 )
 
 func init() {
-	adminVerbs["init"] = adminVerb{summary: "make a network: root key, TLS CA and server certificate, empty escrow policy", run: runAdminInit}
+	adminVerbs["init"] = adminVerb{summary: "make a network: root key and TLS CA key in DATA.root/, server certificate and root-certified online keys in DATA, empty escrow policy", run: runAdminInit}
 }
 
 func runAdminInit(ctx context.Context, args []string) error {

@@ -13,7 +13,7 @@ import (
 
 func init() {
 	adminVerbs["revoke"] = adminVerb{summary: "revoke DEVICE: refuse the device at once and log the revocation", run: runAdminRevoke}
-	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE: send the device a root-signed wipe command", run: runAdminWipe}
+	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE: send the device a wipe command signed by the directory key", run: runAdminWipe}
 }
 
 func deviceArg(name string, args []string) (dataDir, identity.DeviceID, error) {
