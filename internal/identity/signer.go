@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"anom/internal/translog"
@@ -95,10 +96,32 @@ func verifyChain(root RootPublicKey, signer *OnlineKeyCertificate, role KeyRole,
 	if signer == nil {
 		return fmt.Errorf("%w: no online key certificate", ErrBadSignature)
 	}
-	if err := signer.Verify(root, role, at); err != nil {
+	if err := verifyOnlineCached(root, signer, role, at); err != nil {
 		return err
 	}
 	return signer.VerifySigned(label, tbs, sig)
+}
+
+// rootChecked remembers the online key certificates whose root signature
+// verified, keyed by root and encoding: every device certificate carries
+// one of the few the root issued, and a credential check need not verify
+// the same root signature again (it halves its cost). Only successes are
+// kept, so the set is bounded by the certificates the root signed.
+var rootChecked sync.Map
+
+// verifyOnlineCached is OnlineKeyCertificate.Verify with the root
+// signature check remembered.
+func verifyOnlineCached(root RootPublicKey, c *OnlineKeyCertificate, role KeyRole, at time.Time) error {
+	key := string(root) + string(c.Encode())
+	if _, ok := rootChecked.Load(key); !ok {
+		// At its own not-before, only the role and signature can fail.
+		if err := c.Verify(root, role, c.NotBefore); err != nil {
+			return err
+		}
+		rootChecked.Store(key, struct{}{})
+	}
+	// The same checks and errors as Verify, without the signature.
+	return c.verify(root, role, at, false)
 }
 
 // decodeSigner reads an embedded online key certificate.

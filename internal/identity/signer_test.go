@@ -197,3 +197,16 @@ func TestVerifyTreeHeadRotation(t *testing.T) {
 		t.Fatalf("head by the retired key after the rotation: %v, want ErrRolledBack", err)
 	}
 }
+
+// BenchmarkDeviceCertificateVerify: the chain root → directory key
+// certificate → device certificate, as every credential check runs it.
+func BenchmarkDeviceCertificateVerify(b *testing.B) {
+	root := newRoot(b, 1)
+	c, _ := newDevice(b, root, "alice", 10)
+	pub := root.Public()
+	for b.Loop() {
+		if err := c.Verify(pub, t0.Add(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
