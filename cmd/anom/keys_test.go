@@ -101,14 +101,14 @@ func TestAttackServerDataDirHoldsRoot(t *testing.T) {
 	t.Logf("scanned %d files in %s: no root key, no CA key", files, data)
 }
 
-// TestAdminRotateDirectoryKey: `anom admin rotate --role directory`, then
+// TestAttackStolenDirectoryKeyServedAfterRotation: `anom admin rotate --role directory`, then
 // a server restart: a device activated under the old key connects and
 // accepts the new chain (the new key's certificate logged, serial 2), and
 // a device activated under the new key is verified by it. A server run
 // with the old, stolen key afterwards (its certificate still within its
 // validity) is refused by the device that saw the new key's tree head:
 // TestAttackStolenDirectoryKeyAfterRotation from the client's seat.
-func TestAdminRotateDirectoryKey(t *testing.T) {
+func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the anom binary")
 	}
