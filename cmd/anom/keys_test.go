@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -206,5 +207,39 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	srv.waitLog(t, "invite (in")
 	if err := connect(alice); !errors.Is(err, identity.ErrRolledBack) {
 		t.Fatalf("alice connecting to a server signing with the retired directory key: %v, want ErrRolledBack", err)
+	}
+}
+
+// TestAdminRotateCountersignKey: the escrow countersigning key rotates the
+// same way; the server logs the new certificate at its next start and
+// countersigns under NAME/2.
+func TestAdminRotateCountersignKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	data := filepath.Join(t.TempDir(), "net")
+	d := dataDir(data)
+	runAnom(t, "admin", "init", "--data", data)
+	runAnom(t, "admin", "escrow", "init", "--data", data, "--custodians", "A,B,C", "--threshold", "2")
+	_, before, err := d.countersignKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := runAnom(t, "admin", "rotate", "--role", "countersign", "--data", data); !strings.Contains(out, "serial 2") {
+		t.Fatalf("admin rotate said:\n%s", out)
+	}
+	_, after, err := d.countersignKey()
+	if err != nil || after.Serial != 2 || bytes.Equal(after.Key, before.Key) || after.Role != identity.RoleCountersign {
+		t.Fatalf("after the rotation: %+v, %v", after, err)
+	}
+	if got := strings.TrimSpace(runAnom(t, "admin", "escrow", "server-key", "--data", data)); !strings.HasPrefix(got, "anom/2=") {
+		t.Fatalf("escrow server-key: %q", got)
+	}
+	srv := startAnomServer(t, data, freeAddr(t))
+	srv.waitLog(t, "role=escrow-countersign serial=2")
+	srv.waitLog(t, "countersigning key anom/2=")
+	cmd := exec.Command(buildAnom(t), "admin", "rotate", "--role", "root", "--data", data)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("rotate --role root: %s", out)
 	}
 }
