@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,9 @@ func runServer(ctx context.Context, args []string) error {
 		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
 		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
+	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
+		return fmt.Errorf("%w (certify a new key with the root: anom admin rotate --role directory|countersign --data %s)", err, *data)
+	}
 	if err != nil {
 		return err
 	}
