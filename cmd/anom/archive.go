@@ -175,7 +175,7 @@ func runArchive(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Report(ctx, p)
+		rep, err := a.Report(ctx, p, archive.ReportOptions{})
 		if err != nil {
 			return err
 		}
