@@ -171,14 +171,16 @@ func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport
 		rep.Custodians = append(rep.Custodians, line)
 
 		// Every request the custodian logged must be one the archive sent
-		// it; every answer one the archive received or lost in transit.
-		if sent := uint64(line.Asked - line.Unreached); line.Requests > sent {
+		// it, and every answer one to a request the archive sent and did
+		// not see refused.
+		sent := uint64(max(line.Asked-line.Unreached, 0))
+		if line.Requests > sent {
 			flag("custodian %s logged %d requests, the archive sent it %d: %d did not come through this archive",
 				name, line.Requests, sent, line.Requests-sent)
 		}
-		if got := uint64(line.Answered + line.Lost); line.Answers > got {
-			flag("custodian %s logged %d answers, the archive received %d (and lost %d in transit): %d went elsewhere",
-				name, line.Answers, line.Answered, line.Lost, line.Answers-got)
+		if most := uint64(max(line.Asked-line.Unreached-line.Refused, 0)); line.Answers > most {
+			flag("custodian %s logged %d answers, the archive sent it %d requests of which it refused %d: %d answers went elsewhere",
+				name, line.Answers, sent, line.Refused, line.Answers-most)
 		}
 		if why := goesBack(held[c.Service], &audit.SignedHead{Service: c.Service, Head: c.Head}); why != "" {
 			flag("custodian %s: %s (the archive's log holds its signed head %s)", name, why, held[c.Service].Head)
