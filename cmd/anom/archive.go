@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,17 +26,69 @@ import (
 )
 
 func init() {
-	register(command{name: "archive", summary: "escrow archive: serve (ingest), open a warrant, report, verify-audit", run: runArchive})
+	register(command{name: "archive", summary: "escrow archive: serve (ingest), open a warrant, report, verify-audit, anchors, key", run: runArchive})
 }
 
-// An archive's data directory holds its Pebble store in store/.
+// An archive's data directory:
+//
+//	store/        Pebble store (records, index, audit log)
+//	archive.key   the key that signs its audit heads (hex seed), 0600
+//	archive.pub   its public half: the custodians' --archive-key
 
 func runArchive(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit [flags]")
+		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|anchors|key [flags]")
 	}
 	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)
 	data := fs.String("data", "archive-data", "data directory")
+	switch args[0] {
+	case "key":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		key, err := archiveKey(*data)
+		if err != nil {
+			return err
+		}
+		fmt.Println(hex.EncodeToString(key.Public().(ed25519.PublicKey)))
+		return nil
+	case "anchors":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return anchorsCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket)
+	case "verify-audit":
+		var anchors, heads listFlag
+		fs.Var(&anchors, "anchors", "file of the archive's signed heads anchored elsewhere (anom custodian anchors) (repeatable)")
+		fs.Var(&heads, "head", "a signed head of the archive's log kept from earlier (a report's signed head) (repeatable)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		hs, err := readHeads(anchors, heads)
+		if err != nil {
+			return err
+		}
+		var pub ed25519.PublicKey
+		if len(hs) > 0 {
+			if pub, err = archivePublic(*data); err != nil {
+				return err
+			}
+		}
+		return verifyAuditCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket, custodian.ArchiveService, pub, hs)
+	}
+	var eps listFlag
+	fs.Var(&eps, "custodian", "custodian endpoint https://HOST:PORT#PIN (repeatable)")
+	endpoints := func() ([]custodian.Endpoint, error) {
+		var out []custodian.Endpoint
+		for _, s := range eps {
+			ep, err := custodian.ParseEndpoint(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ep)
+		}
+		return out, nil
+	}
 	policy := fs.String("policy", "", "signed escrow policy file (required)")
 	rootPub := fs.String("root", "", "network root public key file, root.pub (required)")
 	var serverKeys listFlag
@@ -55,14 +109,15 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := os.MkdirAll(*data, 0o700); err != nil {
+		key, err := archiveKey(*data)
+		if err != nil {
 			return nil, nil, err
 		}
 		st, err := pebble.Open(filepath.Join(*data, "store"), pebble.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
-		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk,
+		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk, Key: key,
 			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 		if err != nil {
 			st.Close()
@@ -77,11 +132,16 @@ func runArchive(ctx context.Context, args []string) error {
 		sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
 		poll := fs.Duration("poll", time.Second, "wait between empty pulls")
 		batch := fs.Int("batch", 500, "items per pull")
+		interval := fs.Duration("anchor-interval", archive.DefaultAnchorInterval, "how often to cross-sign audit heads with the --custodian custodians")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if *source == "" {
 			return fmt.Errorf("--source is required")
+		}
+		custs, err := endpoints()
+		if err != nil {
+			return err
 		}
 		hc := &http.Client{Timeout: time.Minute}
 		if *sourceCA != "" {
@@ -108,7 +168,27 @@ func runArchive(ctx context.Context, args []string) error {
 		}
 		defer closeFn()
 		fmt.Printf("archive ingesting from %s, cursor %d\n", *source, a.Cursor())
+		fmt.Printf("archive audit key %s (the custodians' --archive-key)\n", hex.EncodeToString(a.PublicKey()))
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		anchorErr := make(chan error, 1)
+		if len(custs) > 0 {
+			go func() {
+				err := a.RunAnchors(ctx, custs, *interval)
+				anchorErr <- err
+				if err != nil {
+					cancel()
+				}
+			}()
+		} else {
+			fmt.Fprintln(os.Stderr, "no --custodian: the audit log is anchored only when a warrant is opened")
+			anchorErr <- nil
+		}
 		err = a.Ingest(ctx, &archive.HTTPSource{URL: *source, Client: hc}, archive.IngestOptions{Batch: *batch, Poll: *poll})
+		cancel()
+		if aerr := <-anchorErr; aerr != nil {
+			return fmt.Errorf("anchoring the audit log: %w", aerr)
+		}
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -116,8 +196,6 @@ func runArchive(ctx context.Context, args []string) error {
 	case "open":
 		warrantFile := fs.String("warrant", "", "signed warrant file (required)")
 		out := fs.String("out", "", "output directory, new or empty (required)")
-		var eps listFlag
-		fs.Var(&eps, "custodian", "custodian endpoint https://HOST:PORT#PIN (repeatable)")
 		chunk := fs.Int("chunk", archive.DefaultChunk, "records per custodian request")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -133,20 +211,16 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		var endpoints []custodian.Endpoint
-		for _, s := range eps {
-			ep, err := custodian.ParseEndpoint(s)
-			if err != nil {
-				return err
-			}
-			endpoints = append(endpoints, ep)
+		custs, err := endpoints()
+		if err != nil {
+			return err
 		}
 		a, closeFn, err := open()
 		if err != nil {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Open(ctx, sw, endpoints, *out, archive.OpenOptions{Chunk: *chunk})
+		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk})
 		if rep != nil {
 			fmt.Printf("warrant %s: %d records opened, %d failed; report in %s\n", sw.Warrant.ID, len(rep.Records), len(rep.Failed), filepath.Join(*out, "report.txt"))
 		}
@@ -170,29 +244,31 @@ func runArchive(ctx context.Context, args []string) error {
 				return err
 			}
 		}
+		custs, err := endpoints()
+		if err != nil {
+			return err
+		}
 		a, closeFn, err := open()
 		if err != nil {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Report(ctx, p)
+		rep, err := a.Report(ctx, p, archive.ReportOptions{Custodians: custs})
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			b, _ := json.MarshalIndent(rep, "", "  ")
 			fmt.Println(string(b))
-			return nil
+		} else {
+			fmt.Print(rep.Text())
 		}
-		fmt.Print(rep.Text())
+		if n := len(rep.Discrepancies); n > 0 {
+			return fmt.Errorf("the custodians' audit logs disagree with the archive's: %d discrepancies", n)
+		}
 		return nil
-	case "verify-audit":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return verifyAuditCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket)
 	}
-	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit)", args[0])
+	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit, anchors, key)", args[0])
 }
 
 // contentAttachments reads the client's content format: a message with an

@@ -113,7 +113,7 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	n.waitLog("invite (in ")
 	n.stopServer()
 	// The chats must show the policy: every network can run under one.
-	n.run("admin", "escrow", "init", "--data", "net", "--custodians", "A,B,C", "--threshold", "2")
+	n.run("admin", "escrow", "init", "--data", "net", "--out", "escrow-keys", "--custodians", "A,B,C", "--threshold", "2")
 	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
 	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
 		n.codes = append(n.codes, c)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -9,17 +10,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
-	"anom/internal/audit"
 	"anom/internal/custodian"
 	"anom/internal/store/pebble"
 )
 
 func init() {
-	register(command{name: "custodian", summary: "escrow custodian: serve one share; revoke-warrant, verify-audit", run: runCustodian})
+	register(command{name: "custodian", summary: "escrow custodian: serve one share; revoke-warrant, verify-audit, anchors", run: runCustodian})
 }
 
 // A custodian's data directory:
@@ -34,6 +32,13 @@ func runCustodian(ctx context.Context, args []string) error {
 			return runCustodianRevoke(args[1:])
 		case "verify-audit":
 			return runCustodianVerify(ctx, args[1:])
+		case "anchors":
+			fs := flag.NewFlagSet("custodian anchors", flag.ContinueOnError)
+			data := fs.String("data", "custodian-data", "data directory (the custodian must not be running)")
+			if err := fs.Parse(args[1:]); err != nil {
+				return err
+			}
+			return anchorsCmd(ctx, filepath.Join(*data, "store"), custodian.AuditBucket)
 		}
 	}
 	fs := flag.NewFlagSet("custodian", flag.ContinueOnError)
@@ -46,6 +51,7 @@ func runCustodian(ctx context.Context, args []string) error {
 	var serverKeys listFlag
 	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable)")
 	maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest request body in bytes")
+	archiveKeyFlag := fs.String("archive-key", "", "the archive's audit key (hex, or its archive.pub file): the archive's signed heads are anchored in this custodian's audit log")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,14 +81,24 @@ func runCustodian(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return err
 	}
+	var archivePub ed25519.PublicKey
+	if *archiveKeyFlag != "" {
+		if archivePub, err = parsePublicKey(*archiveKeyFlag); err != nil {
+			return fmt.Errorf("--archive-key: %w", err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if archivePub == nil {
+		log.Warn("no --archive-key: the archive's audit heads are refused, so this custodian's log anchors nothing")
+	}
 	st, err := pebble.Open(filepath.Join(*data, "store"), pebble.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	svc, err := custodian.New(ctx, custodian.Config{Secret: secret, Policy: sp, Root: root, ServerKeys: sk, Store: st,
-		Revocations: custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}, Logger: log, MaxRequestBytes: *maxReq})
+		Revocations: custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}, Logger: log, MaxRequestBytes: *maxReq,
+		ArchiveKey: archivePub})
 	if err != nil {
 		return err
 	}
@@ -124,42 +140,40 @@ func runCustodianRevoke(args []string) error {
 func runCustodianVerify(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("custodian verify-audit", flag.ContinueOnError)
 	data := fs.String("data", "custodian-data", "data directory (the custodian must not be running)")
+	var anchors, heads listFlag
+	fs.Var(&anchors, "anchors", "file of this custodian's signed heads anchored elsewhere (anom archive anchors) (repeatable)")
+	fs.Var(&heads, "head", "a signed head of this custodian's log kept from earlier (repeatable)")
+	name := fs.String("name", "", "this custodian's name in the policy (with --anchors or --head)")
+	policy := fs.String("policy", "", "signed escrow policy file: the custodian's key (with --anchors or --head)")
+	rootPub := fs.String("root", "", "network root public key file (with --policy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return verifyAuditCmd(ctx, filepath.Join(*data, "store"), custodian.AuditBucket)
-}
-
-// verifyAuditCmd opens a store and verifies an audit chain in it.
-func verifyAuditCmd(ctx context.Context, dir, bucket string) error {
-	st, err := pebble.Open(dir, pebble.Options{})
+	hs, err := readHeads(anchors, heads)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	h, err := audit.Verify(ctx, st, bucket)
-	if err != nil {
-		return err
-	}
-	kinds := map[string]int{}
-	for after := uint64(0); ; {
-		es, err := audit.Entries(ctx, st, bucket, after, 0)
+	var pub ed25519.PublicKey
+	if len(hs) > 0 {
+		if *name == "" || *policy == "" || *rootPub == "" {
+			return fmt.Errorf("--anchors and --head need --name, --policy and --root (to check the heads' signatures)")
+		}
+		root, err := readRootPublic(*rootPub)
 		if err != nil {
 			return err
 		}
-		if len(es) == 0 {
-			break
+		sp, err := readSignedPolicy(*policy, root)
+		if err != nil {
+			return err
 		}
-		for _, e := range es {
-			kinds[e.Kind]++
-			after = e.Seq
+		for _, c := range sp.Policy.Custodians {
+			if c.Name == *name {
+				pub = c.Key
+			}
+		}
+		if pub == nil {
+			return fmt.Errorf("custodian %q is not in the policy", *name)
 		}
 	}
-	var parts []string
-	for k, n := range kinds {
-		parts = append(parts, fmt.Sprintf("%s %d", k, n))
-	}
-	sort.Strings(parts)
-	fmt.Printf("audit log verified: %d entries, head %s (%s)\n", h.Seq, h, strings.Join(parts, ", "))
-	return nil
+	return verifyAuditCmd(ctx, filepath.Join(*data, "store"), custodian.AuditBucket, custodian.ServiceName(*name), pub, hs)
 }

@@ -111,6 +111,7 @@ func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
 // needs to play devices and the server.
 type escrowNet struct {
 	dir       string
+	keys      string // escrow init's --out: a folder per custodian and issuer
 	root      *identity.RootKey
 	policy    *escrow.Policy
 	serverKey ed25519.PrivateKey
@@ -126,14 +127,14 @@ type e2eDevice struct {
 }
 
 func newEscrowNet(t *testing.T) *escrowNet {
-	dir := t.TempDir()
+	dir, keys := t.TempDir(), filepath.Join(t.TempDir(), "keys")
 	runAnom(t, "admin", "init", "--data", dir)
-	out := runAnom(t, "admin", "escrow", "init", "--data", dir, "--custodians", "A,B,C", "--threshold", "2")
+	out := runAnom(t, "admin", "escrow", "init", "--data", dir, "--out", keys, "--custodians", "A,B,C", "--threshold", "2")
 	if !strings.Contains(out, "2 of 3 custodians") {
 		t.Fatalf("escrow init said:\n%s", out)
 	}
-	for _, f := range []string{"escrow/A.share", "escrow/B.share", "escrow/C.share", "escrow/issuer-Court.key"} {
-		st, err := os.Stat(filepath.Join(dir, f))
+	for _, f := range []string{"A/A.share", "B/B.share", "C/C.share", "issuer-Court/issuer-Court.key"} {
+		st, err := os.Stat(filepath.Join(keys, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v, mode %v", f, err, st.Mode())
 		}
@@ -148,7 +149,7 @@ func newEscrowNet(t *testing.T) *escrowNet {
 		t.Fatal(err)
 	}
 	_, sk, _ := ed25519.GenerateKey(rand.Reader)
-	return &escrowNet{dir: dir, root: root, policy: sp.Policy, serverKey: sk, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
+	return &escrowNet{dir: dir, keys: keys, root: root, policy: sp.Policy, serverKey: sk, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
 }
 
 func (n *escrowNet) serverKeyFlag() string {
@@ -233,13 +234,19 @@ func TestEscrowEndToEnd(t *testing.T) {
 	n := newEscrowNet(t)
 	d := dataDir(n.dir)
 
+	// The archive's audit key, which the custodians take.
+	archDir := t.TempDir()
+	archKey := strings.TrimSpace(runAnom(t, "archive", "key", "--data", archDir))
+	if b, err := os.ReadFile(filepath.Join(archDir, "archive.pub")); err != nil || strings.TrimSpace(string(b)) != archKey {
+		t.Fatalf("archive key %q, archive.pub %q (%v)", archKey, b, err)
+	}
 	var endpoints, custDirs []string
 	var custs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
-		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.dir, "escrow", name+".share"),
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.keys, name, name+".share"),
 			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
-			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag())
+			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag(), "--archive-key", filepath.Join(archDir, "archive.pub"))
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)
@@ -295,7 +302,6 @@ func TestEscrowEndToEnd(t *testing.T) {
 	}
 	last := src.Add()
 
-	archDir := t.TempDir()
 	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", n.serverKeyFlag()}
 	serve, _ := startAnom(t, append([]string{"archive", "serve", "--source", serveSource(t, src), "--poll", "20ms", "--batch", "16"}, archFlags...)...)
 	waitAcked(t, src, last, serve)
@@ -303,7 +309,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	serve.Wait()
 
 	warrant := filepath.Join(t.TempDir(), "w")
-	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(n.dir, "escrow", "issuer-Court.key"),
+	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(n.keys, "issuer-Court", "issuer-Court.key"),
 		"--id", "W-e2e", "--scope-user", "alice", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
 		"--not-after", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "fraud investigation", "--case", "C-1", "--out", warrant)
 
@@ -322,12 +328,21 @@ func TestEscrowEndToEnd(t *testing.T) {
 
 	checkOpened(t, out, want, "alice", "A,C")
 
-	// The transparency report and the audit logs.
-	txt := runAnom(t, append([]string{"archive", "report"}, archFlags...)...)
-	if !strings.Contains(txt, "W-e2e") || !strings.Contains(txt, "total records opened: 6") {
+	// The transparency report, with the counts of the custodians that
+	// run (A and C), and the audit logs.
+	reportArgs := append([]string{"archive", "report", "--custodian", endpoints[0], "--custodian", endpoints[2]}, archFlags...)
+	txt := runAnom(t, reportArgs...)
+	if !strings.Contains(txt, "W-e2e") || !strings.Contains(txt, "total records opened: 6") ||
+		!strings.Contains(txt, "custodian's log: requests 2, answers 2") || strings.Contains(txt, "DISCREPANCIES") {
 		t.Fatalf("transparency report:\n%s", txt)
 	}
-	runAnom(t, "archive", "verify-audit", "--data", archDir)
+	var signedHead string
+	for _, l := range strings.Split(txt, "\n") {
+		if h, ok := strings.CutPrefix(l, "signed audit head (keep it to check the log later): "); ok {
+			signedHead = h
+		}
+	}
+	runAnom(t, "archive", "verify-audit", "--data", archDir, "--head", signedHead)
 
 	// Custodian A revokes the warrant while running: with B down, one
 	// custodian is left and nothing opens.
@@ -340,11 +355,27 @@ func TestEscrowEndToEnd(t *testing.T) {
 		custs[c].Process.Signal(syscall.SIGTERM)
 		custs[c].Wait()
 	}
-	// Each custodian's audit log verifies and holds the requests.
-	for _, c := range []int{0, 2} {
-		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c])
-		if !strings.Contains(out, "request ") {
+	// Each custodian's audit log verifies and holds the requests, and the
+	// custodians' heads anchored in the archive's log; the archive's log
+	// holds the archive's heads anchored in theirs.
+	anchorFile := func(name, out string) string {
+		f := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	custHeads := anchorFile("custodian-heads", runAnom(t, "archive", "anchors", "--data", archDir))
+	for i, c := range []int{0, 2} {
+		name := []string{"A", "C"}[i]
+		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c], "--anchors", custHeads, "--name", name,
+			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"))
+		if !strings.Contains(out, "request ") || !strings.Contains(out, "signed heads of custodian/"+name+" given") {
 			t.Fatalf("custodian audit: %s", out)
+		}
+		archHeads := anchorFile("archive-heads-"+name, runAnom(t, "custodian", "anchors", "--data", custDirs[c]))
+		if out := runAnom(t, "archive", "verify-audit", "--data", archDir, "--anchors", archHeads); !strings.Contains(out, "signed heads of archive given") {
+			t.Fatalf("archive audit against %s's anchors: %s", name, out)
 		}
 	}
 	if out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[0]); !strings.Contains(out, "answer 2, refusal 2") {

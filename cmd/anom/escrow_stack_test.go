@@ -43,7 +43,8 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The network and its escrow, made by the admin commands.
 	runAnom(t, "admin", "init", "--data", data)
-	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
+	keys := filepath.Join(dir, "escrow-keys") // beside the data dir, not in it
+	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--out", keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
 		t.Fatalf("admin escrow init said:\n%s", out)
 	}
 	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
@@ -175,12 +176,14 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("the server's outbox holds %v, want %d records, 1 blob, 3 certificates", kinds, sent)
 	}
 
-	// Three custodians, each its own process.
+	// Three custodians, each its own process, taking the archive's key.
+	archKey := strings.TrimSpace(runAnom(t, "archive", "key", "--data", filepath.Join(dir, "archive")))
 	var custodians []string
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
-		cmd, line := startAnom(t, "custodian", "--share", d.path("escrow", name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey)
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.path("escrow-policy"),
+			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey,
+			"--archive-key", archKey)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)
@@ -192,8 +195,12 @@ func TestEscrowFullStack(t *testing.T) {
 	// The archive ingests from the server over HTTPS until the outbox is
 	// empty (Pull serves only what the archive has not acknowledged).
 	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", serverKey}
-	serve, _ := startAnom(t, append([]string{"archive", "serve", "--source", "https://" + addr, "--source-ca", d.path("ca.crt"),
-		"--source-token", d.path("archive.token"), "--poll", "20ms", "--batch", "5"}, archFlags...)...)
+	serveArgs := []string{"archive", "serve", "--source", "https://" + addr, "--source-ca", d.path("ca.crt"),
+		"--source-token", d.path("archive.token"), "--poll", "20ms", "--batch", "5"}
+	for _, c := range custodians {
+		serveArgs = append(serveArgs, "--custodian", c)
+	}
+	serve, _ := startAnom(t, append(serveArgs, archFlags...)...)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		left, err := outbox.Pull(ctx, 0, 1)
 		if err != nil {
@@ -214,7 +221,7 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The warrant: alice, [from, to), from the issuer key escrow init made.
 	warrant := filepath.Join(dir, "warrant")
-	runAnom(t, "admin", "warrant", "issue", "--issuer-key", d.path("escrow", "issuer-Court.key"), "--id", "W-stack",
+	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(keys, "issuer-Court", "issuer-Court.key"), "--id", "W-stack",
 		"--scope-user", "alice", "--from", from.Format(time.RFC3339Nano), "--to", to.Format(time.RFC3339Nano),
 		"--not-after", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "records request", "--case", "C-7", "--out", warrant)
 
@@ -245,6 +252,8 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("JSON transparency report lacks the warrant: %v", jrep)
 	}
 	srv.stop(t)
+	// No share and no issuer key ever sat in the server's data dir.
+	assertNoEscrowSecrets(t, data, keys)
 }
 
 // anomServer is `anom server` running as its own process.

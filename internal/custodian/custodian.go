@@ -12,6 +12,7 @@
 //	custodian.go  the service and its checks
 //	envelope.go   the request envelope and the per-request key directory
 //	http.go       the HTTPS API and the archive's client
+//	anchor.go     cross-signed audit heads and signed audit counts
 //	tls.go        the self-signed certificate and pinning
 //	revoke.go     the revocation list file
 //	sharefile.go  the custodian's secret file (share and signing key)
@@ -27,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"anom/escrow"
@@ -65,6 +67,10 @@ type Config struct {
 	// MaxRequestBytes bounds a request body; zero means
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// ArchiveKey is the key of the archive's signed audit heads (see
+	// Anchor); nil: the archive's heads are refused, so this custodian's
+	// log anchors nothing.
+	ArchiveKey ed25519.PublicKey
 }
 
 // Service is one running custodian.
@@ -74,10 +80,15 @@ type Service struct {
 	holder escrow.Keyholder
 	log    *audit.Log
 	name   string
+
+	anchorMu    sync.Mutex
+	lastArchive *audit.SignedHead // the archive's latest head anchored here
 }
 
 // New checks the configuration (policy signed by the root, share and key
-// matching the policy's entry for this custodian) and opens the audit log.
+// matching the policy's entry for this custodian) and opens the audit log,
+// whose whole chain it verifies: a custodian does not start on a log that
+// does not verify.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Secret == nil || cfg.Policy == nil || cfg.Store == nil {
 		return nil, fmt.Errorf("starting custodian: secret, policy and store are required")
@@ -103,11 +114,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
+	if !archiveKeyOK(cfg.ArchiveKey) {
+		return nil, fmt.Errorf("starting custodian: archive key is %d bytes", len(cfg.ArchiveKey))
+	}
 	log, err := audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	return &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name}, nil
+	last, err := latestArchiveHead(ctx, log)
+	if err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	return &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name, lastArchive: last}, nil
 }
 
 // Name is the custodian's name in the policy.

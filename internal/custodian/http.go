@@ -50,6 +50,7 @@ func (s *Service) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(out)
 	})
+	s.auditRoutes(mux)
 	return mux
 }
 

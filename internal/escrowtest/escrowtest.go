@@ -32,6 +32,9 @@ type Network struct {
 	IssuerKey  ed25519.PrivateKey
 	ServerID   string
 	ServerKey  ed25519.PrivateKey
+	// ArchiveKey signs the archive's audit heads; the custodians take its
+	// public half.
+	ArchiveKey ed25519.PrivateKey
 
 	mu      sync.Mutex
 	devices map[string]*Device
@@ -81,6 +84,9 @@ func New(t testing.TB, seed byte, k, n int) *Network {
 	if _, net.ServerKey, err = ed25519.GenerateKey(r); err != nil {
 		t.Fatal(err)
 	}
+	// Derived apart from r, so the other fixtures stay as they were.
+	ak := sha256.Sum256(append([]byte("escrowtest archive key"), seed))
+	net.ArchiveKey = ed25519.NewKeyFromSeed(ak[:])
 	p.Issuers = []escrow.Issuer{{Name: net.IssuerName, Key: net.IssuerKey.Public().(ed25519.PublicKey)}}
 	if net.Policy, err = escrow.SignPolicy(p, root.Signer()); err != nil {
 		t.Fatal(err)
