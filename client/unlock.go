@@ -130,10 +130,32 @@ func (v *vault) writeKeys() error {
 	if err != nil {
 		return fmt.Errorf("writing the key file: %w", err)
 	}
-	if err := writeAtomic(v.dir, keyFileName, kf.encode(), v.opts.rand); err != nil {
+	if err := replaceKeyFile(v.dir, kf.encode(), v.opts.rand); err != nil {
 		return fmt.Errorf("writing the key file: %w", err)
 	}
 	return nil
+}
+
+// replaceKeyFile writes the key file atomically and then overwrites the
+// previous one's bytes, through a descriptor opened before the rename, so
+// that a plain file system does not keep earlier slots in freed blocks.
+// The overwrite comes only after the new file is in place and synced: a
+// crash leaves one whole key file.
+func replaceKeyFile(dir string, data []byte, rand io.Reader) error {
+	old, err := os.OpenFile(filepath.Join(dir, keyFileName), os.O_WRONLY, 0)
+	if err != nil && !notExist(err) {
+		return err
+	}
+	if old != nil {
+		defer old.Close()
+	}
+	if err := writeAtomic(dir, keyFileName, data, rand); err != nil {
+		return err
+	}
+	if old == nil {
+		return nil
+	}
+	return overwriteFile(old, rand)
 }
 
 // unlockResult says why a locked vault wiped itself.
@@ -184,7 +206,7 @@ func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	tried := [2]slot{kf.groups[0][c], kf.groups[1][c]}
 	if kf.tries > 0 {
 		kf.groups[0][c], kf.groups[1][c] = zeroSlot, zeroSlot
-		if err := writeAtomic(dir, keyFileName, kf.encode(), o.rand); err != nil {
+		if err := replaceKeyFile(dir, kf.encode(), o.rand); err != nil {
 			return nil, nil, fmt.Errorf("opening device state: recording the attempt: %w", err)
 		}
 	}

@@ -269,15 +269,24 @@ func overwrite(path string, rand io.Reader) error {
 		return err
 	}
 	defer f.Close()
+	return overwriteFile(f, rand)
+}
+
+// overwriteFile replaces the bytes of the open file f with random ones and
+// syncs it.
+func overwriteFile(f *os.File, rand io.Reader) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("overwriting %s: %w", filepath.Base(f.Name()), err)
+	}
 	if _, err := io.CopyN(f, rand, fi.Size()); err != nil {
-		return fmt.Errorf("overwriting %s: %w", filepath.Base(path), err)
+		return fmt.Errorf("overwriting %s: %w", filepath.Base(f.Name()), err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("overwriting %s: %w", filepath.Base(path), err)
+		return fmt.Errorf("overwriting %s: %w", filepath.Base(f.Name()), err)
 	}
 	return nil
 }
