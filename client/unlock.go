@@ -287,6 +287,11 @@ func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 // new, empty device whose PIN is the duress PIN (kek is its key), with
 // the policy of the key file and the hint. It returns that device as if
 // the PIN had opened it: no report, no error, no log.
+//
+// The salt and KDF cost stay, so that no second derivation makes the
+// duress PIN slower than the PIN. Someone holding a copy of the files from
+// before can see by the salt that the new device is the old one; he can
+// also guess the PINs on that copy (see the README).
 func (v *vault) duress(kf *keyFile, kek []byte, st settings) (*vault, *WipeReport, error) {
 	// First the crypto-erase: the key file, overwritten and synced.
 	if err := overwrite(filepath.Join(v.dir, keyFileName), v.opts.rand); err != nil {
