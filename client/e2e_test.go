@@ -80,7 +80,7 @@ func (n *testNet) newDevice(name string) *device {
 	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
 	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.Now, KeyPackages: 4,
 		OnEvent: func(e Event) { d.events <- e }}
-	c, err := Create(d.cfg, "1234", "0000")
+	c, err := Create(d.cfg, testPIN, testDuress)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+	if carol.c, err = Open(carol.cfg, testPIN); err != nil {
 		t.Fatal(err)
 	}
 	if err := carol.c.Connect(ctx); err != nil {
@@ -255,7 +255,7 @@ func TestEndToEnd(t *testing.T) {
 	if e := bob.wait(EventWiped); e.Text != "remote wipe" {
 		t.Fatalf("wipe reason %q", e.Text)
 	}
-	if _, err := Open(bob.cfg, "1234"); !errors.Is(err, ErrNoState) {
+	if _, err := Open(bob.cfg, testPIN); !errors.Is(err, ErrNoState) {
 		t.Fatalf("bob's state after the wipe: %v", err)
 	}
 
@@ -265,7 +265,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	carol.c.Close()
-	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+	if carol.c, err = Open(carol.cfg, testPIN); err != nil {
 		t.Fatal(err)
 	}
 	if err := carol.c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) {
@@ -281,7 +281,7 @@ func TestExpiredSubscription(t *testing.T) {
 	// Past the subscription (12 months), the server refuses the device.
 	alice.c.Close()
 	n.clock.Set(400 * 24 * time.Hour)
-	c, err := Open(alice.cfg, "1234")
+	c, err := Open(alice.cfg, testPIN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 	d := &device{t: t, name: "dave", events: make(chan Event, 100)}
 	d.cfg = Config{Dir: filepath.Join(t.TempDir(), "dave"), KDF: testKDF, Now: n.clock.Now, WipeAfter: 3 * 24 * time.Hour,
 		OnEvent: func(e Event) { d.events <- e }}
-	c, err := Create(d.cfg, "1234", "")
+	c, err := Create(d.cfg, testPIN, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 	}
 	c.Close()
 	n.clock.Set(2 * 24 * time.Hour)
-	if c, err = Open(d.cfg, "1234"); err != nil {
+	if c, err = Open(d.cfg, testPIN); err != nil {
 		t.Fatalf("within the limit: %v", err)
 	}
 	if err := c.CheckOverdue(); err != nil {
@@ -316,7 +316,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 		t.Fatalf("overdue device: %v", err)
 	}
 	d.wait(EventWiped)
-	if _, err := Open(d.cfg, "1234"); !errors.Is(err, ErrNoState) {
+	if _, err := Open(d.cfg, testPIN); !errors.Is(err, ErrNoState) {
 		t.Fatalf("after auto-wipe: %v", err)
 	}
 }
@@ -333,7 +333,7 @@ func TestPinnedCA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, "1234", "")
+			c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, testPIN, "")
 			if err != nil {
 				t.Fatal(err)
 			}

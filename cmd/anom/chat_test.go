@@ -172,7 +172,7 @@ type pane struct {
 func (n *tmuxNet) start(user string, args ...string) *pane {
 	n.t.Helper()
 	pinFile := filepath.Join(n.dir, user+".pin")
-	if err := os.WriteFile(pinFile, []byte("1234\n"), 0o600); err != nil {
+	if err := os.WriteFile(pinFile, []byte("314159\n"), 0o600); err != nil {
 		n.t.Fatal(err)
 	}
 	argv := []string{n.bin, "chat", "--home", filepath.Join(n.dir, user), "--pin-file", pinFile, "--log", filepath.Join(n.dir, user+".log")}
@@ -417,7 +417,7 @@ func TestChatTmux(t *testing.T) {
 	bob.wait("EXITED 0")
 	bob = n.startNoPIN("bob")
 	bob.wait("PIN: ")
-	bob.send("1234")
+	bob.send("314159")
 	bob.wait("Type /help for the commands.")
 
 	// A second device for alice: it shows a pairing code, alice approves

@@ -82,7 +82,7 @@ func TestEscrowFullStack(t *testing.T) {
 	activate := func(name, code string) *liveDevice {
 		dev := &liveDevice{events: make(chan client.Event, 10000)}
 		c, err := client.Create(client.Config{Dir: filepath.Join(dir, name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
-			KeyPackages: 2, OnEvent: func(e client.Event) { dev.events <- e }}, "1234", "")
+			KeyPackages: 2, OnEvent: func(e client.Event) { dev.events <- e }}, "314159", "")
 		if err != nil {
 			t.Fatal(err)
 		}
