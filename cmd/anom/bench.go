@@ -698,11 +698,17 @@ func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.Ro
 				devs[i] = dev
 				break
 			}
-			// The server reads its spool about once a second.
+			// The server reads its spool about once a second; until
+			// then activations fail, and failures from one address are
+			// rate-limited after a burst: wait as the server says.
 			if attempt > 100 || ctx.Err() != nil {
 				return err
 			}
-			time.Sleep(200 * time.Millisecond)
+			wait := 200 * time.Millisecond
+			if se := (*loadgen.ServerError)(nil); errors.As(err, &se) && se.RetryAfter > wait {
+				wait = se.RetryAfter
+			}
+			time.Sleep(wait)
 		}
 		mu <- struct{}{}
 		done++

@@ -82,6 +82,9 @@ func (t *Target) init() {
 type ServerError struct {
 	Code    anomv1.ErrorCode
 	Message string
+	// RetryAfter is how long to wait before trying again, with
+	// ERROR_CODE_RATE_LIMITED.
+	RetryAfter time.Duration
 }
 
 func (e *ServerError) Error() string { return fmt.Sprintf("server: %v: %s", e.Code, e.Message) }
@@ -340,7 +343,7 @@ func (c *Conn) closedErr() error {
 
 func answer(r *anomv1.Frame) (*anomv1.Frame, error) {
 	if e := r.GetError(); e != nil {
-		return r, &ServerError{Code: e.Code, Message: e.Message}
+		return r, &ServerError{Code: e.Code, Message: e.Message, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
 	}
 	return r, nil
 }
@@ -409,7 +412,7 @@ func (r reply) result() (uint64, error) {
 		return r.seq, nil
 	}
 	if e := r.frame.GetError(); e != nil {
-		return 0, &ServerError{Code: e.Code, Message: e.Message}
+		return 0, &ServerError{Code: e.Code, Message: e.Message, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
 	}
 	if s := r.frame.GetSent(); s != nil {
 		return s.Seq, nil

@@ -128,14 +128,17 @@ type Server struct {
 	limits  Limits
 	blobKey []byte
 
-	tlog    *translog.Log
-	tlogMu  sync.Mutex // serialises certificate appends with record updates
-	certs   certBatcher
-	hub     *hub
-	groups  *groupCache
-	rates   *rateLimiters
-	metrics *metrics
-	reg     *prometheus.Registry
+	tlog   *translog.Log
+	tlogMu sync.Mutex // serialises certificate appends with record updates
+	certs  certBatcher
+	hub    *hub
+	groups *groupCache
+	rates  *rateLimiters
+	// Before authentication (preauth.go).
+	preauth     *preauthSessions
+	activations *activationLimiter
+	metrics     *metrics
+	reg         *prometheus.Registry
 
 	esc *escrowState // nil without an escrow policy
 
@@ -210,6 +213,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.hub = newHub()
 	s.groups = newGroupCache()
 	s.rates = newRateLimiters(s.limits)
+	s.preauth = newPreauthSessions(s.limits)
+	s.activations = newActivationLimiter(s.limits)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Signer: s.root.Signer(), Now: s.now})
@@ -258,7 +263,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.httpSrv = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         tc,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
@@ -338,6 +344,7 @@ func (s *Server) Sweep(ctx context.Context) error {
 		return err
 	}
 	s.rates.sweep(s.now())
+	s.activations.sweep(s.now())
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
 	}
