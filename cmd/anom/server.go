@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -21,6 +22,7 @@ func runServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	data := dataFlag(fs)
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (env ANOM_LISTEN)")
+	metricsListen := fs.String("metrics-listen", defaultMetricsListen, "address of the Prometheus metrics, GET http://ADDR/metrics (plain HTTP, unauthenticated: keep it on loopback or a private network); off: none")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long group messages are kept at most")
 	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
@@ -88,6 +90,19 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if ml != nil {
+		go func() {
+			if err := srv.ServeMetrics(ctx, ml); err != nil {
+				log.Error("serving metrics", "err", err)
+			}
+		}()
+		fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", ml.Addr())
+	}
 	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootFingerprint, gc)
 	if id, key, ok := srv.EscrowServerKey(); ok {
 		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
@@ -128,6 +143,39 @@ func ensureNetwork(d dataDir) (made bool, err error) {
 		return false, fmt.Errorf("making a network in %s: %w", d.path(), err)
 	}
 	return true, nil
+}
+
+// defaultMetricsListen is where anom server serves its metrics unless
+// told otherwise: loopback only.
+const defaultMetricsListen = "127.0.0.1:9464"
+
+// listenMetrics opens the metrics listener for --metrics-listen: nil for
+// "off". The default address being taken (another server on the machine)
+// is not fatal: the server runs without metrics and says so; an address
+// given explicitly must work.
+func listenMetrics(addr string, explicit bool) (net.Listener, error) {
+	if addr == "off" || addr == "" {
+		return nil, nil
+	}
+	ml, err := net.Listen("tcp", addr)
+	if err != nil {
+		if !explicit {
+			fmt.Fprintf(os.Stderr, "metrics not served: %v (give --metrics-listen ADDR, or off)\n", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	if ap, err := netip.ParseAddrPort(ml.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		fmt.Fprintf(os.Stderr, "warning: metrics on %s are served to anyone who can reach it (no TLS, no authentication)\n", ml.Addr())
+	}
+	return ml, nil
+}
+
+// isFlagSet says whether a flag was given on the command line.
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func nonEmpty(b []byte) []byte {

@@ -34,13 +34,17 @@ type Target struct {
 	// many connections do not exhaust one address's ephemeral ports; nil
 	// lets the system choose.
 	Sources []net.IP
+	// MetricsAddr is the host:port of the server's metrics listener
+	// (plain HTTP, anom server --metrics-listen), which ScrapeMemory
+	// reads; "" means none.
+	MetricsAddr string
 
 	once    sync.Once
 	tls     *tls.Config
 	dialers []*net.Dialer
-	// metrics reads /metrics over one kept-alive connection from the
-	// system's choice of address: not from Sources, whose ports the
-	// load's connections may use up.
+	// metrics reads MetricsAddr's /metrics over one kept-alive
+	// connection from the system's choice of address: not from Sources,
+	// whose ports the load's connections may use up.
 	metrics *http.Client
 }
 
@@ -70,11 +74,7 @@ func (t *Target) init() {
 			}
 			t.dialers = append(t.dialers, d)
 		}
-		t.metrics = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig:     t.tls,
-			TLSHandshakeTimeout: 30 * time.Second,
-			MaxIdleConnsPerHost: 1,
-		}}
+		t.metrics = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	})
 }
 

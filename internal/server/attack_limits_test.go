@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -463,4 +464,42 @@ func TestAttackPreAuthSessionFlood(t *testing.T) {
 			t.Fatalf("idle keep-alive connection cut after %v", took)
 		}
 	})
+}
+
+// TestAttackMetricsOnClientPort: anyone who can reach the client port read
+// /metrics (connected devices, request rates, memory). The client port
+// now has no /metrics; the metrics are served by ServeMetrics on an
+// address of the operator's.
+func TestAttackMetricsOnClientPort(t *testing.T) {
+	n := newNetwork(t, nil)
+	resp, err := n.httpClient().Get("https://" + n.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), "anom_connections") {
+		t.Fatalf("GET /metrics on the client port: HTTP %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.srv.ServeMetrics(ctx, l) }()
+	resp, err = http.Get("http://" + l.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "anom_connections") || !strings.Contains(string(body), "process_resident_memory_bytes") {
+		t.Fatalf("GET /metrics on the metrics address: HTTP %d:\n%.300s", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

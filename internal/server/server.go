@@ -104,7 +104,8 @@ type Config struct {
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
 	// Registry receives the Prometheus metrics; nil means a registry of
-	// the server's own, served at /metrics, which also has the Go runtime
+	// the server's own, served by MetricsHandler (not on the client
+	// port), which also has the Go runtime
 	// and process collectors (memory, goroutines, file descriptors, the
 	// garbage collector's settings and live heap).
 	Registry *prometheus.Registry
@@ -234,18 +235,55 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler: /v1/ws, /v1/blobs/{id} and
-// /metrics.
+// Handler returns the server's HTTP handler for the client port: /v1/ws,
+// /v1/blobs/{id} and, for the archive, /v1/escrow/. The metrics are not
+// served here (MetricsHandler).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	if s.esc != nil && s.cfg.ArchiveToken != "" {
 		mux.Handle("/v1/escrow/", s.archiveHandler())
 	}
 	return mux
+}
+
+// MetricsHandler serves the Prometheus metrics at /metrics. They tell
+// how many devices are connected and how busy the server is, so they
+// belong on an address only the operator reaches (ServeMetrics), never on
+// the client port.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// ServeMetrics serves MetricsHandler over plain HTTP on l (a loopback or
+// otherwise private address: the metrics are not authenticated) until
+// ctx ends or the server stops.
+func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.MetricsHandler(),
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       s.limits.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving metrics: %w", err)
+	case <-ctx.Done():
+	case <-s.closing:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutCtx)
+	<-errc
+	return nil
 }
 
 // Serve accepts TLS connections on l until ctx ends or Shutdown is
