@@ -503,3 +503,181 @@ func TestAttackMetricsOnClientPort(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// grant asks for an upload grant of size bytes; nil and the error code if
+// refused.
+func (c *client) grant(size uint64) (*anomv1.BlobGrant, anomv1.ErrorCode) {
+	c.t.Helper()
+	r := c.call(&anomv1.Frame{Body: &anomv1.Frame_RequestBlobUpload{RequestBlobUpload: &anomv1.RequestBlobUpload{Size: size}}})
+	return r.GetBlobGrant(), code(r)
+}
+
+// blobRequest does a blob request; signer, if not nil, signs it as a
+// device does.
+func (n *network) blobRequest(method, id, token string, body []byte, signer *client) int {
+	n.t.Helper()
+	req, _ := http.NewRequest(method, "https://"+n.addr+"/v1/blobs/"+id, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if signer != nil {
+		req.Header.Set(identity.BlobAuthHeader, identity.SignBlobRequest(signer.priv, signer.cert.DeviceID, method, id, n.clock.Now()))
+	}
+	resp, err := n.httpClient().Do(req)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestAttackUploadGrantBurst: one device asked for upload grants of the
+// largest blob as fast as it could, from every session it may open, and
+// got 422 of 100 MiB in one burst. Grants and blobs now count against a
+// per-device quota (1 GiB by default): exactly ten such grants fit, an
+// unused grant stops counting when its upload window ends, and a stored
+// blob counts at its size until it expires.
+func TestAttackUploadGrantBurst(t *testing.T) {
+	t.Run("burst", func(t *testing.T) {
+		n := newNetwork(t, nil)
+		alice := n.activate("alice", n.codes(1, 12)[0])
+		sessions := []*client{alice}
+		for range 3 {
+			c, r := n.connect(alice)
+			if r.GetError() != nil {
+				t.Fatal(r.GetError())
+			}
+			sessions = append(sessions, c)
+		}
+		var mu sync.Mutex
+		granted, refused := 0, 0
+		var wg sync.WaitGroup
+		for _, c := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 30 {
+					g, code := c.grant(100 << 20)
+					mu.Lock()
+					switch {
+					case g != nil:
+						granted++
+					case code == anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED:
+						refused++
+					default:
+						t.Errorf("grant: %v", code)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if granted != 10 || refused != 110 {
+			t.Fatalf("a burst of 120 grants of 100 MiB from 4 sessions of one device: %d granted, %d refused; want 10 and 110 (1 GiB quota)", granted, refused)
+		}
+		// Another device has its own quota.
+		bob := n.activate("bob", n.codes(1, 12)[0])
+		if g, code := bob.grant(100 << 20); g == nil {
+			t.Fatalf("another device's grant: %v", code)
+		}
+		// Unused grants stop counting when their upload window ends.
+		n.clock.Advance(DefaultBlobUploadWindow + time.Minute)
+		if g, code := alice.grant(100 << 20); g == nil {
+			t.Fatalf("a grant after the unused ones lapsed: %v", code)
+		}
+	})
+	t.Run("stored blobs count", func(t *testing.T) {
+		n := newNetwork(t, func(c *Config) { c.BlobQuota = 1 << 20 })
+		alice := n.activate("alice", n.codes(1, 12)[0])
+		g, code := alice.grant(600 << 10)
+		if g == nil {
+			t.Fatal(code)
+		}
+		if st := n.blobRequest("PUT", g.Id, g.PutToken, make([]byte, 600<<10), nil); st != http.StatusCreated {
+			t.Fatalf("upload: HTTP %d", st)
+		}
+		n.clock.Advance(2 * DefaultBlobUploadWindow)
+		if g, code := alice.grant(500 << 10); g != nil || code != anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED {
+			t.Fatalf("a grant that would overrun the quota with a stored blob: %v %v", g, code)
+		}
+		if g, code := alice.grant(400 << 10); g == nil {
+			t.Fatalf("a grant within the quota: %v", code)
+		}
+		// Once the blob has expired (and the grant lapsed) there is room.
+		n.clock.Advance(31 * 24 * time.Hour)
+		if g, code := alice.grant(1 << 20); g == nil {
+			t.Fatalf("a grant of the whole quota after the blob expired: %v", code)
+		}
+	})
+}
+
+// TestAttackRevokedBlobToken: a device kept using its blob tokens after it
+// was revoked: it uploaded with a grant it held and downloaded with the
+// tokens it had. Tokens are now bound to a device that must still be
+// valid when they are used: a put token to the device it was granted to,
+// a download to the device that signs it. A revoked, wiped or expired
+// device is refused; the other members still fetch the attachments it
+// sent; a token alone, unsigned, no longer downloads.
+func TestAttackRevokedBlobToken(t *testing.T) {
+	n := newNetwork(t, func(c *Config) { c.BlobTTL = 90 * 24 * time.Hour })
+	codes := n.codes(3, 12)
+	alice := n.activate("alice", codes[0])
+	bob := n.activate("bob", codes[1])
+	carol := n.activate("carol", n.codes(1, 1)[0]) // one month
+	dave := n.activate("dave", codes[2])
+	data := bytes.Repeat([]byte("sealed attachment "), 100)
+	g, _ := alice.grant(uint64(len(data)))
+	spare, _ := alice.grant(uint64(len(data)))
+	if g == nil || spare == nil {
+		t.Fatal("no grant")
+	}
+	if st := n.blobRequest("PUT", g.Id, g.PutToken, data, nil); st != http.StatusCreated {
+		t.Fatalf("upload: HTTP %d", st)
+	}
+	for _, c := range []*client{alice, bob, carol, dave} {
+		if st := n.blobRequest("GET", g.Id, g.GetToken, nil, c); st != http.StatusOK {
+			t.Fatalf("download by %s: HTTP %d", c.cert.Username, st)
+		}
+	}
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, nil); st != http.StatusUnauthorized {
+		t.Fatalf("download with the token alone: HTTP %d, want 401", st)
+	}
+	// A signature by one device does not carry over to another.
+	req, _ := http.NewRequest("GET", "https://"+n.addr+"/v1/blobs/"+g.Id, nil)
+	req.Header.Set("Authorization", "Bearer "+g.GetToken)
+	req.Header.Set(identity.BlobAuthHeader, identity.SignBlobRequest(bob.priv, dave.cert.DeviceID, "GET", g.Id, n.clock.Now()))
+	if resp, err := n.httpClient().Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a download signed by bob in dave's name: %v %v", resp.StatusCode, err)
+	}
+
+	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(alice.cert.DeviceID, n.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if st := n.blobRequest("PUT", spare.Id, spare.PutToken, data, nil); st != http.StatusForbidden {
+		t.Fatalf("upload with a revoked device's grant: HTTP %d, want 403", st)
+	}
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, alice); st != http.StatusForbidden {
+		t.Fatalf("download by the revoked device: HTTP %d, want 403", st)
+	}
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, bob); st != http.StatusOK {
+		t.Fatalf("another member's download of the revoked device's attachment: HTTP %d", st)
+	}
+
+	w, err := n.root.SignWipeCommand(bob.cert.DeviceID, n.clock.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.srv.Wipe(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, bob); st != http.StatusForbidden {
+		t.Fatalf("download by a device ordered wiped: HTTP %d, want 403", st)
+	}
+
+	n.clock.Advance(40 * 24 * time.Hour)
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, carol); st != http.StatusForbidden {
+		t.Fatalf("download by an expired device: HTTP %d, want 403", st)
+	}
+	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, dave); st != http.StatusOK {
+		t.Fatalf("download by a valid device: HTTP %d", st)
+	}
+}

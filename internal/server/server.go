@@ -68,6 +68,17 @@ type Config struct {
 	BlobTTL time.Duration
 	// MaxBlobSize caps a blob in bytes; 0 means 100 MiB.
 	MaxBlobSize int64
+	// BlobQuota is the most bytes one device may have in live blobs and
+	// outstanding upload grants together; 0 means DefaultBlobQuota
+	// (1 GiB). A grant beyond it is refused with LIMIT_EXCEEDED.
+	BlobQuota int64
+	// MaxBlobsPerDevice bounds a device's live blobs and grants in number;
+	// 0 means DefaultMaxBlobsPerDevice (10,000).
+	MaxBlobsPerDevice int
+	// BlobUploadWindow is how long an upload grant (its put token) may be
+	// used, and counts against the quota if unused; 0 means
+	// DefaultBlobUploadWindow (one hour).
+	BlobUploadWindow time.Duration
 	// BlobKey is the HMAC key of blob capability tokens (at least 32
 	// bytes); nil means a random key per process, so tokens die with it.
 	BlobKey []byte
@@ -143,6 +154,8 @@ type Server struct {
 
 	esc *escrowState // nil without an escrow policy
 
+	grantMu [16]sync.Mutex // serialise the blob grants of a device (by its first byte)
+
 	revokedMu sync.RWMutex
 	revoked   map[identity.DeviceID]bool
 
@@ -193,6 +206,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if s.cfg.MaxBlobSize <= 0 {
 		s.cfg.MaxBlobSize = 100 << 20
+	}
+	if s.cfg.BlobQuota <= 0 {
+		s.cfg.BlobQuota = DefaultBlobQuota
+	}
+	if s.cfg.MaxBlobsPerDevice <= 0 {
+		s.cfg.MaxBlobsPerDevice = DefaultMaxBlobsPerDevice
+	}
+	if s.cfg.BlobUploadWindow <= 0 {
+		s.cfg.BlobUploadWindow = DefaultBlobUploadWindow
 	}
 	s.blobKey = cfg.BlobKey
 	if len(s.blobKey) < 32 {
@@ -385,6 +407,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 	s.activations.sweep(s.now())
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
+	}
+	if err := s.sweepBlobUsage(ctx); err != nil {
+		return err
 	}
 	return s.sweepEscrowBlobs(ctx)
 }
