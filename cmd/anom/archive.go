@@ -27,18 +27,34 @@ func init() {
 	register(command{name: "archive", summary: "escrow archive: serve (ingest), open a warrant, report, verify-audit", run: runArchive})
 }
 
-// An archive's data directory holds its Pebble store in store/.
+// An archive's data directory holds its Pebble store in store/ and its
+// client certificate for the custodians (client.crt, client.key).
 
 func runArchive(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit [flags]")
+		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|pin [flags]")
 	}
 	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)
 	data := fs.String("data", "archive-data", "data directory")
+	if args[0] == "pin" {
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cert, err := archiveCertificate(*data)
+		if err != nil {
+			return err
+		}
+		pin := custodian.Pin(cert)
+		fmt.Printf("%x\n", pin)
+		fmt.Fprintf(os.Stderr, "the archive's client certificate is %s; give its pin to every custodian: anom custodian --archive-pin %x ...\n",
+			filepath.Join(*data, custodian.ClientCertFile), pin)
+		return nil
+	}
 	policy := fs.String("policy", "", "signed escrow policy file (required)")
 	rootPub := fs.String("root", "", "network root public key file, root.pub (required)")
 	var serverKeys listFlag
 	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable); records not countersigned by one are rejected")
+	var clientCert *tls.Certificate // for open
 	open := func() (*archive.Archive, func(), error) {
 		if *policy == "" || *rootPub == "" {
 			return nil, nil, fmt.Errorf("--policy and --root are required")
@@ -63,7 +79,7 @@ func runArchive(ctx context.Context, args []string) error {
 			return nil, nil, err
 		}
 		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk,
-			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ClientCertificate: clientCert})
 		if err != nil {
 			st.Close()
 			return nil, nil, err
@@ -119,9 +135,15 @@ func runArchive(ctx context.Context, args []string) error {
 		var eps listFlag
 		fs.Var(&eps, "custodian", "custodian endpoint https://HOST:PORT#PIN (repeatable)")
 		chunk := fs.Int("chunk", archive.DefaultChunk, "records per custodian request")
+		maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest custodian request in bytes (at most the custodians' --max-request)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		cert, err := archiveCertificate(*data)
+		if err != nil {
+			return err
+		}
+		clientCert = &cert
 		if *warrantFile == "" || *out == "" || len(eps) == 0 {
 			return fmt.Errorf("--warrant, --out and --custodian are required")
 		}
@@ -146,7 +168,7 @@ func runArchive(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Open(ctx, sw, endpoints, *out, archive.OpenOptions{Chunk: *chunk})
+		rep, err := a.Open(ctx, sw, endpoints, *out, archive.OpenOptions{Chunk: *chunk, MaxRequestBytes: *maxReq})
 		if rep != nil {
 			fmt.Printf("warrant %s: %d records opened, %d failed; report in %s\n", sw.Warrant.ID, len(rep.Records), len(rep.Failed), filepath.Join(*out, "report.txt"))
 		}
@@ -192,7 +214,17 @@ func runArchive(ctx context.Context, args []string) error {
 		}
 		return verifyAuditCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket)
 	}
-	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit)", args[0])
+	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit, pin)", args[0])
+}
+
+// archiveCertificate loads the archive's client certificate from its data
+// directory, making it there on first use. Custodians answer only the
+// archives whose certificate they pin (anom archive pin prints it).
+func archiveCertificate(dir string) (tls.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	return custodian.LoadOrCreateClientCertificate(dir, time.Now())
 }
 
 // contentAttachments reads the client's content format: a message with an

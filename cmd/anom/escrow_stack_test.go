@@ -175,12 +175,15 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("the server's outbox holds %v, want %d records, 1 blob, 3 certificates", kinds, sent)
 	}
 
-	// Three custodians, each its own process.
+	// Three custodians, each its own process, answering only the archive
+	// whose client certificate they pin (as the README says).
+	pin := archivePin(t, filepath.Join(dir, "archive"))
 	var custodians []string
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		cmd, line := startAnom(t, "custodian", "--share", d.path("escrow", name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey)
+			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey,
+			"--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)

@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -84,6 +85,11 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives ingestion retries; nil discards them.
 	Logger *slog.Logger
+	// ClientCertificate is the certificate the archive presents to the
+	// custodians, which answer only archives whose certificate they pin
+	// (custodian.LoadOrCreateClientCertificate makes one). Open needs it;
+	// nil: Open refuses.
+	ClientCertificate *tls.Certificate
 }
 
 // Archive is an open archive.

@@ -36,7 +36,7 @@ func (n *Network) StartCustodian(t testing.TB, i int, now func() time.Time) *Cus
 	c := &Custodian{Store: st, Revoked: custodian.RevocationFile{Path: filepath.Join(dir, "revoked")}}
 	c.Service, err = custodian.New(context.Background(), custodian.Config{
 		Secret: n.Secrets[i], Policy: n.Policy, Root: n.Root.Public(), ServerKeys: n.ServerKeys(),
-		Store: st, Revocations: c.Revoked, Now: now,
+		Store: st, Revocations: c.Revoked, Now: now, ArchivePins: n.ArchivePins(),
 	})
 	if err != nil {
 		t.Fatal(err)
