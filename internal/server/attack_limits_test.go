@@ -337,6 +337,7 @@ func TestAttackPreAuthLargeFrame(t *testing.T) {
 			SignatureKey: make([]byte, ed25519.PublicKeySize), Signature: make([]byte, ed25519.SignatureSize), Approval: make([]byte, identity.MaxDeviceApprovalSize)}}},
 	} {
 		b, _ := proto.Marshal(f)
+		t.Logf("largest legal %s frame: %d bytes", kindOf(f), len(b))
 		if lim := n.srv.limits.MaxPreAuthFrameSize; len(b) > lim/4 {
 			t.Errorf("largest %s frame is %d bytes, over a quarter of the limit of %d before authentication", kindOf(f), len(b), lim)
 		}
@@ -680,4 +681,34 @@ func TestAttackRevokedBlobToken(t *testing.T) {
 	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, dave); st != http.StatusOK {
 		t.Fatalf("download by a valid device: HTTP %d", st)
 	}
+}
+
+// FuzzBlobToken: checkBlobToken takes any bearer string without
+// panicking, and accepts only the tokens the server made, for the blob
+// and verb they were made for.
+func FuzzBlobToken(f *testing.F) {
+	s := &Server{blobKey: make([]byte, 32), now: func() time.Time { return time.Unix(1000, 0) }}
+	id := "00112233445566778899aabbccddeeff"
+	dev := identity.DeviceID{7}
+	put := s.blobToken("put", id, 2_000_000, 100, dev[:])
+	get := s.blobToken("get", id, 2_000_000, 0, nil)
+	f.Add("put", put)
+	f.Add("get", get)
+	f.Add("put", get)
+	f.Add("get", "")
+	f.Fuzz(func(t *testing.T, verb, tok string) {
+		max, d, err := s.checkBlobToken(verb, id, tok)
+		if err != nil {
+			return
+		}
+		switch {
+		case verb == "put" && tok == put:
+			if max != 100 || d != dev {
+				t.Fatalf("put token read as %d bytes for %v", max, d)
+			}
+		case verb == "get" && tok == get:
+		default:
+			t.Fatalf("accepted a token the server did not make: %s %q", verb, tok)
+		}
+	})
 }
