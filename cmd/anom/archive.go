@@ -34,14 +34,28 @@ func init() {
 //	store/        Pebble store (records, index, audit log)
 //	archive.key   the key that signs its audit heads (hex seed), 0600
 //	archive.pub   its public half: the custodians' --archive-key
+//	client.crt, client.key  its client certificate for the custodians (anom archive pin prints its pin)
 
 func runArchive(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|anchors|key [flags]")
+		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|anchors|key|pin [flags]")
 	}
 	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)
 	data := fs.String("data", "archive-data", "data directory")
 	switch args[0] {
+	case "pin":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cert, err := archiveCertificate(*data)
+		if err != nil {
+			return err
+		}
+		pin := custodian.Pin(cert)
+		fmt.Printf("%x\n", pin)
+		fmt.Fprintf(os.Stderr, "the archive's client certificate is %s; give its pin to every custodian: anom custodian --archive-pin %x ...\n",
+			filepath.Join(*data, custodian.ClientCertFile), pin)
+		return nil
 	case "key":
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -113,12 +127,18 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
+		// The client certificate the custodians pin: open, report and
+		// serve (anchoring) all talk to them.
+		clientCert, err := archiveCertificate(*data)
+		if err != nil {
+			return nil, nil, err
+		}
 		st, err := pebble.Open(filepath.Join(*data, "store"), pebble.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
 		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk, Key: key,
-			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ClientCertificate: &clientCert})
 		if err != nil {
 			st.Close()
 			return nil, nil, err
@@ -197,6 +217,7 @@ func runArchive(ctx context.Context, args []string) error {
 		warrantFile := fs.String("warrant", "", "signed warrant file (required)")
 		out := fs.String("out", "", "output directory, new or empty (required)")
 		chunk := fs.Int("chunk", archive.DefaultChunk, "records per custodian request")
+		maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest custodian request in bytes (at most the custodians' --max-request)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -220,7 +241,7 @@ func runArchive(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk})
+		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk, MaxRequestBytes: *maxReq})
 		if rep != nil {
 			fmt.Printf("warrant %s: %d records opened, %d failed; report in %s\n", sw.Warrant.ID, len(rep.Records), len(rep.Failed), filepath.Join(*out, "report.txt"))
 		}
@@ -268,7 +289,17 @@ func runArchive(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit, anchors, key)", args[0])
+	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit, anchors, key, pin)", args[0])
+}
+
+// archiveCertificate loads the archive's client certificate from its data
+// directory, making it there on first use. Custodians answer only the
+// archives whose certificate they pin (anom archive pin prints it).
+func archiveCertificate(dir string) (tls.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	return custodian.LoadOrCreateClientCertificate(dir, time.Now())
 }
 
 // contentAttachments reads the client's content format: a message with an

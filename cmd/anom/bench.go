@@ -36,6 +36,7 @@ func init() {
 
 type benchFlags struct {
 	addr, data, scenario   string
+	metricsAddr            string
 	devices, groups        int
 	online, size, window   int
 	rate, idleConns        int
@@ -59,6 +60,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var f benchFlags
 	fs.StringVar(&f.addr, "addr", "", "host:port of a running server to load (needs --data, its network directory); empty starts one on a fresh temporary network")
+	fs.StringVar(&f.metricsAddr, "metrics", defaultMetricsListen, "with --addr: host:port of that server's metrics listener (its --metrics-listen), read for the memory figures")
 	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go through its spool)")
 	fs.StringVar(&f.scenario, "scenario", "all", "messages (throughput and latency), idle (memory with idle connections) or all")
 	fs.IntVar(&f.devices, "devices", 12000, "devices activated for the message scenario")
@@ -436,12 +438,12 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 		if err := st.Close(); err != nil {
 			return fail(err)
 		}
-		addr, stop, err := startChild(ctx, dir, f.verbose, f.serverMemLimit, f.childGOGC)
+		addr, metricsAddr, stop, err := startChild(ctx, dir, f.verbose, f.serverMemLimit, f.childGOGC)
 		if err != nil {
 			return fail(err)
 		}
 		cleanup = append(cleanup, stop)
-		target.Addr = addr
+		target.Addr, target.MetricsAddr = addr, metricsAddr
 		target.Sources = sources(devices)
 		used := false
 		env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
@@ -461,16 +463,24 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return fail(err)
 	}
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		l.Close()
+		return fail(err)
+	}
 	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(sctx, l) }()
+	go func() { done <- srv.ServeMetrics(sctx, ml) }()
 	cleanup = append(cleanup, func() {
 		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintf(os.Stderr, "server: %v\n", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				fmt.Fprintf(os.Stderr, "server: %v\n", err)
+			}
 		}
 	})
-	target.Addr = l.Addr().String()
+	target.Addr, target.MetricsAddr = l.Addr().String(), ml.Addr().String()
 	target.Sources = sources(devices)
 	env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
 		return loadgen.ProvisionInProcess(ctx, srv, root, prefix, n, f.workers, progress)
@@ -508,19 +518,23 @@ func progressEvery(every time.Duration, total int, what string) func(int) {
 }
 
 // startChild runs `anom server` on dir as a child process and waits until
-// it accepts connections.
-func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc string) (string, func(), error) {
+// it accepts connections. It returns the client and metrics addresses.
+func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc string) (string, string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
+	var addrs [2]string
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", "", nil, err
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
 	}
-	addr := l.Addr().String()
-	l.Close()
-	args := []string{"server", "--data", dir, "--listen", addr}
+	addr, metricsAddr := addrs[0], addrs[1]
+	args := []string{"server", "--data", dir, "--listen", addr, "--metrics-listen", metricsAddr}
 	if memLimit != "" {
 		args = append(args, "--memory-limit", memLimit)
 		fmt.Printf("server process memory limit (--memory-limit) %s\n", memLimit)
@@ -538,7 +552,7 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 	}
 	cmd.Stdout, cmd.Stderr = logw, logw
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting server process: %w", err)
+		return "", "", nil, fmt.Errorf("starting server process: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -560,19 +574,19 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 		}
 		select {
 		case err := <-exited:
-			return "", nil, fmt.Errorf("server process exited: %v (log in %s)", err, filepath.Join(dir, "server.log"))
+			return "", "", nil, fmt.Errorf("server process exited: %v (log in %s)", err, filepath.Join(dir, "server.log"))
 		case <-ctx.Done():
 			stop()
-			return "", nil, ctx.Err()
+			return "", "", nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, errors.New("server process did not start listening")
+			return "", "", nil, errors.New("server process did not start listening")
 		}
 	}
-	fmt.Printf("server running as process %d on %s\n", cmd.Process.Pid, addr)
-	return addr, stop, nil
+	fmt.Printf("server running as process %d on %s (metrics on %s)\n", cmd.Process.Pid, addr, metricsAddr)
+	return addr, metricsAddr, stop, nil
 }
 
 // external reaches a running server: codes are issued by a distributor of
@@ -600,7 +614,7 @@ func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, 
 	if err != nil {
 		return nil, fmt.Errorf("--addr: %w", err)
 	}
-	target := &loadgen.Target{Addr: f.addr, Roots: pool, ServerName: ni.Name}
+	target := &loadgen.Target{Addr: f.addr, MetricsAddr: f.metricsAddr, Roots: pool, ServerName: ni.Name}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		target.Sources = sources(max(f.devices, f.idleConns))
 	}
@@ -698,11 +712,17 @@ func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.Ro
 				devs[i] = dev
 				break
 			}
-			// The server reads its spool about once a second.
+			// The server reads its spool about once a second; until
+			// then activations fail, and failures from one address are
+			// rate-limited after a burst: wait as the server says.
 			if attempt > 100 || ctx.Err() != nil {
 				return err
 			}
-			time.Sleep(200 * time.Millisecond)
+			wait := 200 * time.Millisecond
+			if se := (*loadgen.ServerError)(nil); errors.As(err, &se) && se.RetryAfter > wait {
+				wait = se.RetryAfter
+			}
+			time.Sleep(wait)
 		}
 		mu <- struct{}{}
 		done++

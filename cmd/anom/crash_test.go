@@ -106,18 +106,20 @@ func TestCrashNoLoss(t *testing.T) {
 				}
 			}
 		}
-		// The server imports the codes from its spool within a second.
-		deadline := time.Now().Add(15 * time.Second)
+		// The server imports the codes from its spool within a second;
+		// until then the attempts fail, and failures from one address
+		// are rate-limited after a burst.
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			dv.dev, dv.conn, err = loadgen.ActivateOverWire(ctx, target, i, codes[i], fmt.Sprintf("user-%d", i), onPush)
 			if err == nil {
 				break
 			}
 			var se *loadgen.ServerError
-			if !errors.As(err, &se) || se.Code != anomv1.ErrorCode_ERROR_CODE_BAD_CODE || time.Now().After(deadline) {
+			if !errors.As(err, &se) || (se.Code != anomv1.ErrorCode_ERROR_CODE_BAD_CODE && se.Code != anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED) || time.Now().After(deadline) {
 				t.Fatalf("activating device %d: %v", i, err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(max(200*time.Millisecond, se.RetryAfter))
 		}
 		devs[i] = dv
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"anom/internal/custodian"
@@ -25,6 +26,8 @@ func init() {
 //	store/             Pebble store holding the audit log
 //	tls.crt, tls.key   self-signed TLS certificate (its SHA-256 is the pin)
 //	revoked-warrants   the revocation list, one warrant id per line
+//
+// It answers only archives whose client certificate it pins (--archive-pin).
 func runCustodian(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -50,13 +53,23 @@ func runCustodian(ctx context.Context, args []string) error {
 	hosts := fs.String("hosts", "", "extra comma-separated hostnames or IPs for the self-signed certificate")
 	var serverKeys listFlag
 	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable)")
-	maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest request body in bytes")
+	maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest request body in bytes (the archive keeps its requests within the default)")
+	var archivePins listFlag
+	fs.Var(&archivePins, "archive-pin", "pin of the archive's client certificate, as `anom archive pin` prints it (repeatable; required): other clients are refused in the TLS handshake")
 	archiveKeyFlag := fs.String("archive-key", "", "the archive's audit key (hex, or its archive.pub file): the archive's signed heads are anchored in this custodian's audit log")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *share == "" || *policy == "" || *rootPub == "" {
-		return fmt.Errorf("--share, --policy and --root are required")
+	if *share == "" || *policy == "" || *rootPub == "" || len(archivePins) == 0 {
+		return fmt.Errorf("--share, --policy, --root and --archive-pin are required")
+	}
+	var pins [][32]byte
+	for _, p := range archivePins {
+		pin, err := custodian.ParsePin(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("--archive-pin: %w", err)
+		}
+		pins = append(pins, pin)
 	}
 	b, err := os.ReadFile(*share)
 	if err != nil {
@@ -98,7 +111,7 @@ func runCustodian(ctx context.Context, args []string) error {
 	defer st.Close()
 	svc, err := custodian.New(ctx, custodian.Config{Secret: secret, Policy: sp, Root: root, ServerKeys: sk, Store: st,
 		Revocations: custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}, Logger: log, MaxRequestBytes: *maxReq,
-		ArchiveKey: archivePub})
+		ArchiveKey: archivePub, ArchivePins: pins})
 	if err != nil {
 		return err
 	}

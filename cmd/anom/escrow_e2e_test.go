@@ -72,6 +72,17 @@ func runAnom(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// archivePin makes the client certificate of the archive in dir (anom
+// archive pin) and returns its pin, for the custodians' --archive-pin.
+func archivePin(t *testing.T, dir string) string {
+	t.Helper()
+	f := strings.Fields(runAnom(t, "archive", "pin", "--data", dir))
+	if len(f) == 0 || len(f[0]) != 64 {
+		t.Fatalf("anom archive pin printed %q", f)
+	}
+	return f[0]
+}
+
 // startAnom starts a long-running anom process and returns it with its
 // first stdout line.
 func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
@@ -240,13 +251,16 @@ func TestEscrowEndToEnd(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(archDir, "archive.pub")); err != nil || strings.TrimSpace(string(b)) != archKey {
 		t.Fatalf("archive key %q, archive.pub %q (%v)", archKey, b, err)
 	}
+	// The custodians answer only the archive whose certificate they pin.
+	pin := archivePin(t, archDir)
 	var endpoints, custDirs []string
 	var custs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
 		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.keys, name, name+".share"),
 			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
-			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag(), "--archive-key", filepath.Join(archDir, "archive.pub"))
+			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag(), "--archive-key", filepath.Join(archDir, "archive.pub"),
+			"--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)

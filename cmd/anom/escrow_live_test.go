@@ -181,7 +181,7 @@ func TestEscrowLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), ServerKeys: n.esc.ServerKeys(), Attachments: contentAttachments{}})
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), ServerKeys: n.esc.ServerKeys(), Attachments: contentAttachments{}, ClientCertificate: &n.esc.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ func TestAttackDataDirHoldsEscrowSecrets(t *testing.T) {
 	}
 	_, line := startAnom(t, "custodian", "--share", filepath.Join(dir, "escrow-keys", "A", "A.share"), "--policy", filepath.Join(data, "escrow-policy"),
 		"--root", filepath.Join(data, "root.pub"), "--server-key", strings.TrimSpace(serverKey), "--listen", "127.0.0.1:0",
-		"--data", filepath.Join(dir, "cust-A"), "--archive-key", strings.TrimSpace(archKey))
+		"--data", filepath.Join(dir, "cust-A"), "--archive-key", strings.TrimSpace(archKey), "--archive-pin", archivePin(t, filepath.Join(dir, "arch")))
 	f := strings.Fields(line)
 	if len(f) != 4 {
 		t.Fatalf("custodian printed %q", line)

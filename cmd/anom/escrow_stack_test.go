@@ -178,12 +178,14 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// Three custodians, each its own process, taking the archive's key.
 	archKey := strings.TrimSpace(runAnom(t, "archive", "key", "--data", filepath.Join(dir, "archive")))
+	// They answer only the archive whose client certificate they pin.
+	pin := archivePin(t, filepath.Join(dir, "archive"))
 	var custodians []string
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.path("escrow-policy"),
 			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey,
-			"--archive-key", archKey)
+			"--archive-key", archKey, "--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)

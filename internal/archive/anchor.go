@@ -161,7 +161,7 @@ func (a *Archive) Anchor(ctx context.Context, custodians []custodian.Endpoint, t
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := custodian.NewClient(ep, timeout)
+			cl, err := a.custodianClient(ep, timeout)
 			if err != nil {
 				results[i].Err = err
 				return
@@ -258,4 +258,13 @@ func (a *Archive) anchorForOpen(ctx context.Context, custodians []custodian.Endp
 		cr.Anchored = r.Head.Head.String()
 	}
 	return nil
+}
+
+// custodianClient connects to a custodian with the archive's client
+// certificate (custodians answer only archives they pin).
+func (a *Archive) custodianClient(ep custodian.Endpoint, timeout time.Duration) (*custodian.Client, error) {
+	if a.cfg.ClientCertificate == nil {
+		return nil, fmt.Errorf("asking custodian %s: %w: the archive has no client certificate", ep, custodian.ErrUnauthenticated)
+	}
+	return custodian.NewClient(ep, *a.cfg.ClientCertificate, timeout)
 }

@@ -25,6 +25,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -95,6 +96,11 @@ type Config struct {
 	// Rand is the randomness of the report's nonces; nil means
 	// crypto/rand.
 	Rand io.Reader
+	// ClientCertificate is the certificate the archive presents to the
+	// custodians, which answer only archives whose certificate they pin
+	// (custodian.LoadOrCreateClientCertificate makes one). Open needs it;
+	// nil: Open refuses.
+	ClientCertificate *tls.Certificate
 }
 
 // Archive is an open archive.

@@ -95,7 +95,7 @@ func openArchive(t *testing.T, e *env) {
 	}
 	e.st = st
 	e.arch, err = archive.New(context.Background(), archive.Config{Store: st, Policy: e.net.Policy, Root: e.net.Root.Public(),
-		ServerKeys: e.net.ServerKeys(), Attachments: sealedAttachments{}, Now: clock, Key: e.net.ArchiveKey})
+		ServerKeys: e.net.ServerKeys(), Attachments: sealedAttachments{}, Now: clock, Key: e.net.ArchiveKey, ClientCertificate: &e.net.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}

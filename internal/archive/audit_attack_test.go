@@ -372,7 +372,7 @@ func TestAttackBypassArchive(t *testing.T) {
 	}
 	env := &custodian.Envelope{Request: &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{sr}}, Certificates: e.net.Certificates()}
 	for _, ep := range eps[:2] {
-		cl, err := custodian.NewClient(ep, 0)
+		cl, err := custodian.NewClient(ep, e.net.ArchiveCert, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,7 @@ func (a *Archive) fetchCounts(ctx context.Context, opts ReportOptions) []stateme
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := custodian.NewClient(ep, timeout)
+			cl, err := a.custodianClient(ep, timeout)
 			if err != nil {
 				out[i].err = err
 				return

@@ -47,6 +47,11 @@ type OpenOptions struct {
 	Chunk int
 	// Timeout bounds one custodian request; zero means 5 minutes.
 	Timeout time.Duration
+	// MaxRequestBytes bounds the size of one custodian request: a chunk
+	// is split further to stay within it. It must not exceed the
+	// custodians' limit (anom custodian --max-request); zero means
+	// custodian.DefaultMaxRequestBytes.
+	MaxRequestBytes int64
 }
 
 // OpenReport says what Open did. It is written to the output directory as
@@ -120,6 +125,12 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	if opts.Chunk <= 0 || opts.Chunk > escrow.MaxRequestRecords {
 		opts.Chunk = DefaultChunk
 	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = custodian.DefaultMaxRequestBytes
+	}
+	if a.cfg.ClientCertificate == nil {
+		return nil, fmt.Errorf("opening warrant %q: %w: the archive has no client certificate", sw.Warrant.ID, custodian.ErrUnauthenticated)
+	}
 	now := a.cfg.Now()
 	w := sw.Warrant
 	wh, err := sw.Hash()
@@ -144,7 +155,7 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	}
 	clients := make([]*custodian.Client, len(custodians))
 	for i, ep := range custodians {
-		if clients[i], err = custodian.NewClient(ep, opts.Timeout); err != nil {
+		if clients[i], err = custodian.NewClient(ep, *a.cfg.ClientCertificate, opts.Timeout); err != nil {
 			return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
 		}
 		defer clients[i].Close()
@@ -165,10 +176,16 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan opened, 1)
+	requests, err := chunks(sw, cands, opts.Chunk, opts.MaxRequestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+	}
 	go func() {
 		defer close(results)
-		for start := 0; start < len(cands) && pctx.Err() == nil; start += opts.Chunk {
-			chunk := cands[start:min(start+opts.Chunk, len(cands))]
+		for _, chunk := range requests {
+			if pctx.Err() != nil {
+				break
+			}
 			pts, used, err := a.openChunk(pctx, sw, chunk, clients, rep)
 			results <- opened{chunk, pts, used, err}
 		}

@@ -19,7 +19,7 @@ func TestAnchorAndCounts(t *testing.T) {
 	n := escrowtest.New(t, 3, 2, 3)
 	clock := func() time.Time { return rightNow }
 	c := n.StartCustodian(t, 0, clock)
-	cl, err := custodian.NewClient(c.Endpoint, 0)
+	cl, err := custodian.NewClient(c.Endpoint, n.ArchiveCert, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestAnchorAndCounts(t *testing.T) {
 	// After a restart the custodian still knows the archive's last head.
 	c.Close()
 	c = n.StartCustodianIn(t, 0, clock, c.Dir)
-	cl2, err := custodian.NewClient(c.Endpoint, 0)
+	cl2, err := custodian.NewClient(c.Endpoint, n.ArchiveCert, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestNewRefusesBrokenAuditLog(t *testing.T) {
 	ctx := context.Background()
 	n := escrowtest.New(t, 4, 2, 3)
 	c := n.StartCustodian(t, 1, func() time.Time { return rightNow })
-	cl, err := custodian.NewClient(c.Endpoint, 0)
+	cl, err := custodian.NewClient(c.Endpoint, n.ArchiveCert, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,11 @@ type Config struct {
 	// Anchor); nil: the archive's heads are refused, so this custodian's
 	// log anchors nothing.
 	ArchiveKey ed25519.PublicKey
+	// ArchivePins are the SHA-256 pins of the client certificates of the
+	// archives allowed to ask (Pin of the certificate an archive makes
+	// with LoadOrCreateClientCertificate). At least one is required: any
+	// other client is refused before its request is read.
+	ArchivePins [][32]byte
 }
 
 // Service is one running custodian.
@@ -92,6 +97,9 @@ type Service struct {
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Secret == nil || cfg.Policy == nil || cfg.Store == nil {
 		return nil, fmt.Errorf("starting custodian: secret, policy and store are required")
+	}
+	if len(cfg.ArchivePins) == 0 {
+		return nil, fmt.Errorf("starting custodian: %w: no archive pin (custodians answer only archives they pin)", ErrUnauthenticated)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

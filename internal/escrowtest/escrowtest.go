@@ -7,6 +7,7 @@ package escrowtest
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -35,6 +36,9 @@ type Network struct {
 	// ArchiveKey signs the archive's audit heads; the custodians take its
 	// public half.
 	ArchiveKey ed25519.PrivateKey
+	// ArchiveCert is the archive's client certificate, which the
+	// custodians pin (ArchivePins).
+	ArchiveCert tls.Certificate
 
 	mu      sync.Mutex
 	devices map[string]*Device
@@ -91,7 +95,16 @@ func New(t testing.TB, seed byte, k, n int) *Network {
 	if net.Policy, err = escrow.SignPolicy(p, root.Signer()); err != nil {
 		t.Fatal(err)
 	}
+	if net.ArchiveCert, err = custodian.LoadOrCreateClientCertificate(t.TempDir(), p.Created); err != nil {
+		t.Fatal(err)
+	}
 	return net
+}
+
+// ArchivePins is the custodians' archive configuration: the pin of
+// ArchiveCert.
+func (n *Network) ArchivePins() [][32]byte {
+	return [][32]byte{custodian.Pin(n.ArchiveCert)}
 }
 
 // ServerKeys is the custodians' server key configuration.

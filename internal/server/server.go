@@ -68,6 +68,17 @@ type Config struct {
 	BlobTTL time.Duration
 	// MaxBlobSize caps a blob in bytes; 0 means 100 MiB.
 	MaxBlobSize int64
+	// BlobQuota is the most bytes one device may have in live blobs and
+	// outstanding upload grants together; 0 means DefaultBlobQuota
+	// (1 GiB). A grant beyond it is refused with LIMIT_EXCEEDED.
+	BlobQuota int64
+	// MaxBlobsPerDevice bounds a device's live blobs and grants in number;
+	// 0 means DefaultMaxBlobsPerDevice (10,000).
+	MaxBlobsPerDevice int
+	// BlobUploadWindow is how long an upload grant (its put token) may be
+	// used, and counts against the quota if unused; 0 means
+	// DefaultBlobUploadWindow (one hour).
+	BlobUploadWindow time.Duration
 	// BlobKey is the HMAC key of blob capability tokens (at least 32
 	// bytes); nil means a random key per process, so tokens die with it.
 	BlobKey []byte
@@ -104,7 +115,8 @@ type Config struct {
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
 	// Registry receives the Prometheus metrics; nil means a registry of
-	// the server's own, served at /metrics, which also has the Go runtime
+	// the server's own, served by MetricsHandler (not on the client
+	// port), which also has the Go runtime
 	// and process collectors (memory, goroutines, file descriptors, the
 	// garbage collector's settings and live heap).
 	Registry *prometheus.Registry
@@ -128,16 +140,21 @@ type Server struct {
 	limits  Limits
 	blobKey []byte
 
-	tlog    *translog.Log
-	tlogMu  sync.Mutex // serialises certificate appends with record updates
-	certs   certBatcher
-	hub     *hub
-	groups  *groupCache
-	rates   *rateLimiters
-	metrics *metrics
-	reg     *prometheus.Registry
+	tlog   *translog.Log
+	tlogMu sync.Mutex // serialises certificate appends with record updates
+	certs  certBatcher
+	hub    *hub
+	groups *groupCache
+	rates  *rateLimiters
+	// Before authentication (preauth.go).
+	preauth     *preauthSessions
+	activations *activationLimiter
+	metrics     *metrics
+	reg         *prometheus.Registry
 
 	esc *escrowState // nil without an escrow policy
+
+	grantMu [16]sync.Mutex // serialise the blob grants of a device (by its first byte)
 
 	revokedMu sync.RWMutex
 	revoked   map[identity.DeviceID]bool
@@ -190,6 +207,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.MaxBlobSize <= 0 {
 		s.cfg.MaxBlobSize = 100 << 20
 	}
+	if s.cfg.BlobQuota <= 0 {
+		s.cfg.BlobQuota = DefaultBlobQuota
+	}
+	if s.cfg.MaxBlobsPerDevice <= 0 {
+		s.cfg.MaxBlobsPerDevice = DefaultMaxBlobsPerDevice
+	}
+	if s.cfg.BlobUploadWindow <= 0 {
+		s.cfg.BlobUploadWindow = DefaultBlobUploadWindow
+	}
 	s.blobKey = cfg.BlobKey
 	if len(s.blobKey) < 32 {
 		s.blobKey = make([]byte, 32)
@@ -210,6 +236,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.hub = newHub()
 	s.groups = newGroupCache()
 	s.rates = newRateLimiters(s.limits)
+	s.preauth = newPreauthSessions(s.limits)
+	s.activations = newActivationLimiter(s.limits)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Signer: s.root.Signer(), Now: s.now})
@@ -229,18 +257,55 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler: /v1/ws, /v1/blobs/{id} and
-// /metrics.
+// Handler returns the server's HTTP handler for the client port: /v1/ws,
+// /v1/blobs/{id} and, for the archive, /v1/escrow/. The metrics are not
+// served here (MetricsHandler).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	if s.esc != nil && s.cfg.ArchiveToken != "" {
 		mux.Handle("/v1/escrow/", s.archiveHandler())
 	}
 	return mux
+}
+
+// MetricsHandler serves the Prometheus metrics at /metrics. They tell
+// how many devices are connected and how busy the server is, so they
+// belong on an address only the operator reaches (ServeMetrics), never on
+// the client port.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// ServeMetrics serves MetricsHandler over plain HTTP on l (a loopback or
+// otherwise private address: the metrics are not authenticated) until
+// ctx ends or the server stops.
+func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.MetricsHandler(),
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       s.limits.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving metrics: %w", err)
+	case <-ctx.Done():
+	case <-s.closing:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutCtx)
+	<-errc
+	return nil
 }
 
 // Serve accepts TLS connections on l until ctx ends or Shutdown is
@@ -258,7 +323,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.httpSrv = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         tc,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
@@ -338,8 +404,12 @@ func (s *Server) Sweep(ctx context.Context) error {
 		return err
 	}
 	s.rates.sweep(s.now())
+	s.activations.sweep(s.now())
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
+	}
+	if err := s.sweepBlobUsage(ctx); err != nil {
+		return err
 	}
 	return s.sweepEscrowBlobs(ctx)
 }

@@ -446,6 +446,9 @@ func TestBlobs(t *testing.T) {
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
+		if method == "GET" { // a download is signed by a valid device
+			req.Header.Set(identity.BlobAuthHeader, identity.SignBlobRequest(alice.priv, alice.cert.DeviceID, method, grant.Id, n.clock.Now()))
+		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -476,6 +479,13 @@ func TestBlobs(t *testing.T) {
 	st, got := do("GET", grant.GetToken, nil)
 	if st != http.StatusOK || !bytes.Equal(got, data) {
 		t.Fatalf("get: %d, %d bytes", st, len(got))
+	}
+	unsigned, _ := http.NewRequest("GET", url, nil)
+	unsigned.Header.Set("Authorization", "Bearer "+grant.GetToken)
+	if resp, err := hc.Do(unsigned); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("get with the token but no device signature: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
 	}
 	// After the TTL the token is dead and the blob swept.
 	n.clock.Advance(31 * 24 * time.Hour)
