@@ -126,7 +126,7 @@ func TestNewRefusesBrokenAuditLog(t *testing.T) {
 	if err := st.Delete(ctx, custodian.AuditBucket, fmt.Sprintf("e/%020d", 2), 0); err != nil {
 		t.Fatal(err)
 	}
-	_, err = custodian.New(ctx, custodian.Config{Secret: n.Secrets[1], Policy: n.Policy, Root: n.Root.Public(), Store: st})
+	_, err = custodian.New(ctx, custodian.Config{Secret: n.Secrets[1], Policy: n.Policy, Root: n.Root.Public(), Store: st, ArchivePins: n.ArchivePins()})
 	st.Close()
 	if !errors.Is(err, audit.ErrTampered) {
 		t.Fatalf("start on a broken log: %v", err)
