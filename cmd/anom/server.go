@@ -78,7 +78,7 @@ func runServer(ctx context.Context, args []string) error {
 	srv, err := server.New(ctx, server.Config{
 		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobKey: blobKey,
-		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
+		EscrowPolicy:   nonEmpty(policy),
 		EscrowServerID: ni.Name, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
 	if err != nil {
@@ -94,17 +94,22 @@ func runServer(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "no escrow policy: anom admin escrow init --data %s sets one (then restart the server)\n", *data)
 	}
-	inv := inviteString(inviteAddr(l.Addr(), ni), ni, "")
+	addr := inviteAddr(l.Addr(), ni)
+	if err := d.setAddress(addr); err != nil {
+		l.Close()
+		return err
+	}
+	inv := inviteString(addr, ni, "")
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		l.Close()
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
 	if made {
-		fmt.Fprintf(os.Stderr, "next, in another terminal: a distributor and activation codes, then a device:\n"+
+		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"), d.adminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
