@@ -42,8 +42,8 @@ func (s *Server) signAdminApproval(req *identity.PairingRequest, at time.Time) (
 // harmless; already reports it.
 func (s *Server) Revoke(ctx context.Context, id identity.DeviceID, reason string, at time.Time) (already bool, err error) {
 	key := id.String()
-	if _, err := s.st.Get(ctx, bucketDevices, key); err != nil {
-		return false, storeError(err, "device "+key)
+	if err := s.knownDevice(ctx, key); err != nil {
+		return false, err
 	}
 	already, err = s.revoke(ctx, s.signRevocation(id, at), nil)
 	if err != nil {
@@ -77,6 +77,18 @@ func (s *Server) revoke(ctx context.Context, r *identity.Revocation, spare *sess
 	return false, nil
 }
 
+// knownDevice returns nil if the device (hex) exists, else an *Error.
+func (s *Server) knownDevice(ctx context.Context, key string) error {
+	_, err := s.st.Get(ctx, bucketDevices, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(anomv1.ErrorCode_ERROR_CODE_NOT_FOUND, "no device %s in this network", key)
+	}
+	if err != nil {
+		return storeError(err, "device "+key)
+	}
+	return nil
+}
+
 func (s *Server) setRevoked(id identity.DeviceID, spare *session) {
 	s.revokedMu.Lock()
 	s.revoked[id] = true
@@ -94,8 +106,8 @@ func (s *Server) setRevoked(id identity.DeviceID, spare *session) {
 // it next connects. online is how many sessions got it at once.
 func (s *Server) Wipe(ctx context.Context, id identity.DeviceID, reason string, at time.Time) (online int, err error) {
 	key := id.String()
-	if _, err := s.st.Get(ctx, bucketDevices, key); err != nil {
-		return 0, storeError(err, "device "+key)
+	if err := s.knownDevice(ctx, key); err != nil {
+		return 0, err
 	}
 	w, err := s.signWipe(id, at)
 	if err != nil {

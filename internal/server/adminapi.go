@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -53,10 +54,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			a = refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_BAD_FRAME, err, "reading admin request"))
 		}
 	} else {
-		a = s.Admin(r.Context(), raw)
-	}
-	if !a.OK() {
-		s.log.Warn("admin request refused", "remote", r.RemoteAddr, "op", a.Op, "code", a.Code, "message", a.Message)
+		a = s.admin(r.Context(), raw, r.RemoteAddr)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -67,19 +65,25 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 // Admin applies an encoded admin request and returns the answer; it is
 // what /v1/admin serves, for in-process callers.
 func (s *Server) Admin(ctx context.Context, raw []byte) *adminapi.Answer {
+	return s.admin(ctx, raw, "in-process")
+}
+
+func (s *Server) admin(ctx context.Context, raw []byte, remote string) *adminapi.Answer {
 	req, err := adminapi.DecodeRequest(raw)
 	if err != nil {
+		s.log.Warn("admin request refused before authentication", "remote", remote, "err", err)
 		return refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "admin request"))
 	}
 	now := s.now()
 	if err := req.Verify(s.rootPub, now, s.cfg.AdminWindow); err != nil {
+		s.log.Warn("admin request refused before authentication", "remote", remote, "op", req.Op, "key_name", req.Cert.Name, "err", err)
 		a := refusal(adminAuthError(err))
 		a.Op = req.Op.String()
 		return a
 	}
 	a, reason := s.applyAdmin(ctx, req)
 	a.Op = req.Op.String()
-	s.logAdmin(ctx, req, a, reason, now)
+	s.logAdmin(ctx, req, a, reason, remote, now)
 	return a
 }
 
@@ -163,7 +167,7 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 
 // logAdmin appends an authenticated request and its answer to the admin
 // log; a failure is logged, the answer stands.
-func (s *Server) logAdmin(ctx context.Context, req *adminapi.Request, a *adminapi.Answer, reason string, now time.Time) {
+func (s *Server) logAdmin(ctx context.Context, req *adminapi.Request, a *adminapi.Answer, reason, remote string, now time.Time) {
 	e := adminLogEntry{Time: now.UTC(), Admin: req.Cert.Name, Serial: req.Cert.Serial, Op: a.Op, Code: a.Code, Message: a.Message, Reason: reason}
 	b, err := json.Marshal(e)
 	if err == nil {
@@ -172,7 +176,11 @@ func (s *Server) logAdmin(ctx context.Context, req *adminapi.Request, a *adminap
 	if err != nil {
 		s.log.Error("appending to the admin log", "err", err)
 	}
-	s.log.Info("admin request", "admin", e.Admin, "op", e.Op, "code", e.Code, "message", e.Message, "reason", reason)
+	level := slog.LevelInfo
+	if !a.OK() {
+		level = slog.LevelWarn
+	}
+	s.log.Log(ctx, level, "admin request", "admin", e.Admin, "remote", remote, "op", e.Op, "code", e.Code, "message", e.Message, "reason", reason)
 }
 
 // sweepAdminNonces forgets the nonces of requests issued before twice the

@@ -76,7 +76,9 @@ func (s *Server) approveDevice(ctx context.Context, c *session, req *anomv1.Appr
 // server signs the approval (dated at) and keeps it until the device
 // activates under that username with its own activation code.
 func (s *Server) ApproveDevice(ctx context.Context, req *identity.PairingRequest, at time.Time) (*identity.DeviceApproval, error) {
-	if _, err := s.st.Get(ctx, bucketUsers, req.Username); err != nil {
+	if _, err := s.st.Get(ctx, bucketUsers, req.Username); errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_NOT_FOUND, "no user %q in this network: a first device activates with a code alone", req.Username)
+	} else if err != nil {
 		return nil, storeError(err, "user "+req.Username)
 	}
 	a, err := s.signAdminApproval(req, at)
