@@ -196,7 +196,7 @@ func runAdminKey(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("admin adminkey", flag.ContinueOnError)
 	data := dataFlag(fs)
 	out := fs.String("out", "", "folder to write admin.key and admin.cert to (default: DATA.admin); an admin key there is replaced")
-	name := fs.String("name", "admin", "the administrator's name, in the certificate and the server's admin log")
+	name := fs.String("name", "admin", "the administrator's name, in the certificate and the server's admin log; a new key of a name retires the earlier ones once used")
 	valid := fs.Duration("valid", defaultAdminValidity, "how long the certificate lasts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -218,6 +218,7 @@ func runAdminKey(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("admin key %q written to %s, certified by the root until %s\n", cert.Name, dir, cert.NotAfter.UTC().Format(time.DateOnly))
+	fmt.Printf("once the server has had a request signed with it, earlier keys named %q are refused\n", cert.Name)
 	return nil
 }
 

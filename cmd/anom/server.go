@@ -25,6 +25,7 @@ func runServer(ctx context.Context, args []string) error {
 	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
 	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap. off: none. Empty: GOMEMLIMIT from the environment if set, else an automatic one just above the heap goal GOGC allows (at least 768 MiB), which returns freed memory to the system promptly but never brings a collection forward")
+	adminWindow := fs.Duration("admin-window", 5*time.Minute, "how far from the server's clock, either way, a signed admin request's issued-at may be")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
@@ -78,7 +79,7 @@ func runServer(ctx context.Context, args []string) error {
 	srv, err := server.New(ctx, server.Config{
 		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobKey: blobKey,
-		EscrowPolicy:   nonEmpty(policy),
+		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		EscrowServerID: ni.Name, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,12 @@ func (s *Server) admin(ctx context.Context, raw []byte, remote string) *adminapi
 	if err := req.Verify(s.rootPub, now, s.cfg.AdminWindow); err != nil {
 		s.log.Warn("admin request refused before authentication", "remote", remote, "op", req.Op, "key_name", req.Cert.Name, "err", err)
 		a := refusal(adminAuthError(err))
+		a.Op = req.Op.String()
+		return a
+	}
+	if err := s.checkAdminKey(ctx, req.Cert); err != nil {
+		s.log.Warn("admin request refused: superseded admin key", "remote", remote, "op", req.Op, "key_name", req.Cert.Name, "err", err)
+		a := refusal(err)
 		a.Op = req.Op.String()
 		return a
 	}
@@ -163,6 +170,56 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 			Message: fmt.Sprintf("a new device of %s approved; it may activate under that username with its own activation code", pr.Username)}, ""
 	}
 	return refusal(errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "unknown op %v", req.Op)), ""
+}
+
+// ErrSupersededAdminKey: an admin request under a certificate older than
+// the newest the servers have seen for the same administrator name.
+var ErrSupersededAdminKey = errors.New("server: admin key superseded by a newer certificate")
+
+// adminKeyRecord is the newest admin key certificate seen of a name.
+type adminKeyRecord struct {
+	Serial uint64 `json:"serial"`
+	Key    []byte `json:"key"`
+}
+
+// checkAdminKey retires older admin keys: of each administrator name, the
+// certificate with the highest serial seen in a valid request is in force,
+// and requests under a lower serial are refused. Certifying a new key for
+// the name (anom admin adminkey) and using it once thus retires the old
+// key on every server of the network, before its certificate expires.
+func (s *Server) checkAdminKey(ctx context.Context, c *identity.OnlineKeyCertificate) error {
+	rec := encodeRecord(adminKeyRecord{Serial: c.Serial, Key: c.Key})
+	for {
+		e, err := s.st.Get(ctx, bucketAdminKeys, c.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			if _, err := s.st.Create(ctx, bucketAdminKeys, c.Name, rec); errors.Is(err, store.ErrExists) {
+				continue
+			} else if err != nil {
+				return storeError(err, "recording admin key")
+			}
+			return nil
+		}
+		if err != nil {
+			return storeError(err, "admin key")
+		}
+		var cur adminKeyRecord
+		if err := decodeRecord(e, &cur); err != nil {
+			return err
+		}
+		switch {
+		case c.Serial < cur.Serial || (c.Serial == cur.Serial && !c.Key.Equal(ed25519.PublicKey(cur.Key))):
+			return wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, ErrSupersededAdminKey, "admin key %q of serial %d: serial %d is in force", c.Name, c.Serial, cur.Serial)
+		case c.Serial == cur.Serial:
+			return nil
+		}
+		if _, err := s.st.Update(ctx, bucketAdminKeys, c.Name, rec, e.Revision); errors.Is(err, store.ErrRevisionMismatch) {
+			continue
+		} else if err != nil {
+			return storeError(err, "recording admin key")
+		}
+		s.log.Info("admin key rotated", "name", c.Name, "serial", c.Serial, "previous_serial", cur.Serial)
+		return nil
+	}
 }
 
 // logAdmin appends an authenticated request and its answer to the admin

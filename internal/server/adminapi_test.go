@@ -21,7 +21,7 @@ import (
 func (n *network) adminCert(t testing.TB, root *identity.RootKey, role identity.KeyRole, key ed25519.PublicKey, mod func(*identity.OnlineKeyCertificate)) *identity.OnlineKeyCertificate {
 	t.Helper()
 	now := n.clock.Now()
-	c := &identity.OnlineKeyCertificate{Role: role, Name: "ops", Key: key, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), Serial: 1}
+	c := &identity.OnlineKeyCertificate{Role: role, Name: "ops", Key: key, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), Serial: uint64(time.Now().UnixNano())}
 	if mod != nil {
 		mod(c)
 	}
@@ -404,5 +404,48 @@ func TestAttackAdminRequestUnsignedOrWrongRole(t *testing.T) {
 	}
 	if !n.srv.isRevoked(bob.cert.DeviceID) {
 		t.Fatal("revocation not applied")
+	}
+}
+
+// TestAttackSupersededAdminKey: an administrator's key is stolen; the root
+// certifies a new key for the same administrator, which is used once. The
+// thief's requests under the old certificate, still unexpired, are then
+// refused by the server, after a restart too (the record is in the store).
+func TestAttackSupersededAdminKey(t *testing.T) {
+	n := newNetwork(t, nil)
+	ctx := context.Background()
+	bob := n.activate("bob", n.codes(1, 1)[0])
+	stolen := n.adminClient(t)
+	if _, err := stolen.Do(ctx, adminapi.OpAddDistributor, n.distributorCert(t, "corner", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := n.adminClient(t) // same name, higher serial
+	if fresh.Cert.Serial <= stolen.Cert.Serial {
+		t.Fatal("serials do not increase")
+	}
+	if _, err := fresh.Do(ctx, adminapi.OpAddDistributor, n.distributorCert(t, "kiosk", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	n.restart()
+	stolen.Addr, fresh.Addr = n.addr, n.addr
+	if _, err := stolen.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED || !strings.Contains(err.Error(), ErrSupersededAdminKey.Error()) {
+		t.Fatalf("superseded admin key: %v", err)
+	}
+	if n.srv.isRevoked(bob.cert.DeviceID) {
+		t.Fatal("the superseded key's request was applied")
+	}
+	// Another key under the serial in force is refused as well.
+	other, _ := identity.GenerateAdminKey(rand.Reader)
+	c := *fresh.Cert
+	c.Key = other.Public()
+	if err := n.root.SignOnlineKeyCertificate(&c); err != nil {
+		t.Fatal(err)
+	}
+	twin := &adminapi.Client{Addr: n.addr, Roots: n.pool, Key: other, Cert: &c, Now: n.clock.Now}
+	if _, err := twin.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED {
+		t.Fatalf("another key with the serial in force: %v", err)
+	}
+	if _, err := fresh.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); err != nil {
+		t.Fatal(err)
 	}
 }

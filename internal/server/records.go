@@ -15,6 +15,7 @@ const (
 	bucketCodes        = "codes"        // code hash hex -> codeRecord
 	bucketUsedCodes    = "codes-used"   // code hash hex -> usedCodeRecord: a tombstone, kept for good, so a re-imported batch never revives the code
 	bucketAdminNonces  = "admin-nonces" // issued-at ms (20 digits) "." nonce hex -> {}: admin requests seen, until outside the window
+	bucketAdminKeys    = "admin-keys"   // admin name -> adminKeyRecord: the newest admin key certificate seen of the name
 	bucketDistributors = "distributors" // name -> distributorRecord
 	bucketPending      = "pending"      // device hex -> {} (certificate not yet in the log)
 	bucketRevoked      = "revoked"      // device hex -> encoded identity.Revocation
