@@ -194,6 +194,17 @@ func TestAttackAdminRefusalReported(t *testing.T) {
 	runAnom(t, "admin", "init", "--data", other)
 	refused("ERROR_CODE_AUTH_FAILED", "revoke", "00112233445566778899aabbccddeeff", "--admin-key", dataDir(other).adminDir())
 
+	// A lost admin key: kept by a thief, replaced by anom admin adminkey;
+	// once the new key has been used, the old one is refused.
+	d := dataDir(n.data)
+	lost := filepath.Join(t.TempDir(), "lost.admin")
+	if err := os.CopyFS(lost, os.DirFS(d.adminDir())); err != nil {
+		t.Fatal(err)
+	}
+	n.admin(t, "adminkey")
+	n.admin(t, "distributor", "add", "kiosk", "--quota", "1")
+	refused("ERROR_CODE_AUTH_FAILED", "distributor", "add", "thief", "--admin-key", lost)
+
 	// No server running: an error, not a claim of success.
 	n.srv.stop(t)
 	stdout, stderr, code := anomResult(t, "admin", "revoke", "00112233445566778899aabbccddeeff", "--data", n.data)
