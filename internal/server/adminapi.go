@@ -26,11 +26,13 @@ import (
 // port would add no check, and in a cluster any server behind the
 // balancer can answer, since all it reads and writes is in the store.
 //
-// A request is decoded, checked (certificate, signature, issued-at window)
-// before anything is written; then its nonce is created in the store,
-// where a second request with the same issued-at and nonce fails
-// (ErrReplay); only then is the operation applied. Every authenticated
-// request, applied or refused, is appended to the store's admin log.
+// A request is decoded and checked (certificate, signature, issued-at
+// window) before anything is written; then its certificate is checked
+// against the newest one seen of the same administrator name
+// (checkAdminKey), its nonce is created in the store, where a second
+// request with the same issued-at and nonce fails (ErrReplay), and only
+// then is the operation applied. Every authenticated request, applied or
+// refused, is appended to the store's admin log.
 
 // adminLogEntry is one entry of the admin log.
 type adminLogEntry struct {
