@@ -229,7 +229,7 @@ func refuseInside(dir, data string) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	if rel, err := filepath.Rel(dd, ad); err == nil && !strings.HasPrefix(rel, "..") {
+	if rel, err := filepath.Rel(dd, ad); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return fmt.Errorf("%s is inside the server's data directory %s: keys that act on the server do not belong there", dir, data)
 	}
 	return nil

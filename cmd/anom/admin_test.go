@@ -212,3 +212,29 @@ func TestAttackAdminRefusalReported(t *testing.T) {
 		t.Fatalf("with no server: exit %d, %q, %q", code, stdout, stderr)
 	}
 }
+
+func TestAdminDirOutsideData(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ data, want string }{
+		{"net", "net.admin"},
+		{"net/", "net.admin"},
+		{"/srv/anom/net", "/srv/anom/net.admin"},
+		{".", wd + ".admin"},
+	} {
+		if got := dataDir(tc.data).adminDir(); got != tc.want {
+			t.Errorf("adminDir(%q) = %q, want %q", tc.data, got, tc.want)
+		}
+		if err := refuseInside(dataDir(tc.data).adminDir(), tc.data); err != nil {
+			t.Errorf("adminDir(%q): %v", tc.data, err)
+		}
+	}
+	if err := refuseInside("net/keys", "net"); err == nil {
+		t.Error("a folder inside the data directory accepted")
+	}
+	if err := refuseInside("..net.admin", "."); err == nil {
+		t.Error("a folder inside the data directory accepted")
+	}
+}

@@ -80,7 +80,15 @@ func writePublic(path string, data []byte) error {
 // adminDir is the administrator's folder of the network in d: the sibling
 // DATA.admin, so that nothing in it is in the server's data directory.
 func (d dataDir) adminDir() string {
-	return filepath.Clean(string(d)) + ".admin"
+	p := filepath.Clean(string(d))
+	if base := filepath.Base(p); base == "." || base == ".." || base == string(filepath.Separator) {
+		// "--data ." names the directory by where one stands: its
+		// sibling is found through its absolute name.
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+	}
+	return p + ".admin"
 }
 
 func (d dataDir) rootKey() (*identity.RootKey, error) {
