@@ -502,3 +502,46 @@ func FuzzAdminBody(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAdminRequest measures one admin request in process: decode,
+// certificate and signature checks, the admin key and nonce records, the
+// operation (a revocation of an unknown device, refused) and the admin log.
+func BenchmarkAdminRequest(b *testing.B) {
+	n := newNetwork(b, nil)
+	ac := n.adminClient(b)
+	var id identity.DeviceID
+	body := revokeBody(b, id, "bench")
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		req, err := adminapi.NewRequest(adminapi.OpRevoke, body, ac.Key, ac.Cert, n.clock.Now(), rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if a := n.srv.Admin(ctx, req.Encode()); a.Code != "ERROR_CODE_NOT_FOUND" {
+			b.Fatal(a.Message)
+		}
+	}
+}
+
+// BenchmarkImportCodes measures importing a batch of the largest size
+// (identity.MaxBatchCodes) through the admin API over HTTPS.
+func BenchmarkImportCodes(b *testing.B) {
+	n := newNetwork(b, nil)
+	ac := n.adminClient(b)
+	ctx := context.Background()
+	dk, _ := identity.GenerateDistributorKey(rand.Reader)
+	if _, err := ac.Do(ctx, adminapi.OpAddDistributor, n.signDistributor(b, "corner", dk, 1<<31, 1)); err != nil {
+		b.Fatal(err)
+	}
+	batches := make([][]byte, b.N)
+	for i := range batches {
+		_, batches[i] = n.batch(b, "corner", dk, identity.MaxBatchCodes)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := ac.Do(ctx, adminapi.OpImportCodes, batches[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
