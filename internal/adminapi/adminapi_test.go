@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,14 +157,17 @@ func TestDecodeAnswer(t *testing.T) {
 	if err != nil || !a.OK() || a.Err() != nil {
 		t.Fatalf("ok answer: %+v, %v", a, err)
 	}
-	ref := &Answer{Code: "ERROR_CODE_EXISTS", Message: "replayed"}
+	ref := &Answer{Code: "ERROR_CODE_EXISTS", Message: "replayed", Reason: ReasonOf(fmt.Errorf("x: %w", ErrReplay))}
 	a, err = DecodeAnswer(ref.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var re *RemoteError
-	if !errors.As(a.Err(), &re) || re.Code.String() != "ERROR_CODE_EXISTS" || re.Message != "replayed" {
+	if !errors.As(a.Err(), &re) || re.Code.String() != "ERROR_CODE_EXISTS" || re.Message != "replayed" || !errors.Is(a.Err(), ErrReplay) || errors.Is(a.Err(), ErrStale) {
 		t.Fatalf("refusal: %v", a.Err())
+	}
+	if a, _ := DecodeAnswer((&Answer{Code: "ERROR_CODE_NOT_FOUND", Message: "no"}).Encode()); errors.Is(a.Err(), ErrReplay) || errors.Unwrap(a.Err()) != nil {
+		t.Fatalf("refusal without reason unwraps to %v", errors.Unwrap(a.Err()))
 	}
 	for _, bad := range []string{
 		``, `{}`, `{"code":"OK","message":""}`, `{"code":"NOPE","message":""}`,
@@ -172,6 +176,8 @@ func TestDecodeAnswer(t *testing.T) {
 		`{"code":"OK","message":"","device":{"device":"x"},"codes":{}}`,
 		`{"code":"OK","message":"","device":{"device":"x"},"extra":1}`,
 		`{"code":"OK","message":"","device":{"device":"x"}} {}`,
+		`{"code":"OK","message":"","reason":"replay","device":{"device":"x"}}`,
+		`{"code":"ERROR_CODE_EXISTS","message":"","reason":"because"}`,
 	} {
 		if _, err := DecodeAnswer([]byte(bad)); !errors.Is(err, ErrBadAnswer) {
 			t.Errorf("%s: %v", bad, err)

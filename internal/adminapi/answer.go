@@ -27,6 +27,10 @@ type Answer struct {
 	Message string `json:"message"`
 	// Op names the request's operation ("" if it could not be decoded).
 	Op string `json:"op,omitempty"`
+	// Reason, on a refusal by the admin API's own checks, names which
+	// (ReasonReplay, ReasonStale, ReasonUnauthorized, ReasonMalformed);
+	// RemoteError unwraps it to the matching sentinel error.
+	Reason string `json:"reason,omitempty"`
 
 	Distributor *DistributorResult `json:"distributor,omitempty"`
 	Codes       *CodesResult       `json:"codes,omitempty"`
@@ -76,6 +80,31 @@ type ApprovalResult struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
+// Refusal reasons of the admin API's own checks, and their errors.
+const (
+	ReasonReplay       = "replay"
+	ReasonStale        = "stale"
+	ReasonUnauthorized = "unauthorized"
+	ReasonMalformed    = "malformed"
+)
+
+var reasonErrors = map[string]error{
+	ReasonReplay:       ErrReplay,
+	ReasonStale:        ErrStale,
+	ReasonUnauthorized: ErrUnauthorized,
+	ReasonMalformed:    ErrMalformed,
+}
+
+// ReasonOf is the Reason of a refusal caused by err ("" if none applies).
+func ReasonOf(err error) string {
+	for _, r := range []string{ReasonReplay, ReasonStale, ReasonUnauthorized, ReasonMalformed} {
+		if errors.Is(err, reasonErrors[r]) {
+			return r
+		}
+	}
+	return ""
+}
+
 // OK reports whether the request was applied.
 func (a *Answer) OK() bool { return a.Code == CodeOK }
 
@@ -84,14 +113,18 @@ func (a *Answer) Err() error {
 	if a.OK() {
 		return nil
 	}
-	return &RemoteError{Code: anomv1.ErrorCode(anomv1.ErrorCode_value[a.Code]), Message: a.Message}
+	return &RemoteError{Code: anomv1.ErrorCode(anomv1.ErrorCode_value[a.Code]), Message: a.Message, Reason: reasonErrors[a.Reason]}
 }
 
-// RemoteError is a refusal by the server.
+// RemoteError is a refusal by the server. errors.Is matches its Reason
+// (ErrReplay, ErrStale, ErrUnauthorized, ErrMalformed) when it has one.
 type RemoteError struct {
 	Code    anomv1.ErrorCode
 	Message string
+	Reason  error // nil unless the admin API's own checks refused
 }
+
+func (e *RemoteError) Unwrap() error { return e.Reason }
 
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("the server refused: %s (%s)", e.Message, e.Code)
@@ -139,6 +172,9 @@ func DecodeAnswer(b []byte) (*Answer, error) {
 		return nil, fmt.Errorf("decoding answer: %w: unknown code %q", ErrBadAnswer, a.Code)
 	case results != 0:
 		return nil, fmt.Errorf("decoding answer: %w: a result with refusal %s", ErrBadAnswer, a.Code)
+	}
+	if a.Reason != "" && (a.OK() || reasonErrors[a.Reason] == nil) {
+		return nil, fmt.Errorf("decoding answer: %w: reason %q with code %s", ErrBadAnswer, a.Reason, a.Code)
 	}
 	return &a, nil
 }

@@ -210,7 +210,8 @@ func (s *Server) checkAdminKey(ctx context.Context, c *identity.OnlineKeyCertifi
 		}
 		switch {
 		case c.Serial < cur.Serial || (c.Serial == cur.Serial && !c.Key.Equal(ed25519.PublicKey(cur.Key))):
-			return wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, ErrSupersededAdminKey, "admin key %q of serial %d: serial %d is in force", c.Name, c.Serial, cur.Serial)
+			return wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, fmt.Errorf("%w: %w", adminapi.ErrUnauthorized, ErrSupersededAdminKey),
+				"admin key %q of serial %d: serial %d is in force", c.Name, c.Serial, cur.Serial)
 		case c.Serial == cur.Serial:
 			return nil
 		}
@@ -284,7 +285,7 @@ func refusal(err error) *adminapi.Answer {
 	case errors.Is(err, store.ErrClosed):
 		code = anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE
 	}
-	return &adminapi.Answer{Code: code.String(), Message: msg}
+	return &adminapi.Answer{Code: code.String(), Message: msg, Reason: adminapi.ReasonOf(err)}
 }
 
 // adminAuthError maps a failed Verify to its code.

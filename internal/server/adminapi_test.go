@@ -128,7 +128,7 @@ func TestAttackReplayedAdminRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ac.Send(ctx, raw)
-	if remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_EXISTS {
+	if remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_EXISTS || !errors.Is(err, adminapi.ErrReplay) {
 		t.Fatalf("replayed request: %v", err)
 	}
 	// In process too, with the typed error's text.
@@ -149,7 +149,7 @@ func TestAttackReplayedAdminRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ac.Send(ctx, stale.Encode()); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_EXPIRED {
+		if _, err := ac.Send(ctx, stale.Encode()); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_EXPIRED || !errors.Is(err, adminapi.ErrStale) {
 			t.Fatalf("request issued %v from now: %v", off, err)
 		}
 	}
@@ -348,8 +348,12 @@ func TestAttackAdminRequestUnsignedOrWrongRole(t *testing.T) {
 		if mutate != nil {
 			raw = mutate(raw)
 		}
-		if _, err := good.Send(ctx, raw); remoteCode(err) != want {
+		_, err = good.Send(ctx, raw)
+		if remoteCode(err) != want {
 			t.Fatalf("%s: got %v, want %v", name, err, want)
+		}
+		if want == anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED && !errors.Is(err, adminapi.ErrUnauthorized) {
+			t.Fatalf("%s: %v is not ErrUnauthorized", name, err)
 		}
 	}
 	zeroSig := func(b []byte) []byte {
@@ -429,7 +433,8 @@ func TestAttackSupersededAdminKey(t *testing.T) {
 	}
 	n.restart()
 	stolen.Addr, fresh.Addr = n.addr, n.addr
-	if _, err := stolen.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED || !strings.Contains(err.Error(), ErrSupersededAdminKey.Error()) {
+	if _, err := stolen.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED ||
+		!errors.Is(err, adminapi.ErrUnauthorized) || !strings.Contains(err.Error(), ErrSupersededAdminKey.Error()) {
 		t.Fatalf("superseded admin key: %v", err)
 	}
 	if n.srv.isRevoked(bob.cert.DeviceID) {
