@@ -160,6 +160,9 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("wipe printed %q", out)
 	}
 	n.srv.waitLog(t, "reason=test")
+	if out, _ := n.admin(t, "alerts"); out != "no alerts\n" {
+		t.Fatalf("alerts printed %q", out)
+	}
 }
 
 // TestAttackAdminRefusalReported: when the server refuses, anom admin

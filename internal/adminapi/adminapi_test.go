@@ -191,7 +191,7 @@ func TestDecodeAnswer(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	root, key, cert := adminFixture(f)
 	body, _ := DeviceAction{Device: identity.DeviceID{9}, Reason: "r"}.Encode()
-	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove} {
+	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove, OpAlerts} {
 		req, err := NewRequest(op, body, key, cert, t0, &seeded{})
 		if err != nil {
 			f.Fatal(err)
@@ -213,6 +213,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		_ = req.Verify(root.Public(), t0, DefaultWindow)
 		_, _ = DecodeDeviceAction(req.Body)
+		_, _ = DecodeAlertsFrom(req.Body)
 	})
 }
 

@@ -14,7 +14,7 @@ import (
 const CodeOK = "OK"
 
 // MaxAnswerSize bounds what a client reads of an answer.
-const MaxAnswerSize = 64 << 10
+const MaxAnswerSize = 256 << 10
 
 // Answer is the server's reply to a request, as JSON. Exactly one result
 // field is set on success, matching the request's op; none on refusal.
@@ -36,6 +36,7 @@ type Answer struct {
 	Codes       *CodesResult       `json:"codes,omitempty"`
 	Device      *DeviceResult      `json:"device,omitempty"`
 	Approval    *ApprovalResult    `json:"approval,omitempty"`
+	Alerts      *AlertsResult      `json:"alerts,omitempty"`
 }
 
 // DistributorResult answers OpAddDistributor: the distributor as the
@@ -105,6 +106,17 @@ func ReasonOf(err error) string {
 	return ""
 }
 
+// AlertsResult answers OpAlerts: one page of the server's alerts.
+type AlertsResult struct {
+	// Alerts are the server's alert records (JSON objects, see
+	// server.Alert), oldest first.
+	Alerts []json.RawMessage `json:"alerts"`
+	// Next is the sequence to ask for the next page.
+	Next uint64 `json:"next"`
+	// More: there are alerts from Next on.
+	More bool `json:"more,omitempty"`
+}
+
 // OK reports whether the request was applied.
 func (a *Answer) OK() bool { return a.Code == CodeOK }
 
@@ -158,7 +170,7 @@ func DecodeAnswer(b []byte) (*Answer, error) {
 		return nil, fmt.Errorf("decoding answer: %w: data after the answer", ErrBadAnswer)
 	}
 	results := 0
-	for _, set := range []bool{a.Distributor != nil, a.Codes != nil, a.Device != nil, a.Approval != nil} {
+	for _, set := range []bool{a.Distributor != nil, a.Codes != nil, a.Device != nil, a.Approval != nil, a.Alerts != nil} {
 		if set {
 			results++
 		}

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unicode"
 	"unicode/utf8"
@@ -26,10 +27,14 @@ const (
 	// OpApprove: a pairing code (identity.ParsePairingCode) as text; the
 	// server signs the admin's approval of that further device.
 	OpApprove Op = 5
+	// OpAlerts: the server's alerts (false escrow records reported by
+	// recipients) from a sequence number on, one page; the body is the
+	// sequence, uint64 big-endian (1 for the first). It changes nothing.
+	OpAlerts Op = 6
 )
 
 // Valid reports whether op is a known operation.
-func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpApprove }
+func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpAlerts }
 
 // String names the operation.
 func (op Op) String() string {
@@ -44,6 +49,8 @@ func (op Op) String() string {
 		return "wipe"
 	case OpApprove:
 		return "approve"
+	case OpAlerts:
+		return "alerts"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
@@ -106,4 +113,15 @@ func DecodeDeviceAction(b []byte) (DeviceAction, error) {
 		return DeviceAction{}, fmt.Errorf("decoding device action: %w", err)
 	}
 	return a, nil
+}
+
+// EncodeAlertsFrom is the body of OpAlerts.
+func EncodeAlertsFrom(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// DecodeAlertsFrom strictly decodes the body of OpAlerts.
+func DecodeAlertsFrom(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("decoding alerts request: %w: %d bytes, want 8", ErrMalformed, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
 }

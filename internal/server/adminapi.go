@@ -170,8 +170,44 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 		}
 		return &adminapi.Answer{Code: adminapi.CodeOK, Approval: &adminapi.ApprovalResult{Username: pr.Username, Fingerprint: pr.Fingerprint()},
 			Message: fmt.Sprintf("a new device of %s approved; it may activate under that username with its own activation code", pr.Username)}, ""
+	case adminapi.OpAlerts:
+		from, err := adminapi.DecodeAlertsFrom(req.Body)
+		if err != nil {
+			return refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "alerts request")), ""
+		}
+		res, err := s.alertsPage(ctx, from)
+		if err != nil {
+			return refusal(err), ""
+		}
+		return &adminapi.Answer{Code: adminapi.CodeOK, Alerts: &res, Message: fmt.Sprintf("%d alerts", len(res.Alerts))}, ""
 	}
 	return refusal(errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "unknown op %v", req.Op)), ""
+}
+
+// alertsPerPage bounds the alerts of one OpAlerts answer, well within
+// adminapi.MaxAnswerSize.
+const alertsPerPage = 200
+
+// alertsPage reads a page of the alerts log from sequence from.
+func (s *Server) alertsPage(ctx context.Context, from uint64) (adminapi.AlertsResult, error) {
+	res := adminapi.AlertsResult{Alerts: []json.RawMessage{}, Next: max(from, 1)}
+	es, err := s.st.Read(ctx, logAlerts, res.Next, alertsPerPage)
+	if err != nil {
+		return res, fmt.Errorf("reading alerts: %w", err)
+	}
+	for _, e := range es {
+		if !json.Valid(e.Data) {
+			return res, fmt.Errorf("reading alert %d: %w", e.Seq, store.ErrCorrupt)
+		}
+		res.Alerts = append(res.Alerts, json.RawMessage(e.Data))
+		res.Next = e.Seq + 1
+	}
+	info, err := s.st.Info(ctx, logAlerts)
+	if err != nil {
+		return res, fmt.Errorf("reading alerts: %w", err)
+	}
+	res.More = info.Last >= res.Next
+	return res, nil
 }
 
 // ErrSupersededAdminKey: an admin request under a certificate older than

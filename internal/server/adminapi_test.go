@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -491,8 +492,9 @@ func FuzzAdminBody(f *testing.F) {
 	f.Add(uint8(adminapi.OpRevoke), act)
 	f.Add(uint8(adminapi.OpWipe), act)
 	f.Add(uint8(adminapi.OpApprove), []byte(preq.Code()))
+	f.Add(uint8(adminapi.OpAlerts), adminapi.EncodeAlertsFrom(1))
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
-		o := adminapi.Op(op%5 + 1)
+		o := adminapi.Op(op%6 + 1)
 		req, err := adminapi.NewRequest(o, body, key, cert, srv.now(), rand.Reader)
 		if err != nil {
 			return // body too large
@@ -548,5 +550,50 @@ func BenchmarkImportCodes(b *testing.B) {
 		if _, err := ac.Do(ctx, adminapi.OpImportCodes, batches[i]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestAdminAlerts(t *testing.T) {
+	n := newNetwork(t, nil)
+	ctx := context.Background()
+	ac := n.adminClient(t)
+	ans, err := ac.Do(ctx, adminapi.OpAlerts, adminapi.EncodeAlertsFrom(0))
+	if err != nil || ans.Alerts == nil || len(ans.Alerts.Alerts) != 0 || ans.Alerts.More {
+		t.Fatalf("no alerts: %+v, %v", ans, err)
+	}
+	var recs [][]byte
+	for i := range alertsPerPage + 5 {
+		recs = append(recs, encodeRecord(Alert{Kind: AlertKindMismatch, Seq: uint64(i), Group: "00"}))
+	}
+	if _, err := n.srv.st.Append(ctx, logAlerts, recs...); err != nil {
+		t.Fatal(err)
+	}
+	var got []Alert
+	from := uint64(1)
+	for pages := 0; ; pages++ {
+		ans, err := ac.Do(ctx, adminapi.OpAlerts, adminapi.EncodeAlertsFrom(from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range ans.Alerts.Alerts {
+			var a Alert
+			if err := json.Unmarshal(raw, &a); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, a)
+		}
+		from = ans.Alerts.Next
+		if !ans.Alerts.More {
+			if pages != 1 {
+				t.Fatalf("%d pages, want 2", pages+1)
+			}
+			break
+		}
+	}
+	if len(got) != alertsPerPage+5 || got[alertsPerPage+4].Seq != alertsPerPage+4 {
+		t.Fatalf("%d alerts", len(got))
+	}
+	if _, err := ac.Do(ctx, adminapi.OpAlerts, []byte{1}); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+		t.Fatalf("bad alerts body: %v", err)
 	}
 }
