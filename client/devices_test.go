@@ -165,11 +165,7 @@ func TestGhostDeviceAlert(t *testing.T) {
 	alice2.c.Close()
 
 	ghost := n.pairDevice("ghost", "alice", func(req *identity.PairingRequest) {
-		a, err := n.root.ApproveDevice(req, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.srv.ApproveDevice(context.Background(), a); err != nil {
+		if _, err := n.srv.ApproveDevice(context.Background(), req, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -245,11 +245,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Remote wipe of bob.
-	cmd, err := n.root.SignWipeCommand(bid.DeviceID, time.Now(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.Wipe(context.Background(), cmd); err != nil {
+	if _, err := n.srv.Wipe(context.Background(), bid.DeviceID, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if e := bob.wait(EventWiped); e.Text != "remote wipe" {
@@ -261,7 +257,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Revoking carol: she is refused at connect.
 	cid, _ := carol.c.Identity()
-	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(cid.DeviceID, time.Now())); err != nil {
+	if _, err := n.srv.Revoke(context.Background(), cid.DeviceID, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	carol.c.Close()

@@ -24,7 +24,7 @@ import (
 )
 
 func init() {
-	adminVerbs["init"] = adminVerb{summary: "make a network: root key, TLS CA and server certificate, empty escrow policy", run: runAdminInit}
+	adminVerbs["init"] = adminVerb{summary: "make a network: root key, TLS CA and server certificate, empty escrow policy, admin key (in DATA.admin)", run: runAdminInit}
 }
 
 func runAdminInit(ctx context.Context, args []string) error {
@@ -47,15 +47,11 @@ const defaultNetworkName = "anom"
 
 // initNetwork makes a network in d: the root key, the TLS CA and server
 // certificate for hosts (localhost and 127.0.0.1 always), the blob key, an
-// empty escrow policy and network.json; it prints what it made to w.
+// empty escrow policy and network.json, and beside d the admin folder
+// with an admin key the root certified; it prints what it made to w.
 func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
 		return err
-	}
-	for _, sub := range []string{"spool", "distributors"} {
-		if err := os.MkdirAll(d.path(sub), 0o700); err != nil {
-			return err
-		}
 	}
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -65,6 +61,10 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 		return err
 	}
 	if err := writeSecret(d.path("root.pub"), []byte(hex.EncodeToString(root.Public())+"\n")); err != nil {
+		return err
+	}
+	adminCert, err := makeAdminKey(d.adminDir(), "admin", root, defaultAdminValidity, rand.Reader)
+	if err != nil {
 		return err
 	}
 	hostList := []string{"localhost", "127.0.0.1"}
@@ -101,6 +101,7 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	fmt.Fprintf(w, "  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
 	fmt.Fprintf(w, "  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
 	fmt.Fprintf(w, "  network info    %s (what devices pin: CA fingerprint and root public key)\n", d.path("network.json"))
+	fmt.Fprintf(w, "  admin key       %s (0700, outside the data directory), certified until %s: anom admin signs requests to the running server with it\n", d.adminDir(), adminCert.NotAfter.UTC().Format(time.DateOnly))
 	fmt.Fprintf(w, "root fingerprint  %s\n", ni.RootFingerprint)
 	fmt.Fprintf(w, "CA fingerprint    %s\n", ni.CAFingerprint)
 	return nil

@@ -19,10 +19,12 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"anom/escrow"
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/loadgen"
 	"anom/internal/server"
@@ -61,7 +63,7 @@ func runBench(ctx context.Context, args []string) error {
 	var f benchFlags
 	fs.StringVar(&f.addr, "addr", "", "host:port of a running server to load (needs --data, its network directory); empty starts one on a fresh temporary network")
 	fs.StringVar(&f.metricsAddr, "metrics", defaultMetricsListen, "with --addr: host:port of that server's metrics listener (its --metrics-listen), read for the memory figures")
-	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go through its spool)")
+	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go to the server through its admin API, signed with the admin key in DATA.admin)")
 	fs.StringVar(&f.scenario, "scenario", "all", "messages (throughput and latency), idle (memory with idle connections) or all")
 	fs.IntVar(&f.devices, "devices", 12000, "devices activated for the message scenario")
 	fs.IntVar(&f.groups, "groups", 300, "groups the devices are spread over")
@@ -371,7 +373,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return nil, err
 	}
-	cleanup := []func(){func() { os.RemoveAll(dir) }}
+	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).adminDir()) }}
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
@@ -590,8 +592,9 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 }
 
 // external reaches a running server: codes are issued by a distributor of
-// the bench's own, certified with the network's root key and handed to
-// the server through its spool; devices activate over the wire.
+// the bench's own, certified with the network's root key and sent to the
+// server through its admin API (signed with the admin key beside the data
+// directory); devices activate over the wire.
 func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, error) {
 	d := dataDir(f.data)
 	root, err := d.rootKey()
@@ -683,53 +686,43 @@ func benchEscrow(d dataDir, root identity.RootPublicKey, withEscrow bool) ([]byt
 }
 
 func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, d dataDir, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
+	key, cert, err := loadAdminKey(d.adminDir())
+	if err != nil {
+		return nil, err
+	}
+	ac := &adminapi.Client{Addr: t.Addr, Roots: t.Roots, Key: key, Cert: cert}
 	tag := fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffff)
 	name := "bench-" + tag
 	dk, dc, err := loadgen.Distributor(root, name, uint32(n))
 	if err != nil {
 		return nil, err
 	}
-	if err := d.handToServer(server.SpoolDistributor, dc.Encode()); err != nil {
-		return nil, err
+	if _, err := ac.Do(ctx, adminapi.OpAddDistributor, dc.Encode()); err != nil {
+		return nil, fmt.Errorf("adding the bench's distributor: %w", err)
 	}
 	codes, batches, err := loadgen.CodeBatches(dk, name, n)
 	if err != nil {
 		return nil, err
 	}
 	for _, b := range batches {
-		if err := d.handToServer(server.SpoolCodes, b.Encode()); err != nil {
-			return nil, err
+		if _, err := ac.Do(ctx, adminapi.OpImportCodes, b.Encode()); err != nil {
+			return nil, fmt.Errorf("importing the bench's codes: %w", err)
 		}
 	}
+	// The server has taken the codes when it answered: devices activate
+	// at once.
 	devs := make([]*loadgen.Device, n)
-	var done int64
-	var mu = make(chan struct{}, 1)
+	var done atomic.Int64
 	err = loadgen.Parallel(ctx, n, workers, func(ctx context.Context, i int) error {
-		for attempt := 0; ; attempt++ {
-			dev, c, err := loadgen.ActivateOverWire(ctx, t, i, codes[i], fmt.Sprintf("%s-%d", tag, i), nil)
-			if err == nil {
-				c.Close()
-				devs[i] = dev
-				break
-			}
-			// The server reads its spool about once a second; until
-			// then activations fail, and failures from one address are
-			// rate-limited after a burst: wait as the server says.
-			if attempt > 100 || ctx.Err() != nil {
-				return err
-			}
-			wait := 200 * time.Millisecond
-			if se := (*loadgen.ServerError)(nil); errors.As(err, &se) && se.RetryAfter > wait {
-				wait = se.RetryAfter
-			}
-			time.Sleep(wait)
+		dev, c, err := loadgen.ActivateOverWire(ctx, t, i, codes[i], fmt.Sprintf("%s-%d", tag, i), nil)
+		if err != nil {
+			return err
 		}
-		mu <- struct{}{}
-		done++
-		if progress != nil {
-			progress(int(done))
+		c.Close()
+		devs[i] = dev
+		if d := done.Add(1); progress != nil {
+			progress(int(d))
 		}
-		<-mu
 		return nil
 	})
 	return devs, err

@@ -114,6 +114,9 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	n.stopServer()
 	// The chats must show the policy: every network can run under one.
 	n.run("admin", "escrow", "init", "--data", "net", "--out", "escrow-keys", "--custodians", "A,B,C", "--threshold", "2")
+	// Admin commands go to the running server.
+	n.startServer()
+	n.waitLogCount("invite (in ", 2)
 	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
 	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
 		n.codes = append(n.codes, c)
@@ -131,10 +134,23 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 		t.Fatal(err)
 	}
 	n.invite = strings.TrimSpace(string(inv))
-	n.startServer()
-	// The server is ready once it has taken the codes from its spool.
-	n.waitLog("activation codes imported")
 	return n
+}
+
+// waitLogCount waits until the server's log shows text count times.
+func (n *tmuxNet) waitLogCount(text string, count int) {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+		if bytes.Count(b, []byte(text)) >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("server log lacks %q %d times:\n%s", text, count, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitLog waits until the server's log shows text.

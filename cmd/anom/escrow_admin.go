@@ -187,7 +187,9 @@ func resolve(path string) (string, error) {
 	}
 }
 
-// refuseInside fails if path is dir or inside it, symbolic links resolved.
+// refuseInside fails if path is dir or inside it, symbolic links resolved:
+// where secrets that must not sit beside the server (escrow shares, issuer,
+// admin and distributor keys) may not go.
 func refuseInside(path, dir string) error {
 	p, err := resolve(path)
 	if err != nil {
@@ -198,7 +200,7 @@ func refuseInside(path, dir string) error {
 		return err
 	}
 	if rel, err := filepath.Rel(d, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("refusing to write escrow secrets to %s: it is inside the server's data directory %s; give --out a directory outside it, best on an offline machine", path, dir)
+		return fmt.Errorf("refusing to write secrets to %s: it is inside the server's data directory %s; use a directory outside it, best on an offline machine", path, dir)
 	}
 	return nil
 }

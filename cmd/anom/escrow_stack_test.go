@@ -47,6 +47,12 @@ func TestEscrowFullStack(t *testing.T) {
 	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--out", keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
 		t.Fatalf("admin escrow init said:\n%s", out)
 	}
+	serverKey := strings.TrimSpace(runAnom(t, "admin", "escrow", "server-key", "--data", data))
+
+	// The server, its own process; admin commands go to it.
+	addr := freeAddr(t)
+	srv := startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
 	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
 	var codes []string // runAnom's output has stderr's summary too
 	for _, f := range strings.Fields(runAnom(t, "admin", "codes", "issue", "--distributor", "shop", "--count", "3", "--months", "12", "--data", data)) {
@@ -57,12 +63,6 @@ func TestEscrowFullStack(t *testing.T) {
 	if len(codes) != 3 {
 		t.Fatalf("issued %q, want 3 codes", codes)
 	}
-	serverKey := strings.TrimSpace(runAnom(t, "admin", "escrow", "server-key", "--data", data))
-
-	// The server, its own process.
-	addr := freeAddr(t)
-	srv := startAnomServer(t, data, addr)
-	srv.waitLog(t, "activation codes imported")
 
 	// Real clients, pinned to the network as admin init wrote it.
 	ni, err := d.info()

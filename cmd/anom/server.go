@@ -28,6 +28,7 @@ func runServer(ctx context.Context, args []string) error {
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
 	blobQuota := fs.Int64("blob-quota", server.DefaultBlobQuota, "bytes one device may have in stored attachments and upload grants together")
 	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap. off: none. Empty: GOMEMLIMIT from the environment if set, else an automatic one just above the heap goal GOGC allows (at least 768 MiB), which returns freed memory to the system promptly but never brings a collection forward")
+	adminWindow := fs.Duration("admin-window", 5*time.Minute, "how far from the server's clock, either way, a signed admin request's issued-at may be")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
@@ -81,7 +82,7 @@ func runServer(ctx context.Context, args []string) error {
 	srv, err := server.New(ctx, server.Config{
 		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
-		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
+		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		EscrowServerID: ni.Name, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
 	if err != nil {
@@ -110,17 +111,22 @@ func runServer(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "no escrow policy: anom admin escrow init --data %s sets one (then restart the server)\n", *data)
 	}
-	inv := inviteString(inviteAddr(l.Addr(), ni), ni, "")
+	addr := inviteAddr(l.Addr(), ni)
+	if err := d.setAddress(addr); err != nil {
+		l.Close()
+		return err
+	}
+	inv := inviteString(addr, ni, "")
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		l.Close()
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
 	if made {
-		fmt.Fprintf(os.Stderr, "next, in another terminal: a distributor and activation codes, then a device:\n"+
+		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"), d.adminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)

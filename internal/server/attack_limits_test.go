@@ -650,7 +650,7 @@ func TestAttackRevokedBlobToken(t *testing.T) {
 		t.Fatalf("a download signed by bob in dave's name: %v %v", resp.StatusCode, err)
 	}
 
-	if err := n.srv.Revoke(context.Background(), n.root.SignRevocation(alice.cert.DeviceID, n.clock.Now())); err != nil {
+	if _, err := n.srv.Revoke(context.Background(), alice.cert.DeviceID, "test", n.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if st := n.blobRequest("PUT", spare.Id, spare.PutToken, data, nil); st != http.StatusForbidden {
@@ -663,11 +663,7 @@ func TestAttackRevokedBlobToken(t *testing.T) {
 		t.Fatalf("another member's download of the revoked device's attachment: HTTP %d", st)
 	}
 
-	w, err := n.root.SignWipeCommand(bob.cert.DeviceID, n.clock.Now(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.Wipe(context.Background(), w); err != nil {
+	if _, err := n.srv.Wipe(context.Background(), bob.cert.DeviceID, "test", n.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if st := n.blobRequest("GET", g.Id, g.GetToken, nil, bob); st != http.StatusForbidden {

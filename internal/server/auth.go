@@ -294,6 +294,8 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		store.CreateOp(bucketDevices, devHex, encodeRecord(devRec)),
 		store.CreateOp(bucketPending, devHex, []byte("{}")),
 		store.CreateOp(bucketKeys, keyHex, []byte(devHex)),
+		// The tombstone: a batch imported again cannot revive the code.
+		store.PutOp(bucketUsedCodes, codeKey, encodeRecord(usedCodeRecord{Device: devHex, At: now.Unix()})),
 	}
 	if exists {
 		// The user's other devices are told once the new device has

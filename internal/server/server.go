@@ -11,7 +11,8 @@
 // (challenge, activation), directory.go (devices, users, transparency
 // log), certlog.go (batched certificate logging),
 // keypackages.go, groups.go and membership.go (delivery service),
-// blobs.go, admin.go (revocation, wipe, distributors, codes, spool),
+// blobs.go, admin.go (revocation, wipe, distributors, codes),
+// adminapi.go (the signed admin API),
 // limits.go (limits, rate limits), metrics.go, records.go (stored records).
 package server
 
@@ -34,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
@@ -104,13 +106,13 @@ type Config struct {
 	// false escrow record) to as a JSON file; "" means alerts are only
 	// logged and kept in the store (Alerts).
 	AlertDir string
-	// SpoolDir is a directory the server polls for admin commands written
-	// by `anom admin` (revocations, wipes, distributors, code batches,
-	// device approvals); "" means none.
-	SpoolDir string
-	// SweepInterval is how often retention, trimming, blob expiry and the
-	// spool are processed; 0 means one second for the spool and one
-	// minute for the rest.
+	// AdminWindow is how far from the server's clock, either way, an admin
+	// request's issued-at may be; 0 means adminapi.DefaultWindow (five
+	// minutes). Nonces are kept in the store for twice that.
+	AdminWindow time.Duration
+	// SweepInterval is how often retention, trimming, blob expiry, the
+	// expiry of admin nonces and of sessions are processed; 0 means one
+	// minute, and one second for sessions.
 	SweepInterval time.Duration
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
@@ -204,6 +206,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.BlobTTL <= 0 {
 		s.cfg.BlobTTL = 30 * 24 * time.Hour
 	}
+	if s.cfg.AdminWindow <= 0 {
+		s.cfg.AdminWindow = adminapi.DefaultWindow
+	}
 	if s.cfg.MaxBlobSize <= 0 {
 		s.cfg.MaxBlobSize = 100 << 20
 	}
@@ -258,13 +263,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler for the client port: /v1/ws,
-// /v1/blobs/{id} and, for the archive, /v1/escrow/. The metrics are not
-// served here (MetricsHandler).
+// /v1/blobs/{id}, /v1/admin and, for the archive, /v1/escrow/. The metrics
+// are not served here (MetricsHandler).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
+	mux.HandleFunc("POST "+adminapi.Path, s.serveAdmin)
 	if s.esc != nil && s.cfg.ArchiveToken != "" {
 		mux.Handle("/v1/escrow/", s.archiveHandler())
 	}
@@ -384,9 +390,6 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ft.C:
-			if err := s.ProcessSpool(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("processing admin spool", "err", err)
-			}
 			s.expireSessions()
 			s.groups.dropStaleFanouts(s.hub.gen.Load())
 		case <-sl.C:
@@ -405,6 +408,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 	}
 	s.rates.sweep(s.now())
 	s.activations.sweep(s.now())
+	if err := s.sweepAdminNonces(ctx); err != nil {
+		return err
+	}
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
 	}
