@@ -77,7 +77,7 @@ func (n *adminNet) activate(t *testing.T, username, code string) *client.Client 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), username), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 1}, "123456", "")
+	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), username), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 1}, "314159", "")
 	if err != nil {
 		t.Fatal(err)
 	}

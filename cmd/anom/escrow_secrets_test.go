@@ -150,6 +150,9 @@ func TestAttackDataDirHoldsEscrowSecrets(t *testing.T) {
 	if err != nil || !strings.Contains(got, "escrow-keys/A/A.share") || !strings.Contains(got, "escrow-keys/issuer-Court/issuer-Court.key") {
 		t.Fatalf("escrow init: %v\n%s", err, got)
 	}
+	// Admin commands go to the running server.
+	srv = startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
 	for _, args := range [][]string{
 		{"admin", "distributor", "add", "shop", "--quota", "10", "--data", "net"},
 		{"admin", "codes", "issue", "--distributor", "shop", "--count", "2", "--months", "12", "--data", "net"},
@@ -158,8 +161,6 @@ func TestAttackDataDirHoldsEscrowSecrets(t *testing.T) {
 			t.Fatalf("anom %s: %v\n%s", strings.Join(args, " "), err, got)
 		}
 	}
-	srv = startAnomServer(t, data, addr)
-	srv.waitLog(t, "activation codes imported")
 	serverKey, err := runIn(t, dir, "admin", "escrow", "server-key", "--data", "net")
 	if err != nil {
 		t.Fatal(err)
