@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -101,13 +103,16 @@ func (c *Client) FetchAttachment(ctx context.Context, ref *AttachmentRef, w io.W
 		c.mu.Unlock()
 		return ErrNotActivated
 	}
-	hc, addr := c.hc, c.dev.net.Address
+	hc, addr, dev := c.hc, c.dev.net.Address, c.dev.id
+	priv := ed25519.NewKeyFromSeed(c.sigPriv)
 	c.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(addr, ref.BlobID), nil)
 	if err != nil {
 		return fmt.Errorf("fetching attachment: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+ref.Token)
+	// The server serves blobs only to devices it still counts as valid.
+	req.Header.Set(identity.BlobAuthHeader, identity.SignBlobRequest(priv, dev, http.MethodGet, ref.BlobID, c.now()))
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("fetching attachment: %w", err)

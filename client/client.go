@@ -27,14 +27,16 @@ type Config struct {
 	Rand io.Reader
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// KDF sets the Argon2id costs of a new device (an existing one keeps
-	// its own); the zero value is RFC 9106's second recommendation.
+	// KDF sets the Argon2id costs of a new device's PIN (an existing one
+	// keeps its own; a device of the first state format moves to these on
+	// its first unlock); the zero value is DefaultKDF. Tests set a cheap
+	// one.
 	KDF KDFParams
 	// WipeAfter makes a new device wipe itself after this long without
 	// reaching the server; 0 means never.
 	WipeAfter time.Duration
 	// MaxFailedUnlocks makes a new device wipe itself after this many
-	// wrong PINs in a row; 0 means never.
+	// wrong PINs in a row (at most 100); 0 means never.
 	MaxFailedUnlocks int
 	// KeyPackages is how many one-time key packages the device keeps on
 	// the server; 0 means 16.
@@ -98,14 +100,18 @@ func (cfg *Config) defaults() (*slog.Logger, io.Reader, func() time.Time) {
 }
 
 // Create makes the state of a new device in cfg.Dir, protected by pin;
-// duressPIN, if not empty, is a PIN that wipes the device instead of
-// unlocking it. The device is then activated with Activate.
+// duressPIN, if not empty, is a PIN that erases the device instead of
+// unlocking it (see Open). Both must pass CheckNewPIN. The device is then
+// activated with Activate.
 func Create(cfg Config, pin, duressPIN string) (*Client, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("creating device: Config.Dir is required")
 	}
 	if cfg.WipeAfter < 0 || cfg.MaxFailedUnlocks < 0 {
 		return nil, errors.New("creating device: negative WipeAfter or MaxFailedUnlocks")
+	}
+	if cfg.MaxFailedUnlocks > maxTries {
+		return nil, fmt.Errorf("creating device: MaxFailedUnlocks over %d", maxTries)
 	}
 	log, rnd, now := cfg.defaults()
 	st := settings{maxFailed: uint32(cfg.MaxFailedUnlocks), wipeAfter: int64(cfg.WipeAfter / time.Second), lastContact: now().Unix()}
@@ -116,16 +122,21 @@ func Create(cfg Config, pin, duressPIN string) (*Client, error) {
 	return newClient(cfg, log, rnd, now, v), nil
 }
 
-// Open unlocks an existing device with pin. A duress PIN, one wrong PIN
-// too many or a device too long without reaching the server wipes the
-// device: Open then returns an error matching ErrWiped. A wrong PIN
-// returns ErrWrongPIN.
+// Open unlocks an existing device with pin. A wrong PIN returns
+// ErrWrongPIN. One wrong PIN too many, a device too long without reaching
+// the server or an edited key file wipes the device: Open then returns an
+// error matching ErrWiped.
+//
+// The duress PIN erases the device just as thoroughly, but Open then
+// returns, without error, event or log line, a new device that was
+// created and never activated, whose PIN is the duress PIN: to whoever
+// watches, the duress PIN opened an empty device.
 func Open(cfg Config, pin string) (*Client, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("opening device: Config.Dir is required")
 	}
 	log, rnd, now := cfg.defaults()
-	v, rep, err := openVault(cfg.Dir, pin, vaultOptions{rand: rnd, now: now})
+	v, rep, err := openVault(cfg.Dir, pin, vaultOptions{rand: rnd, now: now, kdf: cfg.KDF})
 	if err != nil {
 		if rep != nil {
 			log.Warn("device wiped", "reason", rep.Reason, "files", rep.Removed)
@@ -247,7 +258,7 @@ func (c *Client) Identity() (Identity, error) {
 var ErrNotActivated = errors.New("client: device not activated")
 
 // ChangePIN sets a new PIN (and duress PIN; empty means none) after
-// checking the old one.
+// checking the old one. Both must pass CheckNewPIN.
 func (c *Client) ChangePIN(old, pin, duressPIN string) error {
 	return c.v.changePIN(old, pin, duressPIN)
 }

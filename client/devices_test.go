@@ -20,7 +20,7 @@ func (n *testNet) pairDevice(name, username string, approve func(*identity.Pairi
 	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
 	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.Now, KeyPackages: 4,
 		OnEvent: func(e Event) { d.events <- e }}
-	c, err := Create(d.cfg, "1234", "")
+	c, err := Create(d.cfg, testPIN, "")
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestSecondDeviceApproved(t *testing.T) {
 	bob.wait(EventJoined)
 
 	// Without pairing, the username is taken.
-	stray, _ := Create(Config{Dir: filepath.Join(t.TempDir(), "stray"), KDF: testKDF}, "1234", "")
+	stray, _ := Create(Config{Dir: filepath.Join(t.TempDir(), "stray"), KDF: testKDF}, testPIN, "")
 	defer stray.Close()
 	if err := stray.Activate(ctx, n.net, n.code(1), "alice"); err == nil {
 		t.Fatal("a second device activated under alice without approval")
@@ -165,11 +165,7 @@ func TestGhostDeviceAlert(t *testing.T) {
 	alice2.c.Close()
 
 	ghost := n.pairDevice("ghost", "alice", func(req *identity.PairingRequest) {
-		a, err := n.dir.ApproveDevice(req, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.srv.ApproveDevice(context.Background(), a); err != nil {
+		if _, err := n.srv.ApproveDevice(context.Background(), req, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -248,7 +244,7 @@ func FuzzPairingRecord(f *testing.F) {
 
 func TestPairingFitsActivation(t *testing.T) {
 	n := newTestNet(t)
-	c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, "1234", "")
+	c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, testPIN, "")
 	if err != nil {
 		t.Fatal(err)
 	}

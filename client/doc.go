@@ -3,8 +3,10 @@
 // carried inside MLS messages, attachments encrypted on the device, safety
 // numbers and the membership view of a group.
 //
-// Everything the device stores lives in one directory (Config.Dir). Its keys
-// are wrapped under an Argon2id key derived from the PIN; entering the duress
-// PIN, going too long without reaching the server, or a root-signed remote
-// wipe deletes the keys and the data at once.
+// Everything the device stores lives in one directory (Config.Dir), sealed
+// under a data key that exists on disk only in the key file, wrapped under
+// an Argon2id key derived from the PIN. Too many wrong PINs, going too long
+// without reaching the server, a root-signed remote wipe or the duress PIN
+// destroy that file first (a crypto-erase), then the rest; the duress PIN
+// then opens a new, empty device as if it were the PIN.
 package client

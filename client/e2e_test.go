@@ -82,7 +82,7 @@ func (n *testNet) newDevice(name string) *device {
 	d := &device{t: n.t, name: name, events: make(chan Event, 1000)}
 	d.cfg = Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, Now: n.clock.Now, KeyPackages: 4,
 		OnEvent: func(e Event) { d.events <- e }}
-	c, err := Create(d.cfg, "1234", "0000")
+	c, err := Create(d.cfg, testPIN, testDuress)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+	if carol.c, err = Open(carol.cfg, testPIN); err != nil {
 		t.Fatal(err)
 	}
 	if err := carol.c.Connect(ctx); err != nil {
@@ -247,27 +247,23 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Remote wipe of bob.
-	cmd, err := n.dir.SignWipeCommand(bid.DeviceID, time.Now(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.Wipe(context.Background(), cmd); err != nil {
+	if _, err := n.srv.Wipe(context.Background(), bid.DeviceID, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if e := bob.wait(EventWiped); e.Text != "remote wipe" {
 		t.Fatalf("wipe reason %q", e.Text)
 	}
-	if _, err := Open(bob.cfg, "1234"); !errors.Is(err, ErrNoState) {
+	if _, err := Open(bob.cfg, testPIN); !errors.Is(err, ErrNoState) {
 		t.Fatalf("bob's state after the wipe: %v", err)
 	}
 
 	// Revoking carol: she is refused at connect.
 	cid, _ := carol.c.Identity()
-	if err := n.srv.Revoke(context.Background(), n.dir.SignRevocation(cid.DeviceID, time.Now())); err != nil {
+	if _, err := n.srv.Revoke(context.Background(), cid.DeviceID, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	carol.c.Close()
-	if carol.c, err = Open(carol.cfg, "1234"); err != nil {
+	if carol.c, err = Open(carol.cfg, testPIN); err != nil {
 		t.Fatal(err)
 	}
 	if err := carol.c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) {
@@ -283,7 +279,7 @@ func TestExpiredSubscription(t *testing.T) {
 	// Past the subscription (12 months), the server refuses the device.
 	alice.c.Close()
 	n.clock.Set(400 * 24 * time.Hour)
-	c, err := Open(alice.cfg, "1234")
+	c, err := Open(alice.cfg, testPIN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +294,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 	d := &device{t: t, name: "dave", events: make(chan Event, 100)}
 	d.cfg = Config{Dir: filepath.Join(t.TempDir(), "dave"), KDF: testKDF, Now: n.clock.Now, WipeAfter: 3 * 24 * time.Hour,
 		OnEvent: func(e Event) { d.events <- e }}
-	c, err := Create(d.cfg, "1234", "")
+	c, err := Create(d.cfg, testPIN, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +303,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 	}
 	c.Close()
 	n.clock.Set(2 * 24 * time.Hour)
-	if c, err = Open(d.cfg, "1234"); err != nil {
+	if c, err = Open(d.cfg, testPIN); err != nil {
 		t.Fatalf("within the limit: %v", err)
 	}
 	if err := c.CheckOverdue(); err != nil {
@@ -318,7 +314,7 @@ func TestAutoWipeWhenUnreachable(t *testing.T) {
 		t.Fatalf("overdue device: %v", err)
 	}
 	d.wait(EventWiped)
-	if _, err := Open(d.cfg, "1234"); !errors.Is(err, ErrNoState) {
+	if _, err := Open(d.cfg, testPIN); !errors.Is(err, ErrNoState) {
 		t.Fatalf("after auto-wipe: %v", err)
 	}
 }
@@ -335,7 +331,7 @@ func TestPinnedCA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, "1234", "")
+			c, err := Create(Config{Dir: filepath.Join(t.TempDir(), "d"), KDF: testKDF}, testPIN, "")
 			if err != nil {
 				t.Fatal(err)
 			}

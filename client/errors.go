@@ -7,9 +7,10 @@ import "errors"
 var (
 	// ErrWrongPIN is returned when the PIN does not unlock the device.
 	ErrWrongPIN = errors.New("client: wrong PIN")
-	// ErrWiped is returned when the device state was wiped (duress PIN,
-	// too many wrong PINs, too long without reaching the server, remote
-	// wipe) or is absent after a wipe.
+	// ErrWiped is returned when the device state was wiped (too many
+	// wrong PINs, an edited key file, too long without reaching the
+	// server, remote wipe) or is absent after a wipe. The duress PIN does
+	// not return it (see Open).
 	ErrWiped = errors.New("client: device wiped")
 	// ErrNoState is returned when the state directory holds no device.
 	ErrNoState = errors.New("client: no device state")
@@ -27,7 +28,7 @@ var (
 	// ErrAttachment is returned when an attachment fails to decrypt or
 	// does not match its reference.
 	ErrAttachment = errors.New("client: attachment does not verify")
-	// ErrBadPIN is returned for a PIN that cannot be used (empty, or the
-	// duress PIN equal to the PIN).
+	// ErrBadPIN is returned for a new PIN or duress PIN that cannot be
+	// used (CheckNewPIN says why), or a duress PIN equal to the PIN.
 	ErrBadPIN = errors.New("client: unusable PIN")
 )

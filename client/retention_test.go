@@ -13,7 +13,7 @@ import (
 func (d *device) reopen(ctx context.Context) {
 	d.t.Helper()
 	d.c.Close()
-	c, err := Open(d.cfg, "1234")
+	c, err := Open(d.cfg, testPIN)
 	if err != nil {
 		d.t.Fatal(err)
 	}

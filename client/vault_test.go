@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,9 +13,15 @@ import (
 	"time"
 )
 
-// testKDF keeps Argon2id cheap in tests; the production default is
-// checked by BenchmarkUnlock.
+// testKDF keeps Argon2id cheap in tests; TestDefaultKDF checks the
+// production default and BenchmarkUnlock measures it.
 var testKDF = KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+
+// The tests' PIN and duress PIN.
+const (
+	testPIN    = "314159"
+	testDuress = "271828"
+)
 
 // fakeClock is a settable clock.
 type fakeClock struct{ t time.Time }
@@ -24,14 +31,16 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
 
-func testOpts(c *fakeClock) vaultOptions { return vaultOptions{rand: rand.Reader, now: c.now} }
+func testOpts(c *fakeClock) vaultOptions {
+	return vaultOptions{rand: rand.Reader, now: c.now, kdf: testKDF}
+}
 
 func mustCreate(t *testing.T, dir string, c *fakeClock, st settings) *vault {
 	t.Helper()
 	if st.lastContact == 0 {
 		st.lastContact = c.t.Unix()
 	}
-	v, err := createVault(dir, "1234", "9999", testKDF, st, testOpts(c))
+	v, err := createVault(dir, testPIN, testDuress, testKDF, st, testOpts(c))
 	if err != nil {
 		t.Fatalf("createVault: %v", err)
 	}
@@ -67,7 +76,7 @@ func TestVaultRecords(t *testing.T) {
 		t.Fatalf("get after close: %v, want ErrClosed", err)
 	}
 
-	v, err := openVaultT(dir, "1234", c)
+	v, err := openVaultT(dir, testPIN, c)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -102,19 +111,24 @@ func openVaultT(dir, pin string, c *fakeClock) (*vault, error) {
 }
 
 func TestVaultPINs(t *testing.T) {
+	const w1, w2, w3 = "000001", "111112", "222223"
 	tests := []struct {
 		name      string
 		maxFailed uint32
 		pins      []string
 		wantErrs  []error
 		wiped     bool
+		// fresh: the last PIN opened a new, empty device (the duress PIN).
+		fresh bool
 	}{
-		{"right PIN", 0, []string{"1234"}, []error{nil}, false},
-		{"wrong then right", 3, []string{"0000", "1111", "1234"}, []error{ErrWrongPIN, ErrWrongPIN, nil}, false},
-		{"duress PIN wipes", 0, []string{"9999"}, []error{ErrWiped}, true},
-		{"too many wrong PINs wipe", 3, []string{"0000", "1111", "2222"}, []error{ErrWrongPIN, ErrWrongPIN, ErrWiped}, true},
-		{"unlimited wrong PINs", 0, []string{"0", "1", "2", "3", "1234"}, []error{ErrWrongPIN, ErrWrongPIN, ErrWrongPIN, ErrWrongPIN, nil}, false},
-		{"success resets the count", 2, []string{"0", "1234", "0", "1234"}, []error{ErrWrongPIN, nil, ErrWrongPIN, nil}, false},
+		{"right PIN", 0, []string{testPIN}, []error{nil}, false, false},
+		{"wrong then right", 3, []string{w1, w2, testPIN}, []error{ErrWrongPIN, ErrWrongPIN, nil}, false, false},
+		{"duress PIN opens an empty device", 0, []string{testDuress}, []error{nil}, false, true},
+		{"then the PIN is wrong", 3, []string{testDuress, testPIN}, []error{nil, ErrWrongPIN}, false, true},
+		{"too many wrong PINs wipe", 3, []string{w1, w2, w3}, []error{ErrWrongPIN, ErrWrongPIN, ErrWiped}, true, false},
+		{"unlimited wrong PINs", 0, []string{"0", "1", "2", "3", testPIN}, []error{ErrWrongPIN, ErrWrongPIN, ErrWrongPIN, ErrWrongPIN, nil}, false, false},
+		{"success resets the count", 2, []string{w1, testPIN, w1, testPIN}, []error{ErrWrongPIN, nil, ErrWrongPIN, nil}, false, false},
+		{"duress after wrong PINs", 3, []string{w1, w2, testDuress}, []error{ErrWrongPIN, ErrWrongPIN, nil}, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,13 +144,13 @@ func TestVaultPINs(t *testing.T) {
 				if want := tt.wantErrs[i]; (want == nil) != (err == nil) || (want != nil && !errors.Is(err, want)) {
 					t.Fatalf("attempt %d (%s): %v, want %v", i, pin, err, want)
 				}
-				if errors.Is(err, ErrWiped) && (rep == nil || rep.Overwritten < 2 || rep.Reason == "") {
+				if errors.Is(err, ErrWiped) && (rep == nil || rep.Overwritten != 1 || rep.Reason == "") {
 					t.Fatalf("wipe report %+v", rep)
 				}
+				if err == nil && rep != nil {
+					t.Fatalf("attempt %d: a report %+v with no error", i, rep)
+				}
 				if v != nil {
-					if got, err := v.get("secret"); err != nil || string(got) != "s" {
-						t.Fatalf("secret after unlock: %q %v", got, err)
-					}
 					v.close()
 				}
 			}
@@ -145,9 +159,30 @@ func TestVaultPINs(t *testing.T) {
 				t.Fatalf("directory gone = %v, want %v", gone, tt.wiped)
 			}
 			if tt.wiped {
-				if _, err := openVaultT(dir, "1234", c); !errors.Is(err, ErrNoState) {
+				if _, err := openVaultT(dir, testPIN, c); !errors.Is(err, ErrNoState) {
 					t.Fatalf("open after wipe: %v, want ErrNoState", err)
 				}
+				return
+			}
+			// The device open now is the one the right PIN or the
+			// duress PIN leads to.
+			pin := testPIN
+			if tt.fresh {
+				pin = testDuress
+			}
+			v, err = openVaultT(dir, pin, c)
+			if err != nil {
+				t.Fatalf("open again: %v", err)
+			}
+			defer v.close()
+			got, err := v.get("secret")
+			switch {
+			case tt.fresh && !errors.Is(err, ErrNotFound):
+				t.Fatalf("the duress PIN's device holds the secret: %q %v", got, err)
+			case tt.fresh && (len(v.list("")) != 1 || v.settings.maxFailed != tt.maxFailed):
+				t.Fatalf("the duress PIN's device: records %v, settings %+v", v.list(""), v.settings)
+			case !tt.fresh && (err != nil || string(got) != "s"):
+				t.Fatalf("secret after unlock: %q %v", got, err)
 			}
 		})
 	}
@@ -155,14 +190,22 @@ func TestVaultPINs(t *testing.T) {
 
 func TestVaultBadPINs(t *testing.T) {
 	c := newClock()
-	for _, p := range [][2]string{{"", ""}, {"1", "1"}, {"", "2"}} {
+	for _, p := range [][2]string{
+		{"", ""}, {"1", ""}, {"12345", ""}, {"1234", "567890"}, {"000000", ""}, {"123456", ""}, {"987654", ""},
+		{"aaaaaaaa", ""}, {"pin\x00pin", ""}, {testPIN, testPIN}, {testPIN, "2468"}, {testPIN, "111111"},
+	} {
 		if _, err := createVault(filepath.Join(t.TempDir(), "d"), p[0], p[1], testKDF, settings{}, testOpts(c)); !errors.Is(err, ErrBadPIN) {
 			t.Errorf("create with %q/%q: %v, want ErrBadPIN", p[0], p[1], err)
 		}
 	}
+	for _, pin := range []string{"135790", "4711081", "correct horse", "éèêëàâ"} {
+		if err := CheckNewPIN(pin); err != nil {
+			t.Errorf("CheckNewPIN(%q): %v", pin, err)
+		}
+	}
 	dir := filepath.Join(t.TempDir(), "d")
 	mustCreate(t, dir, c, settings{}).close()
-	if _, err := createVault(dir, "5", "", testKDF, settings{}, testOpts(c)); !errors.Is(err, ErrExists) {
+	if _, err := createVault(dir, "555123", "", testKDF, settings{}, testOpts(c)); !errors.Is(err, ErrExists) {
 		t.Errorf("create over existing: %v, want ErrExists", err)
 	}
 }
@@ -170,13 +213,15 @@ func TestVaultBadPINs(t *testing.T) {
 func TestVaultNoDuressPIN(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev")
 	c := newClock()
-	v, err := createVault(dir, "1234", "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
+	v, err := createVault(dir, testPIN, "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.close()
-	if _, err := openVaultT(dir, "", c); !errors.Is(err, ErrWrongPIN) {
-		t.Fatalf("empty PIN without duress PIN: %v, want ErrWrongPIN", err)
+	for _, pin := range []string{"", testDuress} {
+		if _, err := openVaultT(dir, pin, c); !errors.Is(err, ErrWrongPIN) {
+			t.Fatalf("PIN %q without duress PIN: %v, want ErrWrongPIN", pin, err)
+		}
 	}
 }
 
@@ -187,7 +232,7 @@ func TestVaultAutoWipe(t *testing.T) {
 		after     time.Duration
 		contactAt time.Duration // after creation
 		openAt    time.Duration
-		tamper    bool // reset the plaintext hint to "never"
+		tamper    bool // set the plaintext hint to "never"
 		wiped     bool
 	}{
 		{"within the limit", 7 * day, 0, 7*day - time.Second, false, false},
@@ -208,16 +253,10 @@ func TestVaultAutoWipe(t *testing.T) {
 			}
 			v.close()
 			if tt.tamper {
-				raw, _ := os.ReadFile(filepath.Join(dir, metaFile))
-				m, err := decodeMeta(raw)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m.wipeAfter = 0
-				os.WriteFile(filepath.Join(dir, metaFile), m.encode(), 0o600)
+				os.WriteFile(filepath.Join(dir, hintFileName), hint{}.encode(), 0o600)
 			}
 			c.t = start.Add(tt.openAt)
-			_, err := openVaultT(dir, "1234", c)
+			_, err := openVaultT(dir, testPIN, c)
 			if tt.wiped != errors.Is(err, ErrWiped) || (!tt.wiped && err != nil) {
 				t.Fatalf("open: %v, wiped want %v", err, tt.wiped)
 			}
@@ -239,21 +278,21 @@ func TestVaultTamper(t *testing.T) {
 	rb, _ := os.ReadFile(filepath.Join(dir, fb))
 	os.WriteFile(filepath.Join(dir, fa), rb, 0o600)
 	os.WriteFile(filepath.Join(dir, fb), ra, 0o600)
-	if _, err := openVaultT(dir, "1234", c); !errors.Is(err, ErrCorrupt) {
+	if _, err := openVaultT(dir, testPIN, c); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("swapped records: %v, want ErrCorrupt", err)
 	}
 	// A flipped bit is detected.
 	os.WriteFile(filepath.Join(dir, fa), ra, 0o600)
 	rb[len(rb)-1] ^= 1
 	os.WriteFile(filepath.Join(dir, fb), rb, 0o600)
-	if _, err := openVaultT(dir, "1234", c); !errors.Is(err, ErrCorrupt) {
+	if _, err := openVaultT(dir, testPIN, c); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("flipped bit: %v, want ErrCorrupt", err)
 	}
 	rb[len(rb)-1] ^= 1
 	os.WriteFile(filepath.Join(dir, fb), rb, 0o600)
 	// Leftover temporary files from a crash are removed.
 	os.WriteFile(filepath.Join(dir, tmpPrefix+"0011"), []byte("half written"), 0o600)
-	v, err := openVaultT(dir, "1234", c)
+	v, err := openVaultT(dir, testPIN, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +345,7 @@ func TestVaultLog(t *testing.T) {
 	full, _ := os.ReadFile(file)
 	for _, cut := range []int{1, 3, 4, 5, 30, len(lost) - 1} {
 		os.WriteFile(file, append(bytes.Clone(full), lost[:cut]...), 0o600)
-		v, err := openVaultT(dir, "1234", c)
+		v, err := openVaultT(dir, testPIN, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +364,7 @@ func TestVaultLog(t *testing.T) {
 	// alone or after a whole length.
 	for _, tail := range [][]byte{make([]byte, 100), append(bytes.Clone(lost[:4]), make([]byte, len(lost)-4)...)} {
 		os.WriteFile(file, append(bytes.Clone(full), tail...), 0o600)
-		v, _ = openVaultT(dir, "1234", c)
+		v, _ = openVaultT(dir, testPIN, c)
 		if got := read(v); len(got) != 50 {
 			t.Fatalf("zero tail: %d entries", len(got))
 		}
@@ -335,7 +374,7 @@ func TestVaultLog(t *testing.T) {
 	bad := bytes.Clone(full)
 	bad[100] ^= 1
 	os.WriteFile(file, bad, 0o600)
-	v, _ = openVaultT(dir, "1234", c)
+	v, _ = openVaultT(dir, testPIN, c)
 	if err := v.readLog("history/g1", func(uint64, []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("damaged frame: %v, want ErrCorrupt", err)
 	}
@@ -362,20 +401,23 @@ func TestVaultChangePIN(t *testing.T) {
 	c := newClock()
 	v := mustCreate(t, dir, c, settings{})
 	v.put("k", []byte("v"))
-	if err := v.changePIN("0000", "5678", "1111"); !errors.Is(err, ErrWrongPIN) {
+	const pin2, duress2 = "567801", "111213"
+	if err := v.changePIN("000111", pin2, duress2); !errors.Is(err, ErrWrongPIN) {
 		t.Fatalf("change with a wrong PIN: %v", err)
 	}
-	if err := v.changePIN("1234", "5678", "1111"); err != nil {
+	if err := v.changePIN(testPIN, "5678", duress2); !errors.Is(err, ErrBadPIN) {
+		t.Fatalf("change to a short PIN: %v", err)
+	}
+	if err := v.changePIN(testPIN, pin2, duress2); err != nil {
 		t.Fatal(err)
 	}
 	v.close()
-	if _, err := openVaultT(dir, "1234", c); !errors.Is(err, ErrWrongPIN) {
-		t.Fatalf("old PIN: %v", err)
+	for _, old := range []string{testPIN, testDuress} {
+		if _, err := openVaultT(dir, old, c); !errors.Is(err, ErrWrongPIN) {
+			t.Fatalf("old PIN %s: %v", old, err)
+		}
 	}
-	if _, err := openVaultT(dir, "9999", c); !errors.Is(err, ErrWrongPIN) {
-		t.Fatalf("old duress PIN: %v", err)
-	}
-	v, err := openVaultT(dir, "5678", c)
+	v, err := openVaultT(dir, pin2, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,8 +425,12 @@ func TestVaultChangePIN(t *testing.T) {
 		t.Fatalf("k = %q", got)
 	}
 	v.close()
-	if _, err := openVaultT(dir, "1111", c); !errors.Is(err, ErrWiped) {
+	v, err = openVaultT(dir, duress2, c)
+	if err != nil {
 		t.Fatalf("new duress PIN: %v", err)
+	}
+	if _, err := v.get("k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("k after the duress PIN: %v", err)
 	}
 }
 
@@ -400,7 +446,9 @@ func TestVaultWipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Overwritten != 7 || rep.Removed != 12 { // meta, settings, 5 records; + 5 logs
+	// Only the key file is overwritten; the rest (hint, settings and 5
+	// records, 5 logs) is removed.
+	if rep.Overwritten != 1 || rep.Removed != 13 {
 		t.Errorf("report %+v", rep)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -431,15 +479,22 @@ func FuzzDecodeMeta(f *testing.F) {
 }
 
 func FuzzDecodeSettings(f *testing.F) {
-	f.Add(settings{maxFailed: 1, wipeAfter: 2, lastContact: 3}.encode())
+	f.Add(settings{maxFailed: 1, wipeAfter: 2, lastContact: 3, flags: settingsUpgraded}.encode())
+	f.Add(legacySettings(settings{maxFailed: 1, wipeAfter: 2, lastContact: 3}))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeSettings(b)
 		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
 			return
 		}
-		if !bytes.Equal(s.encode(), b) {
+		if b[0] == 2 && !bytes.Equal(s.encode(), b) {
 			t.Fatal("settings do not re-encode to their input")
+		}
+		if b[0] == 1 && !bytes.Equal(legacySettings(s), b) {
+			t.Fatal("first-format settings do not re-encode to their input")
 		}
 	})
 }
@@ -471,23 +526,25 @@ func FuzzVaultFiles(f *testing.F) {
 }
 
 func mustCreateF(f *testing.F, dir string, c *fakeClock) *vault {
-	v, err := createVault(dir, "1234", "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
+	v, err := createVault(dir, testPIN, "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
 	if err != nil {
 		f.Fatal(err)
 	}
 	return v
 }
 
+// BenchmarkUnlock is one unlock at the production cost (DefaultKDF),
+// with the key file written twice (the attempt, then the fresh slots).
 func BenchmarkUnlock(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "dev")
 	c := newClock()
-	v, err := createVault(dir, "1234", "9999", KDFParams{}, settings{lastContact: c.t.Unix()}, testOpts(c))
+	v, err := createVault(dir, testPIN, testDuress, KDFParams{}, settings{maxFailed: 10, lastContact: c.t.Unix()}, testOpts(c))
 	if err != nil {
 		b.Fatal(err)
 	}
 	v.close()
 	for b.Loop() {
-		v, err := openVaultT(dir, "1234", c)
+		v, err := openVaultT(dir, testPIN, c)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -498,7 +555,7 @@ func BenchmarkUnlock(b *testing.B) {
 func BenchmarkPut(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "dev")
 	c := newClock()
-	v, err := createVault(dir, "1234", "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
+	v, err := createVault(dir, testPIN, "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -514,7 +571,7 @@ func BenchmarkPut(b *testing.B) {
 func BenchmarkAppendLog(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "dev")
 	c := newClock()
-	v, err := createVault(dir, "1234", "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
+	v, err := createVault(dir, testPIN, "", testKDF, settings{lastContact: c.t.Unix()}, testOpts(c))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -525,4 +582,234 @@ func BenchmarkAppendLog(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkGuess is what an offline attacker pays per PIN tried against a
+// copied key file: one Argon2id at DefaultKDF (the slot checks cost
+// microseconds). Run with -cpu 1 for the rate per core:
+//
+//	go test -run '^$' -bench Guess -cpu 1 ./client/
+func BenchmarkGuess(b *testing.B) {
+	salt := make([]byte, saltSize)
+	kdf := KDFParams{}.withDefaults()
+	for b.Loop() {
+		deriveKEK(testPIN, salt, kdf)
+	}
+}
+
+func TestDefaultKDF(t *testing.T) {
+	// The production cost: at least 3 passes over 256 MiB (about 0.8 s
+	// of one server core; the README has the figures). A lower default
+	// is a security regression, not a tuning choice.
+	d := KDFParams{}.withDefaults()
+	if d != DefaultKDF || d.Time < 3 || d.MemoryKiB < 256*1024 || d.Threads != 4 {
+		t.Fatalf("default KDF %+v, want at least t=3 m=256MiB p=4", d)
+	}
+	// A device made without a KDF setting (as anom chat makes them) has
+	// it in its key file, and the file's parameters are what unlocking
+	// uses: this costs one production derivation.
+	dir := filepath.Join(t.TempDir(), "dev")
+	c := newClock()
+	v, err := createVault(dir, testPIN, "", KDFParams{}, settings{lastContact: c.t.Unix()}, testOpts(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.close()
+	raw, err := os.ReadFile(filepath.Join(dir, keyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, err := decodeKeyFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kf.kdf != DefaultKDF {
+		t.Fatalf("key file KDF %+v, want %+v", kf.kdf, DefaultKDF)
+	}
+}
+
+// legacySettings encodes a settings record of the first format.
+func legacySettings(s settings) []byte {
+	b := []byte{1}
+	b = binary.BigEndian.AppendUint32(b, s.maxFailed)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.wipeAfter))
+	return binary.BigEndian.AppendUint64(b, uint64(s.lastContact))
+}
+
+// createLegacy makes a device state of the first format (ANV1 meta file,
+// duress tag, plaintext counter), as the previous version wrote it.
+func createLegacy(t *testing.T, dir, pin, duress string, st settings, c *fakeClock) {
+	t.Helper()
+	o := testOpts(c)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := &meta{kdf: testKDF, maxFailed: st.maxFailed, wipeAfter: st.wipeAfter, lastContact: st.lastContact}
+	dek := make([]byte, keySize)
+	for _, b := range [][]byte{m.salt[:], dek, m.duress[:]} {
+		rand.Read(b)
+	}
+	if duress != "" {
+		_, check := deriveFromPIN(duress, m.salt[:], m.kdf)
+		m.duress = duressTag(check)
+	}
+	kek, _ := deriveFromPIN(pin, m.salt[:], m.kdf)
+	if err := m.wrap(kek, dek, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	v := newVault(dir, o)
+	if err := v.setKey(dek); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.putLocked(settingsRec, legacySettings(st)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.putLocked("secret", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.appendLog("history", []byte("old message")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, metaFile), m.encode(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A device of the first format, with a 4-digit PIN, keeps working: its
+// first unlock moves it to a key file at the configured cost, keeping its
+// data, and tells the user to change the PIN and set the duress PIN again.
+func TestVaultLegacy(t *testing.T) {
+	const oldPIN, oldDuress = "1234", "9999"
+	c := newClock()
+	st := settings{maxFailed: 3, lastContact: c.t.Unix()}
+
+	t.Run("migrates", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "dev")
+		createLegacy(t, dir, oldPIN, oldDuress, st, c)
+		if _, err := openVaultT(dir, "0000", c); !errors.Is(err, ErrWrongPIN) {
+			t.Fatalf("wrong PIN: %v", err)
+		}
+		v, err := openVaultT(dir, oldPIN, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := v.get("secret"); err != nil || string(got) != "old" {
+			t.Fatalf("secret after migration: %q %v", got, err)
+		}
+		var hist []string
+		v.readLog("history", func(_ uint64, e []byte) error { hist = append(hist, string(e)); return nil })
+		if len(hist) != 1 || hist[0] != "old message" {
+			t.Fatalf("history after migration: %q", hist)
+		}
+		if !v.weakPIN || v.settings.flags&settingsUpgraded == 0 || v.settings.maxFailed != 3 {
+			t.Fatalf("weak %v, settings %+v", v.weakPIN, v.settings)
+		}
+		if v.keys.kdf != testOpts(c).kdf || v.keys.tries != 3 {
+			t.Fatalf("migrated to KDF %+v, %d tries", v.keys.kdf, v.keys.tries)
+		}
+		v.close()
+		if _, err := os.Stat(filepath.Join(dir, metaFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the old meta file is still there: %v", err)
+		}
+		// The old duress PIN was dropped: it is now a wrong PIN.
+		if _, err := openVaultT(dir, oldDuress, c); !errors.Is(err, ErrWrongPIN) {
+			t.Fatalf("old duress PIN after migration: %v", err)
+		}
+		v, err = openVaultT(dir, oldPIN, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.changePIN(oldPIN, "864200", testDuress); err != nil {
+			t.Fatal(err)
+		}
+		if v.weakPIN || v.settings.flags != 0 {
+			t.Fatalf("after ChangePIN: weak %v, settings %+v", v.weakPIN, v.settings)
+		}
+		v.close()
+		v, err = openVaultT(dir, "864200", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := v.get("secret"); string(got) != "old" || v.weakPIN {
+			t.Fatalf("secret %q, weak %v", got, v.weakPIN)
+		}
+		v.close()
+	})
+	t.Run("duress", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "dev")
+		createLegacy(t, dir, oldPIN, oldDuress, st, c)
+		v, err := openVaultT(dir, oldDuress, c)
+		if err != nil {
+			t.Fatalf("old duress PIN: %v", err)
+		}
+		if _, err := v.get("secret"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("secret after the duress PIN: %v", err)
+		}
+		v.close()
+		if _, err := openVaultT(dir, oldPIN, c); !errors.Is(err, ErrWrongPIN) {
+			t.Fatalf("PIN after the duress PIN: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, metaFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the old meta file is still there: %v", err)
+		}
+	})
+	t.Run("too many wrong PINs", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "dev")
+		createLegacy(t, dir, oldPIN, oldDuress, st, c)
+		for i, want := range []error{ErrWrongPIN, ErrWrongPIN, ErrWiped} {
+			if _, err := openVaultT(dir, "0000", c); !errors.Is(err, want) {
+				t.Fatalf("attempt %d: %v, want %v", i, err, want)
+			}
+		}
+	})
+}
+
+func FuzzDecodeKeyFile(f *testing.F) {
+	c := newClock()
+	for _, tries := range []uint32{0, 1, 3} {
+		dir := filepath.Join(f.TempDir(), "dev")
+		v, err := createVault(dir, testPIN, testDuress, testKDF, settings{maxFailed: tries, lastContact: c.t.Unix()}, testOpts(c))
+		if err != nil {
+			f.Fatal(err)
+		}
+		v.close()
+		raw, _ := os.ReadFile(filepath.Join(dir, keyFileName))
+		f.Add(raw)
+	}
+	f.Add([]byte(keyMagic))
+	f.Add(make([]byte, keyHeaderLen))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := decodeKeyFile(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(k.encode(), b) {
+			t.Fatal("key file does not re-encode to its input")
+		}
+		if c, ok := k.used(); ok {
+			// A shape attempts can leave: a slot to try.
+			_ = k.groups[0][c]
+			_ = k.groups[1][c]
+		}
+	})
+}
+
+func FuzzDecodeHint(f *testing.F) {
+	f.Add(hint{lastContact: 1700000000, wipeAfter: 86400}.encode())
+	f.Add([]byte(hintMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := decodeHint(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(h.encode(), b) {
+			t.Fatal("hint does not re-encode to its input")
+		}
+	})
 }

@@ -8,11 +8,10 @@ import (
 	"sort"
 )
 
-// anom admin: network administration on the machine of the server's data
-// directory. Verbs register in adminVerbs from their own files. Requests
-// for a running server (distributors, codes, revocations, wipes) are
-// signed here with the root or distributor key and handed to the server
-// through the data directory's spool.
+// anom admin: network administration. Verbs register in adminVerbs from
+// their own files. Verbs that act on a running server (distributor, codes,
+// revoke, wipe, approve) send it signed requests through its admin API
+// (admin_client.go) and print its answer; the others work on files.
 
 type adminVerb struct {
 	summary string
@@ -22,7 +21,7 @@ type adminVerb struct {
 var adminVerbs = map[string]adminVerb{}
 
 func init() {
-	register(command{name: "admin", summary: "network administration: init, distributor, codes, revoke, wipe", run: runAdmin})
+	register(command{name: "admin", summary: "network administration: init, distributor, codes, revoke, wipe (to the running server)", run: runAdmin})
 }
 
 func adminUsage() {

@@ -6,23 +6,23 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
-	"anom/internal/server"
 )
 
 func init() {
-	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (signed by the directory key, logged)", run: runAdminApprove}
+	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (signed by the server's directory key, logged)", run: runAdminApprove}
 }
 
-// runAdminApprove signs, as the network root, the pairing request a new
-// device shows, so that it may activate under an existing username. The
-// approval goes into the transparency log, so the user's own devices are
-// alerted to the new device.
+// runAdminApprove sends the pairing request a new device shows to the
+// server, which signs the admin's approval, so that the device may
+// activate under an existing username. The approval goes into the
+// transparency log, so the user's own devices are alerted to the new
+// device.
 func runAdminApprove(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("admin approve", flag.ContinueOnError)
-	data := dataFlag(fs)
+	at := adminTargetFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -30,24 +30,20 @@ func runAdminApprove(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return fmt.Errorf("usage: anom admin approve PAIRING-CODE (as the new device shows it)")
 	}
-	req, err := identity.ParsePairingCode(strings.Join(pos, ""))
+	code := strings.Join(pos, "")
+	req, err := identity.ParsePairingCode(code)
 	if err != nil {
 		return err
 	}
-	d := dataDir(*data)
-	dir, err := d.directorySigner()
+	ans, err := at.send(ctx, adminapi.OpApprove, []byte(req.Code()))
 	if err != nil {
 		return err
 	}
-	a, err := dir.ApproveDevice(req, time.Now())
-	if err != nil {
-		return err
+	if ans.Approval == nil {
+		return fmt.Errorf("the server's answer carries no approval: %s", ans.Message)
 	}
-	if err := d.handToServer(server.SpoolApproval, a.Encode()); err != nil {
-		return err
-	}
-	fmt.Printf("approval of a new device for %s handed to the server\n", req.Username)
-	fmt.Printf("device key fingerprint (compare with the new device): %s\n", req.Fingerprint())
+	fmt.Println(ans.Message)
+	fmt.Printf("device key fingerprint (compare with the new device): %s\n", ans.Approval.Fingerprint)
 	fmt.Fprintln(os.Stderr, "the user's existing devices will be alerted; it joins their chats once one of them adds it")
 	return nil
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,12 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
-	"anom/internal/server"
 )
 
 func init() {
-	adminVerbs["codes"] = adminVerb{summary: "codes issue --distributor NAME --count N --months M: issue activation codes", run: runAdminCodes}
+	adminVerbs["codes"] = adminVerb{summary: "codes issue --distributor NAME --count N --months M: issue activation codes (imported by the running server)", run: runAdminCodes}
 }
 
 func runAdminCodes(ctx context.Context, args []string) error {
@@ -25,8 +23,9 @@ func runAdminCodes(ctx context.Context, args []string) error {
 		return errors.New("usage: anom admin codes issue --distributor NAME --count N --months M [--valid 720h]")
 	}
 	fs := flag.NewFlagSet("admin codes issue", flag.ContinueOnError)
-	data := dataFlag(fs)
+	at := adminTargetFlags(fs)
 	name := fs.String("distributor", "", "distributor issuing the codes")
+	keys := fs.String("distributor-dir", "", "folder of distributor keys (default: DATA.admin/distributors)")
 	count := fs.Int("count", 1, "number of codes")
 	months := fs.Int("months", 1, "subscription months each code carries")
 	valid := fs.Duration("valid", 90*24*time.Hour, "how long unused codes stay valid")
@@ -39,30 +38,10 @@ func runAdminCodes(ctx context.Context, args []string) error {
 	if *months < 1 || *months > identity.MaxCodeMonths {
 		return fmt.Errorf("--months must be 1 to %d", identity.MaxCodeMonths)
 	}
-	d := dataDir(*data)
 	n := strings.ToLower(*name)
-	kb, err := os.ReadFile(d.path("distributors", n+".key"))
-	if err != nil {
-		return fmt.Errorf("unknown distributor %q (anom admin distributor add): %w", n, err)
-	}
-	seed, err := hex.DecodeString(strings.TrimSpace(string(kb)))
+	dk, err := distributorKey(distributorDir(*keys, at.dir()), n, false)
 	if err != nil {
 		return err
-	}
-	dk, err := identity.DistributorKeyFromSeed(seed)
-	if err != nil {
-		return err
-	}
-	var rec distributorFile
-	jb, err := os.ReadFile(d.path("distributors", n+".json"))
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(jb, &rec); err != nil {
-		return err
-	}
-	if rec.Issued+uint32(*count) > rec.Quota {
-		return fmt.Errorf("distributor %q has issued %d of %d codes; %d more exceed the quota", n, rec.Issued, rec.Quota, *count)
 	}
 	batch := &identity.CodeBatch{Distributor: n, Months: uint8(*months), Expires: time.Now().Add(*valid)}
 	var codes []identity.ActivationCode
@@ -77,13 +56,12 @@ func runAdminCodes(ctx context.Context, args []string) error {
 	if err := dk.SignCodeBatch(batch); err != nil {
 		return err
 	}
-	if err := d.handToServer(server.SpoolCodes, batch.Encode()); err != nil {
+	// The codes are printed only once the server has taken them.
+	ans, err := at.send(ctx, adminapi.OpImportCodes, batch.Encode())
+	if err != nil {
 		return err
 	}
-	rec.Issued += uint32(*count)
-	if err := writeJSON(d.path("distributors", n+".json"), rec); err != nil {
-		return err
-	}
+	fmt.Fprintln(os.Stderr, ans.Message)
 	fmt.Fprintf(os.Stderr, "%d codes of %d months from %q, valid until %s:\n", *count, *months, n, batch.Expires.Format(time.DateOnly))
 	for _, c := range codes {
 		fmt.Println(c)

@@ -4,36 +4,39 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
-	"anom/internal/server"
 )
 
 func init() {
-	adminVerbs["distributor"] = adminVerb{summary: "distributor add NAME --quota N: certify a distributor", run: runAdminDistributor}
+	adminVerbs["distributor"] = adminVerb{summary: "distributor add NAME --quota N: certify a distributor (sent to the running server)", run: runAdminDistributor}
 }
 
-// distributorFile is the admin's record of a distributor.
-type distributorFile struct {
-	Cert   string `json:"cert"` // hex of the encoded certificate
-	Quota  uint32 `json:"quota"`
-	Issued uint32 `json:"issued"`
+// distributorDir is where distributor keys are kept: flag, else
+// DATA.admin/distributors.
+func distributorDir(flagValue string, d dataDir) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return filepath.Join(d.adminDir(), "distributors")
 }
 
 func runAdminDistributor(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: anom admin distributor add NAME --quota N [--data DIR]")
+		return errors.New("usage: anom admin distributor add NAME --quota N [--data DIR] [--out DIR]")
 	}
 	fs := flag.NewFlagSet("admin distributor add", flag.ContinueOnError)
-	data := dataFlag(fs)
-	quota := fs.Uint("quota", 100, "how many activation codes the distributor may issue in total")
+	at := adminTargetFlags(fs)
+	quota := fs.Uint("quota", 100, "how many activation codes the distributor may issue in total (a new certificate replaces the quota; codes issued so far still count)")
+	out := fs.String("out", "", "folder of distributor keys (default: DATA.admin/distributors); the distributor's key is made there, or reused")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -45,58 +48,58 @@ func runAdminDistributor(ctx context.Context, args []string) error {
 	if err := identity.CheckName(name); err != nil {
 		return err
 	}
-	d := dataDir(*data)
+	if *quota > 1<<32-1 {
+		return fmt.Errorf("--quota %d is too large", *quota)
+	}
+	d := at.dir()
 	root, err := d.rootKey()
 	if err != nil {
 		return err
 	}
-	keyPath := d.path("distributors", name+".key")
-	var dk *identity.DistributorKey
-	rec := distributorFile{}
-	if b, err := os.ReadFile(keyPath); err == nil {
-		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
-		if err != nil {
-			return fmt.Errorf("reading distributor key: %w", err)
-		}
-		if dk, err = identity.DistributorKeyFromSeed(seed); err != nil {
-			return err
-		}
-		if b, err := os.ReadFile(d.path("distributors", name+".json")); err == nil {
-			_ = json.Unmarshal(b, &rec)
-		}
-	} else {
-		if dk, err = identity.GenerateDistributorKey(rand.Reader); err != nil {
-			return err
-		}
-		if err := writeSecret(keyPath, []byte(hex.EncodeToString(dk.Seed())+"\n")); err != nil {
-			return err
-		}
+	dir := distributorDir(*out, d)
+	if err := refuseInside(dir, d.path()); err != nil {
+		return err
 	}
+	dk, err := distributorKey(dir, name, true)
+	if err != nil {
+		return err
+	}
+	// The serial is the time of issue: the server takes a certificate for
+	// a known distributor only with a higher serial than the one in force.
 	cert := &identity.DistributorCertificate{Name: name, Key: dk.Public(), Quota: uint32(*quota), Serial: uint64(time.Now().UnixNano())}
 	if err := root.SignDistributorCertificate(cert); err != nil {
 		return err
 	}
-	rec.Cert, rec.Quota = hex.EncodeToString(cert.Encode()), cert.Quota
-	if err := writeJSON(d.path("distributors", name+".json"), rec); err != nil {
-		return err
-	}
-	if err := d.handToServer(server.SpoolDistributor, cert.Encode()); err != nil {
-		return err
-	}
-	fmt.Printf("distributor %q certified with a quota of %d codes (%d issued so far)\n", name, cert.Quota, rec.Issued)
-	return nil
-}
-
-// writeJSON replaces a file atomically with mode 0600.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	ans, err := at.send(ctx, adminapi.OpAddDistributor, cert.Encode())
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	if err := writeSecret(tmp, append(b, '\n')); err != nil {
-		return err
+	fmt.Println(ans.Message)
+	return nil
+}
+
+// distributorKey reads the key of distributor name from dir, or makes it
+// there if create is true and there is none.
+func distributorKey(dir, name string, create bool) (*identity.DistributorKey, error) {
+	path := filepath.Join(dir, name+".key")
+	seed, err := readHexFile(path)
+	switch {
+	case err == nil:
+		return identity.DistributorKeyFromSeed(seed)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("reading distributor key: %w", err)
+	case !create:
+		return nil, fmt.Errorf("no key of distributor %q in %s (anom admin distributor add makes it; --distributor-dir says where it is)", name, dir)
 	}
-	return os.Rename(tmp, path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	dk, err := identity.GenerateDistributorKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSecret(path, []byte(hex.EncodeToString(dk.Seed())+"\n")); err != nil {
+		return nil, err
+	}
+	return dk, nil
 }

@@ -24,7 +24,7 @@ import (
 )
 
 func init() {
-	adminVerbs["init"] = adminVerb{summary: "make a network: root key and TLS CA key in DATA.root/, server certificate and root-certified online keys in DATA, empty escrow policy", run: runAdminInit}
+	adminVerbs["init"] = adminVerb{summary: "make a network: root key and TLS CA key in DATA.root/, admin key in DATA.admin/, server certificate and root-certified online keys in DATA, empty escrow policy", run: runAdminInit}
 }
 
 func runAdminInit(ctx context.Context, args []string) error {
@@ -54,9 +54,10 @@ const rootReadme = `This is the root folder of an anom network: the network root
 
 The server does not need it to run. In a real deployment this folder lives
 on an offline machine (or offline media) and is brought out only to:
-certify distributors (anom admin distributor add), sign escrow policies
-(anom admin escrow init), and rotate the server's online keys
-(anom admin rotate --role directory|countersign). Keep it off the server.
+certify distributors (anom admin distributor add), certify admin keys
+(anom admin adminkey), sign escrow policies (anom admin escrow init), and
+rotate the server's online keys (anom admin rotate --role
+directory|countersign). Keep it off the server.
 Whoever holds root.key can certify directory keys and so mint device
 certificates for any user.
 `
@@ -65,7 +66,8 @@ certificates for any user.
 // root folder (rootDir), the TLS CA certificate and server certificate for
 // hosts (localhost and 127.0.0.1 always), the server's online keys
 // certified by the root, the blob key, an empty escrow policy and
-// network.json; it prints what it made to w.
+// network.json, and beside d the admin folder (adminDir) with an admin key
+// the root certified; it prints what it made to w.
 func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
 		return err
@@ -79,11 +81,6 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := writeSecret(d.rootPath("README"), []byte(rootReadme)); err != nil {
 		return err
 	}
-	for _, sub := range []string{"spool", "distributors"} {
-		if err := os.MkdirAll(d.path(sub), 0o700); err != nil {
-			return err
-		}
-	}
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
 		return err
@@ -92,6 +89,10 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 		return err
 	}
 	if err := writeSecret(d.path("root.pub"), []byte(hex.EncodeToString(root.Public())+"\n")); err != nil {
+		return err
+	}
+	adminCert, err := makeAdminKey(d.adminDir(), "admin", root, defaultAdminValidity, rand.Reader)
+	if err != nil {
 		return err
 	}
 	hostList := []string{"localhost", "127.0.0.1"}
@@ -134,6 +135,7 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	fmt.Fprintf(w, "  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
 	fmt.Fprintf(w, "  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
 	fmt.Fprintf(w, "  network info    %s (what devices pin: CA fingerprint and root public key)\n", d.path("network.json"))
+	fmt.Fprintf(w, "  admin key       %s (0700, outside the data directory), certified until %s: anom admin signs requests to the running server with it\n", d.adminDir(), adminCert.NotAfter.UTC().Format(time.DateOnly))
 	fmt.Fprintf(w, "root fingerprint  %s\n", ni.RootFingerprint)
 	fmt.Fprintf(w, "CA fingerprint    %s\n", ni.CAFingerprint)
 	return nil

@@ -2,67 +2,51 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
-	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
-	"anom/internal/server"
 )
 
 func init() {
-	adminVerbs["revoke"] = adminVerb{summary: "revoke DEVICE: refuse the device at once and log the revocation", run: runAdminRevoke}
-	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE: send the device a wipe command signed by the directory key", run: runAdminWipe}
+	adminVerbs["revoke"] = adminVerb{summary: "revoke DEVICE [--reason TEXT]: refuse the device at once and log the revocation", run: runAdminRevoke}
+	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE [--reason TEXT]: send the device a wipe command signed by the server's directory key", run: runAdminWipe}
 }
 
-func deviceArg(name string, args []string) (dataDir, identity.DeviceID, error) {
+// deviceAction sends op for the device named in args and prints the
+// server's answer.
+func deviceAction(ctx context.Context, name string, op adminapi.Op, args []string) error {
 	fs := flag.NewFlagSet("admin "+name, flag.ContinueOnError)
-	data := dataFlag(fs)
+	at := adminTargetFlags(fs)
+	reason := fs.String("reason", "", "why, for the server's admin log (up to 200 bytes)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return "", identity.DeviceID{}, err
+		return err
 	}
 	if len(pos) != 1 {
-		return "", identity.DeviceID{}, fmt.Errorf("usage: anom admin %s DEVICE (32 hex digits)", name)
+		return fmt.Errorf("usage: anom admin %s DEVICE (32 hex digits) [--reason TEXT]", name)
 	}
 	id, err := identity.ParseDeviceID(pos[0])
-	return dataDir(*data), id, err
+	if err != nil {
+		return err
+	}
+	body, err := adminapi.DeviceAction{Device: id, Reason: *reason}.Encode()
+	if err != nil {
+		return err
+	}
+	ans, err := at.send(ctx, op, body)
+	if err != nil {
+		return err
+	}
+	fmt.Println(ans.Message)
+	return nil
 }
 
 func runAdminRevoke(ctx context.Context, args []string) error {
-	d, id, err := deviceArg("revoke", args)
-	if err != nil {
-		return err
-	}
-	dir, err := d.directorySigner()
-	if err != nil {
-		return err
-	}
-	r := dir.SignRevocation(id, time.Now())
-	if err := d.handToServer(server.SpoolRevocation, r.Encode()); err != nil {
-		return err
-	}
-	fmt.Printf("revocation of %s handed to the server\n", id)
-	return nil
+	return deviceAction(ctx, "revoke", adminapi.OpRevoke, args)
 }
 
 func runAdminWipe(ctx context.Context, args []string) error {
-	d, id, err := deviceArg("wipe", args)
-	if err != nil {
-		return err
-	}
-	dir, err := d.directorySigner()
-	if err != nil {
-		return err
-	}
-	w, err := dir.SignWipeCommand(id, time.Now(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	if err := d.handToServer(server.SpoolWipe, w.Encode()); err != nil {
-		return err
-	}
-	fmt.Printf("wipe command for %s handed to the server\n", id)
-	return nil
+	return deviceAction(ctx, "wipe", adminapi.OpWipe, args)
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,17 +26,83 @@ import (
 )
 
 func init() {
-	register(command{name: "archive", summary: "escrow archive: serve (ingest), open a warrant, report, verify-audit", run: runArchive})
+	register(command{name: "archive", summary: "escrow archive: serve (ingest), open a warrant, report, verify-audit, anchors, key", run: runArchive})
 }
 
-// An archive's data directory holds its Pebble store in store/.
+// An archive's data directory:
+//
+//	store/        Pebble store (records, index, audit log)
+//	archive.key   the key that signs its audit heads (hex seed), 0600
+//	archive.pub   its public half: the custodians' --archive-key
+//	client.crt, client.key  its client certificate for the custodians (anom archive pin prints its pin)
 
 func runArchive(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit [flags]")
+		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|anchors|key|pin [flags]")
 	}
 	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)
 	data := fs.String("data", "archive-data", "data directory")
+	switch args[0] {
+	case "pin":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cert, err := archiveCertificate(*data)
+		if err != nil {
+			return err
+		}
+		pin := custodian.Pin(cert)
+		fmt.Printf("%x\n", pin)
+		fmt.Fprintf(os.Stderr, "the archive's client certificate is %s; give its pin to every custodian: anom custodian --archive-pin %x ...\n",
+			filepath.Join(*data, custodian.ClientCertFile), pin)
+		return nil
+	case "key":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		key, err := archiveKey(*data)
+		if err != nil {
+			return err
+		}
+		fmt.Println(hex.EncodeToString(key.Public().(ed25519.PublicKey)))
+		return nil
+	case "anchors":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return anchorsCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket)
+	case "verify-audit":
+		var anchors, heads listFlag
+		fs.Var(&anchors, "anchors", "file of the archive's signed heads anchored elsewhere (anom custodian anchors) (repeatable)")
+		fs.Var(&heads, "head", "a signed head of the archive's log kept from earlier (a report's signed head) (repeatable)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		hs, err := readHeads(anchors, heads)
+		if err != nil {
+			return err
+		}
+		var pub ed25519.PublicKey
+		if len(hs) > 0 {
+			if pub, err = archivePublic(*data); err != nil {
+				return err
+			}
+		}
+		return verifyAuditCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket, custodian.ArchiveService, pub, hs)
+	}
+	var eps listFlag
+	fs.Var(&eps, "custodian", "custodian endpoint https://HOST:PORT#PIN (repeatable)")
+	endpoints := func() ([]custodian.Endpoint, error) {
+		var out []custodian.Endpoint
+		for _, s := range eps {
+			ep, err := custodian.ParseEndpoint(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ep)
+		}
+		return out, nil
+	}
 	policy := fs.String("policy", "", "signed escrow policy file (required)")
 	rootPub := fs.String("root", "", "network root public key file, root.pub (required)")
 	source := fs.String("source", "", "URL of the escrow source, the server (serve: its outbox; open: its transparency-log proofs)")
@@ -81,12 +149,22 @@ func runArchive(ctx context.Context, args []string) error {
 		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return nil, nil, err
 		}
+		key, err := archiveKey(*data)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The client certificate the custodians pin: open, report and
+		// serve (anchoring) all talk to them.
+		clientCert, err := archiveCertificate(*data)
+		if err != nil {
+			return nil, nil, err
+		}
 		st, err := pebble.Open(filepath.Join(*data, "store"), pebble.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
-		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, Log: log,
-			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, Log: log, Key: key,
+			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ClientCertificate: &clientCert})
 		if err != nil {
 			st.Close()
 			return nil, nil, err
@@ -97,10 +175,15 @@ func runArchive(ctx context.Context, args []string) error {
 	case "serve":
 		poll := fs.Duration("poll", time.Second, "wait between empty pulls")
 		batch := fs.Int("batch", 500, "items per pull")
+		interval := fs.Duration("anchor-interval", archive.DefaultAnchorInterval, "how often to cross-sign audit heads with the --custodian custodians")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		s, err := src()
+		if err != nil {
+			return err
+		}
+		custs, err := endpoints()
 		if err != nil {
 			return err
 		}
@@ -110,7 +193,27 @@ func runArchive(ctx context.Context, args []string) error {
 		}
 		defer closeFn()
 		fmt.Printf("archive ingesting from %s, cursor %d\n", *source, a.Cursor())
+		fmt.Printf("archive audit key %s (the custodians' --archive-key)\n", hex.EncodeToString(a.PublicKey()))
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		anchorErr := make(chan error, 1)
+		if len(custs) > 0 {
+			go func() {
+				err := a.RunAnchors(ctx, custs, *interval)
+				anchorErr <- err
+				if err != nil {
+					cancel()
+				}
+			}()
+		} else {
+			fmt.Fprintln(os.Stderr, "no --custodian: the audit log is anchored only when a warrant is opened")
+			anchorErr <- nil
+		}
 		err = a.Ingest(ctx, s, archive.IngestOptions{Batch: *batch, Poll: *poll})
+		cancel()
+		if aerr := <-anchorErr; aerr != nil {
+			return fmt.Errorf("anchoring the audit log: %w", aerr)
+		}
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -118,9 +221,8 @@ func runArchive(ctx context.Context, args []string) error {
 	case "open":
 		warrantFile := fs.String("warrant", "", "signed warrant file (required)")
 		out := fs.String("out", "", "output directory, new or empty (required)")
-		var eps listFlag
-		fs.Var(&eps, "custodian", "custodian endpoint https://HOST:PORT#PIN (repeatable)")
 		chunk := fs.Int("chunk", archive.DefaultChunk, "records per custodian request")
+		maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest custodian request in bytes (at most the custodians' --max-request)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -135,13 +237,9 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		var endpoints []custodian.Endpoint
-		for _, s := range eps {
-			ep, err := custodian.ParseEndpoint(s)
-			if err != nil {
-				return err
-			}
-			endpoints = append(endpoints, ep)
+		custs, err := endpoints()
+		if err != nil {
+			return err
 		}
 		s, err := src()
 		if err != nil {
@@ -152,7 +250,7 @@ func runArchive(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Open(ctx, sw, endpoints, *out, archive.OpenOptions{Chunk: *chunk})
+		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk, MaxRequestBytes: *maxReq})
 		if rep != nil {
 			fmt.Printf("warrant %s: %d records opened, %d failed; report in %s\n", sw.Warrant.ID, len(rep.Records), len(rep.Failed), filepath.Join(*out, "report.txt"))
 		}
@@ -176,29 +274,41 @@ func runArchive(ctx context.Context, args []string) error {
 				return err
 			}
 		}
+		custs, err := endpoints()
+		if err != nil {
+			return err
+		}
 		a, closeFn, err := open(nil)
 		if err != nil {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Report(ctx, p)
+		rep, err := a.Report(ctx, p, archive.ReportOptions{Custodians: custs})
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			b, _ := json.MarshalIndent(rep, "", "  ")
 			fmt.Println(string(b))
-			return nil
+		} else {
+			fmt.Print(rep.Text())
 		}
-		fmt.Print(rep.Text())
+		if n := len(rep.Discrepancies); n > 0 {
+			return fmt.Errorf("the custodians' audit logs disagree with the archive's: %d discrepancies", n)
+		}
 		return nil
-	case "verify-audit":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return verifyAuditCmd(ctx, filepath.Join(*data, "store"), archive.AuditBucket)
 	}
-	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit)", args[0])
+	return fmt.Errorf("unknown archive verb %q (serve, open, report, verify-audit, anchors, key, pin)", args[0])
+}
+
+// archiveCertificate loads the archive's client certificate from its data
+// directory, making it there on first use. Custodians answer only the
+// archives whose certificate they pin (anom archive pin prints it).
+func archiveCertificate(dir string) (tls.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	return custodian.LoadOrCreateClientCertificate(dir, time.Now())
 }
 
 // contentAttachments reads the client's content format: a message with an

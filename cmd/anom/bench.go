@@ -19,10 +19,12 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"anom/escrow"
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/loadgen"
 	"anom/internal/server"
@@ -36,6 +38,7 @@ func init() {
 
 type benchFlags struct {
 	addr, data, scenario   string
+	metricsAddr            string
 	devices, groups        int
 	online, size, window   int
 	rate, idleConns        int
@@ -59,7 +62,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var f benchFlags
 	fs.StringVar(&f.addr, "addr", "", "host:port of a running server to load (needs --data, its network directory); empty starts one on a fresh temporary network")
-	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go through its spool)")
+	fs.StringVar(&f.metricsAddr, "metrics", defaultMetricsListen, "with --addr: host:port of that server's metrics listener (its --metrics-listen), read for the memory figures")
+	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go to the server through its admin API, signed with the admin key in DATA.admin)")
 	fs.StringVar(&f.scenario, "scenario", "all", "messages (throughput and latency), idle (memory with idle connections) or all")
 	fs.IntVar(&f.devices, "devices", 12000, "devices activated for the message scenario")
 	fs.IntVar(&f.groups, "groups", 300, "groups the devices are spread over")
@@ -369,7 +373,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return nil, err
 	}
-	cleanup := []func(){func() { os.RemoveAll(dir) }}
+	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).adminDir()) }}
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
@@ -444,12 +448,12 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 		if err := st.Close(); err != nil {
 			return fail(err)
 		}
-		addr, stop, err := startChild(ctx, dir, f.verbose, f.serverMemLimit, f.childGOGC)
+		addr, metricsAddr, stop, err := startChild(ctx, dir, f.verbose, f.serverMemLimit, f.childGOGC)
 		if err != nil {
 			return fail(err)
 		}
 		cleanup = append(cleanup, stop)
-		target.Addr = addr
+		target.Addr, target.MetricsAddr = addr, metricsAddr
 		target.Sources = sources(devices)
 		used := false
 		env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
@@ -469,16 +473,24 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return fail(err)
 	}
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		l.Close()
+		return fail(err)
+	}
 	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(sctx, l) }()
+	go func() { done <- srv.ServeMetrics(sctx, ml) }()
 	cleanup = append(cleanup, func() {
 		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintf(os.Stderr, "server: %v\n", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				fmt.Fprintf(os.Stderr, "server: %v\n", err)
+			}
 		}
 	})
-	target.Addr = l.Addr().String()
+	target.Addr, target.MetricsAddr = l.Addr().String(), ml.Addr().String()
 	target.Sources = sources(devices)
 	env.Provision = func(ctx context.Context, prefix string, n int, progress func(int)) ([]*loadgen.Device, error) {
 		return loadgen.ProvisionInProcess(ctx, srv, root, prefix, n, f.workers, progress)
@@ -516,19 +528,23 @@ func progressEvery(every time.Duration, total int, what string) func(int) {
 }
 
 // startChild runs `anom server` on dir as a child process and waits until
-// it accepts connections.
-func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc string) (string, func(), error) {
+// it accepts connections. It returns the client and metrics addresses.
+func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc string) (string, string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
+	var addrs [2]string
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", "", nil, err
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
 	}
-	addr := l.Addr().String()
-	l.Close()
-	args := []string{"server", "--data", dir, "--listen", addr}
+	addr, metricsAddr := addrs[0], addrs[1]
+	args := []string{"server", "--data", dir, "--listen", addr, "--metrics-listen", metricsAddr}
 	if memLimit != "" {
 		args = append(args, "--memory-limit", memLimit)
 		fmt.Printf("server process memory limit (--memory-limit) %s\n", memLimit)
@@ -546,7 +562,7 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 	}
 	cmd.Stdout, cmd.Stderr = logw, logw
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting server process: %w", err)
+		return "", "", nil, fmt.Errorf("starting server process: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -568,24 +584,25 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 		}
 		select {
 		case err := <-exited:
-			return "", nil, fmt.Errorf("server process exited: %v (log in %s)", err, filepath.Join(dir, "server.log"))
+			return "", "", nil, fmt.Errorf("server process exited: %v (log in %s)", err, filepath.Join(dir, "server.log"))
 		case <-ctx.Done():
 			stop()
-			return "", nil, ctx.Err()
+			return "", "", nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, errors.New("server process did not start listening")
+			return "", "", nil, errors.New("server process did not start listening")
 		}
 	}
-	fmt.Printf("server running as process %d on %s\n", cmd.Process.Pid, addr)
-	return addr, stop, nil
+	fmt.Printf("server running as process %d on %s (metrics on %s)\n", cmd.Process.Pid, addr, metricsAddr)
+	return addr, metricsAddr, stop, nil
 }
 
 // external reaches a running server: codes are issued by a distributor of
-// the bench's own, certified with the network's root key and handed to
-// the server through its spool; devices activate over the wire.
+// the bench's own, certified with the network's root key and sent to the
+// server through its admin API (signed with the admin key beside the data
+// directory); devices activate over the wire.
 func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, error) {
 	d := dataDir(f.data)
 	root, err := d.rootKey()
@@ -608,7 +625,7 @@ func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, 
 	if err != nil {
 		return nil, fmt.Errorf("--addr: %w", err)
 	}
-	target := &loadgen.Target{Addr: f.addr, Roots: pool, ServerName: ni.Name}
+	target := &loadgen.Target{Addr: f.addr, MetricsAddr: f.metricsAddr, Roots: pool, ServerName: ni.Name}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		target.Sources = sources(max(f.devices, f.idleConns))
 	}
@@ -677,47 +694,43 @@ func benchEscrow(d dataDir, root identity.RootPublicKey, withEscrow bool) ([]byt
 }
 
 func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, d dataDir, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
+	key, cert, err := loadAdminKey(d.adminDir())
+	if err != nil {
+		return nil, err
+	}
+	ac := &adminapi.Client{Addr: t.Addr, Roots: t.Roots, Key: key, Cert: cert}
 	tag := fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffff)
 	name := "bench-" + tag
 	dk, dc, err := loadgen.Distributor(root, name, uint32(n))
 	if err != nil {
 		return nil, err
 	}
-	if err := d.handToServer(server.SpoolDistributor, dc.Encode()); err != nil {
-		return nil, err
+	if _, err := ac.Do(ctx, adminapi.OpAddDistributor, dc.Encode()); err != nil {
+		return nil, fmt.Errorf("adding the bench's distributor: %w", err)
 	}
 	codes, batches, err := loadgen.CodeBatches(dk, name, n)
 	if err != nil {
 		return nil, err
 	}
 	for _, b := range batches {
-		if err := d.handToServer(server.SpoolCodes, b.Encode()); err != nil {
-			return nil, err
+		if _, err := ac.Do(ctx, adminapi.OpImportCodes, b.Encode()); err != nil {
+			return nil, fmt.Errorf("importing the bench's codes: %w", err)
 		}
 	}
+	// The server has taken the codes when it answered: devices activate
+	// at once.
 	devs := make([]*loadgen.Device, n)
-	var done int64
-	var mu = make(chan struct{}, 1)
+	var done atomic.Int64
 	err = loadgen.Parallel(ctx, n, workers, func(ctx context.Context, i int) error {
-		for attempt := 0; ; attempt++ {
-			dev, c, err := loadgen.ActivateOverWire(ctx, t, i, codes[i], fmt.Sprintf("%s-%d", tag, i), nil)
-			if err == nil {
-				c.Close()
-				devs[i] = dev
-				break
-			}
-			// The server reads its spool about once a second.
-			if attempt > 100 || ctx.Err() != nil {
-				return err
-			}
-			time.Sleep(200 * time.Millisecond)
+		dev, c, err := loadgen.ActivateOverWire(ctx, t, i, codes[i], fmt.Sprintf("%s-%d", tag, i), nil)
+		if err != nil {
+			return err
 		}
-		mu <- struct{}{}
-		done++
-		if progress != nil {
-			progress(int(done))
+		c.Close()
+		devs[i] = dev
+		if d := done.Add(1); progress != nil {
+			progress(int(d))
 		}
-		<-mu
 		return nil
 	})
 	return devs, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -33,4 +34,27 @@ func TestBenchEscrowSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBenchExternalSmoke runs the message scenario against a running
+// anom server (--addr): the bench's distributor and codes reach it
+// through the admin API, signed with the admin key beside --data.
+func TestBenchExternalSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anom binary")
+	}
+	data := filepath.Join(t.TempDir(), "net")
+	addr := freeAddr(t)
+	runAnom(t, "admin", "init", "--data", data)
+	srv := startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := runBench(ctx, []string{"--addr", addr, "--data", data,
+		"--scenario", "messages", "--devices", "20", "--groups", "2", "--duration", "300ms", "--warmup", "100ms", "--rate", "50", "--workers", "8",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.waitLog(t, "op=import-codes code=OK")
 }

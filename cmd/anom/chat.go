@@ -34,7 +34,7 @@ type chatFlags struct {
 	code, username                             string
 	wipeAfter                                  time.Duration
 	maxPINTries                                int
-	pair                                       bool
+	pair, changePIN                            bool
 }
 
 func runChat(ctx context.Context, args []string) error {
@@ -56,6 +56,7 @@ func chat(ctx context.Context, args []string) error {
 	}
 	fs.StringVar(&f.home, "home", defHome, "device state directory (env ANOM_HOME)")
 	fs.StringVar(&f.pinFile, "pin-file", "", "read the PIN from this file's first line (a second line is the duress PIN of a new device) instead of the terminal")
+	fs.BoolVar(&f.changePIN, "change-pin", false, "after unlocking, ask for a new PIN and duress PIN")
 	fs.StringVar(&f.logFile, "log", "", "write the client's logs to this file")
 	fs.StringVar(&f.invite, "invite", "", "first run: the network's invite (anom://HOST:PORT?ca=...&root=..., the server's DATA/invite); --server, --ca-fingerprint, --root and --tls-name override its parts")
 	fs.StringVar(&f.server, "server", "", "first run: the server's host:port")
@@ -67,7 +68,7 @@ func chat(ctx context.Context, args []string) error {
 	fs.StringVar(&f.username, "username", "", "first run: the username to take")
 	fs.BoolVar(&f.pair, "pair", false, "first run: this is a further device of an existing user; show a pairing code for one of the user's devices to approve (/approve CODE) before activating")
 	fs.DurationVar(&f.wipeAfter, "wipe-after", 0, "first run: wipe the device after this long without reaching the server (0: never)")
-	fs.IntVar(&f.maxPINTries, "max-pin-tries", 10, "first run: wipe the device after this many wrong PINs in a row (0: never)")
+	fs.IntVar(&f.maxPINTries, "max-pin-tries", 10, "first run: wipe the device after this many wrong PINs in a row (at most 100; 0: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,11 +92,17 @@ func chat(ctx context.Context, args []string) error {
 	cfg := client.Config{Dir: f.home, Logger: logger, OnEvent: queue.Push,
 		WipeAfter: f.wipeAfter, MaxFailedUnlocks: f.maxPINTries}
 
-	c, err := openOrCreate(ctx, cfg, &f, in)
+	c, pin, err := openOrCreate(ctx, cfg, &f, in)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if f.changePIN {
+		if err := changePIN(ctx, c, pin, in); err != nil {
+			return err
+		}
+	}
+	pinAdvice(c)
 
 	if _, err := c.Identity(); errors.Is(err, client.ErrNotActivated) {
 		if err := activate(ctx, c, &f, in); err != nil {
@@ -125,11 +132,16 @@ func chat(ctx context.Context, args []string) error {
 	return s.Run(ctx, os.Stdin)
 }
 
-// openOrCreate unlocks the device in cfg.Dir, or makes a new one.
-func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *terminal) (*client.Client, error) {
+// openOrCreate unlocks the device in cfg.Dir, or makes a new one; it
+// returns the PIN that did.
+//
+// What the duress PIN leads to is told apart from nothing here: the client
+// returns a device that was never activated, and this goes on exactly as
+// for one (the activation questions), printing nothing about a wipe.
+func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *terminal) (*client.Client, string, error) {
 	pins, err := readPINFile(f.pinFile)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pin := ""
 	if len(pins) > 0 {
@@ -141,13 +153,13 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 		}
 		if pin == "" {
 			if pin, err = in.secret(ctx, "PIN: "); err != nil {
-				return nil, err
+				return nil, "", err
 			}
 		}
 		c, err := client.Open(cfg, pin)
 		switch {
 		case err == nil:
-			return c, nil
+			return c, pin, nil
 		case errors.Is(err, client.ErrNoState):
 			if f.pinFile == "" {
 				pins = nil // the PIN typed was to unlock: ask for a new one
@@ -157,45 +169,92 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			pin = ""
 			continue
 		case errors.Is(err, client.ErrWrongPIN):
-			return nil, errors.New("wrong PIN")
+			return nil, "", errors.New("wrong PIN")
 		case errors.Is(err, client.ErrWiped):
-			return nil, errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
+			return nil, "", errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
 		default:
-			return nil, err
+			return nil, "", err
 		}
 		break
 	}
 	fmt.Fprintf(os.Stderr, "No device in %s: setting up a new one.\n", cfg.Dir)
 	var duress string
-	pin = ""
 	if len(pins) > 0 {
 		pin = pins[0]
 		if len(pins) > 1 {
 			duress = pins[1]
 		}
-	} else {
-		for {
-			if pin, err = in.secret(ctx, "Choose a PIN: "); err != nil {
-				return nil, err
-			}
-			again, err := in.secret(ctx, "PIN again: ")
-			if err != nil {
-				return nil, err
-			}
-			if pin != "" && pin == again {
-				break
-			}
-			fmt.Fprintln(os.Stderr, "the PINs differ or are empty; try again")
-		}
-		if duress, err = in.secret(ctx, "Duress PIN (wipes the device when entered; empty for none): "); err != nil {
-			return nil, err
-		}
+	} else if pin, duress, err = askNewPINs(ctx, in, ""); err != nil {
+		return nil, "", err
 	}
 	c, err := client.Create(cfg, pin, duress)
 	if errors.Is(err, client.ErrBadPIN) {
-		return nil, errors.New("unusable PIN: it must not be empty, and the duress PIN must differ from it")
+		return nil, "", fmt.Errorf("unusable PIN: %w", err)
 	}
-	return c, err
+	return c, pin, err
+}
+
+// askNewPINs asks for a new PIN (twice) and a duress PIN until they pass
+// client.CheckNewPIN; prefix starts the prompts ("", "New ").
+func askNewPINs(ctx context.Context, in *terminal, prefix string) (pin, duress string, err error) {
+	for {
+		if pin, err = in.secret(ctx, prefix+"PIN (at least 6 digits, or a passphrase): "); err != nil {
+			return "", "", err
+		}
+		if err := client.CheckNewPIN(pin); err != nil {
+			fmt.Fprintf(os.Stderr, "%v; try again\n", err)
+			continue
+		}
+		again, err := in.secret(ctx, prefix+"PIN again: ")
+		if err != nil {
+			return "", "", err
+		}
+		if pin == again {
+			break
+		}
+		fmt.Fprintln(os.Stderr, "the PINs differ; try again")
+	}
+	for {
+		if duress, err = in.secret(ctx, "Duress PIN (entering it instead of the PIN erases this device and opens an empty one; empty for none): "); err != nil {
+			return "", "", err
+		}
+		if duress == "" {
+			return pin, "", nil
+		}
+		if duress == pin {
+			fmt.Fprintln(os.Stderr, "the duress PIN must differ from the PIN; try again")
+			continue
+		}
+		if err := client.CheckNewPIN(duress); err != nil {
+			fmt.Fprintf(os.Stderr, "%v; try again\n", err)
+			continue
+		}
+		return pin, duress, nil
+	}
+}
+
+// changePIN sets a new PIN and duress PIN (anom chat --change-pin).
+func changePIN(ctx context.Context, c *client.Client, old string, in *terminal) error {
+	pin, duress, err := askNewPINs(ctx, in, "New ")
+	if err != nil {
+		return err
+	}
+	if err := c.ChangePIN(old, pin, duress); err != nil {
+		return fmt.Errorf("changing the PIN: %w", err)
+	}
+	fmt.Fprintln(os.Stderr, "PIN changed.")
+	return nil
+}
+
+// pinAdvice says when the device's PIN should be changed.
+func pinAdvice(c *client.Client) {
+	st := c.PINStatus()
+	if st.Weak {
+		fmt.Fprintf(os.Stderr, "Your PIN is weaker than new PINs may be (at least %d digits, or a passphrase): change it with anom chat --change-pin.\n", client.MinPINLength)
+	}
+	if st.DuressDropped {
+		fmt.Fprintln(os.Stderr, "This device's state was upgraded and a duress PIN, if you had one, no longer works: set it again with anom chat --change-pin.")
+	}
 }
 
 func readPINFile(path string) ([]string, error) {

@@ -113,7 +113,10 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	n.waitLog("invite (in ")
 	n.stopServer()
 	// The chats must show the policy: every network can run under one.
-	n.run("admin", "escrow", "init", "--data", "net", "--custodians", "A,B,C", "--threshold", "2")
+	n.run("admin", "escrow", "init", "--data", "net", "--out", "escrow-keys", "--custodians", "A,B,C", "--threshold", "2")
+	// Admin commands go to the running server.
+	n.startServer()
+	n.waitLogCount("invite (in ", 2)
 	n.run("admin", "distributor", "add", "shop", "--quota", "10", "--data", "net")
 	for _, c := range strings.Fields(n.run("admin", "codes", "issue", "--distributor", "shop", "--count", fmt.Sprint(users), "--months", "12", "--data", "net")) {
 		n.codes = append(n.codes, c)
@@ -131,10 +134,23 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 		t.Fatal(err)
 	}
 	n.invite = strings.TrimSpace(string(inv))
-	n.startServer()
-	// The server is ready once it has taken the codes from its spool.
-	n.waitLog("activation codes imported")
 	return n
+}
+
+// waitLogCount waits until the server's log shows text count times.
+func (n *tmuxNet) waitLogCount(text string, count int) {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+		if bytes.Count(b, []byte(text)) >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("server log lacks %q %d times:\n%s", text, count, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitLog waits until the server's log shows text.
@@ -172,7 +188,7 @@ type pane struct {
 func (n *tmuxNet) start(user string, args ...string) *pane {
 	n.t.Helper()
 	pinFile := filepath.Join(n.dir, user+".pin")
-	if err := os.WriteFile(pinFile, []byte("1234\n"), 0o600); err != nil {
+	if err := os.WriteFile(pinFile, []byte("314159\n"), 0o600); err != nil {
 		n.t.Fatal(err)
 	}
 	argv := []string{n.bin, "chat", "--home", filepath.Join(n.dir, user), "--pin-file", pinFile, "--log", filepath.Join(n.dir, user+".log")}
@@ -417,7 +433,7 @@ func TestChatTmux(t *testing.T) {
 	bob.wait("EXITED 0")
 	bob = n.startNoPIN("bob")
 	bob.wait("PIN: ")
-	bob.send("1234")
+	bob.send("314159")
 	bob.wait("Type /help for the commands.")
 
 	// A second device for alice: it shows a pairing code, alice approves

@@ -15,7 +15,6 @@ import (
 
 	"anom/internal/fsutil"
 	"anom/internal/identity"
-	"anom/internal/server"
 )
 
 // The data directory of a network, made by `anom admin init`. It holds no
@@ -36,8 +35,16 @@ import (
 //	network.json      name, hostnames, fingerprints and the root public key
 //	invite            the invite devices activate with (anom server writes it)
 //	store/            the Pebble store of `anom server`
-//	spool/            admin requests for the running server
-//	distributors/     NAME.key (seed) and NAME.json of each distributor
+//
+// Beside it, never inside, the administrator's folder DATA.admin/ (0700,
+// adminDir): what `anom admin` signs requests to the running server with.
+//
+//	admin.key         the admin key's seed (hex), 0600
+//	admin.cert        its root-signed certificate (hex), RoleAdmin
+//	distributors/     NAME.key (seed) of each distributor made here
+//
+// On a real deployment the admin folder lives on the administrator's
+// machine (anom admin --admin-key DIR --server HOST:PORT --ca FILE).
 type dataDir string
 
 func (d dataDir) path(parts ...string) string {
@@ -52,6 +59,9 @@ type networkInfo struct {
 	// network made before it was added here has it filled from root.pub.
 	RootPublicKey string `json:"root_public_key"`
 	CAFingerprint string `json:"ca_fingerprint"`
+	// Address is where the server last listened (host:port), written by
+	// anom server when it starts; anom admin sends its requests there.
+	Address string `json:"address,omitempty"`
 }
 
 // writeSecret writes a file readable by its owner only, refusing to
@@ -74,10 +84,18 @@ func writePublic(path string, data []byte) error {
 	return nil
 }
 
-// handToServer writes a signed request of kind into the spool, where the
-// running server picks it up.
-func (d dataDir) handToServer(kind server.SpoolKind, b []byte) error {
-	return server.WriteSpool(d.path("spool"), kind, b)
+// adminDir is the administrator's folder of the network in d: the sibling
+// DATA.admin, so that nothing in it is in the server's data directory.
+func (d dataDir) adminDir() string {
+	p := filepath.Clean(string(d))
+	if base := filepath.Base(p); base == "." || base == ".." || base == string(filepath.Separator) {
+		// "--data ." names the directory by where one stands: its
+		// sibling is found through its absolute name.
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+	}
+	return p + ".admin"
 }
 
 // rootDir is the root folder of the network in d: DATA.root beside it.
@@ -98,6 +116,36 @@ func (d dataDir) rootKey() (*identity.RootKey, error) {
 		return nil, fmt.Errorf("reading root key: %w", err)
 	}
 	return identity.RootKeyFromSeed(seed)
+}
+
+// setAddress records in network.json where the server listens.
+func (d dataDir) setAddress(addr string) error {
+	b, err := os.ReadFile(d.path("network.json"))
+	if err != nil {
+		return fmt.Errorf("recording the server address: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("recording the server address: reading network.json: %w", err)
+	}
+	if m["address"] == addr {
+		return nil
+	}
+	m["address"] = addr
+	out, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := d.path("network.json.tmp")
+	_ = os.Remove(tmp)
+	if err := writeSecret(tmp, append(out, '\n')); err != nil {
+		return fmt.Errorf("recording the server address: %w", err)
+	}
+	if err := os.Rename(tmp, d.path("network.json")); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("recording the server address: %w", err)
+	}
+	return nil
 }
 
 func (d dataDir) info() (networkInfo, error) {

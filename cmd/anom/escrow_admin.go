@@ -37,15 +37,22 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		return nil
 	}
 	if len(args) == 0 || args[0] != "init" {
-		return fmt.Errorf("usage: anom admin escrow init --data DIR --custodians A,B,C --threshold K [--issuers NAME,...]\n       anom admin escrow server-key --data DIR   (ID=HEX for --server-key)")
+		return fmt.Errorf("usage: anom admin escrow init --data DIR --out KEYDIR --custodians A,B,C --threshold K [--issuers NAME,...]\n       anom admin escrow server-key --data DIR   (prints NAME/SERIAL=HEX, for the record: custodians and the archive take it from the transparency log)")
 	}
 	fs := flag.NewFlagSet("admin escrow init", flag.ContinueOnError)
 	data := dataFlag(fs)
 	names := fs.String("custodians", "", "comma-separated custodian names (required)")
 	k := fs.Int("threshold", 0, "custodians needed to open a record (required)")
 	issuers := fs.String("issuers", "Court", "comma-separated warrant issuer names; a key is made for each")
-	out := fs.String("out", "", "directory for share and issuer key files (default DATA/escrow)")
+	out := fs.String("out", "", "directory outside --data for the secrets, one folder per owner: KEYDIR/NAME/NAME.share per custodian, KEYDIR/issuer-NAME/issuer-NAME.key per issuer (required)")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("--out is required: a directory outside --data (best on an offline machine) that gets one folder per custodian and issuer")
+	}
+	// The shares and issuer keys must never sit beside the server.
+	if err := refuseInside(*out, *data); err != nil {
 		return err
 	}
 	d := dataDir(*data)
@@ -58,9 +65,6 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 	if len(cs) == 0 || *k < 1 || *k > len(cs) || len(is) == 0 {
 		return fmt.Errorf("need --custodians and 1 <= --threshold <= number of custodians, and --issuers")
 	}
-	if *out == "" {
-		*out = d.path("escrow")
-	}
 	version := uint32(1)
 	if old, err := os.ReadFile(d.path("escrow-policy")); err == nil && len(old) > 0 {
 		sp, err := escrow.ParseSignedPolicy(old)
@@ -69,9 +73,6 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		}
 		version = sp.Policy.Version + 1
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
 	deal, err := escrow.Deal(rand.Reader, *k, len(cs))
@@ -106,19 +107,35 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Write every secret first, then the policy: a failure leaves the old
-	// policy in force.
+	// Write every secret first, each in its owner's folder, then the
+	// policy: a failure leaves the old policy in force.
+	sharePath := func(name string) string { return filepath.Join(*out, fileName(name), fileName(name)+".share") }
+	issuerPath := func(name string) string {
+		return filepath.Join(*out, "issuer-"+fileName(name), "issuer-"+fileName(name)+".key")
+	}
+	var targets []string
+	for _, f := range files {
+		targets = append(targets, sharePath(f.Name))
+	}
+	for _, name := range is {
+		targets = append(targets, issuerPath(name))
+	}
+	for _, p := range targets { // all checked before any is written
+		if err := refuseInside(filepath.Dir(p), *data); err != nil {
+			return err
+		}
+	}
 	for _, f := range files {
 		b, err := f.MarshalText()
 		if err != nil {
 			return err
 		}
-		if err := writeSecret(filepath.Join(*out, fileName(f.Name)+".share"), b); err != nil {
+		if err := writeOwnSecret(sharePath(f.Name), b, *data); err != nil {
 			return err
 		}
 	}
-	for name, key := range issuerKeys {
-		if err := writeSecret(filepath.Join(*out, "issuer-"+fileName(name)+".key"), []byte(hex.EncodeToString(key.Seed())+"\n")); err != nil {
+	for _, name := range is {
+		if err := writeOwnSecret(issuerPath(name), []byte(hex.EncodeToString(issuerKeys[name].Seed())+"\n"), *data); err != nil {
 			return err
 		}
 	}
@@ -133,16 +150,76 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 	h, _ := p.Hash()
 	fmt.Printf("escrow policy v%d written to %s (sha256 %x)\n  %s\n", version, d.path("escrow-policy"), h, p.Summary())
 	for _, f := range files {
-		fmt.Printf("  custodian %-10s share %s (0600): hand it to this custodian only\n", f.Name, filepath.Join(*out, fileName(f.Name)+".share"))
+		fmt.Printf("  custodian %-10s share %s (0600): hand its folder to this custodian only\n", f.Name, sharePath(f.Name))
 	}
 	for _, name := range is {
-		fmt.Printf("  issuer    %-10s key   %s (0600)\n", name, filepath.Join(*out, "issuer-"+fileName(name)+".key"))
+		fmt.Printf("  issuer    %-10s key   %s (0600): hand its folder to this issuer only\n", name, issuerPath(name))
+	}
+	fmt.Printf("Then erase %s here: the server needs none of it, and no one but its owner may keep a share.\n", *out)
+	if old, _ := filepath.Glob(d.path("escrow", "*.share")); len(old) > 0 {
+		fmt.Printf("WARNING: %s holds %d shares dealt by an earlier version: move each to its custodian and delete them from the server's data dir.\n",
+			d.path("escrow"), len(old))
 	}
 	if k, err := d.escrowServerKey(); err == nil {
-		fmt.Printf("  server countersigning key (for --server-key): %s\n", k)
+		fmt.Printf("  server countersigning key (logged; custodians and the archive take it from the transparency log): %s\n", k)
 	}
 	fmt.Println("The running server must be restarted to serve the new policy.")
 	return nil
+}
+
+// resolve makes path absolute and resolves the symbolic links of its
+// longest existing prefix (the rest does not exist yet, so holds none).
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for p := abs; ; p = filepath.Dir(p) {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) || filepath.Dir(p) == p {
+			return "", fmt.Errorf("resolving %s: %w", path, err)
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+	}
+}
+
+// refuseInside fails if path is dir or inside it, symbolic links resolved:
+// where secrets that must not sit beside the server (escrow shares, issuer,
+// admin and distributor keys) may not go.
+func refuseInside(path, dir string) error {
+	p, err := resolve(path)
+	if err != nil {
+		return err
+	}
+	d, err := resolve(dir)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(d, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("refusing to write secrets to %s: it is inside the server's data directory %s; use a directory outside it, best on an offline machine", path, dir)
+	}
+	return nil
+}
+
+// writeOwnSecret writes a secret file (0600, never overwriting) in its own
+// folder (0700), after checking that the folder, links resolved, is not
+// inside the server's data directory.
+func writeOwnSecret(path string, data []byte, serverData string) error {
+	dir := filepath.Dir(path)
+	if err := refuseInside(dir, serverData); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := refuseInside(dir, serverData); err != nil { // a link made meanwhile
+		return err
+	}
+	return writeSecret(path, data)
 }
 
 func splitNames(s string) []string {

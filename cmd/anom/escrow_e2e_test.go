@@ -74,6 +74,17 @@ func runAnom(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// archivePin makes the client certificate of the archive in dir (anom
+// archive pin) and returns its pin, for the custodians' --archive-pin.
+func archivePin(t *testing.T, dir string) string {
+	t.Helper()
+	f := strings.Fields(runAnom(t, "archive", "pin", "--data", dir))
+	if len(f) == 0 || len(f[0]) != 64 {
+		t.Fatalf("anom archive pin printed %q", f)
+	}
+	return f[0]
+}
+
 // startAnom starts a long-running anom process and returns it with its
 // first stdout line.
 func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
@@ -113,6 +124,7 @@ func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
 // needs to play devices and the server.
 type escrowNet struct {
 	dir       string
+	keys      string // escrow init's --out: a folder per custodian and issuer
 	root      *identity.RootKey
 	policy    *escrow.Policy
 	serverKey ed25519.PrivateKey
@@ -135,14 +147,14 @@ type e2eDevice struct {
 }
 
 func newEscrowNet(t *testing.T) *escrowNet {
-	dir := t.TempDir()
+	dir, keys := t.TempDir(), filepath.Join(t.TempDir(), "keys")
 	runAnom(t, "admin", "init", "--data", dir)
-	out := runAnom(t, "admin", "escrow", "init", "--data", dir, "--custodians", "A,B,C", "--threshold", "2")
+	out := runAnom(t, "admin", "escrow", "init", "--data", dir, "--out", keys, "--custodians", "A,B,C", "--threshold", "2")
 	if !strings.Contains(out, "2 of 3 custodians") {
 		t.Fatalf("escrow init said:\n%s", out)
 	}
-	for _, f := range []string{"escrow/A.share", "escrow/B.share", "escrow/C.share", "escrow/issuer-Court.key"} {
-		st, err := os.Stat(filepath.Join(dir, f))
+	for _, f := range []string{"A/A.share", "B/B.share", "C/C.share", "issuer-Court/issuer-Court.key"} {
+		st, err := os.Stat(filepath.Join(keys, f))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v, mode %v", f, err, st.Mode())
 		}
@@ -158,12 +170,12 @@ func newEscrowNet(t *testing.T) *escrowNet {
 	}
 	// The test plays the server with online keys the network's root
 	// certifies from 2025, so that its fixed-date records are inside them.
-	keys, err := identity.NewServerKeys(root, "anom", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 10*365*24*time.Hour, 1, rand.Reader)
+	sk, err := identity.NewServerKeys(root, "anom", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 10*365*24*time.Hour, 1, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dk, cs, csCert := keys.Directory, keys.Countersign, keys.CountersignCert
-	n := &escrowNet{dir: dir, root: root, policy: sp.Policy, serverKey: cs.Signer(), serverID: server.EscrowServerID(csCert), dirKey: dk,
+	dk, cs, csCert := sk.Directory, sk.Countersign, sk.CountersignCert
+	n := &escrowNet{dir: dir, keys: keys, root: root, policy: sp.Policy, serverKey: cs.Signer(), serverID: server.EscrowServerID(csCert), dirKey: dk,
 		certIdx: map[string]uint64{}, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
 	ctx := context.Background()
 	if n.log, err = translog.Open(ctx, translog.Config{Storage: &translog.MemoryStorage{}}); err != nil {
@@ -301,13 +313,22 @@ func TestEscrowEndToEnd(t *testing.T) {
 	n := newEscrowNet(t)
 	d := dataDir(n.dir)
 
+	// The archive's audit key, which the custodians take.
+	archDir := t.TempDir()
+	archKey := strings.TrimSpace(runAnom(t, "archive", "key", "--data", archDir))
+	if b, err := os.ReadFile(filepath.Join(archDir, "archive.pub")); err != nil || strings.TrimSpace(string(b)) != archKey {
+		t.Fatalf("archive key %q, archive.pub %q (%v)", archKey, b, err)
+	}
+	// The custodians answer only the archive whose certificate they pin.
+	pin := archivePin(t, archDir)
 	var endpoints, custDirs []string
 	var custs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
-		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.dir, "escrow", name+".share"),
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.keys, name, name+".share"),
 			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
-			"--data", custDirs[len(custDirs)-1])
+			"--data", custDirs[len(custDirs)-1], "--archive-key", filepath.Join(archDir, "archive.pub"),
+			"--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)
@@ -364,7 +385,6 @@ func TestEscrowEndToEnd(t *testing.T) {
 	}
 	last := src.Add()
 
-	archDir := t.TempDir()
 	srcURL := serveSource(t, src)
 	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--source", srcURL}
 	serve, _ := startAnom(t, append([]string{"archive", "serve", "--poll", "20ms", "--batch", "16"}, archFlags...)...)
@@ -373,7 +393,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	serve.Wait()
 
 	warrant := filepath.Join(t.TempDir(), "w")
-	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(n.dir, "escrow", "issuer-Court.key"),
+	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(n.keys, "issuer-Court", "issuer-Court.key"),
 		"--id", "W-e2e", "--scope-user", "alice", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
 		"--not-after", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "fraud investigation", "--case", "C-1", "--out", warrant)
 
@@ -392,12 +412,21 @@ func TestEscrowEndToEnd(t *testing.T) {
 
 	checkOpened(t, out, want, "alice", "A,C")
 
-	// The transparency report and the audit logs.
-	txt := runAnom(t, append([]string{"archive", "report"}, archFlags...)...)
-	if !strings.Contains(txt, "W-e2e") || !strings.Contains(txt, "total records opened: 6") {
+	// The transparency report, with the counts of the custodians that
+	// run (A and C), and the audit logs.
+	reportArgs := append([]string{"archive", "report", "--custodian", endpoints[0], "--custodian", endpoints[2]}, archFlags...)
+	txt := runAnom(t, reportArgs...)
+	if !strings.Contains(txt, "W-e2e") || !strings.Contains(txt, "total records opened: 6") ||
+		!strings.Contains(txt, "custodian's log: requests 2, answers 2") || strings.Contains(txt, "DISCREPANCIES") {
 		t.Fatalf("transparency report:\n%s", txt)
 	}
-	runAnom(t, "archive", "verify-audit", "--data", archDir)
+	var signedHead string
+	for _, l := range strings.Split(txt, "\n") {
+		if h, ok := strings.CutPrefix(l, "signed audit head (keep it to check the log later): "); ok {
+			signedHead = h
+		}
+	}
+	runAnom(t, "archive", "verify-audit", "--data", archDir, "--head", signedHead)
 
 	// Custodian A revokes the warrant while running: with B down, one
 	// custodian is left and nothing opens.
@@ -410,11 +439,27 @@ func TestEscrowEndToEnd(t *testing.T) {
 		custs[c].Process.Signal(syscall.SIGTERM)
 		custs[c].Wait()
 	}
-	// Each custodian's audit log verifies and holds the requests.
-	for _, c := range []int{0, 2} {
-		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c])
-		if !strings.Contains(out, "request ") {
+	// Each custodian's audit log verifies and holds the requests, and the
+	// custodians' heads anchored in the archive's log; the archive's log
+	// holds the archive's heads anchored in theirs.
+	anchorFile := func(name, out string) string {
+		f := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	custHeads := anchorFile("custodian-heads", runAnom(t, "archive", "anchors", "--data", archDir))
+	for i, c := range []int{0, 2} {
+		name := []string{"A", "C"}[i]
+		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c], "--anchors", custHeads, "--name", name,
+			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"))
+		if !strings.Contains(out, "request ") || !strings.Contains(out, "signed heads of custodian/"+name+" given") {
 			t.Fatalf("custodian audit: %s", out)
+		}
+		archHeads := anchorFile("archive-heads-"+name, runAnom(t, "custodian", "anchors", "--data", custDirs[c]))
+		if out := runAnom(t, "archive", "verify-audit", "--data", archDir, "--anchors", archHeads); !strings.Contains(out, "signed heads of archive given") {
+			t.Fatalf("archive audit against %s's anchors: %s", name, out)
 		}
 	}
 	if out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[0]); !strings.Contains(out, "answer 2, refusal 2") {

@@ -84,7 +84,7 @@ func (n *liveNet) device(name string) *liveDevice {
 	code := n.dist.Code(t, n.srv, 12, 24*time.Hour)
 	d := &liveDevice{events: make(chan client.Event, 10000)}
 	c, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
-		Now: n.clock.Now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "1234", "")
+		Now: n.clock.Now, KeyPackages: 2, OnEvent: func(e client.Event) { d.events <- e }}, "314159", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestEscrowLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), Log: n.archiveSource(), Attachments: contentAttachments{}})
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), Log: n.archiveSource(), Attachments: contentAttachments{}, ClientCertificate: &n.esc.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,18 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
+	"anom/internal/adminapi"
 	"anom/internal/server"
 )
 
 // The server's side of the escrow in the data directory:
 //
 //	archive.token   bearer token of the archive pulling the escrow outbox, 0600
-//	alerts/         one JSON file per alert the server raised
+//	alerts/         one JSON file per alert the server raised (anom admin
+//	                alerts asks the running server, which keeps them in its
+//	                store)
 //
 // The server's countersigning key is its own key certified by the root
 // (countersign.key and .cert, see onlinekeys.go); its id in
@@ -29,7 +30,7 @@ import (
 // for the record.
 
 func init() {
-	adminVerbs["alerts"] = adminVerb{summary: "list the alerts the server raised (false escrow records reported by recipients)", run: runAdminAlerts}
+	adminVerbs["alerts"] = adminVerb{summary: "list the alerts the running server raised (false escrow records reported by recipients)", run: runAdminAlerts}
 }
 
 // archiveToken reads DATA/archive.token, making it on first use.
@@ -56,8 +57,9 @@ func (d dataDir) archiveToken() (string, error) {
 	return tok, nil
 }
 
-// escrowServerKey is the server's countersigning key id and public key as
-// the --server-key flags take them.
+// escrowServerKey is the server's countersigning key id and public key,
+// ID=HEX, for the record (custodians and the archive take the key from its
+// logged certificate).
 func (d dataDir) escrowServerKey() (string, error) {
 	_, c, err := d.countersignKey()
 	if err != nil {
@@ -68,35 +70,42 @@ func (d dataDir) escrowServerKey() (string, error) {
 
 func runAdminAlerts(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("admin alerts", flag.ContinueOnError)
-	data := dataFlag(fs)
+	at := adminTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the alerts as JSON lines")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	files, err := filepath.Glob(dataDir(*data).path("alerts", "*.json"))
-	if err != nil {
-		return err
-	}
-	sort.Strings(files)
-	if len(files) == 0 {
-		fmt.Println("no alerts")
-		return nil
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	// From the running server's store, so every server of a cluster
+	// gives the same list.
+	n := 0
+	for from := uint64(1); ; {
+		ans, err := at.send(ctx, adminapi.OpAlerts, adminapi.EncodeAlertsFrom(from))
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			fmt.Print(string(b))
-			continue
+		if ans.Alerts == nil {
+			return fmt.Errorf("the server's answer carries no alerts: %s", ans.Message)
 		}
-		var a server.Alert
-		if err := json.Unmarshal(b, &a); err != nil {
-			return fmt.Errorf("reading alert %s: %w", f, err)
+		for _, raw := range ans.Alerts.Alerts {
+			n++
+			if *asJSON {
+				fmt.Println(string(raw))
+				continue
+			}
+			var a server.Alert
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return fmt.Errorf("reading alert: %w", err)
+			}
+			fmt.Printf("%s  %s: device %s sent a false escrow record (message %d of group %s, %s differs); reported by %s (%s)\n",
+				a.Time.Format("2006-01-02 15:04:05Z"), a.Kind, a.Sender, a.Seq, a.Group, a.Field, a.ReporterUser, a.Reporter)
 		}
-		fmt.Printf("%s  %s: device %s sent a false escrow record (message %d of group %s, %s differs); reported by %s (%s)\n",
-			a.Time.Format("2006-01-02 15:04:05Z"), a.Kind, a.Sender, a.Seq, a.Group, a.Field, a.ReporterUser, a.Reporter)
+		if !ans.Alerts.More || ans.Alerts.Next <= from {
+			break
+		}
+		from = ans.Alerts.Next
+	}
+	if n == 0 && !*asJSON {
+		fmt.Println("no alerts")
 	}
 	return nil
 }

@@ -43,9 +43,15 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The network and its escrow, made by the admin commands.
 	runAnom(t, "admin", "init", "--data", data)
-	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
+	keys := filepath.Join(dir, "escrow-keys") // beside the data dir, not in it
+	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--out", keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
 		t.Fatalf("admin escrow init said:\n%s", out)
 	}
+
+	// The server, its own process; admin commands go to it.
+	addr := freeAddr(t)
+	srv := startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in ")
 	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
 	var codes []string // runAnom's output has stderr's summary too
 	for _, f := range strings.Fields(runAnom(t, "admin", "codes", "issue", "--distributor", "shop", "--count", "3", "--months", "12", "--data", data)) {
@@ -56,11 +62,6 @@ func TestEscrowFullStack(t *testing.T) {
 	if len(codes) != 3 {
 		t.Fatalf("issued %q, want 3 codes", codes)
 	}
-
-	// The server, its own process.
-	addr := freeAddr(t)
-	srv := startAnomServer(t, data, addr)
-	srv.waitLog(t, "activation codes imported")
 
 	// Real clients, pinned to the network as admin init wrote it.
 	ni, err := d.info()
@@ -80,7 +81,7 @@ func TestEscrowFullStack(t *testing.T) {
 	activate := func(name, code string) *liveDevice {
 		dev := &liveDevice{events: make(chan client.Event, 10000)}
 		c, err := client.Create(client.Config{Dir: filepath.Join(dir, name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
-			KeyPackages: 2, OnEvent: func(e client.Event) { dev.events <- e }}, "1234", "")
+			KeyPackages: 2, OnEvent: func(e client.Event) { dev.events <- e }}, "314159", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,12 +175,16 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("the server's outbox holds %v, want %d records, 1 blob, 3 certificates", kinds, sent)
 	}
 
-	// Three custodians, each its own process.
+	// Three custodians, each its own process, taking the archive's key.
+	archKey := strings.TrimSpace(runAnom(t, "archive", "key", "--data", filepath.Join(dir, "archive")))
+	// They answer only the archive whose client certificate they pin.
+	pin := archivePin(t, filepath.Join(dir, "archive"))
 	var custodians []string
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
-		cmd, line := startAnom(t, "custodian", "--share", d.path("escrow", name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name))
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.path("escrow-policy"),
+			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name),
+			"--archive-key", archKey, "--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
 			t.Fatalf("custodian %s printed %q", name, line)
@@ -190,9 +195,15 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The archive ingests from the server over HTTPS until the outbox is
 	// empty (Pull serves only what the archive has not acknowledged).
+	// --source is the server for serve (its outbox) and open (the log
+	// proofs the custodians require).
 	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"),
 		"--source", "https://" + addr, "--source-ca", d.path("ca.crt"), "--source-token", d.path("archive.token")}
-	serve, _ := startAnom(t, append([]string{"archive", "serve", "--poll", "20ms", "--batch", "5"}, archFlags...)...)
+	serveArgs := []string{"archive", "serve", "--poll", "20ms", "--batch", "5"}
+	for _, c := range custodians {
+		serveArgs = append(serveArgs, "--custodian", c)
+	}
+	serve, _ := startAnom(t, append(serveArgs, archFlags...)...)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		left, err := outbox.Pull(ctx, 0, 1)
 		if err != nil {
@@ -213,7 +224,7 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The warrant: alice, [from, to), from the issuer key escrow init made.
 	warrant := filepath.Join(dir, "warrant")
-	runAnom(t, "admin", "warrant", "issue", "--issuer-key", d.path("escrow", "issuer-Court.key"), "--id", "W-stack",
+	runAnom(t, "admin", "warrant", "issue", "--issuer-key", filepath.Join(keys, "issuer-Court", "issuer-Court.key"), "--id", "W-stack",
 		"--scope-user", "alice", "--from", from.Format(time.RFC3339Nano), "--to", to.Format(time.RFC3339Nano),
 		"--not-after", time.Now().Add(time.Hour).Format(time.RFC3339), "--reason", "records request", "--case", "C-7", "--out", warrant)
 
@@ -244,6 +255,8 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("JSON transparency report lacks the warrant: %v", jrep)
 	}
 	srv.stop(t)
+	// No share and no issuer key ever sat in the server's data dir.
+	assertNoEscrowSecrets(t, data, keys)
 }
 
 // anomServer is `anom server` running as its own process.

@@ -31,14 +31,16 @@ func TestAttackServerDataDirHoldsRoot(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "net")
 	d := dataDir(data)
-	srv := startAnomServer(t, data, freeAddr(t))
+	addr := freeAddr(t)
+	srv := startAnomServer(t, data, addr)
 	srv.waitLog(t, "invite (in")
-	srv.stop(t)
-	runAnom(t, "admin", "escrow", "init", "--data", data, "--custodians", "A,B,C", "--threshold", "2")
+	// Admin commands go to the running server.
 	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
 	runAnom(t, "admin", "codes", "issue", "--distributor", "shop", "--count", "2", "--months", "12", "--data", data)
-	srv = startAnomServer(t, data, freeAddr(t))
-	srv.waitLog(t, "activation codes imported")
+	srv.stop(t)
+	runAnom(t, "admin", "escrow", "init", "--data", data, "--out", filepath.Join(dir, "escrow-keys"), "--custodians", "A,B,C", "--threshold", "2")
+	srv = startAnomServer(t, data, addr)
+	srv.waitLog(t, "invite (in")
 	srv.stop(t)
 
 	st, err := os.Stat(d.rootDir())
@@ -118,13 +120,6 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	data := filepath.Join(dir, "net")
 	d := dataDir(data)
 	runAnom(t, "admin", "init", "--data", data)
-	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
-	var codes []string
-	for _, f := range strings.Fields(runAnom(t, "admin", "codes", "issue", "--distributor", "shop", "--count", "2", "--months", "12", "--data", data)) {
-		if _, err := identity.ParseActivationCode(f); err == nil {
-			codes = append(codes, f)
-		}
-	}
 	// The thief's copy of the directory key, before the rotation.
 	stolen := map[string][]byte{}
 	for _, f := range []string{"directory.key", "directory.cert"} {
@@ -137,7 +132,15 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 
 	addr := freeAddr(t)
 	srv := startAnomServer(t, data, addr)
-	srv.waitLog(t, "activation codes imported")
+	srv.waitLog(t, "invite (in")
+	// Admin commands go to the running server.
+	runAnom(t, "admin", "distributor", "add", "shop", "--quota", "10", "--data", data)
+	var codes []string
+	for _, f := range strings.Fields(runAnom(t, "admin", "codes", "issue", "--distributor", "shop", "--count", "2", "--months", "12", "--data", data)) {
+		if _, err := identity.ParseActivationCode(f); err == nil {
+			codes = append(codes, f)
+		}
+	}
 	ni, err := d.info()
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +153,7 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	fp, _ := hex.DecodeString(ni.CAFingerprint)
 	copy(network.CAFingerprint[:], fp)
 	activate := func(name, code string) *client.Client {
-		c, err := client.Create(client.Config{Dir: filepath.Join(dir, name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 2}, "1234", "")
+		c, err := client.Create(client.Config{Dir: filepath.Join(dir, name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 2}, "314159", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +223,7 @@ func TestAdminRotateCountersignKey(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "net")
 	d := dataDir(data)
 	runAnom(t, "admin", "init", "--data", data)
-	runAnom(t, "admin", "escrow", "init", "--data", data, "--custodians", "A,B,C", "--threshold", "2")
+	runAnom(t, "admin", "escrow", "init", "--data", data, "--out", filepath.Join(t.TempDir(), "escrow-keys"), "--custodians", "A,B,C", "--threshold", "2")
 	_, before, err := d.countersignKey()
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -24,10 +25,13 @@ func runServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	data := dataFlag(fs)
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (env ANOM_LISTEN)")
+	metricsListen := fs.String("metrics-listen", defaultMetricsListen, "address of the Prometheus metrics, GET http://ADDR/metrics (plain HTTP, unauthenticated: keep it on loopback or a private network); off: none")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long group messages are kept at most")
 	blobTTL := fs.Duration("blob-ttl", 30*24*time.Hour, "how long attachments are kept")
 	maxBlob := fs.Int64("max-blob", 100<<20, "largest attachment in bytes")
+	blobQuota := fs.Int64("blob-quota", server.DefaultBlobQuota, "bytes one device may have in stored attachments and upload grants together")
 	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap. off: none. Empty: GOMEMLIMIT from the environment if set, else an automatic one just above the heap goal GOGC allows (at least 768 MiB), which returns freed memory to the system promptly but never brings a collection forward")
+	adminWindow := fs.Duration("admin-window", 5*time.Minute, "how far from the server's clock, either way, a signed admin request's issued-at may be")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
@@ -91,8 +95,8 @@ func runServer(ctx context.Context, args []string) error {
 	defer st.Close()
 	srv, err := server.New(ctx, server.Config{
 		Store: st, RootPublic: identity.RootPublicKey(rootPub), Directory: dir, TLS: tc, Name: ni.Name, Logger: log,
-		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobKey: blobKey,
-		EscrowPolicy: nonEmpty(policy), SpoolDir: d.path("spool"),
+		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
+		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
 	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
@@ -105,23 +109,41 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if ml != nil {
+		go func() {
+			if err := srv.ServeMetrics(ctx, ml); err != nil {
+				log.Error("serving metrics", "err", err)
+			}
+		}()
+		fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", ml.Addr())
+	}
 	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootFingerprint, gc)
 	if id, key, ok := srv.EscrowServerKey(); ok {
 		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
 	} else {
 		fmt.Fprintf(os.Stderr, "no escrow policy: anom admin escrow init --data %s sets one (then restart the server)\n", *data)
 	}
-	inv := inviteString(inviteAddr(l.Addr(), ni), ni, "")
+	addr := inviteAddr(l.Addr(), ni)
+	if err := d.setAddress(addr); err != nil {
+		l.Close()
+		return err
+	}
+	inv := inviteString(addr, ni, "")
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		l.Close()
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
 	if made {
-		fmt.Fprintf(os.Stderr, "next, in another terminal: a distributor and activation codes, then a device:\n"+
+		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"))
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"), d.adminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
@@ -145,6 +167,39 @@ func ensureNetwork(d dataDir) (made bool, err error) {
 		return false, fmt.Errorf("making a network in %s: %w", d.path(), err)
 	}
 	return true, nil
+}
+
+// defaultMetricsListen is where anom server serves its metrics unless
+// told otherwise: loopback only.
+const defaultMetricsListen = "127.0.0.1:9464"
+
+// listenMetrics opens the metrics listener for --metrics-listen: nil for
+// "off". The default address being taken (another server on the machine)
+// is not fatal: the server runs without metrics and says so; an address
+// given explicitly must work.
+func listenMetrics(addr string, explicit bool) (net.Listener, error) {
+	if addr == "off" || addr == "" {
+		return nil, nil
+	}
+	ml, err := net.Listen("tcp", addr)
+	if err != nil {
+		if !explicit {
+			fmt.Fprintf(os.Stderr, "metrics not served: %v (give --metrics-listen ADDR, or off)\n", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	if ap, err := netip.ParseAddrPort(ml.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		fmt.Fprintf(os.Stderr, "warning: metrics on %s are served to anyone who can reach it (no TLS, no authentication)\n", ml.Addr())
+	}
+	return ml, nil
+}
+
+// isFlagSet says whether a flag was given on the command line.
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func nonEmpty(b []byte) []byte {

@@ -5,7 +5,8 @@
 // partial decryptions. It never holds plaintext at rest: plaintexts exist
 // only in memory while Open combines them and in the output directory Open
 // writes. Every warrant, custodian request and answer goes to the archive's
-// hash-chained audit log, from which Report derives the transparency report.
+// hash-chained audit log, from which Report derives the transparency report;
+// the archive and the custodians anchor each other's audit heads.
 //
 // Files by concern:
 //
@@ -15,17 +16,21 @@
 //	ingest.go      resumable, idempotent ingestion
 //	index.go       queries by device, username, group and time
 //	open.go        opening a warrant's records with the custodians
-//	report.go      the transparency report
+//	anchor.go      cross-signing audit heads with the custodians
+//	report.go      the transparency report, with the custodians' signed counts
 package archive
 
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -85,6 +90,18 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives ingestion retries; nil discards them.
 	Logger *slog.Logger
+	// Key signs the archive's audit heads; the custodians take its public
+	// half as the archive's key (see Anchor). Nil: the archive anchors
+	// nothing and its report carries no signed head.
+	Key ed25519.PrivateKey
+	// Rand is the randomness of the report's nonces; nil means
+	// crypto/rand.
+	Rand io.Reader
+	// ClientCertificate is the certificate the archive presents to the
+	// custodians, which answer only archives whose certificate they pin
+	// (custodian.LoadOrCreateClientCertificate makes one). Open needs it;
+	// nil: Open refuses.
+	ClientCertificate *tls.Certificate
 }
 
 // Archive is an open archive.
@@ -94,6 +111,8 @@ type Archive struct {
 	log    *audit.Log
 	cursor uint64
 	online sync.Map // server id -> *loggedKey, a cache of bucketOnline
+
+	anchors anchors
 }
 
 // New verifies the policy and opens the archive kept in cfg.Store.
@@ -106,6 +125,12 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("opening archive: audit key is %d bytes", len(cfg.Key))
 	}
 	p, err := cfg.Policy.Verify(ed25519.PublicKey(cfg.Root))
 	if err != nil {

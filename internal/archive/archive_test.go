@@ -95,7 +95,7 @@ func openArchive(t *testing.T, e *env) {
 	}
 	e.st = st
 	e.arch, err = archive.New(context.Background(), archive.Config{Store: st, Policy: e.net.Policy, Root: e.net.Root.Public(),
-		Log: e.net, Attachments: sealedAttachments{}, Now: clock})
+		Log: e.net, Attachments: sealedAttachments{}, Now: clock, Key: e.net.ArchiveKey, ClientCertificate: &e.net.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestOpenWarrant(t *testing.T) {
 	}
 
 	// The transparency report counts it.
-	tr, err := e.arch.Report(ctx, archive.Period{})
+	tr, err := e.arch.Report(ctx, archive.Period{}, archive.ReportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestOpenWarrant(t *testing.T) {
 	if !strings.Contains(tr.Text(), "W-alice") {
 		t.Fatalf("report text:\n%s", tr.Text())
 	}
-	if tr2, _ := e.arch.Report(ctx, archive.Period{From: rightNow.AddDate(0, 1, 0)}); len(tr2.Warrants) != 0 {
+	if tr2, _ := e.arch.Report(ctx, archive.Period{From: rightNow.AddDate(0, 1, 0)}, archive.ReportOptions{}); len(tr2.Warrants) != 0 {
 		t.Fatalf("report of a later period lists %+v", tr2.Warrants)
 	}
 
@@ -427,7 +427,7 @@ func TestOpenRefusedWarrants(t *testing.T) {
 	if _, err := e.arch.Open(ctx, old, eps, filepath.Join(t.TempDir(), "o"), archive.OpenOptions{}); !errors.Is(err, escrow.ErrWarrantExpired) {
 		t.Fatalf("expired warrant: %v", err)
 	}
-	tr, err := e.arch.Report(ctx, archive.Period{})
+	tr, err := e.arch.Report(ctx, archive.Period{}, archive.ReportOptions{})
 	if err != nil || tr.Refused != 1 || len(tr.Warrants) != 1 || tr.Warrants[0].Failed != 12 {
 		t.Fatalf("report %+v, %v", tr, err)
 	}
@@ -564,7 +564,7 @@ func TestOpenFollowsGrowingLog(t *testing.T) {
 	e.ingestAll(t)
 	eps := e.startCustodians(t)
 	g := &growingLog{t: t, net: e.net}
-	a, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Log: g, Now: clock})
+	a, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Log: g, Now: clock, ClientCertificate: &e.net.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	a, err := archive.New(ctx, archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Log: net, Now: clock})
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Log: net, Now: clock, ClientCertificate: &net.ArchiveCert})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,6 +47,11 @@ type OpenOptions struct {
 	Chunk int
 	// Timeout bounds one custodian request; zero means 5 minutes.
 	Timeout time.Duration
+	// MaxRequestBytes bounds the size of one custodian request: a chunk
+	// is split further to stay within it. It must not exceed the
+	// custodians' limit (anom custodian --max-request); zero means
+	// custodian.DefaultMaxRequestBytes.
+	MaxRequestBytes int64
 }
 
 // OpenReport says what Open did. It is written to the output directory as
@@ -94,7 +100,8 @@ type CustodianResult struct {
 	Answered    int      `json:"answered"`       // requests answered with a valid response
 	Refused     int      `json:"refused"`
 	Unavailable int      `json:"unavailable"`
-	Invalid     int      `json:"invalid"` // answers that did not verify
+	Invalid     int      `json:"invalid"`            // answers that did not verify
+	Anchored    string   `json:"anchored,omitempty"` // its audit head last anchored in the archive's log
 	Errors      []string `json:"errors,omitempty"`
 }
 
@@ -122,6 +129,12 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	if a.cfg.Log == nil {
 		return nil, errors.New("opening warrant: no log prover configured (Config.Log)")
 	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = custodian.DefaultMaxRequestBytes
+	}
+	if a.cfg.ClientCertificate == nil {
+		return nil, fmt.Errorf("opening warrant %q: %w: the archive has no client certificate", sw.Warrant.ID, custodian.ErrUnauthenticated)
+	}
 	now := a.cfg.Now()
 	w := sw.Warrant
 	wh, err := sw.Hash()
@@ -146,7 +159,7 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	}
 	clients := make([]*custodian.Client, len(custodians))
 	for i, ep := range custodians {
-		if clients[i], err = custodian.NewClient(ep, opts.Timeout); err != nil {
+		if clients[i], err = a.custodianClient(ep, opts.Timeout); err != nil {
 			return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
 		}
 		defer clients[i].Close()
@@ -155,6 +168,11 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	// The size of the tree head each custodian tracks, for its
 	// consistency proof (asked again before each chunk).
 	tracked := make([]uint64, len(clients))
+	// Anchor the warrant's entry with the custodians, and (below) what
+	// the opening wrote.
+	if err := a.anchorForOpen(ctx, custodians, rep, opts.Timeout); err != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+	}
 	// The custodians work on the next chunk while this one is written out.
 	type opened struct {
 		chunk []candidate
@@ -165,10 +183,22 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan opened, 1)
+	requests, err := chunks(sw, cands, opts.Chunk, opts.MaxRequestBytes, func(id string) ([]byte, error) {
+		lk, err := a.loggedKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return lk.entry, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+	}
 	go func() {
 		defer close(results)
-		for start := 0; start < len(cands) && pctx.Err() == nil; start += opts.Chunk {
-			chunk := cands[start:min(start+opts.Chunk, len(cands))]
+		for _, chunk := range requests {
+			if pctx.Err() != nil {
+				break
+			}
 			pts, used, err := a.openChunk(pctx, sw, chunk, clients, tracked, rep)
 			results <- opened{chunk, pts, used, err}
 		}
@@ -207,6 +237,9 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	if err := a.audit(ctx, "opened", map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash,
 		"records": len(rep.Records), "failed": len(rep.Failed)}); err != nil {
 		return nil, err
+	}
+	if err := a.anchorForOpen(ctx, custodians, rep, opts.Timeout); err != nil {
+		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
 	}
 	if err := writeReport(outDir, rep); err != nil {
 		return nil, err
@@ -311,6 +344,15 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		"records": len(chunk), "custodians": len(clients)}); err != nil {
 		return nil, nil, err
 	}
+	// Each custodian asked is logged before it is asked ("ask"), so the
+	// report can match the custodians' own counts of requests.
+	event := func(i int) map[string]any {
+		ev := map[string]any{"request_hash": reqHash, "custodian": clients[i].Endpoint.String()}
+		if name := rep.Custodians[i].Name; name != "" {
+			ev["name"] = name
+		}
+		return ev
+	}
 	// Ask k custodians, preferring those that have failed least so far;
 	// ask another for each one that fails, and combine k valid answers.
 	k := int(a.policy.Threshold)
@@ -324,33 +366,41 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 	})
 	results := make(chan answer, len(clients))
 	next, pending := 0, 0
-	launch := func() bool {
+	launch := func() error {
 		if next == len(order) {
-			return false
+			return nil
 		}
 		i := order[next]
 		next++
+		if err := a.audit(ctx, "ask", event(i)); err != nil {
+			return err
+		}
 		pending++
 		go func() {
 			r, err := clients[i].Ask(ctx, envs[i])
 			results <- answer{i: i, resp: r, err: err}
 		}()
-		return true
+		return nil
 	}
 	for range k {
-		launch()
+		if err := launch(); err != nil {
+			return nil, nil, err
+		}
 	}
 	var good []answer
 	for pending > 0 {
 		an := <-results
 		pending--
 		cr := &rep.Custodians[an.i]
-		ev := map[string]any{"request_hash": reqHash, "custodian": clients[an.i].Endpoint.String()}
+		ev := event(an.i)
 		kind := "answer"
 		switch {
 		case an.err == nil:
 			good = append(good, an)
 			ev["index"] = an.resp.Index
+			if _, ok := ev["name"]; !ok {
+				ev["name"] = a.custodianName(an.resp.Index)
+			}
 		case errors.Is(an.err, custodian.ErrRefused):
 			kind = "refusal"
 			cr.Refused++
@@ -361,12 +411,17 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 			cr.Unavailable++
 			cr.Errors = append(cr.Errors, an.err.Error())
 			ev["error"] = an.err.Error()
+			if neverSent(an.err) {
+				ev["sent"] = false // the report knows it never reached the custodian
+			}
 		}
 		if err := a.audit(ctx, kind, ev); err != nil {
 			return nil, nil, err
 		}
 		if an.err != nil {
-			launch()
+			if err := launch(); err != nil {
+				return nil, nil, err
+			}
 		}
 		if pending > 0 || len(good) < k {
 			continue
@@ -402,11 +457,14 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 				cr := &rep.Custodians[an.i]
 				cr.Invalid++
 				cr.Errors = append(cr.Errors, "invalid answer: "+msg)
-				if err := a.audit(ctx, "invalid-answer", map[string]any{"request_hash": reqHash,
-					"custodian": clients[an.i].Endpoint.String(), "error": msg}); err != nil {
+				ev := event(an.i)
+				ev["error"] = msg
+				if err := a.audit(ctx, "invalid-answer", ev); err != nil {
 					return nil, nil, err
 				}
-				launch()
+				if err := launch(); err != nil {
+					return nil, nil, err
+				}
 				continue
 			}
 			keep = append(keep, an)
@@ -417,6 +475,13 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		good = keep
 	}
 	return nil, nil, fmt.Errorf("%w: %d valid answers, need %d", ErrNotEnoughCustodians, len(good), k)
+}
+
+// neverSent reports whether a request failed before it was sent: no
+// connection could be made to the custodian.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func errorFor(ne *escrow.NotEnoughPartialsError, index uint16) string {
@@ -516,6 +581,9 @@ func (r *OpenReport) Text() string {
 		r.NotAfter.UTC().Format(time.RFC3339), r.OpenedAt.Format(time.RFC3339), len(r.Records), len(r.Failed))
 	for _, c := range r.Custodians {
 		s += fmt.Sprintf("  %s %s: answered %d, refused %d, unavailable %d\n", c.Endpoint, c.Name, c.Answered, c.Refused, c.Unavailable)
+		if c.Anchored != "" {
+			s += "    audit head anchored: " + c.Anchored + "\n"
+		}
 		for _, e := range c.Errors {
 			s += "    " + e + "\n"
 		}

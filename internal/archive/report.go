@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"anom/internal/audit"
+	"anom/internal/custodian"
 )
 
 // Period is a time range [From, To) of audit entries; zero bounds are open.
@@ -30,6 +31,17 @@ type TransparencyReport struct {
 	// Refused counts warrants the archive itself refused (bad signature,
 	// expired, ...) in the period.
 	Refused int `json:"refused"`
+	// SignedHead is AuditHead signed with the archive's key: whoever keeps
+	// the report can later check the log against it (`anom archive
+	// verify-audit --head`).
+	SignedHead string `json:"signed_head,omitempty"`
+	// Custodians sets each custodian's signed counts beside the archive's
+	// (whole logs, not the period), when the custodians were asked.
+	Custodians []CustodianCounts `json:"custodians,omitempty"`
+	// Discrepancies lists every mismatch between the archive's log and the
+	// custodians' statements: requests that did not come through the
+	// archive, a log that went back or lost an anchored head.
+	Discrepancies []string `json:"discrepancies,omitempty"`
 }
 
 // WarrantTotals is one warrant's line of the report.
@@ -67,19 +79,44 @@ type warrantEntry struct {
 	Failed    int       `json:"failed"`
 }
 
+// ReportOptions tunes Report. The zero value reports from the archive's
+// log alone.
+type ReportOptions struct {
+	// Custodians are each asked for a signed count of their own audit
+	// logs, which the report sets beside the archive's: a request that did
+	// not come through this archive shows as a discrepancy.
+	Custodians []custodian.Endpoint
+	// Timeout bounds each custodian's answer; zero means one minute.
+	Timeout time.Duration
+}
+
 // Report verifies the audit log and builds the transparency report of the
-// period.
-func (a *Archive) Report(ctx context.Context, p Period) (*TransparencyReport, error) {
-	head, err := a.VerifyAudit(ctx)
+// period. With opts.Custodians it also compares, over the whole logs, each
+// custodian's signed counts with what the archive's log says it asked that
+// custodian, checks the archive's head the custodian holds against the
+// archive's log, and the custodian's head against the last one anchored
+// here; every mismatch is listed in Discrepancies.
+func (a *Archive) Report(ctx context.Context, p Period, opts ReportOptions) (*TransparencyReport, error) {
+	stmts := a.fetchCounts(ctx, opts)
+	sum, err := audit.Check(ctx, a.cfg.Store, AuditBucket, audit.CheckOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("building transparency report: %w", err)
 	}
+	head := sum.Head
 	rep := &TransparencyReport{From: p.From, To: p.To, AuditHead: head.String(), Warrants: []WarrantTotals{}, Months: []MonthTotals{}}
+	if a.cfg.Key != nil {
+		sh, err := audit.SignHead(a.cfg.Key, custodian.ArchiveService, head, a.cfg.Now())
+		if err != nil {
+			return nil, fmt.Errorf("building transparency report: %w", err)
+		}
+		rep.SignedHead = sh.String()
+	}
 	byID := map[string]*WarrantTotals{}
 	months := map[string]*MonthTotals{}
 	monthWarrants := map[string]map[string]bool{}
+	tally := map[string]*CustodianCounts{} // by custodian name, or "?"+endpoint
 	var after uint64
-	for {
+	for after < head.Seq {
 		es, err := audit.Entries(ctx, a.cfg.Store, AuditBucket, after, 0)
 		if err != nil {
 			return nil, fmt.Errorf("building transparency report: %w", err)
@@ -88,7 +125,13 @@ func (a *Archive) Report(ctx context.Context, p Period) (*TransparencyReport, er
 			break
 		}
 		for _, e := range es {
+			if e.Seq > head.Seq {
+				break
+			}
 			after = e.Seq
+			if err := countCustodianEvent(e, sum.Peers, tally); err != nil {
+				return nil, fmt.Errorf("building transparency report: %w", err)
+			}
 			if !p.contains(e.Time) || (e.Kind != "warrant" && e.Kind != "opened") {
 				continue
 			}
@@ -127,6 +170,9 @@ func (a *Archive) Report(ctx context.Context, p Period) (*TransparencyReport, er
 			}
 		}
 	}
+	if err := a.compareCustodians(ctx, rep, sum, stmts, tally); err != nil {
+		return nil, fmt.Errorf("building transparency report: %w", err)
+	}
 	for _, w := range byID {
 		rep.Warrants = append(rep.Warrants, *w)
 	}
@@ -151,7 +197,11 @@ func (r *TransparencyReport) Text() string {
 	if !r.From.IsZero() || !r.To.IsZero() {
 		period = fmt.Sprintf("%s to %s", fmtDay(r.From), fmtDay(r.To))
 	}
-	fmt.Fprintf(&b, "period: %s\naudit log head: %s\n\n", period, r.AuditHead)
+	fmt.Fprintf(&b, "period: %s\naudit log head: %s\n", period, r.AuditHead)
+	if r.SignedHead != "" {
+		fmt.Fprintf(&b, "signed audit head (keep it to check the log later): %s\n", r.SignedHead)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "warrants acted on: %d; warrants refused by the archive: %d\n", len(r.Warrants), r.Refused)
 	for _, w := range r.Warrants {
 		fmt.Fprintf(&b, "  %-20s issuer %-12s case %-14q first used %s  opens %d  records opened %d  failed %d\n",
@@ -164,6 +214,25 @@ func (r *TransparencyReport) Text() string {
 		total += m.Records
 	}
 	fmt.Fprintf(&b, "\ntotal records opened: %d\n", total)
+	if len(r.Custodians) > 0 {
+		b.WriteString("\ncustodians (whole audit logs; each custodian's counts are signed by it):\n")
+		for _, c := range r.Custodians {
+			fmt.Fprintf(&b, "  %-10s %s\n", c.Name, c.Endpoint)
+			if c.Error != "" {
+				fmt.Fprintf(&b, "    not counted: %s\n", c.Error)
+				continue
+			}
+			fmt.Fprintf(&b, "    custodian's log: requests %d, answers %d, refusals %d (head %s)\n", c.Requests, c.Answers, c.Refusals, c.Head)
+			fmt.Fprintf(&b, "    archive's log:   asked %d (%d never reached it), answered %d, refused %d, lost in transit %d\n",
+				c.Asked, c.Unreached, c.Answered, c.Refused, c.Lost)
+		}
+	}
+	if len(r.Discrepancies) > 0 {
+		fmt.Fprintf(&b, "\nDISCREPANCIES (%d):\n", len(r.Discrepancies))
+		for _, d := range r.Discrepancies {
+			b.WriteString("  ! " + d + "\n")
+		}
+	}
 	return b.String()
 }
 

@@ -6,15 +6,17 @@
 // reordering any entry breaks the chain at the next one; the head (last
 // sequence and its hash) is written in the same transaction as the entry,
 // so truncating the log or rewriting its last entry is detected as well.
-// Verify walks the whole chain. Publishing Head somewhere outside the store
-// (the transparency report prints it) anchors the chain against an attacker
-// who rewrites the store completely.
+// Verify walks the whole chain. Whoever can write the store can still cut
+// the log short and rewrite its head, or re-chain it from any entry with
+// valid hashes; against that, each service signs its head (SignHead) and
+// hands it to the others, which anchor it in their own logs (AppendAnchor).
+// Check, given those anchored heads, finds a truncation or rewrite made
+// after them; so does anyone holding an earlier signed head.
 package audit
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -49,6 +51,9 @@ var (
 type TamperError struct {
 	Seq    uint64 // sequence of the entry that does not verify (0: the head)
 	Reason string
+	// Anchored is true when the chain itself verifies but does not hold a
+	// head anchored elsewhere (truncated, rewritten or re-chained).
+	Anchored bool
 }
 
 func (e *TamperError) Error() string {
@@ -272,56 +277,4 @@ func Entries(ctx context.Context, kv store.KV, bucket string, after uint64, limi
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// Verify walks the chain in bucket from the first entry and checks every
-// link and the head. It returns the verified head, or a *TamperError
-// (errors.Is ErrTampered) naming the first entry that does not verify.
-func Verify(ctx context.Context, kv store.KV, bucket string) (Head, error) {
-	var (
-		cur   Head
-		after string
-	)
-	for {
-		page, more, err := kv.List(ctx, bucket, store.ListOptions{Prefix: entryPrefix, After: after})
-		if err != nil {
-			return Head{}, fmt.Errorf("verifying audit log %q: %w", bucket, err)
-		}
-		for _, p := range page {
-			want := cur.Seq + 1
-			if p.Key != entryKey(want) {
-				return Head{}, &TamperError{Seq: want, Reason: fmt.Sprintf("found key %q where entry %d belongs", p.Key, want)}
-			}
-			e, err := ParseEntry(p.Value)
-			if err != nil {
-				return Head{}, &TamperError{Seq: want, Reason: err.Error()}
-			}
-			if e.Seq != want {
-				return Head{}, &TamperError{Seq: want, Reason: fmt.Sprintf("entry says it is %d", e.Seq)}
-			}
-			if subtle.ConstantTimeCompare(e.Prev[:], cur.Hash[:]) != 1 {
-				return Head{}, &TamperError{Seq: want, Reason: "previous-entry hash does not match"}
-			}
-			cur = Head{Seq: want, Hash: Hash(p.Value)}
-			after = p.Key
-		}
-		if !more {
-			break
-		}
-	}
-	var stored Head
-	e, err := kv.Get(ctx, bucket, headKey)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return Head{}, fmt.Errorf("verifying audit log %q: %w", bucket, err)
-	default:
-		if stored, err = decodeHead(e.Value); err != nil {
-			return Head{}, &TamperError{Seq: 0, Reason: err.Error()}
-		}
-	}
-	if stored != cur {
-		return Head{}, &TamperError{Seq: cur.Seq + 1, Reason: fmt.Sprintf("head says %s, chain ends at %s", stored, cur)}
-	}
-	return cur, nil
 }

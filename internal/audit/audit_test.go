@@ -13,7 +13,7 @@ import (
 	"anom/internal/store/pebble"
 )
 
-func openStore(t *testing.T, dir string) store.Store {
+func openStore(t testing.TB, dir string) store.Store {
 	t.Helper()
 	s, err := pebble.Open(dir, pebble.Options{})
 	if err != nil {

@@ -523,7 +523,7 @@ func (s *Session) wipe(ctx context.Context, confirm bool) error {
 	if rep != nil {
 		removed = rep.Removed
 	}
-	s.printf("* wiped: %d files removed, keys overwritten first", removed)
+	s.printf("* wiped: the key file overwritten first, %d files removed", removed)
 	s.end("wiped")
 	return nil
 }

@@ -119,7 +119,7 @@ func (n *testNet) user(name string) *user {
 	ctx, stop := context.WithCancel(context.Background())
 	n.t.Cleanup(stop)
 	u := &user{t: n.t, ctx: ctx, name: name, q: NewQueue(), out: &lockedBuffer{}}
-	c, err := client.Create(client.Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "1234", "")
+	c, err := client.Create(client.Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "314159", "")
 	if err != nil {
 		n.t.Fatal(err)
 	}

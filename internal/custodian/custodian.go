@@ -16,6 +16,7 @@
 //	envelope.go   the request envelope and the per-request key directory
 //	logcheck.go   the log evidence: tracked tree head, inclusion, consistency
 //	http.go       the HTTPS API and the archive's client
+//	anchor.go     cross-signed audit heads and signed audit counts
 //	tls.go        the self-signed certificate and pinning
 //	revoke.go     the revocation list file
 //	sharefile.go  the custodian's secret file (share and signing key)
@@ -70,6 +71,15 @@ type Config struct {
 	// MaxRequestBytes bounds a request body; zero means
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// ArchiveKey is the key of the archive's signed audit heads (see
+	// Anchor); nil: the archive's heads are refused, so this custodian's
+	// log anchors nothing.
+	ArchiveKey ed25519.PublicKey
+	// ArchivePins are the SHA-256 pins of the client certificates of the
+	// archives allowed to ask (Pin of the certificate an archive makes
+	// with LoadOrCreateClientCertificate). At least one is required: any
+	// other client is refused before its request is read.
+	ArchivePins [][32]byte
 }
 
 // Service is one running custodian.
@@ -82,13 +92,21 @@ type Service struct {
 
 	headMu sync.Mutex
 	head   translog.SignedTreeHead // the tracked tree head
+
+	anchorMu    sync.Mutex
+	lastArchive *audit.SignedHead // the archive's latest head anchored here
 }
 
 // New checks the configuration (policy signed by the root, share and key
-// matching the policy's entry for this custodian) and opens the audit log.
+// matching the policy's entry for this custodian) and opens the audit log,
+// whose whole chain it verifies: a custodian does not start on a log that
+// does not verify.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Secret == nil || cfg.Policy == nil || cfg.Store == nil {
 		return nil, fmt.Errorf("starting custodian: secret, policy and store are required")
+	}
+	if len(cfg.ArchivePins) == 0 {
+		return nil, fmt.Errorf("starting custodian: %w: no archive pin (custodians answer only archives they pin)", ErrUnauthenticated)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -111,11 +129,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
+	if !archiveKeyOK(cfg.ArchiveKey) {
+		return nil, fmt.Errorf("starting custodian: archive key is %d bytes", len(cfg.ArchiveKey))
+	}
 	log, err := audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	svc := &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name}
+	last, err := latestArchiveHead(ctx, log)
+	if err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	svc := &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name, lastArchive: last}
 	if err := svc.loadHead(ctx); err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}

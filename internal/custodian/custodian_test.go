@@ -48,7 +48,7 @@ func start(t *testing.T, net_ *escrowtest.Network, i int) *running {
 	r.svc, err = custodian.New(context.Background(), custodian.Config{
 		Secret: net_.Secrets[i], Policy: net_.Policy, Root: net_.Root.Public(),
 		Store: st, Revocations: r.revoked, Now: func() time.Time { return *r.now },
-		Rand: net_.Rand, MaxRequestBytes: 1 << 20,
+		Rand: net_.Rand, MaxRequestBytes: 1 << 20, ArchivePins: net_.ArchivePins(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func start(t *testing.T, net_ *escrowtest.Network, i int) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.svc.Serve(ctx, ln, cert) }()
-	r.client, err = custodian.NewClient(custodian.Endpoint{URL: "https://" + ln.Addr().String(), Pin: custodian.Pin(cert)}, 0)
+	r.client, err = custodian.NewClient(custodian.Endpoint{URL: "https://" + ln.Addr().String(), Pin: custodian.Pin(cert)}, net_.ArchiveCert, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,9 +326,10 @@ func TestNewChecksSecret(t *testing.T) {
 	swapped := *n.Secrets[0]
 	swapped.Key = n.Secrets[1].Key
 	for name, cfg := range map[string]custodian.Config{
-		"other network's share":    {Secret: other.Secrets[0], Policy: n.Policy, Root: n.Root.Public(), Store: st},
-		"wrong signing key":        {Secret: &swapped, Policy: n.Policy, Root: n.Root.Public(), Store: st},
-		"policy from another root": {Secret: n.Secrets[0], Policy: n.Policy, Root: other.Root.Public(), Store: st},
+		"other network's share":    {Secret: other.Secrets[0], Policy: n.Policy, Root: n.Root.Public(), Store: st, ArchivePins: n.ArchivePins()},
+		"wrong signing key":        {Secret: &swapped, Policy: n.Policy, Root: n.Root.Public(), Store: st, ArchivePins: n.ArchivePins()},
+		"policy from another root": {Secret: n.Secrets[0], Policy: n.Policy, Root: other.Root.Public(), Store: st, ArchivePins: n.ArchivePins()},
+		"no archive pin":           {Secret: n.Secrets[0], Policy: n.Policy, Root: n.Root.Public(), Store: st},
 	} {
 		if _, err := custodian.New(context.Background(), cfg); err == nil {
 			t.Errorf("%s: custodian started", name)
@@ -346,7 +347,7 @@ func TestEndpointAndPin(t *testing.T) {
 	// A client pinning another certificate refuses to talk.
 	wrong := ep
 	wrong.Pin[0] ^= 1
-	c, err := custodian.NewClient(wrong, time.Second)
+	c, err := custodian.NewClient(wrong, f.net.ArchiveCert, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

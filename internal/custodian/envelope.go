@@ -16,8 +16,12 @@ import (
 const MaxCertificates = escrow.MaxRequestRecords
 
 // DefaultMaxRequestBytes is the largest request body a custodian reads when
-// Config.MaxRequestBytes is zero.
-const DefaultMaxRequestBytes = 64 << 20
+// Config.MaxRequestBytes is zero, and the size the archive keeps its
+// requests within (archive.OpenOptions.MaxRequestBytes). It holds a
+// record of the largest plaintext (escrow.MaxPlaintext, 1 MiB) with a
+// warrant and certificates to spare; a request of 1,000 text messages
+// is a few hundred KiB.
+const DefaultMaxRequestBytes = 4 << 20
 
 const envelopeVersion = 2
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,12 @@ const maxResponseBytes = 1 << 20
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+AnswerPath, func(w http.ResponseWriter, r *http.Request) {
+		// Serve refuses other clients in the TLS handshake already; this
+		// holds for any server the handler is mounted in.
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || !pinned(r.TLS.PeerCertificates[0].Raw, s.cfg.ArchivePins) {
+			writeUnauthenticated(w)
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -71,7 +78,27 @@ func (s *Service) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(b)
 	})
-	return mux
+	s.auditRoutes(mux)
+	// Every route (answers, the tracked tree head, audit anchors and
+	// counts) is for pinned archives only, whatever server the handler is
+	// mounted in; Serve refuses other clients in the TLS handshake already.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || !pinned(r.TLS.PeerCertificates[0].Raw, s.cfg.ArchivePins) {
+			writeUnauthenticated(w)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// writeUnauthenticated refuses a request from a client that is not a
+// pinned archive, without reading its body.
+func writeUnauthenticated(w http.ResponseWriter) {
+	b, _ := json.Marshal(errorBody{Code: CodeUnauthenticated, Record: -1, Message: ErrUnauthenticated.Error()})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write(b)
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -98,10 +125,11 @@ type Client struct {
 }
 
 // NewClient makes a client that trusts only the endpoint's pinned
-// certificate (or its CA pool). timeout bounds one request; zero means 5
-// minutes.
-func NewClient(ep Endpoint, timeout time.Duration) (*Client, error) {
-	tc, err := ep.TLSConfig()
+// certificate (or its CA pool) and authenticates with the archive's client
+// certificate, which the custodian pins. timeout bounds one request; zero
+// means 5 minutes.
+func NewClient(ep Endpoint, client tls.Certificate, timeout time.Duration) (*Client, error) {
+	tc, err := ep.TLSConfig(client)
 	if err != nil {
 		return nil, err
 	}
@@ -189,18 +217,31 @@ func (c *Client) Ask(ctx context.Context, env *Envelope) (*escrow.Response, erro
 	return r, nil
 }
 
-// serverTLS is used by Serve.
-func serverTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+// serverTLS is used by Serve: it requires a client certificate whose pin
+// is one of pins, so an anonymous or unknown client fails the handshake.
+func serverTLS(cert tls.Certificate, pins [][32]byte) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+		// Self-signed: the pin replaces chain checks.
+		ClientAuth: tls.RequireAnyClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !pinned(raw[0], pins) {
+				return ErrUnauthenticated
+			}
+			return nil
+		},
+	}
 }
 
 // Serve serves the API over TLS on the listener until ctx ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
-		TLSConfig:         serverTLS(cert),
+		TLSConfig:         serverTLS(cert, s.cfg.ArchivePins),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)

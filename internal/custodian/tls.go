@@ -60,17 +60,22 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return ep, nil
 }
 
-// TLSConfig is the client configuration that trusts only this endpoint.
-func (e Endpoint) TLSConfig() (*tls.Config, error) {
+// TLSConfig is the client configuration that trusts only this endpoint
+// and presents the archive's client certificate.
+func (e Endpoint) TLSConfig(client tls.Certificate) (*tls.Config, error) {
+	if len(client.Certificate) == 0 {
+		return nil, fmt.Errorf("custodian endpoint %s: %w: no client certificate (custodians refuse anonymous requests)", e.URL, ErrUnauthenticated)
+	}
 	if e.Pin == ([32]byte{}) {
 		if e.RootCAs == nil {
 			return nil, fmt.Errorf("custodian endpoint %s: %w: neither a pin nor a CA pool", e.URL, ErrMalformed)
 		}
-		return &tls.Config{RootCAs: e.RootCAs, MinVersion: tls.VersionTLS13}, nil
+		return &tls.Config{RootCAs: e.RootCAs, MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{client}}, nil
 	}
 	pin := e.Pin
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{client},
 		// The certificate is self-signed: chain and name checks are
 		// replaced by the pin, checked in VerifyConnection.
 		InsecureSkipVerify: true,
@@ -90,17 +95,65 @@ func (e Endpoint) TLSConfig() (*tls.Config, error) {
 // Pin is the SHA-256 of a certificate's DER encoding.
 func Pin(cert tls.Certificate) [32]byte { return sha256.Sum256(cert.Certificate[0]) }
 
-// Certificate file names in a custodian's data directory.
+// ParsePin parses a pin as printed: 64 hex digits.
+func ParsePin(s string) ([32]byte, error) {
+	var pin [32]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(pin) {
+		return pin, fmt.Errorf("parsing pin %q: %w: want 64 hex digits", s, ErrMalformed)
+	}
+	copy(pin[:], b)
+	return pin, nil
+}
+
+// Certificate file names in a custodian's data directory, and of the
+// archive's client certificate in the archive's.
 const (
-	CertFile = "tls.crt"
-	KeyFile  = "tls.key"
+	CertFile       = "tls.crt"
+	KeyFile        = "tls.key"
+	ClientCertFile = "client.crt"
+	ClientKeyFile  = "client.key"
 )
+
+// The archive authenticates itself to the custodians with mutual TLS: it
+// presents a self-signed client certificate (LoadOrCreateClientCertificate)
+// whose SHA-256 pin each custodian is configured with (Config.ArchivePins).
+// A connection without a pinned certificate fails in the TLS handshake,
+// before any HTTP request is read.
+
+// ErrUnauthenticated: a request did not come from a pinned archive.
+var ErrUnauthenticated = errors.New("custodian: client certificate missing or not pinned")
+
+// CodeUnauthenticated is the refusal code of ErrUnauthenticated.
+const CodeUnauthenticated Code = "unauthenticated"
+
+// pinned says whether a certificate's DER matches one of pins.
+func pinned(der []byte, pins [][32]byte) bool {
+	got := sha256.Sum256(der)
+	ok := 0
+	for _, p := range pins {
+		ok |= subtle.ConstantTimeCompare(got[:], p[:])
+	}
+	return ok == 1
+}
 
 // LoadOrCreateCertificate loads the TLS certificate kept in dir, or makes a
 // self-signed ECDSA P-256 one valid for ten years (for "localhost", the
 // loopback addresses and hosts) and keeps it there (key 0600).
 func LoadOrCreateCertificate(dir string, hosts []string, now time.Time) (tls.Certificate, error) {
-	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	return loadOrCreate(dir, CertFile, KeyFile, "anom custodian", x509.ExtKeyUsageServerAuth, hosts, now)
+}
+
+// LoadOrCreateClientCertificate loads the archive's client certificate
+// kept in dir (ClientCertFile, ClientKeyFile), or makes a self-signed
+// ECDSA P-256 one valid for ten years and keeps it there (key 0600). Its
+// Pin is what the custodians are given (anom custodian --archive-pin).
+func LoadOrCreateClientCertificate(dir string, now time.Time) (tls.Certificate, error) {
+	return loadOrCreate(dir, ClientCertFile, ClientKeyFile, "anom archive", x509.ExtKeyUsageClientAuth, nil, now)
+}
+
+func loadOrCreate(dir, certFile, keyFile, name string, usage x509.ExtKeyUsage, hosts []string, now time.Time) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, certFile), filepath.Join(dir, keyFile)
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err == nil {
 		return cert, nil
@@ -118,13 +171,15 @@ func LoadOrCreateCertificate(dir string, hosts []string, now time.Time) (tls.Cer
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "anom custodian"},
+		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(10, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	if usage == x509.ExtKeyUsageServerAuth {
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

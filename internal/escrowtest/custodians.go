@@ -2,6 +2,7 @@ package escrowtest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net"
 	"path/filepath"
 	"testing"
@@ -17,28 +18,43 @@ type Custodian struct {
 	Endpoint custodian.Endpoint
 	Store    *pebble.Store
 	Revoked  custodian.RevocationFile
-	stop     func()
+	// Dir holds its store (Dir/db), certificate and revocation list.
+	Dir   string
+	stop  func()
+	close func()
 }
 
 // Stop shuts the custodian down (it then refuses connections). It is safe
 // to call more than once.
 func (c *Custodian) Stop() { c.stop() }
 
+// StoreDir is the directory of the custodian's Pebble store.
+func (c *Custodian) StoreDir() string { return filepath.Join(c.Dir, "db") }
+
 // StartCustodian runs custodian i (0-based) of the network until the test
-// ends, with the given clock.
+// ends, with the given clock. It takes the archive's heads signed with
+// n.ArchiveKey.
 func (n *Network) StartCustodian(t testing.TB, i int, now func() time.Time) *Custodian {
 	t.Helper()
-	dir := t.TempDir()
+	return n.StartCustodianIn(t, i, now, t.TempDir())
+}
+
+// StartCustodianIn runs custodian i on the data kept in dir (a custodian
+// stopped with Close restarts on it), on a new port; the certificate, and
+// so the endpoint's pin, stay the same.
+func (n *Network) StartCustodianIn(t testing.TB, i int, now func() time.Time, dir string) *Custodian {
+	t.Helper()
 	st, err := pebble.Open(filepath.Join(dir, "db"), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Custodian{Store: st, Revoked: custodian.RevocationFile{Path: filepath.Join(dir, "revoked")}}
+	c := &Custodian{Store: st, Dir: dir, Revoked: custodian.RevocationFile{Path: filepath.Join(dir, "revoked")}}
 	c.Service, err = custodian.New(context.Background(), custodian.Config{
 		Secret: n.Secrets[i], Policy: n.Policy, Root: n.Root.Public(),
-		Store: st, Revocations: c.Revoked, Now: now,
+		Store: st, Revocations: c.Revoked, Now: now, ArchiveKey: n.ArchiveKey.Public().(ed25519.PublicKey), ArchivePins: n.ArchivePins(),
 	})
 	if err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
 	cert, err := custodian.LoadOrCreateCertificate(dir, nil, now())
@@ -53,7 +69,7 @@ func (n *Network) StartCustodian(t testing.TB, i int, now func() time.Time) *Cus
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Service.Serve(ctx, ln, cert) }()
-	stopped := false
+	stopped, closed := false, false
 	c.stop = func() {
 		if !stopped {
 			stopped = true
@@ -61,6 +77,18 @@ func (n *Network) StartCustodian(t testing.TB, i int, now func() time.Time) *Cus
 			<-done
 		}
 	}
-	t.Cleanup(func() { c.stop(); st.Close() })
+	c.close = func() {
+		c.stop()
+		if !closed {
+			closed = true
+			st.Close()
+		}
+	}
+	t.Cleanup(c.close)
 	return c
 }
+
+// Close stops the custodian and closes its store, so that its data can be
+// opened by someone else (an attacker editing it) or restarted with
+// StartCustodianIn. It is safe to call more than once.
+func (c *Custodian) Close() { c.close() }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -46,6 +47,12 @@ type Network struct {
 
 	csIdx   uint64                       // log index of CountersignCert
 	certIdx map[identity.DeviceID]uint64 // log index of each device certificate
+	// ArchiveKey signs the archive's audit heads; the custodians take its
+	// public half.
+	ArchiveKey ed25519.PrivateKey
+	// ArchiveCert is the archive's client certificate, which the
+	// custodians pin (ArchivePins).
+	ArchiveCert tls.Certificate
 
 	mu      sync.Mutex
 	devices map[string]*Device
@@ -97,11 +104,23 @@ func New(t testing.TB, seed byte, k, n int) *Network {
 	}
 	net.ServerKey = net.Countersign.Signer()
 	net.initLog(t)
+	// Derived apart from r, so the other fixtures stay as they were.
+	ak := sha256.Sum256(append([]byte("escrowtest archive key"), seed))
+	net.ArchiveKey = ed25519.NewKeyFromSeed(ak[:])
 	p.Issuers = []escrow.Issuer{{Name: net.IssuerName, Key: net.IssuerKey.Public().(ed25519.PublicKey)}}
 	if net.Policy, err = escrow.SignPolicy(p, root.Signer()); err != nil {
 		t.Fatal(err)
 	}
+	if net.ArchiveCert, err = custodian.LoadOrCreateClientCertificate(t.TempDir(), p.Created); err != nil {
+		t.Fatal(err)
+	}
 	return net
+}
+
+// ArchivePins is the custodians' archive configuration: the pin of
+// ArchiveCert.
+func (n *Network) ArchivePins() [][32]byte {
+	return [][32]byte{custodian.Pin(n.ArchiveCert)}
 }
 
 // Device returns the device of username, certifying it on first use for

@@ -34,13 +34,17 @@ type Target struct {
 	// many connections do not exhaust one address's ephemeral ports; nil
 	// lets the system choose.
 	Sources []net.IP
+	// MetricsAddr is the host:port of the server's metrics listener
+	// (plain HTTP, anom server --metrics-listen), which ScrapeMemory
+	// reads; "" means none.
+	MetricsAddr string
 
 	once    sync.Once
 	tls     *tls.Config
 	dialers []*net.Dialer
-	// metrics reads /metrics over one kept-alive connection from the
-	// system's choice of address: not from Sources, whose ports the
-	// load's connections may use up.
+	// metrics reads MetricsAddr's /metrics over one kept-alive
+	// connection from the system's choice of address: not from Sources,
+	// whose ports the load's connections may use up.
 	metrics *http.Client
 }
 
@@ -70,11 +74,7 @@ func (t *Target) init() {
 			}
 			t.dialers = append(t.dialers, d)
 		}
-		t.metrics = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig:     t.tls,
-			TLSHandshakeTimeout: 30 * time.Second,
-			MaxIdleConnsPerHost: 1,
-		}}
+		t.metrics = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	})
 }
 
@@ -82,6 +82,9 @@ func (t *Target) init() {
 type ServerError struct {
 	Code    anomv1.ErrorCode
 	Message string
+	// RetryAfter is how long to wait before trying again, with
+	// ERROR_CODE_RATE_LIMITED.
+	RetryAfter time.Duration
 }
 
 func (e *ServerError) Error() string { return fmt.Sprintf("server: %v: %s", e.Code, e.Message) }
@@ -340,7 +343,7 @@ func (c *Conn) closedErr() error {
 
 func answer(r *anomv1.Frame) (*anomv1.Frame, error) {
 	if e := r.GetError(); e != nil {
-		return r, &ServerError{Code: e.Code, Message: e.Message}
+		return r, &ServerError{Code: e.Code, Message: e.Message, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
 	}
 	return r, nil
 }
@@ -409,7 +412,7 @@ func (r reply) result() (uint64, error) {
 		return r.seq, nil
 	}
 	if e := r.frame.GetError(); e != nil {
-		return 0, &ServerError{Code: e.Code, Message: e.Message}
+		return 0, &ServerError{Code: e.Code, Message: e.Message, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
 	}
 	if s := r.frame.GetSent(); s != nil {
 		return s.Seq, nil

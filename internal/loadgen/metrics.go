@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,13 +11,16 @@ import (
 )
 
 // ScrapeMemory reads the server's memory from its Prometheus metrics at
-// /metrics: process_resident_memory_bytes, go_memstats_heap_inuse_bytes,
+// http://MetricsAddr/metrics: process_resident_memory_bytes, go_memstats_heap_inuse_bytes,
 // go_memstats_stack_inuse_bytes and go_goroutines, and where exported
 // the collector's go_gc_heap_live_bytes, go_gc_duration_seconds_count,
 // go_gc_gogc_percent and go_gc_gomemlimit_bytes.
 func ScrapeMemory(ctx context.Context, t *Target) (Memory, error) {
 	var m Memory
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+t.Addr+"/metrics", nil)
+	if t.MetricsAddr == "" {
+		return m, errors.New("reading server metrics: no metrics address")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.MetricsAddr+"/metrics", nil)
 	if err != nil {
 		return m, err
 	}

@@ -2,54 +2,91 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"
 )
 
-// Revoke revokes a device with a revocation signed by the network root:
-// it is recorded, appended to the transparency log, and every session of
-// the device is cut at once. Revoking twice is harmless.
-func (s *Server) Revoke(ctx context.Context, r *identity.Revocation) error {
-	return s.revoke(ctx, r, nil)
+// Administration: revocation, remote wipe, admin device approvals,
+// distributors and their activation codes. An administrator asks through
+// the admin API (adminapi.go), which checks who asks; the methods here do
+// the work, through the store only, so every server of a cluster sees it.
+// Revocations, wipe commands and admin approvals are signed here, by the
+// server, with its directory key (certified by the offline root; v2
+// objects carry that certificate): the administrator states the intent.
+
+// The objects the server signs on an administrator's behalf, one place
+// each, so the key they are signed with is chosen here alone.
+
+func (s *Server) signRevocation(id identity.DeviceID, at time.Time) *identity.Revocation {
+	return s.dir.SignRevocation(id, at)
 }
 
-// revoke is Revoke; the session spare, if not nil, is left to close
-// itself after its answer.
-func (s *Server) revoke(ctx context.Context, r *identity.Revocation, spare *session) error {
-	if err := r.Verify(s.rootPub); err != nil {
-		return fmt.Errorf("revoking: %w", err)
+func (s *Server) signWipe(id identity.DeviceID, at time.Time) (*identity.WipeCommand, error) {
+	return s.dir.SignWipeCommand(id, at, s.rand)
+}
+
+func (s *Server) signAdminApproval(req *identity.PairingRequest, at time.Time) (*identity.DeviceApproval, error) {
+	return s.dir.ApproveDevice(req, at)
+}
+
+// Revoke revokes a device for an administrator (reason goes to the log):
+// the revocation, dated at, is recorded, appended to the transparency log,
+// and every session of the device is cut at once. Revoking twice is
+// harmless; already reports it.
+func (s *Server) Revoke(ctx context.Context, id identity.DeviceID, reason string, at time.Time) (already bool, err error) {
+	key := id.String()
+	if err := s.knownDevice(ctx, key); err != nil {
+		return false, err
 	}
+	already, err = s.revoke(ctx, s.signRevocation(id, at), nil)
+	if err != nil {
+		return false, err
+	}
+	if !already {
+		s.log.Info("device revoked by an administrator", "device", key, "reason", reason)
+	}
+	return already, nil
+}
+
+// revoke records and logs a revocation the server signed; the session
+// spare, if not nil, is left to close itself after its answer.
+func (s *Server) revoke(ctx context.Context, r *identity.Revocation, spare *session) (already bool, err error) {
 	key := r.DeviceID.String()
-	if _, err := s.st.Get(ctx, bucketDevices, key); err != nil {
-		return fmt.Errorf("revoking %s: %w", key, err)
-	}
 	if _, err := s.st.Create(ctx, bucketRevoked, key, r.Encode()); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			s.setRevoked(r.DeviceID, spare)
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("revoking %s: %w", key, err)
+		return false, fmt.Errorf("revoking %s: %w", key, err)
 	}
 	s.setRevoked(r.DeviceID, spare)
 	s.tlogMu.Lock()
-	_, err := s.tlog.Append(ctx, translog.Entry{Kind: translog.KindRevocation, Payload: r.Encode()})
+	_, err = s.tlog.Append(ctx, translog.Entry{Kind: translog.KindRevocation, Payload: r.Encode()})
 	s.tlogMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("logging revocation of %s: %w", key, err)
+		return false, fmt.Errorf("logging revocation of %s: %w", key, err)
 	}
 	s.log.Info("device revoked", "device", key)
+	return false, nil
+}
+
+// knownDevice returns nil if the device (hex) exists, else an *Error.
+func (s *Server) knownDevice(ctx context.Context, key string) error {
+	_, err := s.st.Get(ctx, bucketDevices, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(anomv1.ErrorCode_ERROR_CODE_NOT_FOUND, "no device %s in this network", key)
+	}
+	if err != nil {
+		return storeError(err, "device "+key)
+	}
 	return nil
 }
 
@@ -64,28 +101,32 @@ func (s *Server) setRevoked(id identity.DeviceID, spare *session) {
 	}
 }
 
-// Wipe records a root-signed wipe command and pushes it to the device's
-// sessions; a device that is offline gets it when it next connects.
-func (s *Server) Wipe(ctx context.Context, w *identity.WipeCommand) error {
-	if err := w.Verify(s.rootPub, w.DeviceID); err != nil {
-		return fmt.Errorf("wiping: %w", err)
+// Wipe orders a device, for an administrator (reason goes to the log), to
+// wipe itself: the server signs the wipe command, dated at, records it and
+// pushes it to the device's sessions; a device that is offline gets it when
+// it next connects. online is how many sessions got it at once.
+func (s *Server) Wipe(ctx context.Context, id identity.DeviceID, reason string, at time.Time) (online int, err error) {
+	key := id.String()
+	if err := s.knownDevice(ctx, key); err != nil {
+		return 0, err
 	}
-	key := w.DeviceID.String()
-	if _, err := s.st.Get(ctx, bucketDevices, key); err != nil {
-		return fmt.Errorf("wiping %s: %w", key, err)
+	w, err := s.signWipe(id, at)
+	if err != nil {
+		return 0, fmt.Errorf("wiping %s: %w", key, err)
 	}
 	if _, err := s.st.Put(ctx, bucketWipes, key, w.Encode()); err != nil {
-		return fmt.Errorf("wiping %s: %w", key, err)
+		return 0, fmt.Errorf("wiping %s: %w", key, err)
 	}
 	b, err := marshalPush(&anomv1.Frame{Body: &anomv1.Frame_PushWipe{PushWipe: &anomv1.Wipe{Command: w.Encode()}}})
 	if err != nil {
-		return fmt.Errorf("wiping %s: %w", key, err)
+		return 0, fmt.Errorf("wiping %s: %w", key, err)
 	}
-	for _, c := range s.hub.of(w.DeviceID) {
+	for _, c := range s.hub.of(id) {
 		c.push(b)
+		online++
 	}
-	s.log.Info("wipe command issued", "device", key)
-	return nil
+	s.log.Info("wipe command issued", "device", key, "reason", reason, "online", online)
+	return online, nil
 }
 
 // wipeConfirm records a device's confirmation that it wiped itself; the
@@ -107,19 +148,33 @@ func (s *Server) wipeConfirm(ctx context.Context, c *session, req *anomv1.WipeCo
 		return nil, fmt.Errorf("recording wipe confirmation: %w", err)
 	}
 	s.log.Info("wipe confirmed", "device", c.devHex)
-	if err := s.revoke(ctx, s.dir.SignRevocation(c.device, s.now()), c); err != nil {
+	if _, err := s.revoke(ctx, s.signRevocation(c.device, s.now()), c); err != nil {
 		return nil, err
 	}
 	c.closeAfterAnswer = true
 	return &anomv1.Ok{}, nil
 }
 
-// AddDistributor records a root-signed distributor certificate. A
-// distributor added again gets its new certificate and quota, keeping its
-// count of issued codes.
+// ErrStaleDistributorCertificate is returned by AddDistributor for a
+// certificate whose serial is not above the one in force: a replayed or
+// older certificate cannot reset a distributor's quota.
+var ErrStaleDistributorCertificate = errors.New("server: distributor certificate not newer than the one in force")
+
+// AddDistributor records a root-signed distributor certificate. The rule
+// for a distributor already known: its certificate is replaced only by one
+// with a strictly higher serial (anom admin sets the serial to the time of
+// issue in nanoseconds), else ErrStaleDistributorCertificate; its count of
+// issued codes is kept across certificates, so a new certificate changes
+// the quota, never what was issued under the old one.
 func (s *Server) AddDistributor(ctx context.Context, c *identity.DistributorCertificate) error {
+	_, err := s.addDistributor(ctx, c)
+	return err
+}
+
+func (s *Server) addDistributor(ctx context.Context, c *identity.DistributorCertificate) (adminapi.DistributorResult, error) {
+	res := adminapi.DistributorResult{Name: c.Name, Quota: c.Quota, Serial: c.Serial}
 	if err := c.Verify(s.rootPub); err != nil {
-		return fmt.Errorf("adding distributor: %w", err)
+		return res, wrapErr(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, err, "distributor certificate")
 	}
 	for {
 		e, err := s.st.Get(ctx, bucketDistributors, c.Name)
@@ -128,21 +183,38 @@ func (s *Server) AddDistributor(ctx context.Context, c *identity.DistributorCert
 			if errors.Is(err, store.ErrExists) {
 				continue
 			}
-			return err
+			if err != nil {
+				return res, fmt.Errorf("adding distributor %q: %w", c.Name, err)
+			}
+			s.log.Info("distributor added", "distributor", c.Name, "quota", c.Quota, "serial", c.Serial)
+			return res, nil
 		}
 		if err != nil {
-			return fmt.Errorf("adding distributor %q: %w", c.Name, err)
+			return res, fmt.Errorf("adding distributor %q: %w", c.Name, err)
 		}
 		var rec distributorRecord
 		if err := decodeRecord(e, &rec); err != nil {
-			return err
+			return res, err
+		}
+		old, err := identity.DecodeDistributorCertificate(rec.Cert)
+		if err != nil {
+			return res, fmt.Errorf("adding distributor %q: stored certificate: %w: %w", c.Name, store.ErrCorrupt, err)
+		}
+		res.Issued = rec.Issued
+		if c.Serial <= old.Serial {
+			return res, wrapErr(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, ErrStaleDistributorCertificate,
+				"distributor %q: certificate serial %d, the one in force has %d (quota %d, %d issued)", c.Name, c.Serial, old.Serial, old.Quota, rec.Issued)
 		}
 		rec.Cert = c.Encode()
 		_, err = s.st.Update(ctx, bucketDistributors, c.Name, encodeRecord(rec), e.Revision)
 		if errors.Is(err, store.ErrRevisionMismatch) {
 			continue
 		}
-		return err
+		if err != nil {
+			return res, fmt.Errorf("adding distributor %q: %w", c.Name, err)
+		}
+		s.log.Info("distributor certificate replaced", "distributor", c.Name, "quota", c.Quota, "serial", c.Serial, "issued", rec.Issued)
+		return res, nil
 	}
 }
 
@@ -151,47 +223,105 @@ func (s *Server) AddDistributor(ctx context.Context, c *identity.DistributorCert
 var ErrQuota = errors.New("server: distributor quota exceeded")
 
 // ImportCodes records a distributor's signed batch of activation codes,
-// within its quota. Importing the same batch again adds nothing.
+// within its quota. Codes imported before add nothing; codes consumed by
+// an activation stay consumed (a tombstone in bucketUsedCodes), so
+// importing a batch again never makes them valid again.
 func (s *Server) ImportCodes(ctx context.Context, b *identity.CodeBatch) error {
+	_, err := s.importCodes(ctx, b)
+	return err
+}
+
+func (s *Server) importCodes(ctx context.Context, b *identity.CodeBatch) (adminapi.CodesResult, error) {
+	res := adminapi.CodesResult{Distributor: b.Distributor}
+	for attempt := 0; ; attempt++ {
+		r, err := s.importCodesOnce(ctx, b)
+		var te *store.TxnError
+		if attempt < 8 && (errors.As(err, &te) || errors.Is(err, store.ErrRevisionMismatch)) {
+			continue // a concurrent import or activation: look again
+		}
+		if err != nil {
+			return res, err
+		}
+		s.log.Info("activation codes imported", "distributor", b.Distributor, "new", r.Imported, "already_imported", r.AlreadyImported, "already_used", r.AlreadyUsed, "months", b.Months)
+		return r, nil
+	}
+}
+
+// importCodesOnce sorts the batch's codes into new, imported before and
+// used, checks the quota for the new ones, then creates them in
+// transactions that each also update the distributor's count (at the
+// revision read) and require that no tombstone exists.
+func (s *Server) importCodesOnce(ctx context.Context, b *identity.CodeBatch) (adminapi.CodesResult, error) {
+	res := adminapi.CodesResult{Distributor: b.Distributor}
 	rec, rev, err := s.distributor(ctx, b.Distributor)
 	if err != nil {
-		return err
+		return res, storeError(err, "distributor "+b.Distributor)
 	}
 	cert, err := identity.DecodeDistributorCertificate(rec.Cert)
 	if err != nil {
-		return fmt.Errorf("importing codes: %w: %w", store.ErrCorrupt, err)
+		return res, fmt.Errorf("importing codes: %w: %w", store.ErrCorrupt, err)
 	}
+	res.Quota = cert.Quota
 	if err := b.Verify(s.rootPub, cert); err != nil {
-		return fmt.Errorf("importing codes: %w", err)
+		return res, wrapErr(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, err, "code batch of %q", b.Distributor)
+	}
+	var fresh []string
+	for _, h := range b.Hashes {
+		key := hex.EncodeToString(h[:])
+		switch used, err := s.codeKnown(ctx, key); {
+		case err != nil:
+			return res, fmt.Errorf("importing codes: %w", err)
+		case used == codeImported:
+			res.AlreadyImported++
+		case used == codeUsed:
+			res.AlreadyUsed++
+		default:
+			fresh = append(fresh, key)
+		}
+	}
+	if uint64(rec.Issued)+uint64(len(fresh)) > uint64(cert.Quota) {
+		return res, wrapErr(anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED, ErrQuota, "distributor %q has issued %d of %d codes; %d more exceed the quota", b.Distributor, rec.Issued, cert.Quota, len(fresh))
 	}
 	value := encodeRecord(codeRecord{Distributor: b.Distributor, Months: int(b.Months), Expires: b.Expires.Unix()})
-	for i := 0; i < len(b.Hashes); {
-		var ops []store.Op
-		j := i
-		for ; j < len(b.Hashes) && len(ops) < store.MaxTxnOps-1; j++ {
-			key := hex.EncodeToString(b.Hashes[j][:])
-			if _, err := s.st.Get(ctx, bucketCodes, key); err == nil {
-				continue // imported before
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("importing codes: %w", err)
-			}
-			ops = append(ops, store.CreateOp(bucketCodes, key, value))
+	const perTxn = (store.MaxTxnOps - 1) / 2
+	for i := 0; i < len(fresh); i += perTxn {
+		chunk := fresh[i:min(i+perTxn, len(fresh))]
+		rec.Issued += uint32(len(chunk))
+		ops := []store.Op{store.UpdateOp(bucketDistributors, b.Distributor, encodeRecord(rec), rev)}
+		for _, key := range chunk {
+			ops = append(ops, store.CreateOp(bucketCodes, key, value), store.CheckOp(bucketUsedCodes, key, 0))
 		}
-		if len(ops) > 0 {
-			if rec.Issued+uint32(len(ops)) > cert.Quota {
-				return fmt.Errorf("importing codes of %q: %w: %d issued, %d more, quota %d", b.Distributor, ErrQuota, rec.Issued, len(ops), cert.Quota)
-			}
-			rec.Issued += uint32(len(ops))
-			revs, err := s.st.Txn(ctx, append([]store.Op{store.UpdateOp(bucketDistributors, b.Distributor, encodeRecord(rec), rev)}, ops...)...)
-			if err != nil {
-				return fmt.Errorf("importing codes: %w", err)
-			}
-			rev = revs[0]
+		revs, err := s.st.Txn(ctx, ops...)
+		if err != nil {
+			return res, fmt.Errorf("importing codes: %w", err)
 		}
-		i = j
+		rev = revs[0]
+		res.Imported += len(chunk)
 	}
-	s.log.Info("activation codes imported", "distributor", b.Distributor, "count", len(b.Hashes), "months", b.Months)
-	return nil
+	res.Issued = rec.Issued
+	return res, nil
+}
+
+const (
+	codeNew = iota
+	codeImported
+	codeUsed
+)
+
+// codeKnown says whether a code (hash hex) is imported and unused, used,
+// or new.
+func (s *Server) codeKnown(ctx context.Context, key string) (int, error) {
+	if _, err := s.st.Get(ctx, bucketCodes, key); err == nil {
+		return codeImported, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	if _, err := s.st.Get(ctx, bucketUsedCodes, key); err == nil {
+		return codeUsed, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	return codeNew, nil
 }
 
 func (s *Server) distributor(ctx context.Context, name string) (distributorRecord, uint64, error) {
@@ -202,139 +332,3 @@ func (s *Server) distributor(ctx context.Context, name string) (distributorRecor
 	}
 	return rec, e.Revision, decodeRecord(e, &rec)
 }
-
-// SpoolKind says what a spool file holds.
-type SpoolKind byte
-
-// Spool file kinds; each file is the kind byte followed by the encoded,
-// signed object.
-const (
-	SpoolDistributor SpoolKind = 1 // identity.DistributorCertificate
-	SpoolCodes       SpoolKind = 2 // identity.CodeBatch
-	SpoolRevocation  SpoolKind = 3 // identity.Revocation
-	SpoolWipe        SpoolKind = 4 // identity.WipeCommand
-	SpoolApproval    SpoolKind = 5 // identity.DeviceApproval by the root
-)
-
-const spoolSuffix = ".req"
-
-// WriteSpool writes an admin request for a server using dir as its
-// SpoolDir (atomically, mode 0600). Requests are signed objects, checked
-// by the server against the root key, and applied in name order.
-func WriteSpool(dir string, kind SpoolKind, payload []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append([]byte{byte(kind)}, payload...)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	name := fmt.Sprintf("%020d-%s%s", nowNano(), hex.EncodeToString(rnd[:]), spoolSuffix)
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("writing spool request: %w", err)
-	}
-	return nil
-}
-
-// ProcessSpool applies the requests waiting in SpoolDir and removes them;
-// a request that fails verification is renamed to .failed.
-func (s *Server) ProcessSpool(ctx context.Context) error {
-	if s.cfg.SpoolDir == "" {
-		return nil
-	}
-	ents, err := os.ReadDir(s.cfg.SpoolDir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("reading spool: %w", err)
-	}
-	var names []string
-	for _, e := range ents {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), spoolSuffix) {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := filepath.Join(s.cfg.SpoolDir, n)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("reading spool request %s: %w", n, err)
-		}
-		if err := s.applySpool(ctx, b); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.log.Error("admin request failed", "file", n, "err", err)
-			if err := os.Rename(p, p+".failed"); err != nil {
-				return fmt.Errorf("setting aside spool request %s: %w", n, err)
-			}
-			continue
-		}
-		if err := os.Remove(p); err != nil {
-			return fmt.Errorf("removing spool request %s: %w", n, err)
-		}
-	}
-	return nil
-}
-
-func (s *Server) applySpool(ctx context.Context, b []byte) error {
-	if len(b) < 1 {
-		return errors.New("empty request")
-	}
-	payload := b[1:]
-	switch SpoolKind(b[0]) {
-	case SpoolDistributor:
-		c, err := identity.DecodeDistributorCertificate(payload)
-		if err != nil {
-			return err
-		}
-		return s.AddDistributor(ctx, c)
-	case SpoolCodes:
-		batch, err := identity.DecodeCodeBatch(payload)
-		if err != nil {
-			return err
-		}
-		return s.ImportCodes(ctx, batch)
-	case SpoolRevocation:
-		r, err := identity.DecodeRevocation(payload)
-		if err != nil {
-			return err
-		}
-		return s.Revoke(ctx, r)
-	case SpoolWipe:
-		w, err := identity.DecodeWipeCommand(payload)
-		if err != nil {
-			return err
-		}
-		return s.Wipe(ctx, w)
-	case SpoolApproval:
-		a, err := identity.DecodeDeviceApproval(payload)
-		if err != nil {
-			return err
-		}
-		return s.ApproveDevice(ctx, a)
-	}
-	return fmt.Errorf("unknown request kind %d", b[0])
-}
-
-func nowNano() int64 { return timeNow().UnixNano() }
-
-var timeNow = time.Now

@@ -19,7 +19,7 @@ import (
 // only with an identity.DeviceApproval of its key: signed by one of the
 // user's current devices (valid, not revoked) or by the root (the admin).
 // The approval comes with the activation, or was submitted before by the
-// approving device (ApproveDevice) or the admin (spool, ApproveDevice);
+// approving device (ApproveDevice) or the admin (the admin API, ApproveDevice);
 // submitted approvals wait in bucketApprovals under the new key until
 // used or too old. The approval is appended to the transparency log just
 // before the new certificate, and the user's other devices are told
@@ -71,24 +71,28 @@ func (s *Server) approveDevice(ctx context.Context, c *session, req *anomv1.Appr
 	return &anomv1.Ok{}, nil
 }
 
-// ApproveDevice records the admin's approval (signed by the root) of a
-// further device of a user; the device then activates under that
-// username with its own activation code.
-func (s *Server) ApproveDevice(ctx context.Context, a *identity.DeviceApproval) error {
-	if a.Kind != identity.ApproverRoot {
-		return fmt.Errorf("approving device: %w: not an admin approval", identity.ErrInvalid)
+// ApproveDevice records an administrator's approval of a further device
+// of an existing user, from the pairing request the new device shows: the
+// server signs the approval (dated at) and keeps it until the device
+// activates under that username with its own activation code.
+func (s *Server) ApproveDevice(ctx context.Context, req *identity.PairingRequest, at time.Time) (*identity.DeviceApproval, error) {
+	if _, err := s.st.Get(ctx, bucketUsers, req.Username); errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_NOT_FOUND, "no user %q in this network: a first device activates with a code alone", req.Username)
+	} else if err != nil {
+		return nil, storeError(err, "user "+req.Username)
 	}
-	if err := a.Verify(s.rootPub, nil); err != nil {
-		return fmt.Errorf("approving device: %w", err)
+	a, err := s.signAdminApproval(req, at)
+	if err != nil {
+		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "approving device")
 	}
 	if err := s.checkApprovalTime(a); err != nil {
-		return fmt.Errorf("approving device: %w", err)
+		return nil, err
 	}
 	if err := s.storeApproval(ctx, a); err != nil {
-		return err
+		return nil, err
 	}
 	s.log.Info("admin device approval recorded", "username", a.Username)
-	return nil
+	return a, nil
 }
 
 func (s *Server) storeApproval(ctx context.Context, a *identity.DeviceApproval) error {

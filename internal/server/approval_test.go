@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"
@@ -56,8 +56,7 @@ func approveFrame(a *identity.DeviceApproval) *anomv1.Frame {
 }
 
 func TestFurtherDeviceNeedsApproval(t *testing.T) {
-	spool := filepath.Join(t.TempDir(), "spool")
-	n := newNetwork(t, func(c *Config) { c.SpoolDir = spool })
+	n := newNetwork(t, nil)
 	ctx := context.Background()
 	codes := n.codes(2, 1)
 	alice := n.activate("alice", codes[0])
@@ -148,32 +147,29 @@ func TestFurtherDeviceNeedsApproval(t *testing.T) {
 		t.Fatalf("stale approval: %v", r.GetError())
 	}
 	byAlice2, _ := identity.ApproveDevice(alice2.priv, alice2.cert, k4.req, n.clock.Now())
-	if err := n.srv.Revoke(ctx, n.cfg.Directory.SignRevocation(alice2.cert.DeviceID, n.clock.Now())); err != nil {
+	if _, err := n.srv.Revoke(ctx, alice2.cert.DeviceID, "lost", n.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := n.tryActivate("alice", k4, byAlice2.Encode()); code(r) != anomv1.ErrorCode_ERROR_CODE_FORBIDDEN {
 		t.Fatalf("approval by a revoked device: %v", r.GetError())
 	}
 
-	// The admin approves through the spool.
-	adm, err := n.cfg.Directory.ApproveDevice(k4.req, n.clock.Now())
+	// The admin approves through the admin API; the server signs the
+	// approval.
+	ans, err := n.adminClient(t).Do(ctx, adminapi.OpApprove, []byte(k4.req.Code()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteSpool(spool, SpoolApproval, adm.Encode()); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.srv.ProcessSpool(ctx); err != nil {
-		t.Fatal(err)
+	if ans.Approval == nil || ans.Approval.Username != "alice" || ans.Approval.Fingerprint != k4.req.Fingerprint() {
+		t.Fatalf("approval answer %+v", ans)
 	}
 	if r, _ := n.tryActivate("alice", k4, nil); r.GetError() != nil {
 		t.Fatalf("admin-approved device: %v", r.GetError())
 	}
-	// A device approval cannot come through the admin path.
-	k5 := pairing(t, "alice")
-	a5, _ := identity.ApproveDevice(alice.priv, alice.cert, k5.req, n.clock.Now())
-	if err := n.srv.ApproveDevice(ctx, a5); err == nil {
-		t.Fatal("a device's approval accepted as the admin's")
+	// The admin cannot approve a device for a user who does not exist.
+	k5 := pairing(t, "nobody")
+	if _, err := n.adminClient(t).Do(ctx, adminapi.OpApprove, []byte(k5.req.Code())); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_NOT_FOUND {
+		t.Fatalf("approval for an unknown user: %v", err)
 	}
 	dir = bob.must(&anomv1.Frame{Body: &anomv1.Frame_Lookup{Lookup: &anomv1.Lookup{Username: "alice"}}}).GetDirectory()
 	if len(dir.GetDevices()) != 4 {

@@ -98,6 +98,7 @@ func (c *session) authenticate(ctx context.Context, cert *identity.DeviceCertifi
 		return errorf(anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED, "device has %d sessions already", c.s.limits.MaxConnsPerDevice)
 	}
 	c.authed.Store(true)
+	c.releasePreauth()
 	c.s.metrics.authed.Inc()
 	// A revocation that raced with this authentication still cuts it.
 	if c.s.isRevoked(cert.DeviceID) {
@@ -125,12 +126,44 @@ func (c *session) checkStillValid() error {
 	return nil
 }
 
-// activate makes a new device from an activation code.
+// activate makes a new device from an activation code. A source address
+// that has failed too often is refused unseen (preauth.go); a failure is
+// counted against its source and logged (without the code).
 func (c *session) activate(ctx context.Context, a *anomv1.Activate) (*anomv1.Frame, error) {
 	ch, err := c.takeChallenge()
 	if err != nil {
 		return nil, err
 	}
+	wait, first := c.s.activations.check(c.src, c.s.now())
+	if wait > 0 {
+		c.s.metrics.activationsLimited.Inc()
+		if first {
+			c.s.log.Warn("activations rate-limited", "source", sourceString(c.src), "retry_after", wait.Round(time.Millisecond))
+		}
+		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED, Message: "too many failed activations from this address", RetryAfterMs: uint32(min(wait.Milliseconds()+1, 1<<31))}
+	}
+	f, err := c.tryActivate(ctx, ch, a)
+	if err == nil {
+		return f, nil
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code == anomv1.ErrorCode_ERROR_CODE_INTERNAL || e.Code == anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		return nil, err // the server's failure, not the client's
+	}
+	c.s.activations.fail(c.src, c.s.now())
+	c.s.metrics.activationFailures.WithLabelValues(e.Code.String()).Inc()
+	name := a.GetUsername()
+	if len(name) > identity.MaxUsernameLen {
+		name = name[:identity.MaxUsernameLen] + "…"
+	}
+	// The message is not logged: a code that failed to parse may be
+	// echoed in it.
+	c.s.log.Warn("activation failed", "source", sourceString(c.src), "code", e.Code.String(), "username", name)
+	return nil, err
+}
+
+// tryActivate is one activation attempt, answering challenge ch.
+func (c *session) tryActivate(ctx context.Context, ch []byte, a *anomv1.Activate) (*anomv1.Frame, error) {
 	name, err := identity.CanonicalUsername(a.GetUsername())
 	if err != nil {
 		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_USERNAME, err, "activation")
@@ -186,6 +219,25 @@ func (s *Server) ActivateApproved(ctx context.Context, code identity.ActivationC
 }
 
 func (s *Server) activate(ctx context.Context, code identity.ActivationCode, username string, key ed25519.PublicKey, approval *identity.DeviceApproval) (*identity.DeviceCertificate, uint64, error) {
+	// The code first: without a valid one, the answer is the same
+	// whatever the username (no enumeration of users).
+	h := code.Hash()
+	codeKey := hex.EncodeToString(h[:])
+	e, err := s.st.Get(ctx, bucketCodes, codeKey)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "unknown or used activation code")
+		}
+		return nil, 0, fmt.Errorf("looking up activation code: %w", err)
+	}
+	var cr codeRecord
+	if err := decodeRecord(e, &cr); err != nil {
+		return nil, 0, err
+	}
+	now := s.now().Truncate(time.Second)
+	if !now.Before(time.Unix(cr.Expires, 0)) {
+		return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "activation code expired")
+	}
 	// A further device of an existing user needs an approval.
 	var user userRecord
 	ue, err := s.st.Get(ctx, bucketUsers, username)
@@ -210,23 +262,6 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		if err := s.checkApproval(ctx, approval, username, key); err != nil {
 			return nil, 0, err
 		}
-	}
-	h := code.Hash()
-	codeKey := hex.EncodeToString(h[:])
-	e, err := s.st.Get(ctx, bucketCodes, codeKey)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "unknown or used activation code")
-		}
-		return nil, 0, fmt.Errorf("looking up activation code: %w", err)
-	}
-	var cr codeRecord
-	if err := decodeRecord(e, &cr); err != nil {
-		return nil, 0, err
-	}
-	now := s.now().Truncate(time.Second)
-	if !now.Before(time.Unix(cr.Expires, 0)) {
-		return nil, 0, errorf(anomv1.ErrorCode_ERROR_CODE_BAD_CODE, "activation code expired")
 	}
 	id, err := identity.NewDeviceID(s.rand)
 	if err != nil {
@@ -262,6 +297,8 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		store.CreateOp(bucketDevices, devHex, encodeRecord(devRec)),
 		store.CreateOp(bucketPending, devHex, []byte("{}")),
 		store.CreateOp(bucketKeys, keyHex, []byte(devHex)),
+		// The tombstone: a batch imported again cannot revive the code.
+		store.PutOp(bucketUsedCodes, codeKey, encodeRecord(usedCodeRecord{Device: devHex, At: now.Unix()})),
 	}
 	if exists {
 		// The user's other devices are told once the new device has

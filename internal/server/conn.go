@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,12 @@ type session struct {
 
 	challenge []byte      // set by Hello
 	authTimer *time.Timer // until authenticated; used by the reading goroutine
+	// src is the source address the pre-authentication limits count
+	// the session under; preauth says it holds a place among the
+	// unauthenticated sessions (given back when it authenticates or
+	// closes).
+	src     netip.Addr
+	preauth atomic.Bool
 
 	authed atomic.Bool
 	device identity.DeviceID
@@ -119,14 +126,27 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
+	src := sourceOf(r.RemoteAddr)
+	if !s.preauth.acquire(src) {
+		s.metrics.preauthRefused.Inc()
+		total, bySource := s.preauth.counts(src)
+		s.log.Debug("refusing an unauthenticated session", "source", sourceString(src), "unauthenticated", total, "from_source", bySource)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many unauthenticated connections", http.StatusServiceUnavailable)
+		return
+	}
 	conn, pre, err := upgrade(w, r)
 	if err != nil {
+		s.preauth.release(src)
 		s.log.Debug("websocket upgrade failed", "err", err)
 		return // the upgrade has answered
 	}
 	c := s.newSession(conn)
 	c.rd.pre = pre
+	c.src = src
+	c.preauth.Store(true)
 	if !s.hub.track(c) {
+		c.releasePreauth()
 		conn.Close()
 		return
 	}
@@ -146,11 +166,29 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go c.readLoop()
 }
 
+// releasePreauth gives back the session's place among the
+// unauthenticated sessions, if it holds one.
+func (c *session) releasePreauth() {
+	if c.preauth.CompareAndSwap(true, false) {
+		c.s.preauth.release(c.src)
+	}
+}
+
+// frameLimit is the largest message the session may send next: small
+// until it has authenticated (authentication is handled before the next
+// message is read, so the limit in force is always the right one).
+func (c *session) frameLimit() int {
+	if c.authed.Load() {
+		return c.s.limits.MaxFrameSize
+	}
+	return c.s.limits.MaxPreAuthFrameSize
+}
+
 // readLoop reads and queues messages until the connection fails or
 // closes (a session without the poller).
 func (c *session) readLoop() {
 	for {
-		op, data, err := c.rd.readMessage(c.s.limits.MaxFrameSize, c.control)
+		op, data, err := c.rd.readMessage(c.frameLimit(), c.control)
 		if err != nil {
 			c.endRead(err)
 			return
@@ -167,7 +205,7 @@ func (c *session) readLoop() {
 func (c *session) readReady() {
 	c.arms.Load()
 	for {
-		op, data, err := c.rd.readMessage(c.s.limits.MaxFrameSize, c.control)
+		op, data, err := c.rd.readMessage(c.frameLimit(), c.control)
 		if err != nil {
 			c.endRead(err)
 			return
@@ -626,6 +664,7 @@ func (c *session) close(code ws.StatusCode, reason string) {
 			c.s.hub.remove(c)
 			c.s.metrics.authed.Dec()
 		}
+		c.releasePreauth()
 		if c.conn == nil {
 			return
 		}

@@ -138,7 +138,7 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 		r, err := c.s.setGroupTimer(ctx, c, b.SetGroupTimer)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
 	case *anomv1.Frame_RequestBlobUpload:
-		r, err := c.s.grantBlob(c, b.RequestBlobUpload)
+		r, err := c.s.grantBlob(ctx, c, b.RequestBlobUpload)
 		return respond(r, err, func(r *anomv1.BlobGrant) *anomv1.Frame {
 			return &anomv1.Frame{Body: &anomv1.Frame_BlobGrant{BlobGrant: r}}
 		})

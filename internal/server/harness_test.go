@@ -168,9 +168,15 @@ type client struct {
 
 func (n *network) dial() *client {
 	n.t.Helper()
+	return n.dialWith(n.httpClient())
+}
+
+// dialWith opens a WebSocket through an HTTP client of the caller's.
+func (n *network) dialWith(hc *http.Client) *client {
+	n.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "wss://"+n.addr+"/v1/ws", &websocket.DialOptions{HTTPClient: n.httpClient()})
+	ws, _, err := websocket.Dial(ctx, "wss://"+n.addr+"/v1/ws", &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		n.t.Fatal(err)
 	}

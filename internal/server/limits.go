@@ -42,6 +42,36 @@ type Limits struct {
 	AuthTimeout time.Duration
 	// MaxConnsPerDevice bounds simultaneous sessions of one device (4).
 	MaxConnsPerDevice int
+
+	// Before authentication (preauth.go). A source is an IPv4 address or
+	// an IPv6 /64; every device behind one NAT (or relay) shares one.
+
+	// MaxPreAuthFrameSize is the largest WebSocket message before the
+	// session has authenticated (4 KiB): enough for Hello, Auth and
+	// Activate, whose largest legal forms are 18, 252 and 362 bytes (the
+	// test checks they stay under a quarter of it), so a bare
+	// frame header cannot make the server set aside MaxFrameSize.
+	MaxPreAuthFrameSize int
+	// MaxUnauthenticated bounds the WebSocket sessions that have not
+	// authenticated yet, in all (4096); a further one is refused with
+	// HTTP 503 before the upgrade. One costs about 20 KB while it waits
+	// (measured with the largest header allowed), so the default holds
+	// about 80 MB at most.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource bounds them per source address (256).
+	MaxUnauthenticatedPerSource int
+	// FailedActivationBurst and FailedActivationsPerMinute rate-limit
+	// failed activations per source address (10, and 6 a minute after
+	// that): while a source has failed too often, its every activation
+	// is refused with RATE_LIMITED without its code being looked at.
+	FailedActivationBurst      int
+	FailedActivationsPerMinute float64
+	// ReadHeaderTimeout bounds how long a client may take to send an
+	// HTTP request's headers, the TLS handshake included (10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long an HTTP keep-alive connection (blobs) may
+	// wait for its next request (2m).
+	IdleTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -62,6 +92,19 @@ func (l Limits) withDefaults() Limits {
 	def(&l.RequestBurst, 400)
 	def(&l.ClaimsPerMinute, 60)
 	def(&l.MaxConnsPerDevice, 4)
+	def(&l.MaxPreAuthFrameSize, 4<<10)
+	def(&l.MaxUnauthenticated, 4096)
+	def(&l.MaxUnauthenticatedPerSource, 256)
+	def(&l.FailedActivationBurst, 10)
+	if l.FailedActivationsPerMinute <= 0 {
+		l.FailedActivationsPerMinute = 6
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 2 * time.Minute
+	}
 	if l.RequestsPerSecond <= 0 {
 		l.RequestsPerSecond = 200
 	}

@@ -17,6 +17,10 @@ type metrics struct {
 	storeCommit  prometheus.Histogram     // durable group log appends
 	pushes       prometheus.Counter
 	slowClosures prometheus.Counter
+	// Before authentication.
+	preauthRefused     prometheus.Counter
+	activationFailures *prometheus.CounterVec // by code
+	activationsLimited prometheus.Counter
 
 	// Children looked up once (read-only): messages' two counters, and
 	// requests' histogram of each frame type.
@@ -49,6 +53,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_pushes_total", Help: "Frames pushed to devices."}),
 		slowClosures: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_slow_consumer_closures_total", Help: "Connections closed because their send queue was full."}),
+		preauthRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_unauthenticated_refused_total",
+			Help: "WebSocket upgrades refused because too many sessions (in all, or from the source address) had not authenticated."}),
+		activationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anom_activation_failures_total",
+			Help: "Activations that failed through the client's fault (counted against its source address), by code."}, []string{"code"}),
+		activationsLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_activations_rate_limited_total",
+			Help: "Activations refused unseen because their source address had failed too often."}),
 	}
 	m.requestsBy = map[string]prometheus.Observer{}
 	fields := bodyOneof.Fields()
@@ -57,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.requestsBy[name] = m.requests.WithLabelValues(name)
 	}
 	m.messagesApp, m.messagesCommit = m.messages.WithLabelValues("application"), m.messages.WithLabelValues("commit")
-	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.pushes, m.slowClosures} {
+	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.pushes, m.slowClosures, m.preauthRefused, m.activationFailures, m.activationsLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}

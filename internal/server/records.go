@@ -13,6 +13,9 @@ const (
 	bucketDevices      = "devices"      // device hex -> deviceRecord
 	bucketUsers        = "users"        // username -> userRecord
 	bucketCodes        = "codes"        // code hash hex -> codeRecord
+	bucketUsedCodes    = "codes-used"   // code hash hex -> usedCodeRecord: a tombstone, kept for good, so a re-imported batch never revives the code
+	bucketAdminNonces  = "admin-nonces" // issued-at ms (20 digits) "." nonce hex -> {}: admin requests seen, until outside the window
+	bucketAdminKeys    = "admin-keys"   // admin name -> adminKeyRecord: the newest admin key certificate seen of the name
 	bucketDistributors = "distributors" // name -> distributorRecord
 	bucketPending      = "pending"      // device hex -> {} (certificate not yet in the log)
 	bucketRevoked      = "revoked"      // device hex -> encoded identity.Revocation
@@ -29,6 +32,7 @@ const (
 	bucketAnnounce     = "announce"     // device hex -> {} (a further device not yet announced to its user's devices)
 
 	logTranslog = "translog"
+	logAdmin    = "admin" // one adminLogEntry per authenticated admin request
 	groupLogPre = "g."
 )
 
@@ -49,6 +53,11 @@ type codeRecord struct {
 	Distributor string `json:"distributor"`
 	Months      int    `json:"months"`
 	Expires     int64  `json:"expires"` // Unix seconds
+}
+
+type usedCodeRecord struct {
+	Device string `json:"device"`
+	At     int64  `json:"at"` // Unix seconds
 }
 
 type distributorRecord struct {

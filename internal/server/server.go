@@ -11,7 +11,8 @@
 // (challenge, activation), directory.go (devices, users, transparency
 // log), certlog.go (batched certificate logging),
 // keypackages.go, groups.go and membership.go (delivery service),
-// blobs.go, admin.go (revocation, wipe, distributors, codes, spool),
+// blobs.go, admin.go (revocation, wipe, distributors, codes),
+// adminapi.go (the signed admin API),
 // limits.go (limits, rate limits), metrics.go, records.go (stored records).
 package server
 
@@ -33,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
@@ -73,6 +75,17 @@ type Config struct {
 	BlobTTL time.Duration
 	// MaxBlobSize caps a blob in bytes; 0 means 100 MiB.
 	MaxBlobSize int64
+	// BlobQuota is the most bytes one device may have in live blobs and
+	// outstanding upload grants together; 0 means DefaultBlobQuota
+	// (1 GiB). A grant beyond it is refused with LIMIT_EXCEEDED.
+	BlobQuota int64
+	// MaxBlobsPerDevice bounds a device's live blobs and grants in number;
+	// 0 means DefaultMaxBlobsPerDevice (10,000).
+	MaxBlobsPerDevice int
+	// BlobUploadWindow is how long an upload grant (its put token) may be
+	// used, and counts against the quota if unused; 0 means
+	// DefaultBlobUploadWindow (one hour).
+	BlobUploadWindow time.Duration
 	// BlobKey is the HMAC key of blob capability tokens (at least 32
 	// bytes); nil means a random key per process, so tokens die with it.
 	BlobKey []byte
@@ -100,18 +113,19 @@ type Config struct {
 	// false escrow record) to as a JSON file; "" means alerts are only
 	// logged and kept in the store (Alerts).
 	AlertDir string
-	// SpoolDir is a directory the server polls for admin commands written
-	// by `anom admin` (revocations, wipes, distributors, code batches,
-	// device approvals); "" means none.
-	SpoolDir string
-	// SweepInterval is how often retention, trimming, blob expiry and the
-	// spool are processed; 0 means one second for the spool and one
-	// minute for the rest.
+	// AdminWindow is how far from the server's clock, either way, an admin
+	// request's issued-at may be; 0 means adminapi.DefaultWindow (five
+	// minutes). Nonces are kept in the store for twice that.
+	AdminWindow time.Duration
+	// SweepInterval is how often retention, trimming, blob expiry, the
+	// expiry of admin nonces and of sessions are processed; 0 means one
+	// minute, and one second for sessions.
 	SweepInterval time.Duration
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
 	// Registry receives the Prometheus metrics; nil means a registry of
-	// the server's own, served at /metrics, which also has the Go runtime
+	// the server's own, served by MetricsHandler (not on the client
+	// port), which also has the Go runtime
 	// and process collectors (memory, goroutines, file descriptors, the
 	// garbage collector's settings and live heap).
 	Registry *prometheus.Registry
@@ -136,16 +150,21 @@ type Server struct {
 	limits  Limits
 	blobKey []byte
 
-	tlog    *translog.Log
-	tlogMu  sync.Mutex // serialises certificate appends with record updates
-	certs   certBatcher
-	hub     *hub
-	groups  *groupCache
-	rates   *rateLimiters
-	metrics *metrics
-	reg     *prometheus.Registry
+	tlog   *translog.Log
+	tlogMu sync.Mutex // serialises certificate appends with record updates
+	certs  certBatcher
+	hub    *hub
+	groups *groupCache
+	rates  *rateLimiters
+	// Before authentication (preauth.go).
+	preauth     *preauthSessions
+	activations *activationLimiter
+	metrics     *metrics
+	reg         *prometheus.Registry
 
 	esc *escrowState // nil without an escrow policy
+
+	grantMu [16]sync.Mutex // serialise the blob grants of a device (by its first byte)
 
 	revokedMu sync.RWMutex
 	revoked   map[identity.DeviceID]bool
@@ -195,8 +214,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.BlobTTL <= 0 {
 		s.cfg.BlobTTL = 30 * 24 * time.Hour
 	}
+	if s.cfg.AdminWindow <= 0 {
+		s.cfg.AdminWindow = adminapi.DefaultWindow
+	}
 	if s.cfg.MaxBlobSize <= 0 {
 		s.cfg.MaxBlobSize = 100 << 20
+	}
+	if s.cfg.BlobQuota <= 0 {
+		s.cfg.BlobQuota = DefaultBlobQuota
+	}
+	if s.cfg.MaxBlobsPerDevice <= 0 {
+		s.cfg.MaxBlobsPerDevice = DefaultMaxBlobsPerDevice
+	}
+	if s.cfg.BlobUploadWindow <= 0 {
+		s.cfg.BlobUploadWindow = DefaultBlobUploadWindow
 	}
 	s.blobKey = cfg.BlobKey
 	if len(s.blobKey) < 32 {
@@ -218,6 +249,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.hub = newHub()
 	s.groups = newGroupCache()
 	s.rates = newRateLimiters(s.limits)
+	s.preauth = newPreauthSessions(s.limits)
+	s.activations = newActivationLimiter(s.limits)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Now: s.now})
@@ -240,18 +273,56 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler: /v1/ws, /v1/blobs/{id} and
-// /metrics.
+// Handler returns the server's HTTP handler for the client port: /v1/ws,
+// /v1/blobs/{id}, /v1/admin and, for the archive, /v1/escrow/. The metrics
+// are not served here (MetricsHandler).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.HandleFunc("PUT /v1/blobs/{id}", s.putBlob)
 	mux.HandleFunc("GET /v1/blobs/{id}", s.getBlob)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST "+adminapi.Path, s.serveAdmin)
 	if s.esc != nil && s.cfg.ArchiveToken != "" {
 		mux.Handle("/v1/escrow/", s.archiveHandler())
 	}
 	return mux
+}
+
+// MetricsHandler serves the Prometheus metrics at /metrics. They tell
+// how many devices are connected and how busy the server is, so they
+// belong on an address only the operator reaches (ServeMetrics), never on
+// the client port.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// ServeMetrics serves MetricsHandler over plain HTTP on l (a loopback or
+// otherwise private address: the metrics are not authenticated) until
+// ctx ends or the server stops.
+func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.MetricsHandler(),
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       s.limits.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving metrics: %w", err)
+	case <-ctx.Done():
+	case <-s.closing:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutCtx)
+	<-errc
+	return nil
 }
 
 // Serve accepts TLS connections on l until ctx ends or Shutdown is
@@ -269,7 +340,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.httpSrv = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         tc,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
@@ -329,9 +401,6 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ft.C:
-			if err := s.ProcessSpool(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("processing admin spool", "err", err)
-			}
 			s.expireSessions()
 			s.groups.dropStaleFanouts(s.hub.gen.Load())
 		case <-sl.C:
@@ -349,8 +418,15 @@ func (s *Server) Sweep(ctx context.Context) error {
 		return err
 	}
 	s.rates.sweep(s.now())
+	s.activations.sweep(s.now())
+	if err := s.sweepAdminNonces(ctx); err != nil {
+		return err
+	}
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {
 		return fmt.Errorf("sweeping blobs: %w", err)
+	}
+	if err := s.sweepBlobUsage(ctx); err != nil {
+		return err
 	}
 	return s.sweepEscrowBlobs(ctx)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"anom/internal/adminapi"
 	"anom/internal/identity"
 	"anom/internal/translog"
 	"anom/mls"
@@ -368,7 +369,7 @@ func TestRevocationAndExpiry(t *testing.T) {
 	alice, bob := setupGroup(t, n, g)
 	// Revoking Bob cuts his session within a second.
 	start := time.Now()
-	if err := n.srv.Revoke(context.Background(), n.cfg.Directory.SignRevocation(bob.cert.DeviceID, n.clock.Now())); err != nil {
+	if _, err := n.srv.Revoke(context.Background(), bob.cert.DeviceID, "stolen", n.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -403,16 +404,19 @@ func TestRevocationAndExpiry(t *testing.T) {
 }
 
 func TestWipe(t *testing.T) {
-	spool := t.TempDir()
-	n := newNetwork(t, func(c *Config) { c.SpoolDir = spool })
+	n := newNetwork(t, nil)
 	alice := n.activate("alice", n.codes(1, 1)[0])
-	w, err := n.cfg.Directory.SignWipeCommand(alice.cert.DeviceID, n.clock.Now(), rand.Reader)
+	// Through the admin API, as `anom admin wipe` does.
+	body, err := adminapi.DeviceAction{Device: alice.cert.DeviceID, Reason: "phone seized"}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Through the spool, as `anom admin wipe` does.
-	if err := WriteSpool(spool, SpoolWipe, w.Encode()); err != nil {
+	ans, err := n.adminClient(t).Do(context.Background(), adminapi.OpWipe, body)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if ans.Device == nil || ans.Device.Device != alice.cert.DeviceID.String() || ans.Device.Online != 1 {
+		t.Fatalf("wipe answer %+v", ans)
 	}
 	p := alice.nextPush().GetPushWipe()
 	if p == nil {
@@ -446,6 +450,9 @@ func TestBlobs(t *testing.T) {
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
+		if method == "GET" { // a download is signed by a valid device
+			req.Header.Set(identity.BlobAuthHeader, identity.SignBlobRequest(alice.priv, alice.cert.DeviceID, method, grant.Id, n.clock.Now()))
+		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -476,6 +483,13 @@ func TestBlobs(t *testing.T) {
 	st, got := do("GET", grant.GetToken, nil)
 	if st != http.StatusOK || !bytes.Equal(got, data) {
 		t.Fatalf("get: %d, %d bytes", st, len(got))
+	}
+	unsigned, _ := http.NewRequest("GET", url, nil)
+	unsigned.Header.Set("Authorization", "Bearer "+grant.GetToken)
+	if resp, err := hc.Do(unsigned); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("get with the token but no device signature: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
 	}
 	// After the TTL the token is dead and the blob swept.
 	n.clock.Advance(31 * 24 * time.Hour)

@@ -72,7 +72,7 @@ func TestRevocationCutsClientThatDoesNotRead(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
-	if err := n.srv.Revoke(ctx, n.cfg.Directory.SignRevocation(bob.cert.DeviceID, n.clock.Now())); err != nil {
+	if _, err := n.srv.Revoke(ctx, bob.cert.DeviceID, "test", n.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// Without reading anything more, Bob's sessions are gone from the

@@ -1948,8 +1948,13 @@ func (x *RequestBlobUpload) GetSize() uint64 {
 }
 
 // BlobGrant answers RequestBlobUpload: PUT /v1/blobs/{id} with header
-// "Authorization: Bearer <put_token>", then share id and get_token inside
-// an MLS message; GET with "Authorization: Bearer <get_token>".
+// "Authorization: Bearer <put_token>" within the upload window (put_token
+// works for this device only), then share id and get_token inside an MLS
+// message; GET with "Authorization: Bearer <get_token>" and the
+// downloading device's signature in "Anom-Device-Auth"
+// (identity.SignBlobRequest). Both are refused once that device is
+// revoked, ordered wiped or expired; grants and blobs count against the
+// device's storage quota. expires_ms is when the get token expires.
 type BlobGrant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`

@@ -1,0 +1,456 @@
+package client
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Creating, unlocking, re-keying and wiping the vault. See keyfile.go for
+// the key file and the README ("Device state at rest") for what the PIN
+// protects against.
+
+// newKeySet draws the salt and data key of a new state and derives the
+// PIN's key; duress may be empty (then the duress group's key is random).
+func newKeySet(pin, duress string, kdf KDFParams, tries uint32, rand io.Reader) (*keySet, error) {
+	ks := &keySet{kdf: kdf.withDefaults(), tries: tries, dek: make([]byte, keySize)}
+	if !ks.kdf.valid() {
+		return nil, fmt.Errorf("KDF parameters out of range (t=%d m=%d p=%d)", ks.kdf.Time, ks.kdf.MemoryKiB, ks.kdf.Threads)
+	}
+	if tries > maxTries {
+		return nil, fmt.Errorf("more than %d wrong PINs before a wipe", maxTries)
+	}
+	if _, err := io.ReadFull(rand, ks.salt[:]); err != nil {
+		return nil, fmt.Errorf("reading randomness: %w", err)
+	}
+	if _, err := io.ReadFull(rand, ks.dek); err != nil {
+		return nil, fmt.Errorf("reading randomness: %w", err)
+	}
+	if err := ks.setDuress(duress, rand); err != nil {
+		return nil, err
+	}
+	ks.kek = deriveKEK(pin, ks.salt[:], ks.kdf)
+	return ks, nil
+}
+
+// setDuress derives the duress group's key from duress, or draws one
+// nobody knows when duress is empty.
+func (ks *keySet) setDuress(duress string, rand io.Reader) error {
+	if duress != "" {
+		ks.duressKEK = deriveKEK(duress, ks.salt[:], ks.kdf)
+		return nil
+	}
+	ks.duressKEK = make([]byte, keySize)
+	if _, err := io.ReadFull(rand, ks.duressKEK); err != nil {
+		return fmt.Errorf("reading randomness: %w", err)
+	}
+	return nil
+}
+
+// createVault makes a new device state in dir, which must not hold one.
+// duress may be empty (no duress PIN). Both must pass CheckNewPIN.
+func createVault(dir, pin, duress string, kdf KDFParams, st settings, o vaultOptions) (*vault, error) {
+	if err := checkNewPINs(pin, duress); err != nil {
+		return nil, fmt.Errorf("creating device state: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating device state: %w", err)
+	}
+	for _, f := range []string{keyFileName, metaFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil, fmt.Errorf("creating device state: %w", ErrExists)
+		}
+	}
+	ks, err := newKeySet(pin, duress, kdf, st.maxFailed, o.rand)
+	if err != nil {
+		return nil, fmt.Errorf("creating device state: %w", err)
+	}
+	v := newVault(dir, o)
+	if err := v.initState(ks, st); err != nil {
+		return nil, fmt.Errorf("creating device state: %w", err)
+	}
+	return v, nil
+}
+
+// initState makes dir a fresh state under ks: what a previous state (one
+// whose key file is gone) left is removed, then the settings record, the
+// key file and the hint are written.
+func (v *vault) initState(ks *keySet, st settings) error {
+	if err := removeState(v.dir); err != nil {
+		return err
+	}
+	v.keys = ks
+	if err := v.setKey(ks.dek); err != nil {
+		return err
+	}
+	// The settings record goes first: a key file without it is refused.
+	if err := v.putLocked(settingsRec, st.encode()); err != nil {
+		return err
+	}
+	v.settings = st
+	if err := v.writeKeys(); err != nil {
+		return err
+	}
+	return v.writeHint()
+}
+
+// removeState removes the records, logs, temporary files and hint of dir;
+// other files are left alone (dir may be a directory the user named by
+// mistake).
+func removeState(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("listing state: %w", err)
+	}
+	removed := false
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, recPrefix) || strings.HasPrefix(n, logPrefix) || strings.HasPrefix(n, tmpPrefix) || n == hintFileName {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil && !notExist(err) {
+				return fmt.Errorf("removing %s: %w", n, err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// writeKeys writes a fresh key file for the vault's keys: every slot whole,
+// the groups in a new random order.
+func (v *vault) writeKeys() error {
+	kf, err := v.keys.build(v.opts.rand)
+	if err != nil {
+		return fmt.Errorf("writing the key file: %w", err)
+	}
+	if err := replaceKeyFile(v.dir, kf.encode(), v.opts.rand); err != nil {
+		return fmt.Errorf("writing the key file: %w", err)
+	}
+	return nil
+}
+
+// replaceKeyFile writes the key file atomically and then overwrites the
+// previous one's bytes, through a descriptor opened before the rename, so
+// that a plain file system does not keep earlier slots in freed blocks.
+// The overwrite comes only after the new file is in place and synced: a
+// crash leaves one whole key file.
+func replaceKeyFile(dir string, data []byte, rand io.Reader) error {
+	old, err := os.OpenFile(filepath.Join(dir, keyFileName), os.O_WRONLY, 0)
+	if err != nil && !notExist(err) {
+		return err
+	}
+	if old != nil {
+		defer old.Close()
+	}
+	if err := writeAtomic(dir, keyFileName, data, rand); err != nil {
+		return err
+	}
+	if old == nil {
+		return nil
+	}
+	return overwriteFile(old, rand)
+}
+
+// unlockResult says why a locked vault wiped itself.
+type unlockResult int
+
+const (
+	wipedFailures unlockResult = iota + 1
+	wipedOverdue
+	wipedTampered
+)
+
+// openVault unlocks the device state in dir with pin.
+//
+// A wrong PIN returns ErrWrongPIN; the last allowed one, an overdue device
+// or a key file whose slots were edited wipe the state and return ErrWiped
+// with the wipe report. The duress PIN erases the state and returns, as if
+// it were the PIN, a new empty device (created, not activated) whose PIN is
+// the duress PIN: nothing in the result says what happened.
+func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, keyFileName))
+	if notExist(err) {
+		if _, err := os.Stat(filepath.Join(dir, metaFile)); err == nil {
+			return openLegacy(dir, pin, o)
+		}
+		return nil, nil, fmt.Errorf("opening device state: %w", ErrNoState)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	v := newVault(dir, o)
+	kf, err := decodeKeyFile(raw)
+	if err != nil {
+		// Nothing can be opened without it; an edited file counts as
+		// the last wrong PIN.
+		return v.wipeFor(wipedTampered)
+	}
+	h, haveHint := readHint(dir)
+	if haveHint && overdue(h.lastContact, h.wipeAfter, o.now()) {
+		return v.wipeFor(wipedOverdue)
+	}
+	c, ok := kf.used()
+	if !ok {
+		return v.wipeFor(wipedTampered)
+	}
+	// The attempt is recorded before the PIN is tried: the two slots it
+	// may open are taken out of the file, which is written and synced,
+	// so stopping the device during the costly derivation saves nothing.
+	tried := [2]slot{kf.groups[0][c], kf.groups[1][c]}
+	if kf.tries > 0 {
+		kf.groups[0][c], kf.groups[1][c] = zeroSlot, zeroSlot
+		if err := replaceKeyFile(dir, kf.encode(), o.rand); err != nil {
+			return nil, nil, fmt.Errorf("opening device state: recording the attempt: %w", err)
+		}
+	}
+	kek := deriveKEK(pin, kf.salt[:], kf.kdf)
+	var (
+		kind byte
+		body []byte
+	)
+	// Both slots are tried whatever the first gives.
+	for g := range tried {
+		if k, b, ok := kf.open(g, c, &tried[g], kek); ok && kind == 0 {
+			kind, body = k, b
+		}
+	}
+	switch kind {
+	case slotKindKey:
+		ks := &keySet{kdf: kf.kdf, salt: kf.salt, tries: kf.tries, kek: kek,
+			dek: body[:keySize], duressKEK: body[keySize:]}
+		v.weakPIN = CheckNewPIN(pin) != nil
+		return v.unlock(ks)
+	case slotKindDuress:
+		wipeAfter := int64(0)
+		if haveHint {
+			wipeAfter = h.wipeAfter
+		}
+		v.weakPIN = CheckNewPIN(pin) != nil
+		return v.duress(kf, kek, settings{maxFailed: kf.tries, wipeAfter: wipeAfter, lastContact: o.now().Unix()})
+	}
+	clear(kek)
+	if kf.tries > 0 && c+1 >= int(kf.tries) {
+		return v.wipeFor(wipedFailures)
+	}
+	return nil, nil, fmt.Errorf("opening device state: %w", ErrWrongPIN)
+}
+
+// unlock finishes opening the vault with the PIN's keys: it reads the
+// records and settings and writes a fresh key file (which restores the
+// slots the attempts used).
+func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
+	v.keys = ks
+	fail := func(err error) (*vault, *WipeReport, error) {
+		v.forgetLocked()
+		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	if err := v.setKey(ks.dek); err != nil {
+		return fail(err)
+	}
+	if err := v.loadIndex(); err != nil {
+		return fail(err)
+	}
+	sb, err := v.getLocked(settingsRec)
+	if err != nil {
+		return fail(fmt.Errorf("reading settings: %w", err))
+	}
+	if v.settings, err = decodeSettings(sb); err != nil {
+		return fail(err)
+	}
+	// The authoritative policy is the encrypted one.
+	if overdue(v.settings.lastContact, v.settings.wipeAfter, v.opts.now()) {
+		v.forgetLocked()
+		return v.wipeFor(wipedOverdue)
+	}
+	ks.tries = v.settings.maxFailed
+	if err := v.writeKeys(); err != nil {
+		return fail(err)
+	}
+	if err := v.writeHint(); err != nil {
+		return fail(err)
+	}
+	// A key file of the first format left by a migration cut short.
+	if err := shred(v.dir, metaFile, v.opts.rand); err != nil && !notExist(err) {
+		return fail(err)
+	}
+	return v, nil, nil
+}
+
+// duress erases the state the way a wipe does, then makes in its place a
+// new, empty device whose PIN is the duress PIN (kek is its key), with
+// the policy of the key file and the hint. It returns that device as if
+// the PIN had opened it: no report, no error, no log.
+//
+// The salt and KDF cost stay, so that no second derivation makes the
+// duress PIN slower than the PIN. Someone holding a copy of the files from
+// before can see by the salt that the new device is the old one; he can
+// also guess the PINs on that copy (see the README).
+func (v *vault) duress(kf *keyFile, kek []byte, st settings) (*vault, *WipeReport, error) {
+	// First the crypto-erase: the key file, overwritten and synced.
+	if err := overwrite(filepath.Join(v.dir, keyFileName), v.opts.rand); err != nil {
+		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	ks := &keySet{kdf: kf.kdf, salt: kf.salt, tries: kf.tries, kek: kek, dek: make([]byte, keySize)}
+	if _, err := io.ReadFull(v.opts.rand, ks.dek); err != nil {
+		return nil, nil, fmt.Errorf("opening device state: reading randomness: %w", err)
+	}
+	if err := ks.setDuress("", v.opts.rand); err != nil {
+		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	if err := v.initState(ks, st); err != nil {
+		v.forgetLocked()
+		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	return v, nil, nil
+}
+
+// wipeFor wipes a vault that was not unlocked and returns the error
+// openVault reports.
+func (v *vault) wipeFor(why unlockResult) (*vault, *WipeReport, error) {
+	rep, err := v.wipe()
+	if err != nil {
+		return nil, rep, fmt.Errorf("opening device state: wiping: %w", err)
+	}
+	reason := map[unlockResult]string{
+		wipedFailures: "too many wrong PINs",
+		wipedOverdue:  "too long without reaching the server",
+		wipedTampered: "the key file was edited",
+	}[why]
+	rep.Reason = reason
+	return nil, rep, fmt.Errorf("opening device state: %s: %w", reason, ErrWiped)
+}
+
+// changePIN sets a new PIN and duress PIN (empty: none), after checking
+// the old PIN; both must pass CheckNewPIN. The data key stays; the salt
+// and both slot groups are new.
+func (v *vault) changePIN(old, pin, duress string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return ErrClosed
+	}
+	if err := checkNewPINs(pin, duress); err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	if subtle.ConstantTimeCompare(deriveKEK(old, v.keys.salt[:], v.keys.kdf), v.keys.kek) != 1 {
+		return fmt.Errorf("changing PIN: %w", ErrWrongPIN)
+	}
+	ks := &keySet{kdf: v.keys.kdf, tries: v.keys.tries, dek: v.keys.dek}
+	if _, err := io.ReadFull(v.opts.rand, ks.salt[:]); err != nil {
+		return fmt.Errorf("changing PIN: reading randomness: %w", err)
+	}
+	if err := ks.setDuress(duress, v.opts.rand); err != nil {
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	ks.kek = deriveKEK(pin, ks.salt[:], ks.kdf)
+	prev := v.keys
+	v.keys = ks
+	if err := v.writeKeys(); err != nil {
+		v.keys = prev
+		return fmt.Errorf("changing PIN: %w", err)
+	}
+	clear(prev.kek)
+	clear(prev.duressKEK)
+	v.weakPIN = false
+	if v.settings.flags&settingsUpgraded != 0 {
+		st := v.settings
+		st.flags &^= settingsUpgraded
+		if err := v.saveSettings(st); err != nil {
+			return fmt.Errorf("changing PIN: %w", err)
+		}
+	}
+	return nil
+}
+
+// close forgets the keys; the files stay.
+func (v *vault) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.forgetLocked()
+}
+
+func (v *vault) forgetLocked() {
+	if v.keys != nil {
+		v.keys.forget()
+	}
+	clear(v.nameKey)
+	v.keys, v.nameKey, v.rec = nil, nil, nil
+	v.names, v.logs = map[string]string{}, map[string]*logState{}
+	v.closed = true
+}
+
+// WipeReport says what a wipe did.
+type WipeReport struct {
+	// Reason is why the device was wiped.
+	Reason string
+	// Overwritten counts the key files overwritten before being removed
+	// (the other files are ciphertext under keys that were only in them);
+	// Removed counts all files removed.
+	Overwritten, Removed int
+	// Took is how long the wipe took.
+	Took time.Duration
+}
+
+// wipe destroys the state by crypto-erase: first the key file, the only
+// place the data key exists, is overwritten with random bytes, synced and
+// removed, and the directory synced; from then on nothing left of the
+// state (or of any copy of it taken without the key file) can be
+// decrypted. Then the rest is deleted.
+//
+// Overwriting is best effort: flash storage and copy-on-write file systems
+// may keep the old blocks, which is why the key file is small and nothing
+// else holds a key (see the README).
+func (v *vault) wipe() (*WipeReport, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	start := v.opts.now()
+	rep := &WipeReport{}
+	v.forgetLocked()
+	var errs []error
+	for _, name := range []string{keyFileName, metaFile} {
+		err := shred(v.dir, name, v.opts.rand)
+		switch {
+		case err == nil:
+			rep.Overwritten++
+		case !notExist(err):
+			errs = append(errs, err)
+		}
+	}
+	ents, err := os.ReadDir(v.dir)
+	if err != nil && !notExist(err) {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(v.dir); err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = len(ents) + rep.Overwritten
+	if err := syncDir(filepath.Dir(v.dir)); err != nil && !notExist(err) {
+		errs = append(errs, err)
+	}
+	rep.Took = v.opts.now().Sub(start)
+	if len(errs) > 0 {
+		return rep, fmt.Errorf("wiping device state: %w", errors.Join(errs...))
+	}
+	return rep, nil
+}
+
+// shred overwrites dir/name with random bytes, syncs it, removes it and
+// syncs dir. It returns an error matching fs.ErrNotExist when there is no
+// such file.
+func shred(dir, name string, rand io.Reader) error {
+	p := filepath.Join(dir, name)
+	if err := overwrite(p, rand); err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("removing %s: %w", name, err)
+	}
+	return syncDir(dir)
+}
