@@ -329,4 +329,20 @@ func TestAttackAnonymousCustodianRequest(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || eb.Code != string(custodian.CodeUnauthenticated) {
 		t.Fatalf("handler without a client certificate: HTTP %d %q", resp.StatusCode, eb.Code)
 	}
+	// So do its other routes: the tracked tree head and the audit
+	// anchoring and counts are for the pinned archive only.
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, custodian.TreeHeadPath}, {http.MethodPost, custodian.AnchorPath}, {http.MethodPost, custodian.CountsPath},
+	} {
+		req, _ := http.NewRequest(r.method, srv.URL+r.path, bytes.NewReader(nil))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s %s without a client certificate: HTTP %d", r.method, r.path, resp.StatusCode)
+		}
+	}
 }
