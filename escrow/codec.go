@@ -17,8 +17,17 @@ import (
 // non-canonical group elements and scalars, the identity element, and
 // trailing bytes.
 
-// formatVersion is the version byte of every encoding in this package.
+// formatVersion is the version byte of every encoding in this package but
+// the record's.
 const formatVersion uint8 = 1
+
+// recordVersion is the version byte of a record. Version 1 records had no
+// proof π; they are refused since the cut-over to version 2
+// (ErrRetiredRecord).
+const (
+	recordVersion        uint8 = 2
+	retiredRecordVersion uint8 = 1
+)
 
 // maxTimeMS bounds encoded times (milliseconds since the Unix epoch): the end
 // of year 9999 UTC. Times before the epoch are not encodable.
@@ -98,6 +107,14 @@ func (e *encoder) fixed(field string, v []byte, n int) {
 func (e *encoder) element(field string, v group.Element) {
 	if v == nil || v.IsIdentity() {
 		e.fail(field, "missing or identity element")
+		return
+	}
+	e.b.AddBytes(mustMarshal(v))
+}
+
+func (e *encoder) scalar(field string, v group.Scalar) {
+	if v == nil {
+		e.fail(field, "missing scalar")
 		return
 	}
 	e.b.AddBytes(mustMarshal(v))
@@ -245,6 +262,19 @@ func (d *decoder) element(field string) group.Element {
 		return nil
 	}
 	return e
+}
+
+func (d *decoder) scalar(field string) group.Scalar {
+	b := d.fixed(field, ScalarSize)
+	if d.err != nil {
+		return nil
+	}
+	s, err := parseScalar(b)
+	if err != nil {
+		d.err = fmt.Errorf("%s: %w", field, err)
+		return nil
+	}
+	return s
 }
 
 func (d *decoder) time(field string) time.Time {

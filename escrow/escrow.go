@@ -15,6 +15,10 @@
 //
 //	deal.go      key dealing, shares, Feldman verification, simple DKG
 //	record.go    metadata, sealing, the recipient's re-derivation check
+//	proof.go     the record proof π (TDH2-style labelled, non-malleable
+//	             records) and its single and batch verification
+//	fixedbase.go constant-time multiplication by the escrow key (Seal)
+//	msm.go       variable-time multi-scalar multiplication (batch checks)
 //	signed.go    device signature and server countersignature on records
 //	partial.go   custodians' partial decryptions (DLEQ) and combining
 //	policy.go    the root-signed escrow policy
@@ -46,6 +50,10 @@ const (
 	dstProofNonce   = "anom/escrow/v1 dleq nonce"
 	dstDLEQ         = "anom/escrow/v1 partial"
 	infoRecordKey   = "anom/escrow/v1 record key"
+
+	dstRecordNonce     = "anom/escrow/v2 record proof nonce"
+	dstRecordChallenge = "anom/escrow/v2 record proof challenge"
+	ctxRecordProof     = "anom/escrow/v2 record proof\x00"
 
 	ctxDeviceSig  = "anom/escrow/v1 device record signature\x00"
 	ctxServerSig  = "anom/escrow/v1 server countersignature\x00"

@@ -1,0 +1,99 @@
+package escrow
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cloudflare/circl/group"
+)
+
+// edgeScalars are scalars whose digits exercise the recoding: 0, 1, small
+// values, values with every nibble 8 or 15, and the largest ones.
+func edgeScalars(t testing.TB) []group.Scalar {
+	t.Helper()
+	one := grp.NewScalar().SetUint64(1)
+	minusOne := grp.NewScalar().Neg(one)
+	out := []group.Scalar{grp.NewScalar(), one, grp.NewScalar().SetUint64(8), grp.NewScalar().SetUint64(16),
+		grp.NewScalar().SetUint64(0x88888888), grp.NewScalar().SetUint64(^uint64(0)), minusOne,
+		grp.NewScalar().Sub(minusOne, grp.NewScalar().SetUint64(7))}
+	for _, pat := range []byte{0x88, 0xff, 0x0f, 0xf0, 0x77} {
+		var b [32]byte
+		for i := range b {
+			b[i] = pat
+		}
+		b[31] &= 0x0f // below the group order
+		s := grp.NewScalar()
+		if err := s.UnmarshalBinary(b[:]); err != nil {
+			t.Fatalf("scalar %x: %v", b, err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestFixedBaseMatchesMul: the escrow key's table gives the same products as
+// circl's Mul, for edge scalars and random ones, for two keys.
+func TestFixedBaseMatchesMul(t *testing.T) {
+	rnd := seededRand("fixed base")
+	for k := range 2 {
+		P, err := randomScalar(rnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		Q := grp.NewElement().MulGen(P)
+		tab := keyTable(mustMarshal(Q), Q)
+		if again := keyTable(mustMarshal(Q), Q); again != tab {
+			t.Fatal("table not cached")
+		}
+		scalars := edgeScalars(t)
+		for range 200 {
+			s, err := randomScalar(rnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scalars = append(scalars, s)
+		}
+		for i, s := range scalars {
+			if got, want := tab.mul(s), grp.NewElement().Mul(Q, s); !got.IsEqual(want) {
+				t.Fatalf("key %d scalar %d (%v): table gives %v, Mul %v", k, i, s, got, want)
+			}
+		}
+	}
+}
+
+// TestMSMMatchesNaive: the multi-scalar multiplication equals the sum of
+// single multiplications, for sizes around the window changes, with zero
+// scalars, repeated points and the identity among the points.
+func TestMSMMatchesNaive(t *testing.T) {
+	rnd := seededRand("msm")
+	edges := edgeScalars(t)
+	for _, n := range []int{0, 1, 2, 3, 7, 16, 33, 100, 301} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			var ss []group.Scalar
+			var ps []group.Element
+			for i := range n {
+				s, _ := randomScalar(rnd)
+				if i%5 == 1 {
+					s = edges[i%len(edges)]
+				}
+				p, _ := randomScalar(rnd)
+				P := grp.NewElement().MulGen(p)
+				switch {
+				case i%7 == 3:
+					P = grp.Identity()
+				case i%11 == 4 && i > 0:
+					P = ps[i-1].Copy()
+				}
+				ss = append(ss, s)
+				ps = append(ps, P)
+			}
+			want := grp.Identity()
+			for i := range ss {
+				want.Add(want, grp.NewElement().Mul(ps[i], ss[i]))
+			}
+			if got := msmVarTime(ss, ps); !got.IsEqual(want) {
+				t.Fatalf("msm of %d points differs from the naive sum", n)
+			}
+		})
+	}
+}
