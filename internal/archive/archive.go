@@ -21,11 +21,13 @@ package archive
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -47,6 +49,12 @@ var (
 	ErrNotEnoughCustodians = errors.New("archive: not enough custodians answered")
 	// ErrOutputExists: Open's output directory is not empty.
 	ErrOutputExists = errors.New("archive: output directory is not empty")
+	// ErrReusedR: a record carries the R of a record already archived in
+	// another slot. Records are refused at ingest for it (with
+	// ErrInvalidItem): a record's R is derived from its own message, so a
+	// second record with the same R copies another's, to have it opened
+	// under its own metadata.
+	ErrReusedR = errors.New("archive: record reuses the R of an archived record")
 )
 
 // Storage layout: buckets and key prefixes.
@@ -56,6 +64,7 @@ const (
 	bucketIndex   = "archive-index"   // "d/<device>/<ms>/<slot>", "g/<group hash>/<ms>/<slot>", "t/<ms>/<slot>"
 	bucketDevices = "archive-devices" // "<device>/<serial>" -> certificate
 	bucketUsers   = "archive-users"   // "<username hex>/<device>" -> empty
+	bucketRs      = "archive-rs"      // "<R hex>" -> slot of the record with that R
 	// AuditBucket holds the archive's audit log.
 	AuditBucket = "archive-audit"
 
@@ -82,7 +91,11 @@ type Config struct {
 	Attachments AttachmentOpener
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives ingestion retries; nil discards them.
+	// Rand weighs the batch check of the records' proofs at ingest; nil
+	// means crypto/rand.
+	Rand io.Reader
+	// Logger receives ingestion retries and refused records; nil discards
+	// them.
 	Logger *slog.Logger
 }
 
@@ -104,6 +117,9 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
 	}
 	p, err := cfg.Policy.Verify(ed25519.PublicKey(cfg.Root))
 	if err != nil {
