@@ -33,16 +33,7 @@ func (n *Network) LegacyMessage(t testing.TB, dev *Device, group []byte, at time
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := rec.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := append([]byte{1}, b[1:len(b)-escrow.RecordProofSize]...)
-	sb := cryptobyte.NewBuilder(nil)
-	sb.AddUint8(1)
-	sb.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v1) })
-	sb.AddBytes(ed25519.Sign(dev.Key, append([]byte(ctxDeviceSig), v1...)))
-	signed := sb.BytesOrPanic()
+	signed := LegacySigned(t, rec, dev.Key)
 	n.mu.Lock()
 	n.seq++
 	seq := n.seq
@@ -55,4 +46,21 @@ func (n *Network) LegacyMessage(t testing.TB, dev *Device, group []byte, at time
 	cb.AddUint64(seq)
 	body := cb.BytesOrPanic()
 	return append(body, ed25519.Sign(n.ServerKey, append([]byte(ctxServerSig), body...))...), slot
+}
+
+// LegacySigned is rec in the retired record format version 1 (its proof
+// left out), signed by a device key: an encoded SignedRecord as a device
+// sent it before the cut-over.
+func LegacySigned(t testing.TB, rec *escrow.Record, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte{1}, b[1:len(b)-escrow.RecordProofSize]...)
+	sb := cryptobyte.NewBuilder(nil)
+	sb.AddUint8(1)
+	sb.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v1) })
+	sb.AddBytes(ed25519.Sign(key, append([]byte(ctxDeviceSig), v1...)))
+	return sb.BytesOrPanic()
 }
