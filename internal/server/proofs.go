@@ -18,17 +18,21 @@ import (
 // metadata, and a warrant for that device would open the other message.
 //
 // Concurrent sends verify their proofs together, in the way of a grouped
-// commit: a send queues its record; up to GOMAXPROCS sends at a time lead,
-// each taking what is queued (up to maxProofBatch records) and verifying it
-// with escrow.VerifyRecordProofs, until its own record is done; then it
-// hands the lead to a waiting send. Alone, a send verifies its own record
-// as before; under load, many records share one multi-scalar
-// multiplication, which costs a fraction of a single check per record. A
-// failed batch is checked record by record, so only the bad records are
-// refused.
+// commit: a send queues its record; up to half of GOMAXPROCS sends (at
+// least one) at a time lead, each taking what is queued (up to
+// maxProofBatch records) and verifying it with escrow.VerifyRecordProofs,
+// until its own record is done; then it hands the lead to a waiting send.
+// Alone, a send verifies its own record as before; under load, many records
+// share one multi-scalar multiplication, which costs a fraction of a single
+// check per record (BenchmarkRecordProofs). Leaders take at most half the
+// processors so that the other sends keep running up to the queue while
+// they verify: with a leader on every processor the queue stays empty and
+// every batch holds one record. A failed batch is checked record by record,
+// so only the bad records are refused.
 
-// maxProofBatch bounds the records one leader verifies at once.
-const maxProofBatch = 256
+// maxProofBatch bounds the records one leader verifies at once, and so the
+// wait of a send queued behind a batch (about 30 µs of CPU a record).
+const maxProofBatch = 128
 
 type proofBatcher struct {
 	key        group.Element
@@ -49,7 +53,7 @@ type proofJob struct {
 }
 
 func newProofBatcher(key group.Element, rand io.Reader) *proofBatcher {
-	return &proofBatcher{key: key, rand: rand, maxLeaders: max(1, runtime.GOMAXPROCS(0))}
+	return &proofBatcher{key: key, rand: rand, maxLeaders: max(1, runtime.GOMAXPROCS(0)/2)}
 }
 
 // verify checks rec's proof, with whatever other sends are checking at the

@@ -105,3 +105,45 @@ func TestProofBatcherConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecordProofs is the server's check of record proofs from 64
+// concurrent senders: "single" verifies each record alone
+// (escrow.VerifyRecordProof), "batched" through the server's batcher. It
+// reports CPU time per record (the process's, so other processes on the
+// machine do not count) beside wall time.
+func BenchmarkRecordProofs(b *testing.B) {
+	net, recs, _ := proofRecords(b, 512, 0)
+	key := net.Policy.Policy.EscrowKey
+	const senders = 64
+	run := func(b *testing.B, verify func(*escrow.Record) error) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		per := (b.N + senders - 1) / senders
+		for s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					if err := verify(recs[(s*per+i)%len(recs)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		n := float64(per * senders)
+		b.ReportMetric(float64(cpuTime()-cpu0)/1e3/n, "cpu-µs/record")
+		b.ReportMetric(b.Elapsed().Seconds()*1e6/n, "µs/record")
+	}
+	b.Run("single", func(b *testing.B) {
+		run(b, func(r *escrow.Record) error { return escrow.VerifyRecordProof(key, r) })
+	})
+	b.Run("batched", func(b *testing.B) {
+		pb := newProofBatcher(key, rand.Reader)
+		run(b, pb.verify)
+	})
+}
