@@ -7,6 +7,9 @@
 // commitments), Lagrange interpolation and DLEQ proofs come from circl as well.
 // The escrow secret s is never rebuilt: custodians return D_i = s_i·R and the
 // partials are combined by Lagrange interpolation in the exponent into r·P.
+// Each record carries a proof π of knowledge of its r, bound to its metadata,
+// R and ciphertext, which custodians check before answering, so the R of one
+// record cannot be opened under another record's metadata (proof.go).
 //
 // The package is pure computation: no I/O, no logging. The clock (as a
 // time.Time argument) and randomness (as an io.Reader) are injected.

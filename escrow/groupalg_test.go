@@ -97,3 +97,43 @@ func TestMSMMatchesNaive(t *testing.T) {
 		})
 	}
 }
+
+// TestSealConcurrentKeys seals under more escrow keys than the table cache
+// holds, from several goroutines at once: every record is the one a fresh
+// table gives (checked by opening it with the dealt shares).
+func TestSealConcurrentKeys(t *testing.T) {
+	var deals []*Dealing
+	for i := range maxKeyTables + 2 {
+		d, err := Deal(seededRand(fmt.Sprint("concurrent ", i)), 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deals = append(deals, d)
+	}
+	f := newFixture(t, 2, 3)
+	errs := make(chan error, 4*len(deals))
+	for g := range 4 {
+		go func() {
+			for i, d := range deals {
+				m := f.meta("dev-alice", "g", uint32(100*g+i), t0)
+				rec, err := Seal(d.PublicKey, f.exporter, m, []byte("x"))
+				if err == nil {
+					err = VerifyRecordProof(d.PublicKey, rec)
+				}
+				if err == nil {
+					rP := grp.NewElement().Mul(rec.R, d.Shares[0].Value)
+					var pt []byte
+					if pt, err = openRecord(rec, rP); err == nil && string(pt) != "x" {
+						err = fmt.Errorf("opened to %q", pt)
+					}
+				}
+				errs <- err
+			}
+		}()
+	}
+	for range 4 * len(deals) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
