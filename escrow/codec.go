@@ -112,6 +112,15 @@ func (e *encoder) element(field string, v group.Element) {
 	e.b.AddBytes(mustMarshal(v))
 }
 
+// cachedElement writes v through its encoding cache (see encCache).
+func (e *encoder) cachedElement(field string, v group.Element, c *encCache) {
+	if v == nil || v.IsIdentity() {
+		e.fail(field, "missing or identity element")
+		return
+	}
+	e.b.AddBytes(c.get(v))
+}
+
 func (e *encoder) scalar(field string, v group.Scalar) {
 	if v == nil {
 		e.fail(field, "missing scalar")
@@ -275,6 +284,21 @@ func (d *decoder) scalar(field string) group.Scalar {
 		return nil
 	}
 	return s
+}
+
+// cachedElement reads an element and remembers its encoding in c.
+func (d *decoder) cachedElement(field string, c *encCache) group.Element {
+	b := d.fixed(field, ElementSize)
+	if d.err != nil {
+		return nil
+	}
+	e, err := parseElement(b)
+	if err != nil {
+		d.err = fmt.Errorf("%s: %w", field, err)
+		return nil
+	}
+	c.set(e, b)
+	return e
 }
 
 func (d *decoder) time(field string) time.Time {

@@ -42,6 +42,8 @@ const RecordProofSize = ElementSize + ScalarSize
 type RecordProof struct {
 	A group.Element // the commitment k·G
 	Z group.Scalar  // the response k + c·r
+
+	aEnc encCache // A's encoding, from proving or parsing
 }
 
 // MarshalBinary encodes the proof: A then z (no version byte: it is always
@@ -61,12 +63,12 @@ func (p *RecordProof) encode(e *encoder) {
 		e.fail("record proof", "missing")
 		return
 	}
-	e.element("proof A", p.A)
+	e.cachedElement("proof A", p.A, &p.aEnc)
 	e.scalar("proof z", p.Z)
 }
 
 func (p *RecordProof) decode(d *decoder) {
-	p.A = d.element("proof A")
+	p.A = d.cachedElement("proof A", &p.aEnc)
 	p.Z = d.scalar("proof z")
 }
 
@@ -120,10 +122,13 @@ func proveRecord(pEnc []byte, r group.Scalar, rEnc, meta, ct []byte) (*RecordPro
 		return nil, fmt.Errorf("%w: derived proof nonce is zero", ErrInvalidMetadata)
 	}
 	A := grp.NewElement().MulGen(k)
-	c := proofChallenge(&t, mustMarshal(A))
+	aEnc := mustMarshal(A)
+	c := proofChallenge(&t, aEnc)
 	z := grp.NewScalar().Mul(c, r)
 	z.Add(z, k)
-	return &RecordProof{A: A, Z: z}, nil
+	p := &RecordProof{A: A, Z: z}
+	p.aEnc.set(A, aEnc)
+	return p, nil
 }
 
 // proofStatement is what checking one record's proof needs: its R, A and z
@@ -144,8 +149,8 @@ func statement(pEnc []byte, rec *Record) (*proofStatement, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := proofTranscript(pEnc, meta, mustMarshal(rec.R), rec.Ciphertext)
-	c := proofChallenge(&t, mustMarshal(rec.Proof.A))
+	t := proofTranscript(pEnc, meta, rec.rEnc.get(rec.R), rec.Ciphertext)
+	c := proofChallenge(&t, rec.Proof.aEnc.get(rec.Proof.A))
 	return &proofStatement{R: rec.R, A: rec.Proof.A, Z: rec.Proof.Z, C: c}, nil
 }
 

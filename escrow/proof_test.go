@@ -332,3 +332,48 @@ func TestRetiredRecordsRefused(t *testing.T) {
 		t.Fatalf("request with a version 1 record: %v", err)
 	}
 }
+
+// TestEncodingCacheFollowsChanges: a record's cached encodings of R and A
+// are used only while the elements are unchanged, so a record whose R or A
+// is changed in place encodes (and verifies) as the changed record.
+func TestEncodingCacheFollowsChanges(t *testing.T) {
+	f := newFixture(t, 2, 3)
+	for _, parsed := range []bool{false, true} {
+		rec, err := Seal(f.policy.EscrowKey, f.exporter, f.meta("dev-alice", "g", 1, t0), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := rec.MarshalBinary()
+		if parsed {
+			if rec, err = ParseRecord(before); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec.R.Add(rec.R, grp.Generator()) // in place
+		afterR, _ := rec.MarshalBinary()
+		if bytes.Equal(afterR, before) || !bytes.Equal(afterR[rOffset(rec):rOffset(rec)+ElementSize], mustMarshal(rec.R)) {
+			t.Fatalf("parsed %v: R changed in place, encoding kept the old R", parsed)
+		}
+		if err := VerifyRecordProof(f.policy.EscrowKey, rec); !errors.Is(err, ErrRecordProof) {
+			t.Fatalf("parsed %v: R changed in place, proof still verifies: %v", parsed, err)
+		}
+		rec.R.Add(rec.R, grp.NewElement().Neg(grp.Generator())) // back
+		if err := VerifyRecordProof(f.policy.EscrowKey, rec); err != nil {
+			t.Fatalf("parsed %v: R restored: %v", parsed, err)
+		}
+		rec.Proof.A.Dbl(rec.Proof.A)
+		afterA, _ := rec.MarshalBinary()
+		if !bytes.Equal(afterA[len(afterA)-RecordProofSize:len(afterA)-ScalarSize], mustMarshal(rec.Proof.A)) {
+			t.Fatalf("parsed %v: A changed in place, encoding kept the old A", parsed)
+		}
+		if err := VerifyRecordProof(f.policy.EscrowKey, rec); !errors.Is(err, ErrRecordProof) {
+			t.Fatalf("parsed %v: A changed in place, proof still verifies: %v", parsed, err)
+		}
+	}
+}
+
+// rOffset is where R starts in rec's encoding.
+func rOffset(rec *Record) int {
+	meta, _ := rec.Metadata.MarshalBinary()
+	return 1 + len(meta)
+}

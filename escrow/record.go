@@ -81,6 +81,8 @@ type Record struct {
 	R          group.Element
 	Ciphertext []byte
 	Proof      *RecordProof
+
+	rEnc encCache // R's encoding, from Seal or ParseRecord
 }
 
 // MarshalBinary encodes the record. The encoding is deterministic; it is what
@@ -98,7 +100,7 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 func (r *Record) encode(e *encoder) {
 	e.u8(recordVersion)
 	r.Metadata.encode(e)
-	e.element("R", r.R)
+	e.cachedElement("R", r.R, &r.rEnc)
 	e.vec("ciphertext", 3, r.Ciphertext, aeadOverhead, maxCiphertextLen)
 	r.Proof.encode(e)
 }
@@ -117,7 +119,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		d.err = fmt.Errorf("%w: record version %d", ErrUnknownVersion, v)
 	}
 	r.Metadata.decode(d)
-	r.R = d.element("R")
+	r.R = d.cachedElement("R", &r.rEnc)
 	r.Ciphertext = d.vec("ciphertext", 3, aeadOverhead, maxCiphertextLen)
 	r.Proof = new(RecordProof)
 	r.Proof.decode(d)
@@ -206,7 +208,9 @@ func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext 
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
-	return &Record{Metadata: m, R: R, Ciphertext: ct, Proof: proof}, nil
+	rec := &Record{Metadata: m, R: R, Ciphertext: ct, Proof: proof}
+	rec.rEnc.set(R, rEnc)
+	return rec, nil
 }
 
 // Rederive is the recipient's check: it re-derives the record of the message
@@ -256,7 +260,7 @@ func openRecord(rec *Record, rP group.Element) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening record: %w", err)
 	}
-	aead, err := recordAEAD(mustMarshal(rP), mustMarshal(rec.R), meta)
+	aead, err := recordAEAD(mustMarshal(rP), rec.rEnc.get(rec.R), meta)
 	if err != nil {
 		return nil, fmt.Errorf("opening record: %w", err)
 	}
