@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cloudflare/circl/group"
@@ -83,31 +84,52 @@ func (t *fixedBase) mul(s group.Scalar) group.Element {
 	return acc
 }
 
-// keyTables holds the tables of the escrow keys seen recently, by encoding
-// (so a table can never stand for another key). A network has one key, two
-// while a policy changes; the cache is emptied when it holds maxKeyTables.
-var keyTables struct {
-	sync.Mutex
-	m map[[ElementSize]byte]*fixedBase
+// escrowKey is what the package keeps of an escrow key it has used: its
+// encoding (bound by every record proof) and, once Seal needs it, its table.
+type escrowKey struct {
+	key   group.Element // a copy of its own
+	enc   []byte
+	once  sync.Once
+	table *fixedBase
 }
 
-const maxKeyTables = 8
+// fixedBase returns the key's table, built on first use.
+func (k *escrowKey) fixedBase() *fixedBase {
+	k.once.Do(func() { k.table = newFixedBase(k.key) })
+	return k.table
+}
 
-// keyTable returns the table of P, whose encoding is enc.
-func keyTable(enc []byte, P group.Element) *fixedBase {
-	k := [ElementSize]byte(enc)
-	keyTables.Lock()
-	t := keyTables.m[k]
-	keyTables.Unlock()
-	if t != nil {
-		return t
+// escrowKeys holds the keys used recently, newest last. A network has one
+// key, two while a policy changes; the oldest is dropped beyond
+// maxEscrowKeys. A key is found by group equality with the copy kept, so a
+// key element changed in place is looked up afresh.
+var escrowKeys struct {
+	sync.Mutex
+	recent []*escrowKey
+}
+
+const maxEscrowKeys = 8
+
+// lookupEscrowKey returns what is kept of the escrow key P, refusing a
+// missing key or the identity (ErrInvalidPolicy).
+func lookupEscrowKey(P group.Element) (*escrowKey, error) {
+	if P == nil || P.IsIdentity() {
+		return nil, fmt.Errorf("%w: missing escrow key", ErrInvalidPolicy)
 	}
-	t = newFixedBase(P)
-	keyTables.Lock()
-	if keyTables.m == nil || len(keyTables.m) >= maxKeyTables {
-		keyTables.m = map[[ElementSize]byte]*fixedBase{}
+	escrowKeys.Lock()
+	for _, k := range escrowKeys.recent {
+		if k.key.IsEqual(P) {
+			escrowKeys.Unlock()
+			return k, nil
+		}
 	}
-	keyTables.m[k] = t
-	keyTables.Unlock()
-	return t
+	escrowKeys.Unlock()
+	k := &escrowKey{key: P.Copy(), enc: mustMarshal(P)}
+	escrowKeys.Lock()
+	if len(escrowKeys.recent) >= maxEscrowKeys {
+		escrowKeys.recent = append([]*escrowKey(nil), escrowKeys.recent[1:]...)
+	}
+	escrowKeys.recent = append(escrowKeys.recent, k)
+	escrowKeys.Unlock()
+	return k, nil
 }

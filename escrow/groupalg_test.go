@@ -1,6 +1,8 @@
 package escrow
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -41,9 +43,13 @@ func TestFixedBaseMatchesMul(t *testing.T) {
 			t.Fatal(err)
 		}
 		Q := grp.NewElement().MulGen(P)
-		tab := keyTable(mustMarshal(Q), Q)
-		if again := keyTable(mustMarshal(Q), Q); again != tab {
-			t.Fatal("table not cached")
+		ek, err := lookupEscrowKey(Q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab := ek.fixedBase()
+		if again, _ := lookupEscrowKey(Q.Copy()); again != ek || again.fixedBase() != tab || !bytes.Equal(ek.enc, mustMarshal(Q)) {
+			t.Fatal("key not kept")
 		}
 		scalars := edgeScalars(t)
 		for range 200 {
@@ -103,7 +109,7 @@ func TestMSMMatchesNaive(t *testing.T) {
 // table gives (checked by opening it with the dealt shares).
 func TestSealConcurrentKeys(t *testing.T) {
 	var deals []*Dealing
-	for i := range maxKeyTables + 2 {
+	for i := range maxEscrowKeys + 2 {
 		d, err := Deal(seededRand(fmt.Sprint("concurrent ", i)), 1, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -135,5 +141,27 @@ func TestSealConcurrentKeys(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestEscrowKeyChangedInPlace: an escrow key element changed in place after
+// use is a new key to Seal and the proof checks, not the kept one.
+func TestEscrowKeyChangedInPlace(t *testing.T) {
+	f := newFixture(t, 2, 3)
+	P := f.policy.EscrowKey.Copy()
+	m := f.meta("dev-alice", "g", 1, t0)
+	if _, err := Seal(P, f.exporter, m, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	P.Dbl(P)
+	rec, err := Seal(P, f.exporter, m, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyRecordProof(P, rec); err != nil {
+		t.Fatalf("under the changed key: %v", err)
+	}
+	if err := VerifyRecordProof(f.policy.EscrowKey, rec); !errors.Is(err, ErrRecordProof) {
+		t.Fatalf("under the old key: %v", err)
 	}
 }

@@ -162,24 +162,16 @@ func (s *proofStatement) holds() bool {
 	return lhs.IsEqual(rhs)
 }
 
-// escrowKeyEncoding encodes a non-identity escrow key.
-func escrowKeyEncoding(escrowKey group.Element) ([]byte, error) {
-	if escrowKey == nil || escrowKey.IsIdentity() {
-		return nil, fmt.Errorf("%w: missing escrow key", ErrInvalidPolicy)
-	}
-	return mustMarshal(escrowKey), nil
-}
-
 // VerifyRecordProof checks the proof π of a record sealed to escrowKey: that
 // whoever made the record knew r for its R, and made π for exactly this
 // metadata, R and ciphertext. A proof that fails (or is missing) gives an
 // error matching ErrRecordProof.
 func VerifyRecordProof(escrowKey group.Element, rec *Record) error {
-	pEnc, err := escrowKeyEncoding(escrowKey)
+	k, err := lookupEscrowKey(escrowKey)
 	if err != nil {
 		return fmt.Errorf("verifying record proof: %w", err)
 	}
-	st, err := statement(pEnc, rec)
+	st, err := statement(k.enc, rec)
 	if err != nil {
 		return fmt.Errorf("verifying record proof: %w", err)
 	}
@@ -232,10 +224,11 @@ func (e *RecordProofsError) Unwrap() []error {
 // proof holds, a *RecordProofsError naming each record whose proof fails
 // (RecordError.Index is its position in recs), or an error reading rand.
 func VerifyRecordProofs(rand io.Reader, escrowKey group.Element, recs []*Record) error {
-	pEnc, err := escrowKeyEncoding(escrowKey)
+	k, err := lookupEscrowKey(escrowKey)
 	if err != nil {
 		return fmt.Errorf("verifying record proofs: %w", err)
 	}
+	pEnc := k.enc
 	var failed []*RecordError
 	sts := make([]*proofStatement, 0, len(recs))
 	idx := make([]int, 0, len(recs))

@@ -180,7 +180,7 @@ var zeroNonce [12]byte
 // escrow public key P, with its proof π. It is deterministic: the same inputs
 // give the same bytes, which is what lets recipients check it with Rederive.
 func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext []byte) (*Record, error) {
-	pEnc, err := escrowKeyEncoding(escrowKey)
+	key, err := lookupEscrowKey(escrowKey)
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
@@ -198,13 +198,13 @@ func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext 
 	}
 	R := grp.NewElement().MulGen(r)
 	rEnc := mustMarshal(R)
-	rP := keyTable(pEnc, escrowKey).mul(r)
+	rP := key.fixedBase().mul(r)
 	aead, err := recordAEAD(mustMarshal(rP), rEnc, meta)
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
 	ct := aead.Seal(nil, zeroNonce[:], plaintext, meta)
-	proof, err := proveRecord(pEnc, r, rEnc, meta, ct)
+	proof, err := proveRecord(key.enc, r, rEnc, meta, ct)
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
