@@ -52,6 +52,12 @@ var (
 	ErrNotEnoughCustodians = errors.New("archive: not enough custodians answered")
 	// ErrOutputExists: Open's output directory is not empty.
 	ErrOutputExists = errors.New("archive: output directory is not empty")
+	// ErrReusedR: a record carries the R of a record already archived in
+	// another slot. Records are refused at ingest for it (with
+	// ErrInvalidItem): a record's R is derived from its own message, so a
+	// second record with the same R copies another's, to have it opened
+	// under its own metadata.
+	ErrReusedR = errors.New("archive: record reuses the R of an archived record")
 )
 
 // Storage layout: buckets and key prefixes.
@@ -61,6 +67,7 @@ const (
 	bucketIndex   = "archive-index"   // "d/<device>/<ms>/<slot>", "g/<group hash>/<ms>/<slot>", "t/<ms>/<slot>"
 	bucketDevices = "archive-devices" // "<device>/<serial>" -> certificate
 	bucketUsers   = "archive-users"   // "<username hex>/<device>" -> empty
+	bucketRs      = "archive-rs"      // "<R hex>" -> slot of the record with that R
 	// AuditBucket holds the archive's audit log.
 	AuditBucket = "archive-audit"
 
@@ -87,15 +94,16 @@ type Config struct {
 	Attachments AttachmentOpener
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives ingestion retries; nil discards them.
+	// Rand weighs the batch check of the records' proofs at ingest and
+	// makes the report's nonces; nil means crypto/rand.
+	Rand io.Reader
+	// Logger receives ingestion retries and refused records; nil discards
+	// them.
 	Logger *slog.Logger
 	// Key signs the archive's audit heads; the custodians take its public
 	// half as the archive's key (see Anchor). Nil: the archive anchors
 	// nothing and its report carries no signed head.
 	Key ed25519.PrivateKey
-	// Rand is the randomness of the report's nonces; nil means
-	// crypto/rand.
-	Rand io.Reader
 	// ClientCertificate is the certificate the archive presents to the
 	// custodians, which answer only archives whose certificate they pin
 	// (custodian.LoadOrCreateClientCertificate makes one). Open needs it;
