@@ -20,7 +20,8 @@
 //	record.go    metadata, sealing, the recipient's re-derivation check
 //	proof.go     the record proof π (TDH2-style labelled, non-malleable
 //	             records) and its single and batch verification
-//	fixedbase.go constant-time multiplication by the escrow key (Seal)
+//	fixedbase.go multiplication by the escrow key through a table per key
+//	             (go-ristretto's constant-time ScalarMultTable; Seal)
 //	msm.go       variable-time multi-scalar multiplication (batch checks)
 //	signed.go    device signature and server countersignature on records
 //	partial.go   custodians' partial decryptions (DLEQ) and combining

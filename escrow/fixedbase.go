@@ -4,84 +4,51 @@ import (
 	"fmt"
 	"sync"
 
+	r255 "github.com/bwesterb/go-ristretto"
 	"github.com/cloudflare/circl/group"
 )
 
 // Seal multiplies the secret r by the escrow key P for every message. P
 // stays the same for a whole policy, so instead of group.Element.Mul (a
 // variable-base multiplication that builds its table for every call) Seal
-// uses a table of multiples of P built once per key: a comb of 64 rows of
-// 8 points, rows[i][j] = (j+1)·16^i·P. The product of a scalar with P is
-// then 64 additions of table entries chosen by the scalar's signed radix-16
-// digits, about a third of the cost of Mul.
-//
-// This is group algebra on circl's ristretto255 elements only (Add, Dbl,
-// Neg and the constant-time CMov); no field arithmetic. The scalar is
-// secret, so the multiplication takes the same steps for every scalar:
-// every entry of each row is read through CMov, the sign is applied with
-// CMov, and the digits are computed without branches (the recoding is the
-// one of ref10's ge_scalarmult_base).
+// uses a table of multiples of P computed once per key, with the
+// constant-time table multiplication of github.com/bwesterb/go-ristretto,
+// the ristretto255 implementation circl's group.Ristretto255 is built on.
+// No group or field arithmetic is written here: the values cross between
+// the two libraries as their canonical 32-byte encodings.
 
 // fixedBase is the table of one point.
 type fixedBase struct {
-	rows [64][8]group.Element
+	t r255.ScalarMultTable
 }
 
 func newFixedBase(q group.Element) *fixedBase {
-	t := new(fixedBase)
-	base := q.Copy()
-	for i := range t.rows {
-		acc := base.Copy()
-		t.rows[i][0] = acc.Copy()
-		for j := 1; j < len(t.rows[i]); j++ {
-			acc.Add(acc, base)
-			t.rows[i][j] = acc.Copy()
-		}
-		for range 4 {
-			base.Dbl(base)
-		}
+	var enc [32]byte
+	copy(enc[:], mustMarshal(q))
+	var p r255.Point
+	if !p.SetBytes(&enc) {
+		// q is a valid circl element, so its encoding is canonical.
+		panic("escrow: go-ristretto refused a canonical ristretto255 encoding")
 	}
+	t := new(fixedBase)
+	t.t.Compute(&p)
 	return t
 }
 
-// ctEq is 1 if a == b and 0 otherwise, for 0 <= a, b < 2^31, without a
-// branch.
-func ctEq(a, b int32) int { return int((uint32(a^b) - 1) >> 31) }
-
-// mul returns s·Q for the table's point Q, in constant time.
+// mul returns s·Q for the table's point Q, in constant time in s.
 func (t *fixedBase) mul(s group.Scalar) group.Element {
-	b := mustMarshal(s) // 32 bytes, little-endian, below the group order < 2^253
-	var d [64]int8
-	for i := range 32 {
-		d[2*i] = int8(b[i] & 15)
-		d[2*i+1] = int8(b[i] >> 4)
+	var sb, out [32]byte
+	copy(sb[:], mustMarshal(s)) // 32 bytes, little-endian, reduced
+	var sc r255.Scalar
+	sc.SetBytes(&sb)
+	var p r255.Point
+	p.ScalarMultTable(&t.t, &sc)
+	p.BytesInto(&out)
+	e := grp.NewElement()
+	if err := e.UnmarshalBinary(out[:]); err != nil {
+		panic("escrow: circl refused go-ristretto's ristretto255 encoding: " + err.Error())
 	}
-	// Recode to digits in [-8, 8): every digit but the last; the last is at
-	// most 2 since s < 2^253.
-	var carry int8
-	for i := range 63 {
-		d[i] += carry
-		carry = (d[i] + 8) >> 4
-		d[i] -= carry << 4
-	}
-	d[63] += carry
-
-	id := grp.Identity()
-	acc := grp.Identity()
-	sel, neg := grp.NewElement(), grp.NewElement()
-	for i := range t.rows {
-		v := int32(d[i])
-		mask := v >> 31 // -1 if negative, else 0
-		abs := (v ^ mask) - mask
-		sel.Set(id)
-		for j := range t.rows[i] {
-			sel.CMov(ctEq(abs, int32(j+1)), t.rows[i][j])
-		}
-		neg.Neg(sel)
-		sel.CMov(int(mask&1), neg)
-		acc.Add(acc, sel)
-	}
-	return acc
+	return e
 }
 
 // escrowKey is what the package keeps of an escrow key it has used: its
