@@ -17,8 +17,17 @@ import (
 // non-canonical group elements and scalars, the identity element, and
 // trailing bytes.
 
-// formatVersion is the version byte of every encoding in this package.
+// formatVersion is the version byte of every encoding in this package but
+// the record's.
 const formatVersion uint8 = 1
+
+// recordVersion is the version byte of a record. Version 1 records had no
+// proof π; they are refused since the cut-over to version 2
+// (ErrRetiredRecord).
+const (
+	recordVersion        uint8 = 2
+	retiredRecordVersion uint8 = 1
+)
 
 // maxTimeMS bounds encoded times (milliseconds since the Unix epoch): the end
 // of year 9999 UTC. Times before the epoch are not encodable.
@@ -98,6 +107,23 @@ func (e *encoder) fixed(field string, v []byte, n int) {
 func (e *encoder) element(field string, v group.Element) {
 	if v == nil || v.IsIdentity() {
 		e.fail(field, "missing or identity element")
+		return
+	}
+	e.b.AddBytes(mustMarshal(v))
+}
+
+// cachedElement writes v through its encoding cache (see encCache).
+func (e *encoder) cachedElement(field string, v group.Element, c *encCache) {
+	if v == nil || v.IsIdentity() {
+		e.fail(field, "missing or identity element")
+		return
+	}
+	e.b.AddBytes(c.get(v))
+}
+
+func (e *encoder) scalar(field string, v group.Scalar) {
+	if v == nil {
+		e.fail(field, "missing scalar")
 		return
 	}
 	e.b.AddBytes(mustMarshal(v))
@@ -244,6 +270,34 @@ func (d *decoder) element(field string) group.Element {
 		d.err = fmt.Errorf("%s: %w", field, err)
 		return nil
 	}
+	return e
+}
+
+func (d *decoder) scalar(field string) group.Scalar {
+	b := d.fixed(field, ScalarSize)
+	if d.err != nil {
+		return nil
+	}
+	s, err := parseScalar(b)
+	if err != nil {
+		d.err = fmt.Errorf("%s: %w", field, err)
+		return nil
+	}
+	return s
+}
+
+// cachedElement reads an element and remembers its encoding in c.
+func (d *decoder) cachedElement(field string, c *encCache) group.Element {
+	b := d.fixed(field, ElementSize)
+	if d.err != nil {
+		return nil
+	}
+	e, err := parseElement(b)
+	if err != nil {
+		d.err = fmt.Errorf("%s: %w", field, err)
+		return nil
+	}
+	c.set(e, b)
 	return e
 }
 

@@ -3,6 +3,7 @@ package escrow
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -77,7 +78,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	req := &Request{Warrant: w, Records: make([]*ServerRecord, len(raw))}
 	for i, rb := range raw {
 		if req.Records[i], err = ParseServerRecord(rb); err != nil {
-			return nil, fmt.Errorf("decoding request: record %d: %w", i, err)
+			return nil, fmt.Errorf("decoding request: %w", &RecordError{Index: i, Err: err})
 		}
 	}
 	return req, nil
@@ -210,8 +211,10 @@ func (h *Keyholder) Custodian() (*Custodian, error) {
 // signature under the device key certified at the server time, the server
 // countersignature, that it is in the warrant's scope (device, username or
 // group), and that both its claimed and its server time lie in the warrant's
-// range. Any failure refuses the whole request; a record's failure is a
-// *RecordError naming it.
+// range; then the proofs π of all records (in one batch, VerifyRecordProofs),
+// which bind each R to its record. Any failure refuses the whole request; a
+// record's failure is a *RecordError naming it (the first record whose proof
+// fails, with ErrRecordProof).
 func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool) (*Response, error) {
 	p := h.Policy
 	if err := p.checkStructure(); err != nil {
@@ -230,10 +233,22 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 		return nil, fmt.Errorf("answering: %w", err)
 	}
 	w := req.Warrant.Warrant
+	recs := make([]*Record, len(req.Records))
 	for i, rec := range req.Records {
 		if err := h.checkRecord(w, rec); err != nil {
 			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: err})
 		}
+		recs[i] = rec.Signed.Record
+	}
+	// Every record's proof π, before any partial: without it, an R copied
+	// from a record outside the warrant's scope would be opened under
+	// metadata inside it.
+	if err := VerifyRecordProofs(h.Rand, p.EscrowKey, recs); err != nil {
+		var re *RecordError
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("answering: %w", re)
+		}
+		return nil, fmt.Errorf("answering: %w", err)
 	}
 	hash, err := req.Hash()
 	if err != nil {

@@ -21,6 +21,15 @@ var (
 	ErrFalseRecord     = errors.New("escrow: record does not match the message")
 	ErrBadSignature    = errors.New("escrow: bad signature")
 	ErrDecrypt         = errors.New("escrow: record does not decrypt")
+	// ErrRecordProof: a record's proof π (of knowledge of r for R, bound
+	// to the record's metadata, R and ciphertext) is missing or does not
+	// verify: its R may have been copied from another record.
+	ErrRecordProof = errors.New("escrow: record proof does not verify")
+	// ErrRetiredRecord: a record of format version 1, which had no proof
+	// π. Such records are refused since the cut-over to version 2: a
+	// custodian answering one could be made to open a record copied from
+	// another user's under a warrant that does not cover that user.
+	ErrRetiredRecord = errors.New("escrow: record format version 1 (without a proof) is retired")
 
 	// Partials.
 	ErrBadProof           = errors.New("escrow: partial decryption proof does not verify")
@@ -46,7 +55,7 @@ var (
 // MismatchError reports which part of a received record differs from the one
 // a recipient re-derived. It matches ErrFalseRecord with errors.Is.
 type MismatchError struct {
-	// Field is "version", "metadata", "R", "ciphertext" or "encoding".
+	// Field is "metadata", "R", "ciphertext", "proof" or "encoding".
 	Field string
 }
 

@@ -32,6 +32,7 @@ func fuzzSeeds(tb testing.TB) map[string][]byte {
 		"share":          enc(f.dealing.Shares[0]),
 		"commitments":    enc(f.dealing.Commitments),
 		"record":         enc(sr.Signed.Record),
+		"record proof":   enc(sr.Signed.Record.Proof),
 		"signed record":  enc(sr.Signed),
 		"server record":  enc(sr),
 		"partial":        enc(must(f.dealing.Shares[0].Decrypt(seededRand("fuzz"), sr.Signed.Record.R))),
@@ -49,6 +50,7 @@ func fuzzDecoder[T marshaler](f *testing.F, seed string, parse func([]byte) (T, 
 	f.Add(seeds[seed])
 	f.Add([]byte{})
 	f.Add([]byte{formatVersion})
+	f.Add([]byte{recordVersion})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		v, err := parse(in)
 		if err != nil {
@@ -69,6 +71,7 @@ func FuzzParseCommitments(f *testing.F) {
 	fuzzDecoder(f, "commitments", ParseCommitments)
 }
 func FuzzParseRecord(f *testing.F)       { fuzzDecoder(f, "record", ParseRecord) }
+func FuzzParseRecordProof(f *testing.F)  { fuzzDecoder(f, "record proof", ParseRecordProof) }
 func FuzzParseSignedRecord(f *testing.F) { fuzzDecoder(f, "signed record", ParseSignedRecord) }
 func FuzzParseServerRecord(f *testing.F) { fuzzDecoder(f, "server record", ParseServerRecord) }
 func FuzzParsePartial(f *testing.F)      { fuzzDecoder(f, "partial", ParsePartial) }
@@ -89,6 +92,7 @@ func TestFuzzSeedsRoundTrip(t *testing.T) {
 		"share":          func(b []byte) (marshaler, error) { return ParseShare(b) },
 		"commitments":    func(b []byte) (marshaler, error) { return ParseCommitments(b) },
 		"record":         func(b []byte) (marshaler, error) { return ParseRecord(b) },
+		"record proof":   func(b []byte) (marshaler, error) { return ParseRecordProof(b) },
 		"signed record":  func(b []byte) (marshaler, error) { return ParseSignedRecord(b) },
 		"server record":  func(b []byte) (marshaler, error) { return ParseServerRecord(b) },
 		"partial":        func(b []byte) (marshaler, error) { return ParsePartial(b) },

@@ -71,11 +71,18 @@ func (m *Metadata) MarshalBinary() ([]byte, error) {
 }
 
 // Record is the escrow copy of one application message:
-// {version, metadata, R = r·G, AEAD_K(plaintext, aad = metadata)}.
+// {version, metadata, R = r·G, AEAD_K(plaintext, aad = metadata), π}, with
+// π the proof that binds R to this record (proof.go).
+//
+// Record format version 2 added π. Version 1 records are refused by
+// ParseRecord with ErrRetiredRecord (the cut-over is in the README).
 type Record struct {
 	Metadata   Metadata
 	R          group.Element
 	Ciphertext []byte
+	Proof      *RecordProof
+
+	rEnc encCache // R's encoding, from Seal or ParseRecord
 }
 
 // MarshalBinary encodes the record. The encoding is deterministic; it is what
@@ -91,20 +98,31 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 }
 
 func (r *Record) encode(e *encoder) {
-	e.u8(formatVersion)
+	e.u8(recordVersion)
 	r.Metadata.encode(e)
-	e.element("R", r.R)
+	e.cachedElement("R", r.R, &r.rEnc)
 	e.vec("ciphertext", 3, r.Ciphertext, aeadOverhead, maxCiphertextLen)
+	r.Proof.encode(e)
 }
 
-// ParseRecord decodes a record encoded by Record.MarshalBinary.
+// ParseRecord decodes a record encoded by Record.MarshalBinary. It checks
+// the encoding only, not the proof (VerifyRecordProof). A record of the
+// retired format version 1 gives ErrRetiredRecord.
 func ParseRecord(b []byte) (*Record, error) {
 	d := newDecoder(b)
 	r := new(Record)
-	d.version("record")
+	switch v := d.u8("record version"); {
+	case d.err != nil:
+	case v == retiredRecordVersion:
+		d.err = ErrRetiredRecord
+	case v != recordVersion:
+		d.err = fmt.Errorf("%w: record version %d", ErrUnknownVersion, v)
+	}
 	r.Metadata.decode(d)
-	r.R = d.element("R")
+	r.R = d.cachedElement("R", &r.rEnc)
 	r.Ciphertext = d.vec("ciphertext", 3, aeadOverhead, maxCiphertextLen)
+	r.Proof = new(RecordProof)
+	r.Proof.decode(d)
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("decoding record: %w", err)
 	}
@@ -130,12 +148,12 @@ func recordScalar(exporterSecret, meta []byte) (group.Scalar, error) {
 	return r, nil
 }
 
-// recordAEAD derives K = HKDF-SHA256(ikm = r·P || R || metadata) and returns
-// AES-256-GCM keyed with it.
-func recordAEAD(rP, R group.Element, meta []byte) (cipher.AEAD, error) {
+// recordAEAD derives K = HKDF-SHA256(ikm = r·P || R || metadata), from the
+// encodings of r·P and R, and returns AES-256-GCM keyed with it.
+func recordAEAD(rP, R, meta []byte) (cipher.AEAD, error) {
 	ikm := make([]byte, 0, 2*ElementSize+len(meta))
-	ikm = append(ikm, mustMarshal(rP)...)
-	ikm = append(ikm, mustMarshal(R)...)
+	ikm = append(ikm, rP...)
+	ikm = append(ikm, R...)
 	ikm = append(ikm, meta...)
 	key, err := hkdf.Key(sha256.New, ikm, nil, infoRecordKey, 32)
 	if err != nil {
@@ -159,11 +177,12 @@ func recordAEAD(rP, R group.Element, meta []byte) (cipher.AEAD, error) {
 var zeroNonce [12]byte
 
 // Seal builds the escrow record of one application message, sealed to the
-// escrow public key P. It is deterministic: the same inputs give the same
-// bytes, which is what lets recipients check it with Rederive.
+// escrow public key P, with its proof π. It is deterministic: the same inputs
+// give the same bytes, which is what lets recipients check it with Rederive.
 func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext []byte) (*Record, error) {
-	if escrowKey == nil || escrowKey.IsIdentity() {
-		return nil, fmt.Errorf("sealing record: %w: missing escrow key", ErrInvalidPolicy)
+	key, err := lookupEscrowKey(escrowKey)
+	if err != nil {
+		return nil, fmt.Errorf("sealing record: %w", err)
 	}
 	if len(plaintext) > MaxPlaintext {
 		return nil, fmt.Errorf("sealing record: plaintext is %d bytes, limit %d: %w", len(plaintext), MaxPlaintext, ErrInvalidMetadata)
@@ -178,16 +197,20 @@ func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext 
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
 	R := grp.NewElement().MulGen(r)
-	rP := grp.NewElement().Mul(escrowKey, r)
-	aead, err := recordAEAD(rP, R, meta)
+	rEnc := mustMarshal(R)
+	rP := key.fixedBase().mul(r)
+	aead, err := recordAEAD(mustMarshal(rP), rEnc, meta)
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}
-	return &Record{
-		Metadata:   m,
-		R:          R,
-		Ciphertext: aead.Seal(nil, zeroNonce[:], plaintext, meta),
-	}, nil
+	ct := aead.Seal(nil, zeroNonce[:], plaintext, meta)
+	proof, err := proveRecord(key.enc, r, rEnc, meta, ct)
+	if err != nil {
+		return nil, fmt.Errorf("sealing record: %w", err)
+	}
+	rec := &Record{Metadata: m, R: R, Ciphertext: ct, Proof: proof}
+	rec.rEnc.set(R, rEnc)
+	return rec, nil
 }
 
 // Rederive is the recipient's check: it re-derives the record of the message
@@ -224,8 +247,10 @@ func diagnose(want *Record, received []byte) error {
 		return &MismatchError{Field: "metadata"}
 	case !want.R.IsEqual(got.R):
 		return &MismatchError{Field: "R"}
-	default:
+	case subtle.ConstantTimeCompare(want.Ciphertext, got.Ciphertext) != 1:
 		return &MismatchError{Field: "ciphertext"}
+	default:
+		return &MismatchError{Field: "proof"}
 	}
 }
 
@@ -235,7 +260,7 @@ func openRecord(rec *Record, rP group.Element) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening record: %w", err)
 	}
-	aead, err := recordAEAD(rP, rec.R, meta)
+	aead, err := recordAEAD(mustMarshal(rP), rec.rEnc.get(rec.R), meta)
 	if err != nil {
 		return nil, fmt.Errorf("opening record: %w", err)
 	}

@@ -93,7 +93,9 @@ func TestRederiveCatchesFalseRecords(t *testing.T) {
 		{"relabelled time", seal(f.exporter, otherTime, "the real message"), "metadata"},
 		{"sealed to another key", toOtherBytes, "ciphertext"},
 		{"random exporter secret", seal([]byte("not the group's exporter secret!"), m, "the real message"), "R"},
-		{"flipped ciphertext bit", flip(honest, len(honest)-1), "ciphertext"},
+		{"flipped ciphertext bit", flip(honest, len(honest)-RecordProofSize-1), "ciphertext"},
+		{"flipped proof bit", flip(honest, len(honest)-1), "proof"},
+		{"proof of another record", withProofOf(t, honest, seal(f.exporter, otherTime, "the real message")), "proof"},
 		{"garbage", []byte("garbage"), "encoding"},
 		{"empty", nil, "encoding"},
 		{"trailing byte", append(append([]byte{}, honest...), 0), "encoding"},
@@ -159,13 +161,22 @@ func TestParseRecordRejects(t *testing.T) {
 		copy(c[rOff:], R)
 		return c
 	}
+	withProof := func(p []byte) []byte {
+		c := append([]byte{}, b...)
+		copy(c[len(c)-RecordProofSize:], p)
+		return c
+	}
 	tests := map[string][]byte{
 		"unknown version":  append([]byte{9}, b[1:]...),
 		"trailing":         append(append([]byte{}, b...), 1),
 		"truncated":        b[:len(b)-1],
 		"identity R":       withR(make([]byte, 32)),
 		"non-canonical R":  withR(bytesOf(0xff, 32)),
-		"zero network len": append([]byte{1, 0}, b[7:]...),
+		"zero network len": append([]byte{recordVersion, 0}, b[7:]...),
+		"identity A":       withProof(append(make([]byte, 32), b[len(b)-32:]...)),
+		"non-canonical A":  withProof(append(bytesOf(0xff, 32), b[len(b)-32:]...)),
+		"non-canonical z":  withProof(append(append([]byte{}, b[len(b)-64:len(b)-32]...), bytesOf(0xff, 32)...)),
+		"no proof":         b[:len(b)-RecordProofSize],
 	}
 	for name, in := range tests {
 		_, err := ParseRecord(in)
@@ -175,6 +186,11 @@ func TestParseRecordRejects(t *testing.T) {
 	}
 	if _, err := ParseRecord(append([]byte{9}, b[1:]...)); !errors.Is(err, ErrUnknownVersion) {
 		t.Errorf("unknown version: %v", err)
+	}
+	// A version 1 record (no proof) is refused as retired.
+	v1 := append([]byte{retiredRecordVersion}, b[1:len(b)-RecordProofSize]...)
+	if _, err := ParseRecord(v1); !errors.Is(err, ErrRetiredRecord) {
+		t.Errorf("version 1 record: %v", err)
 	}
 	// Sanity: rOff does point at R.
 	if !bytes.Equal(b[rOff:rOff+32], mustMarshal(r.R)) {
@@ -254,4 +270,23 @@ func TestSlot(t *testing.T) {
 	if _, err := bad.Slot(); !errors.Is(err, ErrInvalidMetadata) {
 		t.Errorf("Slot of invalid metadata = %v", err)
 	}
+}
+
+// withProofOf returns the record rec with the proof of the record other.
+func withProofOf(t *testing.T, rec, other []byte) []byte {
+	t.Helper()
+	r, err := ParseRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseRecord(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Proof = o.Proof
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -57,6 +58,9 @@ type vectorFile struct {
 	PolicySummary  string     `json:"policy_summary"`
 
 	Records []recordVector `json:"records"`
+	// RetiredRecord is record 0 in the retired format version 1 (no
+	// proof), which ParseRecord refuses with ErrRetiredRecord.
+	RetiredRecord hexBytes `json:"retired_record"`
 
 	SignedWarrant hexBytes         `json:"signed_warrant"`
 	NowMS         int64            `json:"now_ms"` // the custodians' clock
@@ -81,6 +85,7 @@ type recordVector struct {
 	ServerTimeMS   int64    `json:"server_time_ms"`
 	Sequence       uint64   `json:"sequence"`
 	Record         hexBytes `json:"record"`
+	Proof          hexBytes `json:"proof"` // the record's π: A || z
 	SignedRecord   hexBytes `json:"signed_record"`
 	ServerRecord   hexBytes `json:"server_record"`
 }
@@ -110,7 +115,8 @@ func enc(m marshaler) hexBytes { return must(m.MarshalBinary()) }
 // generateVectors builds the vectors from fixed seeds.
 func generateVectors() *vectorFile {
 	v := &vectorFile{
-		Comment:  "anom escrow test vectors; see escrow/vectors_test.go. Times are Unix milliseconds.",
+		Comment: "anom escrow test vectors; see escrow/vectors_test.go. Times are Unix milliseconds. " +
+			"Records are format version 2, with the proof π; retired_record is record 0 in the retired version 1 format, which must be refused.",
 		DealSeed: vseed("deal"), Threshold: 2, Custodians: 3,
 		RootSeed: vseed("root"), IssuerSeed: vseed("issuer"), ServerSeed: vseed("server"),
 	}
@@ -157,8 +163,11 @@ func generateVectors() *vectorFile {
 		}
 		sr := vectorRecord(d.PublicKey, v.ServerSeed, &rv)
 		rv.Record, rv.SignedRecord, rv.ServerRecord = enc(sr.Signed.Record), enc(sr.Signed), enc(sr)
+		rv.Proof = enc(sr.Signed.Record.Proof)
 		v.Records = append(v.Records, rv)
 	}
+	r0 := v.Records[0].Record
+	v.RetiredRecord = append([]byte{retiredRecordVersion}, r0[1:len(r0)-RecordProofSize]...)
 
 	w := &Warrant{
 		ID: "HC-2026-0042", Issuer: "High Court", Issued: base.Add(-24 * time.Hour),
@@ -286,10 +295,23 @@ func TestVectors(t *testing.T) {
 	if h, _ := p.Hash(); !bytes.Equal(h[:], v.PolicyHash) || p.Summary() != v.PolicySummary {
 		t.Fatalf("policy hash or summary differs: %q", p.Summary())
 	}
+	var recs []*Record
 	for i, rv := range v.Records {
 		if err := Rederive(p.EscrowKey, rv.ExporterSecret, rv.metadata(), rv.Plaintext, rv.Record); err != nil {
 			t.Fatalf("record %d: recipient check: %v", i, err)
 		}
+		rec, err := ParseRecord(rv.Record)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if err := VerifyRecordProof(p.EscrowKey, rec); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		proof, err := ParseRecordProof(rv.Proof)
+		if err != nil || !bytes.Equal(enc(proof), rv.Proof) || !bytes.Equal(enc(rec.Proof), rv.Proof) {
+			t.Fatalf("record %d: proof vector does not match the record's: %v", i, err)
+		}
+		recs = append(recs, rec)
 		sr, err := ParseServerRecord(rv.ServerRecord)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
@@ -304,6 +326,17 @@ func TestVectors(t *testing.T) {
 			t.Fatalf("record %d: nested encodings differ", i)
 		}
 	}
+	if err := VerifyRecordProofs(nil, p.EscrowKey, recs); err != nil {
+		t.Fatalf("record proofs: %v", err)
+	}
+	// The cut-over: the same record in format version 1 is refused.
+	if _, err := ParseRecord(v.RetiredRecord); !errors.Is(err, ErrRetiredRecord) {
+		t.Fatalf("retired record: ParseRecord = %v, want ErrRetiredRecord", err)
+	}
+	if r0 := v.Records[0].Record; !bytes.Equal(v.RetiredRecord[1:], r0[1:len(r0)-RecordProofSize]) {
+		t.Fatal("retired record is not record 0 without its proof")
+	}
+
 	sw, err := ParseSignedWarrant(v.SignedWarrant)
 	if err != nil {
 		t.Fatal(err)

@@ -96,6 +96,11 @@ func runAdminAlerts(ctx context.Context, args []string) error {
 			if err := json.Unmarshal(raw, &a); err != nil {
 				return fmt.Errorf("reading alert: %w", err)
 			}
+			if a.Kind == server.AlertKindBadProof {
+				fmt.Printf("%s  %s: device %s sent an escrow record whose proof does not bind its R to it (an R copied from another record?) in group %s; the server refused it\n",
+					a.Time.Format("2006-01-02 15:04:05Z"), a.Kind, a.Sender, a.Group)
+				continue
+			}
 			fmt.Printf("%s  %s: device %s sent a false escrow record (message %d of group %s, %s differs); reported by %s (%s)\n",
 				a.Time.Format("2006-01-02 15:04:05Z"), a.Kind, a.Sender, a.Seq, a.Group, a.Field, a.ReporterUser, a.Reporter)
 		}

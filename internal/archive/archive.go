@@ -53,6 +53,12 @@ var (
 	ErrNotEnoughCustodians = errors.New("archive: not enough custodians answered")
 	// ErrOutputExists: Open's output directory is not empty.
 	ErrOutputExists = errors.New("archive: output directory is not empty")
+	// ErrReusedR: a record carries the R of a record already archived in
+	// another slot. Records are refused at ingest for it (with
+	// ErrInvalidItem): a record's R is derived from its own message, so a
+	// second record with the same R copies another's, to have it opened
+	// under its own metadata.
+	ErrReusedR = errors.New("archive: record reuses the R of an archived record")
 )
 
 // Storage layout: buckets and key prefixes.
@@ -63,6 +69,7 @@ const (
 	bucketDevices = "archive-devices" // "<device>/<serial>" -> log index (uint64), log entry of the certificate
 	bucketUsers   = "archive-users"   // "<username hex>/<device>" -> empty
 	bucketOnline  = "archive-online"  // "<server id>" -> log index, log entry of its countersigning key certificate
+	bucketRs      = "archive-rs"      // "<R hex>" -> slot of the record with that R
 	// AuditBucket holds the archive's audit log.
 	AuditBucket = "archive-audit"
 
@@ -88,15 +95,16 @@ type Config struct {
 	Attachments AttachmentOpener
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives ingestion retries; nil discards them.
+	// Rand weighs the batch check of the records' proofs at ingest and
+	// makes the report's nonces; nil means crypto/rand.
+	Rand io.Reader
+	// Logger receives ingestion retries and refused records; nil discards
+	// them.
 	Logger *slog.Logger
 	// Key signs the archive's audit heads; the custodians take its public
 	// half as the archive's key (see Anchor). Nil: the archive anchors
 	// nothing and its report carries no signed head.
 	Key ed25519.PrivateKey
-	// Rand is the randomness of the report's nonces; nil means
-	// crypto/rand.
-	Rand io.Reader
 	// ClientCertificate is the certificate the archive presents to the
 	// custodians, which answer only archives whose certificate they pin
 	// (custodian.LoadOrCreateClientCertificate makes one). Open needs it;

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -120,7 +121,9 @@ func parseIndexKey(tail string) (Found, error) {
 	return f, nil
 }
 
-// Record loads an archived record by slot.
+// Record loads an archived record by slot. A record archived in the
+// retired format version 1 (before the cut-over) gives an error matching
+// escrow.ErrRetiredRecord.
 func (a *Archive) Record(ctx context.Context, slot [32]byte) (*escrow.ServerRecord, error) {
 	e, err := a.cfg.Store.Get(ctx, bucketRecords, slotKey(slot))
 	if err != nil {
@@ -131,6 +134,10 @@ func (a *Archive) Record(ctx context.Context, slot [32]byte) (*escrow.ServerReco
 		return nil, fmt.Errorf("loading record %x: %w", slot, err)
 	}
 	sr, err := escrow.ParseServerRecord(b)
+	if errors.Is(err, escrow.ErrRetiredRecord) {
+		// Archived before the cut-over to record format version 2.
+		return nil, fmt.Errorf("loading record %x: %w", slot, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading record %x: %w: %w", slot, store.ErrCorrupt, err)
 	}

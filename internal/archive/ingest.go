@@ -102,10 +102,8 @@ func (a *Archive) store(ctx context.Context, items []Item) error {
 		}
 		prev = it.Cursor
 	}
-	var (
-		t    txn
-		seen = map[string]bool{}
-	)
+	var t txn
+	seen := a.checkRecords(items)
 	flush := func() error {
 		if t.last == 0 {
 			return nil
@@ -139,17 +137,75 @@ func (a *Archive) store(ctx context.Context, items []Item) error {
 	return flush()
 }
 
+// batchState is what the items of one batch have claimed so far, and the
+// records of the batch as checked up front.
+type batchState struct {
+	slots   map[string]bool     // slot keys
+	rs      map[string][32]byte // R (hex) -> slot
+	records map[uint64]checked  // by cursor
+}
+
+// checked is a record item decoded, with the result of its proof check.
+type checked struct {
+	sr       *escrow.ServerRecord
+	err      error // decoding
+	proofErr error
+}
+
+// checkRecords decodes the batch's records and verifies their proofs π
+// together (escrow.VerifyRecordProofs: one multi-scalar multiplication for
+// the batch, then record by record only if it fails).
+func (a *Archive) checkRecords(items []Item) *batchState {
+	b := &batchState{slots: map[string]bool{}, rs: map[string][32]byte{}, records: map[uint64]checked{}}
+	var (
+		recs    []*escrow.Record
+		cursors []uint64
+	)
+	for _, it := range items {
+		if it.Kind != KindRecord {
+			continue
+		}
+		sr, err := escrow.ParseServerRecord(it.Data)
+		b.records[it.Cursor] = checked{sr: sr, err: err}
+		if err == nil {
+			recs = append(recs, sr.Signed.Record)
+			cursors = append(cursors, it.Cursor)
+		}
+	}
+	if len(recs) == 0 {
+		return b
+	}
+	err := escrow.VerifyRecordProofs(a.cfg.Rand, a.policy.EscrowKey, recs)
+	var pe *escrow.RecordProofsError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		for _, re := range pe.Failed {
+			c := b.records[cursors[re.Index]]
+			c.proofErr = re.Err
+			b.records[cursors[re.Index]] = c
+		}
+	default: // no randomness: every record is refused this time, and retried
+		for _, cur := range cursors {
+			c := b.records[cur]
+			c.proofErr = err
+			b.records[cur] = c
+		}
+	}
+	return b
+}
+
 // itemOps makes an item's writes (blobs are written at once). An item the
 // archive cannot keep is noted in the audit log and skipped, so that one bad
 // item cannot stop ingestion.
-func (a *Archive) itemOps(ctx context.Context, it Item, seen map[string]bool) ([]store.Op, error) {
+func (a *Archive) itemOps(ctx context.Context, it Item, seen *batchState) ([]store.Op, error) {
 	var (
 		ops []store.Op
 		err error
 	)
 	switch it.Kind {
 	case KindRecord:
-		ops, err = a.recordOps(ctx, it.Data, seen)
+		ops, err = a.recordOps(ctx, it.Data, seen.records[it.Cursor], seen)
 	case KindCertificate:
 		ops, err = a.certificateOps(it.Data)
 	case KindOnlineKey:
@@ -160,6 +216,9 @@ func (a *Archive) itemOps(ctx context.Context, it Item, seen map[string]bool) ([
 		err = fmt.Errorf("%w: unknown kind %d", ErrInvalidItem, it.Kind)
 	}
 	if errors.Is(err, ErrInvalidItem) {
+		if errors.Is(err, ErrReusedR) || errors.Is(err, escrow.ErrRecordProof) {
+			a.cfg.Logger.Warn("ALERT: archive refused an escrow record whose R is not its own", "cursor", it.Cursor, "err", err)
+		}
 		b, _ := json.Marshal(map[string]any{"cursor": it.Cursor, "kind": it.Kind.String(), "error": err.Error()})
 		if _, aerr := a.log.Append(ctx, "rejected", b); aerr != nil {
 			return nil, fmt.Errorf("noting rejected item %d: %w", it.Cursor, aerr)
@@ -172,8 +231,13 @@ func (a *Archive) itemOps(ctx context.Context, it Item, seen map[string]bool) ([
 	return ops, nil
 }
 
-func (a *Archive) recordOps(ctx context.Context, data []byte, seen map[string]bool) ([]store.Op, error) {
-	sr, err := escrow.ParseServerRecord(data)
+// recordOps checks a record and makes its writes. It keeps one record per
+// slot (a second delivery of the same record is dropped, a different record
+// for an archived slot is refused) and one record per R: a record whose R is
+// the R of an archived record, in another slot, is refused (ErrReusedR), as
+// is one whose proof π does not hold.
+func (a *Archive) recordOps(ctx context.Context, data []byte, c checked, seen *batchState) ([]store.Op, error) {
+	sr, err := c.sr, c.err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
@@ -193,7 +257,7 @@ func (a *Archive) recordOps(ctx context.Context, data []byte, seen map[string]bo
 		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
 	key := slotKey(slot)
-	if seen[key] {
+	if seen.slots[key] {
 		return nil, nil
 	}
 	e, err := a.cfg.Store.Get(ctx, bucketRecords, key)
@@ -213,7 +277,22 @@ func (a *Archive) recordOps(ctx context.Context, data []byte, seen map[string]bo
 		}
 		return nil, nil // a duplicate delivery
 	}
-	seen[key] = true
+	rHex := hex.EncodeToString(mustEncode(sr.Signed.Record.R))
+	if first, ok := seen.rs[rHex]; ok {
+		return nil, fmt.Errorf("%w: %w: R %s is the R of the record in slot %x", ErrInvalidItem, ErrReusedR, rHex, first)
+	}
+	switch e, err := a.cfg.Store.Get(ctx, bucketRs, rHex); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		return nil, fmt.Errorf("%w: %w: R %s is the R of the archived record in slot %x", ErrInvalidItem, ErrReusedR, rHex, e.Value)
+	}
+	if c.proofErr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, c.proofErr)
+	}
+	seen.slots[key] = true
+	seen.rs[rHex] = slot
 	value := append([]byte{tagInline}, data...)
 	if len(value) > store.MaxValueSize {
 		name := recordBlobPrefix + hex.EncodeToString(slot[:])
@@ -222,11 +301,20 @@ func (a *Archive) recordOps(ctx context.Context, data []byte, seen map[string]bo
 		}
 		value = append([]byte{tagBlob}, name...)
 	}
-	ops := []store.Op{store.PutOp(bucketRecords, key, value)}
+	ops := []store.Op{store.PutOp(bucketRecords, key, value), store.PutOp(bucketRs, rHex, slot[:])}
 	for _, k := range indexKeys(m, slot) {
 		ops = append(ops, store.PutOp(bucketIndex, k, nil))
 	}
 	return ops, nil
+}
+
+// mustEncode encodes a group element (ristretto255 encodings never fail).
+func mustEncode(e interface{ MarshalBinary() ([]byte, error) }) []byte {
+	b, err := e.MarshalBinary()
+	if err != nil {
+		panic("archive: encoding a group element: " + err.Error())
+	}
+	return b
 }
 
 // loadValue returns the record bytes a records-bucket value holds.

@@ -153,9 +153,17 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	if err := prepareOutDir(outDir); err != nil {
 		return nil, err
 	}
-	cands, err := a.inScope(ctx, w)
+	cands, retired, err := a.inScope(ctx, w)
 	if err != nil {
 		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
+	}
+	var lastErr, fatal error
+	for _, slot := range retired {
+		// Archived before the cut-over to record format version 2: no
+		// proof binds their R to them, so they are not sent to the
+		// custodians (who would refuse them) and are listed as failed.
+		lastErr = fmt.Errorf("record %x: %w", slot, escrow.ErrRetiredRecord)
+		rep.Failed = append(rep.Failed, FailedRecord{Slot: hex.EncodeToString(slot[:]), Error: lastErr.Error()})
 	}
 	clients := make([]*custodian.Client, len(custodians))
 	for i, ep := range custodians {
@@ -203,7 +211,6 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 			results <- opened{chunk, pts, used, err}
 		}
 	}()
-	var lastErr, fatal error
 	for r := range results {
 		if fatal != nil {
 			continue // drain
@@ -245,7 +252,7 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 		return nil, err
 	}
 	if lastErr != nil {
-		return rep, fmt.Errorf("opening warrant %q: %d of %d records not opened: %w", w.ID, len(rep.Failed), len(cands), lastErr)
+		return rep, fmt.Errorf("opening warrant %q: %d of %d records not opened: %w", w.ID, len(rep.Failed), len(cands)+len(retired), lastErr)
 	}
 	return rep, nil
 }
@@ -261,24 +268,32 @@ func warrantAudit(rep *OpenReport, w *escrow.Warrant, checkErr error) map[string
 }
 
 // inScope collects the archived records the warrant covers, with the same
-// scope and time checks the custodians make.
-func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, error) {
+// scope and time checks the custodians make, and the slots of those in the
+// index that were archived in the retired record format version 1.
+func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, [][32]byte, error) {
 	found, err := a.Find(ctx, Query{Devices: w.Scope.Devices, Usernames: w.Scope.Usernames, Groups: w.Scope.Groups, From: w.From, To: w.To})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	certs := map[string][]*identity.DeviceCertificate{}
-	var out []candidate
+	var (
+		out     []candidate
+		retired [][32]byte
+	)
 	for _, f := range found {
 		sr, err := a.Record(ctx, f.Slot)
+		if errors.Is(err, escrow.ErrRetiredRecord) {
+			retired = append(retired, f.Slot)
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m := &sr.Signed.Record.Metadata
 		cs, ok := certs[string(m.SenderDevice)]
 		if !ok {
 			if cs, err = a.Certificates(ctx, m.SenderDevice); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			certs[string(m.SenderDevice)] = cs
 		}
@@ -288,11 +303,11 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 		}
 		refs, err := a.certificateRefs(ctx, m.SenderDevice)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs, logged: refs})
 	}
-	return out, nil
+	return out, retired, nil
 }
 
 type answer struct {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 
 	"anom/escrow"
 	"anom/internal/audit"
@@ -280,6 +284,18 @@ func TestRefusals(t *testing.T) {
 			}
 			return e
 		}},
+		{name: "R copied from bob's record", want: escrow.ErrRecordProof, env: func() *custodian.Envelope {
+			// Alice's record (in scope) carrying bob's R, ciphertext and
+			// proof, device-signed by her and countersigned by the server.
+			bob := f.net.Message(t, f.bob, grpA, t0.Add(time.Minute), []byte("bob's secret"))
+			rec, _ := f.net.Seal(f.alice, grpA, t0.Add(time.Minute), []byte("x"))
+			rec.R, rec.Ciphertext, rec.Proof = bob.Signed.Record.R, bob.Signed.Record.Ciphertext, bob.Signed.Record.Proof
+			sr, err := f.net.Sign(f.alice, rec, t0.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f.env(aliceWarrant(t, f), in(), sr)
+		}},
 		{name: "too large", want: custodian.ErrTooLarge, env: func() *custodian.Envelope {
 			return f.env(aliceWarrant(t, f), f.net.Message(t, f.alice, grpA, t0.Add(time.Minute), make([]byte, 1<<20)))
 		}},
@@ -442,4 +458,70 @@ func FuzzParseEndpoint(f *testing.F) {
 			t.Fatalf("reparsing %q: %v", ep.String(), err)
 		}
 	})
+}
+
+// TestRefusesBadProofAndRetiredRecords: the refusal of a record whose proof
+// fails, or of the retired format version 1, has its own code, names the
+// record, and is in the audit log with the record's index.
+func TestRefusesBadProofAndRetiredRecords(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	c := f.cust[0]
+	in := f.net.Message(t, f.alice, grpA, t0.Add(time.Minute), []byte("in scope"))
+	other := f.net.Message(t, f.alice, grpA, t0.Add(2*time.Minute), []byte("other"))
+	swapped := *other.Signed.Record
+	swapped.Proof = in.Signed.Record.Proof
+	bad, err := f.net.Sign(f.alice, &swapped, t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.client.Ask(ctx, f.env(aliceWarrant(t, f), in, bad))
+	var re *custodian.RefusedError
+	if !errors.As(err, &re) || re.Code != custodian.CodeBadRecordProof || re.Record != 1 {
+		t.Fatalf("bad proof: %v", err)
+	}
+
+	// A version 1 record can only be sent as bytes: the envelope is built
+	// by hand around the request with it.
+	old, _ := f.net.LegacyMessage(t, f.alice, grpA, t0.Add(3*time.Minute), []byte("old"))
+	req := &escrow.Request{Warrant: aliceWarrant(t, f), Records: []*escrow.ServerRecord{in}}
+	rb, err := req.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, _ := in.MarshalBinary()
+	b := cryptobyte.NewBuilder(bytes.Clone(rb[:len(rb)-len(ib)-3-4]))
+	b.AddUint32(2)
+	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ib) })
+	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(old) })
+	reqBytes := b.BytesOrPanic()
+	// The envelope (version 2) of the request with in alone, its request
+	// swapped for the one with the old record; the log evidence after it
+	// stays as it is (the same device and countersigning key).
+	envBytes, err := f.envFor(c, aliceWarrant(t, f), in).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := envBytes[5+int(binary.BigEndian.Uint32(envBytes[1:5])):]
+	eb := cryptobyte.NewBuilder(nil)
+	eb.AddUint8(envBytes[0])
+	eb.AddUint32(uint32(len(reqBytes)))
+	eb.AddBytes(reqBytes)
+	eb.AddBytes(rest)
+	before := c.svc.AuditHead().Seq
+	_, err = c.svc.Handle(ctx, "test", eb.BytesOrPanic())
+	if !errors.Is(err, escrow.ErrRetiredRecord) {
+		t.Fatalf("version 1 record: %v", err)
+	}
+	es, err := audit.Entries(ctx, c.store, custodian.AuditBucket, before, 0)
+	if err != nil || len(es) != 2 || es[1].Kind != "refusal" {
+		t.Fatalf("audit after the refusal: %v, %v", es, err)
+	}
+	var body struct {
+		Code   custodian.Code `json:"code"`
+		Record *int           `json:"record"`
+	}
+	if err := json.Unmarshal(es[1].Body, &body); err != nil || body.Code != custodian.CodeRetiredRecord || body.Record == nil || *body.Record != 1 {
+		t.Fatalf("refusal audit %s (%v)", es[1].Body, err)
+	}
 }

@@ -46,7 +46,13 @@ const (
 	CodeOutOfTimeRange     Code = "out_of_time_range"
 	CodeUnknownKey         Code = "unknown_key"
 	CodeLogEvidence        Code = "log_evidence"
-	CodeInternal           Code = "internal"
+	// CodeBadRecordProof: a record's proof π does not bind its R to it (an R
+	// copied from another record).
+	CodeBadRecordProof Code = "bad_record_proof"
+	// CodeRetiredRecord: a record of the retired format version 1, which
+	// has no proof; refused since the cut-over.
+	CodeRetiredRecord Code = "retired_record_format"
+	CodeInternal      Code = "internal"
 )
 
 // codes maps each code to the sentinel it stands for, most specific first:
@@ -59,6 +65,8 @@ var codes = []struct {
 }{
 	{CodeTooLarge, ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{CodeLogEvidence, ErrLogEvidence, http.StatusForbidden},
+	{CodeBadRecordProof, escrow.ErrRecordProof, http.StatusForbidden},
+	{CodeRetiredRecord, escrow.ErrRetiredRecord, http.StatusBadRequest},
 	{CodeWarrantRevoked, escrow.ErrWarrantRevoked, http.StatusForbidden},
 	{CodeWarrantExpired, escrow.ErrWarrantExpired, http.StatusForbidden},
 	{CodeWarrantNotYetValid, escrow.ErrWarrantNotYetValid, http.StatusForbidden},

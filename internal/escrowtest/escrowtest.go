@@ -71,12 +71,21 @@ type Device struct {
 // key deterministic.
 func New(t testing.TB, seed byte, k, n int) *Network {
 	t.Helper()
+	return NewWithRoot(t, nil, seed, k, n)
+}
+
+// NewWithRoot is New under a given network root (nil: one made from the
+// seed), for a server that made its own.
+func NewWithRoot(t testing.TB, root *identity.RootKey, seed byte, k, n int) *Network {
+	t.Helper()
 	var s [32]byte
 	s[0] = seed
 	r := rand.NewChaCha8(s)
-	root, err := identity.GenerateRootKey(r)
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	if root == nil {
+		if root, err = identity.GenerateRootKey(r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d, err := escrow.Deal(r, k, n)
 	if err != nil {

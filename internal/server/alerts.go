@@ -27,10 +27,11 @@ const (
 	maxField  = 64
 )
 
-// Alert is one report of a false escrow record.
+// Alert is one report of a false escrow record, or of a record the server
+// refused because its proof does not bind its R to it.
 type Alert struct {
 	Time         time.Time `json:"time"`
-	Kind         string    `json:"kind"` // "escrow-mismatch"
+	Kind         string    `json:"kind"` // AlertKindMismatch or AlertKindBadProof
 	Reporter     string    `json:"reporter"`
 	ReporterUser string    `json:"reporter_username"`
 	Group        string    `json:"group"` // hex
@@ -40,8 +41,15 @@ type Alert struct {
 	MessageTime  time.Time `json:"message_time"`
 }
 
-// AlertKindMismatch is the kind of an escrow mismatch alert.
-const AlertKindMismatch = "escrow-mismatch"
+// Alert kinds.
+const (
+	// AlertKindMismatch: a recipient reports a false escrow record.
+	AlertKindMismatch = "escrow-mismatch"
+	// AlertKindBadProof: the server refused a device's escrow record whose
+	// proof π does not bind its R to it (an R copied from another record);
+	// Reporter is "server" and Sender the device.
+	AlertKindBadProof = "escrow-bad-proof"
+)
 
 func (s *Server) reportMismatch(ctx context.Context, c *session, req *anomv1.ReportEscrowMismatch) (*anomv1.Ok, error) {
 	gh, err := checkGroupID(req.GetGroupId())
@@ -90,7 +98,11 @@ func (s *Server) raiseAlert(ctx context.Context, a Alert) error {
 	if err != nil {
 		return storeError(err, "recording alert")
 	}
-	s.log.Warn("ALERT: a recipient reports a false escrow record", "alert", seq, "sender", a.Sender, "group", a.Group,
+	what := "a recipient reports a false escrow record"
+	if a.Kind == AlertKindBadProof {
+		what = "a device sent an escrow record whose proof does not bind its R (an R copied from another record?)"
+	}
+	s.log.Warn("ALERT: "+what, "alert", seq, "sender", a.Sender, "group", a.Group,
 		"seq", a.Seq, "field", a.Field, "reporter", a.Reporter, "reporter_username", a.ReporterUser)
 	if s.cfg.AlertDir != "" {
 		if err := writeAlertFile(s.cfg.AlertDir, seq, b); err != nil {

@@ -74,6 +74,11 @@ type escrowState struct {
 
 	certMu   sync.Mutex
 	certSent map[string]bool // "<dev hex>/<serial>" forwarded to the outbox
+
+	proofs *proofBatcher // verifies the records' proofs π, in batches
+
+	alertMu     sync.Mutex
+	proofAlerts map[string]time.Time // device hex -> last bad-proof alert
 }
 
 // EscrowNetworkID is the network id in escrow records: the root public key.
@@ -101,7 +106,8 @@ func (s *Server) initEscrow(ctx context.Context) error {
 		return errors.New("loading escrow policy: the countersigning key certificate is for another key")
 	}
 	e := &escrowState{raw: bytes.Clone(s.cfg.EscrowPolicy), policy: p, key: cs.Signer(), id: EscrowServerID(csCert),
-		network: EscrowNetworkID(s.rootPub), skew: s.cfg.EscrowClockSkew, certSent: map[string]bool{}}
+		network: EscrowNetworkID(s.rootPub), skew: s.cfg.EscrowClockSkew, certSent: map[string]bool{},
+		proofs: newProofBatcher(p.EscrowKey, s.rand), proofAlerts: map[string]time.Time{}}
 	if e.csIdx, err = s.logOnlineKey(ctx, csCert, identity.RoleCountersign); err != nil {
 		return err
 	}
@@ -227,11 +233,12 @@ func escrowErr(format string, args ...any) *Error {
 }
 
 // checkRecord checks the device-signed record of an application message
-// about to be appended: the device's signature, and metadata that names
-// this network, group, epoch, the device and its leaf, with a claimed time
-// near the server's. (The generation and the ciphertext can only be
-// checked by the recipients, who decrypt.) Called with the group's read
-// lock.
+// about to be appended: the device's signature, metadata that names this
+// network, group, epoch, the device and its leaf, with a claimed time near
+// the server's, and the record's proof π, which binds its R to all of that
+// and its ciphertext (so an R copied from another record is refused; see
+// proofs.go). (The generation and the ciphertext can only be checked by
+// the recipients, who decrypt.) Called with the group's read lock.
 func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage, leaves []string, raw []byte) (*escrow.SignedRecord, [32]byte, error) {
 	var slot [32]byte
 	if len(raw) == 0 {
@@ -264,7 +271,35 @@ func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage,
 	if slot, err = m.Slot(); err != nil {
 		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record", Err: err}
 	}
+	if err := s.esc.proofs.verify(sr.Record); err != nil {
+		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record refused: its proof does not bind its R to it", Err: err}
+	}
 	return sr, slot, nil
+}
+
+// alertBadProof raises an alert for a record refused for its proof: an
+// honest device never sends one, so it is a device trying to have another
+// record's R opened under its own metadata. At most one alert a minute per
+// device, so a device cannot flood the alerts.
+func (s *Server) alertBadProof(ctx context.Context, c *session, groupID []byte, err error) {
+	if !errors.Is(err, escrow.ErrRecordProof) {
+		return
+	}
+	e := s.esc
+	now := s.now()
+	e.alertMu.Lock()
+	last, seen := e.proofAlerts[c.devHex]
+	if seen && now.Sub(last) < time.Minute {
+		e.alertMu.Unlock()
+		return
+	}
+	e.proofAlerts[c.devHex] = now
+	e.alertMu.Unlock()
+	a := Alert{Time: now.UTC(), Kind: AlertKindBadProof, Reporter: "server", Group: hex.EncodeToString(groupID),
+		Sender: c.devHex, Field: "proof", MessageTime: now.UTC()}
+	if aerr := s.raiseAlert(ctx, a); aerr != nil {
+		s.log.Error("raising a bad-proof alert", "device", c.devHex, "err", aerr)
+	}
 }
 
 // appendEscrowed (returning as appendGroup) checks and countersigns the record of an application
@@ -277,6 +312,7 @@ func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage,
 func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage) (uint64, time.Time, []byte, error) {
 	signed, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
 	if err != nil {
+		s.alertBadProof(ctx, c, req.GetGroupId(), err)
 		return 0, time.Time{}, nil, err
 	}
 	seq, err := s.nextEscrowSeq(ctx)

@@ -30,10 +30,17 @@ func send(group []byte, m *mls.MLSMessage, welcome *mls.MLSMessage) *anomv1.Fram
 // and returns them with their MLS groups.
 func setupGroup(t testing.TB, n *network, g []byte) (alice, bob *member) {
 	t.Helper()
+	return setupGroupOf(t, n, g, "alice", "Bob")
+}
+
+// setupGroupOf is setupGroup with other usernames: a creates the group
+// and adds b.
+func setupGroupOf(t testing.TB, n *network, g []byte, a, b string) (alice, bob *member) {
+	t.Helper()
 	codes := n.codes(2, 1)
-	alice = &member{client: n.activate("alice", codes[0])}
-	bob = &member{client: n.activate("Bob", codes[1])}
-	if bob.cert.Username != "bob" {
+	alice = &member{client: n.activate(a, codes[0])}
+	bob = &member{client: n.activate(b, codes[1])}
+	if bob.cert.Username != strings.ToLower(b) {
 		t.Fatalf("username not folded: %q", bob.cert.Username)
 	}
 	// Bob publishes key packages.

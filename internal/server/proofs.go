@@ -1,0 +1,140 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/cloudflare/circl/group"
+
+	"anom/escrow"
+)
+
+// Record proofs. Before it countersigns a record the server checks its
+// proof π (escrow.VerifyRecordProof): without it, a device could send a
+// record that carries the R of someone else's record under its own
+// metadata, and a warrant for that device would open the other message.
+//
+// Concurrent sends verify their proofs together, in the way of a grouped
+// commit: a send queues its record; up to half of GOMAXPROCS sends (at
+// least one) at a time lead, each taking what is queued (up to
+// maxProofBatch records) and verifying it with escrow.VerifyRecordProofs,
+// until its own record is done; then it hands the lead to a waiting send.
+// Alone, a send verifies its own record as before; under load, many records
+// share one multi-scalar multiplication, which costs a fraction of a single
+// check per record (BenchmarkRecordProofs). Leaders take at most half the
+// processors so that the other sends keep running up to the queue while
+// they verify: with a leader on every processor the queue stays empty and
+// every batch holds one record. A failed batch is checked record by record,
+// so only the bad records are refused.
+
+// maxProofBatch bounds the records one leader verifies at once, and so the
+// wait of a send queued behind a batch (about 30 µs of CPU a record).
+const maxProofBatch = 128
+
+type proofBatcher struct {
+	key        group.Element
+	rand       io.Reader
+	maxLeaders int
+
+	mu      sync.Mutex
+	pending []*proofJob
+	leaders int
+}
+
+type proofJob struct {
+	rec     *escrow.Record
+	err     error
+	done    chan struct{} // closed once err is set
+	lead    chan struct{} // closed when this job's sender is to lead
+	leading bool          // under mu: the lead was handed to it
+}
+
+func newProofBatcher(key group.Element, rand io.Reader) *proofBatcher {
+	return &proofBatcher{key: key, rand: rand, maxLeaders: max(1, runtime.GOMAXPROCS(0)/2)}
+}
+
+// verify checks rec's proof, with whatever other sends are checking at the
+// same time. The error matches escrow.ErrRecordProof if the proof fails.
+func (b *proofBatcher) verify(rec *escrow.Record) error {
+	j := &proofJob{rec: rec, done: make(chan struct{}), lead: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, j)
+	if b.leaders < b.maxLeaders {
+		b.leaders++
+		j.leading = true
+		b.mu.Unlock()
+		b.leadUntilDone(j)
+		return j.err
+	}
+	b.mu.Unlock()
+	select {
+	case <-j.done:
+	case <-j.lead:
+		b.leadUntilDone(j)
+	}
+	return j.err
+}
+
+// leadUntilDone verifies queued batches until j is done, then hands the
+// lead to a queued job that has none, or gives it up.
+func (b *proofBatcher) leadUntilDone(j *proofJob) {
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), maxProofBatch)
+		batch := b.pending[:n:n]
+		b.pending = append([]*proofJob(nil), b.pending[n:]...)
+		b.mu.Unlock()
+		if n == 0 {
+			<-j.done // j is in another leader's batch
+		} else {
+			b.run(batch)
+		}
+		select {
+		case <-j.done:
+		default:
+			continue
+		}
+		b.mu.Lock()
+		handed := false
+		for _, next := range b.pending {
+			if !next.leading {
+				next.leading = true
+				close(next.lead)
+				handed = true
+				break
+			}
+		}
+		if !handed {
+			b.leaders--
+		}
+		b.mu.Unlock()
+		return
+	}
+}
+
+// run verifies one batch and sets every job's result.
+func (b *proofBatcher) run(batch []*proofJob) {
+	recs := make([]*escrow.Record, len(batch))
+	for i, j := range batch {
+		recs[i] = j.rec
+	}
+	err := escrow.VerifyRecordProofs(b.rand, b.key, recs)
+	var pe *escrow.RecordProofsError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		for _, re := range pe.Failed {
+			batch[re.Index].err = fmt.Errorf("verifying record proof: %w", re.Err)
+		}
+	default:
+		for _, j := range batch {
+			j.err = err
+		}
+	}
+	for _, j := range batch {
+		close(j.done)
+	}
+}

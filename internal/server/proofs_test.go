@@ -1,0 +1,149 @@
+package server
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"anom/escrow"
+	"anom/internal/escrowtest"
+)
+
+// proofRecords seals n records of one device; every bad-th one (from the
+// first) carries the proof of the next record instead of its own.
+func proofRecords(t testing.TB, n, bad int) (*escrowtest.Network, []*escrow.Record, map[int]bool) {
+	t.Helper()
+	net := escrowtest.New(t, 5, 2, 3)
+	dev := net.Device(t, "alice")
+	var recs []*escrow.Record
+	for i := range n + 1 {
+		rec, err := net.Seal(dev, []byte("group"), time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), []byte(fmt.Sprint("message ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	wantBad := map[int]bool{}
+	for i := 0; bad > 0 && i < n; i += bad {
+		c := *recs[i]
+		c.Proof = recs[i+1].Proof
+		recs[i] = &c
+		wantBad[i] = true
+	}
+	return net, recs[:n], wantBad
+}
+
+// TestProofBatcherGroups: records queued while the lead is taken are
+// verified together in one batch when it is free, and each sender gets its
+// own record's result.
+func TestProofBatcherGroups(t *testing.T) {
+	net, recs, bad := proofRecords(t, 40, 7)
+	b := newProofBatcher(net.Policy.Policy.EscrowKey, rand.Reader)
+	b.maxLeaders = 1
+	b.leaders = 1 // the test holds the lead while the senders queue
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = b.verify(rec) }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == len(recs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d senders queued", n, len(recs))
+		}
+	}
+	// The test's own record goes last and the test leads: one batch.
+	own := &proofJob{rec: recs[1], done: make(chan struct{}), lead: make(chan struct{}), leading: true}
+	b.mu.Lock()
+	b.pending = append(b.pending, own)
+	b.mu.Unlock()
+	b.leadUntilDone(own)
+	wg.Wait()
+	if own.err != nil || b.leaders != 0 || len(b.pending) != 0 {
+		t.Fatalf("after the batch: own %v, %d leaders, %d pending", own.err, b.leaders, len(b.pending))
+	}
+	for i, err := range errs {
+		if bad[i] != errors.Is(err, escrow.ErrRecordProof) || (!bad[i] && err != nil) {
+			t.Errorf("record %d (bad %v): %v", i, bad[i], err)
+		}
+	}
+}
+
+// TestProofBatcherConcurrent: many senders at once, some with bad proofs,
+// each get their own result; the lead is always given back.
+func TestProofBatcherConcurrent(t *testing.T) {
+	net, recs, bad := proofRecords(t, 120, 11)
+	b := newProofBatcher(net.Policy.Policy.EscrowKey, rand.Reader)
+	b.maxLeaders = 2
+	for round := range 3 {
+		errs := make([]error, len(recs))
+		var wg sync.WaitGroup
+		for i, rec := range recs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = b.verify(rec) }()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if bad[i] != errors.Is(err, escrow.ErrRecordProof) || (!bad[i] && err != nil) {
+				t.Fatalf("round %d record %d (bad %v): %v", round, i, bad[i], err)
+			}
+		}
+		b.mu.Lock()
+		leaders, pending := b.leaders, len(b.pending)
+		b.mu.Unlock()
+		if leaders != 0 || pending != 0 {
+			t.Fatalf("round %d: %d leaders, %d pending after every sender returned", round, leaders, pending)
+		}
+	}
+}
+
+// BenchmarkRecordProofs is the server's check of record proofs from 64
+// concurrent senders: "single" verifies each record alone
+// (escrow.VerifyRecordProof), "batched" through the server's batcher. It
+// reports CPU time per record (the process's, so other processes on the
+// machine do not count) beside wall time.
+func BenchmarkRecordProofs(b *testing.B) {
+	net, recs, _ := proofRecords(b, 512, 0)
+	key := net.Policy.Policy.EscrowKey
+	const senders = 64
+	run := func(b *testing.B, verify func(*escrow.Record) error) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		per := (b.N + senders - 1) / senders
+		for s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					if err := verify(recs[(s*per+i)%len(recs)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		n := float64(per * senders)
+		b.ReportMetric(float64(cpuTime()-cpu0)/1e3/n, "cpu-µs/record")
+		b.ReportMetric(b.Elapsed().Seconds()*1e6/n, "µs/record")
+	}
+	b.Run("single", func(b *testing.B) {
+		run(b, func(r *escrow.Record) error { return escrow.VerifyRecordProof(key, r) })
+	})
+	b.Run("batched", func(b *testing.B) {
+		pb := newProofBatcher(key, rand.Reader)
+		run(b, pb.verify)
+	})
+}
