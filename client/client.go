@@ -202,7 +202,7 @@ func (c *Client) loadMonitor() (*translog.Monitor, error) {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
-	m, err := translog.NewMonitor(translog.MonitorConfig{PublicKey: []byte(c.dev.net.Root), Subject: logSubjectAll}, st)
+	m, err := translog.NewMonitor(translog.MonitorConfig{VerifyHead: identity.TreeHeadVerifier(c.dev.net.Root), Subject: logSubjectFor(c.dev.net.Root)}, st)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

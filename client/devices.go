@@ -146,6 +146,26 @@ type ownDevice struct {
 	approval *identity.DeviceApproval // nil if none was logged
 }
 
+// logSubjectFor is the monitor's Subject for the network of root: it also
+// checks every logged online key certificate (directory, countersigning,
+// admin keys) against the root, so a log that carries an online key the
+// root did not certify fails the scan and the device stops trusting it.
+func logSubjectFor(root identity.RootPublicKey) func(translog.Entry) (string, error) {
+	return func(e translog.Entry) (string, error) {
+		if e.Kind == translog.KindOnlineKey {
+			oc, err := identity.OnlineKeyOfEntry(e)
+			if err != nil {
+				return "", err
+			}
+			if err := oc.Verify(root, oc.Role, oc.NotBefore); err != nil {
+				return "", fmt.Errorf("a logged online key does not chain to the network root: %w", err)
+			}
+			return "", nil
+		}
+		return logSubjectAll(e)
+	}
+}
+
 // logSubjectAll names the user a transparency-log entry concerns:
 // certificates and approvals.
 func logSubjectAll(e translog.Entry) (string, error) {

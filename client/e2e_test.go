@@ -23,6 +23,7 @@ import (
 type testNet struct {
 	t     *testing.T
 	root  *identity.RootKey
+	dir   *identity.DirectorySigner // the server's directory key
 	dist  *servertest.Distributor
 	srv   *server.Server
 	net   Network
@@ -33,7 +34,7 @@ func newTestNet(t *testing.T) *testNet { return newTestNetWith(t, nil) }
 
 // newTestNetWith is newTestNet with a change to the server's
 // configuration (made with the network's root key).
-func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
+func newTestNetWith(t *testing.T, mod func(*server.Config, *identity.RootKey)) *testNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -47,9 +48,10 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 		t.Fatal(err)
 	}
 	clock := &clocktest.Clock{}
-	cfg := server.Config{Store: st, Root: root, TLS: pki.Server, Name: "test.anom", Now: clock.Now, SweepInterval: 50 * time.Millisecond}
+	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", Now: clock.Now, SweepInterval: 50 * time.Millisecond}
+	keys := servertest.Keys(t, &cfg, root)
 	if mod != nil {
-		mod(&cfg)
+		mod(&cfg, root)
 	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
@@ -58,7 +60,7 @@ func newTestNetWith(t *testing.T, mod func(*server.Config)) *testNet {
 	addr, _ := servertest.Serve(t, srv, st, "127.0.0.1:0")
 	dist := servertest.AddDistributor(t, srv, root)
 	n := Network{Address: addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public(), TLSServerName: "server.anom"}
-	return &testNet{t: t, root: root, dist: dist, srv: srv, net: n, clock: clock}
+	return &testNet{t: t, root: root, dir: keys.Directory, dist: dist, srv: srv, net: n, clock: clock}
 }
 
 func (n *testNet) code(months int) string {

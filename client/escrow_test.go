@@ -18,9 +18,8 @@ import (
 )
 
 func newEscrowNet(t *testing.T) *testNet {
-	return newTestNetWith(t, func(c *server.Config) {
-		c.EscrowPolicy = escrowtest.SignedPolicy(t, c.Root.Signer(), 1)
-		c.EscrowServerID = "server-1"
+	return newTestNetWith(t, func(c *server.Config, root *identity.RootKey) {
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
 	})
 }
@@ -35,7 +34,7 @@ func TestEscrowSendAndCheck(t *testing.T) {
 		}
 	}
 	info, err := alice.c.Escrow()
-	if err != nil || info.Policy == nil || info.ServerKeyID != "server-1" {
+	if err != nil || info.Policy == nil || info.ServerKeyID != "server/1" {
 		t.Fatalf("escrow info %+v %v", info, err)
 	}
 	g, err := alice.c.CreateGroup(ctx, "bob")
@@ -153,7 +152,11 @@ func BenchmarkSendEscrowOverhead(b *testing.B) {
 	id, _ := identity.NewDeviceID(rand.Reader)
 	cert := &identity.DeviceCertificate{DeviceID: id, Username: "bench", Key: pub, Serial: 1,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	if err := root.SignDeviceCertificate(cert); err != nil {
+	keys, err := identity.NewServerKeys(root, "server", time.Now(), 0, 1, rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := keys.Directory.SignDeviceCertificate(cert); err != nil {
 		b.Fatal(err)
 	}
 	kp, err := mls.NewKeyPackage(suite, cert.Credential(), mls.SignaturePrivateKey(seed), mls.KeyPackageOptions{}, rand.Reader, time.Now())

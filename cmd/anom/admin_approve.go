@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (signed by the server, logged)", run: runAdminApprove}
+	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE: let a new device join an existing user (signed by the server's directory key, logged)", run: runAdminApprove}
 }
 
 // runAdminApprove sends the pairing request a new device shows to the

@@ -24,7 +24,7 @@ import (
 )
 
 func init() {
-	adminVerbs["init"] = adminVerb{summary: "make a network: root key, TLS CA and server certificate, empty escrow policy, admin key (in DATA.admin)", run: runAdminInit}
+	adminVerbs["init"] = adminVerb{summary: "make a network: root key and TLS CA key in DATA.root/, admin key in DATA.admin/, server certificate and root-certified online keys in DATA, empty escrow policy", run: runAdminInit}
 }
 
 func runAdminInit(ctx context.Context, args []string) error {
@@ -36,8 +36,11 @@ func runAdminInit(ctx context.Context, args []string) error {
 		return err
 	}
 	d := dataDir(*data)
-	if _, err := os.Stat(d.path("root.key")); err == nil {
+	if _, err := os.Stat(d.path("network.json")); err == nil {
 		return fmt.Errorf("%s already holds a network", *data)
+	}
+	if _, err := os.Stat(d.rootPath("root.key")); err == nil {
+		return fmt.Errorf("%s already holds a root key", d.rootDir())
 	}
 	return initNetwork(d, *name, strings.Split(*hosts, ","), os.Stdout)
 }
@@ -45,19 +48,44 @@ func runAdminInit(ctx context.Context, args []string) error {
 // defaultNetworkName is the name of a network made without --name.
 const defaultNetworkName = "anom"
 
-// initNetwork makes a network in d: the root key, the TLS CA and server
-// certificate for hosts (localhost and 127.0.0.1 always), the blob key, an
-// empty escrow policy and network.json, and beside d the admin folder
-// with an admin key the root certified; it prints what it made to w.
+// rootReadme is the note in the root folder.
+const rootReadme = `This is the root folder of an anom network: the network root key
+(root.key) and the TLS CA's private key (ca.key).
+
+The server does not need it to run. In a real deployment this folder lives
+on an offline machine (or offline media) and is brought out only to:
+certify distributors (anom admin distributor add), certify admin keys
+(anom admin adminkey), sign escrow policies (anom admin escrow init), and
+rotate the server's online keys (anom admin rotate --role
+directory|countersign). Keep it off the server.
+Whoever holds root.key can certify directory keys and so mint device
+certificates for any user.
+`
+
+// initNetwork makes a network in d: the root key and the TLS CA key in the
+// root folder (rootDir), the TLS CA certificate and server certificate for
+// hosts (localhost and 127.0.0.1 always), the server's online keys
+// certified by the root, the blob key, an empty escrow policy and
+// network.json, and beside d the admin folder (adminDir) with an admin key
+// the root certified; it prints what it made to w.
 func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.rootDir(), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(d.rootDir(), 0o700); err != nil {
+		return err
+	}
+	if err := writeSecret(d.rootPath("README"), []byte(rootReadme)); err != nil {
 		return err
 	}
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
 		return err
 	}
-	if err := writeSecret(d.path("root.key"), []byte(hex.EncodeToString(root.Seed())+"\n")); err != nil {
+	if err := writeSecret(d.rootPath("root.key"), []byte(hex.EncodeToString(root.Seed())+"\n")); err != nil {
 		return err
 	}
 	if err := writeSecret(d.path("root.pub"), []byte(hex.EncodeToString(root.Public())+"\n")); err != nil {
@@ -88,6 +116,11 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := writeSecret(d.path("escrow-policy"), nil); err != nil {
 		return err
 	}
+	for _, r := range []onlineRole{directoryRole, countersignRole} {
+		if _, err := d.certifyOnlineKey(root, r, name, 1); err != nil {
+			return err
+		}
+	}
 	caSum := sha256.Sum256(caDER)
 	ni := networkInfo{Name: name, Hostnames: hostList, RootFingerprint: root.Public().Fingerprint(),
 		RootPublicKey: hex.EncodeToString(root.Public()), CAFingerprint: hex.EncodeToString(caSum[:])}
@@ -96,7 +129,8 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "network %q made in %s\n", name, d.path())
-	fmt.Fprintf(w, "  root key        %s (0600)\n", d.path("root.key"))
+	fmt.Fprintf(w, "  root folder     %s: root key and TLS CA key (keep it offline; the server does not need it)\n", d.rootDir())
+	fmt.Fprintf(w, "  online keys     %s, %s (certified by the root)\n", d.path("directory.key"), d.path("countersign.key"))
 	fmt.Fprintf(w, "  TLS CA          %s\n", d.path("ca.crt"))
 	fmt.Fprintf(w, "  server cert     %s for %s\n", d.path("server.crt"), strings.Join(hostList, ", "))
 	fmt.Fprintf(w, "  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
@@ -156,7 +190,11 @@ func makeTLS(d dataDir, hosts []string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeSecret(d.path(f.name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})); err != nil {
+		keyPath := d.path(f.name + ".key")
+		if f.name == "ca" {
+			keyPath = d.rootPath("ca.key") // the CA key stays with the root
+		}
+		if err := writeSecret(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})); err != nil {
 			return nil, err
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 func init() {
 	adminVerbs["revoke"] = adminVerb{summary: "revoke DEVICE [--reason TEXT]: refuse the device at once and log the revocation", run: runAdminRevoke}
-	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE [--reason TEXT]: send the device a signed wipe command", run: runAdminWipe}
+	adminVerbs["wipe"] = adminVerb{summary: "wipe DEVICE [--reason TEXT]: send the device a wipe command signed by the server's directory key", run: runAdminWipe}
 }
 
 // deviceAction sends op for the device named in args and prints the

@@ -105,9 +105,36 @@ func runArchive(ctx context.Context, args []string) error {
 	}
 	policy := fs.String("policy", "", "signed escrow policy file (required)")
 	rootPub := fs.String("root", "", "network root public key file, root.pub (required)")
-	var serverKeys listFlag
-	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable); records not countersigned by one are rejected")
-	open := func() (*archive.Archive, func(), error) {
+	source := fs.String("source", "", "URL of the escrow source, the server (serve: its outbox; open: its transparency-log proofs)")
+	sourceCA := fs.String("source-ca", "", "PEM CA to trust for an https source (default: system roots)")
+	sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
+	// src is the server as the archive reaches it, once flags are parsed.
+	src := func() (*archive.HTTPSource, error) {
+		if *source == "" {
+			return nil, fmt.Errorf("--source is required")
+		}
+		hc := &http.Client{Timeout: time.Minute}
+		if *sourceCA != "" {
+			b, err := os.ReadFile(*sourceCA)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("%s: no certificate", *sourceCA)
+			}
+			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
+		}
+		if *sourceToken != "" {
+			b, err := os.ReadFile(*sourceToken)
+			if err != nil {
+				return nil, err
+			}
+			hc.Transport = bearerTransport{token: strings.TrimSpace(string(b)), base: hc.Transport}
+		}
+		return &archive.HTTPSource{URL: *source, Client: hc}, nil
+	}
+	open := func(log archive.LogProver) (*archive.Archive, func(), error) {
 		if *policy == "" || *rootPub == "" {
 			return nil, nil, fmt.Errorf("--policy and --root are required")
 		}
@@ -119,8 +146,7 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		sk, err := parseServerKeys(serverKeys)
-		if err != nil {
+		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return nil, nil, err
 		}
 		key, err := archiveKey(*data)
@@ -137,7 +163,7 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, ServerKeys: sk, Key: key,
+		a, err := archive.New(ctx, archive.Config{Store: st, Policy: sp, Root: root, Log: log, Key: key,
 			Attachments: contentAttachments{}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ClientCertificate: &clientCert})
 		if err != nil {
 			st.Close()
@@ -147,42 +173,21 @@ func runArchive(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "serve":
-		source := fs.String("source", "", "URL of the escrow source (the server's outbox) (required)")
-		sourceCA := fs.String("source-ca", "", "PEM CA to trust for an https source (default: system roots)")
-		sourceToken := fs.String("source-token", "", "file holding the bearer token of the source (the server's DATA/archive.token)")
 		poll := fs.Duration("poll", time.Second, "wait between empty pulls")
 		batch := fs.Int("batch", 500, "items per pull")
 		interval := fs.Duration("anchor-interval", archive.DefaultAnchorInterval, "how often to cross-sign audit heads with the --custodian custodians")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if *source == "" {
-			return fmt.Errorf("--source is required")
+		s, err := src()
+		if err != nil {
+			return err
 		}
 		custs, err := endpoints()
 		if err != nil {
 			return err
 		}
-		hc := &http.Client{Timeout: time.Minute}
-		if *sourceCA != "" {
-			b, err := os.ReadFile(*sourceCA)
-			if err != nil {
-				return err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(b) {
-				return fmt.Errorf("%s: no certificate", *sourceCA)
-			}
-			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
-		}
-		if *sourceToken != "" {
-			b, err := os.ReadFile(*sourceToken)
-			if err != nil {
-				return err
-			}
-			hc.Transport = bearerTransport{token: strings.TrimSpace(string(b)), base: hc.Transport}
-		}
-		a, closeFn, err := open()
+		a, closeFn, err := open(s)
 		if err != nil {
 			return err
 		}
@@ -204,7 +209,7 @@ func runArchive(ctx context.Context, args []string) error {
 			fmt.Fprintln(os.Stderr, "no --custodian: the audit log is anchored only when a warrant is opened")
 			anchorErr <- nil
 		}
-		err = a.Ingest(ctx, &archive.HTTPSource{URL: *source, Client: hc}, archive.IngestOptions{Batch: *batch, Poll: *poll})
+		err = a.Ingest(ctx, s, archive.IngestOptions{Batch: *batch, Poll: *poll})
 		cancel()
 		if aerr := <-anchorErr; aerr != nil {
 			return fmt.Errorf("anchoring the audit log: %w", aerr)
@@ -236,7 +241,11 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		a, closeFn, err := open()
+		s, err := src()
+		if err != nil {
+			return fmt.Errorf("%w: open asks the server for the log proofs custodians require", err)
+		}
+		a, closeFn, err := open(s)
 		if err != nil {
 			return err
 		}
@@ -269,7 +278,7 @@ func runArchive(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		a, closeFn, err := open()
+		a, closeFn, err := open(nil)
 		if err != nil {
 			return err
 		}

@@ -419,8 +419,16 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 			st.Close()
 		}
 	})
-	srv, err := server.New(ctx, server.Config{Store: st, Root: root, TLS: tc, Name: "bench", Logger: logger,
-		EscrowPolicy: policy, EscrowServerID: "bench"})
+	dirKey, err := d.directorySigner()
+	if err != nil {
+		return fail(err)
+	}
+	cs, csCert, err := d.countersignKey()
+	if err != nil {
+		return fail(err)
+	}
+	srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: dirKey, Countersign: cs, CountersignCert: csCert,
+		TLS: tc, Name: "bench", Logger: logger, EscrowPolicy: policy})
 	if err != nil {
 		return fail(err)
 	}

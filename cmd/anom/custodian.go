@@ -51,8 +51,6 @@ func runCustodian(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7443", "HTTPS listen address")
 	data := fs.String("data", "custodian-data", "data directory")
 	hosts := fs.String("hosts", "", "extra comma-separated hostnames or IPs for the self-signed certificate")
-	var serverKeys listFlag
-	fs.Var(&serverKeys, "server-key", "countersigning key of a server: ID=HEX (repeatable)")
 	maxReq := fs.Int64("max-request", custodian.DefaultMaxRequestBytes, "largest request body in bytes (the archive keeps its requests within the default)")
 	var archivePins listFlag
 	fs.Var(&archivePins, "archive-pin", "pin of the archive's client certificate, as `anom archive pin` prints it (repeatable; required): other clients are refused in the TLS handshake")
@@ -87,10 +85,6 @@ func runCustodian(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sk, err := parseServerKeys(serverKeys)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return err
 	}
@@ -109,7 +103,7 @@ func runCustodian(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	svc, err := custodian.New(ctx, custodian.Config{Secret: secret, Policy: sp, Root: root, ServerKeys: sk, Store: st,
+	svc, err := custodian.New(ctx, custodian.Config{Secret: secret, Policy: sp, Root: root, Store: st,
 		Revocations: custodian.RevocationFile{Path: filepath.Join(*data, "revoked-warrants")}, Logger: log, MaxRequestBytes: *maxReq,
 		ArchiveKey: archivePub, ArchivePins: pins})
 	if err != nil {

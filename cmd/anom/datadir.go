@@ -17,11 +17,18 @@ import (
 	"anom/internal/identity"
 )
 
-// The data directory of a network, made by `anom admin init`:
+// The data directory of a network, made by `anom admin init`. It holds no
+// root key: that and the TLS CA's private key are in the root folder
+// DATA.root/ (rootDir), which in a real deployment lives on an offline
+// machine and is brought out only to certify distributors, sign escrow
+// policies and rotate online keys.
 //
-//	root.key          network root key seed (hex), 0600
+//	DATA.root/root.key   network root key seed (hex), 0600
+//	DATA.root/ca.key     TLS CA private key (PEM), 0600
+//
 //	root.pub          network root public key (hex)
-//	ca.crt, ca.key    TLS CA (PEM), the key 0600
+//	ca.crt            TLS CA certificate (PEM)
+//	directory.*, countersign.*   the server's online keys (onlinekeys.go)
 //	server.crt/.key   TLS server certificate for the hostnames (PEM)
 //	blob.key          HMAC key of blob capability tokens, 0600
 //	escrow-policy     signed escrow policy; empty until the escrow is set up
@@ -91,10 +98,18 @@ func (d dataDir) adminDir() string {
 	return p + ".admin"
 }
 
+// rootDir is the root folder of the network in d: DATA.root beside it.
+func (d dataDir) rootDir() string {
+	return filepath.Clean(string(d)) + ".root"
+}
+
+// rootPath is a file in the root folder.
+func (d dataDir) rootPath(name string) string { return filepath.Join(d.rootDir(), name) }
+
 func (d dataDir) rootKey() (*identity.RootKey, error) {
-	b, err := os.ReadFile(d.path("root.key"))
+	b, err := os.ReadFile(d.rootPath("root.key"))
 	if err != nil {
-		return nil, fmt.Errorf("reading root key: %w (run anom admin init)", err)
+		return nil, fmt.Errorf("reading root key from the root folder %s: %w (run anom admin init, or bring the offline root folder)", d.rootDir(), err)
 	}
 	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil {
@@ -155,7 +170,7 @@ func (d dataDir) info() (networkInfo, error) {
 // holdsNetwork reports whether d was made by admin init; fresh is true
 // when d does not exist or is empty, so a network may be made in it.
 func (d dataDir) holdsNetwork() (holds, fresh bool, err error) {
-	if _, err := os.Stat(d.path("root.key")); err == nil {
+	if _, err := os.Stat(d.path("network.json")); err == nil {
 		return true, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, false, err

@@ -37,7 +37,7 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		return nil
 	}
 	if len(args) == 0 || args[0] != "init" {
-		return fmt.Errorf("usage: anom admin escrow init --data DIR --out KEYDIR --custodians A,B,C --threshold K [--issuers NAME,...]\n       anom admin escrow server-key --data DIR   (ID=HEX for --server-key)")
+		return fmt.Errorf("usage: anom admin escrow init --data DIR --out KEYDIR --custodians A,B,C --threshold K [--issuers NAME,...]\n       anom admin escrow server-key --data DIR   (prints NAME/SERIAL=HEX, for the record: custodians and the archive take it from the transparency log)")
 	}
 	fs := flag.NewFlagSet("admin escrow init", flag.ContinueOnError)
 	data := dataFlag(fs)
@@ -161,7 +161,7 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 			d.path("escrow"), len(old))
 	}
 	if k, err := d.escrowServerKey(); err == nil {
-		fmt.Printf("  server countersigning key (for --server-key): %s\n", k)
+		fmt.Printf("  server countersigning key (logged; custodians and the archive take it from the transparency log): %s\n", k)
 	}
 	fmt.Println("The running server must be restarted to serve the new policy.")
 	return nil

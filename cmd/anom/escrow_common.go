@@ -53,20 +53,6 @@ func readSignedPolicy(path string, root identity.RootPublicKey) (*escrow.SignedP
 	return sp, nil
 }
 
-// parseServerKeys parses ID=HEXKEY flags.
-func parseServerKeys(list []string) (map[string]ed25519.PublicKey, error) {
-	out := map[string]ed25519.PublicKey{}
-	for _, s := range list {
-		id, h, ok := strings.Cut(s, "=")
-		k, err := hex.DecodeString(h)
-		if !ok || id == "" || err != nil || len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("server key %q: want ID=64 hex digits", s)
-		}
-		out[id] = ed25519.PublicKey(k)
-	}
-	return out, nil
-}
-
 // readSeedKey reads an Ed25519 key stored as its hex seed.
 func readSeedKey(path string) (ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)

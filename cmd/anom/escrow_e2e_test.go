@@ -6,7 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,7 +25,9 @@ import (
 	"anom/escrow"
 	"anom/internal/archive"
 	"anom/internal/identity"
+	"anom/internal/server"
 	"anom/internal/store/pebble"
+	"anom/internal/translog"
 )
 
 var (
@@ -126,9 +128,16 @@ type escrowNet struct {
 	root      *identity.RootKey
 	policy    *escrow.Policy
 	serverKey ed25519.PrivateKey
-	seq       uint64
-	gen       map[string]uint32
-	devices   map[string]*e2eDevice
+	serverID  string
+	// The network's directory key (from its data directory) and a
+	// transparency log of the test's own, standing for the server's.
+	dirKey  *identity.DirectorySigner
+	log     *translog.Log
+	csIdx   uint64
+	certIdx map[string]uint64
+	seq     uint64
+	gen     map[string]uint32
+	devices map[string]*e2eDevice
 }
 
 type e2eDevice struct {
@@ -159,12 +168,66 @@ func newEscrowNet(t *testing.T) *escrowNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sk, _ := ed25519.GenerateKey(rand.Reader)
-	return &escrowNet{dir: dir, keys: keys, root: root, policy: sp.Policy, serverKey: sk, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
+	// The test plays the server with online keys the network's root
+	// certifies from 2025, so that its fixed-date records are inside them.
+	sk, err := identity.NewServerKeys(root, "anom", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 10*365*24*time.Hour, 1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, cs, csCert := sk.Directory, sk.Countersign, sk.CountersignCert
+	n := &escrowNet{dir: dir, keys: keys, root: root, policy: sp.Policy, serverKey: cs.Signer(), serverID: server.EscrowServerID(csCert), dirKey: dk,
+		certIdx: map[string]uint64{}, gen: map[string]uint32{}, devices: map[string]*e2eDevice{}}
+	ctx := context.Background()
+	if n.log, err = translog.Open(ctx, translog.Config{Storage: &translog.MemoryStorage{}}); err != nil {
+		t.Fatal(err)
+	}
+	di, err := n.log.Append(ctx, translog.Entry{Kind: translog.KindOnlineKey, Payload: dk.Certificate().Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.log.SetSigner(ctx, dk.Key().Signer(), di); err != nil {
+		t.Fatal(err)
+	}
+	if n.csIdx, err = n.log.Append(ctx, translog.Entry{Kind: translog.KindOnlineKey, Payload: csCert.Encode()}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
-func (n *escrowNet) serverKeyFlag() string {
-	return "server-1=" + hex.EncodeToString(n.serverKey.Public().(ed25519.PublicKey))
+// loggedItem is the archive item of the log entry at index, as the
+// server's outbox forwards it.
+func (n *escrowNet) loggedItem(t *testing.T, kind archive.Kind, index uint64) archive.Item {
+	raw, err := n.log.Entries(context.Background(), index, index+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return archive.Item{Kind: kind, Data: append(binary.BigEndian.AppendUint64(nil, index), raw[0]...)}
+}
+
+// certItem is the item of a user's logged device certificate.
+func (n *escrowNet) certItem(t *testing.T, user string) archive.Item {
+	n.device(t, user)
+	return n.loggedItem(t, archive.KindCertificate, n.certIdx[user])
+}
+
+// countersignItem is the item of the countersigning key's certificate.
+func (n *escrowNet) countersignItem(t *testing.T) archive.Item {
+	return n.loggedItem(t, archive.KindOnlineKey, n.csIdx)
+}
+
+// provedSource is a MemSource that also gives the log's proofs, as the
+// server does.
+type provedSource struct {
+	*archive.MemSource
+	log *translog.Log
+}
+
+func (p provedSource) ProveLog(ctx context.Context, indexes, from []uint64) (*archive.LogProofs, error) {
+	sth, err := p.log.SignedTreeHead()
+	if err != nil {
+		return nil, err
+	}
+	return archive.BuildLogProofs(p.log, sth, indexes, from)
 }
 
 func (n *escrowNet) device(t *testing.T, user string) *e2eDevice {
@@ -175,9 +238,14 @@ func (n *escrowNet) device(t *testing.T, user string) *e2eDevice {
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	c := &identity.DeviceCertificate{DeviceID: id, Username: user, Key: pub, Serial: uint64(len(n.devices) + 1),
 		NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC)}
-	if err := n.root.SignDeviceCertificate(c); err != nil {
+	if err := n.dirKey.SignDeviceCertificate(c); err != nil {
 		t.Fatal(err)
 	}
+	idx, err := n.log.Append(context.Background(), translog.Entry{Kind: translog.KindDeviceCertificate, Payload: c.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.certIdx[user] = idx
 	d := &e2eDevice{cert: c, key: key, leaf: uint32(len(n.devices))}
 	n.devices[user] = d
 	return d
@@ -201,7 +269,7 @@ func (n *escrowNet) record(t *testing.T, user string, group []byte, at time.Time
 		t.Fatal(err)
 	}
 	n.seq++
-	sr, err := escrow.Countersign(signed, []byte("server-1"), at, n.seq, n.serverKey)
+	sr, err := escrow.Countersign(signed, []byte(n.serverID), at, n.seq, n.serverKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +327,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
 		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.keys, name, name+".share"),
 			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
-			"--data", custDirs[len(custDirs)-1], "--server-key", n.serverKeyFlag(), "--archive-key", filepath.Join(archDir, "archive.pub"),
+			"--data", custDirs[len(custDirs)-1], "--archive-key", filepath.Join(archDir, "archive.pub"),
 			"--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
@@ -274,9 +342,10 @@ func TestEscrowEndToEnd(t *testing.T) {
 	// the window carries an attachment.
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	from, to := t0.Add(time.Hour), t0.Add(2*time.Hour)
-	src := &archive.MemSource{}
+	src := provedSource{&archive.MemSource{}, n.log}
+	src.Add(n.countersignItem(t))
 	for _, u := range []string{"alice", "bob", "carol"} {
-		src.Add(archive.Item{Kind: archive.KindCertificate, Data: n.device(t, u).cert.Encode()})
+		src.Add(n.certItem(t, u))
 	}
 	want := map[string][]byte{} // plaintext -> attachment (nil if none)
 	photo := bytes.Repeat([]byte("harbour photo "), 10000)
@@ -316,9 +385,10 @@ func TestEscrowEndToEnd(t *testing.T) {
 	}
 	last := src.Add()
 
-	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", n.serverKeyFlag()}
-	serve, _ := startAnom(t, append([]string{"archive", "serve", "--source", serveSource(t, src), "--poll", "20ms", "--batch", "16"}, archFlags...)...)
-	waitAcked(t, src, last, serve)
+	srcURL := serveSource(t, src)
+	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--source", srcURL}
+	serve, _ := startAnom(t, append([]string{"archive", "serve", "--poll", "20ms", "--batch", "16"}, archFlags...)...)
+	waitAcked(t, src.MemSource, last, serve)
 	serve.Process.Signal(syscall.SIGTERM)
 	serve.Wait()
 
@@ -408,7 +478,7 @@ func TestArchiveCrash(t *testing.T) {
 	d := dataDir(n.dir)
 	src := &archive.MemSource{}
 	slots := map[uint64][32]byte{} // cursor -> slot of the record
-	src.Add(archive.Item{Kind: archive.KindCertificate, Data: n.device(t, "alice").cert.Encode()})
+	src.Add(n.certItem(t, "alice"), n.countersignItem(t))
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	const total = 2000
 	for i := range total {
@@ -417,7 +487,7 @@ func TestArchiveCrash(t *testing.T) {
 		slot, _ := sr.Signed.Record.Metadata.Slot()
 		slots[src.Add(archive.Item{Kind: archive.KindRecord, Data: b})] = slot
 	}
-	url := serveSource(t, src)
+	url := serveSource(t, provedSource{src, n.log})
 	archDir := t.TempDir()
 	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub")}
 	serve := func() *exec.Cmd {
@@ -432,7 +502,7 @@ func TestArchiveCrash(t *testing.T) {
 	}
 	cmd.Wait()
 	acked := src.Acked()
-	if acked >= total+1 {
+	if acked >= total+2 {
 		t.Fatalf("ingest finished before the kill (acked %d); make the test bigger", acked)
 	}
 	check := func(upTo uint64) {
@@ -450,23 +520,23 @@ func TestArchiveCrash(t *testing.T) {
 		if a.Cursor() < upTo {
 			t.Fatalf("archive cursor %d below the acknowledged %d", a.Cursor(), upTo)
 		}
-		for c := uint64(2); c <= upTo; c++ {
+		for c := uint64(3); c <= upTo; c++ {
 			if _, err := a.Record(context.Background(), slots[c]); err != nil {
 				t.Fatalf("acknowledged item %d lost: %v", c, err)
 			}
 		}
 		found, err := a.Find(context.Background(), archive.Query{Usernames: []string{"alice"}})
-		if err != nil || uint64(len(found)) < upTo-1 {
-			t.Fatalf("query finds %d records, want at least %d: %v", len(found), upTo-1, err)
+		if err != nil || uint64(len(found)) < upTo-2 {
+			t.Fatalf("query finds %d records, want at least %d: %v", len(found), upTo-2, err)
 		}
 	}
 	check(acked)
-	t.Logf("killed after %d of %d items were acknowledged", acked, total+1)
+	t.Logf("killed after %d of %d items were acknowledged", acked, total+2)
 	cmd = serve()
-	waitAcked(t, src, total+1, cmd)
+	waitAcked(t, src, total+2, cmd)
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	check(total + 1)
+	check(total + 2)
 }
 
 // checkOpened checks what archive open wrote to out: exactly the records

@@ -59,8 +59,9 @@ func newLiveNet(t *testing.T) *liveNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, Root: n.esc.Root, TLS: pki.Server, Name: "test.anom", Now: n.clock.Now,
-		EscrowPolicy: policy, EscrowKey: n.esc.ServerKey, EscrowServerID: n.esc.ServerID, ArchiveToken: n.token,
+	n.srv, err = server.New(context.Background(), server.Config{Store: n.st, RootPublic: n.esc.Root.Public(), Directory: n.esc.Directory,
+		Countersign: n.esc.Countersign, CountersignCert: n.esc.CountersignCert, TLS: pki.Server, Name: "test.anom", Now: n.clock.Now,
+		EscrowPolicy: policy, ArchiveToken: n.token,
 		AlertDir: filepath.Join(t.TempDir(), "alerts")})
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestEscrowLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), ServerKeys: n.esc.ServerKeys(), Attachments: contentAttachments{}, ClientCertificate: &n.esc.ArchiveCert})
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: n.esc.Policy, Root: n.esc.Root.Public(), Log: n.archiveSource(), Attachments: contentAttachments{}, ClientCertificate: &n.esc.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestEscrowLiveArchiveCrash(t *testing.T) {
 	serve := func() *osProc {
 		cmd, _ := startAnom(t, "archive", "serve", "--source", "https://"+n.addr, "--source-ca", filepath.Join(dir, "ca.pem"),
 			"--source-token", filepath.Join(dir, "token"), "--poll", "10ms", "--batch", "7",
-			"--data", archDir, "--policy", filepath.Join(dir, "policy"), "--root", filepath.Join(dir, "root.pub"), "--server-key", serverKeyFlag(n))
+			"--data", archDir, "--policy", filepath.Join(dir, "policy"), "--root", filepath.Join(dir, "root.pub"))
 		return &osProc{cmd.Process, cmd.Wait}
 	}
 	acked := func() uint64 {
@@ -346,12 +347,4 @@ func TestEscrowLiveArchiveCrash(t *testing.T) {
 type osProc struct {
 	proc *os.Process
 	wait func() error
-}
-
-func serverKeyFlag(n *liveNet) string {
-	id, key, ok := n.srv.EscrowServerKey()
-	if !ok {
-		n.t.Fatal("no escrow server key")
-	}
-	return id + "=" + hex.EncodeToString(key)
 }

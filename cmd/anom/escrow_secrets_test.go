@@ -161,16 +161,12 @@ func TestAttackDataDirHoldsEscrowSecrets(t *testing.T) {
 			t.Fatalf("anom %s: %v\n%s", strings.Join(args, " "), err, got)
 		}
 	}
-	serverKey, err := runIn(t, dir, "admin", "escrow", "server-key", "--data", "net")
-	if err != nil {
-		t.Fatal(err)
-	}
 	archKey, err := runIn(t, dir, "archive", "key", "--data", filepath.Join(dir, "arch"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, line := startAnom(t, "custodian", "--share", filepath.Join(dir, "escrow-keys", "A", "A.share"), "--policy", filepath.Join(data, "escrow-policy"),
-		"--root", filepath.Join(data, "root.pub"), "--server-key", strings.TrimSpace(serverKey), "--listen", "127.0.0.1:0",
+		"--root", filepath.Join(data, "root.pub"), "--listen", "127.0.0.1:0",
 		"--data", filepath.Join(dir, "cust-A"), "--archive-key", strings.TrimSpace(archKey), "--archive-pin", archivePin(t, filepath.Join(dir, "arch")))
 	f := strings.Fields(line)
 	if len(f) != 4 {
@@ -178,7 +174,7 @@ func TestAttackDataDirHoldsEscrowSecrets(t *testing.T) {
 	}
 	serve, _ := startAnom(t, "archive", "serve", "--source", "https://"+addr, "--source-ca", filepath.Join(data, "ca.crt"),
 		"--source-token", filepath.Join(data, "archive.token"), "--policy", filepath.Join(data, "escrow-policy"),
-		"--root", filepath.Join(data, "root.pub"), "--server-key", strings.TrimSpace(serverKey), "--data", filepath.Join(dir, "arch"),
+		"--root", filepath.Join(data, "root.pub"), "--data", filepath.Join(dir, "arch"),
 		"--custodian", f[3])
 	serve.Process.Kill()
 	serve.Wait()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -24,10 +23,11 @@ import (
 //	                alerts asks the running server, which keeps them in its
 //	                store)
 //
-// The server's countersigning key is derived from the root key
-// (server.DeriveEscrowKey); its id is the network name. `anom admin escrow
-// server-key` prints ID=HEX for the --server-key flags of custodians and
-// the archive.
+// The server's countersigning key is its own key certified by the root
+// (countersign.key and .cert, see onlinekeys.go); its id in
+// countersignatures is "NAME/SERIAL". Custodians and the archive take it
+// from the transparency log; `anom admin escrow server-key` prints ID=HEX
+// for the record.
 
 func init() {
 	adminVerbs["alerts"] = adminVerb{summary: "list the alerts the running server raised (false escrow records reported by recipients)", run: runAdminAlerts}
@@ -57,22 +57,15 @@ func (d dataDir) archiveToken() (string, error) {
 	return tok, nil
 }
 
-// escrowServerKey is the server's countersigning key id and public key as
-// the --server-key flags take them.
+// escrowServerKey is the server's countersigning key id and public key,
+// ID=HEX, for the record (custodians and the archive take the key from its
+// logged certificate).
 func (d dataDir) escrowServerKey() (string, error) {
-	root, err := d.rootKey()
+	_, c, err := d.countersignKey()
 	if err != nil {
 		return "", err
 	}
-	ni, err := d.info()
-	if err != nil {
-		return "", err
-	}
-	k, err := server.DeriveEscrowKey(root)
-	if err != nil {
-		return "", err
-	}
-	return ni.Name + "=" + hex.EncodeToString(k.Public().(ed25519.PublicKey)), nil
+	return server.EscrowServerID(c) + "=" + hex.EncodeToString(c.Key), nil
 }
 
 func runAdminAlerts(ctx context.Context, args []string) error {

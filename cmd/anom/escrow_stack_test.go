@@ -47,7 +47,6 @@ func TestEscrowFullStack(t *testing.T) {
 	if out := runAnom(t, "admin", "escrow", "init", "--data", data, "--out", keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
 		t.Fatalf("admin escrow init said:\n%s", out)
 	}
-	serverKey := strings.TrimSpace(runAnom(t, "admin", "escrow", "server-key", "--data", data))
 
 	// The server, its own process; admin commands go to it.
 	addr := freeAddr(t)
@@ -184,7 +183,7 @@ func TestEscrowFullStack(t *testing.T) {
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
 		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name), "--server-key", serverKey,
+			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name),
 			"--archive-key", archKey, "--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
@@ -196,9 +195,11 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// The archive ingests from the server over HTTPS until the outbox is
 	// empty (Pull serves only what the archive has not acknowledged).
-	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--server-key", serverKey}
-	serveArgs := []string{"archive", "serve", "--source", "https://" + addr, "--source-ca", d.path("ca.crt"),
-		"--source-token", d.path("archive.token"), "--poll", "20ms", "--batch", "5"}
+	// --source is the server for serve (its outbox) and open (the log
+	// proofs the custodians require).
+	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"),
+		"--source", "https://" + addr, "--source-ca", d.path("ca.crt"), "--source-token", d.path("archive.token")}
+	serveArgs := []string{"archive", "serve", "--poll", "20ms", "--batch", "5"}
 	for _, c := range custodians {
 		serveArgs = append(serveArgs, "--custodian", c)
 	}

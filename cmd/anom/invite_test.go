@@ -204,7 +204,7 @@ func TestServerMakesNetwork(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "is not empty but holds no network") {
 		t.Fatalf("anom server on a non-empty directory: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(other, "root.key")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(other, "network.json")); !os.IsNotExist(err) {
 		t.Fatalf("a network was made in a non-empty directory: %v", err)
 	}
 }

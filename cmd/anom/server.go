@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 )
@@ -50,7 +53,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	root, err := d.rootKey()
+	dir, err := d.directorySigner()
 	if err != nil {
 		return err
 	}
@@ -74,17 +77,31 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var cs *identity.CountersignKey
+	var csCert *identity.OnlineKeyCertificate
+	if len(policy) > 0 {
+		if cs, csCert, err = d.countersignKey(); err != nil {
+			return err
+		}
+	}
+	rootPub, err := hex.DecodeString(ni.RootPublicKey)
+	if err != nil {
+		return fmt.Errorf("reading the root public key: %w", err)
+	}
 	st, err := pebble.Open(d.path("store"), pebble.Options{Logger: log.With("part", "store")})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	srv, err := server.New(ctx, server.Config{
-		Store: st, Root: root, TLS: tc, Name: ni.Name, Logger: log,
+		Store: st, RootPublic: identity.RootPublicKey(rootPub), Directory: dir, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
-		EscrowServerID: ni.Name, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
+		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
 	})
+	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
+		return fmt.Errorf("%w (certify a new key with the root: anom admin rotate --role directory|countersign --data %s)", err, *data)
+	}
 	if err != nil {
 		return err
 	}
@@ -143,7 +160,7 @@ func ensureNetwork(d dataDir) (made bool, err error) {
 	case holds:
 		return false, nil
 	case !fresh:
-		return false, fmt.Errorf("%s is not empty but holds no network (no root.key): run anom admin init --data DIR on an empty or new directory", d.path())
+		return false, fmt.Errorf("%s is not empty but holds no network (no network.json): run anom admin init --data DIR on an empty or new directory", d.path())
 	}
 	fmt.Fprintf(os.Stderr, "no network in %s yet: making one, as anom admin init does\n", d.path())
 	if err := initNetwork(d, defaultNetworkName, nil, os.Stderr); err != nil {

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"anom/escrow"
@@ -65,8 +66,9 @@ const (
 	bucketMeta    = "archive-meta"    // "cursor" -> uint64
 	bucketRecords = "archive-records" // "r/<slot>" -> tag byte, record or blob name
 	bucketIndex   = "archive-index"   // "d/<device>/<ms>/<slot>", "g/<group hash>/<ms>/<slot>", "t/<ms>/<slot>"
-	bucketDevices = "archive-devices" // "<device>/<serial>" -> certificate
+	bucketDevices = "archive-devices" // "<device>/<serial>" -> log index (uint64), log entry of the certificate
 	bucketUsers   = "archive-users"   // "<username hex>/<device>" -> empty
+	bucketOnline  = "archive-online"  // "<server id>" -> log index, log entry of its countersigning key certificate
 	bucketRs      = "archive-rs"      // "<R hex>" -> slot of the record with that R
 	// AuditBucket holds the archive's audit log.
 	AuditBucket = "archive-audit"
@@ -84,11 +86,10 @@ const (
 type Config struct {
 	Store  store.Store
 	Policy *escrow.SignedPolicy   // the escrow policy, signed by Root
-	Root   identity.RootPublicKey // the network root: device certificates must be signed by it
-	// ServerKeys, if not empty, are the countersigning keys of the servers
-	// by server id; records whose countersignature does not verify are then
-	// rejected at ingest. Empty: the custodians' check is the only one.
-	ServerKeys map[string]ed25519.PublicKey
+	Root   identity.RootPublicKey // the network root: device certificates and countersigning keys must chain to it
+	// Log gives the transparency-log proofs custodians require (the
+	// server, over HTTPSource). Required by Open.
+	Log LogProver
 	// Attachments finds and opens the attachments an opened plaintext
 	// refers to; nil: Open writes plaintexts only.
 	Attachments AttachmentOpener
@@ -117,6 +118,7 @@ type Archive struct {
 	policy *escrow.Policy
 	log    *audit.Log
 	cursor uint64
+	online sync.Map // server id -> *loggedKey, a cache of bucketOnline
 
 	anchors anchors
 }

@@ -95,7 +95,7 @@ func openArchive(t *testing.T, e *env) {
 	}
 	e.st = st
 	e.arch, err = archive.New(context.Background(), archive.Config{Store: st, Policy: e.net.Policy, Root: e.net.Root.Public(),
-		ServerKeys: e.net.ServerKeys(), Attachments: sealedAttachments{}, Now: clock, Key: e.net.ArchiveKey, ClientCertificate: &e.net.ArchiveCert})
+		Log: e.net, Attachments: sealedAttachments{}, Now: clock, Key: e.net.ArchiveKey, ClientCertificate: &e.net.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,9 @@ func slotHex(t *testing.T, sr *escrow.ServerRecord) string {
 // some inside alice's warrant window, and an attachment.
 func newEnv(t *testing.T) *env {
 	e := &env{net: escrowtest.New(t, 7, 2, 3), src: &archive.MemSource{}, dir: t.TempDir(), inPts: map[string][]byte{}}
+	e.src.Add(e.net.CountersignItem(t))
 	for _, u := range []string{"alice", "bob", "carol", "dave"} {
-		e.src.Add(archive.Item{Kind: archive.KindCertificate, Data: e.net.Device(t, u).Cert.Encode()})
+		e.src.Add(e.net.CertificateItem(t, e.net.Device(t, u)))
 	}
 	attKey := bytes.Repeat([]byte{0x42}, 16)
 	attPlain := []byte("PHOTO-BYTES: a picture of the harbour at dawn")
@@ -214,8 +215,8 @@ func TestIngestQueryAndResume(t *testing.T) {
 		t.Fatalf("cursor after reopen %d", e.arch.Cursor())
 	}
 	e.ingestAll(t)
-	if e.src.Acked() != 95 {
-		t.Fatalf("acked %d, want 95", e.src.Acked())
+	if e.src.Acked() != 96 {
+		t.Fatalf("acked %d, want 96 (the countersigning key, 4 certificates, a blob, 90 records)", e.src.Acked())
 	}
 	alice := e.net.Device(t, "alice").Cert.DeviceID[:]
 	tests := []struct {
@@ -273,7 +274,7 @@ func TestIngestDuplicatesAndBadItems(t *testing.T) {
 	}
 	src.Add(item(t, fsr), archive.Item{Kind: archive.KindRecord, Data: []byte("garbage")},
 		archive.Item{Kind: 99, Data: []byte("x")})
-	a2, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Now: clock})
+	a2, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Log: e.net, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,4 +501,104 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// FuzzIngestLoggedItem: certificate and countersigning-key items (a log
+// index and a log entry, from the server) are decoded strictly; a bad one
+// is noted and skipped, never a panic, and only a root-chained certificate
+// or key is kept.
+func FuzzIngestLoggedItem(f *testing.F) {
+	net := escrowtest.New(f, 11, 2, 3)
+	st, err := pebble.Open(f.TempDir(), pebble.Options{InMemory: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	a, err := archive.New(context.Background(), archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Now: clock})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cert, cs := net.CertificateItem(f, net.Device(f, "alice")), net.CountersignItem(f)
+	f.Add(uint8(cert.Kind), cert.Data)
+	f.Add(uint8(cs.Kind), cs.Data)
+	f.Add(uint8(archive.KindCertificate), cs.Data)
+	f.Add(uint8(archive.KindOnlineKey), cert.Data[:20])
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		if kind != uint8(archive.KindCertificate) && kind != uint8(archive.KindOnlineKey) {
+			return
+		}
+		src := &archive.MemSource{}
+		for range a.Cursor() {
+			src.Add(archive.Item{})
+		}
+		if err := src.Ack(context.Background(), a.Cursor()); err != nil {
+			t.Fatal(err)
+		}
+		src.Add(archive.Item{Kind: archive.Kind(kind), Data: data})
+		if _, err := a.IngestOnce(context.Background(), src, 1); err != nil {
+			t.Fatalf("ingesting a bad item failed instead of skipping it: %v", err)
+		}
+	})
+}
+
+// growingLog is the fixture's log prover, with a device joining (the log
+// growing) before every proof.
+type growingLog struct {
+	t   *testing.T
+	net *escrowtest.Network
+	n   int
+}
+
+func (g *growingLog) ProveLog(ctx context.Context, indexes, from []uint64) (*archive.LogProofs, error) {
+	g.n++
+	g.net.Device(g.t, fmt.Sprintf("late-%d", g.n))
+	return g.net.ProveLog(ctx, indexes, from)
+}
+
+// TestOpenFollowsGrowingLog: the log grows between chunks, and custodians
+// (one of them down for a while) get consistency proofs from the head each
+// tracks.
+func TestOpenFollowsGrowingLog(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	g := &growingLog{t: t, net: e.net}
+	a, err := archive.New(ctx, archive.Config{Store: e.st, Policy: e.net.Policy, Root: e.net.Root.Public(), Log: g, Now: clock, ClientCertificate: &e.net.ArchiveCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.net.Warrant(t, escrow.Warrant{ID: "W-grow", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	rep, err := a.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out"), archive.OpenOptions{Chunk: 3})
+	if err != nil || len(rep.Records) != 12 || g.n != 4 {
+		t.Fatalf("opened %d records in %d chunks: %v", len(rep.Records), g.n, err)
+	}
+	// k custodians were asked; each tracks the head of the last chunk, the
+	// one not asked tracks none.
+	var asked, idle []int
+	for i, c := range e.cust {
+		switch c.Service.TrackedHead().Size {
+		case e.net.Log.Size():
+			asked = append(asked, i)
+		case 0:
+			idle = append(idle, i)
+		default:
+			t.Fatalf("custodian %d tracks a head of size %d, log has %d", i, c.Service.TrackedHead().Size, e.net.Log.Size())
+		}
+	}
+	if len(asked) != 2 || len(idle) != 1 {
+		t.Fatalf("custodians asked %v, idle %v", asked, idle)
+	}
+	// One of them goes down: the idle one is brought in from the empty
+	// tree, the other from its own head.
+	e.cust[asked[0]].Stop()
+	rep, err = a.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out2"), archive.OpenOptions{Chunk: 12})
+	if err != nil || len(rep.Records) != 12 {
+		t.Fatalf("open with custodian %d down: %d records: %v", asked[0], len(rep.Records), err)
+	}
+	for _, i := range []int{asked[1], idle[0]} {
+		if got := e.cust[i].Service.TrackedHead().Size; got != e.net.Log.Size() {
+			t.Fatalf("custodian %d tracks size %d, log has %d", i, got, e.net.Log.Size())
+		}
+	}
 }

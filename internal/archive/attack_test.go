@@ -112,7 +112,7 @@ func TestAttackArchiveRefusesSeenR(t *testing.T) {
 	}
 
 	src := continueSource(t, e)
-	src.Add(archive.Item{Kind: archive.KindCertificate, Data: mallory.Cert.Encode()})
+	src.Add(e.net.CertificateItem(t, mallory))
 	src.Add(item(t, transplant(b, b.Proof)), // bob's R with bob's proof
 		item(t, transplant(b, honest.Signed.Record.Proof)), // bob's R with mallory's proof
 		item(t, honest),

@@ -370,13 +370,18 @@ func TestAttackBypassArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &custodian.Envelope{Request: &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{sr}}, Certificates: e.net.Certificates()}
+	req := &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{sr}}
 	for _, ep := range eps[:2] {
 		cl, err := custodian.NewClient(ep, e.net.ArchiveCert, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cl.Ask(ctx, env); err != nil {
+		// With the log evidence, from the head the custodian tracks.
+		tracked, err := cl.TrackedSize(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Ask(ctx, e.net.Envelope(t, req, tracked)); err != nil {
 			t.Fatalf("the custodian should answer a valid warrant (the bypass is detected, not prevented): %v", err)
 		}
 		cl.Close()

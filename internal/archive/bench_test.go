@@ -36,13 +36,14 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	a, err := archive.New(ctx, archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Now: clock, ClientCertificate: &net.ArchiveCert})
+	a, err := archive.New(ctx, archive.Config{Store: st, Policy: net.Policy, Root: net.Root.Public(), Log: net, Now: clock, ClientCertificate: &net.ArchiveCert})
 	if err != nil {
 		b.Fatal(err)
 	}
 	src := &archive.MemSource{}
 	alice := net.Device(b, "alice")
-	src.Add(archive.Item{Kind: archive.KindCertificate, Data: alice.Cert.Encode()})
+	src.Add(net.CountersignItem(b))
+	src.Add(net.CertificateItem(b, alice))
 	for i := range n {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
 		sr := net.Message(b, alice, grpAB, at, []byte(fmt.Sprintf("message %d: a typical short chat message of about eighty bytes......", i)))

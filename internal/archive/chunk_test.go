@@ -1,4 +1,4 @@
-package archive
+package archive_test
 
 import (
 	"bytes"
@@ -6,22 +6,25 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/internal/archive"
 	"anom/internal/custodian"
 	"anom/internal/escrowtest"
 )
 
-// TestChunksBySize: a chunk is split so that each custodian request stays
-// within the request bound, a record too large to share goes alone, and
-// every candidate is sent once, in order.
+// TestChunksBySize: a chunk is split so that each custodian request (with
+// its log evidence: tree head, consistency proof, logged certificates and
+// inclusion proofs) stays within the request bound, a record too large to
+// share goes alone, and every candidate is sent once, in order.
 func TestChunksBySize(t *testing.T) {
 	n := escrowtest.New(t, 9, 2, 3)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	w := n.Warrant(t, escrow.Warrant{Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
 	alice := n.Device(t, "alice")
-	var cands []candidate
+	// Logged items are the log index (8 bytes) and the encoded entry.
+	cert, key := n.CertificateItem(t, alice).Data[8:], n.CountersignItem(t).Data[8:]
+	var recs []*escrow.ServerRecord
 	for i, size := range []int{100, 300 << 10, 300 << 10, 300 << 10, 100, escrow.MaxPlaintext, 100, 100} {
-		rec := n.Message(t, alice, []byte("group"), t0.Add(time.Duration(i)*time.Second), bytes.Repeat([]byte{'x'}, size))
-		cands = append(cands, candidate{rec: rec, certs: n.Certificates()})
+		recs = append(recs, n.Message(t, alice, []byte("group"), t0.Add(time.Duration(i)*time.Second), bytes.Repeat([]byte{'x'}, size)))
 	}
 	for _, tc := range []struct {
 		maxRecords int
@@ -33,7 +36,7 @@ func TestChunksBySize(t *testing.T) {
 		{3, 64 << 20, []int{3, 3, 2}},
 		{1000, 1 << 10, []int{1, 1, 1, 1, 1, 1, 1, 1}}, // each too large to share: alone
 	} {
-		got, err := chunks(w, cands, tc.maxRecords, tc.maxBytes)
+		got, err := archive.ChunkSizes(w, recs, n.CertificateIndex(alice), cert, key, tc.maxRecords, tc.maxBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,17 +45,15 @@ func TestChunksBySize(t *testing.T) {
 		for _, c := range got {
 			sizes = append(sizes, len(c))
 			for _, x := range c {
-				if x.rec != cands[i].rec {
-					t.Fatalf("candidate %d out of order", i)
+				if x != recs[i] {
+					t.Fatalf("record %d out of order", i)
 				}
 				i++
 			}
 			if len(c) > 1 {
-				env := &custodian.Envelope{Request: &escrow.Request{Warrant: w}, Certificates: n.Certificates()}
-				for _, x := range c {
-					env.Request.Records = append(env.Request.Records, x.rec)
-				}
-				b, err := env.MarshalBinary()
+				// The envelope as the archive sends it, with a consistency
+				// proof from a tracked head (the longest it gets here).
+				b, err := n.Envelope(t, &escrow.Request{Warrant: w, Records: c}, 1).MarshalBinary()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -61,7 +62,7 @@ func TestChunksBySize(t *testing.T) {
 				}
 			}
 		}
-		if i != len(cands) || len(sizes) != len(tc.want) || !equalInts(sizes, tc.want) {
+		if i != len(recs) || len(sizes) != len(tc.want) || !equalInts(sizes, tc.want) {
 			t.Errorf("records %d, bytes %d: requests of %v, want %v", tc.maxRecords, tc.maxBytes, sizes, tc.want)
 		}
 	}

@@ -89,7 +89,8 @@ func DecodeBatch(data []byte) ([]Item, error) {
 	return items, nil
 }
 
-// SourceHandler serves src over the pull protocol.
+// SourceHandler serves src over the pull protocol, and log proofs
+// (ProofsPath) if src is also a LogProver.
 func SourceHandler(src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PullPath, func(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +125,9 @@ func SourceHandler(src Source) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	if p, ok := src.(LogProver); ok {
+		mux.HandleFunc("POST "+ProofsPath, func(w http.ResponseWriter, r *http.Request) { serveProofs(p, w, r) })
+	}
 	return mux
 }
 

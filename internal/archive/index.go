@@ -13,6 +13,7 @@ import (
 	"anom/escrow"
 	"anom/internal/identity"
 	"anom/internal/store"
+	"anom/internal/translog"
 )
 
 // Query selects records: those sent by one of Devices, by a device of one of
@@ -175,11 +176,32 @@ func (a *Archive) Certificates(ctx context.Context, device []byte) ([]*identity.
 	}
 	var out []*identity.DeviceCertificate
 	for _, e := range page {
-		c, err := identity.DecodeDeviceCertificate(e.Value)
+		_, le, err := parseLogged(e.Value, translog.KindDeviceCertificate)
+		if err != nil {
+			return nil, fmt.Errorf("loading certificates of %x: %w: %w", device, store.ErrCorrupt, err)
+		}
+		c, err := identity.DecodeDeviceCertificate(le.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("loading certificates of %x: %w: %w", device, store.ErrCorrupt, err)
 		}
 		out = append(out, c)
+	}
+	return out, nil
+}
+
+// certificateRefs returns the log entries of a device's certificates.
+func (a *Archive) certificateRefs(ctx context.Context, device []byte) ([]logRef, error) {
+	page, _, err := a.cfg.Store.List(ctx, bucketDevices, store.ListOptions{Prefix: hex.EncodeToString(device) + "/"})
+	if err != nil {
+		return nil, fmt.Errorf("loading certificates of %x: %w", device, err)
+	}
+	var out []logRef
+	for _, e := range page {
+		idx, _, err := parseLogged(e.Value, translog.KindDeviceCertificate)
+		if err != nil {
+			return nil, fmt.Errorf("loading certificates of %x: %w: %w", device, store.ErrCorrupt, err)
+		}
+		out = append(out, logRef{index: idx, entry: e.Value[8:]})
 	}
 	return out, nil
 }

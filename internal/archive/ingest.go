@@ -13,6 +13,7 @@ import (
 	"anom/escrow"
 	"anom/internal/identity"
 	"anom/internal/store"
+	"anom/internal/translog"
 )
 
 // IngestOptions tunes Ingest. The zero value is usable.
@@ -207,6 +208,8 @@ func (a *Archive) itemOps(ctx context.Context, it Item, seen *batchState) ([]sto
 		ops, err = a.recordOps(ctx, it.Data, seen.records[it.Cursor], seen)
 	case KindCertificate:
 		ops, err = a.certificateOps(it.Data)
+	case KindOnlineKey:
+		ops, err = a.onlineKeyOps(it.Data)
 	case KindBlob:
 		err = a.putBlob(ctx, it.BlobID, it.Data)
 	default:
@@ -238,14 +241,15 @@ func (a *Archive) recordOps(ctx context.Context, data []byte, c checked, seen *b
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
-	if len(a.cfg.ServerKeys) > 0 {
-		key, ok := a.cfg.ServerKeys[string(sr.ServerID)]
-		if !ok {
-			return nil, fmt.Errorf("%w: unknown server %q", ErrInvalidItem, sr.ServerID)
-		}
-		if err := sr.Verify(key); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
-		}
+	ck, err := a.countersignKey(ctx, sr.ServerID)
+	if err != nil {
+		return nil, err
+	}
+	if sr.ServerTime.Before(ck.NotBefore) || !sr.ServerTime.Before(ck.NotAfter) {
+		return nil, fmt.Errorf("%w: countersigned at %v, outside the validity of key %q", ErrInvalidItem, sr.ServerTime.UTC(), sr.ServerID)
+	}
+	if err := sr.Verify(ck.Key); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
 	m := &sr.Signed.Record.Metadata
 	slot, err := m.Slot()
@@ -330,8 +334,27 @@ func (a *Archive) loadValue(ctx context.Context, v []byte) ([]byte, error) {
 // escrowMaxRecord bounds a stored record's encoding.
 const escrowMaxRecord = 3 << 20
 
+// parseLogged splits a logged item: log index (uint64) and encoded entry.
+func parseLogged(data []byte, kind translog.Kind) (uint64, translog.Entry, error) {
+	if len(data) < 8 {
+		return 0, translog.Entry{}, fmt.Errorf("%w: logged item of %d bytes", ErrInvalidItem, len(data))
+	}
+	e, err := translog.DecodeEntry(data[8:])
+	if err != nil {
+		return 0, translog.Entry{}, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	if e.Kind != kind {
+		return 0, translog.Entry{}, fmt.Errorf("%w: log entry is a %v, want %v", ErrInvalidItem, e.Kind, kind)
+	}
+	return binary.BigEndian.Uint64(data), e, nil
+}
+
 func (a *Archive) certificateOps(data []byte) ([]store.Op, error) {
-	c, err := identity.DecodeDeviceCertificate(data)
+	_, e, err := parseLogged(data, translog.KindDeviceCertificate)
+	if err != nil {
+		return nil, err
+	}
+	c, err := identity.DecodeDeviceCertificate(e.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
@@ -343,6 +366,81 @@ func (a *Archive) certificateOps(data []byte) ([]store.Op, error) {
 		store.PutOp(bucketDevices, fmt.Sprintf("%s/%016x", dev, c.Serial), data),
 		store.PutOp(bucketUsers, hex.EncodeToString([]byte(c.Username))+"/"+dev, nil),
 	}, nil
+}
+
+// onlineKeyOps keeps a countersigning key's logged certificate, which must
+// chain to the root.
+func (a *Archive) onlineKeyOps(data []byte) ([]store.Op, error) {
+	idx, e, err := parseLogged(data, translog.KindOnlineKey)
+	if err != nil {
+		return nil, err
+	}
+	c, err := identity.OnlineKeyOfEntry(e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	if err := c.Verify(a.cfg.Root, identity.RoleCountersign, c.NotBefore); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	id := countersignID(c)
+	if err := store.CheckName("server id", id); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	// Records of the same batch are checked before the batch is stored.
+	a.online.Store(id, &loggedKey{cert: c, index: idx, entry: data[8:]})
+	return []store.Op{store.PutOp(bucketOnline, id, data)}, nil
+}
+
+// countersignID is the server id countersignatures by c's key carry
+// (server.EscrowServerID).
+func countersignID(c *identity.OnlineKeyCertificate) string {
+	return fmt.Sprintf("%s/%d", c.Name, c.Serial)
+}
+
+// countersignKey returns the logged certificate of a countersigning key.
+func (a *Archive) countersignKey(ctx context.Context, serverID []byte) (*identity.OnlineKeyCertificate, error) {
+	if v, ok := a.online.Load(string(serverID)); ok {
+		return v.(*loggedKey).cert, nil
+	}
+	lk, err := a.loggedKey(ctx, string(serverID))
+	if err != nil {
+		return nil, err
+	}
+	return lk.cert, nil
+}
+
+// loggedKey is a countersigning key's certificate and its log entry.
+type loggedKey struct {
+	cert  *identity.OnlineKeyCertificate
+	index uint64
+	entry []byte
+}
+
+func (a *Archive) loggedKey(ctx context.Context, id string) (*loggedKey, error) {
+	if v, ok := a.online.Load(id); ok {
+		return v.(*loggedKey), nil
+	}
+	if err := store.CheckName("server id", id); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
+	}
+	e, err := a.cfg.Store.Get(ctx, bucketOnline, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no logged countersigning key %q", ErrInvalidItem, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading countersigning key %q: %w", id, err)
+	}
+	idx, le, err := parseLogged(e.Value, translog.KindOnlineKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading countersigning key %q: %w: %w", id, store.ErrCorrupt, err)
+	}
+	c, err := identity.OnlineKeyOfEntry(le)
+	if err != nil {
+		return nil, fmt.Errorf("loading countersigning key %q: %w: %w", id, store.ErrCorrupt, err)
+	}
+	lk := &loggedKey{cert: c, index: idx, entry: e.Value[8:]}
+	a.online.Store(id, lk)
+	return lk, nil
 }
 
 func (a *Archive) putBlob(ctx context.Context, id string, data []byte) error {

@@ -111,6 +111,7 @@ type candidate struct {
 	rec      *escrow.ServerRecord
 	username string
 	certs    []*identity.DeviceCertificate
+	logged   []logRef // the certificates' log entries
 }
 
 // Open opens every archived record in the warrant's scope and time range:
@@ -124,6 +125,9 @@ type candidate struct {
 func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians []custodian.Endpoint, outDir string, opts OpenOptions) (*OpenReport, error) {
 	if opts.Chunk <= 0 || opts.Chunk > escrow.MaxRequestRecords {
 		opts.Chunk = DefaultChunk
+	}
+	if a.cfg.Log == nil {
+		return nil, errors.New("opening warrant: no log prover configured (Config.Log)")
 	}
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = custodian.DefaultMaxRequestBytes
@@ -163,12 +167,15 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	}
 	clients := make([]*custodian.Client, len(custodians))
 	for i, ep := range custodians {
-		if clients[i], err = custodian.NewClient(ep, *a.cfg.ClientCertificate, opts.Timeout); err != nil {
+		if clients[i], err = a.custodianClient(ep, opts.Timeout); err != nil {
 			return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
 		}
 		defer clients[i].Close()
 		rep.Custodians = append(rep.Custodians, CustodianResult{Endpoint: ep.String()})
 	}
+	// The size of the tree head each custodian tracks, for its
+	// consistency proof (asked again before each chunk).
+	tracked := make([]uint64, len(clients))
 	// Anchor the warrant's entry with the custodians, and (below) what
 	// the opening wrote.
 	if err := a.anchorForOpen(ctx, custodians, rep, opts.Timeout); err != nil {
@@ -184,7 +191,13 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan opened, 1)
-	requests, err := chunks(sw, cands, opts.Chunk, opts.MaxRequestBytes)
+	requests, err := chunks(sw, cands, opts.Chunk, opts.MaxRequestBytes, func(id string) ([]byte, error) {
+		lk, err := a.loggedKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return lk.entry, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening warrant %q: %w", w.ID, err)
 	}
@@ -194,7 +207,7 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 			if pctx.Err() != nil {
 				break
 			}
-			pts, used, err := a.openChunk(pctx, sw, chunk, clients, rep)
+			pts, used, err := a.openChunk(pctx, sw, chunk, clients, tracked, rep)
 			results <- opened{chunk, pts, used, err}
 		}
 	}()
@@ -288,7 +301,11 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 		if !escrow.Covers(w, sr, user) {
 			continue
 		}
-		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs})
+		refs, err := a.certificateRefs(ctx, m.SenderDevice)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs, logged: refs})
 	}
 	return out, retired, nil
 }
@@ -301,16 +318,37 @@ type answer struct {
 
 // openChunk asks every custodian about one chunk and combines k valid
 // answers. It returns the plaintexts and the names of the custodians used.
-func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk []candidate, clients []*custodian.Client, rep *OpenReport) ([][]byte, []string, error) {
+func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk []candidate, clients []*custodian.Client, tracked []uint64, rep *OpenReport) ([][]byte, []string, error) {
 	env := &custodian.Envelope{Request: &escrow.Request{Warrant: sw}}
-	seenDev := map[string]bool{}
+	seenDev, seenServer := map[string]bool{}, map[string]bool{}
+	var refs []logRef
 	for _, c := range chunk {
 		env.Request.Records = append(env.Request.Records, c.rec)
 		dev := string(c.rec.Signed.Record.Metadata.SenderDevice)
 		if !seenDev[dev] {
 			seenDev[dev] = true
-			env.Certificates = append(env.Certificates, c.certs...)
+			refs = append(refs, c.logged...)
 		}
+		if id := string(c.rec.ServerID); !seenServer[id] {
+			seenServer[id] = true
+			lk, err := a.loggedKey(ctx, id)
+			if err != nil {
+				return nil, nil, err
+			}
+			refs = append(refs, logRef{index: lk.index, entry: lk.entry})
+		}
+	}
+	// Each custodian says which head it tracks (it moved on with any
+	// request whose head it accepted, even one it then refused); one that
+	// does not answer keeps the last known size and is likely down.
+	for i, c := range clients {
+		if n, err := c.TrackedSize(ctx); err == nil {
+			tracked[i] = n
+		}
+	}
+	envs, err := a.withLogEvidence(ctx, env, refs, tracked)
+	if err != nil {
+		return nil, nil, err
 	}
 	rh, err := env.Request.Hash()
 	if err != nil {
@@ -354,7 +392,7 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		}
 		pending++
 		go func() {
-			r, err := clients[i].Ask(ctx, env)
+			r, err := clients[i].Ask(ctx, envs[i])
 			results <- answer{i: i, resp: r, err: err}
 		}()
 		return nil
@@ -585,4 +623,46 @@ func (r *OpenReport) Text() string {
 
 func (a *Archive) audit(ctx context.Context, kind string, body any) error {
 	return a.log.AppendJSON(ctx, kind, body)
+}
+
+// logRef is a logged object: its log index and encoded entry.
+type logRef struct {
+	index uint64
+	entry []byte
+}
+
+// withLogEvidence gets the proofs of refs from the server and returns one
+// envelope per custodian: the same tree head and entries, each with the
+// consistency proof from the size that custodian tracks.
+func (a *Archive) withLogEvidence(ctx context.Context, env *custodian.Envelope, refs []logRef, tracked []uint64) ([]*custodian.Envelope, error) {
+	idx := make([]uint64, len(refs))
+	for i, r := range refs {
+		idx[i] = r.index
+	}
+	p, err := a.cfg.Log.ProveLog(ctx, idx, tracked)
+	if err != nil {
+		return nil, fmt.Errorf("getting log proofs: %w", err)
+	}
+	if len(p.Inclusion) != len(idx) || len(p.Consistency) != len(tracked) {
+		return nil, fmt.Errorf("getting log proofs: %d and %d proofs for %d entries and %d custodians", len(p.Inclusion), len(p.Consistency), len(idx), len(tracked))
+	}
+	if err := env.TreeHead.UnmarshalBinary(p.TreeHead); err != nil {
+		return nil, fmt.Errorf("getting log proofs: %w", err)
+	}
+	for i, r := range refs {
+		l := custodian.LoggedEntry{Entry: r.entry}
+		if err := l.Proof.UnmarshalBinary(p.Inclusion[i]); err != nil {
+			return nil, fmt.Errorf("getting log proofs: %w", err)
+		}
+		env.Logged = append(env.Logged, l)
+	}
+	out := make([]*custodian.Envelope, len(tracked))
+	for i := range tracked {
+		e := *env
+		if err := e.Consistency.UnmarshalBinary(p.Consistency[i]); err != nil {
+			return nil, fmt.Errorf("getting log proofs: %w", err)
+		}
+		out[i] = &e
+	}
+	return out, nil
 }

@@ -13,13 +13,18 @@ type Kind uint8
 const (
 	// KindRecord: Data is an encoded escrow.ServerRecord.
 	KindRecord Kind = 1
-	// KindCertificate: Data is an encoded identity.DeviceCertificate; the
-	// archive needs it to map devices to usernames and to give custodians
-	// the senders' keys.
+	// KindCertificate: Data is a logged device certificate: its
+	// transparency-log index (uint64) and encoded log entry. The archive
+	// needs it to map devices to usernames and to give custodians the
+	// senders' keys with their inclusion proofs.
 	KindCertificate Kind = 2
 	// KindBlob: Data is an attachment blob (opaque, encrypted by its
 	// device) that a record may refer to; BlobID is its name.
 	KindBlob Kind = 3
+	// KindOnlineKey: Data is a logged escrow countersigning key
+	// certificate, as KindCertificate: the archive checks countersignatures
+	// with it and gives it to custodians.
+	KindOnlineKey Kind = 4
 )
 
 func (k Kind) String() string {
@@ -30,6 +35,8 @@ func (k Kind) String() string {
 		return "certificate"
 	case KindBlob:
 		return "blob"
+	case KindOnlineKey:
+		return "online-key"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

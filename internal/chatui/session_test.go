@@ -29,6 +29,7 @@ import (
 type testNet struct {
 	t    *testing.T
 	root *identity.RootKey
+	keys server.Config // the online keys, the same at every start
 	dist *servertest.Distributor
 	srv  *server.Server
 	net  client.Network
@@ -57,7 +58,11 @@ func (n *testNet) start(addr string, policy []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(context.Background(), server.Config{Store: st, Root: n.root, TLS: n.tls, Name: "test.anom",
+	if n.keys.Directory == nil {
+		servertest.Keys(t, &n.keys, n.root)
+	}
+	srv, err := server.New(context.Background(), server.Config{Store: st, RootPublic: n.keys.RootPublic, Directory: n.keys.Directory,
+		Countersign: n.keys.Countersign, CountersignCert: n.keys.CountersignCert, TLS: n.tls, Name: "test.anom",
 		EscrowPolicy: policy, SweepInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +305,7 @@ func TestSessionPolicy(t *testing.T) {
 			[]string{"  this device verified with the server that no escrow policy is in the network's transparency log\n"}},
 		{"valid", good, "escrow policy: " + sealed, "* this chat: " + sealed,
 			[]string{"  opening a message needs a warrant signed by Court and 2 of the custodians A, B, C, each checking it\n",
-				"  policy v1 of 2026-01-01, signed by the network root, in the transparency log (entry ", "); records countersigned by test.anom\n"}},
+				"  policy v1 of 2026-01-01, signed by the network root, in the transparency log (entry ", "); records countersigned by server/1\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

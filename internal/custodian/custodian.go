@@ -2,15 +2,19 @@
 // It answers an archive's request (a signed warrant and countersigned
 // records, see Envelope) with partial decryptions and a DLEQ proof, only
 // after checking the warrant against the policy's issuers, its expiry and
-// the custodian's own revocation list, and every record's device signature
-// (under a root-certified device key), server countersignature, scope and
-// time range. Every request and answer goes to the custodian's hash-chained
-// audit log.
+// the custodian's own revocation list, and every record's device signature,
+// server countersignature, scope and time range. The device keys and the
+// countersigning keys are trusted only as entries of the network's
+// transparency log, included in a tree head signed by the logged,
+// root-certified directory key that extends the head the custodian tracks
+// (logcheck.go). Every request and answer goes to the custodian's
+// hash-chained audit log.
 //
 // Files by concern:
 //
 //	custodian.go  the service and its checks
 //	envelope.go   the request envelope and the per-request key directory
+//	logcheck.go   the log evidence: tracked tree head, inclusion, consistency
 //	http.go       the HTTPS API and the archive's client
 //	anchor.go     cross-signed audit heads and signed audit counts
 //	tls.go        the self-signed certificate and pinning
@@ -35,6 +39,7 @@ import (
 	"anom/internal/audit"
 	"anom/internal/identity"
 	"anom/internal/store"
+	"anom/internal/translog"
 )
 
 // AuditBucket is the store bucket of the custodian's audit log.
@@ -51,11 +56,10 @@ type Revocations interface {
 type Config struct {
 	Secret *ShareFile           // this custodian's share and signing key
 	Policy *escrow.SignedPolicy // the escrow policy, signed by Root
-	Root   identity.RootPublicKey
-	// ServerKeys are the countersigning keys of the network's servers, by
-	// server id.
-	ServerKeys  map[string]ed25519.PublicKey
-	Store       store.KV    // holds the audit log
+	// Root is the pinned network root: the escrow policy, the directory
+	// key of tree heads and the countersigning keys chain to it.
+	Root        identity.RootPublicKey
+	Store       store.KV    // holds the audit log and the tracked tree head
 	Revocations Revocations // nil: no warrant is revoked
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -85,6 +89,9 @@ type Service struct {
 	holder escrow.Keyholder
 	log    *audit.Log
 	name   string
+
+	headMu sync.Mutex
+	head   translog.SignedTreeHead // the tracked tree head
 
 	anchorMu    sync.Mutex
 	lastArchive *audit.SignedHead // the archive's latest head anchored here
@@ -133,7 +140,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting custodian: %w", err)
 	}
-	return &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name, lastArchive: last}, nil
+	svc := &Service{cfg: cfg, policy: p, holder: holder, log: log, name: c.Name, lastArchive: last}
+	if err := svc.loadHead(ctx); err != nil {
+		return nil, fmt.Errorf("starting custodian: %w", err)
+	}
+	return svc, nil
 }
 
 // Name is the custodian's name in the policy.
@@ -221,8 +232,12 @@ func (s *Service) answer(ctx context.Context, env *Envelope) (*escrow.Response, 
 			return nil, fmt.Errorf("reading revocation list: %w", err)
 		}
 	}
+	keys, err := s.checkLog(ctx, env)
+	if err != nil {
+		return nil, err
+	}
 	h := s.holder
-	h.Keys = newKeyDirectory(s.cfg.Root, env.Certificates, s.cfg.ServerKeys)
+	h.Keys = keys
 	return h.Answer(env.Request, s.cfg.Now(), revoked)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -19,8 +20,8 @@ import (
 	"anom/internal/audit"
 	"anom/internal/custodian"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/store/pebble"
+	"anom/internal/translog"
 )
 
 var (
@@ -49,7 +50,7 @@ func start(t *testing.T, net_ *escrowtest.Network, i int) *running {
 	now := rightNow
 	r := &running{store: st, revoked: custodian.RevocationFile{Path: filepath.Join(dir, "revoked")}, now: &now}
 	r.svc, err = custodian.New(context.Background(), custodian.Config{
-		Secret: net_.Secrets[i], Policy: net_.Policy, Root: net_.Root.Public(), ServerKeys: net_.ServerKeys(),
+		Secret: net_.Secrets[i], Policy: net_.Policy, Root: net_.Root.Public(),
 		Store: st, Revocations: r.revoked, Now: func() time.Time { return *r.now },
 		Rand: net_.Rand, MaxRequestBytes: 1 << 20, ArchivePins: net_.ArchivePins(),
 	})
@@ -76,6 +77,7 @@ func start(t *testing.T, net_ *escrowtest.Network, i int) *running {
 }
 
 type fixture struct {
+	t          testing.TB
 	net        *escrowtest.Network
 	cust       []*running
 	alice, bob *escrowtest.Device
@@ -83,15 +85,33 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	n := escrowtest.New(t, 1, 2, 3)
-	f := &fixture{net: n, alice: n.Device(t, "alice"), bob: n.Device(t, "bob")}
+	f := &fixture{t: t, net: n, alice: n.Device(t, "alice"), bob: n.Device(t, "bob")}
 	for i := range 3 {
 		f.cust = append(f.cust, start(t, n, i))
 	}
 	return f
 }
 
+// env wraps a request with the log evidence of every certificate, with a
+// consistency proof from the head the custodians track (all the same).
 func (f *fixture) env(w *escrow.SignedWarrant, recs ...*escrow.ServerRecord) *custodian.Envelope {
-	return &custodian.Envelope{Request: &escrow.Request{Warrant: w, Records: recs}, Certificates: f.net.Certificates()}
+	return f.net.Envelope(f.t, &escrow.Request{Warrant: w, Records: recs}, f.tracked())
+}
+
+// envFor is env for one custodian, from the head it tracks.
+func (f *fixture) envFor(c *running, w *escrow.SignedWarrant, recs ...*escrow.ServerRecord) *custodian.Envelope {
+	return f.net.Envelope(f.t, &escrow.Request{Warrant: w, Records: recs}, c.svc.TrackedHead().Size)
+}
+
+func (f *fixture) tracked() uint64 {
+	f.t.Helper()
+	size := f.cust[0].svc.TrackedHead().Size
+	for _, c := range f.cust[1:] {
+		if c.svc.TrackedHead().Size != size {
+			f.t.Fatalf("custodians track heads of sizes %d and %d", size, c.svc.TrackedHead().Size)
+		}
+	}
+	return size
 }
 
 func aliceWarrant(t *testing.T, f *fixture) *escrow.SignedWarrant {
@@ -158,10 +178,7 @@ func TestRefusals(t *testing.T) {
 	in := func() *escrow.ServerRecord {
 		return f.net.Message(t, f.alice, grpA, t0.Add(time.Minute), []byte("in scope"))
 	}
-	otherRoot, err := identity.GenerateRootKey(f.net.Rand)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherRoot := escrowtest.New(t, 99, 2, 3) // another network: its root and directory key
 	_, rogueKey, _ := ed25519.GenerateKey(f.net.Rand)
 
 	tests := []struct {
@@ -243,16 +260,28 @@ func TestRefusals(t *testing.T) {
 		}},
 		{name: "missing certificate", want: escrow.ErrUnknownKey, env: func() *custodian.Envelope {
 			e := f.env(aliceWarrant(t, f), in())
-			e.Certificates = nil
+			var keep []custodian.LoggedEntry
+			for _, l := range e.Logged {
+				if en, _ := translog.DecodeEntry(l.Entry); en.Kind != translog.KindDeviceCertificate {
+					keep = append(keep, l)
+				}
+			}
+			e.Logged = keep
 			return e
 		}},
-		{name: "certificate from another root", want: escrow.ErrUnknownKey, env: func() *custodian.Envelope {
-			e := f.env(aliceWarrant(t, f), in())
+		{name: "logged certificate from another root", want: custodian.ErrLogEvidence, env: func() *custodian.Envelope {
 			c := *f.alice.Cert
-			if err := otherRoot.SignDeviceCertificate(&c); err != nil {
+			if err := otherRoot.Directory.SignDeviceCertificate(&c); err != nil {
 				t.Fatal(err)
 			}
-			e.Certificates = []*identity.DeviceCertificate{&c}
+			idx, err := f.net.Log.Append(ctx, translog.Entry{Kind: translog.KindDeviceCertificate, Payload: c.Encode()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := f.net.EnvelopeFor(&escrow.Request{Warrant: aliceWarrant(t, f), Records: []*escrow.ServerRecord{in()}}, []uint64{idx}, f.tracked())
+			if err != nil {
+				t.Fatal(err)
+			}
 			return e
 		}},
 		{name: "R copied from bob's record", want: escrow.ErrRecordProof, env: func() *custodian.Envelope {
@@ -369,8 +398,7 @@ func FuzzParseEnvelope(f *testing.F) {
 	n := escrowtest.New(f, 5, 2, 3)
 	alice := n.Device(f, "alice")
 	w := n.Warrant(f, escrow.Warrant{Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
-	env := &custodian.Envelope{Request: &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{n.Message(f, alice, grpA, t0, []byte("x"))}},
-		Certificates: n.Certificates()}
+	env := n.Envelope(f, &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{n.Message(f, alice, grpA, t0, []byte("x"))}}, 0)
 	b, err := env.MarshalBinary()
 	if err != nil {
 		f.Fatal(err)
@@ -467,14 +495,19 @@ func TestRefusesBadProofAndRetiredRecords(t *testing.T) {
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ib) })
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(old) })
 	reqBytes := b.BytesOrPanic()
+	// The envelope (version 2) of the request with in alone, its request
+	// swapped for the one with the old record; the log evidence after it
+	// stays as it is (the same device and countersigning key).
+	envBytes, err := f.envFor(c, aliceWarrant(t, f), in).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := envBytes[5+int(binary.BigEndian.Uint32(envBytes[1:5])):]
 	eb := cryptobyte.NewBuilder(nil)
-	eb.AddUint8(1)
+	eb.AddUint8(envBytes[0])
 	eb.AddUint32(uint32(len(reqBytes)))
 	eb.AddBytes(reqBytes)
-	eb.AddUint16(uint16(len(f.net.Certificates())))
-	for _, cert := range f.net.Certificates() {
-		eb.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cert.Encode()) })
-	}
+	eb.AddBytes(rest)
 	before := c.svc.AuditHead().Seq
 	_, err = c.svc.Handle(ctx, "test", eb.BytesOrPanic())
 	if !errors.Is(err, escrow.ErrRetiredRecord) {

@@ -9,6 +9,7 @@ import (
 
 	"anom/escrow"
 	"anom/internal/identity"
+	"anom/internal/translog"
 )
 
 // MaxCertificates bounds the device certificates one envelope carries.
@@ -22,19 +23,40 @@ const MaxCertificates = escrow.MaxRequestRecords
 // is a few hundred KiB.
 const DefaultMaxRequestBytes = 4 << 20
 
-const envelopeVersion = 1
+const envelopeVersion = 2
+
+// MaxLogged bounds the log entries one envelope carries: a certificate per
+// record and the countersigning keys.
+const MaxLogged = escrow.MaxRequestRecords + 64
 
 // Envelope is what the archive posts to a custodian: the escrow request
-// (signed warrant and countersigned records) and the device certificates
-// that certify the senders' keys. The custodian trusts a certificate only if
-// the network root signed it.
+// (signed warrant and countersigned records) and the transparency-log
+// evidence for the keys it relies on. The custodian trusts a device
+// certificate or a countersigning key only if it is a log entry included
+// in TreeHead, which must be signed by a logged directory key certified by
+// the root and extend the custodian's tracked head (Consistency).
 type Envelope struct {
-	Request      *escrow.Request
-	Certificates []*identity.DeviceCertificate
+	Request *escrow.Request
+	// TreeHead is a signed tree head (version 2, with its signer entry).
+	TreeHead translog.SignedTreeHead
+	// Consistency proves that TreeHead extends the head the custodian
+	// tracks: from its size (Size1; 0 when it tracks none) to TreeHead's.
+	Consistency translog.ConsistencyProof
+	// Logged are the senders' device certificates and the countersigning
+	// keys' certificates as encoded log entries, with inclusion proofs in
+	// TreeHead.
+	Logged []LoggedEntry
 }
 
-// MarshalBinary encodes the envelope: version, request (32-bit length),
-// certificate count (16-bit), certificates (16-bit length each).
+// LoggedEntry is an encoded transparency-log entry with its inclusion proof.
+type LoggedEntry struct {
+	Entry []byte
+	Proof translog.InclusionProof
+}
+
+// MarshalBinary encodes the envelope: version (2), request (32-bit
+// length), tree head, consistency proof (16-bit length each), entry count
+// (16-bit), entries (entry and inclusion proof, 16-bit length each).
 func (e *Envelope) MarshalBinary() ([]byte, error) {
 	if e.Request == nil {
 		return nil, fmt.Errorf("encoding envelope: %w: no request", ErrMalformed)
@@ -43,57 +65,75 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding envelope: %w", err)
 	}
-	if len(e.Certificates) > MaxCertificates {
-		return nil, fmt.Errorf("encoding envelope: %w: %d certificates, limit %d", ErrTooLarge, len(e.Certificates), MaxCertificates)
+	if len(e.Logged) > MaxLogged {
+		return nil, fmt.Errorf("encoding envelope: %w: %d log entries, limit %d", ErrTooLarge, len(e.Logged), MaxLogged)
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, len(rb)+16+len(e.Certificates)*200))
+	hb, err := e.TreeHead.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding envelope: %w", err)
+	}
+	cb, err := e.Consistency.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding envelope: %w", err)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(rb)+len(hb)+len(cb)+16+len(e.Logged)*900))
 	b.AddUint8(envelopeVersion)
 	b.AddUint32(uint32(len(rb)))
 	b.AddBytes(rb)
-	b.AddUint16(uint16(len(e.Certificates)))
-	for _, c := range e.Certificates {
-		cb := c.Encode()
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cb) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(hb) })
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cb) })
+	b.AddUint16(uint16(len(e.Logged)))
+	for _, l := range e.Logged {
+		pb, err := l.Proof.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("encoding envelope: %w", err)
+		}
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(l.Entry) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(pb) })
 	}
 	return b.Bytes()
 }
 
-// ParseEnvelope decodes an envelope. It checks no signature.
+// ParseEnvelope decodes an envelope. It checks no signature or proof.
 func ParseEnvelope(data []byte) (*Envelope, error) {
 	s := cryptobyte.String(data)
 	var (
-		v     uint8
-		n     uint32
-		rb    []byte
-		count uint16
+		v      uint8
+		n      uint32
+		rb     []byte
+		hb, cb cryptobyte.String
+		count  uint16
 	)
 	if !s.ReadUint8(&v) || v != envelopeVersion {
-		return nil, fmt.Errorf("decoding envelope: %w: missing or unknown version", ErrMalformed)
+		return nil, fmt.Errorf("decoding envelope: %w: missing or unknown version (want %d)", ErrMalformed, envelopeVersion)
 	}
-	if !s.ReadUint32(&n) || int64(n) > int64(len(s)) || !s.ReadBytes(&rb, int(n)) || !s.ReadUint16(&count) {
+	if !s.ReadUint32(&n) || int64(n) > int64(len(s)) || !s.ReadBytes(&rb, int(n)) ||
+		!s.ReadUint16LengthPrefixed(&hb) || !s.ReadUint16LengthPrefixed(&cb) || !s.ReadUint16(&count) {
 		return nil, fmt.Errorf("decoding envelope: %w: truncated", ErrMalformed)
 	}
-	if int(count) > MaxCertificates {
-		return nil, fmt.Errorf("decoding envelope: %w: %d certificates, limit %d", ErrMalformed, count, MaxCertificates)
+	if int(count) > MaxLogged {
+		return nil, fmt.Errorf("decoding envelope: %w: %d log entries, limit %d", ErrMalformed, count, MaxLogged)
 	}
-	var raw [][]byte
+	env := &Envelope{}
+	if err := env.TreeHead.UnmarshalBinary(hb); err != nil {
+		return nil, fmt.Errorf("decoding envelope: %w: %w", ErrMalformed, err)
+	}
+	if err := env.Consistency.UnmarshalBinary(cb); err != nil {
+		return nil, fmt.Errorf("decoding envelope: %w: %w", ErrMalformed, err)
+	}
 	for i := 0; i < int(count); i++ {
-		var cb cryptobyte.String
-		if !s.ReadUint16LengthPrefixed(&cb) {
-			return nil, fmt.Errorf("decoding envelope: %w: certificate %d truncated", ErrMalformed, i)
+		var eb, pb cryptobyte.String
+		if !s.ReadUint16LengthPrefixed(&eb) || !s.ReadUint16LengthPrefixed(&pb) {
+			return nil, fmt.Errorf("decoding envelope: %w: log entry %d truncated", ErrMalformed, i)
 		}
-		raw = append(raw, cb)
+		l := LoggedEntry{Entry: append([]byte(nil), eb...)}
+		if err := l.Proof.UnmarshalBinary(pb); err != nil {
+			return nil, fmt.Errorf("decoding envelope: log entry %d: %w: %w", i, ErrMalformed, err)
+		}
+		env.Logged = append(env.Logged, l)
 	}
 	if !s.Empty() {
 		return nil, fmt.Errorf("decoding envelope: %w: %d trailing bytes", ErrMalformed, len(s))
-	}
-	env := &Envelope{}
-	for i, cb := range raw {
-		c, err := identity.DecodeDeviceCertificate(cb)
-		if err != nil {
-			return nil, fmt.Errorf("decoding envelope: certificate %d: %w: %w", i, ErrMalformed, err)
-		}
-		env.Certificates = append(env.Certificates, c)
 	}
 	req, err := escrow.ParseRequest(rb)
 	if err != nil {
@@ -103,25 +143,12 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	return env, nil
 }
 
-// keyDirectory is the escrow.KeyDirectory of one request: device keys from
-// the root-verified certificates the request carried, server keys from the
-// custodian's configuration.
+// keyDirectory is the escrow.KeyDirectory of one request: device keys and
+// countersigning keys from the logged, root-chained certificates the
+// request carried (see Service.checkLog).
 type keyDirectory struct {
 	devices map[identity.DeviceID][]*identity.DeviceCertificate
-	servers map[string]ed25519.PublicKey
-}
-
-// newKeyDirectory keeps the certificates whose root signature verifies and
-// drops the others (a record whose sender has no valid certificate is then
-// refused with escrow.ErrUnknownKey).
-func newKeyDirectory(root identity.RootPublicKey, certs []*identity.DeviceCertificate, servers map[string]ed25519.PublicKey) *keyDirectory {
-	k := &keyDirectory{devices: map[identity.DeviceID][]*identity.DeviceCertificate{}, servers: servers}
-	for _, c := range certs {
-		if c.VerifySignature(root) == nil {
-			k.devices[c.DeviceID] = append(k.devices[c.DeviceID], c)
-		}
-	}
-	return k
+	servers map[string]*identity.OnlineKeyCertificate // by server id (server.EscrowServerID)
 }
 
 // DeviceKey returns the username and key of a certificate valid at time at.
@@ -135,14 +162,14 @@ func (k *keyDirectory) DeviceKey(deviceID []byte, at time.Time) (string, ed25519
 			return c.Username, c.Key, nil
 		}
 	}
-	return "", nil, fmt.Errorf("no root-signed certificate for device %s valid at %v", id, at.UTC())
+	return "", nil, fmt.Errorf("no logged certificate for device %s valid at %v", id, at.UTC())
 }
 
-// ServerKey returns a configured server key.
+// ServerKey returns the key of a logged countersigning key certificate.
 func (k *keyDirectory) ServerKey(serverID []byte) (ed25519.PublicKey, error) {
-	key, ok := k.servers[string(serverID)]
+	c, ok := k.servers[string(serverID)]
 	if !ok {
-		return nil, fmt.Errorf("server %q not configured", serverID)
+		return nil, fmt.Errorf("no logged countersigning key %q", serverID)
 	}
-	return key, nil
+	return c.Key, nil
 }

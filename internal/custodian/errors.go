@@ -18,6 +18,11 @@ var (
 	// ErrUnavailable: the custodian could not be reached or failed
 	// internally; another custodian may answer instead.
 	ErrUnavailable = errors.New("custodian: unavailable")
+	// ErrLogEvidence: the transparency-log evidence of a request does not
+	// hold: a tree head not signed by a logged, root-certified directory
+	// key, a fork or rollback of the tracked head, or a certificate not
+	// included in the log.
+	ErrLogEvidence = errors.New("custodian: transparency log evidence refused")
 	// ErrRefused: the custodian checked the request and refused it. The
 	// error is a *RefusedError whose Code says why.
 	ErrRefused = errors.New("custodian: request refused")
@@ -40,6 +45,7 @@ const (
 	CodeOutOfScope         Code = "out_of_scope"
 	CodeOutOfTimeRange     Code = "out_of_time_range"
 	CodeUnknownKey         Code = "unknown_key"
+	CodeLogEvidence        Code = "log_evidence"
 	// CodeBadRecordProof: a record's proof π does not bind its R to it (an R
 	// copied from another record).
 	CodeBadRecordProof Code = "bad_record_proof"
@@ -58,6 +64,7 @@ var codes = []struct {
 	status int
 }{
 	{CodeTooLarge, ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{CodeLogEvidence, ErrLogEvidence, http.StatusForbidden},
 	{CodeBadRecordProof, escrow.ErrRecordProof, http.StatusForbidden},
 	{CodeRetiredRecord, escrow.ErrRetiredRecord, http.StatusBadRequest},
 	{CodeWarrantRevoked, escrow.ErrWarrantRevoked, http.StatusForbidden},

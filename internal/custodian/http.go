@@ -15,11 +15,18 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/internal/translog"
 )
 
 // AnswerPath is the API path: POST an encoded Envelope, get an encoded
 // escrow.Response (200) or a JSON refusal {code, record, message}.
 const AnswerPath = "/v1/answer"
+
+// TreeHeadPath is the API path of the custodian's tracked tree head: GET
+// it for the encoded translog.SignedTreeHead (200) or nothing (204) before
+// the first request. The archive asks the server for a consistency proof
+// from its size.
+const TreeHeadPath = "/v1/tree-head"
 
 // maxResponseBytes bounds a response the archive reads: 10,000 partials of
 // 32 bytes, a proof and a signature fit easily.
@@ -57,8 +64,31 @@ func (s *Service) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(out)
 	})
+	mux.HandleFunc("GET "+TreeHeadPath, func(w http.ResponseWriter, r *http.Request) {
+		h := s.TrackedHead()
+		if h.Signature == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		b, err := h.MarshalBinary()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(b)
+	})
 	s.auditRoutes(mux)
-	return mux
+	// Every route (answers, the tracked tree head, audit anchors and
+	// counts) is for pinned archives only, whatever server the handler is
+	// mounted in; Serve refuses other clients in the TLS handshake already.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || !pinned(r.TLS.PeerCertificates[0].Raw, s.cfg.ArchivePins) {
+			writeUnauthenticated(w)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // writeUnauthenticated refuses a request from a client that is not a
@@ -112,6 +142,37 @@ func NewClient(ep Endpoint, client tls.Certificate, timeout time.Duration) (*Cli
 
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// TrackedSize returns the size of the tree head the custodian tracks (0
+// before its first request). It is not verified: it only tells the archive
+// which consistency proof to bring; the custodian checks it.
+func (c *Client) TrackedSize(ctx context.Context) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint.URL+TreeHeadPath, nil)
+	if err != nil {
+		return 0, fmt.Errorf("asking custodian %s for its tree head: %w", c.Endpoint.URL, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("asking custodian %s for its tree head: %w: %w", c.Endpoint.URL, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, translog.MaxSignedTreeHeadSize+1))
+	if err != nil {
+		return 0, fmt.Errorf("asking custodian %s for its tree head: %w: %w", c.Endpoint.URL, ErrUnavailable, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return 0, nil
+	case http.StatusOK:
+	default:
+		return 0, fmt.Errorf("asking custodian %s for its tree head: %w: HTTP %d", c.Endpoint.URL, ErrUnavailable, resp.StatusCode)
+	}
+	var h translog.SignedTreeHead
+	if err := h.UnmarshalBinary(b); err != nil {
+		return 0, fmt.Errorf("asking custodian %s for its tree head: %w: %w", c.Endpoint.URL, ErrMalformed, err)
+	}
+	return h.Size, nil
+}
 
 // Ask posts the envelope and returns the custodian's decoded response. It
 // does not verify the response (escrow.VerifyResponse does). A refusal is a

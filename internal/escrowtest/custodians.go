@@ -50,7 +50,7 @@ func (n *Network) StartCustodianIn(t testing.TB, i int, now func() time.Time, di
 	}
 	c := &Custodian{Store: st, Dir: dir, Revoked: custodian.RevocationFile{Path: filepath.Join(dir, "revoked")}}
 	c.Service, err = custodian.New(context.Background(), custodian.Config{
-		Secret: n.Secrets[i], Policy: n.Policy, Root: n.Root.Public(), ServerKeys: n.ServerKeys(),
+		Secret: n.Secrets[i], Policy: n.Policy, Root: n.Root.Public(),
 		Store: st, Revocations: c.Revoked, Now: now, ArchiveKey: n.ArchiveKey.Public().(ed25519.PublicKey), ArchivePins: n.ArchivePins(),
 	})
 	if err != nil {

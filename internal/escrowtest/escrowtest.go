@@ -1,10 +1,12 @@
 // Package escrowtest builds deterministic escrow fixtures for the tests of
 // the custodian and archive services: a network root, a dealt and signed
-// policy, custodian secrets, a warrant issuer, a countersigning server,
-// certified devices, and sealed, signed and countersigned records.
+// policy, custodian secrets, a warrant issuer, a countersigning server
+// (its key certified by the root), a transparency log with a directory key,
+// logged device certificates, and sealed, signed and countersigned records.
 package escrowtest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
@@ -18,6 +20,7 @@ import (
 	"anom/escrow"
 	"anom/internal/custodian"
 	"anom/internal/identity"
+	"anom/internal/translog"
 )
 
 // NetworkID is the network id in every fixture record.
@@ -31,8 +34,19 @@ type Network struct {
 	Secrets    []*custodian.ShareFile // custodian i+1's secret
 	IssuerName string
 	IssuerKey  ed25519.PrivateKey
-	ServerID   string
+	ServerID   string // EscrowServerID of CountersignCert: "server-1/1"
 	ServerKey  ed25519.PrivateKey
+	// Countersign is ServerKey as the root-certified countersigning key.
+	Countersign     *identity.CountersignKey
+	CountersignCert *identity.OnlineKeyCertificate
+	// Directory signs device certificates and the log's tree heads.
+	Directory *identity.DirectorySigner
+	// Log is the network's transparency log (in memory): the directory
+	// and countersigning keys' certificates, then every device's.
+	Log *translog.Log
+
+	csIdx   uint64                       // log index of CountersignCert
+	certIdx map[identity.DeviceID]uint64 // log index of each device certificate
 	// ArchiveKey signs the archive's audit heads; the custodians take its
 	// public half.
 	ArchiveKey ed25519.PrivateKey
@@ -77,8 +91,8 @@ func NewWithRoot(t testing.TB, root *identity.RootKey, seed byte, k, n int) *Net
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := &Network{Rand: r, Root: root, IssuerName: "Court", ServerID: "server-1",
-		devices: map[string]*Device{}, gen: map[string]uint32{}}
+	net := &Network{Rand: r, Root: root, IssuerName: "Court", ServerID: "server-1/1",
+		devices: map[string]*Device{}, gen: map[string]uint32{}, certIdx: map[identity.DeviceID]uint64{}}
 	p := &escrow.Policy{Version: 1, EscrowKey: d.PublicKey, Threshold: uint16(k),
 		Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i, sh := range d.Shares {
@@ -94,9 +108,11 @@ func NewWithRoot(t testing.TB, root *identity.RootKey, seed byte, k, n int) *Net
 	if _, net.IssuerKey, err = ed25519.GenerateKey(r); err != nil {
 		t.Fatal(err)
 	}
-	if _, net.ServerKey, err = ed25519.GenerateKey(r); err != nil {
+	if net.Countersign, err = identity.GenerateCountersignKey(r); err != nil {
 		t.Fatal(err)
 	}
+	net.ServerKey = net.Countersign.Signer()
+	net.initLog(t)
 	// Derived apart from r, so the other fixtures stay as they were.
 	ak := sha256.Sum256(append([]byte("escrowtest archive key"), seed))
 	net.ArchiveKey = ed25519.NewKeyFromSeed(ak[:])
@@ -114,11 +130,6 @@ func NewWithRoot(t testing.TB, root *identity.RootKey, seed byte, k, n int) *Net
 // ArchiveCert.
 func (n *Network) ArchivePins() [][32]byte {
 	return [][32]byte{custodian.Pin(n.ArchiveCert)}
-}
-
-// ServerKeys is the custodians' server key configuration.
-func (n *Network) ServerKeys() map[string]ed25519.PublicKey {
-	return map[string]ed25519.PublicKey{n.ServerID: n.ServerKey.Public().(ed25519.PublicKey)}
 }
 
 // Device returns the device of username, certifying it on first use for
@@ -141,9 +152,14 @@ func (n *Network) Device(t testing.TB, username string) *Device {
 	c := &identity.DeviceCertificate{DeviceID: id, Username: username, Key: key.Public().(ed25519.PublicKey),
 		NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC),
 		Serial: uint64(len(n.devices) + 1)}
-	if err := n.Root.SignDeviceCertificate(c); err != nil {
+	if err := n.Directory.SignDeviceCertificate(c); err != nil {
 		t.Fatal(err)
 	}
+	idx, err := n.Log.Append(context.Background(), translog.Entry{Kind: translog.KindDeviceCertificate, Payload: c.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.certIdx[c.DeviceID] = idx
 	d := &Device{Cert: c, Key: key, Leaf: uint32(len(n.devices))}
 	n.devices[username] = d
 	return d

@@ -124,7 +124,8 @@ type ApproverKind uint8
 const (
 	// ApproverDevice: an existing device of the same user.
 	ApproverDevice ApproverKind = 1
-	// ApproverRoot: the network root, that is the admin.
+	// ApproverRoot: the admin, through the server's directory key (whose
+	// certificate chains to the network root).
 	ApproverRoot ApproverKind = 2
 )
 
@@ -140,12 +141,13 @@ func (k ApproverKind) String() string {
 
 // DeviceApproval approves a further device of a user.
 //
-// Encoding, big-endian: version uint8 = 1, username uint8 length ||
+// Encoding, big-endian: version uint8 = 2, username uint8 length ||
 // bytes, key [32] (the new device's signature key), nonce [16] (the
 // pairing request's), issued_at uint64 Unix seconds, approver_kind uint8,
-// approver [16] (the approving device's ID; zero for the root), signature
-// [64] by the approving device's key or the root over label || the fields
-// before it.
+// approver [16] (the approving device's ID; zero for the admin), signer
+// uint16 length || OnlineKeyCertificate of the directory key (empty for a
+// device approval), signature [64] by the approving device's key or the
+// directory key over label || the fields before it.
 type DeviceApproval struct {
 	Username string
 	Key      ed25519.PublicKey
@@ -153,22 +155,26 @@ type DeviceApproval struct {
 	IssuedAt time.Time
 	Kind     ApproverKind
 	Approver DeviceID
-	// Signature is by the approving device's key or by the root.
+	// Signer is, for an admin approval, the root's certificate of the
+	// directory key that signed it; nil for a device approval.
+	Signer *OnlineKeyCertificate
+	// Signature is by the approving device's key or by the directory key.
 	Signature []byte
 }
 
 // MaxDeviceApprovalSize bounds an encoded approval.
-const MaxDeviceApprovalSize = 1 + 1 + MaxUsernameLen + ed25519.PublicKeySize + PairingNonceSize + 8 + 1 + DeviceIDSize + ed25519.SignatureSize
+const MaxDeviceApprovalSize = 1 + 1 + MaxUsernameLen + ed25519.PublicKeySize + PairingNonceSize + 8 + 1 + DeviceIDSize + 2 + maxSignerSize + ed25519.SignatureSize
 
 func (a *DeviceApproval) tbs() []byte {
 	var e encoder
-	e.u8(formatVersion)
+	e.u8(directoryFormatVersion)
 	e.str8(a.Username)
 	e.raw(a.Key)
 	e.raw(a.Nonce[:])
 	e.u64(uint64(a.IssuedAt.Unix()))
 	e.u8(uint8(a.Kind))
 	e.raw(a.Approver[:])
+	e.signer(a.Signer)
 	return e.b
 }
 
@@ -193,16 +199,6 @@ func ApproveDevice(priv ed25519.PrivateKey, approver *DeviceCertificate, req *Pa
 	return a, nil
 }
 
-// ApproveDevice signs the admin's approval of the device of req.
-func (k *RootKey) ApproveDevice(req *PairingRequest, now time.Time) (*DeviceApproval, error) {
-	a, err := newApproval(req, now, ApproverRoot, DeviceID{})
-	if err != nil {
-		return nil, err
-	}
-	a.Signature = k.sign(labelApproval, a.tbs())
-	return a, nil
-}
-
 func newApproval(req *PairingRequest, now time.Time, kind ApproverKind, approver DeviceID) (*DeviceApproval, error) {
 	if err := checkCanonical(req.Username); err != nil {
 		return nil, fmt.Errorf("approving device: %w", err)
@@ -217,7 +213,7 @@ func newApproval(req *PairingRequest, now time.Time, kind ApproverKind, approver
 // DecodeDeviceApproval strictly decodes an approval without verifying it.
 func DecodeDeviceApproval(b []byte) (*DeviceApproval, error) {
 	d := decoder{b: b}
-	d.version("device approval")
+	d.versionN("device approval", directoryFormatVersion)
 	var a DeviceApproval
 	a.Username = d.str8("username")
 	a.Key = d.fixed("key", ed25519.PublicKeySize)
@@ -225,6 +221,13 @@ func DecodeDeviceApproval(b []byte) (*DeviceApproval, error) {
 	at := d.u64("issued_at")
 	a.Kind = ApproverKind(d.u8("approver_kind"))
 	copy(a.Approver[:], d.take("approver", DeviceIDSize))
+	if sb := d.bytes16("signer", maxSignerSize); len(sb) > 0 {
+		c, err := DecodeOnlineKeyCertificate(sb)
+		if err != nil {
+			return nil, fmt.Errorf("decoding device approval: %w: signer: %w", ErrMalformed, err)
+		}
+		a.Signer = c
+	}
 	a.Signature = d.fixed("signature", ed25519.SignatureSize)
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("decoding device approval: %w", err)
@@ -238,9 +241,15 @@ func DecodeDeviceApproval(b []byte) (*DeviceApproval, error) {
 	}
 	switch a.Kind {
 	case ApproverDevice:
+		if a.Signer != nil {
+			return nil, fmt.Errorf("decoding device approval: %w: device approval carries a directory key certificate", ErrMalformed)
+		}
 	case ApproverRoot:
 		if a.Approver != (DeviceID{}) {
-			return nil, fmt.Errorf("decoding device approval: %w: root approval names device %s", ErrMalformed, a.Approver)
+			return nil, fmt.Errorf("decoding device approval: %w: admin approval names device %s", ErrMalformed, a.Approver)
+		}
+		if a.Signer == nil {
+			return nil, fmt.Errorf("decoding device approval: %w: admin approval without directory key certificate", ErrMalformed)
 		}
 	default:
 		return nil, fmt.Errorf("decoding device approval: %w: approver kind %d", ErrMalformed, a.Kind)
@@ -260,7 +269,7 @@ func (a *DeviceApproval) Matches(req *PairingRequest) bool {
 func (a *DeviceApproval) Verify(root RootPublicKey, approver *DeviceCertificate) error {
 	switch a.Kind {
 	case ApproverRoot:
-		if err := root.verify(labelApproval, a.tbs(), a.Signature); err != nil {
+		if err := verifyChain(root, a.Signer, RoleDirectory, a.IssuedAt, labelApproval, a.tbs(), a.Signature); err != nil {
 			return fmt.Errorf("verifying admin approval of a device of %s: %w", a.Username, err)
 		}
 		return nil

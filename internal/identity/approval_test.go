@@ -82,7 +82,7 @@ func TestDeviceApproval(t *testing.T) {
 	if len(a.Encode()) > MaxDeviceApprovalSize {
 		t.Fatalf("encoding of %d bytes over the maximum %d", len(a.Encode()), MaxDeviceApprovalSize)
 	}
-	adm, err := root.ApproveDevice(req, t0)
+	adm, err := dirOf(t, root).ApproveDevice(req, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func FuzzDecodeDeviceApproval(f *testing.F) {
 	alice, priv := newDevice(f, root, "alice", 10)
 	req := newPairing(f, "alice", 30)
 	a, _ := ApproveDevice(priv, alice, req, t0)
-	adm, _ := root.ApproveDevice(req, t0)
+	adm, _ := dirOf(f, root).ApproveDevice(req, t0)
 	f.Add(a.Encode())
 	f.Add(adm.Encode())
 	f.Add([]byte{1, 3, 'a', 'b', 'c'})

@@ -16,6 +16,13 @@ func (e *encoder) u32(v uint32)  { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) u64(v uint64)  { e.b = binary.BigEndian.AppendUint64(e.b, v) }
 func (e *encoder) raw(v []byte)  { e.b = append(e.b, v...) }
 func (e *encoder) str8(s string) { e.u8(uint8(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) signer(c *OnlineKeyCertificate) {
+	if c == nil {
+		e.bytes16(nil)
+		return
+	}
+	e.bytes16(c.Encode())
+}
 func (e *encoder) bytes16(v []byte) {
 	e.b = binary.BigEndian.AppendUint16(e.b, uint16(len(v)))
 	e.b = append(e.b, v...)

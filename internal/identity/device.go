@@ -53,14 +53,15 @@ func DeviceIDFromBytes(b []byte) (DeviceID, error) {
 //
 // Encoding, big-endian:
 //
-//	version    uint8 = 1
+//	version    uint8 = 2 (1, signed by the root itself, is refused)
 //	device_id  [16]byte
 //	username   uint8 length, 3..32 bytes of [a-z0-9._-]
 //	key        [32]byte Ed25519 public key
 //	not_before uint64 Unix seconds
 //	not_after  uint64 Unix seconds, > not_before
 //	serial     uint64
-//	signature  [64]byte root signature over label || all fields above
+//	signer     uint16 length || OnlineKeyCertificate of the directory key
+//	signature  [64]byte directory key signature over label || all fields above
 type DeviceCertificate struct {
 	DeviceID  DeviceID
 	Username  string
@@ -68,11 +69,13 @@ type DeviceCertificate struct {
 	NotBefore time.Time
 	NotAfter  time.Time
 	Serial    uint64
+	// Signer is the root's certificate of the directory key that signed.
+	Signer    *OnlineKeyCertificate
 	Signature []byte
 }
 
 // MaxDeviceCertificateSize bounds an encoded certificate.
-const MaxDeviceCertificateSize = 1 + DeviceIDSize + 1 + MaxUsernameLen + ed25519.PublicKeySize + 8 + 8 + 8 + ed25519.SignatureSize
+const MaxDeviceCertificateSize = 1 + DeviceIDSize + 1 + MaxUsernameLen + ed25519.PublicKeySize + 8 + 8 + 8 + 2 + maxSignerSize + ed25519.SignatureSize
 
 func (c *DeviceCertificate) check() error {
 	if err := checkCanonical(c.Username); err != nil {
@@ -89,26 +92,15 @@ func (c *DeviceCertificate) check() error {
 
 func (c *DeviceCertificate) tbs() []byte {
 	var e encoder
-	e.u8(formatVersion)
+	e.u8(directoryFormatVersion)
 	e.raw(c.DeviceID[:])
 	e.str8(c.Username)
 	e.raw(c.Key)
 	e.u64(uint64(c.NotBefore.Unix()))
 	e.u64(uint64(c.NotAfter.Unix()))
 	e.u64(c.Serial)
+	e.signer(c.Signer)
 	return e.b
-}
-
-// SignDeviceCertificate fills in the root's signature. Times are truncated
-// to whole seconds.
-func (k *RootKey) SignDeviceCertificate(c *DeviceCertificate) error {
-	c.NotBefore = c.NotBefore.Truncate(time.Second)
-	c.NotAfter = c.NotAfter.Truncate(time.Second)
-	if err := c.check(); err != nil {
-		return fmt.Errorf("signing device certificate: %w", err)
-	}
-	c.Signature = k.sign(labelDevice, c.tbs())
-	return nil
 }
 
 // Encode returns the certificate's canonical encoding.
@@ -120,13 +112,14 @@ func (c *DeviceCertificate) Encode() []byte {
 // verify the signature; call Verify.
 func DecodeDeviceCertificate(b []byte) (*DeviceCertificate, error) {
 	d := decoder{b: b}
-	d.version("device certificate")
+	d.versionN("device certificate", directoryFormatVersion)
 	var c DeviceCertificate
 	copy(c.DeviceID[:], d.take("device_id", DeviceIDSize))
 	c.Username = d.str8("username")
 	c.Key = d.fixed("key", ed25519.PublicKeySize)
 	nb, na := d.u64("not_before"), d.u64("not_after")
 	c.Serial = d.u64("serial")
+	c.Signer = d.signer()
 	c.Signature = d.fixed("signature", ed25519.SignatureSize)
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("decoding device certificate: %w", err)
@@ -141,16 +134,18 @@ func DecodeDeviceCertificate(b []byte) (*DeviceCertificate, error) {
 	return &c, nil
 }
 
-// VerifySignature checks only the root's signature.
+// VerifySignature checks the chain without the certificate's own validity
+// period: the signer is the root's certificate of a directory key, valid
+// at the certificate's not-before, and that key signed the certificate.
 func (c *DeviceCertificate) VerifySignature(root RootPublicKey) error {
-	if err := root.verify(labelDevice, c.tbs(), c.Signature); err != nil {
+	if err := verifyChain(root, c.Signer, RoleDirectory, c.NotBefore, labelDevice, c.tbs(), c.Signature); err != nil {
 		return fmt.Errorf("verifying device certificate of %s: %w", c.DeviceID, err)
 	}
 	return nil
 }
 
-// Verify checks the root's signature and that now is within the validity
-// period (ErrNotYetValid, ErrExpired).
+// Verify checks the chain (VerifySignature) and that now is within the
+// validity period (ErrNotYetValid, ErrExpired).
 func (c *DeviceCertificate) Verify(root RootPublicKey, now time.Time) error {
 	if err := c.VerifySignature(root); err != nil {
 		return err

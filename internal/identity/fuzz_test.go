@@ -28,14 +28,14 @@ func FuzzDecodeDeviceCertificate(f *testing.F) {
 func FuzzDecodeSigned(f *testing.F) {
 	root := newRoot(f, 1)
 	r := detRand(3)
-	w, _ := root.SignWipeCommand(DeviceID{1}, t0, &r)
+	w, _ := dirOf(f, root).SignWipeCommand(DeviceID{1}, t0, &r)
 	dk, _ := GenerateDistributorKey(&r)
 	dc := &DistributorCertificate{Name: "d", Key: dk.Public(), Quota: 3}
 	_ = root.SignDistributorCertificate(dc)
 	code, _ := NewActivationCode(&r)
 	batch := &CodeBatch{Distributor: "d", Months: 1, Expires: t0, Hashes: [][CodeHashSize]byte{code.Hash()}}
 	_ = dk.SignCodeBatch(batch)
-	f.Add(uint8(0), root.SignRevocation(DeviceID{2}, t0).Encode())
+	f.Add(uint8(0), dirOf(f, root).SignRevocation(DeviceID{2}, t0).Encode())
 	f.Add(uint8(1), w.Encode())
 	f.Add(uint8(2), dc.Encode())
 	f.Add(uint8(3), batch.Encode())

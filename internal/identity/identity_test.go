@@ -33,6 +33,25 @@ func newRoot(t testing.TB, seed byte) *RootKey {
 	return k
 }
 
+// dirOf returns a directory signer certified by root (key derived from the
+// root's seed, so fixtures stay reproducible).
+func dirOf(t testing.TB, root *RootKey) *DirectorySigner {
+	t.Helper()
+	k, err := DirectoryKeyFromSeed(root.Public()[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := root.CertifyOnlineKey(RoleDirectory, "server", k.Public(), t0.Add(-24*time.Hour), 10*365*24*time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewDirectorySigner(k, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func newDevice(t testing.TB, root *RootKey, name string, seed byte) (*DeviceCertificate, ed25519.PrivateKey) {
 	t.Helper()
 	r := detRand(seed)
@@ -42,7 +61,7 @@ func newDevice(t testing.TB, root *RootKey, name string, seed byte) (*DeviceCert
 	}
 	id, _ := NewDeviceID(&r)
 	c := &DeviceCertificate{DeviceID: id, Username: name, Key: pub, NotBefore: t0, NotAfter: t0.Add(30 * 24 * time.Hour), Serial: 7}
-	if err := root.SignDeviceCertificate(c); err != nil {
+	if err := dirOf(t, root).SignDeviceCertificate(c); err != nil {
 		t.Fatal(err)
 	}
 	return c, priv
@@ -129,7 +148,7 @@ func TestDeviceCertificateRoundTrip(t *testing.T) {
 	bad := map[string][]byte{
 		"trailing":  append(append([]byte(nil), enc...), 0),
 		"truncated": enc[:len(enc)-1],
-		"version":   append([]byte{2}, enc[1:]...),
+		"version":   append([]byte{1}, enc[1:]...),
 		"empty":     nil,
 	}
 	upper := append([]byte(nil), enc...)
@@ -154,7 +173,7 @@ func TestSignDeviceCertificateRejects(t *testing.T) {
 		"upper in name": {Username: "Alice", Key: pub, NotBefore: t0, NotAfter: t0.Add(time.Hour)},
 	}
 	for name, c := range tests {
-		if err := root.SignDeviceCertificate(&c); err == nil {
+		if err := dirOf(t, root).SignDeviceCertificate(&c); err == nil {
 			t.Errorf("%s: signed", name)
 		}
 	}
@@ -231,7 +250,7 @@ func ptr[T any](v T) *T { return &v }
 func TestRevocation(t *testing.T) {
 	root := newRoot(t, 1)
 	cert, _ := newDevice(t, root, "alice", 10)
-	r := root.SignRevocation(cert.DeviceID, t0)
+	r := dirOf(t, root).SignRevocation(cert.DeviceID, t0)
 	got, err := DecodeRevocation(r.Encode())
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +271,7 @@ func TestWipe(t *testing.T) {
 	cert, priv := newDevice(t, root, "alice", 10)
 	other, _ := newDevice(t, root, "bob", 30)
 	r := detRand(5)
-	w, err := root.SignWipeCommand(cert.DeviceID, t0, &r)
+	w, err := dirOf(t, root).SignWipeCommand(cert.DeviceID, t0, &r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +295,7 @@ func TestWipe(t *testing.T) {
 	if err := conf.Verify(other, w); err == nil {
 		t.Fatal("confirmation accepted for another device")
 	}
-	w2, _ := root.SignWipeCommand(cert.DeviceID, t0, &r)
+	w2, _ := dirOf(t, root).SignWipeCommand(cert.DeviceID, t0, &r)
 	if err := conf.Verify(cert, w2); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("confirmation of another command: %v", err)
 	}

@@ -18,8 +18,10 @@ import (
 //
 // Each certificate is appended to the transparency log. Rotating an online
 // key (routinely or after a compromise) needs only the root: it certifies
-// the new key, and the old certificate is left to expire (or is cut short by
-// a later certificate of the same role and name with a lower not-after).
+// the new key with the next serial. What the old key signed while its
+// certificate was valid stays valid; verifiers that track tree heads refuse
+// a head signed under a lower directory-key serial than one they accepted
+// (VerifyTreeHead, signer.go), so a retired key signs nothing they follow.
 
 // KeyRole is what an online key may sign.
 type KeyRole uint8
@@ -153,14 +155,22 @@ func DecodeOnlineKeyCertificate(b []byte) (*OnlineKeyCertificate, error) {
 // Verify checks the root's signature, that the certificate is of role, and
 // that at lies inside its validity period.
 func (c *OnlineKeyCertificate) Verify(root RootPublicKey, role KeyRole, at time.Time) error {
+	return c.verify(root, role, at, true)
+}
+
+// verify is Verify; withSignature false skips the root signature (checked
+// before, see verifyOnlineCached).
+func (c *OnlineKeyCertificate) verify(root RootPublicKey, role KeyRole, at time.Time, withSignature bool) error {
 	if c.Role != role {
 		return fmt.Errorf("verifying online key certificate %q: %w: it is a %v key, want %v", c.Name, ErrWrongRole, c.Role, role)
 	}
 	if err := c.check(); err != nil {
 		return fmt.Errorf("verifying online key certificate %q: %w", c.Name, err)
 	}
-	if err := root.verify(labelOnlineKey, c.tbs(), c.Signature); err != nil {
-		return fmt.Errorf("verifying online key certificate %q: %w", c.Name, err)
+	if withSignature {
+		if err := root.verify(labelOnlineKey, c.tbs(), c.Signature); err != nil {
+			return fmt.Errorf("verifying online key certificate %q: %w", c.Name, err)
+		}
 	}
 	if at.Before(c.NotBefore) {
 		return fmt.Errorf("verifying %v key certificate %q at %v: %w", c.Role, c.Name, at.UTC(), ErrNotYetValid)

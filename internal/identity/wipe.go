@@ -3,42 +3,35 @@ package identity
 import (
 	"crypto/ed25519"
 	"fmt"
-	"io"
 	"time"
 )
 
 // WipeNonceSize is the length of a wipe command's nonce.
 const WipeNonceSize = 16
 
-// WipeCommand is the root's order to a device to delete its keys and data
-// at once (the kill switch).
+// WipeCommand is the directory's order to a device to delete its keys and
+// data at once (the kill switch).
 //
-// Encoding: version uint8 = 1, device_id [16], issued_at uint64 Unix
-// seconds, nonce [16], signature [64] over label || the fields before it.
+// Encoding: version uint8 = 2, device_id [16], issued_at uint64 Unix
+// seconds, nonce [16], signer uint16 length || OnlineKeyCertificate of the
+// directory key, signature [64] by that key over label || the fields
+// before it.
 type WipeCommand struct {
 	DeviceID  DeviceID
 	IssuedAt  time.Time
 	Nonce     [WipeNonceSize]byte
+	Signer    *OnlineKeyCertificate
 	Signature []byte
 }
 
 func (w *WipeCommand) tbs() []byte {
 	var e encoder
-	e.u8(formatVersion)
+	e.u8(directoryFormatVersion)
 	e.raw(w.DeviceID[:])
 	e.u64(uint64(w.IssuedAt.Unix()))
 	e.raw(w.Nonce[:])
+	e.signer(w.Signer)
 	return e.b
-}
-
-// SignWipeCommand makes a wipe command for id with a random nonce.
-func (k *RootKey) SignWipeCommand(id DeviceID, now time.Time, rand io.Reader) (*WipeCommand, error) {
-	w := &WipeCommand{DeviceID: id, IssuedAt: time.Unix(max(now.Unix(), 0), 0)}
-	if _, err := io.ReadFull(rand, w.Nonce[:]); err != nil {
-		return nil, fmt.Errorf("making wipe command: %w", err)
-	}
-	w.Signature = k.sign(labelWipe, w.tbs())
-	return w, nil
 }
 
 // Encode returns the canonical encoding.
@@ -47,11 +40,12 @@ func (w *WipeCommand) Encode() []byte { return append(w.tbs(), w.Signature...) }
 // DecodeWipeCommand strictly decodes a wipe command without verifying it.
 func DecodeWipeCommand(b []byte) (*WipeCommand, error) {
 	d := decoder{b: b}
-	d.version("wipe command")
+	d.versionN("wipe command", directoryFormatVersion)
 	var w WipeCommand
 	copy(w.DeviceID[:], d.take("device_id", DeviceIDSize))
 	at := d.u64("issued_at")
 	copy(w.Nonce[:], d.take("nonce", WipeNonceSize))
+	w.Signer = d.signer()
 	w.Signature = d.fixed("signature", ed25519.SignatureSize)
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("decoding wipe command: %w", err)
@@ -63,10 +57,10 @@ func DecodeWipeCommand(b []byte) (*WipeCommand, error) {
 	return &w, nil
 }
 
-// Verify checks the root's signature and that the command is for device
-// self.
+// Verify checks the chain (root → directory key certificate valid at the
+// issue time → signature) and that the command is for device self.
 func (w *WipeCommand) Verify(root RootPublicKey, self DeviceID) error {
-	if err := root.verify(labelWipe, w.tbs(), w.Signature); err != nil {
+	if err := verifyChain(root, w.Signer, RoleDirectory, w.IssuedAt, labelWipe, w.tbs(), w.Signature); err != nil {
 		return fmt.Errorf("verifying wipe command: %w", err)
 	}
 	if w.DeviceID != self {

@@ -4,7 +4,8 @@
 // many idle authenticated connections.
 //
 // Devices are real: each is activated with an activation code and gets a
-// root-signed device certificate, then connects and authenticates by
+// device certificate signed by the server's directory key (certified by
+// the root), then connects and authenticates by
 // signing the server's challenge. Groups are real MLS groups: the creator
 // adds the other members with an MLS commit carrying their key packages
 // and a Welcome, which the server checks and follows. Application

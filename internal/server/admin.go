@@ -19,21 +19,22 @@ import (
 // the admin API (adminapi.go), which checks who asks; the methods here do
 // the work, through the store only, so every server of a cluster sees it.
 // Revocations, wipe commands and admin approvals are signed here, by the
-// server, with its signing key: the administrator states the intent.
+// server, with its directory key (certified by the offline root; v2
+// objects carry that certificate): the administrator states the intent.
 
 // The objects the server signs on an administrator's behalf, one place
 // each, so the key they are signed with is chosen here alone.
 
 func (s *Server) signRevocation(id identity.DeviceID, at time.Time) *identity.Revocation {
-	return s.root.SignRevocation(id, at)
+	return s.dir.SignRevocation(id, at)
 }
 
 func (s *Server) signWipe(id identity.DeviceID, at time.Time) (*identity.WipeCommand, error) {
-	return s.root.SignWipeCommand(id, at, s.rand)
+	return s.dir.SignWipeCommand(id, at, s.rand)
 }
 
 func (s *Server) signAdminApproval(req *identity.PairingRequest, at time.Time) (*identity.DeviceApproval, error) {
-	return s.root.ApproveDevice(req, at)
+	return s.dir.ApproveDevice(req, at)
 }
 
 // Revoke revokes a device for an administrator (reason goes to the log):

@@ -90,6 +90,16 @@ func (s *Server) admin(ctx context.Context, raw []byte, remote string) *adminapi
 		a.Op = req.Op.String()
 		return a
 	}
+	// The admin key's certificate goes to the transparency log the first
+	// time the server sees it (logOnlineKey is a store read after that), so
+	// every key that acted for the root is public; nothing is applied with
+	// an admin key that is not logged.
+	if _, err := s.logOnlineKey(ctx, req.Cert, identity.RoleAdmin); err != nil {
+		s.log.Error("admin request refused: logging its admin key", "remote", remote, "op", req.Op, "key_name", req.Cert.Name, "err", err)
+		a := refusal(err)
+		a.Op = req.Op.String()
+		return a
+	}
 	a, reason := s.applyAdmin(ctx, req)
 	a.Op = req.Op.String()
 	s.logAdmin(ctx, req, a, reason, remote, now)

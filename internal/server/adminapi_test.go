@@ -468,7 +468,8 @@ func FuzzAdminBody(f *testing.F) {
 	}
 	f.Cleanup(func() { st.Close() })
 	root, _ := identity.GenerateRootKey(rand.Reader)
-	srv, err := New(context.Background(), Config{Store: st, Root: root, Name: "fuzz"})
+	keys := testServerKeys(f, root, time.Now())
+	srv, err := New(context.Background(), Config{Store: st, RootPublic: root.Public(), Directory: keys.Directory, Name: "fuzz"})
 	if err != nil {
 		f.Fatal(err)
 	}

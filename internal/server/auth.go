@@ -276,7 +276,10 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(0, cr.Months, 0),
 		Serial: binary.BigEndian.Uint64(serial[:]),
 	}
-	if err := s.root.SignDeviceCertificate(cert); err != nil {
+	if nb := s.dir.Certificate().NotBefore; cert.NotBefore.Before(nb) {
+		cert.NotBefore = nb // inside the directory key's validity
+	}
+	if err := s.dir.SignDeviceCertificate(cert); err != nil {
 		return nil, 0, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "certificate")
 	}
 	devHex := id.String()

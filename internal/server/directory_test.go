@@ -1,6 +1,7 @@
 package server
 
 import (
+	"anom/internal/identity"
 	"bytes"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestLookupCarriesLogEntry(t *testing.T) {
 	if err := sth.UnmarshalBinary(dir.GetTreeHead()); err != nil {
 		t.Fatal(err)
 	}
-	if err := sth.Verify([]byte(n.root.Public())); err != nil {
+	if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
 		t.Fatal(err)
 	}
 	d := dir.GetDevices()[0]

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -64,7 +63,8 @@ type escrowState struct {
 	policy   *escrow.Policy
 	logIndex uint64
 	key      ed25519.PrivateKey
-	id       string
+	id       string // EscrowServerID of the countersigning key's certificate
+	csIdx    uint64 // log index of the countersigning key's certificate
 	network  []byte // the records' network id: the root public key
 	skew     time.Duration
 
@@ -79,17 +79,6 @@ type escrowState struct {
 
 	alertMu     sync.Mutex
 	proofAlerts map[string]time.Time // device hex -> last bad-proof alert
-}
-
-// DeriveEscrowKey derives the server's escrow countersigning key from the
-// network root key (HKDF-SHA256 with its own label), so that a server needs
-// no further secret and the admin can print its public half.
-func DeriveEscrowKey(root *identity.RootKey) (ed25519.PrivateKey, error) {
-	seed, err := hkdf.Key(sha256.New, root.Seed(), nil, "anom escrow server countersigning key v1", ed25519.SeedSize)
-	if err != nil {
-		return nil, fmt.Errorf("deriving the escrow key: %w", err)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
 }
 
 // EscrowNetworkID is the network id in escrow records: the root public key.
@@ -109,19 +98,18 @@ func (s *Server) initEscrow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading escrow policy: %w", err)
 	}
-	e := &escrowState{raw: bytes.Clone(s.cfg.EscrowPolicy), policy: p, key: s.cfg.EscrowKey, id: s.cfg.EscrowServerID,
+	cs, csCert := s.cfg.Countersign, s.cfg.CountersignCert
+	if cs == nil || csCert == nil {
+		return errors.New("loading escrow policy: the escrow countersigning key and its certificate are required")
+	}
+	if !bytes.Equal(cs.Public(), csCert.Key) {
+		return errors.New("loading escrow policy: the countersigning key certificate is for another key")
+	}
+	e := &escrowState{raw: bytes.Clone(s.cfg.EscrowPolicy), policy: p, key: cs.Signer(), id: EscrowServerID(csCert),
 		network: EscrowNetworkID(s.rootPub), skew: s.cfg.EscrowClockSkew, certSent: map[string]bool{},
 		proofs: newProofBatcher(p.EscrowKey, s.rand), proofAlerts: map[string]time.Time{}}
-	if e.key == nil {
-		if e.key, err = DeriveEscrowKey(s.root); err != nil {
-			return err
-		}
-	}
-	if len(e.key) != ed25519.PrivateKeySize {
-		return fmt.Errorf("loading escrow policy: countersigning key is %d bytes", len(e.key))
-	}
-	if e.id == "" {
-		e.id = s.name
+	if e.csIdx, err = s.logOnlineKey(ctx, csCert, identity.RoleCountersign); err != nil {
+		return err
 	}
 	if len(e.id) > escrow.MaxServerID {
 		return fmt.Errorf("loading escrow policy: server id %q longer than %d bytes", e.id, escrow.MaxServerID)
@@ -143,6 +131,9 @@ func (s *Server) initEscrow(ctx context.Context) error {
 		e.seqEnd = e.seqNext
 	}
 	s.esc = e
+	if err := s.forwardOnlineKey(ctx, e.csIdx, csCert); err != nil {
+		return err
+	}
 	s.log.Info("escrow policy in force", "version", p.Version, "log_index", e.logIndex, "summary", p.Summary(),
 		"server_key_id", e.id, "server_key", hex.EncodeToString(e.key.Public().(ed25519.PublicKey)))
 	return nil
@@ -352,7 +343,11 @@ func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req 
 		return 0, time.Time{}, nil, err
 	}
 	if newCert {
-		out = append(out, outboxEntry(outboxCertificate, c.cert.Encode()))
+		item, err := s.loggedCertificateItem(ctx, c.devHex, c.cert)
+		if err != nil {
+			return 0, time.Time{}, nil, err
+		}
+		out = append(out, outboxEntry(outboxCertificate, item))
 	}
 	out = append(out, outboxEntry(outboxRecord, srb))
 	slotLog := slotLogName(gh, pm.Epoch, slot)
@@ -444,4 +439,51 @@ func (s *Server) sweepSlots(ctx context.Context, gh string, current uint64) (int
 		}
 		after = names[len(names)-1]
 	}
+}
+
+// loggedItem is the outbox payload of a logged object: its log index
+// (uint64) and its encoded log entry, from which the archive gets the
+// object and later asks for inclusion proofs.
+func (s *Server) loggedItem(ctx context.Context, index uint64) ([]byte, error) {
+	entry, err := s.logEntry(ctx, index)
+	if err != nil {
+		return nil, fmt.Errorf("reading log entry %d: %w", index, err)
+	}
+	return append(binary.BigEndian.AppendUint64(nil, index), entry...), nil
+}
+
+// loggedCertificateItem is the outbox payload of a device certificate.
+func (s *Server) loggedCertificateItem(ctx context.Context, devHex string, cert *identity.DeviceCertificate) ([]byte, error) {
+	e, err := s.st.Get(ctx, bucketDevices, devHex)
+	if err != nil {
+		return nil, storeError(err, "device "+devHex)
+	}
+	var rec deviceRecord
+	if err := decodeRecord(e, &rec); err != nil {
+		return nil, err
+	}
+	if !rec.Logged || !bytes.Equal(rec.Cert, cert.Encode()) {
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "the certificate of device %s is not logged yet; retry", devHex)
+	}
+	return s.loggedItem(ctx, rec.LogIndex)
+}
+
+// forwardOnlineKey puts the countersigning key's certificate (as a logged
+// item) in the outbox once, so the archive can give custodians the key of
+// every countersignature with its inclusion proof.
+func (s *Server) forwardOnlineKey(ctx context.Context, index uint64, c *identity.OnlineKeyCertificate) error {
+	key := "okey/" + onlineKeyName(c)
+	unsent, err := s.certUnsent(ctx, key)
+	if err != nil || !unsent {
+		return err
+	}
+	item, err := s.loggedItem(ctx, index)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.AppendAll(ctx, store.Append{Log: logOutbox, Entries: [][]byte{outboxEntry(outboxOnlineKey, item)}}); err != nil {
+		return fmt.Errorf("forwarding the countersigning key certificate: %w", err)
+	}
+	s.certForwarded(ctx, key)
+	return nil
 }

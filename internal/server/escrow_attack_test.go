@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,31 +22,108 @@ import (
 	"anom/internal/escrowtest"
 	"anom/internal/identity"
 	"anom/internal/store/pebble"
+	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
 
 // attackNet is a real server (TLS on loopback, Pebble) under an escrow
-// policy whose custodians, issuer and countersigning key come from
-// escrowtest, so that real custodians can be started.
+// policy whose custodians and issuer come from escrowtest, under the same
+// root, so that real custodians can be started. The server countersigns
+// with its own root-certified key and logs it; custodians and the archive
+// take it, and the senders' certificates, from the server's log.
 type attackNet struct {
 	*network
 	esc *escrowtest.Network
 }
 
 func newAttackNet(t *testing.T) *attackNet {
-	a := &attackNet{}
-	a.network = newNetwork(t, func(c *Config) {
-		a.esc = escrowtest.NewWithRoot(t, c.Root, 11, 2, 3)
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &attackNet{esc: escrowtest.NewWithRoot(t, root, 11, 2, 3)}
+	a.network = newNetworkWithRoot(t, root, func(c *Config) {
 		b, err := a.esc.Policy.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.EscrowPolicy, c.EscrowKey, c.EscrowServerID = b, a.esc.ServerKey, a.esc.ServerID
+		c.EscrowPolicy = b
 		c.ArchiveToken = "archive-secret"
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
 	})
 	return a
+}
+
+// source is the server's escrow outbox and log proofs over HTTPS, as the
+// archive reaches them.
+func (a *attackNet) source() *archive.HTTPSource {
+	src := &archive.HTTPSource{URL: "https://" + a.addr, Client: a.httpClient()}
+	src.Client.Transport = bearerTransport{token: "archive-secret", base: src.Client.Transport}
+	return src
+}
+
+// logged finds the server's log entry of kind with payload: its index and
+// the encoded entry.
+func (a *attackNet) logged(t *testing.T, kind translog.Kind, payload []byte) (uint64, []byte) {
+	t.Helper()
+	es, err := a.srv.tlog.Entries(context.Background(), 0, a.srv.tlog.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, raw := range es {
+		e, err := translog.DecodeEntry(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Kind == kind && bytes.Equal(e.Payload, payload) {
+			return uint64(i), raw
+		}
+	}
+	t.Fatalf("no %v entry in the server's log", kind)
+	return 0, nil
+}
+
+// loggedItem is the archive item of a logged entry, as the outbox
+// forwards it.
+func (a *attackNet) loggedItem(t *testing.T, ik archive.Kind, kind translog.Kind, payload []byte) archive.Item {
+	idx, raw := a.logged(t, kind, payload)
+	return archive.Item{Kind: ik, Data: append(binary.BigEndian.AppendUint64(nil, idx), raw...)}
+}
+
+// envelope wraps req with the server's log evidence for the entries of
+// kind and payload (the senders' certificates, the countersigning key):
+// inclusion proofs in the server's current tree head, and the consistency
+// proof from the head of size tracked.
+func (a *attackNet) envelope(t *testing.T, req *escrow.Request, tracked uint64, payloads map[translog.Kind][][]byte) *custodian.Envelope {
+	t.Helper()
+	var idx []uint64
+	var raws [][]byte
+	for kind, ps := range payloads {
+		for _, p := range ps {
+			i, raw := a.logged(t, kind, p)
+			idx, raws = append(idx, i), append(raws, raw)
+		}
+	}
+	p, err := a.source().ProveLog(context.Background(), idx, []uint64{tracked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &custodian.Envelope{Request: req}
+	if err := env.TreeHead.UnmarshalBinary(p.TreeHead); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Consistency.UnmarshalBinary(p.Consistency[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, raw := range raws {
+		l := custodian.LoggedEntry{Entry: raw}
+		if err := l.Proof.UnmarshalBinary(p.Inclusion[i]); err != nil {
+			t.Fatal(err)
+		}
+		env.Logged = append(env.Logged, l)
+	}
+	return env
 }
 
 // sendText seals and sends a text as m in group g, as a client would.
@@ -64,7 +142,7 @@ func (a *attackNet) archive(t *testing.T) (*archive.Archive, *pebble.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	arch, err := archive.New(context.Background(), archive.Config{Store: st, Policy: a.esc.Policy, Root: a.root.Public(),
-		ServerKeys: a.esc.ServerKeys(), Now: a.clock.Now, Key: a.esc.ArchiveKey, ClientCertificate: &a.esc.ArchiveCert})
+		Log: a.source(), Now: a.clock.Now, Key: a.esc.ArchiveKey, ClientCertificate: &a.esc.ArchiveCert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +207,7 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 
 	// The archive pulls the server's outbox over HTTPS.
 	arch, archStore := a.archive(t)
-	src := &archive.HTTPSource{URL: "https://" + a.addr, Client: a.httpClient()}
-	src.Client.Transport = bearerTransport{token: "archive-secret", base: src.Client.Transport}
+	src := a.source()
 	ingest(t, arch, src)
 	var stolen []*escrow.ServerRecord
 	for _, u := range []string{"bob", "carol"} {
@@ -200,6 +277,7 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 	// From an insider server operator's seat: the same records, each in a
 	// slot of its own (mallory's later generations), countersigned with
 	// the server's key.
+	serverID := EscrowServerID(a.cfg.CountersignCert)
 	var insider []*escrow.ServerRecord
 	for i, f := range forged {
 		f.Metadata.Generation = 1000 + uint32(i)
@@ -207,7 +285,7 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sr, err := escrow.Countersign(signed, []byte(a.esc.ServerID), a.clock.Now(), 1<<40+uint64(i), a.esc.ServerKey)
+		sr, err := escrow.Countersign(signed, []byte(serverID), a.clock.Now(), 1<<40+uint64(i), a.cfg.Countersign.Signer())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +312,8 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 	// for their proofs.
 	fresh, freshStore := a.archive(t)
 	freshSrc := &archive.MemSource{}
-	freshSrc.Add(archive.Item{Kind: archive.KindCertificate, Data: mallory.cert.Encode()})
+	freshSrc.Add(a.loggedItem(t, archive.KindOnlineKey, translog.KindOnlineKey, a.cfg.CountersignCert.Encode()),
+		a.loggedItem(t, archive.KindCertificate, translog.KindDeviceCertificate, mallory.cert.Encode()))
 	for _, sr := range insider {
 		b, _ := sr.MarshalBinary()
 		freshSrc.Add(archive.Item{Kind: archive.KindRecord, Data: b})
@@ -273,8 +352,14 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 		}
 		for i, sr := range insider {
 			before := c.Service.AuditHead().Seq
-			env := &custodian.Envelope{Request: &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{genuine, sr}},
-				Certificates: []*identity.DeviceCertificate{mallory.cert}}
+			// With the log evidence the custodian requires, so that it
+			// gets to the records.
+			tracked, err := cl.TrackedSize(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := a.envelope(t, &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{genuine, sr}}, tracked,
+				map[translog.Kind][][]byte{translog.KindDeviceCertificate: {mallory.cert.Encode()}, translog.KindOnlineKey: {a.cfg.CountersignCert.Encode()}})
 			resp, err := cl.Ask(ctx, env)
 			var re *custodian.RefusedError
 			if resp != nil || !errors.As(err, &re) || re.Code != custodian.CodeBadRecordProof || re.Record != 1 || !errors.Is(err, escrow.ErrRecordProof) {

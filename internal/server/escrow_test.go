@@ -19,6 +19,7 @@ import (
 	"anom/escrow"
 	"anom/internal/archive"
 	"anom/internal/escrowtest"
+	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
@@ -27,9 +28,12 @@ import (
 )
 
 func escrowNetwork(t *testing.T) *network {
-	return newNetwork(t, func(c *Config) {
-		c.EscrowPolicy = escrowtest.SignedPolicy(t, c.Root.Signer(), 1)
-		c.EscrowServerID = "server-1"
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newNetworkWithRoot(t, root, func(c *Config) {
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
 		c.ArchiveToken = "archive-secret"
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
 		c.BlobTTL = time.Hour
@@ -89,7 +93,7 @@ func TestEscrowPolicyLogged(t *testing.T) {
 		if err := sth.UnmarshalBinary(p.GetTreeHead()); err != nil {
 			t.Fatal(err)
 		}
-		if err := sth.Verify(ed25519.PublicKey(n.root.Public())); err != nil {
+		if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
 			t.Fatal(err)
 		}
 		var proof translog.InclusionProof
@@ -100,7 +104,7 @@ func TestEscrowPolicyLogged(t *testing.T) {
 			t.Fatalf("inclusion proof does not verify for index %d", p.GetLogIndex())
 		}
 		id, key, _ := n.srv.EscrowServerKey()
-		if p.GetServerKeyId() != "server-1" || id != "server-1" || !bytes.Equal(p.GetServerKey(), key) {
+		if p.GetServerKeyId() != "test.anom/1" || id != "test.anom/1" || !bytes.Equal(p.GetServerKey(), key) {
 			t.Fatalf("server key %q %x", p.GetServerKeyId(), p.GetServerKey())
 		}
 		return p.GetLogIndex()
@@ -171,7 +175,7 @@ func TestEscrowSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, key, _ := n.srv.EscrowServerKey()
-	if err := sr.Verify(key); err != nil || string(sr.ServerID) != "server-1" || sr.Sequence == 0 {
+	if err := sr.Verify(key); err != nil || string(sr.ServerID) != "test.anom/1" || sr.Sequence == 0 {
 		t.Fatalf("countersignature: %v %q %d", err, sr.ServerID, sr.Sequence)
 	}
 	if b, _ := sr.Signed.MarshalBinary(); !bytes.Equal(b, good) {
@@ -182,15 +186,21 @@ func TestEscrowSend(t *testing.T) {
 	if r := alice.call(sendRecord(g, msg, good)); code(r) != anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD || !strings.Contains(r.GetError().GetMessage(), "already has a record") {
 		t.Fatalf("second record for the slot: %v", r)
 	}
-	// The outbox holds alice's certificate, then the record, once.
+	// The outbox holds the countersigning key's certificate (from the
+	// start), alice's certificate, then the record, once.
 	src := n.srv.EscrowSource()
 	items, err := src.Pull(context.Background(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 2 || items[0].Kind != archive.KindCertificate || items[1].Kind != archive.KindRecord || !bytes.Equal(items[1].Data, p.GetEscrowRecord()) {
-		t.Fatalf("outbox: %+v", items)
+	if len(items) != 3 || items[0].Kind != archive.KindOnlineKey || items[1].Kind != archive.KindCertificate || items[2].Kind != archive.KindRecord || !bytes.Equal(items[2].Data, p.GetEscrowRecord()) {
+		t.Fatalf("outbox: %d items", len(items))
 	}
+	// The certificate item is its log index and log entry.
+	if e, err := translog.DecodeEntry(items[1].Data[8:]); err != nil || e.Kind != translog.KindDeviceCertificate || !bytes.Equal(e.Payload, alice.cert.Encode()) {
+		t.Fatalf("certificate item: %v", err)
+	}
+	items = items[1:]
 	// A second message: no second certificate. Bob's reply has his.
 	msg2, rec2 := sealed(t, n, alice, []byte("second"), now)
 	alice.must(sendRecord(g, msg2, signRec(t, rec2, alice.priv)))
@@ -268,8 +278,8 @@ func TestEscrowBlobsAndArchivePull(t *testing.T) {
 	}
 	src.Client = &http.Client{Transport: bearerTransport{token: "archive-secret", base: hc.Transport}}
 	items, err := src.Pull(context.Background(), 0, 10)
-	if err != nil || len(items) != 1 || items[0].Kind != archive.KindBlob || items[0].BlobID != id || !bytes.Equal(items[0].Data, blob) {
-		t.Fatalf("pulled %+v %v", items, err)
+	if err != nil || len(items) != 2 || items[0].Kind != archive.KindOnlineKey || items[1].Kind != archive.KindBlob || items[1].BlobID != id || !bytes.Equal(items[1].Data, blob) {
+		t.Fatalf("pulled %d items (%v), want the countersigning key and the blob", len(items), err)
 	}
 	// Past its TTL but not yet archived: kept.
 	n.clock.Advance(2 * time.Hour)
@@ -279,7 +289,7 @@ func TestEscrowBlobsAndArchivePull(t *testing.T) {
 	if _, err := n.srv.st.StatBlob(context.Background(), id); err != nil {
 		t.Fatalf("blob not yet archived was swept: %v", err)
 	}
-	if err := src.Ack(context.Background(), items[0].Cursor); err != nil {
+	if err := src.Ack(context.Background(), items[1].Cursor); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.srv.Sweep(context.Background()); err != nil {

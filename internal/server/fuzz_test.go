@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -24,7 +25,8 @@ func FuzzFrame(f *testing.F) {
 	}
 	f.Cleanup(func() { st.Close() })
 	root, _ := identity.GenerateRootKey(rand.Reader)
-	srv, err := New(context.Background(), Config{Store: st, Root: root, Name: "fuzz"})
+	keys := testServerKeys(f, root, time.Now())
+	srv, err := New(context.Background(), Config{Store: st, RootPublic: root.Public(), Directory: keys.Directory, Name: "fuzz"})
 	if err != nil {
 		f.Fatal(err)
 	}

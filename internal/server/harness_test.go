@@ -52,10 +52,28 @@ func newNetwork(t testing.TB, mod func(*Config)) *network {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newNetworkWithRoot(t, root, mod)
+}
+
+// testServerKeys certifies a server's online keys with root for 20 years,
+// so tests that move the clock stay inside their validity.
+func testServerKeys(t testing.TB, root *identity.RootKey, now time.Time) *identity.ServerKeys {
+	t.Helper()
+	k, err := identity.NewServerKeys(root, "test.anom", now, 20*365*24*time.Hour, 1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newNetworkWithRoot(t testing.TB, root *identity.RootKey, mod func(*Config)) *network {
+	t.Helper()
 	dist, _ := identity.GenerateDistributorKey(rand.Reader)
 	tc, pool := testTLS(t)
 	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}}
-	n.cfg = Config{Root: root, TLS: tc, Name: "test.anom", Now: n.clock.Now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
+	keys := testServerKeys(t, root, n.clock.Now())
+	n.cfg = Config{RootPublic: root.Public(), Directory: keys.Directory, Countersign: keys.Countersign, CountersignCert: keys.CountersignCert,
+		TLS: tc, Name: "test.anom", Now: n.clock.Now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
 	if mod != nil {
 		mod(&n.cfg)
 	}

@@ -26,13 +26,15 @@ const EscrowOutboxLog = logOutbox
 // has stored durably; the server then forgets it.
 //
 // Entry encoding: kind (archive.Kind, 1 byte), then for a record the
-// escrow.ServerRecord, for a certificate the identity.DeviceCertificate,
-// for a blob the blob's expiry (Unix ms, 8 bytes) and its id.
+// escrow.ServerRecord, for a device certificate or an online key
+// certificate its log index (uint64) and encoded log entry, for a blob the
+// blob's expiry (Unix ms, 8 bytes) and its id.
 
 const (
 	outboxRecord      = byte(archive.KindRecord)
 	outboxCertificate = byte(archive.KindCertificate)
 	outboxBlob        = byte(archive.KindBlob)
+	outboxOnlineKey   = byte(archive.KindOnlineKey)
 
 	// bucketEscrowBlobs holds the blobs the archive has while their TTL
 	// runs: "<expiry ms, 16 hex>/<id>" -> {}.
@@ -236,4 +238,15 @@ func (s *Server) archiveHandler() http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// ProveLog implements archive.LogProver: the archive gets, with its
+// token, inclusion proofs of the certificates it forwards to custodians
+// and consistency proofs from the heads they track.
+func (o outbox) ProveLog(ctx context.Context, indexes, from []uint64) (*archive.LogProofs, error) {
+	sth, _, err := o.s.signedHead()
+	if err != nil {
+		return nil, err
+	}
+	return archive.BuildLogProofs(o.s.tlog, sth, indexes, from)
 }

@@ -18,7 +18,6 @@ package server
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -46,9 +45,15 @@ type Config struct {
 	// Store keeps everything durable. Required; the caller closes it after
 	// the server has stopped.
 	Store store.Store
-	// Root is the network root key: it signs device certificates,
-	// revocations, wipe commands and transparency-log tree heads. Required.
-	Root *identity.RootKey
+	// RootPublic is the network root public key: online key certificates,
+	// distributor certificates and the escrow policy must chain to it.
+	// Required. The root's private key is never on the server.
+	RootPublic identity.RootPublicKey
+	// Directory is the server's directory key with the root's certificate
+	// of it: it signs device certificates, revocations, wipe commands,
+	// admin approvals and transparency-log tree heads. Required; its
+	// certificate is appended to the transparency log at start.
+	Directory *identity.DirectorySigner
 	// TLS is the server's TLS configuration (certificate from the
 	// network CA). Required by Serve; ServeHandler-only use may leave it
 	// nil.
@@ -90,11 +95,13 @@ type Config struct {
 	// messages without a valid escrow record. Nil means none has been set:
 	// messages carry no records.
 	EscrowPolicy []byte
-	// EscrowKey countersigns escrow records; nil means the key derived
-	// from Root (DeriveEscrowKey).
-	EscrowKey ed25519.PrivateKey
-	// EscrowServerID names EscrowKey in countersignatures; "" means Name.
-	EscrowServerID string
+	// Countersign is the escrow countersigning key and CountersignCert the
+	// root's certificate of it (role countersign). Required with
+	// EscrowPolicy; the certificate is appended to the transparency log and
+	// forwarded to the archive, and its "name/serial" (EscrowServerID)
+	// names the key in countersignatures.
+	Countersign     *identity.CountersignKey
+	CountersignCert *identity.OnlineKeyCertificate
 	// EscrowClockSkew is how far a record's claimed sending time may be
 	// from the server's clock; 0 means DefaultEscrowClockSkew.
 	EscrowClockSkew time.Duration
@@ -134,7 +141,8 @@ type Server struct {
 	cfg     Config
 	name    string
 	st      store.Store
-	root    *identity.RootKey
+	dir     *identity.DirectorySigner
+	dirIdx  uint64 // log index of the directory key's certificate
 	rootPub identity.RootPublicKey
 	log     *slog.Logger
 	now     func() time.Time
@@ -172,15 +180,15 @@ type Server struct {
 // New opens the server's state in cfg.Store: it rebuilds the transparency
 // log, finishes interrupted activations and loads the revocation list.
 func New(ctx context.Context, cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Root == nil {
-		return nil, errors.New("creating server: Store and Root are required")
+	if cfg.Store == nil || cfg.Directory == nil || len(cfg.RootPublic) == 0 {
+		return nil, errors.New("creating server: Store, RootPublic and Directory are required")
 	}
 	s := &Server{
 		cfg:     cfg,
 		name:    cfg.Name,
 		st:      cfg.Store,
-		root:    cfg.Root,
-		rootPub: cfg.Root.Public(),
+		dir:     cfg.Directory,
+		rootPub: cfg.RootPublic,
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		rand:    cfg.Rand,
@@ -245,11 +253,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.activations = newActivationLimiter(s.limits)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Signer: s.root.Signer(), Now: s.now})
+	tl, err := translog.Open(ctx, translog.Config{Storage: logStorage{s.st}, Now: s.now})
 	if err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	s.tlog = tl
+	if err := s.initDirectoryKey(ctx); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
 	if err := s.finishActivations(ctx); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}

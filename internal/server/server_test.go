@@ -172,7 +172,7 @@ func TestMessaging(t *testing.T) {
 	if err := sth.UnmarshalBinary(dir.TreeHead); err != nil {
 		t.Fatal(err)
 	}
-	if err := sth.Verify(ed25519.PublicKey(n.root.Public())); err != nil {
+	if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
 		t.Fatal(err)
 	}
 	var proof translog.InclusionProof

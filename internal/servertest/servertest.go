@@ -84,3 +84,18 @@ func (d *Distributor) Code(t testing.TB, srv *server.Server, months int, valid t
 	}
 	return c
 }
+
+// Keys certifies a server's online keys (directory and escrow
+// countersigning) with root, valid for 20 years from an hour ago so that
+// tests moving the clock stay inside, and sets them in cfg with the root's
+// public key.
+func Keys(t testing.TB, cfg *server.Config, root *identity.RootKey) *identity.ServerKeys {
+	t.Helper()
+	k, err := identity.NewServerKeys(root, "server", time.Now(), 20*365*24*time.Hour, 1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RootPublic = root.Public()
+	cfg.Directory, cfg.Countersign, cfg.CountersignCert = k.Directory, k.Countersign, k.CountersignCert
+	return k
+}

@@ -77,7 +77,7 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"version 0", mod(func(b []byte) []byte { b[0] = 0; return b }), ErrEntryVersion},
 		{"version 2", mod(func(b []byte) []byte { b[0] = 2; return b }), ErrEntryVersion},
 		{"kind 0", mod(func(b []byte) []byte { b[1] = 0; return b }), ErrEntryKind},
-		{"kind 5", mod(func(b []byte) []byte { b[1] = 5; return b }), ErrEntryKind},
+		{"kind 6", mod(func(b []byte) []byte { b[1] = 6; return b }), ErrEntryKind},
 		{"kind 255", mod(func(b []byte) []byte { b[1] = 255; return b }), ErrEntryKind},
 		{"zero length", withLen(0), ErrEntryEmptyPayload},
 		{"oversize length", withLen(MaxPayloadSize + 1), ErrEntryTooLarge},

@@ -17,6 +17,7 @@ const (
 	KindRevocation        Kind = 2 // a revocation of a device certificate
 	KindEscrowPolicy      Kind = 3 // a version of the signed escrow policy
 	KindDeviceApproval    Kind = 4 // an existing device's approval of a new device of the same user
+	KindOnlineKey         Kind = 5 // the root's certificate of an online key (directory, escrow countersigning, admin)
 )
 
 // String returns the kind's name.
@@ -30,12 +31,14 @@ func (k Kind) String() string {
 		return "escrow-policy"
 	case KindDeviceApproval:
 		return "device-approval"
+	case KindOnlineKey:
+		return "online-key"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k >= KindDeviceCertificate && k <= KindDeviceApproval }
+func (k Kind) Valid() bool { return k >= KindDeviceCertificate && k <= KindOnlineKey }
 
 const (
 	// EntryVersion is the only entry encoding version this package writes

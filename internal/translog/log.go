@@ -53,6 +53,10 @@ type Log struct {
 
 	appendMu sync.Mutex // serialises Append: storage write then tree update
 
+	signerMu    sync.Mutex
+	signerEntry []byte // encoded entry certifying signer's key, if set
+	signerIndex uint64
+
 	mu   sync.RWMutex
 	tree *tree
 }
@@ -177,14 +181,49 @@ func (l *Log) LeafHash(index uint64) (Hash, error) {
 }
 
 // SignedTreeHead signs the current head with the configured signer, stamped
-// with the log's clock.
+// with the log's clock. After SetSigner, the head carries the signer's
+// entry and its inclusion proof.
 func (l *Log) SignedTreeHead() (SignedTreeHead, error) {
-	if l.signer == nil {
+	l.signerMu.Lock()
+	signer, entry, index := l.signer, l.signerEntry, l.signerIndex
+	l.signerMu.Unlock()
+	if signer == nil {
 		return SignedTreeHead{}, ErrNoSigner
 	}
-	h := l.Head()
+	l.mu.RLock()
+	h := TreeHead{Size: l.tree.size(), Root: l.tree.subtreeHash(0, l.tree.size())}
+	var hs *HeadSigner
+	if entry != nil {
+		hs = &HeadSigner{Entry: entry, Proof: InclusionProof{Index: index, TreeSize: h.Size, Path: l.tree.inclusionPath(index, h.Size)}}
+	}
+	l.mu.RUnlock()
 	h.Timestamp = uint64(l.now().UnixMilli())
-	return SignTreeHead(l.signer, l.rand, h)
+	sth, err := SignTreeHead(signer, l.rand, h)
+	if err != nil {
+		return SignedTreeHead{}, err
+	}
+	sth.Signer = hs
+	return sth, nil
+}
+
+// SetSigner makes signer sign the tree heads from now on, each carrying
+// the log entry at index (which certifies signer's key) and its inclusion
+// proof. The caller checks that the entry certifies the key.
+func (l *Log) SetSigner(ctx context.Context, signer crypto.Signer, index uint64) error {
+	if _, ok := signer.Public().(ed25519.PublicKey); !ok {
+		return fmt.Errorf("setting tree head signer: %w", ErrNotEd25519)
+	}
+	raw, err := l.Entries(ctx, index, index+1)
+	if err != nil {
+		return fmt.Errorf("setting tree head signer: %w", err)
+	}
+	if len(raw[0]) > MaxSignerEntrySize {
+		return fmt.Errorf("setting tree head signer: entry %d is %d bytes, limit %d", index, len(raw[0]), MaxSignerEntrySize)
+	}
+	l.signerMu.Lock()
+	l.signer, l.signerEntry, l.signerIndex = signer, raw[0], index
+	l.signerMu.Unlock()
+	return nil
 }
 
 // Entries returns the encoded entries [start, end) from storage.

@@ -46,8 +46,14 @@ func (e *ForkError) Is(target error) bool { return target == ErrFork }
 
 // MonitorConfig configures a Monitor.
 type MonitorConfig struct {
-	// PublicKey verifies tree head signatures. Required.
+	// PublicKey verifies tree head signatures. Required unless VerifyHead
+	// is set.
 	PublicKey ed25519.PublicKey
+	// VerifyHead, if set, verifies a head instead of PublicKey: next is
+	// the head offered, cur the monitor's verified head (zero before any).
+	// It lets the signing key change (anom: a rotated directory key
+	// certified by the root) while keeping rules across heads.
+	VerifyHead func(next, cur SignedTreeHead) error
 	// Subject returns the username an entry concerns, or "" if none, by
 	// parsing the payload (device certificates, revocations, approvals).
 	// An error aborts the Scan. Nil: Scan verifies entries but reports no
@@ -93,7 +99,7 @@ type Monitor struct {
 // from a server-provided head, pass that head with Scanned = its size and
 // the log's Frontier at that size.
 func NewMonitor(cfg MonitorConfig, st MonitorState) (*Monitor, error) {
-	if len(cfg.PublicKey) != ed25519.PublicKeySize {
+	if cfg.VerifyHead == nil && len(cfg.PublicKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("creating monitor: %w", ErrNotEd25519)
 	}
 	m := &Monitor{cfg: cfg}
@@ -102,7 +108,7 @@ func NewMonitor(cfg MonitorConfig, st MonitorState) (*Monitor, error) {
 			return nil, fmt.Errorf("creating monitor: %w: unsigned head of size %d", ErrBadMonitorState, st.Head.Size)
 		}
 	} else {
-		if err := st.Head.Verify(cfg.PublicKey); err != nil {
+		if err := m.verifyHead(st.Head, SignedTreeHead{}); err != nil {
 			return nil, fmt.Errorf("creating monitor: %w", err)
 		}
 		m.verified = true
@@ -121,9 +127,20 @@ func NewMonitor(cfg MonitorConfig, st MonitorState) (*Monitor, error) {
 	return m, nil
 }
 
+func (m *Monitor) verifyHead(next, cur SignedTreeHead) error {
+	if m.cfg.VerifyHead != nil {
+		return m.cfg.VerifyHead(next, cur)
+	}
+	return next.Verify(m.cfg.PublicKey)
+}
+
 func cloneHead(h SignedTreeHead) SignedTreeHead {
 	if h.Signature != nil {
 		h.Signature = append([]byte(nil), h.Signature...)
+	}
+	if h.Signer != nil {
+		h.Signer = &HeadSigner{Entry: append([]byte(nil), h.Signer.Entry...),
+			Proof: InclusionProof{Index: h.Signer.Proof.Index, TreeSize: h.Signer.Proof.TreeSize, Path: append([]Hash(nil), h.Signer.Proof.Path...)}}
 	}
 	return h
 }
@@ -161,20 +178,24 @@ func (m *Monitor) State() MonitorState {
 // a smaller head, and ErrBadSignature for a bad signature. On error the
 // monitor is unchanged.
 func (m *Monitor) Update(sth SignedTreeHead, proof ConsistencyProof) error {
-	if err := sth.Verify(m.cfg.PublicKey); err != nil {
-		return fmt.Errorf("updating tree head: %w", err)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := m.head.Size
-	if sth.Size < cur {
-		return fmt.Errorf("updating tree head to size %d from %d: %w", sth.Size, cur, ErrStaleHead)
+	cur := SignedTreeHead{}
+	if m.verified {
+		cur = m.head
 	}
-	if proof.Size1 != cur || proof.Size2 != sth.Size {
+	if err := m.verifyHead(sth, cur); err != nil {
+		return fmt.Errorf("updating tree head: %w", err)
+	}
+	size := m.head.Size
+	if sth.Size < size {
+		return fmt.Errorf("updating tree head to size %d from %d: %w", sth.Size, size, ErrStaleHead)
+	}
+	if proof.Size1 != size || proof.Size2 != sth.Size {
 		return fmt.Errorf("updating tree head from %d to %d: %w: proof is from %d to %d",
-			cur, sth.Size, ErrInvalidProof, proof.Size1, proof.Size2)
+			size, sth.Size, ErrInvalidProof, proof.Size1, proof.Size2)
 	}
-	if err := VerifyConsistency(cur, sth.Size, m.root(), sth.Root, proof.Path); err != nil {
+	if err := VerifyConsistency(size, sth.Size, m.root(), sth.Root, proof.Path); err != nil {
 		// Only a signed old head can be evidence; before any head the
 		// empty tree is the reference, and any proof error there is a
 		// malformed proof rather than a fork.
@@ -183,7 +204,7 @@ func (m *Monitor) Update(sth SignedTreeHead, proof ConsistencyProof) error {
 		}
 		return &ForkError{Old: cloneHead(m.head), New: cloneHead(sth), Err: err}
 	}
-	if m.verified && sth.Size == cur && sth.Timestamp < m.head.Timestamp {
+	if m.verified && sth.Size == size && sth.Timestamp < m.head.Timestamp {
 		return nil // same tree, older signature: keep the newer one
 	}
 	m.head = cloneHead(sth)
@@ -253,13 +274,14 @@ func (m *Monitor) Scan(entries [][]byte, username string) ([]Match, error) {
 
 // MonitorState encoding, big-endian:
 //
-//	version  uint8 = 1
+//	version  uint8 = 2
 //	has head uint8 (0 or 1)
-//	head     [SignedTreeHeadSize]byte, only if has head
+//	head     uint16 length || SignedTreeHead encoding, only if has head
+//	         (version 1, still read: exactly SignedTreeHeadSize bytes, no length)
 //	scanned  uint64
 //	count    uint8 = popcount(scanned)
 //	frontier [count][32]byte
-const monitorStateVersion = 1
+const monitorStateVersion = 2
 
 // MarshalBinary encodes the state for the client to persist.
 func (st MonitorState) MarshalBinary() ([]byte, error) {
@@ -273,6 +295,7 @@ func (st MonitorState) MarshalBinary() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encoding monitor state: %w", err)
 		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(h)))
 		b = append(b, h...)
 	}
 	b = binary.BigEndian.AppendUint64(b, st.Scanned)
@@ -289,7 +312,8 @@ func (st *MonitorState) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
 		return fmt.Errorf("decoding monitor state: %w: %d bytes", ErrBadMonitorState, len(b))
 	}
-	if b[0] != monitorStateVersion {
+	version := b[0]
+	if version != 1 && version != monitorStateVersion {
 		return fmt.Errorf("decoding monitor state: %w: version %d", ErrBadMonitorState, b[0])
 	}
 	var out MonitorState
@@ -298,13 +322,20 @@ func (st *MonitorState) UnmarshalBinary(b []byte) error {
 		b = b[2:]
 	case 1:
 		b = b[2:]
-		if len(b) < SignedTreeHeadSize {
+		n := SignedTreeHeadSize
+		if version != 1 {
+			if len(b) < 2 {
+				return fmt.Errorf("decoding monitor state: %w: truncated head", ErrBadMonitorState)
+			}
+			n, b = int(binary.BigEndian.Uint16(b)), b[2:]
+		}
+		if len(b) < n {
 			return fmt.Errorf("decoding monitor state: %w: truncated head", ErrBadMonitorState)
 		}
-		if err := out.Head.UnmarshalBinary(b[:SignedTreeHeadSize]); err != nil {
+		if err := out.Head.UnmarshalBinary(b[:n]); err != nil {
 			return fmt.Errorf("decoding monitor state: %w: %w", ErrBadMonitorState, err)
 		}
-		b = b[SignedTreeHeadSize:]
+		b = b[n:]
 	default:
 		return fmt.Errorf("decoding monitor state: %w: head flag %d", ErrBadMonitorState, b[1])
 	}

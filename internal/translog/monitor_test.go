@@ -428,12 +428,12 @@ func TestMonitorStateEncodingRejects(t *testing.T) {
 	mod := func(i int, v byte) []byte { b := slices.Clone(good); b[i] = v; return b }
 	tests := map[string][]byte{
 		"nil":               nil,
-		"version":           mod(0, 2),
+		"version":           mod(0, 3),
 		"flag":              mod(1, 2),
 		"truncated head":    good[:50],
 		"truncated":         good[:len(good)-1],
 		"trailing":          append(slices.Clone(good), 0),
-		"count mismatch":    mod(2+SignedTreeHeadSize+8, 1),
+		"count mismatch":    mod(2+2+SignedTreeHeadSize+8, 1),
 		"scanned > no head": append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, make([]byte, 32)...),
 	}
 	for name, in := range tests {
