@@ -72,6 +72,12 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
 		return err
 	}
+	// The root and admin folders must never be inside the data directory.
+	for _, dir := range []string{d.rootDir(), d.adminDir()} {
+		if err := refuseInside(dir, d.path()); err != nil {
+			return fmt.Errorf("making the network: %w", err)
+		}
+	}
 	if err := os.MkdirAll(d.rootDir(), 0o700); err != nil {
 		return err
 	}

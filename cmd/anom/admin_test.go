@@ -233,6 +233,14 @@ func TestAdminDirOutsideData(t *testing.T) {
 		if err := refuseInside(dataDir(tc.data).adminDir(), tc.data); err != nil {
 			t.Errorf("adminDir(%q): %v", tc.data, err)
 		}
+		// The root folder follows the same rule (".root" beside "." would
+		// be inside it).
+		if got, want := dataDir(tc.data).rootDir(), strings.TrimSuffix(tc.want, ".admin")+".root"; got != want {
+			t.Errorf("rootDir(%q) = %q, want %q", tc.data, got, want)
+		}
+		if err := refuseInside(dataDir(tc.data).rootDir(), tc.data); err != nil {
+			t.Errorf("rootDir(%q): %v", tc.data, err)
+		}
 	}
 	if err := refuseInside("net/keys", "net"); err == nil {
 		t.Error("a folder inside the data directory accepted")

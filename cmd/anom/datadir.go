@@ -86,21 +86,23 @@ func writePublic(path string, data []byte) error {
 
 // adminDir is the administrator's folder of the network in d: the sibling
 // DATA.admin, so that nothing in it is in the server's data directory.
-func (d dataDir) adminDir() string {
+func (d dataDir) adminDir() string { return d.sibling(".admin") }
+
+// rootDir is the root folder of the network in d: DATA.root beside it.
+func (d dataDir) rootDir() string { return d.sibling(".root") }
+
+// sibling is the folder beside the data directory named like it with
+// suffix. "--data ." (or "..") names the directory by where one stands, and
+// "." + ".root" would be a folder inside it: such a sibling is found
+// through the directory's absolute name.
+func (d dataDir) sibling(suffix string) string {
 	p := filepath.Clean(string(d))
 	if base := filepath.Base(p); base == "." || base == ".." || base == string(filepath.Separator) {
-		// "--data ." names the directory by where one stands: its
-		// sibling is found through its absolute name.
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}
 	}
-	return p + ".admin"
-}
-
-// rootDir is the root folder of the network in d: DATA.root beside it.
-func (d dataDir) rootDir() string {
-	return filepath.Clean(string(d)) + ".root"
+	return p + suffix
 }
 
 // rootPath is a file in the root folder.
