@@ -45,8 +45,28 @@ type adminLogEntry struct {
 	Reason  string    `json:"reason,omitempty"`
 }
 
+// Before its signature is checked an admin request is anyone's: at most
+// adminConcurrency are read or applied at once (a further one gets HTTP 503
+// at once), and each body must arrive within adminReadTimeout, so slow or
+// many unauthenticated senders cannot hold the server's goroutines and
+// buffers.
+const adminConcurrency = 16
+
+var adminReadTimeout = 10 * time.Second // a variable for tests
+
 // serveAdmin answers POST /v1/admin.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.adminSlots <- struct{}{}:
+		defer func() { <-s.adminSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many admin requests at once", http.StatusServiceUnavailable)
+		return
+	}
+	// The deadline is best effort: a ResponseWriter that cannot take one
+	// (a test recorder) reads without it.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(adminReadTimeout))
 	var a *adminapi.Answer
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, adminapi.MaxRequestSize))
 	if err != nil {

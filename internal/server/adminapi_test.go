@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -596,5 +599,64 @@ func TestAdminAlerts(t *testing.T) {
 	}
 	if _, err := ac.Do(ctx, adminapi.OpAlerts, []byte{1}); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
 		t.Fatalf("bad alerts body: %v", err)
+	}
+}
+
+// TestAttackAdminSlowBodies: before its signature is checked, an admin
+// request is anyone's. An attacker who opens many requests and trickles
+// their bodies gets at most adminConcurrency of them read at once (the next
+// is answered 503 at once), and each is cut off after adminReadTimeout, after
+// which a real administrator gets through.
+func TestAttackAdminSlowBodies(t *testing.T) {
+	old := adminReadTimeout
+	adminReadTimeout = time.Second
+	t.Cleanup(func() { adminReadTimeout = old })
+	n := newNetwork(t, nil)
+	tc := &tls.Config{RootCAs: n.pool, ServerName: "localhost"}
+	var conns []*tls.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	slow := func() *tls.Conn {
+		c, err := tls.Dial("tcp", n.addr, tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\nab", adminapi.Path)
+		return c
+	}
+	for range adminConcurrency {
+		slow()
+	}
+	// Wait until the server holds every slot.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(n.srv.adminSlots) < adminConcurrency {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server took %d slow admin requests, want %d", len(n.srv.adminSlots), adminConcurrency)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := n.httpClient().Post("https://"+n.addr+adminapi.Path, "application/octet-stream", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("an admin request beyond the cap: HTTP %d, want 503", resp.StatusCode)
+	}
+	// The slow ones are cut off by the read deadline and give their slots
+	// back; the administrator's request then goes through.
+	for len(n.srv.adminSlots) > 0 {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("%d slow admin requests still held after the read deadline", len(n.srv.adminSlots))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ac := n.adminClient(t)
+	if _, err := ac.Do(context.Background(), adminapi.OpAddDistributor, n.distributorCert(t, "corner", 5, 10)); err != nil {
+		t.Fatalf("the administrator after the slow requests: %v", err)
 	}
 }

@@ -158,6 +158,7 @@ type Server struct {
 	rates  *rateLimiters
 	// Before authentication (preauth.go).
 	preauth     *preauthSessions
+	adminSlots  chan struct{} // admin requests being read or applied (adminConcurrency)
 	activations *activationLimiter
 	metrics     *metrics
 	reg         *prometheus.Registry
@@ -250,6 +251,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.groups = newGroupCache()
 	s.rates = newRateLimiters(s.limits)
 	s.preauth = newPreauthSessions(s.limits)
+	s.adminSlots = make(chan struct{}, adminConcurrency)
 	s.activations = newActivationLimiter(s.limits)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
