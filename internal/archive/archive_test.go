@@ -602,3 +602,30 @@ func TestOpenFollowsGrowingLog(t *testing.T) {
 		}
 	}
 }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("no randomness") }
+
+// TestIngestWithoutRandomness: when the batch check of the records' proofs
+// cannot draw its weights, each record is checked alone; honest records are
+// kept, not refused and skipped for good.
+func TestIngestWithoutRandomness(t *testing.T) {
+	e := newEnv(t)
+	e.st.Close()
+	st, err := pebble.Open(e.dir, pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st = st
+	e.arch, err = archive.New(context.Background(), archive.Config{Store: st, Policy: e.net.Policy, Root: e.net.Root.Public(),
+		Log: e.net, Attachments: sealedAttachments{}, Now: clock, Rand: failingReader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ingestAll(t)
+	got, err := e.arch.Find(context.Background(), archive.Query{})
+	if err != nil || len(got) != 90 {
+		t.Fatalf("%d records kept (%v), want all 90", len(got), err)
+	}
+}
