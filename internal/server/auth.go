@@ -134,13 +134,13 @@ func (c *session) activate(ctx context.Context, a *anomv1.Activate) (*anomv1.Fra
 	if err != nil {
 		return nil, err
 	}
-	wait, first := c.s.activations.check(c.src, c.s.now())
+	wait, first, by := c.s.activations.checkBy(c.src, c.s.now())
 	if wait > 0 {
 		c.s.metrics.activationsLimited.Inc()
 		if first {
-			c.s.log.Warn("activations rate-limited", "source", sourceString(c.src), "retry_after", wait.Round(time.Millisecond))
+			c.s.log.Warn("activations rate-limited", "source", sourceString(c.src), "limited_by", by.String(), "retry_after", wait.Round(time.Millisecond))
 		}
-		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED, Message: "too many failed activations from this address", RetryAfterMs: uint32(min(wait.Milliseconds()+1, 1<<31))}
+		return nil, &Error{Code: anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED, Message: "too many failed activations from this address or its network", RetryAfterMs: uint32(min(wait.Milliseconds()+1, 1<<31))}
 	}
 	f, err := c.tryActivate(ctx, ch, a)
 	if err == nil {

@@ -44,7 +44,8 @@ type Limits struct {
 	MaxConnsPerDevice int
 
 	// Before authentication (preauth.go). A source is an IPv4 address or
-	// an IPv6 /64; every device behind one NAT (or relay) shares one.
+	// an IPv6 /64 (failed activations also count by /48 and /32); every
+	// device behind one NAT (or relay) shares one.
 
 	// MaxPreAuthFrameSize is the largest WebSocket message before the
 	// session has authenticated (4 KiB): enough for Hello, Auth and
@@ -66,6 +67,20 @@ type Limits struct {
 	// is refused with RATE_LIMITED without its code being looked at.
 	FailedActivationBurst      int
 	FailedActivationsPerMinute float64
+	// An IPv6 activation must also pass a bucket for its /48 (one site:
+	// 65,536 /64s) and one for its /32 (one provider's allocation), and
+	// each failure counts in all three, so spreading attempts over many
+	// /64s gains nothing past these allowances: for a /48 a burst of 30,
+	// then 12 a minute; for a /32 a burst of 100, then 60 a minute.
+	FailedActivationBurstPer48      int
+	FailedActivationsPerMinutePer48 float64
+	FailedActivationBurstPer32      int
+	FailedActivationsPerMinutePer32 float64
+	// MaxFailedActivationSources bounds the buckets kept for failed
+	// activations (65,536; a few hundred bytes each). When it is full the
+	// least recently failed prefix is forgotten, so a source that never
+	// failed is never refused because the table is full.
+	MaxFailedActivationSources int
 	// ReadHeaderTimeout bounds how long a client may take to send an
 	// HTTP request's headers, the TLS handshake included (10s).
 	ReadHeaderTimeout time.Duration
@@ -96,9 +111,17 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxUnauthenticated, 4096)
 	def(&l.MaxUnauthenticatedPerSource, 256)
 	def(&l.FailedActivationBurst, 10)
-	if l.FailedActivationsPerMinute <= 0 {
-		l.FailedActivationsPerMinute = 6
+	def(&l.FailedActivationBurstPer48, 30)
+	def(&l.FailedActivationBurstPer32, 100)
+	def(&l.MaxFailedActivationSources, 1<<16)
+	defRate := func(v *float64, d float64) {
+		if *v <= 0 {
+			*v = d
+		}
 	}
+	defRate(&l.FailedActivationsPerMinute, 6)
+	defRate(&l.FailedActivationsPerMinutePer48, 12)
+	defRate(&l.FailedActivationsPerMinutePer32, 60)
 	if l.ReadHeaderTimeout <= 0 {
 		l.ReadHeaderTimeout = 10 * time.Second
 	}
