@@ -77,32 +77,59 @@ func createVault(dir, pin, duress string, kdf KDFParams, st settings, o vaultOpt
 	return v, nil
 }
 
-// initState makes dir a fresh state under ks: what a previous state (one
-// whose key file is gone) left is removed, then the settings record, the
-// key file and the hint are written.
+// initState makes dir a fresh state under ks, replacing what dir holds
+// (a previous state, or what one whose key file is gone left), in an order
+// that a crash or an error at any step leaves either the previous key file
+// whole or the new state whole:
+//
+//  1. the settings record, sealed under the new data key (a key file
+//     without it is refused);
+//  2. every other record, log and temporary file removed (the hint is
+//     kept until step 4 replaces it: the duress PIN reads its policy);
+//  3. the key file swapped atomically and the previous one's bytes then
+//     overwritten (replaceKeyFile): the crypto-erase of the previous state;
+//  4. the hint.
+//
+// Before step 3 the previous key file is whole (its duress PIN does all
+// this again; the new settings record is under a key nothing holds);
+// after it the directory holds the new state and nothing else, even
+// where step 3's overwrite or step 4 failed, which is why the errors of
+// those two are *committedError. Removing the previous state's files
+// after the swap instead would let a crash leave records the new key
+// cannot open, and the next unlock would fail on them.
 func (v *vault) initState(ks *keySet, st settings) error {
-	if err := removeState(v.dir); err != nil {
-		return err
-	}
 	v.keys = ks
 	if err := v.setKey(ks.dek); err != nil {
 		return err
 	}
-	// The settings record goes first: a key file without it is refused.
 	if err := v.putLocked(settingsRec, st.encode()); err != nil {
 		return err
 	}
 	v.settings = st
+	if err := removeState(v.dir, v.names[settingsRec]); err != nil {
+		return err
+	}
 	if err := v.writeKeys(); err != nil {
 		return err
 	}
-	return v.writeHint()
+	if err := v.writeHint(); err != nil {
+		return &committedError{err}
+	}
+	return nil
 }
 
-// removeState removes the records, logs, temporary files and hint of dir;
-// other files are left alone (dir may be a directory the user named by
-// mistake).
-func removeState(dir string) error {
+// committedError is an error from after a new key file was in place: the
+// state it describes is whole, only a step that may follow it (the
+// overwrite of the previous key file's bytes, the hint) failed.
+type committedError struct{ err error }
+
+func (e *committedError) Error() string { return e.err.Error() }
+func (e *committedError) Unwrap() error { return e.err }
+
+// removeState removes the records, logs and temporary files of dir, but
+// for the record file keep; other files are left alone (dir may be a
+// directory the user named by mistake).
+func removeState(dir, keep string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("listing state: %w", err)
@@ -110,7 +137,10 @@ func removeState(dir string) error {
 	removed := false
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, recPrefix) || strings.HasPrefix(n, logPrefix) || strings.HasPrefix(n, tmpPrefix) || n == hintFileName {
+		if n == keep {
+			continue
+		}
+		if strings.HasPrefix(n, recPrefix) || strings.HasPrefix(n, logPrefix) || strings.HasPrefix(n, tmpPrefix) {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil && !notExist(err) {
 				return fmt.Errorf("removing %s: %w", n, err)
 			}
@@ -140,7 +170,8 @@ func (v *vault) writeKeys() error {
 // previous one's bytes, through a descriptor opened before the rename, so
 // that a plain file system does not keep earlier slots in freed blocks.
 // The overwrite comes only after the new file is in place and synced: a
-// crash leaves one whole key file.
+// crash leaves one whole key file, and an error from the overwrite is a
+// *committedError.
 func replaceKeyFile(dir string, data []byte, rand io.Reader) error {
 	old, err := os.OpenFile(filepath.Join(dir, keyFileName), os.O_WRONLY, 0)
 	if err != nil && !notExist(err) {
@@ -155,7 +186,10 @@ func replaceKeyFile(dir string, data []byte, rand io.Reader) error {
 	if old == nil {
 		return nil
 	}
-	return overwriteFile(old, rand)
+	if err := overwriteFile(old, rand); err != nil {
+		return &committedError{err}
+	}
+	return nil
 }
 
 // unlockResult says why a locked vault wiped itself.
@@ -242,14 +276,21 @@ func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	return nil, nil, fmt.Errorf("opening device state: %w", ErrWrongPIN)
 }
 
-// unlock finishes opening the vault with the PIN's keys: it reads the
-// records and settings and writes a fresh key file (which restores the
-// slots the attempts used).
+// unlock finishes opening the vault with the PIN's keys. The PIN opened
+// a slot, so first it writes a fresh key file, which restores the slots
+// the attempts used (this one's included): whatever fails after that (an
+// I/O error, a damaged record) costs no try, and a device whose records
+// cannot be read is not wiped by its owner's right PINs. Then it reads the
+// records and settings, and rewrites the key file if the settings' limit
+// on wrong PINs differs from the key file's.
 func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 	v.keys = ks
 	fail := func(err error) (*vault, *WipeReport, error) {
 		v.forgetLocked()
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
+	}
+	if err := v.writeKeys(); err != nil {
+		return fail(err)
 	}
 	if err := v.setKey(ks.dek); err != nil {
 		return fail(err)
@@ -269,9 +310,11 @@ func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 		v.forgetLocked()
 		return v.wipeFor(wipedOverdue)
 	}
-	ks.tries = v.settings.maxFailed
-	if err := v.writeKeys(); err != nil {
-		return fail(err)
+	if ks.tries != v.settings.maxFailed {
+		ks.tries = v.settings.maxFailed
+		if err := v.writeKeys(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := v.writeHint(); err != nil {
 		return fail(err)
@@ -283,8 +326,8 @@ func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 	return v, nil, nil
 }
 
-// duress erases the state the way a wipe does, then makes in its place a
-// new, empty device whose PIN is the duress PIN (kek is its key), with
+// duress erases the state, as a wipe does by destroying the key file, and
+// makes in its place a new, empty device whose PIN is the duress PIN (kek is its key), with
 // the policy of the key file and the hint. It returns that device as if
 // the PIN had opened it: no report, no error, no log.
 //
@@ -293,10 +336,6 @@ func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 // before can see by the salt that the new device is the old one; he can
 // also guess the PINs on that copy (see the README).
 func (v *vault) duress(kf *keyFile, kek []byte, st settings) (*vault, *WipeReport, error) {
-	// First the crypto-erase: the key file, overwritten and synced.
-	if err := overwrite(filepath.Join(v.dir, keyFileName), v.opts.rand); err != nil {
-		return nil, nil, fmt.Errorf("opening device state: %w", err)
-	}
 	ks := &keySet{kdf: kf.kdf, salt: kf.salt, tries: kf.tries, kek: kek, dek: make([]byte, keySize)}
 	if _, err := io.ReadFull(v.opts.rand, ks.dek); err != nil {
 		return nil, nil, fmt.Errorf("opening device state: reading randomness: %w", err)
@@ -304,10 +343,19 @@ func (v *vault) duress(kf *keyFile, kek []byte, st settings) (*vault, *WipeRepor
 	if err := ks.setDuress("", v.opts.rand); err != nil {
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
 	}
-	if err := v.initState(ks, st); err != nil {
+	// The new state is written first and the key file swapped last
+	// (initState), so a crash or an error leaves the old key file whole,
+	// which this PIN opens again to do the same, or the new state whole:
+	// never a key file the next attempt would take for an edited one and
+	// wipe, with a notice, in front of whoever made the user type this.
+	var done *committedError
+	if err := v.initState(ks, st); err != nil && !errors.As(err, &done) {
 		v.forgetLocked()
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
 	}
+	// An error after the swap (the old key file's bytes, the hint) is not
+	// shown: the new state is whole, the old key file gone from the
+	// directory, and the next unlock writes the hint.
 	return v, nil, nil
 }
 

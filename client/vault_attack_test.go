@@ -525,3 +525,246 @@ func TestAttackDuressStateLooksNew(t *testing.T) {
 		t.Fatalf("settings after the duress PIN: %+v", v.settings)
 	}
 }
+
+// usedSlots is how many slots of each group attempts have destroyed.
+func usedSlots(t *testing.T, dir string) int {
+	t.Helper()
+	kf, err := decodeKeyFile(readKeyFile(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := kf.used()
+	if !ok {
+		t.Fatal("key file not in a shape attempts leave")
+	}
+	return c
+}
+
+// TestAttackDamagedStateKeepsPINTries: a right PIN used to spend a key
+// slot whenever a step after it failed, since only the end of the unlock
+// put the slots back; so whoever could damage one record (or a failing
+// disk) turned the owner's right PINs into wrong ones, and after the
+// limit the device reported an edited key file and wiped itself. Now the
+// right PIN restores the slots before anything else is read: with a
+// record damaged, rounds of wrong PINs up to one short of the limit, each
+// followed by more right PINs than the limit, neither wipe nor leave a
+// slot used, and the repaired record opens again.
+func TestAttackDamagedStateKeepsPINTries(t *testing.T) {
+	const tries = 3
+	flip := func(t *testing.T, p string) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-1] ^= 1
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	truncate := func(t *testing.T, p string) {
+		if err := os.Truncate(p, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A directory in place of the record: reading it is an I/O error.
+	unreadable := func(t *testing.T, p string) {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []struct {
+		name, record string
+		damage       func(t *testing.T, p string)
+	}{
+		{"record fails authentication", "secret", flip},
+		{"settings fail authentication", settingsRec, flip},
+		{"record truncated", "secret", truncate},
+		{"record unreadable", "secret", unreadable},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "dev")
+			c := newClock()
+			v := mustCreate(t, dir, c, settings{maxFailed: tries})
+			if err := v.put("secret", []byte("s")); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, v.names[d.record])
+			v.close()
+			orig, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.damage(t, file)
+			for round := range 3 {
+				for i := range tries - 1 {
+					if _, err := openVaultT(dir, wrongPIN(round*tries+i), c); !errors.Is(err, ErrWrongPIN) {
+						t.Fatalf("round %d, wrong PIN %d: %v", round, i, err)
+					}
+				}
+				for i := range tries + 1 {
+					v, rep, err := openVault(dir, testPIN, testOpts(c))
+					if err == nil {
+						v.close()
+						t.Fatalf("round %d: a damaged state opened", round)
+					}
+					if rep != nil || errors.Is(err, ErrWiped) {
+						t.Fatalf("round %d, right PIN %d: wiped: %v", round, i, err)
+					}
+					if n := usedSlots(t, dir); n != 0 {
+						t.Fatalf("round %d, right PIN %d: %d slots used after it", round, i, n)
+					}
+				}
+			}
+			if err := os.RemoveAll(file); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			v, err = openVaultT(dir, testPIN, c)
+			if err != nil {
+				t.Fatalf("repaired state: %v", err)
+			}
+			defer v.close()
+			if got, err := v.get("secret"); err != nil || string(got) != "s" {
+				t.Fatalf("secret after repair: %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// errInjected is the failure failRand injects.
+var errInjected = errors.New("injected failure")
+
+// crash is what failRand panics with to stop the code as a power cut
+// would.
+type crash struct{}
+
+// failRand is crypto/rand until its n-th Read, which fails or, with
+// crash set, panics: reads of randomness come before every write of the
+// state, so stopping at each in turn stops between every two writes.
+type failRand struct {
+	n, calls int
+	crash    bool
+}
+
+func (r *failRand) Read(p []byte) (int, error) {
+	r.calls++
+	if r.calls == r.n {
+		if r.crash {
+			panic(crash{})
+		}
+		return 0, errInjected
+	}
+	return rand.Read(p)
+}
+
+// openStopped is openVault, which failRand may stop as a crash would
+// (then it returns nothing).
+func openStopped(dir, pin string, o vaultOptions) (v *vault, rep *WipeReport, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(crash); !ok {
+				panic(r)
+			}
+			v, rep, err = nil, nil, nil
+		}
+	}()
+	return openVault(dir, pin, o)
+}
+
+// dirShape is a directory's files by kind and size.
+func dirShape(dir string) string {
+	out := map[string]int{}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		fi, _ := e.Info()
+		n := e.Name()
+		if i := strings.IndexByte(n, '-'); i >= 0 {
+			n = n[:i+1] + "*"
+		}
+		out[fmt.Sprintf("%s %d", n, fi.Size())]++
+	}
+	return fmt.Sprint(out)
+}
+
+// TestAttackInterruptedDuressShowsNoWipe: the duress PIN used to
+// overwrite the key file first and write the new state after, so a crash
+// or a write error in between left a key file of random bytes, which the
+// next attempt reported, in front of the coercer, as an edited key file
+// and a wipe. Now the duress PIN is stopped (an error, or a crash) at
+// every read of randomness in turn, which falls between every two writes:
+// the only error ever shown is the injected failure itself, never a wipe
+// or damaged state, and the next duress PIN opens a new, empty device of
+// the same policy, whose files have the shape of one set up from scratch.
+func TestAttackInterruptedDuressShowsNoWipe(t *testing.T) {
+	c := newClock()
+	st := settings{maxFailed: 5, wipeAfter: 86400, lastContact: c.t.Unix()}
+	setup := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "dev")
+		v := mustCreate(t, dir, c, st)
+		for i := range 3 {
+			if err := v.put(fmt.Sprintf("r%d", i), []byte("record")); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.appendLog(fmt.Sprintf("l%d", i), []byte("history")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v.close()
+		return dir
+	}
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	f, err := createVault(fresh, "202122", "", testKDF, st, testOpts(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.close()
+	want := dirShape(fresh)
+
+	// How many reads of randomness a duress PIN makes.
+	count := &failRand{}
+	o := testOpts(c)
+	o.rand = count
+	v, _, err := openVault(setup(t), testDuress, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.close()
+	if count.calls < 10 {
+		t.Fatalf("only %d reads of randomness", count.calls)
+	}
+	for n := 1; n <= count.calls; n++ {
+		for _, crashed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("read %d crash %v", n, crashed), func(t *testing.T) {
+				dir := setup(t)
+				o := testOpts(c)
+				o.rand = &failRand{n: n, crash: crashed}
+				v, rep, err := openStopped(dir, testDuress, o)
+				if rep != nil || (err != nil && !errors.Is(err, errInjected)) {
+					t.Fatalf("stopped duress PIN: report %v, error %v", rep, err)
+				}
+				if v != nil {
+					v.close()
+				}
+				v, rep, err = openVault(dir, testDuress, testOpts(c))
+				if err != nil || rep != nil {
+					t.Fatalf("next duress PIN: report %v, error %v", rep, err)
+				}
+				defer v.close()
+				if got := v.list(""); len(got) != 1 || got[0] != settingsRec {
+					t.Fatalf("records after the duress PIN: %v", got)
+				}
+				if v.settings.maxFailed != st.maxFailed || v.settings.wipeAfter != st.wipeAfter || v.settings.flags != 0 {
+					t.Fatalf("settings after the duress PIN: %+v", v.settings)
+				}
+				if got := dirShape(dir); got != want {
+					t.Fatalf("after the duress PIN: %v\na new device: %v", got, want)
+				}
+			})
+		}
+	}
+}
