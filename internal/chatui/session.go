@@ -56,6 +56,9 @@ type Session struct {
 	closing bool // set before a wipe
 	// pairing is the new device /approve CODE showed, for /approve confirm.
 	pairing *identity.PairingRequest
+	// saved is the ID of the current chat as last recorded in the
+	// client (Client.SetCurrentChat), so a restart opens it again.
+	saved []byte
 	// policyErr is why the escrow policy last failed to verify, for
 	// /policy; nil once it verifies.
 	policyErr error
@@ -217,12 +220,40 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 
 // drainEvents prints the events queued so far.
 func (s *Session) drainEvents(ctx context.Context) {
-	for _, e := range s.cfg.Events.take() {
+	evs := s.cfg.Events.take()
+	for _, e := range evs {
 		func() {
 			defer s.survive("showing an event")
 			s.event(ctx, e)
 		}()
 	}
+	if len(evs) > 0 {
+		s.saveCurrent()
+	}
+}
+
+// saveCurrent records the current chat in the client when it changed,
+// so that the next run opens it again.
+func (s *Session) saveCurrent() {
+	s.mu.Lock()
+	var id []byte
+	if s.current != nil {
+		id = s.current.id
+	}
+	same := bytes.Equal(id, s.saved) || s.closing
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	if err := s.c.SetCurrentChat(id); err != nil {
+		if !errors.Is(err, client.ErrWiped) {
+			s.printf("! recording the current chat: %s", oneLine(describe(err)))
+		}
+		return
+	}
+	s.mu.Lock()
+	s.saved = id
+	s.mu.Unlock()
 }
 
 // survive turns a panic in a command or an event into an error line: the
@@ -243,11 +274,19 @@ func (s *Session) greet(ctx context.Context) {
 	s.printf("anom chat: %s, device %s, on %s; subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, id.Certificate.NotAfter.Format(time.DateOnly))
 	s.printf("escrow policy: %s", s.escrowText())
+	last, err := s.c.CurrentChat()
+	if err != nil {
+		s.fail(err)
+	}
 	s.mu.Lock()
-	if len(s.chats) == 1 && !s.chats[0].gone {
+	if ch := s.chatLocked(last); ch != nil && !ch.gone {
+		s.current = ch
+	} else if len(s.chats) == 1 && !s.chats[0].gone {
 		s.current = s.chats[0]
 	}
+	s.saved = last
 	s.mu.Unlock()
+	s.saveCurrent()
 	s.listChats()
 	s.printf("Type /help for the commands.")
 }
@@ -270,6 +309,7 @@ func (s *Session) Exec(ctx context.Context, line string) (quit bool) {
 		s.fail(err)
 	}
 	s.drainEvents(ctx)
+	s.saveCurrent()
 	select {
 	case <-s.done:
 		return true

@@ -106,6 +106,7 @@ type user struct {
 	t    *testing.T
 	ctx  context.Context // ends with the test
 	name string
+	dir  string // the device state
 	c    *client.Client
 	q    *Queue
 	s    *Session
@@ -118,8 +119,8 @@ func (n *testNet) user(name string) *user {
 	n.t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	n.t.Cleanup(stop)
-	u := &user{t: n.t, ctx: ctx, name: name, q: NewQueue(), out: &lockedBuffer{}}
-	c, err := client.Create(client.Config{Dir: filepath.Join(n.t.TempDir(), name), KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "314159", "")
+	u := &user{t: n.t, ctx: ctx, name: name, dir: filepath.Join(n.t.TempDir(), name), q: NewQueue(), out: &lockedBuffer{}}
+	c, err := client.Create(client.Config{Dir: u.dir, KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "314159", "")
 	if err != nil {
 		n.t.Fatal(err)
 	}
