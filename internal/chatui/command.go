@@ -44,6 +44,7 @@ const (
 	OpDevices                 //
 	OpApprove                 // Arg: a pairing code, or Confirm
 	OpAddOwnDevices           //
+	OpRename                  // Name: the current chat's new name
 )
 
 // Command is a parsed line.
@@ -96,7 +97,8 @@ func init() {
 		{"/contacts", OpContacts, "/contacts", "the users you share a chat with, and their devices", parseNoArgs},
 		{"/chats", OpChats, "/chats", "list your chats with their numbers", parseNoArgs},
 		{"/chat", OpChat, "/chat USER", "open the 1:1 chat with USER (made if needed)", parseOneUser},
-		{"/group", OpGroup, "/group NAME USER1,USER2,...", "make a group chat named NAME (the name is kept on this device only)", parseGroup},
+		{"/group", OpGroup, "/group NAME USER1,USER2,...", "make a group chat named NAME (every member sees the name)", parseGroup},
+		{"/rename", OpRename, "/rename NAME", "rename the current chat, for every member", parseRename},
 		{"/add", OpAdd, "/add USER[,USER...]", "add users (every device of each) to the current chat", parseUsers},
 		{"/remove", OpRemove, "/remove USER[,USER...]", "remove users (every device of each) from the current chat", parseUsers},
 		{"/switch", OpSwitch, "/switch CHAT", "make CHAT current: its number from /chats, its name, or the start of its ID", parseSwitch},
@@ -272,6 +274,16 @@ func parseGroup(s spec, rest string) (Command, error) {
 		return Command{}, err
 	}
 	return Command{Op: OpGroup, Name: name, Users: us}, nil
+}
+
+func parseRename(s spec, rest string) (Command, error) {
+	if rest == "" {
+		return Command{}, usage(s, "no name given")
+	}
+	if err := checkChatName(rest); err != nil {
+		return Command{}, usage(s, "%v", err)
+	}
+	return Command{Op: OpRename, Name: rest}, nil
 }
 
 func parseSwitch(s spec, rest string) (Command, error) {

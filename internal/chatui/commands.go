@@ -168,6 +168,9 @@ func (s *Session) makeGroup(ctx context.Context, name string, users []string) er
 	}
 	id, err := s.c.CreateGroup(ctx, users...)
 	if id != nil {
+		if nerr := s.c.SetGroupName(ctx, id, name); nerr != nil && err == nil {
+			err = fmt.Errorf("naming it: %w", nerr)
+		}
 		if ch := s.chatOf(id); ch != nil {
 			s.mu.Lock()
 			ch.name = name
@@ -561,5 +564,19 @@ func (s *Session) whoami() error {
 	}
 	s.printf("You are %s, device %s, on %s (%s); subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, state, id.Certificate.NotAfter.Format(time.DateOnly))
+	return nil
+}
+
+// rename names the current chat for every member.
+func (s *Session) rename(ctx context.Context, name string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	if err := s.c.SetGroupName(ctx, ch.id, name); err != nil {
+		return fmt.Errorf("renaming chat %s: %w", ch.label(), err)
+	}
+	s.refresh()
+	s.printf("* chat %s: you named it \"%s\"", ch.label(), sanitize(name))
 	return nil
 }

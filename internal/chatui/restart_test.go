@@ -45,8 +45,9 @@ func TestSessionRestartKeepsCurrent(t *testing.T) {
 	alice, bob, carol := n.user("alice"), n.user("bob"), n.user("carol")
 	alice.do("/chat bob")
 	bob.wait("* you were added to chat 1 alice")
+	alice.do("first") // chats are numbered by their first message
 	alice.do("/group team bob,carol")
-	carol.wait("* you were added to chat 1 alice,bob")
+	carol.wait(`alice named the chat "team"`)
 	mustContain(t, alice.do("/switch 1"), "* chat 1 bob is now current")
 
 	alice.restart(n)

@@ -74,7 +74,7 @@ type Session struct {
 type chat struct {
 	num  int
 	id   []byte
-	name string // local name from /group; "" uses the members
+	name string // the group's name (Client.GroupName); "" uses the members
 	// others are the other users, for the display name.
 	others []string
 	// members is the membership as the client lists it ("alice (you),
@@ -374,6 +374,8 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.devices(ctx)
 	case OpApprove:
 		return s.approve(ctx, cmd)
+	case OpRename:
+		return s.rename(ctx, cmd.Name)
 	case OpAddOwnDevices:
 		if err := s.c.AddOwnDevices(ctx); err != nil {
 			return fmt.Errorf("adding your devices: %w", err)
@@ -419,6 +421,9 @@ func (s *Session) refresh() {
 			s.chats = append(s.chats, ch)
 		}
 		ch.gone = false
+		if name, err := s.c.GroupName(g.ID); err == nil {
+			ch.name = name
+		}
 		ch.others = ch.others[:0]
 		for _, u := range client.UsersOf(g.Members) {
 			if u.Username != s.self {
