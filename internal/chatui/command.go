@@ -35,7 +35,7 @@ const (
 	OpSendFile                // Path
 	OpGet                     // N (message number), Path (directory)
 	OpMembers                 //
-	OpSafety                  // Users[0]
+	OpSafety                  // Users[0]; Arg: a device ID (or its start) to mark verified
 	OpPolicy                  //
 	OpTimer                   // Timer (0: off)
 	OpWipe                    // Confirm
@@ -105,7 +105,7 @@ func init() {
 		{"/send-file", OpSendFile, "/send-file PATH", "encrypt a file on this device and send it to the current chat", parsePath},
 		{"/get", OpGet, "/get N DIR", "save the attachment of message #N of the current chat into directory DIR", parseGet},
 		{"/members", OpMembers, "/members", "who is in the current chat, with every device", parseNoArgs},
-		{"/safety", OpSafety, "/safety USER", "safety numbers between this device and each of USER's devices, to compare out of band", parseOneUser},
+		{"/safety", OpSafety, "/safety USER [verify DEVICE]", "safety numbers between this device and each of USER's devices, to compare out of band; with verify, mark DEVICE (its ID or the start of it) verified once its number matched", parseSafety},
 		{"/policy", OpPolicy, "/policy", "the network's escrow policy: who can open messages, and how", parseNoArgs},
 		{"/timer", OpTimer, "/timer SECONDS|DURATION|off", "disappearing messages in the current chat (0 or off turns them off)", parseTimer},
 		{"/wipe", OpWipe, "/wipe", "delete this device's keys and messages at once (asks to confirm)", parseWipe},
@@ -231,6 +231,25 @@ func parseOneUser(s spec, rest string) (Command, error) {
 		return Command{}, usage(s, "takes exactly one username")
 	}
 	return Command{Op: s.op, Users: users}, nil
+}
+
+func parseSafety(s spec, rest string) (Command, error) {
+	f := strings.Fields(rest)
+	switch {
+	case len(f) == 1:
+		return parseOneUser(s, rest)
+	case len(f) == 3 && f[1] == "verify":
+		cmd, err := parseOneUser(s, f[0])
+		if err != nil {
+			return cmd, err
+		}
+		if len(f[2]) < 4 || len(f[2]) > 32 || strings.Trim(f[2], "0123456789abcdef") != "" {
+			return Command{}, usage(s, "a device is its ID in hex (at least its first 4 digits)")
+		}
+		cmd.Arg = f[2]
+		return cmd, nil
+	}
+	return Command{}, usage(s, "takes a username, then optionally verify and a device ID")
 }
 
 func parseUsers(s spec, rest string) (Command, error) {

@@ -1,6 +1,7 @@
 package chatui
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -462,6 +463,16 @@ func (s *Session) safety(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
+	known, err := s.c.ContactDevices(user)
+	if err != nil {
+		return err
+	}
+	verified := map[string][]byte{}
+	for _, k := range known {
+		if k.Verified {
+			verified[k.DeviceID] = k.SignatureKey
+		}
+	}
 	id, err := s.c.Identity()
 	if err != nil {
 		return err
@@ -479,7 +490,11 @@ func (s *Session) safety(ctx context.Context, user string) error {
 		if err != nil {
 			return err
 		}
-		s.printf("  device %s (until %s):", d.DeviceID, d.NotAfter.Format(time.DateOnly))
+		mark := ""
+		if k, ok := verified[d.DeviceID.String()]; ok && bytes.Equal(k, d.Key) {
+			mark = " VERIFIED"
+		}
+		s.printf("  device %s (until %s)%s:", d.DeviceID, d.NotAfter.Format(time.DateOnly), mark)
 		for _, line := range strings.Split(sn.String(), "\n") {
 			s.printf("    %s", line)
 		}

@@ -354,6 +354,9 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 	case OpMembers:
 		return s.members()
 	case OpSafety:
+		if cmd.Arg != "" {
+			return s.verify(ctx, cmd.Users[0], cmd.Arg)
+		}
 		return s.safety(ctx, cmd.Users[0])
 	case OpPolicy:
 		s.policy()
@@ -387,9 +390,16 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 	return fmt.Errorf("command not handled")
 }
 
-// refresh brings the chat list in line with the client's groups: new
-// groups get the next numbers (in a stable order), left ones are marked.
+// refresh brings the chat list in line with the client's groups, and
+// tells of contacts' devices that changed since the last time.
 func (s *Session) refresh() {
+	s.refreshList()
+	s.checkDevices()
+}
+
+// refreshList brings the chat list in line with the client's groups: new
+// groups get the next numbers (in a stable order), left ones are marked.
+func (s *Session) refreshList() {
 	groups := s.c.Groups()
 	// New chats are numbered by their first message, so the numbers of a
 	// device's chats stay the same from one run to the next.
