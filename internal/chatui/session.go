@@ -542,6 +542,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		if e.Message == nil || e.Message.Content == nil {
 			return
 		}
+		if e.Message.Content.Kind == client.KindGroupName {
+			s.refresh() // the line and the ones after name the chat anew
+		}
 		ch := s.chatOf(e.Group)
 		s.printf("%s", s.formatMessage(ch, e.Message))
 	case client.EventJoined:
