@@ -25,6 +25,8 @@ func TestSessionContactDevices(t *testing.T) {
 	alice, bob := n.user("alice"), n.user("bob")
 	alice.do("/chat bob")
 	bob.wait("* you were added to chat 1 alice")
+	mustContain(t, alice.do("/group team bob"), "* group chat 2 team made")
+	bob.wait(`alice named the chat "team"`)
 	bobID, err := bob.c.Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +58,17 @@ func TestSessionContactDevices(t *testing.T) {
 	}
 	id2, _ := bob2.Identity()
 	bob.wait("is active (you approved it from this device)")
+	// The device that added it to the group sent it the group's name.
+	team := alice.s.chats[1].id
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if name, err := bob2.GroupName(team); err == nil && name == "team" {
+			break
+		}
+		if time.Now().After(deadline) {
+			name, err := bob2.GroupName(team)
+			t.Fatalf("bob's new device has the group name %q, %v", name, err)
+		}
+	}
 	alice.wait("!!! bob has a new device " + id2.DeviceID.String() + ": compare its safety number (/safety bob) !!!")
 	scr := alice.do("/safety bob")
 	if !strings.Contains(scr, "device "+dev) || !strings.Contains(scr, "device "+id2.DeviceID.String()+" (until ") ||
