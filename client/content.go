@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -23,6 +24,7 @@ import (
 //	  voice:      ref, u32 duration in milliseconds
 //	  delete:     [16] id of the deleted message
 //	  timer:      u32 seconds (0 turns disappearing messages off)
+//	  group name: u8 length, UTF-8 name (see MaxGroupNameLen)
 //	ref: u8 len, blob id; u8 len, blob read token; [32] key;
 //	     [32] SHA-256; u64 size; u8 len, MIME type; u16 len, file name
 
@@ -40,6 +42,9 @@ const (
 	KindVoice      Kind = 3
 	KindDelete     Kind = 4
 	KindTimer      Kind = 5
+	// KindGroupName names the group for every member (Text); members
+	// added later are sent it again (Client.SetGroupName).
+	KindGroupName Kind = 6
 )
 
 func (k Kind) String() string {
@@ -54,6 +59,8 @@ func (k Kind) String() string {
 		return "delete"
 	case KindTimer:
 		return "timer"
+	case KindGroupName:
+		return "group name"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -67,6 +74,8 @@ const (
 	MaxFileNameLen = 255
 	// MaxTimer is the longest disappearing-message timer: one year.
 	MaxTimer = 365 * 24 * 60 * 60
+	// MaxGroupNameLen is the longest group name, in bytes.
+	MaxGroupNameLen = 64
 )
 
 // MessageID names a message within its group; the sender picks it at
@@ -94,7 +103,7 @@ type Content struct {
 	Kind   Kind
 	ID     MessageID
 	SentAt time.Time // kept to the millisecond
-	// Text is set for KindText.
+	// Text is set for KindText, and is the name of a KindGroupName.
 	Text string
 	// Attachment is set for KindAttachment and KindVoice.
 	Attachment *AttachmentRef
@@ -128,6 +137,9 @@ func (c *Content) Marshal() ([]byte, error) {
 		b = append(b, c.Target[:]...)
 	case KindTimer:
 		b = binary.BigEndian.AppendUint32(b, uint32(c.Timer/time.Second))
+	case KindGroupName:
+		b = append(b, byte(len(c.Text)))
+		b = append(b, c.Text...)
 	}
 	return b, nil
 }
@@ -180,6 +192,10 @@ func (c *Content) check() error {
 	case KindTimer:
 		if c.Timer < 0 || c.Timer > MaxTimer*time.Second || c.Timer%time.Second != 0 {
 			return badContent("timer %v", c.Timer)
+		}
+	case KindGroupName:
+		if err := CheckGroupName(c.Text); err != nil {
+			return err
 		}
 	default:
 		return badContent("unknown kind %d", c.Kind)
@@ -274,6 +290,8 @@ func UnmarshalContent(b []byte) (*Content, error) {
 		copy(c.Target[:], d.bytes(16))
 	case KindTimer:
 		c.Timer = time.Duration(d.u32()) * time.Second
+	case KindGroupName:
+		c.Text = string(d.bytes(int(d.u8())))
 	default:
 		if d.err == nil {
 			return nil, badContent("unknown kind %d", c.Kind)
@@ -301,4 +319,22 @@ func (d *decoder) ref() *AttachmentRef {
 	r.MIME = string(d.bytes(int(d.u8())))
 	r.Name = string(d.bytes(int(d.u16())))
 	return r
+}
+
+// CheckGroupName reports whether name may name a group: 1 to
+// MaxGroupNameLen bytes of UTF-8 without control characters (a name is
+// shown on every member's screen). The error matches ErrBadContent.
+func CheckGroupName(name string) error {
+	if name == "" || len(name) > MaxGroupNameLen {
+		return badContent("a group name is 1 to %d bytes", MaxGroupNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return badContent("group name is not UTF-8")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return badContent("group name holds the control character %U", r)
+		}
+	}
+	return nil
 }

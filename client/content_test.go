@@ -35,6 +35,8 @@ func TestContentRoundTrip(t *testing.T) {
 		{"delete", Content{Kind: KindDelete, ID: id, SentAt: testSentAt, Target: MessageID{0xff}}},
 		{"timer", Content{Kind: KindTimer, ID: id, SentAt: testSentAt, Timer: 7 * 24 * time.Hour}},
 		{"timer off", Content{Kind: KindTimer, ID: id, SentAt: time.UnixMilli(0)}},
+		{"group name", Content{Kind: KindGroupName, ID: id, SentAt: testSentAt, Text: "the team ✓"}},
+		{"longest group name", Content{Kind: KindGroupName, ID: id, SentAt: testSentAt, Text: strings.Repeat("g", MaxGroupNameLen)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +146,12 @@ func TestContentInvalid(t *testing.T) {
 		{"negative timer", Content{Kind: KindTimer, Timer: -time.Second}},
 		{"fractional timer", Content{Kind: KindTimer, Timer: 1500 * time.Millisecond}},
 		{"timer too long", Content{Kind: KindTimer, Timer: (MaxTimer + 1) * time.Second}},
+		{"empty group name", Content{Kind: KindGroupName}},
+		{"group name too long", Content{Kind: KindGroupName, Text: strings.Repeat("g", MaxGroupNameLen+1)}},
+		{"group name with escape", Content{Kind: KindGroupName, Text: "a\x1b[2Jb"}},
+		{"group name with newline", Content{Kind: KindGroupName, Text: "a\nb"}},
+		{"group name with C1 control", Content{Kind: KindGroupName, Text: "a\u009bb"}},
+		{"group name not UTF-8", Content{Kind: KindGroupName, Text: "a\xffb"}},
 	}
 	for _, tt := range encodeTests {
 		if _, err := tt.c.Marshal(); !errors.Is(err, ErrBadContent) {
@@ -159,6 +167,7 @@ func FuzzUnmarshalContent(f *testing.F) {
 		{Kind: KindVoice, SentAt: testSentAt, Attachment: testRef(), Duration: time.Second},
 		{Kind: KindDelete, SentAt: testSentAt, Target: MessageID{1}},
 		{Kind: KindTimer, SentAt: testSentAt, Timer: time.Hour},
+		{Kind: KindGroupName, SentAt: testSentAt, Text: "team"},
 	} {
 		b, err := c.Marshal()
 		if err != nil {

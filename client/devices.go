@@ -305,6 +305,8 @@ func (c *Client) addDevicesToGroups(ctx context.Context, cn *conn, devs []*ident
 				continue // another device of the user added them first
 			}
 			errs = append(errs, fmt.Errorf("adding own devices to group %x: %w", gs.g.GroupID(), err))
+		} else if err := c.resendGroupName(ctx, cn, gs); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -128,7 +128,10 @@ func (c *Client) addUsers(ctx context.Context, cn *conn, gs *groupState, users, 
 	if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
 		return err
 	}
-	return c.commit(ctx, cn, gs, func() mls.CommitOptions { return mls.CommitOptions{Add: kps} })
+	if err := c.commit(ctx, cn, gs, func() mls.CommitOptions { return mls.CommitOptions{Add: kps} }); err != nil {
+		return err
+	}
+	return c.resendGroupName(ctx, cn, gs)
 }
 
 // claim takes one key package of a device and checks that it is the

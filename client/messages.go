@@ -23,6 +23,12 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 	if err != nil {
 		return err
 	}
+	return c.send(ctx, cn, gs, content)
+}
+
+// send is Send with c.mu held, the connection and the group at hand.
+func (c *Client) send(ctx context.Context, cn *conn, gs *groupState, content *Content) error {
+	groupID := gs.g.GroupID()
 	if content.ID == (MessageID{}) {
 		if _, err := io.ReadFull(c.rand, content.ID[:]); err != nil {
 			return fmt.Errorf("sending: %w", err)
@@ -82,6 +88,11 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 		h := &historyEntry{seq: resp.GetSent().GetSeq(), sender: c.dev.id, username: c.dev.username, received: c.now().UnixMilli(), outgoing: true, content: pt}
 		if err := c.v.appendLog(historyName(groupID), h.encode()); err != nil {
 			return fmt.Errorf("recording sent message: %w", err)
+		}
+		if content.Kind == KindGroupName {
+			if err := c.putGroupName(groupID, content.Text); err != nil {
+				return err
+			}
 		}
 		if content.Kind == KindTimer {
 			gs.timer = uint32(content.Timer / time.Second)
@@ -252,6 +263,11 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 		}
 		if content.Kind == KindTimer {
 			gs.timer = uint32(content.Timer / time.Second)
+		}
+		if content.Kind == KindGroupName {
+			if err := c.putGroupName(gid, content.Text); err != nil {
+				return fmt.Errorf("message %d: %w", m.GetSeq(), err)
+			}
 		}
 		c.emit(Event{Type: EventMessage, Group: gid, Message: h.message(gid, content)})
 		if mm := c.checkRecord(gs, m, rec, content, senderCert); mm != nil {

@@ -2,6 +2,8 @@ package client
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"unicode"
 	"unicode/utf8"
 )
@@ -85,4 +87,57 @@ func (c *Client) PINStatus() PINStatus {
 	c.v.mu.Lock()
 	defer c.v.mu.Unlock()
 	return PINStatus{Weak: c.v.weakPIN, DuressDropped: c.v.settings.flags&settingsUpgraded != 0}
+}
+
+// WrongPINError is the error of a PIN that did not unlock the device; it
+// matches ErrWrongPIN.
+type WrongPINError struct {
+	// Left is how many PINs may still be tried: if the last of them is
+	// wrong too, the device wipes itself. It is at least 1 (the wrong PIN
+	// that uses up the last try wipes the device and returns ErrWiped),
+	// or -1 when the device has no limit.
+	Left int
+}
+
+func (e *WrongPINError) Error() string {
+	switch {
+	case e.Left < 0:
+		return ErrWrongPIN.Error()
+	case e.Left == 1:
+		return ErrWrongPIN.Error() + " (1 try left before the device is wiped)"
+	}
+	return fmt.Sprintf("%s (%d tries left before the device is wiped)", ErrWrongPIN, e.Left)
+}
+
+// Is makes a *WrongPINError match ErrWrongPIN.
+func (e *WrongPINError) Is(target error) bool { return target == ErrWrongPIN }
+
+// PINTriesLeft reports, without trying a PIN, how many PINs the device in
+// dir still accepts before a wrong one wipes it: the limit, less the
+// wrong PINs typed since the right one last was. It is -1 when the device
+// has no limit. The count is read from the key file (its destroyed
+// slots); an edited key file, which the next attempt wipes, counts 0.
+func PINTriesLeft(dir string) (int, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, keyFileName))
+	if notExist(err) {
+		if _, err := os.Stat(filepath.Join(dir, metaFile)); err == nil {
+			return -1, nil // the first format: its count is not read here
+		}
+		return 0, fmt.Errorf("reading the wrong-PIN count: %w", ErrNoState)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the wrong-PIN count: %w", err)
+	}
+	kf, err := decodeKeyFile(raw)
+	if err != nil {
+		return 0, nil
+	}
+	used, ok := kf.used()
+	switch {
+	case !ok:
+		return 0, nil
+	case kf.tries == 0:
+		return -1, nil
+	}
+	return int(kf.tries) - used, nil
 }

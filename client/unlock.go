@@ -273,7 +273,11 @@ func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	if kf.tries > 0 && c+1 >= int(kf.tries) {
 		return v.wipeFor(wipedFailures)
 	}
-	return nil, nil, fmt.Errorf("opening device state: %w", ErrWrongPIN)
+	left := -1
+	if kf.tries > 0 {
+		left = int(kf.tries) - (c + 1)
+	}
+	return nil, nil, fmt.Errorf("opening device state: %w", &WrongPINError{Left: left})
 }
 
 // unlock finishes opening the vault with the PIN's keys. The PIN opened

@@ -152,7 +152,11 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			break // nothing there: make a new device
 		}
 		if pin == "" {
-			if pin, err = in.secret(ctx, "PIN: "); err != nil {
+			left, err := client.PINTriesLeft(cfg.Dir)
+			if err != nil && !errors.Is(err, client.ErrNoState) {
+				return nil, "", err
+			}
+			if pin, err = in.secret(ctx, chatui.PINPrompt(left)); err != nil {
 				return nil, "", err
 			}
 		}
@@ -165,11 +169,11 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 				pins = nil // the PIN typed was to unlock: ask for a new one
 			}
 		case errors.Is(err, client.ErrWrongPIN) && f.pinFile == "" && try < 2:
-			fmt.Fprintln(os.Stderr, "wrong PIN")
+			fmt.Fprintln(os.Stderr, chatui.WrongPINText(err))
 			pin = ""
 			continue
 		case errors.Is(err, client.ErrWrongPIN):
-			return nil, "", errors.New("wrong PIN")
+			return nil, "", errors.New(chatui.WrongPINText(err))
 		case errors.Is(err, client.ErrWiped):
 			return nil, "", errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
 		default:
@@ -194,43 +198,10 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 	return c, pin, err
 }
 
-// askNewPINs asks for a new PIN (twice) and a duress PIN until they pass
-// client.CheckNewPIN; prefix starts the prompts ("", "New ").
+// askNewPINs asks for a new PIN and a duress PIN, each twice, until they
+// pass client.CheckNewPIN; prefix starts the prompts ("", "New ").
 func askNewPINs(ctx context.Context, in *terminal, prefix string) (pin, duress string, err error) {
-	for {
-		if pin, err = in.secret(ctx, prefix+"PIN (at least 6 digits, or a passphrase): "); err != nil {
-			return "", "", err
-		}
-		if err := client.CheckNewPIN(pin); err != nil {
-			fmt.Fprintf(os.Stderr, "%v; try again\n", err)
-			continue
-		}
-		again, err := in.secret(ctx, prefix+"PIN again: ")
-		if err != nil {
-			return "", "", err
-		}
-		if pin == again {
-			break
-		}
-		fmt.Fprintln(os.Stderr, "the PINs differ; try again")
-	}
-	for {
-		if duress, err = in.secret(ctx, "Duress PIN (entering it instead of the PIN erases this device and opens an empty one; empty for none): "); err != nil {
-			return "", "", err
-		}
-		if duress == "" {
-			return pin, "", nil
-		}
-		if duress == pin {
-			fmt.Fprintln(os.Stderr, "the duress PIN must differ from the PIN; try again")
-			continue
-		}
-		if err := client.CheckNewPIN(duress); err != nil {
-			fmt.Fprintf(os.Stderr, "%v; try again\n", err)
-			continue
-		}
-		return pin, duress, nil
-	}
+	return chatui.AskNewPINs(ctx, in.secret, os.Stderr, prefix)
 }
 
 // changePIN sets a new PIN and duress PIN (anom chat --change-pin).

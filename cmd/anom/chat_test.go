@@ -334,14 +334,18 @@ func TestChatTmux(t *testing.T) {
 	// A group of three; bob's current chat stays the 1:1, so the group's
 	// messages are labelled.
 	alice.expect("/group team bob,carol", "* group chat 2 team made with alice (you), bob, carol and made current")
-	bob.wait("* you were added to chat 2 alice,carol (alice, bob (you), carol): /switch 2")
-	carol.wait("* you were added to chat 1 alice,bob (alice, bob, carol (you)): it is now the current chat")
+	// The name comes in the group, after the welcome: the added line
+	// may show the members or the name.
+	bob.waitRe(regexp.MustCompile(`\* you were added to chat 2 (alice,carol|team) \(alice, bob \(you\), carol\): /switch 2`))
+	carol.waitRe(regexp.MustCompile(`\* you were added to chat 1 (alice,bob|team) \(alice, bob, carol \(you\)\): it is now the current chat`))
+	bob.wait(`alice named the chat "team"`)
+	carol.wait(`alice named the chat "team"`)
 	alice.send("hello team")
-	bob.wait("(chat 2 alice,carol) alice: hello team")
+	bob.wait("(chat 2 team) alice: hello team")
 	carol.wait("] alice: hello team")
 	carol.send("carol here")
 	alice.wait("] carol: carol here")
-	bob.wait("(chat 2 alice,carol) carol: carol here")
+	bob.wait("(chat 2 team) carol: carol here")
 
 	// A file, saved by bob from the group.
 	file := filepath.Join(n.dir, "notes.txt")
@@ -350,8 +354,8 @@ func TestChatTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.expect("/send-file "+file, `alice sent file "notes.txt" (36 B, text/plain`)
-	m := bob.waitRe(regexp.MustCompile(`\(chat 2 alice,carol\) alice sent file "notes.txt" \(36 B, text/plain[^)]*\) #(\d+): /get \d+ DIR saves it`))
-	bob.expect("/switch 2", "* chat 2 alice,carol is now current\n* this chat: "+escrowLine)
+	m := bob.waitRe(regexp.MustCompile(`\(chat 2 team\) alice sent file "notes.txt" \(36 B, text/plain[^)]*\) #(\d+): /get \d+ DIR saves it`))
+	bob.expect("/switch 2", "* chat 2 team is now current\n* this chat: "+escrowLine)
 	saveDir := filepath.Join(n.dir, "bob-files")
 	bob.expect("/get "+m[1]+" "+saveDir, "* saved #"+m[1]+" to "+filepath.Join(saveDir, "notes.txt"))
 	got, err := os.ReadFile(filepath.Join(saveDir, "notes.txt"))
@@ -388,6 +392,10 @@ func TestChatTmux(t *testing.T) {
 	if strings.Join(a[2:], " ") != strings.Join(b[2:], " ") {
 		t.Fatalf("safety numbers differ: %v vs %v", a[2:], b[2:])
 	}
+	// They match: alice marks bob's device verified.
+	alice.expect("/safety bob verify "+bob.device()[:8], "* bob's device "+bob.device()+" is now marked verified on this device")
+	alice.expect("/safety bob", "  device "+bob.device()+" (until ")
+	alice.waitRe(regexp.MustCompile(`device ` + bob.device() + ` \(until [0-9-]+\) VERIFIED:`))
 
 	// Policy, contacts, timer.
 	alice.expect("/policy", "* this chat: "+escrowLine)
@@ -399,7 +407,7 @@ func TestChatTmux(t *testing.T) {
 
 	// Removal: carol is told, and alice's chat shows two users.
 	alice.expect("/remove carol", "* chat 2 team now has alice (you), bob")
-	carol.wait("!!! you were removed from chat 1 alice,bob !!!")
+	carol.wait("!!! you were removed from chat 1 team !!!")
 	carol.expect("hello?", "error: you are no longer in chat 1")
 
 	// A server restart: the clients reconnect by themselves and go on.
@@ -419,6 +427,7 @@ func TestChatTmux(t *testing.T) {
 	alice.wait("] alice: while you were away")
 	bob = n.start("bob")
 	bob.wait("Type /help for the commands.")
+	bob.wait("* 2 team (alice)\n") // the chat current when he left
 	bob.expect("/switch 1", "* chat 1 alice is now current")
 	bob.wait("] alice: while you were away")
 	bob.send("back")
@@ -433,6 +442,8 @@ func TestChatTmux(t *testing.T) {
 	bob.wait("EXITED 0")
 	bob = n.startNoPIN("bob")
 	bob.wait("PIN: ")
+	bob.send("000000")
+	bob.wait("wrong PIN: 9 tries left; then a wrong PIN wipes this device")
 	bob.send("314159")
 	bob.wait("Type /help for the commands.")
 
@@ -449,6 +460,7 @@ func TestChatTmux(t *testing.T) {
 	alice2.wait("* you were added to chat")
 	alice.wait("is active (you approved it from this device)")
 	bob.wait("alice [2 devices], bob (you)")
+	bob.wait("!!! alice has a new device " + alice2.device() + ": compare its safety number (/safety alice) !!!")
 	bob.expect("/switch 1", "* chat 1 alice is now current")
 	bob.send("to both of alice's devices")
 	alice.wait("] bob: to both of alice's devices")

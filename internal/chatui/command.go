@@ -35,7 +35,7 @@ const (
 	OpSendFile                // Path
 	OpGet                     // N (message number), Path (directory)
 	OpMembers                 //
-	OpSafety                  // Users[0]
+	OpSafety                  // Users[0]; Arg: a device ID (or its start) to mark verified
 	OpPolicy                  //
 	OpTimer                   // Timer (0: off)
 	OpWipe                    // Confirm
@@ -44,6 +44,7 @@ const (
 	OpDevices                 //
 	OpApprove                 // Arg: a pairing code, or Confirm
 	OpAddOwnDevices           //
+	OpRename                  // Name: the current chat's new name
 )
 
 // Command is a parsed line.
@@ -96,14 +97,15 @@ func init() {
 		{"/contacts", OpContacts, "/contacts", "the users you share a chat with, and their devices", parseNoArgs},
 		{"/chats", OpChats, "/chats", "list your chats with their numbers", parseNoArgs},
 		{"/chat", OpChat, "/chat USER", "open the 1:1 chat with USER (made if needed)", parseOneUser},
-		{"/group", OpGroup, "/group NAME USER1,USER2,...", "make a group chat named NAME (the name is kept on this device only)", parseGroup},
+		{"/group", OpGroup, "/group NAME USER1,USER2,...", "make a group chat named NAME (every member sees the name)", parseGroup},
+		{"/rename", OpRename, "/rename NAME", "rename the current chat, for every member", parseRename},
 		{"/add", OpAdd, "/add USER[,USER...]", "add users (every device of each) to the current chat", parseUsers},
 		{"/remove", OpRemove, "/remove USER[,USER...]", "remove users (every device of each) from the current chat", parseUsers},
 		{"/switch", OpSwitch, "/switch CHAT", "make CHAT current: its number from /chats, its name, or the start of its ID", parseSwitch},
 		{"/send-file", OpSendFile, "/send-file PATH", "encrypt a file on this device and send it to the current chat", parsePath},
 		{"/get", OpGet, "/get N DIR", "save the attachment of message #N of the current chat into directory DIR", parseGet},
 		{"/members", OpMembers, "/members", "who is in the current chat, with every device", parseNoArgs},
-		{"/safety", OpSafety, "/safety USER", "safety numbers between this device and each of USER's devices, to compare out of band", parseOneUser},
+		{"/safety", OpSafety, "/safety USER [verify DEVICE]", "safety numbers between this device and each of USER's devices, to compare out of band; with verify, mark DEVICE (its ID or the start of it) verified once its number matched", parseSafety},
 		{"/policy", OpPolicy, "/policy", "the network's escrow policy: who can open messages, and how", parseNoArgs},
 		{"/timer", OpTimer, "/timer SECONDS|DURATION|off", "disappearing messages in the current chat (0 or off turns them off)", parseTimer},
 		{"/wipe", OpWipe, "/wipe", "delete this device's keys and messages at once (asks to confirm)", parseWipe},
@@ -231,6 +233,25 @@ func parseOneUser(s spec, rest string) (Command, error) {
 	return Command{Op: s.op, Users: users}, nil
 }
 
+func parseSafety(s spec, rest string) (Command, error) {
+	f := strings.Fields(rest)
+	switch {
+	case len(f) == 1:
+		return parseOneUser(s, rest)
+	case len(f) == 3 && f[1] == "verify":
+		cmd, err := parseOneUser(s, f[0])
+		if err != nil {
+			return cmd, err
+		}
+		if len(f[2]) < 4 || len(f[2]) > 32 || strings.Trim(f[2], "0123456789abcdef") != "" {
+			return Command{}, usage(s, "a device is its ID in hex (at least its first 4 digits)")
+		}
+		cmd.Arg = f[2]
+		return cmd, nil
+	}
+	return Command{}, usage(s, "takes a username, then optionally verify and a device ID")
+}
+
 func parseUsers(s spec, rest string) (Command, error) {
 	users, err := splitUsers(s, rest)
 	if err != nil {
@@ -272,6 +293,16 @@ func parseGroup(s spec, rest string) (Command, error) {
 		return Command{}, err
 	}
 	return Command{Op: OpGroup, Name: name, Users: us}, nil
+}
+
+func parseRename(s spec, rest string) (Command, error) {
+	if rest == "" {
+		return Command{}, usage(s, "no name given")
+	}
+	if err := checkChatName(rest); err != nil {
+		return Command{}, usage(s, "%v", err)
+	}
+	return Command{Op: OpRename, Name: rest}, nil
 }
 
 func parseSwitch(s spec, rest string) (Command, error) {

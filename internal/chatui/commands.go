@@ -1,6 +1,7 @@
 package chatui
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -168,6 +169,9 @@ func (s *Session) makeGroup(ctx context.Context, name string, users []string) er
 	}
 	id, err := s.c.CreateGroup(ctx, users...)
 	if id != nil {
+		if nerr := s.c.SetGroupName(ctx, id, name); nerr != nil && err == nil {
+			err = fmt.Errorf("naming it: %w", nerr)
+		}
 		if ch := s.chatOf(id); ch != nil {
 			s.mu.Lock()
 			ch.name = name
@@ -459,6 +463,16 @@ func (s *Session) safety(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
+	known, err := s.c.ContactDevices(user)
+	if err != nil {
+		return err
+	}
+	verified := map[string][]byte{}
+	for _, k := range known {
+		if k.Verified {
+			verified[k.DeviceID] = k.SignatureKey
+		}
+	}
 	id, err := s.c.Identity()
 	if err != nil {
 		return err
@@ -476,7 +490,11 @@ func (s *Session) safety(ctx context.Context, user string) error {
 		if err != nil {
 			return err
 		}
-		s.printf("  device %s (until %s):", d.DeviceID, d.NotAfter.Format(time.DateOnly))
+		mark := ""
+		if k, ok := verified[d.DeviceID.String()]; ok && bytes.Equal(k, d.Key) {
+			mark = " VERIFIED"
+		}
+		s.printf("  device %s (until %s)%s:", d.DeviceID, d.NotAfter.Format(time.DateOnly), mark)
 		for _, line := range strings.Split(sn.String(), "\n") {
 			s.printf("    %s", line)
 		}
@@ -561,5 +579,19 @@ func (s *Session) whoami() error {
 	}
 	s.printf("You are %s, device %s, on %s (%s); subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, state, id.Certificate.NotAfter.Format(time.DateOnly))
+	return nil
+}
+
+// rename names the current chat for every member.
+func (s *Session) rename(ctx context.Context, name string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	if err := s.c.SetGroupName(ctx, ch.id, name); err != nil {
+		return fmt.Errorf("renaming chat %s: %w", ch.label(), err)
+	}
+	s.refresh()
+	s.printf("* chat %s: you named it \"%s\"", ch.label(), sanitize(name))
 	return nil
 }

@@ -116,6 +116,8 @@ func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 		}
 	case client.KindDelete:
 		fmt.Fprintf(&sb, "%s deleted a message", who)
+	case client.KindGroupName:
+		fmt.Fprintf(&sb, "%s named the chat \"%s\"", who, sanitize(c.Text))
 	default:
 		fmt.Fprintf(&sb, "%s sent a %s message", who, c.Kind)
 	}

@@ -56,6 +56,9 @@ type Session struct {
 	closing bool // set before a wipe
 	// pairing is the new device /approve CODE showed, for /approve confirm.
 	pairing *identity.PairingRequest
+	// saved is the ID of the current chat as last recorded in the
+	// client (Client.SetCurrentChat), so a restart opens it again.
+	saved []byte
 	// policyErr is why the escrow policy last failed to verify, for
 	// /policy; nil once it verifies.
 	policyErr error
@@ -71,7 +74,7 @@ type Session struct {
 type chat struct {
 	num  int
 	id   []byte
-	name string // local name from /group; "" uses the members
+	name string // the group's name (Client.GroupName); "" uses the members
 	// others are the other users, for the display name.
 	others []string
 	// members is the membership as the client lists it ("alice (you),
@@ -217,12 +220,40 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 
 // drainEvents prints the events queued so far.
 func (s *Session) drainEvents(ctx context.Context) {
-	for _, e := range s.cfg.Events.take() {
+	evs := s.cfg.Events.take()
+	for _, e := range evs {
 		func() {
 			defer s.survive("showing an event")
 			s.event(ctx, e)
 		}()
 	}
+	if len(evs) > 0 {
+		s.saveCurrent()
+	}
+}
+
+// saveCurrent records the current chat in the client when it changed,
+// so that the next run opens it again.
+func (s *Session) saveCurrent() {
+	s.mu.Lock()
+	var id []byte
+	if s.current != nil {
+		id = s.current.id
+	}
+	same := bytes.Equal(id, s.saved) || s.closing
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	if err := s.c.SetCurrentChat(id); err != nil {
+		if !errors.Is(err, client.ErrWiped) {
+			s.printf("! recording the current chat: %s", oneLine(describe(err)))
+		}
+		return
+	}
+	s.mu.Lock()
+	s.saved = id
+	s.mu.Unlock()
 }
 
 // survive turns a panic in a command or an event into an error line: the
@@ -243,11 +274,19 @@ func (s *Session) greet(ctx context.Context) {
 	s.printf("anom chat: %s, device %s, on %s; subscription until %s",
 		id.Username, id.DeviceID, id.Network.Address, id.Certificate.NotAfter.Format(time.DateOnly))
 	s.printf("escrow policy: %s", s.escrowText())
+	last, err := s.c.CurrentChat()
+	if err != nil {
+		s.fail(err)
+	}
 	s.mu.Lock()
-	if len(s.chats) == 1 && !s.chats[0].gone {
+	if ch := s.chatLocked(last); ch != nil && !ch.gone {
+		s.current = ch
+	} else if len(s.chats) == 1 && !s.chats[0].gone {
 		s.current = s.chats[0]
 	}
+	s.saved = last
 	s.mu.Unlock()
+	s.saveCurrent()
 	s.listChats()
 	s.printf("Type /help for the commands.")
 }
@@ -270,6 +309,7 @@ func (s *Session) Exec(ctx context.Context, line string) (quit bool) {
 		s.fail(err)
 	}
 	s.drainEvents(ctx)
+	s.saveCurrent()
 	select {
 	case <-s.done:
 		return true
@@ -314,6 +354,9 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 	case OpMembers:
 		return s.members()
 	case OpSafety:
+		if cmd.Arg != "" {
+			return s.verify(ctx, cmd.Users[0], cmd.Arg)
+		}
 		return s.safety(ctx, cmd.Users[0])
 	case OpPolicy:
 		s.policy()
@@ -334,6 +377,8 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.devices(ctx)
 	case OpApprove:
 		return s.approve(ctx, cmd)
+	case OpRename:
+		return s.rename(ctx, cmd.Name)
 	case OpAddOwnDevices:
 		if err := s.c.AddOwnDevices(ctx); err != nil {
 			return fmt.Errorf("adding your devices: %w", err)
@@ -345,9 +390,16 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 	return fmt.Errorf("command not handled")
 }
 
-// refresh brings the chat list in line with the client's groups: new
-// groups get the next numbers (in a stable order), left ones are marked.
+// refresh brings the chat list in line with the client's groups, and
+// tells of contacts' devices that changed since the last time.
 func (s *Session) refresh() {
+	s.refreshList()
+	s.checkDevices()
+}
+
+// refreshList brings the chat list in line with the client's groups: new
+// groups get the next numbers (in a stable order), left ones are marked.
+func (s *Session) refreshList() {
 	groups := s.c.Groups()
 	// New chats are numbered by their first message, so the numbers of a
 	// device's chats stay the same from one run to the next.
@@ -379,6 +431,9 @@ func (s *Session) refresh() {
 			s.chats = append(s.chats, ch)
 		}
 		ch.gone = false
+		if name, err := s.c.GroupName(g.ID); err == nil {
+			ch.name = name
+		}
 		ch.others = ch.others[:0]
 		for _, u := range client.UsersOf(g.Members) {
 			if u.Username != s.self {
@@ -486,6 +541,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 	case client.EventMessage:
 		if e.Message == nil || e.Message.Content == nil {
 			return
+		}
+		if e.Message.Content.Kind == client.KindGroupName {
+			s.refresh() // the line and the ones after name the chat anew
 		}
 		ch := s.chatOf(e.Group)
 		s.printf("%s", s.formatMessage(ch, e.Message))
