@@ -371,21 +371,7 @@ func TestAttackBypassArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{sr}}
-	for _, ep := range eps[:2] {
-		cl, err := custodian.NewClient(ep, e.net.ArchiveCert, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// With the log evidence, from the head the custodian tracks.
-		tracked, err := cl.TrackedSize(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cl.Ask(ctx, e.net.Envelope(t, req, tracked)); err != nil {
-			t.Fatalf("the custodian should answer a valid warrant (the bypass is detected, not prevented): %v", err)
-		}
-		cl.Close()
-	}
+	askDirect(t, e, req, eps[:2])
 
 	rep = report(t, e, eps)
 	wantDiscrepancy(t, rep, "custodian A logged")
@@ -405,6 +391,107 @@ func TestAttackBypassArchive(t *testing.T) {
 		if err := counts.Verify(ed25519.PublicKey(key)); err != nil || counts.Kinds["request"] != c.Requests {
 			t.Fatalf("statement of %s: %v", c.Name, err)
 		}
+	}
+}
+
+// askDirect sends req straight to the custodians at eps, as an archive
+// operator bypassing the archive's log would.
+func askDirect(t *testing.T, e *env, req *escrow.Request, eps []custodian.Endpoint) {
+	t.Helper()
+	ctx := context.Background()
+	for _, ep := range eps {
+		cl, err := custodian.NewClient(ep, e.net.ArchiveCert, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// With the log evidence, from the head the custodian tracks.
+		tracked, err := cl.TrackedSize(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Ask(ctx, e.net.Envelope(t, req, tracked)); err != nil {
+			t.Fatalf("the custodian should answer a valid warrant (the bypass is detected, not prevented): %v", err)
+		}
+		cl.Close()
+	}
+}
+
+// padArchiveLog appends, as whoever can write the archive's store, an ask
+// and an answer for each named custodian, under the warrant of hash wh.
+func padArchiveLog(t *testing.T, e *env, wh string, eps []custodian.Endpoint, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	e.st.Close()
+	st, err := pebble.Open(e.dir, pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(ctx, st, archive.AuditBucket, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		ev := map[string]any{"request_hash": fmt.Sprintf("%064x", i+1), "warrant_hash": wh, "custodian": eps[i].String(), "name": name}
+		for _, kind := range []string{"ask", "answer"} {
+			if err := l.AppendJSON(ctx, kind, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st.Close()
+	openArchive(t, e)
+}
+
+// TestAttackBypassArchivePadded: the archive's operator asks custodians
+// directly under a warrant it wants hidden, then pads the archive's log
+// with asks and answers so that every custodian's totals match. The
+// custodians' counts per warrant still show the requests that did not come
+// through the archive, and a warrant its log never names.
+func TestAttackBypassArchivePadded(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	w1 := openWarrant(t, e, "W-1", eps)
+	if rep := report(t, e, eps); len(rep.Discrepancies) != 0 {
+		t.Fatalf("regular traffic shows discrepancies:\n%s", rep.Text())
+	}
+
+	hidden := e.net.Warrant(t, escrow.Warrant{ID: "W-hidden", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	hh, err := hidden.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := e.arch.Find(ctx, archive.Query{Usernames: []string{"alice"}, From: t0, To: t0.Add(time.Hour)})
+	if err != nil || len(found) == 0 {
+		t.Fatal(err)
+	}
+	sr, err := e.arch.Record(ctx, found[0].Slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	askDirect(t, e, &escrow.Request{Warrant: hidden, Records: []*escrow.ServerRecord{sr}}, eps[:2])
+
+	// Padding under a warrant the archive did log: the totals match.
+	padArchiveLog(t, e, w1.WarrantHash, eps, "A", "B")
+	rep := report(t, e, eps)
+	all := strings.Join(rep.Discrepancies, "\n")
+	if strings.Contains(all, "requests, the archive sent it") {
+		t.Fatalf("the padding should have evened the totals (the attack's premise):\n%s", all)
+	}
+	for _, name := range []string{"A", "B"} {
+		wantDiscrepancy(t, rep, fmt.Sprintf("custodian %s logged 1 requests under warrant hash %x, which the archive's log never names, the archive sent it 0", name, hh))
+	}
+	if strings.Contains(all, "custodian C") {
+		t.Errorf("C was not asked, but:\n%s", all)
+	}
+
+	// Padding under the hidden warrant itself: its counts match, but the
+	// archive's log never names the warrant.
+	padArchiveLog(t, e, fmt.Sprintf("%x", hh), eps, "A", "B")
+	rep = report(t, e, eps)
+	for _, name := range []string{"A", "B"} {
+		wantDiscrepancy(t, rep, fmt.Sprintf("custodian %s logged 1 requests under warrant hash %x, which the archive's log never names", name, hh))
 	}
 }
 

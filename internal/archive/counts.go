@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,6 +41,67 @@ type CustodianCounts struct {
 	Unreached int    `json:"archive_unreached"`
 	Lost      int    `json:"archive_lost"`
 	Error     string `json:"error,omitempty"` // it could not be asked
+
+	// byWarrant is the archive's log's part of the line per warrant hash.
+	byWarrant map[[32]byte]*warrantTally
+}
+
+// warrantTally is what the archive's log says it asked one custodian under
+// one warrant.
+type warrantTally struct {
+	asked, unreached, refused int
+}
+
+// warrantIndex resolves the warrant of the archive's log entries: entries
+// written before they named the warrant's hash are resolved through the
+// request (by its hash) and the warrant (by its ID) they belong to.
+type warrantIndex struct {
+	byID   map[string][32]byte // warrant ID -> hash, from "warrant" entries
+	byReq  map[string][32]byte // request hash -> warrant hash
+	logged map[[32]byte]string // warrant hashes of "warrant" entries -> ID
+}
+
+func newWarrantIndex() *warrantIndex {
+	return &warrantIndex{byID: map[string][32]byte{}, byReq: map[string][32]byte{}, logged: map[[32]byte]string{}}
+}
+
+// parseHash decodes a warrant hash of 64 hex digits.
+func parseHash(s string) ([32]byte, bool) {
+	var h [32]byte
+	if len(s) != 64 {
+		return h, false
+	}
+	_, err := hex.Decode(h[:], []byte(s))
+	return h, err == nil
+}
+
+// note learns the warrant of a "warrant" or "request" entry.
+func (x *warrantIndex) note(e *audit.Entry) error {
+	if e.Kind != "warrant" && e.Kind != "request" {
+		return nil
+	}
+	var b struct {
+		ID          string `json:"warrant_id"`
+		WarrantHash string `json:"warrant_hash"`
+		RequestHash string `json:"request_hash"`
+	}
+	if err := json.Unmarshal(e.Body, &b); err != nil {
+		return fmt.Errorf("entry %d: %w", e.Seq, err)
+	}
+	h, ok := parseHash(b.WarrantHash)
+	if !ok {
+		h, ok = x.byID[b.ID]
+	}
+	if !ok {
+		return nil
+	}
+	if e.Kind == "warrant" {
+		x.byID[b.ID] = h
+		x.logged[h] = b.ID
+	} else if b.RequestHash != "" {
+		x.byReq[b.RequestHash] = h
+	}
+	return nil
 }
 
 // statement is one custodian's answer to the report's count request.
@@ -84,15 +146,20 @@ func (a *Archive) fetchCounts(ctx context.Context, opts ReportOptions) []stateme
 // custodianEvent is the part of the archive's ask, answer, refusal,
 // unavailable and invalid-answer entries the report counts.
 type custodianEvent struct {
-	Custodian string `json:"custodian"` // endpoint
-	Name      string `json:"name"`
-	Sent      *bool  `json:"sent"` // unavailable: false if never sent
+	Custodian   string `json:"custodian"` // endpoint
+	Name        string `json:"name"`
+	Sent        *bool  `json:"sent"` // unavailable: false if never sent
+	WarrantHash string `json:"warrant_hash"`
+	RequestHash string `json:"request_hash"`
 }
 
 // countCustodianEvent adds an entry of the archive's log to the tally of
 // the custodian it concerns, named by the entry or, for an entry that
 // names only an endpoint, by the custodian anchored from that endpoint.
-func countCustodianEvent(e *audit.Entry, peers map[string]string, tally map[string]*CustodianCounts) error {
+func countCustodianEvent(e *audit.Entry, peers map[string]string, tally map[string]*CustodianCounts, wx *warrantIndex) error {
+	if err := wx.note(e); err != nil {
+		return err
+	}
 	switch e.Kind {
 	case "ask", "answer", "refusal", "unavailable":
 	default:
@@ -112,19 +179,33 @@ func countCustodianEvent(e *audit.Entry, peers map[string]string, tally map[stri
 	}
 	c := tally[key]
 	if c == nil {
-		c = &CustodianCounts{Name: name, Endpoint: ev.Custodian}
+		c = &CustodianCounts{Name: name, Endpoint: ev.Custodian, byWarrant: map[[32]byte]*warrantTally{}}
 		tally[key] = c
+	}
+	wh, ok := parseHash(ev.WarrantHash)
+	if !ok {
+		wh, ok = wx.byReq[ev.RequestHash]
+	}
+	wt := &warrantTally{} // an event of no known warrant counts only in the totals
+	if ok {
+		if wt = c.byWarrant[wh]; wt == nil {
+			wt = &warrantTally{}
+			c.byWarrant[wh] = wt
+		}
 	}
 	switch e.Kind {
 	case "ask":
 		c.Asked++
+		wt.asked++
 	case "answer":
 		c.Answered++
 	case "refusal":
 		c.Refused++
+		wt.refused++
 	case "unavailable":
 		if ev.Sent != nil && !*ev.Sent {
 			c.Unreached++
+			wt.unreached++
 		} else {
 			c.Lost++
 		}
@@ -133,7 +214,7 @@ func countCustodianEvent(e *audit.Entry, peers map[string]string, tally map[stri
 }
 
 // compareCustodians fills the report's custodian lines and discrepancies.
-func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport, sum *audit.Summary, stmts []statement, tally map[string]*CustodianCounts) error {
+func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport, sum *audit.Summary, stmts []statement, tally map[string]*CustodianCounts, wx *warrantIndex) error {
 	held := map[string]*audit.SignedHead{}
 	for _, h := range sum.Latest() {
 		held[h.Service] = h
@@ -182,6 +263,36 @@ func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport
 			flag("custodian %s logged %d answers, the archive sent it %d requests of which it refused %d: %d answers went elsewhere",
 				name, line.Answers, sent, line.Refused, line.Answers-most)
 		}
+		// The same per warrant, so that entries added to the archive's
+		// log under one warrant cannot cover a request made under another.
+		var byWarrant map[[32]byte]*warrantTally
+		if t := tally[name]; t != nil {
+			byWarrant = t.byWarrant
+		}
+		ws := make([][32]byte, 0, len(c.Warrants))
+		for w := range c.Warrants {
+			ws = append(ws, w)
+		}
+		sort.Slice(ws, func(i, j int) bool { return string(ws[i][:]) < string(ws[j][:]) })
+		for _, w := range ws {
+			wt := byWarrant[w]
+			if wt == nil {
+				wt = &warrantTally{}
+			}
+			label := describeWarrant(w, wx)
+			reqs, ans := c.Warrants[w]["request"], c.Warrants[w]["answer"]
+			sent := uint64(max(wt.asked-wt.unreached, 0))
+			_, logged := wx.logged[w]
+			if reqs > sent {
+				flag("custodian %s logged %d requests under %s, the archive sent it %d under that warrant: %d did not come through this archive",
+					name, reqs, label, sent, reqs-sent)
+			} else if !logged {
+				flag("custodian %s logged %d requests under %s", name, reqs, label)
+			} else if most := uint64(max(wt.asked-wt.unreached-wt.refused, 0)); ans > most {
+				flag("custodian %s logged %d answers under %s, the archive sent it %d requests under that warrant of which it refused %d: %d answers went elsewhere",
+					name, ans, label, sent, wt.refused, ans-most)
+			}
+		}
 		if why := goesBack(held[c.Service], &audit.SignedHead{Service: c.Service, Head: c.Head}); why != "" {
 			flag("custodian %s: %s (the archive's log holds its signed head %s)", name, why, held[c.Service].Head)
 		}
@@ -202,6 +313,15 @@ func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport
 	}
 	sort.SliceStable(rep.Custodians, func(i, j int) bool { return rep.Custodians[i].Name < rep.Custodians[j].Name })
 	return nil
+}
+
+// describeWarrant names a warrant for the report: its ID if the archive
+// logged it, and its hash.
+func describeWarrant(w [32]byte, wx *warrantIndex) string {
+	if id, ok := wx.logged[w]; ok {
+		return fmt.Sprintf("warrant %q (hash %x)", id, w)
+	}
+	return fmt.Sprintf("warrant hash %x, which the archive's log never names", w)
 }
 
 // checkOwnHead checks a head of the archive's log held by a custodian

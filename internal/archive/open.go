@@ -355,14 +355,14 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		return nil, nil, err
 	}
 	reqHash := hex.EncodeToString(rh[:])
-	if err := a.audit(ctx, "request", map[string]any{"warrant_id": sw.Warrant.ID, "request_hash": reqHash,
+	if err := a.audit(ctx, "request", map[string]any{"warrant_id": sw.Warrant.ID, "warrant_hash": rep.WarrantHash, "request_hash": reqHash,
 		"records": len(chunk), "custodians": len(clients)}); err != nil {
 		return nil, nil, err
 	}
 	// Each custodian asked is logged before it is asked ("ask"), so the
 	// report can match the custodians' own counts of requests.
 	event := func(i int) map[string]any {
-		ev := map[string]any{"request_hash": reqHash, "custodian": clients[i].Endpoint.String()}
+		ev := map[string]any{"request_hash": reqHash, "warrant_hash": rep.WarrantHash, "custodian": clients[i].Endpoint.String()}
 		if name := rep.Custodians[i].Name; name != "" {
 			ev["name"] = name
 		}

@@ -115,6 +115,7 @@ func (a *Archive) Report(ctx context.Context, p Period, opts ReportOptions) (*Tr
 	months := map[string]*MonthTotals{}
 	monthWarrants := map[string]map[string]bool{}
 	tally := map[string]*CustodianCounts{} // by custodian name, or "?"+endpoint
+	wx := newWarrantIndex()
 	var after uint64
 	for after < head.Seq {
 		es, err := audit.Entries(ctx, a.cfg.Store, AuditBucket, after, 0)
@@ -129,7 +130,7 @@ func (a *Archive) Report(ctx context.Context, p Period, opts ReportOptions) (*Tr
 				break
 			}
 			after = e.Seq
-			if err := countCustodianEvent(e, sum.Peers, tally); err != nil {
+			if err := countCustodianEvent(e, sum.Peers, tally, wx); err != nil {
 				return nil, fmt.Errorf("building transparency report: %w", err)
 			}
 			if !p.contains(e.Time) || (e.Kind != "warrant" && e.Kind != "opened") {
@@ -170,7 +171,7 @@ func (a *Archive) Report(ctx context.Context, p Period, opts ReportOptions) (*Tr
 			}
 		}
 	}
-	if err := a.compareCustodians(ctx, rep, sum, stmts, tally); err != nil {
+	if err := a.compareCustodians(ctx, rep, sum, stmts, tally, wx); err != nil {
 		return nil, fmt.Errorf("building transparency report: %w", err)
 	}
 	for _, w := range byID {

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +72,29 @@ type Summary struct {
 	Peers map[string]string
 	// Checked is the number of anchored heads of this log that matched.
 	Checked int
+	// Warrants counts, per warrant, the entries of each kind whose JSON
+	// body names that warrant by its hash (a "warrant_hash" field of 64
+	// hex digits): the archive's and custodians' requests, answers and
+	// refusals do.
+	Warrants map[[32]byte]map[string]uint64
+}
+
+// warrantOf returns the warrant hash an entry's JSON body names, if any.
+func warrantOf(body []byte) ([32]byte, bool) {
+	var w [32]byte
+	if len(body) == 0 || body[0] != '{' || !bytes.Contains(body, []byte(`"warrant_hash"`)) {
+		return w, false
+	}
+	var b struct {
+		WarrantHash string `json:"warrant_hash"`
+	}
+	if json.Unmarshal(body, &b) != nil || len(b.WarrantHash) != 64 {
+		return w, false
+	}
+	if _, err := hex.Decode(w[:], []byte(b.WarrantHash)); err != nil {
+		return w, false
+	}
+	return w, true
 }
 
 // Latest returns the latest anchored head of each other service, in
@@ -108,11 +133,13 @@ type CheckOptions struct {
 // log. A failure is a *TamperError (errors.Is ErrTampered) naming the first
 // entry that does not verify.
 func Check(ctx context.Context, kv store.KV, bucket string, opts CheckOptions) (*Summary, error) {
-	sum := &Summary{Kinds: map[string]uint64{}, Peers: map[string]string{}}
+	sum := &Summary{Kinds: map[string]uint64{}, Peers: map[string]string{}, Warrants: map[[32]byte]map[string]uint64{}}
 	want := map[uint64][32]byte{} // anchored seq -> hash
 	for _, a := range opts.Anchors {
 		if h, ok := want[a.Seq]; ok && h != a.Hash {
-			return nil, fmt.Errorf("verifying audit log %q: two anchored heads disagree at entry %d: %w", bucket, a.Seq, ErrMalformed)
+			// The service signed two different logs: a fork.
+			return nil, &TamperError{Seq: a.Seq, Anchored: true, Reason: fmt.Sprintf(
+				"two heads anchored elsewhere vouch for different entries %d (%x and %x): the log was forked", a.Seq, h, a.Hash)}
 		}
 		want[a.Seq] = a.Hash
 	}
@@ -151,6 +178,12 @@ func Check(ctx context.Context, kv store.KV, bucket string, opts CheckOptions) (
 				sum.Checked++
 			}
 			sum.Kinds[e.Kind]++
+			if w, ok := warrantOf(e.Body); ok {
+				if sum.Warrants[w] == nil {
+					sum.Warrants[w] = map[string]uint64{}
+				}
+				sum.Warrants[w][e.Kind]++
+			}
 			if e.Kind == KindAnchor {
 				sh, peer, err := ParseAnchor(e)
 				if err != nil {
@@ -250,9 +283,9 @@ func (l *Log) Counts(ctx context.Context, key ed25519.PrivateKey, service string
 	if err != nil {
 		return nil, fmt.Errorf("counting audit log %q: %w", l.bucket, err)
 	}
-	c := &Counts{Service: service, Head: sum.Head, Time: l.now(), Nonce: nonce, Kinds: sum.Kinds, Anchors: sum.Latest()}
-	if len(c.Kinds) > MaxKinds || len(c.Anchors) > MaxAnchors {
-		return nil, fmt.Errorf("counting audit log %q: %w: %d kinds, %d services anchored", l.bucket, ErrTooLarge, len(c.Kinds), len(c.Anchors))
+	c := &Counts{Service: service, Head: sum.Head, Time: l.now(), Nonce: nonce, Kinds: sum.Kinds, Anchors: sum.Latest(), Warrants: sum.Warrants}
+	if len(c.Kinds) > MaxKinds || len(c.Anchors) > MaxAnchors || len(c.Warrants) > MaxWarrants {
+		return nil, fmt.Errorf("counting audit log %q: %w: %d kinds, %d services anchored, %d warrants", l.bucket, ErrTooLarge, len(c.Kinds), len(c.Anchors), len(c.Warrants))
 	}
 	if err := c.Sign(key); err != nil {
 		return nil, err

@@ -30,8 +30,10 @@ const (
 	// MaxAnchors bounds the heads of other services a count statement
 	// carries.
 	MaxAnchors = 32
+	// MaxWarrants bounds the warrants a count statement lists counts of.
+	MaxWarrants = 8192
 	// maxStatement bounds an encoded count statement.
-	maxStatement = 64 << 10
+	maxStatement = 4 << 20
 )
 
 // ErrBadSignature: a statement's signature does not verify under the key
@@ -41,7 +43,8 @@ var ErrBadSignature = errors.New("audit: bad signature on a signed statement")
 const (
 	statementVersion = 1
 	headContext      = "anom/audit/v1 signed head\x00"
-	countsContext    = "anom/audit/v1 signed counts\x00"
+	// countsContext is v2: a count statement also counts per warrant.
+	countsContext = "anom/audit/v2 signed counts\x00"
 )
 
 // SignedHead is a service's signed statement {service, seq, hash, time}:
@@ -222,8 +225,9 @@ func WriteSignedHeads(w io.Writer, heads []*SignedHead) error {
 }
 
 // Counts is a service's signed statement of what its log holds: its head,
-// the number of entries of each kind up to it, and the latest head of each
-// other service anchored in it. The requester's Nonce makes it fresh.
+// the number of entries of each kind up to it, the number of each kind per
+// warrant (see Summary.Warrants), and the latest head of each other service
+// anchored in it. The requester's Nonce makes it fresh.
 type Counts struct {
 	Service string
 	Head    Head
@@ -233,7 +237,11 @@ type Counts struct {
 	// Anchors is the latest head of each other service anchored in the
 	// log, in service order.
 	Anchors []*SignedHead
-	Sig     []byte
+	// Warrants counts, per warrant hash, the entries of each kind that
+	// name it; at most MaxWarrants warrants, each with at most MaxKinds
+	// kinds.
+	Warrants map[[32]byte]map[string]uint64
+	Sig      []byte
 }
 
 func (c *Counts) body() ([]byte, error) {
@@ -271,7 +279,45 @@ func (c *Counts) body() ([]byte, error) {
 		}
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ab) })
 	}
+	if len(c.Warrants) > MaxWarrants {
+		return nil, fmt.Errorf("%w: %d warrants", ErrMalformed, len(c.Warrants))
+	}
+	ws := make([][32]byte, 0, len(c.Warrants))
+	for w := range c.Warrants {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return string(ws[i][:]) < string(ws[j][:]) })
+	b.AddUint16(uint16(len(ws)))
+	for _, w := range ws {
+		wk, err := sortedKinds(c.Warrants[w])
+		if err != nil {
+			return nil, err
+		}
+		b.AddBytes(w[:])
+		b.AddUint8(uint8(len(wk)))
+		for _, k := range wk {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(k)) })
+			b.AddUint64(c.Warrants[w][k])
+		}
+	}
 	return b.Bytes()
+}
+
+// sortedKinds returns the kinds of m in order, checking their number and
+// lengths.
+func sortedKinds(m map[string]uint64) ([]string, error) {
+	if len(m) < 1 || len(m) > MaxKinds {
+		return nil, fmt.Errorf("%w: a warrant with %d kinds", ErrMalformed, len(m))
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if len(k) < 1 || len(k) > MaxKind {
+			return nil, fmt.Errorf("%w: kind is %d bytes", ErrMalformed, len(k))
+		}
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // Sign sets the signature.
@@ -304,7 +350,8 @@ func (c *Counts) Verify(pub ed25519.PublicKey) error {
 // MarshalBinary encodes the statement: the head's fields as in a
 // SignedHead, nonce, kinds (8-bit count; each 8-bit-length name and 64-bit
 // count, in name order), anchors (8-bit count; each a 16-bit-length
-// SignedHead), signature.
+// SignedHead), warrants (16-bit count; each a 32-byte warrant hash, in
+// order, then its kinds as above), signature.
 func (c *Counts) MarshalBinary() ([]byte, error) {
 	m, err := c.body()
 	if err != nil {
@@ -361,6 +408,41 @@ func ParseCounts(data []byte) (*Counts, error) {
 			return nil, fmt.Errorf("decoding audit counts: anchor %d: %w", i, err)
 		}
 		c.Anchors = append(c.Anchors, a)
+	}
+	var nw uint16
+	if !s.ReadUint16(&nw) || int(nw) > MaxWarrants {
+		return nil, fmt.Errorf("decoding audit counts: %w: warrants", ErrMalformed)
+	}
+	if nw > 0 {
+		c.Warrants = make(map[[32]byte]map[string]uint64, nw)
+	}
+	var prevW []byte
+	for i := 0; i < int(nw); i++ {
+		var wh []byte
+		var nk uint8
+		if !s.ReadBytes(&wh, 32) || !s.ReadUint8(&nk) || nk < 1 || int(nk) > MaxKinds {
+			return nil, fmt.Errorf("decoding audit counts: %w: warrant %d truncated", ErrMalformed, i)
+		}
+		if i > 0 && string(wh) <= string(prevW) {
+			return nil, fmt.Errorf("decoding audit counts: %w: warrants not in strict order", ErrMalformed)
+		}
+		prevW = wh
+		kinds := make(map[string]uint64, nk)
+		prev := ""
+		for j := 0; j < int(nk); j++ {
+			var kind cryptobyte.String
+			var n uint64
+			if !s.ReadUint8LengthPrefixed(&kind) || !s.ReadUint64(&n) {
+				return nil, fmt.Errorf("decoding audit counts: %w: warrant %d kind %d truncated", ErrMalformed, i, j)
+			}
+			k := string(kind)
+			if len(k) < 1 || (j > 0 && k <= prev) {
+				return nil, fmt.Errorf("decoding audit counts: %w: warrant %d kinds not in strict order", ErrMalformed, i)
+			}
+			prev = k
+			kinds[k] = n
+		}
+		c.Warrants[[32]byte(wh)] = kinds
 	}
 	var sig []byte
 	if !s.ReadBytes(&sig, ed25519.SignatureSize) || !s.Empty() {

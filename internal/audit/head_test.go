@@ -72,7 +72,8 @@ func TestCountsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &Counts{Service: "custodian/B", Head: Head{Seq: 12, Hash: [32]byte{1, 2}}, Time: time.UnixMilli(7777), Nonce: [32]byte{9},
-		Kinds: map[string]uint64{"request": 4, "answer": 3, "refusal": 1, KindAnchor: 4}, Anchors: []*SignedHead{anchor}}
+		Kinds: map[string]uint64{"request": 4, "answer": 3, "refusal": 1, KindAnchor: 4}, Anchors: []*SignedHead{anchor},
+		Warrants: map[[32]byte]map[string]uint64{{7}: {"request": 3, "answer": 2}, {3}: {"request": 1, "refusal": 1}}}
 	if err := c.Sign(key); err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +91,104 @@ func TestCountsRoundTrip(t *testing.T) {
 	if got.Kinds["request"] != 4 || got.Kinds["answer"] != 3 || len(got.Anchors) != 1 || got.Anchors[0].Head.Seq != 9 || got.Nonce != c.Nonce {
 		t.Fatalf("round trip: %+v", got)
 	}
+	if len(got.Warrants) != 2 || got.Warrants[[32]byte{7}]["request"] != 3 || got.Warrants[[32]byte{3}]["refusal"] != 1 {
+		t.Fatalf("warrants round trip: %+v", got.Warrants)
+	}
 	got.Kinds["request"] = 3 // hide a request
 	if err := got.Verify(key.Public().(ed25519.PublicKey)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("edited counts verify: %v", err)
+	}
+	got.Kinds["request"] = 4
+	got.Warrants[[32]byte{7}]["request"] = 2 // move a request to another warrant
+	got.Warrants[[32]byte{3}]["request"] = 2
+	if err := got.Verify(key.Public().(ed25519.PublicKey)); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("edited per-warrant counts verify: %v", err)
+	}
+	// Too many warrants is refused on both sides.
+	c.Warrants = map[[32]byte]map[string]uint64{}
+	for i := range MaxWarrants + 1 {
+		c.Warrants[[32]byte{byte(i), byte(i >> 8)}] = map[string]uint64{"request": 1}
+	}
+	if err := c.Sign(key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("signing counts of %d warrants: %v", len(c.Warrants), err)
+	}
+}
+
+// TestCountsPerWarrant: entries whose JSON body names a warrant by its hash
+// are counted per warrant and kind, in the summary and the signed counts.
+func TestCountsPerWarrant(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	l, err := Open(ctx, s, "audit", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := strings.Repeat("ab", 32), strings.Repeat("0c", 32)
+	for _, e := range []struct{ kind, body string }{
+		{"request", `{"warrant_hash":"` + w1 + `","records":2}`},
+		{"answer", `{"warrant_hash":"` + w1 + `"}`},
+		{"request", `{"warrant_hash":"` + w2 + `"}`},
+		{"refusal", `{"warrant_hash":"` + w2 + `"}`},
+		{"request", `{"warrant_hash":"` + w1 + `"}`},
+		{"request", `{"warrant_hash":"short"}`}, // not a hash: counted only by kind
+		{"request", `not json "warrant_hash"`},
+	} {
+		if _, err := l.Append(ctx, e.kind, []byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := testKey(11)
+	c, err := l.Counts(ctx, key, "custodian/A", [32]byte{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCounts(b)
+	if err != nil || got.Verify(key.Public().(ed25519.PublicKey)) != nil {
+		t.Fatalf("parse/verify: %v", err)
+	}
+	h1, h2 := [32]byte{}, [32]byte{}
+	for i := range h1 {
+		h1[i], h2[i] = 0xab, 0x0c
+	}
+	if got.Kinds["request"] != 5 || len(got.Warrants) != 2 ||
+		got.Warrants[h1]["request"] != 2 || got.Warrants[h1]["answer"] != 1 ||
+		got.Warrants[h2]["request"] != 1 || got.Warrants[h2]["refusal"] != 1 {
+		t.Fatalf("counts %+v per warrant %+v", got.Kinds, got.Warrants)
+	}
+}
+
+// TestCheckForkedHeads: two signed heads of one log that vouch for
+// different entries at one sequence are a fork, reported as tampering.
+func TestCheckForkedHeads(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(12)
+	pub := key.Public().(ed25519.PublicKey)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	l, err := Open(ctx, s, "audit", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, ctx, l, 3)
+	h, err := l.Sign(key, "archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := l.Head()
+	other.Hash[0] ^= 1
+	fork, err := SignHead(key, "archive", other, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = CheckSigned(ctx, s, "audit", "archive", pub, []*SignedHead{h, fork})
+	var te *TamperError
+	if !errors.As(err, &te) || !te.Anchored || te.Seq != 3 || !strings.Contains(err.Error(), "forked") {
+		t.Fatalf("two signed heads at one entry: %v, want a TamperError naming the fork", err)
 	}
 }
 
@@ -297,7 +393,7 @@ func FuzzParseSignedHead(f *testing.F) {
 func FuzzParseCounts(f *testing.F) {
 	anchor, _ := SignHead(testKey(4), "archive", Head{Seq: 9}, time.UnixMilli(5000))
 	c := &Counts{Service: "custodian/A", Head: Head{Seq: 2}, Time: time.UnixMilli(1), Kinds: map[string]uint64{"request": 1, "answer": 1},
-		Anchors: []*SignedHead{anchor}}
+		Anchors: []*SignedHead{anchor}, Warrants: map[[32]byte]map[string]uint64{{1}: {"request": 1}, {2}: {"answer": 1, "request": 1}}}
 	if err := c.Sign(testKey(2)); err != nil {
 		f.Fatal(err)
 	}

@@ -170,6 +170,7 @@ type requestAudit struct {
 type answerAudit struct {
 	RequestHash string `json:"request_hash,omitempty"`
 	WarrantID   string `json:"warrant_id,omitempty"`
+	WarrantHash string `json:"warrant_hash,omitempty"`
 	Partials    int    `json:"partials,omitempty"`
 	Code        Code   `json:"code,omitempty"`
 	Record      *int   `json:"record,omitempty"`
@@ -208,17 +209,17 @@ func (s *Service) Handle(ctx context.Context, from string, body []byte) ([]byte,
 		return nil, err
 	}
 	if perr != nil {
-		return nil, s.refuse(ctx, ra.RequestHash, ra.WarrantID, perr)
+		return nil, s.refuse(ctx, ra, perr)
 	}
 	resp, err := s.answer(ctx, env)
 	if err != nil {
-		return nil, s.refuse(ctx, ra.RequestHash, ra.WarrantID, err)
+		return nil, s.refuse(ctx, ra, err)
 	}
 	out, err := resp.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
-	if err := s.audit(ctx, "answer", answerAudit{RequestHash: ra.RequestHash, WarrantID: ra.WarrantID, Partials: len(resp.D)}); err != nil {
+	if err := s.audit(ctx, "answer", answerAudit{RequestHash: ra.RequestHash, WarrantID: ra.WarrantID, WarrantHash: ra.WarrantHash, Partials: len(resp.D)}); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -241,10 +242,11 @@ func (s *Service) answer(ctx context.Context, env *Envelope) (*escrow.Response, 
 	return h.Answer(env.Request, s.cfg.Now(), revoked)
 }
 
-// refuse logs a refusal and returns the error to send.
-func (s *Service) refuse(ctx context.Context, reqHash, warrantID string, cause error) error {
+// refuse logs a refusal of the request ra describes and returns the error
+// to send.
+func (s *Service) refuse(ctx context.Context, ra requestAudit, cause error) error {
 	code, _ := codeOf(cause)
-	aa := answerAudit{RequestHash: reqHash, WarrantID: warrantID, Code: code, Error: cause.Error()}
+	aa := answerAudit{RequestHash: ra.RequestHash, WarrantID: ra.WarrantID, WarrantHash: ra.WarrantHash, Code: code, Error: cause.Error()}
 	var re *escrow.RecordError
 	if errors.As(cause, &re) {
 		aa.Record = &re.Index

@@ -51,7 +51,7 @@ func (s *Service) Handler() http.Handler {
 					writeError(w, aerr)
 					return
 				}
-				err = s.refuse(r.Context(), "", "", err)
+				err = s.refuse(r.Context(), requestAudit{}, err)
 			}
 			writeError(w, err)
 			return
