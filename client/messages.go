@@ -128,10 +128,15 @@ func (c *Client) catchUp(ctx context.Context, cn *conn) error {
 				}
 				continue
 			}
-			if !gs.g.Active() || st.GetLast() <= gs.cursor {
+			switch {
+			case !gs.g.Active() && st.GetJoined() > gs.cursor:
+				// Removed, then added back: read from the commit
+				// that added this device again.
+			case !gs.g.Active() || st.GetLast() <= gs.cursor:
 				continue
+			default:
+				from = gs.cursor + 1
 			}
-			from = gs.cursor + 1
 		}
 		if err := c.fetchGroup(ctx, cn, st.GetGroupId(), from); err != nil {
 			return err
@@ -168,7 +173,7 @@ func (c *Client) receive(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 	if len(ms) == 0 {
 		return nil
 	}
-	if gs, ok := c.groups[string(msgs.GetGroupId())]; ok && ms[0].GetSeq() > gs.cursor+1 {
+	if gs, ok := c.groups[string(msgs.GetGroupId())]; ok && gs.g.Active() && ms[0].GetSeq() > gs.cursor+1 {
 		return c.fetchGroup(ctx, cn, msgs.GetGroupId(), gs.cursor+1)
 	}
 	return c.process(ctx, cn, msgs)
@@ -179,7 +184,10 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 	gid := msgs.GetGroupId()
 	for _, m := range msgs.GetMessages() {
 		gs, ok := c.groups[string(gid)]
-		if !ok {
+		// A welcome for this device in a group it already knows means it
+		// was removed and added back (the server may skip the removal
+		// for a device offline meanwhile): it joins the new epoch.
+		if !ok || (m.GetSeq() > gs.cursor && addsDevice(m, c.dev.id)) {
 			if err := c.join(ctx, cn, gid, m); err != nil {
 				c.emit(Event{Type: EventError, Group: gid, Err: err})
 				c.log.Warn("joining group", "group", fmt.Sprintf("%x", gid), "err", err)
@@ -270,11 +278,7 @@ func (c *Client) join(ctx context.Context, cn *conn, gid []byte, m *anomv1.Group
 	if len(m.GetWelcome()) == 0 {
 		return nil
 	}
-	mine := false
-	for _, d := range m.GetAddedDevices() {
-		mine = mine || bytes.Equal(d, c.dev.id[:])
-	}
-	if !mine {
+	if !addsDevice(m, c.dev.id) {
 		return nil
 	}
 	w, err := mls.DecodeMLSMessage(m.GetWelcome())
@@ -322,6 +326,20 @@ func (c *Client) join(ctx context.Context, cn *conn, gid []byte, m *anomv1.Group
 	}
 	c.emit(Event{Type: EventJoined, Group: gid})
 	return c.refillKeyPackages(ctx, cn, false)
+}
+
+// addsDevice reports whether a group message is a commit with a welcome
+// that adds the device.
+func addsDevice(m *anomv1.GroupMessage, id identity.DeviceID) bool {
+	if len(m.GetWelcome()) == 0 {
+		return false
+	}
+	for _, d := range m.GetAddedDevices() {
+		if bytes.Equal(d, id[:]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *historyEntry) message(gid []byte, content *Content) *Message {
