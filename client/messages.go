@@ -221,7 +221,7 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 // handle processes one message of a known group.
 func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	if bytes.Equal(m.GetSenderDevice(), c.dev.id[:]) {
-		return nil // own message: applied or recorded when sent
+		return c.ownMessage(gs, m)
 	}
 	msg, err := mls.DecodeMLSMessage(m.GetMessage())
 	if err != nil {
