@@ -17,6 +17,13 @@ import (
 // ErrNoGroup is returned for a group the device is not in.
 var ErrNoGroup = errors.New("client: not in this group")
 
+// ErrNotMember is returned for removing a device that is not in the group.
+var ErrNotMember = errors.New("client: the device is not in this group")
+
+// ErrSelfRemove is returned for removing this device itself: another
+// member removes it.
+var ErrSelfRemove = errors.New("client: a device cannot remove itself; another member can")
+
 // CreateGroup makes a new group with every device of the given users and
 // this user's other devices, each checked in the transparency log, and
 // returns its ID. A 1:1 chat is a group with one other user.
@@ -90,6 +97,36 @@ func (c *Client) RemoveMembers(ctx context.Context, groupID []byte, usernames ..
 		}
 		return mls.CommitOptions{Remove: leaves}
 	})
+}
+
+// RemoveDevice removes one device (of any user but this device itself)
+// from a group, leaving the user's other devices in it.
+func (c *Client) RemoveDevice(ctx context.Context, groupID []byte, device identity.DeviceID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, gs, err := c.readyGroup(groupID)
+	if err != nil {
+		return err
+	}
+	if device == c.dev.id {
+		return fmt.Errorf("removing device %s: %w", device, ErrSelfRemove)
+	}
+	if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
+		return err
+	}
+	leaves := func() []mls.LeafIndex {
+		var out []mls.LeafIndex
+		for _, m := range MembersOf(gs.g, c.decoder()) {
+			if m.Err == nil && m.DeviceID == device.String() && !m.Self {
+				out = append(out, m.Leaf)
+			}
+		}
+		return out
+	}
+	if len(leaves()) == 0 {
+		return fmt.Errorf("removing device %s: %w", device, ErrNotMember)
+	}
+	return c.commit(ctx, cn, gs, func() mls.CommitOptions { return mls.CommitOptions{Remove: leaves()} })
 }
 
 // addUsers adds the devices of users not yet in the group; each user in
