@@ -305,6 +305,8 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.addMembers(ctx, cmd.Users)
 	case OpRemove:
 		return s.removeMembers(ctx, cmd.Users)
+	case OpRemoveDevice:
+		return s.removeDevice(ctx, cmd.Arg)
 	case OpSwitch:
 		return s.switchTo(cmd.Arg)
 	case OpSendFile:

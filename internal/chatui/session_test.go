@@ -281,6 +281,21 @@ func TestSessionGroup(t *testing.T) {
 	carol.wait("(chat 2 bob) bob: psst")
 	mustContain(t, carol.do("/switch alice,bob"), "* chat 1 alice,bob is now current")
 	mustContain(t, carol.do("/chats"), "* 1 alice,bob", "  2 bob")
+
+	// One device removed by its ID, then its user added back (issue 9).
+	cid, err := carol.c.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, alice.do("/remove-device "+cid.DeviceID.String()), "* device "+cid.DeviceID.String()+" of carol removed; chat 1 team now has alice (you), bob")
+	carol.wait("!!! you were removed from chat 1 alice,bob !!!")
+	mustContain(t, alice.do("/remove-device "+cid.DeviceID.String()), "is not in chat 1 team")
+	aid, _ := alice.c.Identity()
+	mustContain(t, alice.do("/remove-device "+aid.DeviceID.String()), "error: you cannot remove this device")
+	alice.do("/add carol")
+	carol.wait("* you were added to chat 1 alice,bob")
+	alice.do("carol is back")
+	carol.wait("] alice: carol is back")
 }
 
 // TestSessionPolicy: the escrow policy this device verified is shown in
