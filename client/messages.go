@@ -227,6 +227,7 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	if err != nil {
 		return fmt.Errorf("decoding message %d: %w", m.GetSeq(), err)
 	}
+	before := c.membersBefore(gs, msg)
 	rec, err := gs.g.Handle(msg)
 	if err != nil {
 		return fmt.Errorf("message %d: %w", m.GetSeq(), err)
@@ -234,6 +235,7 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	gid := gs.g.GroupID()
 	switch rec.Type {
 	case mls.ContentCommit:
+		c.alertRemovedExpired(gid, before, rec.Commit)
 		if rec.Commit != nil && rec.Commit.RemovedSelf {
 			c.emit(Event{Type: EventRemoved, Group: gid})
 		} else {

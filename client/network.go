@@ -170,6 +170,10 @@ func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) erro
 	if err := c.catchUp(ctx, cn); err != nil {
 		return err
 	}
+	if err := c.removeExpired(ctx, cn); err != nil {
+		c.log.Warn("removing expired devices from groups", "err", err)
+		c.emit(Event{Type: EventError, Err: err})
+	}
 	if err := c.welcomeOwnDevices(ctx, cn, news); err != nil {
 		// The device is still in sync; adding the others can wait for
 		// the user (AddOwnDevices).

@@ -536,6 +536,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		} else {
 			s.alert("you were removed from a chat (%x)", e.Group)
 		}
+	case client.EventDeviceRemoved:
+		s.refresh()
+		s.alert("chat %s: %s", s.groupLabel(e.Group), oneLine(e.Text))
 	case client.EventNewOwnDevice:
 		s.newOwnDevice(e)
 	case client.EventEscrowPolicy:

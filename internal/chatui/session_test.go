@@ -237,6 +237,8 @@ func TestSessionChat(t *testing.T) {
 	// Alerts from the client's events are printed prominently.
 	bob.q.Push(client.Event{Type: client.EventNewOwnDevice, Device: &identity.DeviceCertificate{Username: "bob"}})
 	bob.wait("!!! ALERT: device 00000000000000000000000000000000 was added under your name bob with no approval in the log.")
+	bob.q.Push(client.Event{Type: client.EventDeviceRemoved, Group: []byte{0xab}, Text: "device 01 of dave was removed (its certificate expired on 2027-01-01)"})
+	bob.wait("!!! chat ab: device 01 of dave was removed (its certificate expired on 2027-01-01)")
 	mustContain(t, alice.do("/remove bob"), "* chat 1 (only you) now has alice (you)")
 	bob.wait("!!! you were removed from chat 1 alice !!!")
 	mustContain(t, bob.do("still there?"), "error: you are no longer in chat 1 alice")
