@@ -235,7 +235,7 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	gid := gs.g.GroupID()
 	switch rec.Type {
 	case mls.ContentCommit:
-		c.alertRemovedExpired(gid, before, rec.Commit)
+		c.alertRemovedGone(gid, before, rec.Commit)
 		if rec.Commit != nil && rec.Commit.RemovedSelf {
 			c.emit(Event{Type: EventRemoved, Group: gid})
 		} else {
