@@ -25,6 +25,16 @@ import (
 // from the transparency log: device IDs one after the other.
 const recRevoked = "revoked-devices"
 
+// removedDevice is a device removed from a group by another member.
+type removedDevice struct {
+	group  []byte
+	member Member
+}
+
+// maxUnexplained bounds the removals kept in memory until their reason is
+// read from the log.
+const maxUnexplained = 1024
+
 // goneMember is a member to remove, with why.
 type goneMember struct {
 	Member
@@ -72,6 +82,10 @@ func (c *Client) noteRevocations(entries [][]byte) error {
 			continue
 		}
 		add = append(add, r.DeviceID[:]...)
+		if u, ok := c.unexplained[r.DeviceID.String()]; ok {
+			delete(c.unexplained, r.DeviceID.String())
+			c.alertRemoved(u.group, goneMember{Member: u.member, why: "it was revoked"})
+		}
 	}
 	if len(add) == 0 {
 		return nil
@@ -175,6 +189,15 @@ func (c *Client) alertRemovedGone(gid []byte, before []Member, info *mls.CommitI
 			}
 			if why := c.goneWhy(m, revoked); why != "" {
 				c.alertRemoved(gid, goneMember{Member: m, why: why})
+				continue
+			}
+			// Its revocation may not have been read here yet: the
+			// alert comes when it is (noteRevocations).
+			if c.unexplained == nil {
+				c.unexplained = map[string]removedDevice{}
+			}
+			if len(c.unexplained) < maxUnexplained {
+				c.unexplained[m.DeviceID] = removedDevice{group: gid, member: m}
 			}
 		}
 	}

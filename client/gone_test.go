@@ -122,6 +122,11 @@ func TestRevokedDeviceRemoved(t *testing.T) {
 	if e := groupEpoch(t, bob.c, g); e != epoch {
 		t.Fatalf("bob at epoch %d, alice at %d", e, epoch)
 	}
+	// Bob got alice's commit before reading the revocation: the alert
+	// comes once he has.
+	if e := bob.wait(EventDeviceRemoved); string(e.Group) != string(g) || e.Text != "device "+cid.DeviceID.String()+" of carol was removed: it was revoked" {
+		t.Fatalf("bob's alert: %q", e.Text)
+	}
 	if err := bob.c.SendText(ctx, g, "without carol"); err != nil {
 		t.Fatal(err)
 	}
