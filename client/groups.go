@@ -242,10 +242,30 @@ func (c *Client) sendCommit(ctx context.Context, cn *conn, gs *groupState, pc *m
 	if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) {
 		return err
 	}
+	if refused(err) {
+		// The server answered that it did not take the commit.
+		if derr := c.v.del(pendingRecName(gs.g.GroupID())); derr != nil {
+			return fmt.Errorf("dropping a refused commit: %w", derr)
+		}
+		return fmt.Errorf("sending commit: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("sending commit (kept until the group's log shows whether the server has it): %w", err)
 	}
 	return c.applyPending(gs, pc)
+}
+
+// refused reports whether the server answered that a message was refused
+// before being stored (as opposed to a lost answer or a failure that may
+// have come after storing it).
+func refused(err error) bool {
+	for _, code := range []anomv1.ErrorCode{anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE,
+		anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, anomv1.ErrorCode_ERROR_CODE_BAD_FRAME} {
+		if IsCode(err, code) {
+			return true
+		}
+	}
+	return false
 }
 
 // applyPending moves the group to the epoch of its pending commit.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -26,7 +25,10 @@ import (
 type cutProxy struct {
 	target atomic.Value // string
 	armed  atomic.Bool
-	cut    chan struct{}
+	// armedReq, when set, drops the next bytes from the client instead
+	// (the request never reaches the server) and closes the connection.
+	armedReq atomic.Bool
+	cut      chan struct{}
 }
 
 func newCutProxy(t *testing.T, target string) (*cutProxy, string) {
@@ -61,7 +63,26 @@ func (p *cutProxy) serve(c net.Conn) {
 		return
 	}
 	defer s.Close()
-	go func() { io.Copy(s, c); s.Close() }()
+	go func() {
+		defer s.Close()
+		defer c.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 && p.armedReq.CompareAndSwap(true, false) {
+				p.cut <- struct{}{}
+				return
+			}
+			if n > 0 {
+				if _, err := s.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := s.Read(buf)
@@ -229,4 +250,57 @@ func groupEpoch(t *testing.T, c *Client, id []byte) uint64 {
 	}
 	t.Fatalf("no group %x", id)
 	return 0
+}
+
+// TestUnsentCommitSettled: the connection drops before the commit reaches
+// the server. The commit stays pending; the next commit sends it first,
+// as it was, and the group stays one (issue 9, item 10).
+func TestUnsentCommitSettled(t *testing.T) {
+	n, _, newProxy := newRestartableNet(t)
+	proxy := newProxy()
+	alice := n.newDevice("alice")
+	newProxy()
+	bob, carol := n.newDevice("bob"), n.newDevice("carol")
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	carol.wait(EventJoined)
+	epoch := groupEpoch(t, bob.c, g)
+
+	testHookCommitSending = func() { proxy.armedReq.Store(true) }
+	err = alice.c.RemoveMembers(ctx, g, "carol")
+	testHookCommitSending = nil
+	if err == nil {
+		t.Fatal("the commit never left, yet RemoveMembers succeeded")
+	}
+	<-proxy.cut
+	if err := alice.c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := groupEpoch(t, bob.c, g); e != epoch {
+		t.Fatalf("the server took a commit that never reached it: bob at epoch %d", e)
+	}
+	// Sending still works in the old epoch; the commit is still pending.
+	if err := alice.c.SendText(ctx, g, "before"); err != nil {
+		t.Fatal(err)
+	}
+	carol.waitText("before")
+	// The next commit settles it first: carol goes, dave comes.
+	dave := n.newDevice("dave")
+	if err := alice.c.AddMembers(ctx, g, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	carol.wait(EventRemoved)
+	dave.wait(EventJoined)
+	if err := alice.c.SendText(ctx, g, "after"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("after")
+	dave.waitText("after")
+	if ga, gb := groupEpoch(t, alice.c, g), groupEpoch(t, bob.c, g); ga != gb {
+		t.Fatalf("alice at epoch %d, bob at %d", ga, gb)
+	}
 }
