@@ -140,14 +140,17 @@ func (c *Client) removeGone(ctx context.Context, cn *conn) error {
 		if err := c.fetchGroup(ctx, cn, gid, gs.cursor+1); err != nil {
 			return err
 		}
-		// Another member may have removed them meanwhile.
-		gone := c.goneMembers(gs, revoked)
-		if !gs.g.Active() || len(gone) == 0 {
+		if !gs.g.Active() {
 			continue
 		}
+		// Another member may have removed them meanwhile (before or
+		// during an epoch conflict): only those still there are removed,
+		// and alerted of here.
+		var gone []goneMember
 		err := c.commit(ctx, cn, gs, func() mls.CommitOptions {
+			gone = c.goneMembers(gs, revoked)
 			var leaves []mls.LeafIndex
-			for _, m := range c.goneMembers(gs, revoked) {
+			for _, m := range gone {
 				leaves = append(leaves, m.Leaf)
 			}
 			return mls.CommitOptions{Remove: leaves}

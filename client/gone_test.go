@@ -169,3 +169,42 @@ func TestAttackForgedRevocationRemovesNoOne(t *testing.T) {
 	}
 	bob.waitText("still here")
 }
+
+// TestRevokedDeviceRemovedByTwo: two members online at once both remove
+// the revoked device; one commit wins, the other finds nothing left to do
+// (no error, no extra epoch).
+func TestRevokedDeviceRemovedByTwo(t *testing.T) {
+	n := newTestNet(t)
+	alice, bob, carol := n.newDevice("alice"), n.newDevice("bob"), n.newDevice("carol")
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	carol.wait(EventJoined)
+	before := groupEpoch(t, alice.c, g)
+	cid, _ := carol.c.Identity()
+	if _, err := n.srv.Revoke(context.Background(), cid.DeviceID, "test", n.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, d := range []*device{alice, bob} {
+		go func() { errs <- d.c.Sync(ctx) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice.wait(EventDeviceRemoved)
+	bob.wait(EventDeviceRemoved)
+	ga, gb := groupEpoch(t, alice.c, g), groupEpoch(t, bob.c, g)
+	if ga != gb || ga != before+1 {
+		t.Fatalf("epochs: alice %d, bob %d, before %d", ga, gb, before)
+	}
+	if err := alice.c.SendText(ctx, g, "one removal"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("one removal")
+}

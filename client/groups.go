@@ -199,7 +199,11 @@ func (c *Client) commit(ctx context.Context, cn *conn, gs *groupState, opts func
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		pc, err := gs.g.Commit(opts())
+		o := opts()
+		if len(o.Add) == 0 && len(o.Remove) == 0 && o.Extensions == nil && len(o.ExternalPSKs) == 0 {
+			return nil // nothing (left) to do: another member's commit did it
+		}
+		pc, err := gs.g.Commit(o)
 		if err != nil {
 			return fmt.Errorf("making commit: %w", err)
 		}
