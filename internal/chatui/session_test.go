@@ -298,6 +298,9 @@ func TestSessionGroup(t *testing.T) {
 	carol.wait("* you were added to chat 1 alice,bob")
 	alice.do("carol is back")
 	carol.wait("] alice: carol is back")
+	mustContain(t, carol.do("/switch 1"), "* chat 1 alice,bob is now current")
+	carol.do("thanks")
+	bob.wait("carol: thanks")
 }
 
 // TestSessionPolicy: the escrow policy this device verified is shown in
