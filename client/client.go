@@ -70,6 +70,9 @@ type Client struct {
 	escrowPol *policyState
 	// mismatches are false escrow records found, to report.
 	mismatches []EscrowMismatch
+	// unexplained are the devices other members removed from groups for
+	// no reason known here yet (see alertRemovedGone), by device ID.
+	unexplained map[string]removedDevice
 	// tamperRecord, set by tests only, alters what a sent record seals.
 	tamperRecord func(m *escrow.Metadata, plaintext []byte) []byte
 

@@ -38,6 +38,10 @@ const (
 	// one its content gives (Group, Message, Mismatch set): the sender sent
 	// a false escrow copy. It has been reported to the server.
 	EventEscrowMismatch
+	// EventDeviceRemoved: a device was removed from a group because it
+	// was revoked (or wiped) or its certificate expired (Group set, Text
+	// says which device and why).
+	EventDeviceRemoved
 )
 
 // Event is something that happened to the device.

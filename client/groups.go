@@ -2,7 +2,9 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,13 @@ import (
 
 // ErrNoGroup is returned for a group the device is not in.
 var ErrNoGroup = errors.New("client: not in this group")
+
+// ErrNotMember is returned for removing a device that is not in the group.
+var ErrNotMember = errors.New("client: the device is not in this group")
+
+// ErrSelfRemove is returned for removing this device itself: another
+// member removes it.
+var ErrSelfRemove = errors.New("client: a device cannot remove itself; another member can")
 
 // CreateGroup makes a new group with every device of the given users and
 // this user's other devices, each checked in the transparency log, and
@@ -90,6 +99,36 @@ func (c *Client) RemoveMembers(ctx context.Context, groupID []byte, usernames ..
 	})
 }
 
+// RemoveDevice removes one device (of any user but this device itself)
+// from a group, leaving the user's other devices in it.
+func (c *Client) RemoveDevice(ctx context.Context, groupID []byte, device identity.DeviceID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn, gs, err := c.readyGroup(groupID)
+	if err != nil {
+		return err
+	}
+	if device == c.dev.id {
+		return fmt.Errorf("removing device %s: %w", device, ErrSelfRemove)
+	}
+	if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
+		return err
+	}
+	leaves := func() []mls.LeafIndex {
+		var out []mls.LeafIndex
+		for _, m := range MembersOf(gs.g, c.decoder()) {
+			if m.Err == nil && m.DeviceID == device.String() && !m.Self {
+				out = append(out, m.Leaf)
+			}
+		}
+		return out
+	}
+	if len(leaves()) == 0 {
+		return fmt.Errorf("removing device %s: %w", device, ErrNotMember)
+	}
+	return c.commit(ctx, cn, gs, func() mls.CommitOptions { return mls.CommitOptions{Remove: leaves()} })
+}
+
 // addUsers adds the devices of users not yet in the group; each user in
 // required must have at least one.
 func (c *Client) addUsers(ctx context.Context, cn *conn, gs *groupState, users, required []string) error {
@@ -156,37 +195,166 @@ func (c *Client) claim(ctx context.Context, cn *conn, d *identity.DeviceCertific
 }
 
 // commit makes a commit, sends it, and applies it once the server has
-// accepted it. On an epoch conflict it catches up and tries again.
+// accepted it. On an epoch conflict it catches up and tries again. A
+// commit of an earlier call whose answer was lost is settled first.
 func (c *Client) commit(ctx context.Context, cn *conn, gs *groupState, opts func() mls.CommitOptions) error {
+	if err := c.settlePending(ctx, cn, gs); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
-		pc, err := gs.g.Commit(opts())
+		o := opts()
+		if len(o.Add) == 0 && len(o.Remove) == 0 && o.Extensions == nil && len(o.ExternalPSKs) == 0 {
+			return nil // nothing (left) to do: another member's commit did it
+		}
+		pc, err := gs.g.Commit(o)
 		if err != nil {
 			return fmt.Errorf("making commit: %w", err)
 		}
-		send := &anomv1.Send{GroupId: gs.g.GroupID(), Message: pc.Commit.Encode()}
-		if pc.Welcome != nil {
-			send.Welcome = pc.Welcome.Encode()
-		}
-		_, err = cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: send}})
+		err = c.sendCommit(ctx, cn, gs, pc)
 		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) && attempt < 3 {
 			if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("sending commit: %w", err)
-		}
-		if err := gs.g.ApplyCommit(pc); err != nil {
-			return fmt.Errorf("applying own commit: %w", err)
-		}
-		if err := c.saveGroup(gs); err != nil {
-			return err
-		}
-		c.emit(Event{Type: EventMembers, Group: gs.g.GroupID()})
-		return nil
+		return err
 	}
 }
+
+// testHookCommitSending, set by tests only, runs just before a commit
+// leaves.
+var testHookCommitSending func()
+
+// sendCommit keeps a commit durably as the group's pending commit, sends
+// it and applies it once the server has accepted it. If the answer is
+// lost the commit stays pending: the server may have stored it, and the
+// device then applies it when it meets it in the group's log (see
+// ownMessage). An epoch conflict is returned as it is.
+func (c *Client) sendCommit(ctx context.Context, cn *conn, gs *groupState, pc *mls.PendingCommit) error {
+	raw, err := pc.Save()
+	if err != nil {
+		return fmt.Errorf("keeping commit: %w", err)
+	}
+	if err := c.v.put(pendingRecName(gs.g.GroupID()), raw); err != nil {
+		return fmt.Errorf("keeping commit: %w", err)
+	}
+	send := &anomv1.Send{GroupId: gs.g.GroupID(), Message: pc.Commit.Encode()}
+	if pc.Welcome != nil {
+		send.Welcome = pc.Welcome.Encode()
+	}
+	if testHookCommitSending != nil {
+		testHookCommitSending()
+	}
+	_, err = cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: send}})
+	if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) {
+		return err
+	}
+	if refused(err) {
+		// The server answered that it did not take the commit.
+		if derr := c.v.del(pendingRecName(gs.g.GroupID())); derr != nil {
+			return fmt.Errorf("dropping a refused commit: %w", derr)
+		}
+		return fmt.Errorf("sending commit: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("sending commit (kept until the group's log shows whether the server has it): %w", err)
+	}
+	return c.applyPending(gs, pc)
+}
+
+// refused reports whether the server answered that a message was refused
+// before being stored (as opposed to a lost answer or a failure that may
+// have come after storing it).
+func refused(err error) bool {
+	for _, code := range []anomv1.ErrorCode{anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE,
+		anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, anomv1.ErrorCode_ERROR_CODE_BAD_FRAME} {
+		if IsCode(err, code) {
+			return true
+		}
+	}
+	return false
+}
+
+// applyPending moves the group to the epoch of its pending commit.
+func (c *Client) applyPending(gs *groupState, pc *mls.PendingCommit) error {
+	if err := gs.g.ApplyCommit(pc); err != nil {
+		return fmt.Errorf("applying own commit: %w", err)
+	}
+	if err := c.saveGroup(gs); err != nil {
+		return err
+	}
+	if err := c.v.del(pendingRecName(gs.g.GroupID())); err != nil {
+		return fmt.Errorf("applying own commit: %w", err)
+	}
+	c.emit(Event{Type: EventMembers, Group: gs.g.GroupID()})
+	return nil
+}
+
+// pending returns the group's pending commit, or nil if it has none for
+// its current epoch (one of an earlier epoch lost to another member's
+// commit is dropped).
+func (c *Client) pending(gs *groupState) (*mls.PendingCommit, error) {
+	name := pendingRecName(gs.g.GroupID())
+	raw, err := c.v.get(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading pending commit: %w", err)
+	}
+	pc, err := mls.LoadPendingCommit(c.mlsConfig(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pending commit: %w", ErrCorrupt, err)
+	}
+	if pc.Epoch() != gs.g.Epoch() || !gs.g.Active() {
+		if err := c.v.del(name); err != nil {
+			return nil, fmt.Errorf("dropping a stale pending commit: %w", err)
+		}
+		return nil, nil
+	}
+	return pc, nil
+}
+
+// settlePending sends the group's pending commit again, as it was, if the
+// group's log (read to its end by the caller) did not have it: the server
+// either stores it now, or has just stored it from the lost call, or
+// refuses it for another member's commit; the log then tells which.
+func (c *Client) settlePending(ctx context.Context, cn *conn, gs *groupState) error {
+	pc, err := c.pending(gs)
+	if err != nil || pc == nil {
+		return err
+	}
+	err = c.sendCommit(ctx, cn, gs, pc)
+	if !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) {
+		return err
+	}
+	if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
+		return err
+	}
+	if pc, err := c.pending(gs); err != nil || pc != nil {
+		return cmp.Or(err, fmt.Errorf("settling a pending commit: %w: epoch conflict, and the log does not move the group", ErrProtocol))
+	}
+	return nil
+}
+
+// ownMessage handles a message of this device met in the group's log:
+// sent ones were recorded when sent, but a commit whose answer was lost is
+// applied now, from the pending commit.
+func (c *Client) ownMessage(gs *groupState, m *anomv1.GroupMessage) error {
+	pc, err := c.pending(gs)
+	if err != nil || pc == nil {
+		return err
+	}
+	if !bytes.Equal(pc.Commit.Encode(), m.GetMessage()) {
+		return nil
+	}
+	return c.applyPending(gs, pc)
+}
+
+func pendingRecName(id []byte) string { return recPendingPref + hex.EncodeToString(id) }
+
+// recPendingPref + hex group ID: the group's pending commit.
+const recPendingPref = "pending/"
 
 // ready returns the connection of an activated, connected device.
 func (c *Client) ready() (*conn, error) {

@@ -139,10 +139,15 @@ func (c *Client) catchUp(ctx context.Context, cn *conn) error {
 				}
 				continue
 			}
-			if !gs.g.Active() || st.GetLast() <= gs.cursor {
+			switch {
+			case !gs.g.Active() && st.GetJoined() > gs.cursor:
+				// Removed, then added back: read from the commit
+				// that added this device again.
+			case !gs.g.Active() || st.GetLast() <= gs.cursor:
 				continue
+			default:
+				from = gs.cursor + 1
 			}
-			from = gs.cursor + 1
 		}
 		if err := c.fetchGroup(ctx, cn, st.GetGroupId(), from); err != nil {
 			return err
@@ -179,7 +184,7 @@ func (c *Client) receive(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 	if len(ms) == 0 {
 		return nil
 	}
-	if gs, ok := c.groups[string(msgs.GetGroupId())]; ok && ms[0].GetSeq() > gs.cursor+1 {
+	if gs, ok := c.groups[string(msgs.GetGroupId())]; ok && gs.g.Active() && ms[0].GetSeq() > gs.cursor+1 {
 		return c.fetchGroup(ctx, cn, msgs.GetGroupId(), gs.cursor+1)
 	}
 	return c.process(ctx, cn, msgs)
@@ -190,7 +195,10 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 	gid := msgs.GetGroupId()
 	for _, m := range msgs.GetMessages() {
 		gs, ok := c.groups[string(gid)]
-		if !ok {
+		// A welcome for this device in a group it already knows means it
+		// was removed and added back (the server may skip the removal
+		// for a device offline meanwhile): it joins the new epoch.
+		if !ok || (m.GetSeq() > gs.cursor && addsDevice(m, c.dev.id)) {
 			if err := c.join(ctx, cn, gid, m); err != nil {
 				c.emit(Event{Type: EventError, Group: gid, Err: err})
 				c.log.Warn("joining group", "group", fmt.Sprintf("%x", gid), "err", err)
@@ -224,12 +232,13 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 // handle processes one message of a known group.
 func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	if bytes.Equal(m.GetSenderDevice(), c.dev.id[:]) {
-		return nil // own message: applied or recorded when sent
+		return c.ownMessage(gs, m)
 	}
 	msg, err := mls.DecodeMLSMessage(m.GetMessage())
 	if err != nil {
 		return fmt.Errorf("decoding message %d: %w", m.GetSeq(), err)
 	}
+	before := c.membersBefore(gs, msg)
 	rec, err := gs.g.Handle(msg)
 	if err != nil {
 		return fmt.Errorf("message %d: %w", m.GetSeq(), err)
@@ -237,6 +246,7 @@ func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	gid := gs.g.GroupID()
 	switch rec.Type {
 	case mls.ContentCommit:
+		c.alertRemovedGone(gid, before, rec.Commit)
 		if rec.Commit != nil && rec.Commit.RemovedSelf {
 			c.emit(Event{Type: EventRemoved, Group: gid})
 		} else {
@@ -286,11 +296,7 @@ func (c *Client) join(ctx context.Context, cn *conn, gid []byte, m *anomv1.Group
 	if len(m.GetWelcome()) == 0 {
 		return nil
 	}
-	mine := false
-	for _, d := range m.GetAddedDevices() {
-		mine = mine || bytes.Equal(d, c.dev.id[:])
-	}
-	if !mine {
+	if !addsDevice(m, c.dev.id) {
 		return nil
 	}
 	w, err := mls.DecodeMLSMessage(m.GetWelcome())
@@ -338,6 +344,20 @@ func (c *Client) join(ctx context.Context, cn *conn, gid []byte, m *anomv1.Group
 	}
 	c.emit(Event{Type: EventJoined, Group: gid})
 	return c.refillKeyPackages(ctx, cn, false)
+}
+
+// addsDevice reports whether a group message is a commit with a welcome
+// that adds the device.
+func addsDevice(m *anomv1.GroupMessage, id identity.DeviceID) bool {
+	if len(m.GetWelcome()) == 0 {
+		return false
+	}
+	for _, d := range m.GetAddedDevices() {
+		if bytes.Equal(d, id[:]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *historyEntry) message(gid []byte, content *Content) *Message {

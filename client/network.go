@@ -170,6 +170,10 @@ func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) erro
 	if err := c.catchUp(ctx, cn); err != nil {
 		return err
 	}
+	if err := c.removeGone(ctx, cn); err != nil {
+		c.log.Warn("removing revoked and expired devices from groups", "err", err)
+		c.emit(Event{Type: EventError, Err: err})
+	}
 	if err := c.welcomeOwnDevices(ctx, cn, news); err != nil {
 		// The device is still in sync; adding the others can wait for
 		// the user (AddOwnDevices).
@@ -384,6 +388,9 @@ func (c *Client) watchLog(ctx context.Context, cn *conn) ([]ownDevice, error) {
 	matches, err := c.monitor.Scan(entries, c.dev.username)
 	if err != nil {
 		return nil, fmt.Errorf("scanning the transparency log: %w", err)
+	}
+	if err := c.noteRevocations(entries); err != nil {
+		return nil, err
 	}
 	news := c.newOwnDevices(matches)
 	return news, c.saveMonitor()

@@ -409,6 +409,12 @@ func TestChatTmux(t *testing.T) {
 	alice.expect("/remove carol", "* chat 2 team now has alice (you), bob")
 	carol.wait("!!! you were removed from chat 1 team !!!")
 	carol.expect("hello?", "error: you are no longer in chat 1")
+	// Added back, carol joins the new epoch and reads what follows
+	// (issue 9, item 1).
+	alice.expect("/add carol", "* chat 2 team now has alice (you), bob, carol")
+	carol.wait("* you were added to chat 1 alice,bob")
+	alice.send("welcome back carol")
+	carol.wait("alice: welcome back carol")
 
 	// A server restart: the clients reconnect by themselves and go on.
 	n.stopServer()

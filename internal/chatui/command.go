@@ -45,6 +45,7 @@ const (
 	OpApprove                 // Arg: a pairing code, or Confirm
 	OpAddOwnDevices           //
 	OpRename                  // Name: the current chat's new name
+	OpRemoveDevice            // Arg: a device ID
 )
 
 // Command is a parsed line.
@@ -101,6 +102,7 @@ func init() {
 		{"/rename", OpRename, "/rename NAME", "rename the current chat, for every member", parseRename},
 		{"/add", OpAdd, "/add USER[,USER...]", "add users (every device of each) to the current chat", parseUsers},
 		{"/remove", OpRemove, "/remove USER[,USER...]", "remove users (every device of each) from the current chat", parseUsers},
+		{"/remove-device", OpRemoveDevice, "/remove-device DEVICE", "remove one device from the current chat, by its device ID as /members shows it (the user's other devices stay)", parseDevice},
 		{"/switch", OpSwitch, "/switch CHAT", "make CHAT current: its number from /chats, its name, or the start of its ID", parseSwitch},
 		{"/send-file", OpSendFile, "/send-file PATH", "encrypt a file on this device and send it to the current chat", parsePath},
 		{"/get", OpGet, "/get N DIR", "save the attachment of message #N of the current chat into directory DIR", parseGet},
@@ -313,6 +315,17 @@ func parseSwitch(s spec, rest string) (Command, error) {
 		return Command{}, usage(s, "takes one chat")
 	}
 	return Command{Op: OpSwitch, Arg: rest}, nil
+}
+
+func parseDevice(s spec, rest string) (Command, error) {
+	if rest == "" {
+		return Command{}, usage(s, "no device ID given")
+	}
+	id, err := identity.ParseDeviceID(strings.ToLower(rest))
+	if err != nil {
+		return Command{}, usage(s, "not a device ID (see /members)")
+	}
+	return Command{Op: s.op, Arg: id.String()}, nil
 }
 
 func parsePath(s spec, rest string) (Command, error) {

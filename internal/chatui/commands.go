@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"anom/client"
+	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -229,6 +230,36 @@ func (s *Session) removeMembers(ctx context.Context, users []string) error {
 	}
 	s.refresh()
 	s.printf("* chat %s now has %s", ch.label(), s.memberLine(ch))
+	return nil
+}
+
+// removeDevice removes one device (by its printed ID) from the current
+// chat.
+func (s *Session) removeDevice(ctx context.Context, arg string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	id, err := identity.ParseDeviceID(arg)
+	if err != nil {
+		return err
+	}
+	ms, err := s.c.Members(ch.id)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ms, func(m client.Member) bool { return m.Err == nil && m.DeviceID == id.String() })
+	switch {
+	case i < 0:
+		return fmt.Errorf("device %s is not in chat %s (see /members)", id, ch.label())
+	case ms[i].Self:
+		return errors.New("you cannot remove this device; another member can")
+	}
+	if err := s.c.RemoveDevice(ctx, ch.id, id); err != nil {
+		return fmt.Errorf("removing device %s from chat %s: %w", id, ch.label(), err)
+	}
+	s.refresh()
+	s.printf("* device %s of %s removed; chat %s now has %s", id, ms[i].Username, ch.label(), s.memberLine(ch))
 	return nil
 }
 

@@ -345,6 +345,8 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 		return s.addMembers(ctx, cmd.Users)
 	case OpRemove:
 		return s.removeMembers(ctx, cmd.Users)
+	case OpRemoveDevice:
+		return s.removeDevice(ctx, cmd.Arg)
 	case OpSwitch:
 		return s.switchTo(cmd.Arg)
 	case OpSendFile:
@@ -592,6 +594,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		} else {
 			s.alert("you were removed from a chat (%x)", e.Group)
 		}
+	case client.EventDeviceRemoved:
+		s.refresh()
+		s.alert("chat %s: %s", s.groupLabel(e.Group), oneLine(e.Text))
 	case client.EventNewOwnDevice:
 		s.newOwnDevice(e)
 	case client.EventEscrowPolicy:

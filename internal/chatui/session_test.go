@@ -238,6 +238,8 @@ func TestSessionChat(t *testing.T) {
 	// Alerts from the client's events are printed prominently.
 	bob.q.Push(client.Event{Type: client.EventNewOwnDevice, Device: &identity.DeviceCertificate{Username: "bob"}})
 	bob.wait("!!! ALERT: device 00000000000000000000000000000000 was added under your name bob with no approval in the log.")
+	bob.q.Push(client.Event{Type: client.EventDeviceRemoved, Group: []byte{0xab}, Text: "device 01 of dave was removed (its certificate expired on 2027-01-01)"})
+	bob.wait("!!! chat ab: device 01 of dave was removed (its certificate expired on 2027-01-01)")
 	mustContain(t, alice.do("/remove bob"), "* chat 1 (only you) now has alice (you)")
 	bob.wait("!!! you were removed from chat 1 alice !!!")
 	mustContain(t, bob.do("still there?"), "error: you are no longer in chat 1 alice")
@@ -286,6 +288,24 @@ func TestSessionGroup(t *testing.T) {
 	carol.wait("(chat 2 bob) bob: psst")
 	mustContain(t, carol.do("/switch team"), "* chat 1 team is now current")
 	mustContain(t, carol.do("/chats"), "* 1 team (alice,bob)", "  2 bob")
+
+	// One device removed by its ID, then its user added back (issue 9).
+	cid, err := carol.c.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, alice.do("/remove-device "+cid.DeviceID.String()), "* device "+cid.DeviceID.String()+" of carol removed; chat 1 team now has alice (you), bob")
+	carol.wait("!!! you were removed from chat 1 team !!!")
+	mustContain(t, alice.do("/remove-device "+cid.DeviceID.String()), "is not in chat 1 team")
+	aid, _ := alice.c.Identity()
+	mustContain(t, alice.do("/remove-device "+aid.DeviceID.String()), "error: you cannot remove this device")
+	alice.do("/add carol")
+	carol.wait("* you were added to chat 1 ")
+	alice.do("carol is back")
+	carol.wait("] alice: carol is back")
+	mustContain(t, carol.do("/switch 1"), "* chat 1 ")
+	carol.do("thanks")
+	bob.wait("carol: thanks")
 }
 
 // TestSessionPolicy: the escrow policy this device verified is shown in
