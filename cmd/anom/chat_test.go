@@ -412,7 +412,7 @@ func TestChatTmux(t *testing.T) {
 	// Added back, carol joins the new epoch and reads what follows
 	// (issue 9, item 1).
 	alice.expect("/add carol", "* chat 2 team now has alice (you), bob, carol")
-	carol.wait("* you were added to chat 1 alice,bob")
+	carol.wait("* you were added to chat 1 team")
 	alice.send("welcome back carol")
 	carol.wait("alice: welcome back carol")
 
@@ -433,7 +433,7 @@ func TestChatTmux(t *testing.T) {
 	alice.wait("] alice: while you were away")
 	bob = n.start("bob")
 	bob.wait("Type /help for the commands.")
-	bob.wait("* 2 team (alice)\n") // the chat current when he left
+	bob.wait("* 2 team (alice,carol)\n") // the chat current when he left
 	bob.expect("/switch 1", "* chat 1 alice is now current")
 	bob.wait("] alice: while you were away")
 	bob.send("back")
