@@ -135,7 +135,7 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ = n.admin(t, "approve", req.Code())
+	out, _ = n.admin(t, "approve", req.Code(), "--fingerprint", req.Fingerprint())
 	if !strings.Contains(out, "a new device of alice approved") || !strings.Contains(out, req.Fingerprint()) {
 		t.Fatalf("approve printed %q", out)
 	}
@@ -191,7 +191,7 @@ func TestAttackAdminRefusalReported(t *testing.T) {
 	// A pairing request for a user who does not exist.
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	req, _ := identity.NewPairingRequest("nobody", pub, rand.Reader)
-	refused("ERROR_CODE_NOT_FOUND", "approve", req.Code())
+	refused("ERROR_CODE_NOT_FOUND", "approve", req.Code(), "--fingerprint", req.Fingerprint())
 	// An admin key of another network (its root is not this server's).
 	other := filepath.Join(t.TempDir(), "other")
 	runAnom(t, "admin", "init", "--data", other)
