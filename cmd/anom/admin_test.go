@@ -160,6 +160,20 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("wipe printed %q", out)
 	}
 	n.srv.waitLog(t, "reason=test")
+	// The lists: alice's device confirmed the wipe, bob is revoked.
+	n.srv.waitLog(t, "wipe confirmed")
+	out, _ = n.admin(t, "devices")
+	for _, want := range []string{aid.DeviceID.String() + "  alice  wiped", bid.DeviceID.String() + "  bob    revoked"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("admin devices: no %q in\n%s", want, out)
+		}
+	}
+	out, _ = n.admin(t, "users")
+	for _, want := range []string{"alice  wiped    1", "bob    revoked  1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("admin users: no %q in\n%s", want, out)
+		}
+	}
 	if out, _ := n.admin(t, "alerts"); out != "no alerts\n" {
 		t.Fatalf("alerts printed %q", out)
 	}
