@@ -145,7 +145,7 @@ func runServer(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"), d.adminDir())
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --username alice   (asks for the code; or --code-file FILE)\n", *data, d.path("invite"), d.adminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
