@@ -497,8 +497,10 @@ func FuzzAdminBody(f *testing.F) {
 	f.Add(uint8(adminapi.OpWipe), act)
 	f.Add(uint8(adminapi.OpApprove), []byte(preq.Code()))
 	f.Add(uint8(adminapi.OpAlerts), adminapi.EncodeAlertsFrom(1))
+	f.Add(uint8(adminapi.OpDevices), []byte(""))
+	f.Add(uint8(adminapi.OpUsers), []byte("someone"))
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
-		o := adminapi.Op(op%6 + 1)
+		o := adminapi.Op(op%8 + 1)
 		req, err := adminapi.NewRequest(o, body, key, cert, srv.now(), rand.Reader)
 		if err != nil {
 			return // body too large
