@@ -51,6 +51,9 @@ func TestHelpEveryCommand(t *testing.T) {
 // commands names every admin verb.
 func TestHelpTopLevel(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if _, _, code := anomResult(t, append([]string{"admin"}, args...)...); code != 0 {
+			t.Errorf("anom admin %s: exit %d, want 0", strings.Join(args, " "), code)
+		}
 		stdout, stderr, code := anomResult(t, args...)
 		if code != 0 {
 			t.Errorf("anom %s: exit %d, want 0", strings.Join(args, " "), code)

@@ -51,8 +51,12 @@ func isHelp(arg string) bool {
 }
 
 // helpRequested reports whether a command's arguments ask for its help: a
-// -h, -help or --help flag before any "--".
+// -h, -help or --help flag before any "--", or the verb help (anom admin
+// help).
 func helpRequested(args []string) bool {
+	if len(args) > 0 && args[0] == "help" {
+		return true
+	}
 	for _, a := range args {
 		if a == "--" {
 			return false
