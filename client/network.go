@@ -66,6 +66,12 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 	if err != nil {
 		return fmt.Errorf("activating: %w", err)
 	}
+	// The TLS handshake checked the CA; now the root, before the code is
+	// spent: a wrong root key in the invite fails here, with the code and
+	// the username still free.
+	if err := checkNetworkRoot(ctx, cn, n.Root); err != nil {
+		return fmt.Errorf("activating: %w", err)
+	}
 	priv := ed25519.NewKeyFromSeed(seed)
 	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Activate{Activate: &anomv1.Activate{
 		Code:         code,
@@ -108,6 +114,33 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 		return err
 	}
 	return c.syncLocked(ctx, cn, true)
+}
+
+// ErrWrongRoot is returned by Activate when the server's signed tree head
+// does not chain to the root key the device was given: the invite is of
+// another network (or wrong). Nothing was sent to the server.
+var ErrWrongRoot = errors.New("client: the server is not of the network whose root key was given")
+
+// checkNetworkRoot fetches the server's signed tree head, which it gives
+// before authentication, and checks that the key signing it is certified
+// by root.
+func checkNetworkRoot(ctx context.Context, cn *conn, root identity.RootPublicKey) error {
+	resp, err := cn.call(ctx, treeHeadRequest(0))
+	if err != nil {
+		return fmt.Errorf("getting the log head to check the root key: %w", err)
+	}
+	th := treeHeadOf(resp)
+	if th == nil {
+		return fmt.Errorf("getting the log head to check the root key: %w: no head", ErrProtocol)
+	}
+	var sth translog.SignedTreeHead
+	if err := sth.UnmarshalBinary(th.GetTreeHead()); err != nil {
+		return fmt.Errorf("getting the log head to check the root key: %w: %w", ErrProtocol, err)
+	}
+	if _, err := identity.VerifyTreeHead(root, sth, translog.SignedTreeHead{}); err != nil {
+		return fmt.Errorf("%w (root key %x): %w", ErrWrongRoot, []byte(root), err)
+	}
+	return nil
 }
 
 // Connect connects an activated device and authenticates it, catches up

@@ -21,8 +21,11 @@ type adminVerb struct {
 var adminVerbs = map[string]adminVerb{}
 
 func init() {
-	register(command{name: "admin", summary: "network administration: init, distributor, codes, revoke, wipe (to the running server)", run: runAdmin})
+	register(command{name: "admin", summary: "network administration (anom admin VERB): " + adminVerbList, run: runAdmin})
 }
+
+// adminVerbList names every admin verb, for the top-level list of commands.
+const adminVerbList = "adminkey, alerts, approve, codes, devices, distributor, escrow, init, invite, revoke, rotate, users, warrant, wipe"
 
 func adminUsage() {
 	fmt.Fprintln(os.Stderr, "usage: anom admin <verb> [flags]\n\nverbs:")
@@ -37,7 +40,7 @@ func adminUsage() {
 }
 
 func runAdmin(ctx context.Context, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		adminUsage()
 		return flag.ErrHelp
 	}

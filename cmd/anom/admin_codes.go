@@ -62,7 +62,8 @@ func runAdminCodes(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, ans.Message)
-	fmt.Fprintf(os.Stderr, "%d codes of %d months from %q, valid until %s:\n", *count, *months, n, batch.Expires.Format(time.DateOnly))
+	fmt.Fprintf(os.Stderr, "%d codes from %q; subscription: %d months from activation; redeem by: %s (unused codes expire then):\n",
+		*count, n, *months, batch.Expires.UTC().Format(time.DateOnly))
 	for _, c := range codes {
 		fmt.Println(c)
 	}

@@ -142,8 +142,8 @@ func initNetwork(d dataDir, name string, hosts []string, w io.Writer) error {
 	fmt.Fprintf(w, "  escrow policy   %s (empty: no escrow policy set yet)\n", d.path("escrow-policy"))
 	fmt.Fprintf(w, "  network info    %s (what devices pin: CA fingerprint and root public key)\n", d.path("network.json"))
 	fmt.Fprintf(w, "  admin key       %s (0700, outside the data directory), certified until %s: anom admin signs requests to the running server with it\n", d.adminDir(), adminCert.NotAfter.UTC().Format(time.DateOnly))
-	fmt.Fprintf(w, "root fingerprint  %s\n", ni.RootFingerprint)
-	fmt.Fprintf(w, "CA fingerprint    %s\n", ni.CAFingerprint)
+	fmt.Fprintf(w, "root key          %s (the invite's root=)\n", ni.RootPublicKey)
+	fmt.Fprintf(w, "CA fingerprint    %s (the invite's ca=)\n", ni.CAFingerprint)
 	return nil
 }
 

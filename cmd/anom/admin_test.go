@@ -135,7 +135,7 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ = n.admin(t, "approve", req.Code())
+	out, _ = n.admin(t, "approve", req.Code(), "--fingerprint", req.Fingerprint())
 	if !strings.Contains(out, "a new device of alice approved") || !strings.Contains(out, req.Fingerprint()) {
 		t.Fatalf("approve printed %q", out)
 	}
@@ -160,6 +160,20 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("wipe printed %q", out)
 	}
 	n.srv.waitLog(t, "reason=test")
+	// The lists: alice's device confirmed the wipe, bob is revoked.
+	n.srv.waitLog(t, "wipe confirmed")
+	out, _ = n.admin(t, "devices")
+	for _, want := range []string{aid.DeviceID.String() + "  alice  wiped", bid.DeviceID.String() + "  bob    revoked"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("admin devices: no %q in\n%s", want, out)
+		}
+	}
+	out, _ = n.admin(t, "users")
+	for _, want := range []string{"alice  wiped    1", "bob    revoked  1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("admin users: no %q in\n%s", want, out)
+		}
+	}
 	if out, _ := n.admin(t, "alerts"); out != "no alerts\n" {
 		t.Fatalf("alerts printed %q", out)
 	}
@@ -191,7 +205,7 @@ func TestAttackAdminRefusalReported(t *testing.T) {
 	// A pairing request for a user who does not exist.
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	req, _ := identity.NewPairingRequest("nobody", pub, rand.Reader)
-	refused("ERROR_CODE_NOT_FOUND", "approve", req.Code())
+	refused("ERROR_CODE_NOT_FOUND", "approve", req.Code(), "--fingerprint", req.Fingerprint())
 	// An admin key of another network (its root is not this server's).
 	other := filepath.Join(t.TempDir(), "other")
 	runAnom(t, "admin", "init", "--data", other)

@@ -37,7 +37,7 @@ func init() {
 //	client.crt, client.key  its client certificate for the custodians (anom archive pin prints its pin)
 
 func runArchive(ctx context.Context, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		return fmt.Errorf("usage: anom archive serve|open|report|verify-audit|anchors|key|pin [flags]")
 	}
 	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)

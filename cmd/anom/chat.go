@@ -31,7 +31,7 @@ type chatFlags struct {
 	home, pinFile, logFile                     string
 	invite                                     string
 	server, caFingerprint, caFile, root, tlsNm string
-	code, username                             string
+	code, codeFile, username                   string
 	wipeAfter                                  time.Duration
 	maxPINTries                                int
 	pair, changePIN                            bool
@@ -64,7 +64,8 @@ func chat(ctx context.Context, args []string) error {
 	fs.StringVar(&f.caFile, "ca", "", "first run, optional: the network's CA certificate (PEM), for a server that does not send it")
 	fs.StringVar(&f.root, "root", "", "first run: the network root public key (hex, the data directory's root.pub)")
 	fs.StringVar(&f.tlsNm, "tls-name", "", "first run, optional: the name the server's certificate must carry")
-	fs.StringVar(&f.code, "code", "", "first run: the activation code")
+	fs.StringVar(&f.code, "code", "", "first run: the activation code (shows in ps for the whole session: prefer the prompt or --code-file)")
+	fs.StringVar(&f.codeFile, "code-file", "", "first run: read the activation code from this file's first line (default: asked on the terminal)")
 	fs.StringVar(&f.username, "username", "", "first run: the username to take")
 	fs.BoolVar(&f.pair, "pair", false, "first run: this is a further device of an existing user; show a pairing code for one of the user's devices to approve (/approve CODE) before activating")
 	fs.DurationVar(&f.wipeAfter, "wipe-after", 0, "first run: wipe the device after this long without reaching the server (0: never)")
@@ -77,6 +78,16 @@ func chat(ctx context.Context, args []string) error {
 	}
 	if f.home == "" {
 		return errors.New("--home is required (no home directory to default to)")
+	}
+	if f.code != "" {
+		fmt.Fprintln(os.Stderr, "warning: an activation code given with --code shows in the process list (ps) while anom chat runs; use --code-file or the prompt")
+	}
+	if f.codeFile != "" {
+		code, err := readCodeFile(f.codeFile)
+		if err != nil {
+			return err
+		}
+		f.code = code
 	}
 	in := &terminal{in: os.Stdin, out: os.Stderr}
 	queue := chatui.NewQueue()
@@ -92,11 +103,26 @@ func chat(ctx context.Context, args []string) error {
 	cfg := client.Config{Dir: f.home, Logger: logger, OnEvent: queue.Push,
 		WipeAfter: f.wipeAfter, MaxFailedUnlocks: f.maxPINTries}
 
-	c, pin, err := openOrCreate(ctx, cfg, &f, in)
+	_, statErr := os.Stat(f.home)
+	existed := statErr == nil
+	c, pin, made, err := openOrCreate(ctx, cfg, &f, in)
 	if err != nil {
+		if made {
+			if c != nil {
+				c.Close()
+			}
+			if rerr := removeNewHome(f.home, existed); rerr != nil {
+				return fmt.Errorf("%w (and removing the half-made device in %s: %v)", err, f.home, rerr)
+			}
+		}
 		return err
 	}
-	defer c.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			c.Close()
+		}
+	}()
 	if f.changePIN {
 		if err := changePIN(ctx, c, pin, in); err != nil {
 			return err
@@ -106,6 +132,15 @@ func chat(ctx context.Context, args []string) error {
 
 	if _, err := c.Identity(); errors.Is(err, client.ErrNotActivated) {
 		if err := activate(ctx, c, &f, in); err != nil {
+			if made {
+				// A device made for this activation goes with it: no
+				// half-made home folder is left behind.
+				closed = true
+				c.Close()
+				if rerr := removeNewHome(f.home, existed); rerr != nil {
+					return fmt.Errorf("%w (and removing the new device in %s: %v)", err, f.home, rerr)
+				}
+			}
 			return err
 		}
 	} else if err != nil {
@@ -138,32 +173,37 @@ func chat(ctx context.Context, args []string) error {
 // What the duress PIN leads to is told apart from nothing here: the client
 // returns a device that was never activated, and this goes on exactly as
 // for one (the activation questions), printing nothing about a wipe.
-func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *terminal) (*client.Client, string, error) {
+//
+// made reports that it made the device in an empty or new folder: the
+// caller removes it again if the activation fails.
+func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *terminal) (*client.Client, string, bool, error) {
 	pins, err := readPINFile(f.pinFile)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	pin := ""
 	if len(pins) > 0 {
 		pin = pins[0]
 	}
+	empty := false
 	for try := 0; ; try++ {
 		if ents, _ := os.ReadDir(cfg.Dir); len(ents) == 0 {
+			empty = true
 			break // nothing there: make a new device
 		}
 		if pin == "" {
 			left, err := client.PINTriesLeft(cfg.Dir)
 			if err != nil && !errors.Is(err, client.ErrNoState) {
-				return nil, "", err
+				return nil, "", false, err
 			}
 			if pin, err = in.secret(ctx, chatui.PINPrompt(left)); err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 		}
 		c, err := client.Open(cfg, pin)
 		switch {
 		case err == nil:
-			return c, pin, nil
+			return c, pin, false, nil
 		case errors.Is(err, client.ErrNoState):
 			if f.pinFile == "" {
 				pins = nil // the PIN typed was to unlock: ask for a new one
@@ -173,11 +213,11 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			pin = ""
 			continue
 		case errors.Is(err, client.ErrWrongPIN):
-			return nil, "", errors.New(chatui.WrongPINText(err))
+			return nil, "", false, errors.New(chatui.WrongPINText(err))
 		case errors.Is(err, client.ErrWiped):
-			return nil, "", errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
+			return nil, "", false, errors.New("this device has been wiped (its keys and messages are gone); run anom chat again to set up a new one")
 		default:
-			return nil, "", err
+			return nil, "", false, err
 		}
 		break
 	}
@@ -189,13 +229,45 @@ func openOrCreate(ctx context.Context, cfg client.Config, f *chatFlags, in *term
 			duress = pins[1]
 		}
 	} else if pin, duress, err = askNewPINs(ctx, in, ""); err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	c, err := client.Create(cfg, pin, duress)
 	if errors.Is(err, client.ErrBadPIN) {
-		return nil, "", fmt.Errorf("unusable PIN: %w", err)
+		return nil, "", empty, fmt.Errorf("unusable PIN: %w", err)
 	}
-	return c, pin, err
+	return c, pin, empty, err
+}
+
+// removeNewHome removes the device anom chat made in home for an
+// activation that failed: the folder, or only what is in it if it existed
+// (empty) before.
+func removeNewHome(home string, existed bool) error {
+	if !existed {
+		return os.RemoveAll(home)
+	}
+	ents, err := os.ReadDir(home)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(home, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readCodeFile reads the activation code from the first line of path.
+func readCodeFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the activation code file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if strings.TrimSpace(line) == "" {
+		return "", errors.New("the activation code file's first line is empty")
+	}
+	return strings.TrimSpace(line), nil
 }
 
 // askNewPINs asks for a new PIN and a duress PIN, each twice, until they
@@ -309,7 +381,9 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN):
 			return fmt.Errorf("activation refused: the username %s is taken (if it is yours, activate this device with --pair)", user)
 		case errors.Is(err, client.ErrPin):
-			return fmt.Errorf("activation refused: the server's certificate does not match the CA fingerprint: %w", err)
+			return fmt.Errorf("activation refused: the server's certificate does not match the CA fingerprint (the code was not sent): %w", err)
+		case errors.Is(err, client.ErrWrongRoot):
+			return fmt.Errorf("activation refused: the server is not of the network whose root key the invite gives (the code was not sent): %w", err)
 		}
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,16 @@ import (
 
 func init() {
 	register(command{name: "demo", summary: "MLS demo: three members chat, one is removed and can no longer read", run: func(ctx context.Context, args []string) error {
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		fs.Usage = func() {
+			fmt.Fprintln(os.Stderr, "usage: anom demo (no flags): plays an MLS group chat in memory and prints it")
+		}
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("usage: anom demo (no arguments)")
+		}
 		return runDemo(os.Stdout)
 	}})
 }

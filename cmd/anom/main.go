@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -33,7 +34,7 @@ func register(c command) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: anom <command> [flags]\n\ncommands:")
+	fmt.Fprintln(os.Stderr, "usage: anom <command> [flags]        (anom help <command> [verb] for one command's)\n\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -44,21 +45,67 @@ func usage() {
 	}
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// helpRequested reports whether a command's arguments ask for its help: a
+// -h, -help or --help flag before any "--", or the verb help (anom admin
+// help).
+func helpRequested(args []string) bool {
+	if len(args) > 0 && args[0] == "help" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			return true
+		}
+	}
+	return false
+}
+
+// usageError reports whether err is a command's usage message (a help
+// request its verb dispatcher answered with the list of its verbs).
+func usageError(err error) bool {
+	return strings.HasPrefix(err.Error(), "usage:") || strings.Contains(err.Error(), ": usage:")
+}
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	args := os.Args[1:]
+	if len(args) == 0 {
 		usage()
 		os.Exit(2)
 	}
-	c, ok := commands[os.Args[1]]
+	if isHelp(args[0]) {
+		// anom help: the list; anom help X [VERB...]: X's help, as
+		// anom X [VERB...] --help.
+		if len(args) == 1 || args[0] != "help" {
+			usage()
+			os.Exit(0)
+		}
+		args = append(args[1:], "--help")
+	}
+	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "anom: unknown command %q\n\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "anom: unknown command %q\n\n", args[0])
 		usage()
 		os.Exit(2)
 	}
+	help := helpRequested(args[1:])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := c.run(ctx, os.Args[2:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	if err := c.run(ctx, args[1:]); err != nil {
+		switch {
+		case help && errors.Is(err, flag.ErrHelp):
+			os.Exit(0)
+		case help && usageError(err):
+			fmt.Fprintf(os.Stderr, "anom %s: %v\n", c.name, err)
+			os.Exit(0)
+		case errors.Is(err, flag.ErrHelp):
 			os.Exit(2)
 		}
 		fmt.Fprintf(os.Stderr, "anom %s: %v\n", c.name, err)

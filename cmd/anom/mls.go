@@ -56,7 +56,7 @@ verbs:
 `
 
 func runMLS(ctx context.Context, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(os.Stderr, mlsUsage)
 		return flag.ErrHelp
 	}

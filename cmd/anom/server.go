@@ -49,6 +49,12 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	d := dataDir(*data)
+	// Listen first: a taken address fails before a new network is made.
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w (another server there? give --listen ADDR)", *listen, err)
+	}
+	defer l.Close() // closed by Serve too; this covers the failures before it
 	made, err := ensureNetwork(d)
 	if err != nil {
 		return err
@@ -89,6 +95,9 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("reading the root public key: %w", err)
 	}
 	st, err := pebble.Open(d.path("store"), pebble.Options{Logger: log.With("part", "store")})
+	if errors.Is(err, pebble.ErrLocked) {
+		return fmt.Errorf("another server holds %s: stop it first, or give this one another --data", d.path("store"))
+	}
 	if err != nil {
 		return err
 	}
@@ -105,13 +114,8 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
 	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
 	if err != nil {
-		l.Close()
 		return err
 	}
 	if ml != nil {
@@ -122,7 +126,7 @@ func runServer(ctx context.Context, args []string) error {
 		}()
 		fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", ml.Addr())
 	}
-	fmt.Fprintf(os.Stderr, "anom server %q on %s (root %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootFingerprint, gc)
+	fmt.Fprintf(os.Stderr, "anom server %q on %s (root key %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootPublicKey, gc)
 	if id, key, ok := srv.EscrowServerKey(); ok {
 		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
 	} else {
@@ -130,12 +134,10 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	addr := inviteAddr(l.Addr(), ni)
 	if err := d.setAddress(addr); err != nil {
-		l.Close()
 		return err
 	}
 	inv := inviteString(addr, ni, "")
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
-		l.Close()
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
@@ -143,7 +145,7 @@ func runServer(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --code CODE --username alice\n", *data, d.path("invite"), d.adminDir())
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --username alice   (asks for the code; or --code-file FILE)\n", *data, d.path("invite"), d.adminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)

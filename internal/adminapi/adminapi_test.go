@@ -191,7 +191,7 @@ func TestDecodeAnswer(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	root, key, cert := adminFixture(f)
 	body, _ := DeviceAction{Device: identity.DeviceID{9}, Reason: "r"}.Encode()
-	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove, OpAlerts} {
+	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove, OpAlerts, OpDevices, OpUsers} {
 		req, err := NewRequest(op, body, key, cert, t0, &seeded{})
 		if err != nil {
 			f.Fatal(err)
@@ -214,6 +214,33 @@ func FuzzDecodeRequest(f *testing.F) {
 		_ = req.Verify(root.Public(), t0, DefaultWindow)
 		_, _ = DecodeDeviceAction(req.Body)
 		_, _ = DecodeAlertsFrom(req.Body)
+		_, _ = DecodeCursor(req.Body)
+	})
+}
+
+// FuzzDecodeCursor: the list cursor decoder never panics, refuses with
+// ErrMalformed, and accepts only short printable ASCII, unchanged.
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("00112233445566778899aabbccddeeff"))
+	f.Add([]byte("alice"))
+	f.Add([]byte("a\x00b"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeCursor(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error not ErrMalformed: %v", err)
+			}
+			return
+		}
+		if s != string(b) || len(s) > MaxCursorLen {
+			t.Fatalf("cursor %q from %q", s, b)
+		}
+		for _, c := range b {
+			if c <= ' ' || c > '~' {
+				t.Fatalf("accepted byte %#x", c)
+			}
+		}
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	anomv1 "anom/proto/anom/v1"
 )
@@ -37,6 +38,64 @@ type Answer struct {
 	Device      *DeviceResult      `json:"device,omitempty"`
 	Approval    *ApprovalResult    `json:"approval,omitempty"`
 	Alerts      *AlertsResult      `json:"alerts,omitempty"`
+	Devices     *DevicesResult     `json:"devices,omitempty"`
+	Users       *UsersResult       `json:"users,omitempty"`
+}
+
+// The states of a device or user in DeviceInfo and UserInfo.
+const (
+	// StateActive: may connect (not revoked, subscription running).
+	StateActive = "active"
+	// StateRevoked: revoked by an administrator (or on its own request).
+	StateRevoked = "revoked"
+	// StateWipePending: a wipe command was issued and the device has not
+	// confirmed it yet.
+	StateWipePending = "wipe pending"
+	// StateWiped: the device confirmed the wipe command and is revoked.
+	StateWiped = "wiped"
+	// StateExpired: the subscription (the certificate's not-after) is
+	// over.
+	StateExpired = "expired"
+)
+
+// DeviceInfo is one device in DevicesResult.
+type DeviceInfo struct {
+	Device   string `json:"device"`
+	Username string `json:"username"`
+	State    string `json:"state"`
+	// NotAfter is the end of the device's subscription.
+	NotAfter time.Time `json:"not_after"`
+	// Approved: a further device of its user, approved by a device or
+	// an administrator.
+	Approved bool `json:"approved,omitempty"`
+}
+
+// DevicesResult answers OpDevices: one page of devices, in device ID
+// order.
+type DevicesResult struct {
+	Devices []DeviceInfo `json:"devices"`
+	// More: there are further pages; ask again with Next as the cursor.
+	More bool   `json:"more"`
+	Next string `json:"next,omitempty"`
+}
+
+// UserInfo is one user in UsersResult.
+type UserInfo struct {
+	Username string `json:"username"`
+	// State is active if any device is; else, of its devices' states,
+	// wipe pending, then expired, then revoked; wiped if every device
+	// was wiped.
+	State string `json:"state"`
+	// Devices counts the user's devices, Active those active.
+	Devices int `json:"devices"`
+	Active  int `json:"active"`
+}
+
+// UsersResult answers OpUsers: one page of users, in username order.
+type UsersResult struct {
+	Users []UserInfo `json:"users"`
+	More  bool       `json:"more"`
+	Next  string     `json:"next,omitempty"`
 }
 
 // DistributorResult answers OpAddDistributor: the distributor as the
@@ -170,7 +229,7 @@ func DecodeAnswer(b []byte) (*Answer, error) {
 		return nil, fmt.Errorf("decoding answer: %w: data after the answer", ErrBadAnswer)
 	}
 	results := 0
-	for _, set := range []bool{a.Distributor != nil, a.Codes != nil, a.Device != nil, a.Approval != nil, a.Alerts != nil} {
+	for _, set := range []bool{a.Distributor != nil, a.Codes != nil, a.Device != nil, a.Approval != nil, a.Alerts != nil, a.Devices != nil, a.Users != nil} {
 		if set {
 			results++
 		}

@@ -31,10 +31,17 @@ const (
 	// recipients) from a sequence number on, one page; the body is the
 	// sequence, uint64 big-endian (1 for the first). It changes nothing.
 	OpAlerts Op = 6
+	// OpDevices: the network's devices with their state, one page; the
+	// body is a cursor (DecodeCursor): "" for the first page, else the
+	// previous page's DevicesResult.Next. It changes nothing.
+	OpDevices Op = 7
+	// OpUsers: the network's users with their state, one page; the body
+	// is a cursor as for OpDevices. It changes nothing.
+	OpUsers Op = 8
 )
 
 // Valid reports whether op is a known operation.
-func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpAlerts }
+func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpUsers }
 
 // String names the operation.
 func (op Op) String() string {
@@ -51,6 +58,10 @@ func (op Op) String() string {
 		return "approve"
 	case OpAlerts:
 		return "alerts"
+	case OpDevices:
+		return "devices"
+	case OpUsers:
+		return "users"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
@@ -124,4 +135,22 @@ func DecodeAlertsFrom(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("decoding alerts request: %w: %d bytes, want 8", ErrMalformed, len(b))
 	}
 	return binary.BigEndian.Uint64(b), nil
+}
+
+// MaxCursorLen bounds the cursor body of OpDevices and OpUsers.
+const MaxCursorLen = 64
+
+// DecodeCursor strictly checks the body of OpDevices and OpUsers: at most
+// MaxCursorLen bytes of printable ASCII (a device ID in hex or a
+// username), "" for the first page.
+func DecodeCursor(b []byte) (string, error) {
+	if len(b) > MaxCursorLen {
+		return "", fmt.Errorf("decoding list cursor: %w: %d bytes, limit %d", ErrMalformed, len(b), MaxCursorLen)
+	}
+	for _, c := range b {
+		if c <= ' ' || c > '~' {
+			return "", fmt.Errorf("decoding list cursor: %w: byte %#x", ErrMalformed, c)
+		}
+	}
+	return string(b), nil
 }

@@ -144,6 +144,9 @@ func (s *Server) wipeConfirm(ctx context.Context, c *session, req *anomv1.WipeCo
 	if err := conf.Verify(c.cert, cmd); err != nil {
 		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "wipe confirmation")
 	}
+	if _, err := s.st.Put(ctx, bucketWiped, c.devHex, []byte("{}")); err != nil {
+		return nil, fmt.Errorf("recording wipe confirmation: %w", err)
+	}
 	if err := s.st.Delete(ctx, bucketWipes, c.devHex, e.Revision); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("recording wipe confirmation: %w", err)
 	}

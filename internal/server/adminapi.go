@@ -210,6 +210,23 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 			return refusal(err), ""
 		}
 		return &adminapi.Answer{Code: adminapi.CodeOK, Alerts: &res, Message: fmt.Sprintf("%d alerts", len(res.Alerts))}, ""
+	case adminapi.OpDevices, adminapi.OpUsers:
+		after, err := adminapi.DecodeCursor(req.Body)
+		if err != nil {
+			return refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "list request")), ""
+		}
+		if req.Op == adminapi.OpDevices {
+			res, err := s.devicesPage(ctx, after)
+			if err != nil {
+				return refusal(err), ""
+			}
+			return &adminapi.Answer{Code: adminapi.CodeOK, Devices: &res, Message: fmt.Sprintf("%d devices", len(res.Devices))}, ""
+		}
+		res, err := s.usersPage(ctx, after)
+		if err != nil {
+			return refusal(err), ""
+		}
+		return &adminapi.Answer{Code: adminapi.CodeOK, Users: &res, Message: fmt.Sprintf("%d users", len(res.Users))}, ""
 	}
 	return refusal(errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "unknown op %v", req.Op)), ""
 }

@@ -497,8 +497,10 @@ func FuzzAdminBody(f *testing.F) {
 	f.Add(uint8(adminapi.OpWipe), act)
 	f.Add(uint8(adminapi.OpApprove), []byte(preq.Code()))
 	f.Add(uint8(adminapi.OpAlerts), adminapi.EncodeAlertsFrom(1))
+	f.Add(uint8(adminapi.OpDevices), []byte(""))
+	f.Add(uint8(adminapi.OpUsers), []byte("someone"))
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
-		o := adminapi.Op(op%6 + 1)
+		o := adminapi.Op(op%8 + 1)
 		req, err := adminapi.NewRequest(o, body, key, cert, srv.now(), rand.Reader)
 		if err != nil {
 			return // body too large
@@ -658,5 +660,90 @@ func TestAttackAdminSlowBodies(t *testing.T) {
 	ac := n.adminClient(t)
 	if _, err := ac.Do(context.Background(), adminapi.OpAddDistributor, n.distributorCert(t, "corner", 5, 10)); err != nil {
 		t.Fatalf("the administrator after the slow requests: %v", err)
+	}
+}
+
+// TestAdminDevicesAndUsers: the admin API lists every device and user with
+// its state: active, revoked, wipe pending, wiped (the device confirmed),
+// expired (its subscription ran out), page by page.
+func TestAdminDevicesAndUsers(t *testing.T) {
+	n := newNetwork(t, nil)
+	ctx := context.Background()
+	ac := n.adminClient(t)
+	alice := n.activate("alice", n.codes(1, 12)[0])
+	bob := n.activate("bob", n.codes(1, 12)[0])
+	carol := n.activate("carol", n.codes(1, 12)[0])
+	dave := n.activate("dave", n.codes(1, 12)[0])
+	erin := n.activate("erin", n.codes(1, 1)[0])
+	if _, err := ac.Do(ctx, adminapi.OpRevoke, revokeBody(t, bob.cert.DeviceID, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Do(ctx, adminapi.OpWipe, revokeBody(t, carol.cert.DeviceID, "")); err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := identity.DecodeWipeCommand(carol.nextPush().GetPushWipe().GetCommand())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := identity.ConfirmWipe(carol.priv, cmd)
+	carol.must(&anomv1.Frame{Body: &anomv1.Frame_WipeConfirm{WipeConfirm: &anomv1.WipeConfirm{Command: conf.Command, Signature: conf.Signature}}})
+	if _, err := ac.Do(ctx, adminapi.OpWipe, revokeBody(t, dave.cert.DeviceID, "")); err != nil {
+		t.Fatal(err)
+	}
+	n.clock.Advance(40 * 24 * time.Hour) // erin's month is over
+	ac = n.adminClient(t)                // a certificate valid on the new clock
+
+	want := map[string][2]string{
+		alice.cert.DeviceID.String(): {"alice", adminapi.StateActive},
+		bob.cert.DeviceID.String():   {"bob", adminapi.StateRevoked},
+		carol.cert.DeviceID.String(): {"carol", adminapi.StateWiped},
+		dave.cert.DeviceID.String():  {"dave", adminapi.StateWipePending},
+		erin.cert.DeviceID.String():  {"erin", adminapi.StateExpired},
+	}
+	got := map[string][2]string{}
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("no end to the pages")
+		}
+		ans, err := ac.Do(ctx, adminapi.OpDevices, []byte(after))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Devices == nil {
+			t.Fatalf("answer %+v", ans)
+		}
+		for _, d := range ans.Devices.Devices {
+			got[d.Device] = [2]string{d.Username, d.State}
+			if d.NotAfter.IsZero() {
+				t.Errorf("device %s without an end of subscription", d.Device)
+			}
+		}
+		if !ans.Devices.More {
+			break
+		}
+		after = ans.Devices.Next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("devices:\n got %v\nwant %v", got, want)
+	}
+
+	ans, err := ac.Do(ctx, adminapi.OpUsers, nil)
+	if err != nil || ans.Users == nil {
+		t.Fatalf("users: %+v, %v", ans, err)
+	}
+	users := map[string]string{}
+	for _, u := range ans.Users.Users {
+		users[u.Username] = u.State
+		if u.Devices != 1 {
+			t.Errorf("user %s: %d devices, want 1", u.Username, u.Devices)
+		}
+	}
+	wantUsers := map[string]string{"alice": adminapi.StateActive, "bob": adminapi.StateRevoked, "carol": adminapi.StateWiped, "dave": adminapi.StateWipePending, "erin": adminapi.StateExpired}
+	if fmt.Sprint(users) != fmt.Sprint(wantUsers) {
+		t.Fatalf("users:\n got %v\nwant %v", users, wantUsers)
+	}
+	if _, err := ac.Do(ctx, adminapi.OpUsers, []byte("\x00bad")); remoteCode(err) != anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+		t.Fatalf("bad cursor: %v", err)
 	}
 }

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"anom/internal/identity"
+	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -159,4 +162,40 @@ func TestAttackActivationTableFlood(t *testing.T) {
 			t.Fatalf("a new device from an address that never failed, after the table was flooded: %v", e)
 		}
 	})
+}
+
+// TestTreeHeadBeforeActivation: a device that has not authenticated may
+// fetch the signed tree head once (to check, before it spends its
+// activation code, that the server's key chains to the root its invite
+// pins), and nothing more: a consistency proof or any other request needs
+// authentication.
+func TestTreeHeadBeforeActivation(t *testing.T) {
+	n := newNetwork(t, nil)
+	c := n.dial()
+	c.hello()
+	r := c.call(&anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{}}})
+	th := r.GetTreeHead_()
+	if th == nil {
+		t.Fatalf("no tree head before authentication: %v", r.GetError())
+	}
+	var sth translog.SignedTreeHead
+	if err := sth.UnmarshalBinary(th.GetTreeHead()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
+		t.Fatalf("the head does not chain to the network's root: %v", err)
+	}
+	other, _ := identity.GenerateRootKey(rand.Reader)
+	if _, err := identity.VerifyTreeHead(other.Public(), sth, translog.SignedTreeHead{}); err == nil {
+		t.Fatal("the head verifies under another root")
+	}
+	if r := c.call(&anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{}}}); code(r) != anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED {
+		t.Fatalf("a second tree head before authentication: %v", r)
+	}
+	if r := c.call(&anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: 1}}}); code(r) != anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED {
+		t.Fatalf("consistency proof before authentication: %v", r)
+	}
+	if r := c.call(&anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}); code(r) != anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED {
+		t.Fatalf("list groups before authentication: %v", r)
+	}
 }

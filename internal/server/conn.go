@@ -75,8 +75,11 @@ type session struct {
 	outDone bool          // the session is closing: nothing more is queued
 	room    chan struct{} // closed when the queue drains, if a sender waits
 
-	challenge []byte      // set by Hello
-	authTimer *time.Timer // until authenticated; used by the reading goroutine
+	challenge []byte // set by Hello
+	// preauthHead: the session fetched its one tree head before
+	// authenticating (dispatch).
+	preauthHead atomic.Bool
+	authTimer   *time.Timer // until authenticated; used by the reading goroutine
 	// src is the source address the pre-authentication limits count
 	// the session under; preauth says it holds a place among the
 	// unauthenticated sessions (given back when it authenticates or

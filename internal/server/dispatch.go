@@ -68,6 +68,16 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 	case *anomv1.Frame_Activate:
 		return c.activate(ctx, b.Activate)
 	}
+	if th, ok := f.Body.(*anomv1.Frame_GetTreeHead); ok && !c.authed.Load() && th.GetTreeHead.GetFromSize() == 0 && c.preauthHead.CompareAndSwap(false, true) {
+		// Before it activates, a device checks that this server is of
+		// the network its invite pins: the signed tree head's key chains
+		// to the root. That is all it may ask unauthenticated, once per
+		// connection (a signature, as cheap as the hello's challenge).
+		r, err := c.s.treeHead(th.GetTreeHead)
+		return respond(r, err, func(r *anomv1.TreeHead) *anomv1.Frame {
+			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead_{TreeHead_: r}}
+		})
+	}
 	if !c.authed.Load() {
 		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authenticate first")
 	}

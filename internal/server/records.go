@@ -24,6 +24,7 @@ const (
 	bucketGroups       = "groups"       // group hex -> groupRecord
 	bucketMembers      = "members"      // device hex "." group hex -> memberRecord
 	bucketWipes        = "wipes"        // device hex -> encoded identity.WipeCommand
+	bucketWiped        = "wiped"        // device hex -> {} (the device confirmed a wipe command; it is revoked too)
 	bucketLeaving      = "leaving"      // group hex "." device hex -> memberRecord (removed, may still read)
 	bucketTimers       = "timers"       // group hex -> timerRecord
 	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a commit trimmed by the timer

@@ -42,6 +42,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -105,6 +106,10 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// ErrLocked is returned by Open when another process holds the store open
+// (one process at a time may).
+var ErrLocked = errors.New("another process holds the store")
+
 // Open opens or creates the store in dir (unless o.InMemory).
 func Open(dir string, o Options) (*Store, error) {
 	s := &Store{
@@ -161,6 +166,11 @@ func Open(dir string, o Options) (*Store, error) {
 	db, err := pebble.Open(s.fs.PathJoin(dir, "db"), po)
 	if err != nil {
 		s.cache.Unref()
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+			// Pebble's LOCK file is held (flock): another process
+			// has the store open.
+			return nil, fmt.Errorf("opening pebble store in %s: %w (%v)", dir, ErrLocked, err)
+		}
 		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
 	}
 	s.db = db
