@@ -507,3 +507,36 @@ func parseStatement(t *testing.T, s string) *audit.Counts {
 	}
 	return c
 }
+
+// TestOpenInterruptedIsLogged: an opening cut off midway (its context
+// cancelled after the first records were written out) still logs the
+// records it opened, so the report counts them.
+func TestOpenInterruptedIsLogged(t *testing.T) {
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	w := e.net.Warrant(t, escrow.Warrant{ID: "W-cut", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var total int
+	progress := func(opened, failed, n int) {
+		total = n
+		if opened > 0 {
+			cancel()
+		}
+	}
+	rep, err := e.arch.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out"), archive.OpenOptions{Chunk: 1, Progress: progress})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("an opening cancelled midway: %v", err)
+	}
+	if rep == nil || len(rep.Records) == 0 || len(rep.Records) >= total {
+		t.Fatalf("opened %v of %d before the cut, want some but not all", rep, total)
+	}
+	r, err := e.arch.Report(context.Background(), archive.Period{}, archive.ReportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warrants) != 1 || r.Warrants[0].Opens != 1 || r.Warrants[0].Records != len(rep.Records) {
+		t.Fatalf("the report does not count the %d records opened before the cut: %+v", len(rep.Records), r.Warrants)
+	}
+}
