@@ -250,7 +250,11 @@ func runArchive(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk, MaxRequestBytes: *maxReq})
+		progress := func(opened, failed, total int) {
+			fmt.Fprintf(os.Stderr, "\ropening warrant %s: %d of %d records opened, %d failed", sw.Warrant.ID, opened, total, failed)
+		}
+		rep, err := a.Open(ctx, sw, custs, *out, archive.OpenOptions{Chunk: *chunk, MaxRequestBytes: *maxReq, Progress: progress})
+		fmt.Fprintln(os.Stderr)
 		if rep != nil {
 			fmt.Printf("warrant %s: %d records opened, %d failed; report in %s\n", sw.Warrant.ID, len(rep.Records), len(rep.Failed), filepath.Join(*out, "report.txt"))
 		}

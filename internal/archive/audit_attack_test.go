@@ -507,3 +507,82 @@ func parseStatement(t *testing.T, s string) *audit.Counts {
 	}
 	return c
 }
+
+// TestOpenInterruptedIsLogged: an opening cut off midway (its context
+// cancelled after the first records were written out) still logs the
+// records it opened, so the report counts them.
+func TestOpenInterruptedIsLogged(t *testing.T) {
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	w := e.net.Warrant(t, escrow.Warrant{ID: "W-cut", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var total int
+	progress := func(opened, failed, n int) {
+		total = n
+		if opened > 0 {
+			cancel()
+		}
+	}
+	rep, err := e.arch.Open(ctx, w, eps, filepath.Join(t.TempDir(), "out"), archive.OpenOptions{Chunk: 1, Progress: progress})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("an opening cancelled midway: %v", err)
+	}
+	if rep == nil || len(rep.Records) == 0 || len(rep.Records) >= total {
+		t.Fatalf("opened %v of %d before the cut, want some but not all", rep, total)
+	}
+	r, err := e.arch.Report(context.Background(), archive.Period{}, archive.ReportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warrants) != 1 || r.Warrants[0].Opens != 1 || r.Warrants[0].Records != len(rep.Records) {
+		t.Fatalf("the report does not count the %d records opened before the cut: %+v", len(rep.Records), r.Warrants)
+	}
+}
+
+// TestReportFlagsLogFork: a custodian shown a tree head it cannot see
+// extend the one it tracks (here a broken consistency proof; a split view
+// of the log looks the same to it) keeps the evidence, and the archive's
+// report shows it as a discrepancy.
+func TestReportFlagsLogFork(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.ingestAll(t)
+	eps := e.startCustodians(t)
+	openWarrant(t, e, "W-1", eps)
+	e.net.Device(t, "zoe-new") // the log grows past what the custodians track
+	w := e.net.Warrant(t, escrow.Warrant{ID: "W-2", Scope: escrow.Scope{Usernames: []string{"alice"}}, From: t0, To: t0.Add(time.Hour)})
+	found, err := e.arch.Find(ctx, archive.Query{Usernames: []string{"alice"}, From: t0, To: t0.Add(time.Hour)})
+	if err != nil || len(found) == 0 {
+		t.Fatal(err)
+	}
+	sr, err := e.arch.Record(ctx, found[0].Slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := custodian.NewClient(eps[0], e.net.ArchiveCert, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tracked, err := cl.TrackedSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := e.net.Envelope(t, &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{sr}}, tracked)
+	if len(env.Consistency.Path) == 0 {
+		t.Fatalf("no consistency path from %d to %d", tracked, env.TreeHead.Size)
+	}
+	env.Consistency.Path[0][0] ^= 1
+	if _, err := cl.Ask(ctx, env); !errors.Is(err, custodian.ErrLogEvidence) {
+		t.Fatalf("a head not shown to extend the tracked one: %v", err)
+	}
+	rep := report(t, e, eps)
+	wantDiscrepancy(t, rep, "custodian A was shown 1 tree heads, signed by the network's directory key, that do not extend the one it tracks")
+	for _, c := range rep.Custodians {
+		if (c.Name == "A") != (c.LogForks == 1) {
+			t.Fatalf("custodian line %+v", c)
+		}
+	}
+}

@@ -31,6 +31,9 @@ type CustodianCounts struct {
 	Requests uint64 `json:"requests"`
 	Answers  uint64 `json:"answers"`
 	Refusals uint64 `json:"refusals"`
+	// LogForks counts tree heads the custodian was shown that did not
+	// extend the one it tracks (custodian.KindLogFork).
+	LogForks uint64 `json:"log_forks,omitempty"`
 	// The archive's log: requests it sent this custodian and what came of
 	// them. Unreached requests failed to connect (never sent); Lost ones
 	// failed after they may have been sent (a custodian may have logged
@@ -246,6 +249,11 @@ func (a *Archive) compareCustodians(ctx context.Context, rep *TransparencyReport
 		line.Name, line.Head, line.SignedAt = name, c.Head.String(), c.Time
 		line.Statement = base64.RawURLEncoding.EncodeToString(b)
 		line.Requests, line.Answers, line.Refusals = c.Kinds["request"], c.Kinds["answer"], c.Kinds["refusal"]
+		line.LogForks = c.Kinds[custodian.KindLogFork]
+		if line.LogForks > 0 {
+			flag("custodian %s was shown %d tree heads, signed by the network's directory key, that do not extend the one it tracks: the transparency log may have been forked (a split view); the heads are in its audit log",
+				name, line.LogForks)
+		}
 		if t := tally[name]; t != nil {
 			line.Asked, line.Answered, line.Refused, line.Unreached, line.Lost = t.Asked, t.Answered, t.Refused, t.Unreached, t.Lost
 		}

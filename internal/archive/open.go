@@ -52,6 +52,9 @@ type OpenOptions struct {
 	// custodians' limit (anom custodian --max-request); zero means
 	// custodian.DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// Progress, if set, is called after each chunk with the records
+	// opened and failed so far, out of total.
+	Progress func(opened, failed, total int)
 }
 
 // OpenReport says what Open did. It is written to the output directory as
@@ -237,9 +240,24 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 			or.Custodians = r.used
 			rep.Records = append(rep.Records, or)
 		}
+		if opts.Progress != nil && fatal == nil {
+			opts.Progress(len(rep.Records), len(rep.Failed), len(cands)+len(retired))
+		}
 	}
 	if fatal != nil {
-		return nil, fatal
+		// Cut off midway: what was opened (and written out) before the cut
+		// is logged as opened all the same, with why the rest was not, even
+		// if ctx is what was cancelled.
+		if len(rep.Records) > 0 {
+			if err := a.audit(context.WithoutCancel(ctx), "opened", map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash,
+				"records": len(rep.Records), "failed": len(rep.Failed), "interrupted": fatal.Error()}); err != nil {
+				return nil, errors.Join(fatal, err)
+			}
+			if err := writeReport(outDir, rep); err != nil {
+				return nil, errors.Join(fatal, err)
+			}
+		}
+		return rep, fmt.Errorf("%w (interrupted: %d records opened and logged before the cut)", fatal, len(rep.Records))
 	}
 	if err := a.audit(ctx, "opened", map[string]any{"warrant_id": w.ID, "warrant_hash": rep.WarrantHash,
 		"records": len(rep.Records), "failed": len(rep.Failed)}); err != nil {

@@ -175,6 +175,17 @@ func TestAttackRelabelledCertificateNotInLog(t *testing.T) {
 		l := forkLog(t, f.net, forkAt, f.net.Directory, 0, translog.Entry{Kind: translog.KindDeviceCertificate, Payload: fake.Encode()})
 		env := forkEnvelope(t, l, &escrow.Request{Warrant: w, Records: bobsMsgs}, f.tracked())
 		refusedByAll(t, f, env, custodian.ErrLogEvidence)
+		// Each custodian keeps the evidence and counts it in its signed
+		// counts, for the archive's report to flag.
+		for i, c := range f.cust {
+			counts, err := c.client.AuditCounts(context.Background(), [32]byte{byte(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts.Kinds[custodian.KindLogFork] != 1 {
+				t.Fatalf("custodian %d counts %d log forks, want 1", i, counts.Kinds[custodian.KindLogFork])
+			}
+		}
 		// And without a consistency proof it is a rollback.
 		env.Consistency = translog.ConsistencyProof{Size1: env.TreeHead.Size, Size2: env.TreeHead.Size}
 		refusedByAll(t, f, env, custodian.ErrLogEvidence)

@@ -65,8 +65,8 @@ type Config struct {
 	Now func() time.Time
 	// Rand is the randomness of proofs; nil means crypto/rand.
 	Rand io.Reader
-	// Logger receives the HTTP server's connection errors; nil discards
-	// them.
+	// Logger receives the HTTP server's connection errors and alerts (a
+	// forked transparency log); nil discards them.
 	Logger *slog.Logger
 	// MaxRequestBytes bounds a request body; zero means
 	// DefaultMaxRequestBytes.

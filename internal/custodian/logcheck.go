@@ -74,7 +74,11 @@ func (s *Service) checkLog(ctx context.Context, env *Envelope) (*keyDirectory, e
 		curRoot = cur.Root
 	}
 	if err := translog.VerifyConsistency(cur.Size, h.Size, curRoot, h.Root, p.Path); err != nil {
-		return nil, fmt.Errorf("%w: tree head of size %d does not extend the tracked head of size %d (fork): %w", ErrLogEvidence, h.Size, cur.Size, err)
+		refusal := fmt.Errorf("%w: tree head of size %d does not extend the tracked head of size %d (fork): %w", ErrLogEvidence, h.Size, cur.Size, err)
+		if aerr := s.alertFork(ctx, cur, h, refusal); aerr != nil {
+			return nil, errors.Join(refusal, aerr)
+		}
+		return nil, refusal
 	}
 	if cur.Signature == nil || h.Size > cur.Size || h.Timestamp > cur.Timestamp {
 		b, err := h.MarshalBinary()
@@ -134,4 +138,35 @@ func (s *Service) checkLog(ctx context.Context, env *Envelope) (*keyDirectory, e
 		}
 	}
 	return k, nil
+}
+
+// KindLogFork is the custodian's audit entry for a tree head signed by the
+// network's directory key that was not shown to extend the head the
+// custodian tracks: a fork of the transparency log (a split view shown to
+// the custodians), or a broken consistency proof. The archive's report
+// flags every one of them.
+const KindLogFork = "log-fork"
+
+// forkAudit is the audit body of a log-fork entry: both signed heads, as
+// evidence anyone can check against the root.
+type forkAudit struct {
+	Tracked []byte `json:"tracked"` // the tracked SignedTreeHead
+	Offered []byte `json:"offered"` // the offered one
+	Error   string `json:"error"`
+}
+
+// alertFork records a tree head that does not extend the tracked one in
+// the audit log and raises an alert in the custodian's log.
+func (s *Service) alertFork(ctx context.Context, cur, h translog.SignedTreeHead, cause error) error {
+	tb, err := cur.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	s.cfg.Logger.Error("ALERT: a tree head signed by the network's directory key does not extend the tracked head: the transparency log may be forked (a split view); the request is refused and the evidence is in the audit log",
+		"tracked_size", cur.Size, "offered_size", h.Size, "error", cause)
+	return s.audit(ctx, KindLogFork, forkAudit{Tracked: tb, Offered: hb, Error: cause.Error()})
 }
