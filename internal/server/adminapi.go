@@ -215,6 +215,13 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 		if err != nil {
 			return refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "list request")), ""
 		}
+		// A cursor is a key the previous page ended on; one that could not
+		// be a key is the caller's mistake, not the store's.
+		if after != "" {
+			if err := store.CheckName("list cursor", after); err != nil {
+				return refusal(wrapErr(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, err, "list request")), ""
+			}
+		}
 		if req.Op == adminapi.OpDevices {
 			res, err := s.devicesPage(ctx, after)
 			if err != nil {
