@@ -14,12 +14,14 @@ import (
 )
 
 // Several devices per user. A new device of an existing user calls
-// BeginPairing before Activate and shows the pairing request's code and
-// fingerprint; one of the user's devices parses the code
-// (identity.ParsePairingCode), the user compares the fingerprints, and
-// ApproveDevice signs the approval and hands it to the server. The new
-// device then activates with its own activation code under the same
-// username.
+// PublishPairing (pairing.go) before Activate and shows the short code and
+// fingerprint of its pairing request; one of the user's devices fetches
+// the request by that code (LookupPairing), the user compares the
+// fingerprints, and ApproveDevice signs the approval and hands it to the
+// server. (Without the server's help, BeginPairing gives the request's
+// long code, which identity.ParsePairingCode reads on the approving
+// device.) The new device then activates with its own activation code
+// under the same username.
 //
 // Every device watches the transparency log for devices under its user's
 // name (EventNewOwnDevice, with the approval found in the log). A new

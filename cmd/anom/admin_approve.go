@@ -15,12 +15,14 @@ import (
 )
 
 func init() {
-	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE [--fingerprint FP]: show the new device's fingerprint, then on confirmation let it join an existing user (signed by the server's directory key, logged)", run: runAdminApprove}
+	adminVerbs["approve"] = adminVerb{summary: "approve PAIRING-CODE [--fingerprint FP]: show the new device's fingerprint, then on confirmation let it join an existing user (signed by the server's directory key, logged); the short code (7KQ2-M9XD-4T) or the long one", run: runAdminApprove}
 }
 
 // runAdminApprove sends the pairing request a new device shows to the
 // server, which signs the admin's approval, so that the device may
-// activate under an existing username. The approval goes into the
+// activate under an existing username. The new device shows a short code
+// (its request is then fetched from the server, and checked against the
+// code) or, without the server's help, the long one. The approval goes into the
 // transparency log, so the user's own devices are alerted to the new
 // device.
 //
@@ -39,9 +41,13 @@ func runAdminApprove(ctx context.Context, args []string) error {
 		return fmt.Errorf("usage: anom admin approve PAIRING-CODE [--fingerprint FP] (as the new device shows them)")
 	}
 	code := strings.Join(pos, "")
-	req, err := identity.ParsePairingCode(code)
-	if err != nil {
-		return err
+	var req *identity.PairingRequest
+	if short, serr := identity.ParseShortCode(code); serr == nil {
+		if req, err = fetchPairing(ctx, at, short); err != nil {
+			return err
+		}
+	} else if req, err = identity.ParsePairingCode(code); err != nil {
+		return fmt.Errorf("not a pairing code, short (%v) or long (%w)", serr, err)
 	}
 	fp := req.Fingerprint()
 	fmt.Printf("pairing request: a new device of %s\nfingerprint: %s\n", req.Username, fp)
@@ -63,6 +69,26 @@ func runAdminApprove(ctx context.Context, args []string) error {
 	fmt.Printf("device key fingerprint (compare with the new device): %s\n", ans.Approval.Fingerprint)
 	fmt.Fprintln(os.Stderr, "the user's existing devices will be alerted; it joins their chats once one of them adds it")
 	return nil
+}
+
+// fetchPairing fetches the pairing request published under a short code
+// and checks that it is the one the code was derived from.
+func fetchPairing(ctx context.Context, at *adminTarget, short string) (*identity.PairingRequest, error) {
+	ans, err := at.send(ctx, adminapi.OpPairing, []byte(short))
+	if err != nil {
+		return nil, err
+	}
+	if ans.Approval == nil {
+		return nil, fmt.Errorf("the server's answer carries no pairing request: %s", ans.Message)
+	}
+	req, err := identity.ParsePairingCode(ans.Approval.Request)
+	if err != nil {
+		return nil, fmt.Errorf("the server's answer for %s: %w", short, err)
+	}
+	if !req.HasShortCode(short) {
+		return nil, fmt.Errorf("the server answered code %s with a request that is not the code's: not approved", short)
+	}
+	return req, nil
 }
 
 // sameFingerprint compares two fingerprints, ignoring spaces and dashes.

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"anom/client"
 	"anom/internal/identity"
 )
 
@@ -78,5 +81,52 @@ func TestAttackAdminApproveShowsFingerprintFirst(t *testing.T) {
 	out, code = approve("", "--fingerprint", strings.ReplaceAll(req.Fingerprint(), " ", ""))
 	if code != 0 || !strings.Contains(out, "alice approved") {
 		t.Fatalf("--fingerprint: exit %d\n%s", code, out)
+	}
+}
+
+// anom admin approve takes the short code a new device shows: it fetches
+// the request from the server, shows its fingerprint and approves it; the
+// new device then activates. An unknown short code approves nothing.
+func TestAdminApproveShortCode(t *testing.T) {
+	n := newAdminNet(t)
+	n.admin(t, "distributor", "add", "shop", "--quota", "2")
+	codes, _ := n.admin(t, "codes", "issue", "--distributor", "shop", "--count", "2")
+	cs := strings.Fields(codes)
+	n.activate(t, "alice", cs[0])
+
+	d := dataDir(n.data)
+	ni, err := d.info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := parseInvite(inviteString(n.addr, ni, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), "alice2"), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 1}, "314159", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	ctx := context.Background()
+	p, err := nd.PublishPairing(ctx, inv, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, code := anomInput(t, "", "admin", "approve", "0000-0000-00", "--fingerprint", p.Request.Fingerprint(), "--data", n.data); code == 0 {
+		t.Fatalf("an unknown short code: exit 0\n%s", out)
+	} else {
+		t.Logf("an unknown short code: %s", strings.TrimSpace(out))
+	}
+	stdout, stderr, code := anomInput(t, "y\n", "admin", "approve", strings.ToLower(p.Code), "--data", n.data)
+	out := stdout + stderr
+	if code != 0 || !strings.Contains(out, "a new device of alice approved") {
+		t.Fatalf("approving the short code: exit %d\n%s", code, out)
+	}
+	if i, j := strings.Index(out, p.Request.Fingerprint()), strings.Index(out, "alice approved"); i < 0 || i > j {
+		t.Fatalf("the fingerprint was not shown before the approval:\n%s", out)
+	}
+	if err := nd.Activate(ctx, inv, cs[1], "alice"); err != nil {
+		t.Fatalf("activating the device approved by short code: %v", err)
 	}
 }

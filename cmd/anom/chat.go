@@ -360,14 +360,7 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 		return fmt.Errorf("activation code: %w", err)
 	}
 	if f.pair {
-		req, err := c.BeginPairing(user)
-		if err != nil {
-			return fmt.Errorf("pairing: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "This device asks to become a further device of %s.\n", user)
-		fmt.Fprintf(os.Stderr, "On one of %s's devices, type:  /approve %s\n", user, req.Code())
-		fmt.Fprintf(os.Stderr, "and check that it shows this fingerprint:  %s\n", req.Fingerprint())
-		if _, err := in.line(ctx, "Press Enter once it is approved: "); err != nil {
+		if err := pair(ctx, c, n, user, in); err != nil {
 			return err
 		}
 	}
@@ -392,6 +385,46 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "Activated: %s, device %s, subscription until %s.\n", id.Username, id.DeviceID, id.Certificate.NotAfter.Format(time.DateOnly))
+	return nil
+}
+
+// pair makes this device's pairing request and shows what the user types
+// on one of their devices: the short code, with the request published on
+// the server, or the long one if the server does not take it.
+func pair(ctx context.Context, c *client.Client, n client.Network, user string, in *terminal) error {
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	p, err := c.PublishPairing(pctx, n, user)
+	cancel()
+	var se *client.ServerError
+	code, fp, until := "", "", ""
+	switch {
+	case err == nil:
+		code, fp, until = p.Code, p.Request.Fingerprint(), p.Expires.Local().Format("15:04")
+	case errors.As(err, &se):
+		// A server that does not keep pairing requests (or is refusing
+		// them for now): the long code needs nothing from it.
+		fmt.Fprintf(os.Stderr, "The server did not take the pairing request (%s): use the long code.\n", se.Message)
+		req, err := c.BeginPairing(user)
+		if err != nil {
+			return fmt.Errorf("pairing: %w", err)
+		}
+		code, fp = req.Code(), req.Fingerprint()
+	case errors.Is(err, client.ErrPin):
+		return fmt.Errorf("pairing: the server's certificate does not match the CA fingerprint: %w", err)
+	case errors.Is(err, client.ErrWrongRoot):
+		return fmt.Errorf("pairing: the server is not of the network whose root key the invite gives: %w", err)
+	default:
+		return fmt.Errorf("pairing: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "This device asks to become a further device of %s.\n", user)
+	fmt.Fprintf(os.Stderr, "On one of %s's devices, type:  /approve %s\n", user, code)
+	fmt.Fprintf(os.Stderr, "and check that it shows this fingerprint:  %s\n", fp)
+	if until != "" {
+		fmt.Fprintf(os.Stderr, "(the code works until %s)\n", until)
+	}
+	if _, err := in.line(ctx, "Press Enter once it is approved: "); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"anom/internal/identity"
 )
 
 // The end-to-end test of anom chat: the README's quick start with the
@@ -453,11 +455,14 @@ func TestChatTmux(t *testing.T) {
 	bob.send("314159")
 	bob.wait("Type /help for the commands.")
 
-	// A second device for alice: it shows a pairing code, alice approves
-	// it from her first device after comparing fingerprints, and it
-	// joins her chats.
+	// A second device for alice: it shows a short pairing code, alice
+	// approves it from her first device after comparing fingerprints, and
+	// it joins her chats.
 	alice2 := n.start("alice2", "--server", n.addr, "--ca-fingerprint", n.fp, "--root", n.root, "--code", n.codes[3], "--username", "alice", "--pair")
 	pm := alice2.waitRe(regexp.MustCompile(`type:  /approve ([A-Za-z0-9-]+)\n.*fingerprint:  ([0-9 ]+)\n`))
+	if _, err := identity.ParseShortCode(pm[1]); err != nil {
+		t.Fatalf("the new device shows %q, not a short pairing code: %v", pm[1], err)
+	}
 	alice2.wait("Press Enter once it is approved:")
 	alice.expect("/approve "+pm[1], "    Fingerprint: "+strings.TrimSpace(pm[2]))
 	alice.expect("/approve confirm", "* approved: the new device can now activate as alice")

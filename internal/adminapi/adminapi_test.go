@@ -191,7 +191,7 @@ func TestDecodeAnswer(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	root, key, cert := adminFixture(f)
 	body, _ := DeviceAction{Device: identity.DeviceID{9}, Reason: "r"}.Encode()
-	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove, OpAlerts, OpDevices, OpUsers} {
+	for _, op := range []Op{OpAddDistributor, OpImportCodes, OpRevoke, OpWipe, OpApprove, OpAlerts, OpDevices, OpUsers, OpPairing} {
 		req, err := NewRequest(op, body, key, cert, t0, &seeded{})
 		if err != nil {
 			f.Fatal(err)

@@ -132,12 +132,16 @@ type DeviceResult struct {
 	Online int `json:"online,omitempty"`
 }
 
-// ApprovalResult answers OpApprove.
+// ApprovalResult answers OpApprove and OpPairing.
 type ApprovalResult struct {
 	Username string `json:"username"`
 	// Fingerprint is the pairing request's, for the admin to compare
 	// with the new device's screen.
 	Fingerprint string `json:"fingerprint"`
+	// Request, for OpPairing, is the pairing request published under the
+	// short code, as its long code (identity.ParsePairingCode); the
+	// admin's tool checks it against the short code.
+	Request string `json:"request,omitempty"`
 }
 
 // Refusal reasons of the admin API's own checks, and their errors.

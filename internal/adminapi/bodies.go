@@ -38,10 +38,15 @@ const (
 	// OpUsers: the network's users with their state, one page; the body
 	// is a cursor as for OpDevices. It changes nothing.
 	OpUsers Op = 8
+	// OpPairing: a short pairing code (identity.ParseShortCode) as text;
+	// the answer's Approval carries the pairing request published under
+	// it (ApprovalResult.Request), for the admin to check and approve
+	// with OpApprove. It changes nothing.
+	OpPairing Op = 9
 )
 
 // Valid reports whether op is a known operation.
-func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpUsers }
+func (op Op) Valid() bool { return op >= OpAddDistributor && op <= OpPairing }
 
 // String names the operation.
 func (op Op) String() string {
@@ -62,6 +67,8 @@ func (op Op) String() string {
 		return "devices"
 	case OpUsers:
 		return "users"
+	case OpPairing:
+		return "pairing"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
@@ -69,7 +76,7 @@ func (op Op) String() string {
 // MaxReasonLen bounds DeviceAction.Reason in bytes.
 const MaxReasonLen = 200
 
-// MaxPairingCodeLen bounds the body of OpApprove.
+// MaxPairingCodeLen bounds the body of OpApprove and OpPairing.
 const MaxPairingCodeLen = 256
 
 // DeviceAction is the body of OpRevoke and OpWipe: the device and why

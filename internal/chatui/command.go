@@ -114,7 +114,7 @@ func init() {
 		{"/history", OpHistory, "/history [N]", "show the last N messages of the current chat (default 20)", parseHistory},
 		{"/whoami", OpWhoami, "/whoami", "this device: username, device ID, subscription end", parseNoArgs},
 		{"/devices", OpDevices, "/devices", "your devices, as the network's directory and log show them", parseNoArgs},
-		{"/approve", OpApprove, "/approve CODE", "approve a new device of yours from the pairing code it shows (then /approve confirm)", parseApprove},
+		{"/approve", OpApprove, "/approve CODE", "approve a new device of yours from the pairing code it shows, such as 7KQ2-M9XD-4T (then /approve confirm)", parseApprove},
 		{"/add-own-devices", OpAddOwnDevices, "/add-own-devices", "add every device of yours to every chat of this device where it is missing", parseNoArgs},
 	}
 }

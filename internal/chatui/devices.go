@@ -53,12 +53,14 @@ func (s *Session) devices(ctx context.Context) error {
 }
 
 // approve shows a new device's pairing request, then approves it once the
-// user confirms the fingerprints match.
+// user confirms the fingerprints match. The code is the short one the new
+// device shows (its request is fetched from the server and checked
+// against it) or the long one.
 func (s *Session) approve(ctx context.Context, cmd Command) error {
 	if !cmd.Confirm {
-		req, err := identity.ParsePairingCode(cmd.Arg)
+		req, err := s.pairingRequest(ctx, cmd.Arg)
 		if err != nil {
-			return fmt.Errorf("not a pairing code: %w", err)
+			return err
 		}
 		if req.Username != s.self {
 			return fmt.Errorf("this pairing code is for %s; only %s's devices can approve it", sanitize(req.Username), sanitize(req.Username))
@@ -83,4 +85,27 @@ func (s *Session) approve(ctx context.Context, cmd Command) error {
 	}
 	s.printf("* approved: the new device can now activate as %s (within a day)", s.self)
 	return nil
+}
+
+// pairingRequest reads a pairing code: a short one is looked up on the
+// server, a long one is the request itself.
+func (s *Session) pairingRequest(ctx context.Context, code string) (*identity.PairingRequest, error) {
+	short, serr := identity.ParseShortCode(code)
+	if serr != nil {
+		req, err := identity.ParsePairingCode(code)
+		if err != nil {
+			return nil, fmt.Errorf("not a pairing code: the new device shows ten characters such as 7KQ2-M9XD-4T (%v)", serr)
+		}
+		return req, nil
+	}
+	req, err := s.c.LookupPairing(ctx, short)
+	switch {
+	case errors.Is(err, client.ErrPairingCode):
+		return nil, fmt.Errorf("no pairing request under %s: check the code on the new device (codes last ten minutes; past that, start its pairing again) (%w)", short, err)
+	case errors.Is(err, client.ErrPairing):
+		return nil, fmt.Errorf("the pairing request under %s is not one of yours or not the code's: do not approve; %w", short, err)
+	case err != nil:
+		return nil, fmt.Errorf("looking up the pairing code: %w", err)
+	}
+	return req, nil
 }

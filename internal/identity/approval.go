@@ -86,19 +86,11 @@ func ParsePairingCode(s string) (*PairingRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing pairing code: %w: %v", ErrMalformed, err)
 	}
-	d := decoder{b: b}
-	d.version("pairing request")
-	var r PairingRequest
-	r.Username = d.str8("username")
-	r.Key = d.fixed("key", ed25519.PublicKeySize)
-	copy(r.Nonce[:], d.take("nonce", PairingNonceSize))
-	if err := d.finish(); err != nil {
+	r, err := DecodePairingRequest(b)
+	if err != nil {
 		return nil, fmt.Errorf("parsing pairing code: %w", err)
 	}
-	if err := checkCanonical(r.Username); err != nil {
-		return nil, fmt.Errorf("parsing pairing code: %w: %w", ErrMalformed, err)
-	}
-	return &r, nil
+	return r, nil
 }
 
 // Fingerprint is what the user compares between the new device's screen

@@ -200,6 +200,16 @@ func (s *Server) applyAdmin(ctx context.Context, req *adminapi.Request) (*admina
 		}
 		return &adminapi.Answer{Code: adminapi.CodeOK, Approval: &adminapi.ApprovalResult{Username: pr.Username, Fingerprint: pr.Fingerprint()},
 			Message: fmt.Sprintf("a new device of %s approved; it may activate under that username with its own activation code", pr.Username)}, ""
+	case adminapi.OpPairing:
+		if len(req.Body) > adminapi.MaxPairingCodeLen {
+			return refusal(errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "pairing code of %d bytes", len(req.Body))), ""
+		}
+		pr, exp, err := s.LookupPairing(ctx, string(req.Body), "")
+		if err != nil {
+			return refusal(err), ""
+		}
+		return &adminapi.Answer{Code: adminapi.CodeOK, Approval: &adminapi.ApprovalResult{Username: pr.Username, Fingerprint: pr.Fingerprint(), Request: pr.Code()},
+			Message: fmt.Sprintf("a new device of %s asks to be approved (code valid until %s)", pr.Username, exp.UTC().Format(time.TimeOnly))}, ""
 	case adminapi.OpAlerts:
 		from, err := adminapi.DecodeAlertsFrom(req.Body)
 		if err != nil {

@@ -324,7 +324,8 @@ func TestAttackPreAuthLargeFrame(t *testing.T) {
 		t.Fatalf("%d connections sending a 1 MiB frame header grew the heap by %d MiB", conns, growth>>20)
 	}
 
-	// The largest legal Hello, Auth and Activate frames fit the limit.
+	// The largest legal Hello, Auth, Activate and PublishPairing frames
+	// fit the limit.
 	var maxName strings.Builder
 	for maxName.Len() < identity.MaxUsernameLen {
 		maxName.WriteByte('w')
@@ -335,6 +336,7 @@ func TestAttackPreAuthLargeFrame(t *testing.T) {
 		{Id: 1 << 62, Body: &anomv1.Frame_Auth{Auth: &anomv1.Auth{Certificate: make([]byte, identity.MaxDeviceCertificateSize), Signature: make([]byte, ed25519.SignatureSize)}}},
 		{Id: 1 << 62, Body: &anomv1.Frame_Activate{Activate: &anomv1.Activate{Code: code.String(), Username: maxName.String(),
 			SignatureKey: make([]byte, ed25519.PublicKeySize), Signature: make([]byte, ed25519.SignatureSize), Approval: make([]byte, identity.MaxDeviceApprovalSize)}}},
+		{Id: 1 << 62, Body: &anomv1.Frame_PublishPairing{PublishPairing: &anomv1.PublishPairing{Request: make([]byte, identity.MaxPairingRequestSize)}}},
 	} {
 		b, _ := proto.Marshal(f)
 		t.Logf("largest legal %s frame: %d bytes", kindOf(f), len(b))

@@ -79,7 +79,10 @@ type session struct {
 	// preauthHead: the session fetched its one tree head before
 	// authenticating (dispatch).
 	preauthHead atomic.Bool
-	authTimer   *time.Timer // until authenticated; used by the reading goroutine
+	// preauthPairing: the session published its one pairing request
+	// before authenticating (pairing.go).
+	preauthPairing atomic.Bool
+	authTimer      *time.Timer // until authenticated; used by the reading goroutine
 	// src is the source address the pre-authentication limits count
 	// the session under; preauth says it holds a place among the
 	// unauthenticated sessions (given back when it authenticates or

@@ -78,6 +78,11 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead_{TreeHead_: r}}
 		})
 	}
+	if p, ok := f.Body.(*anomv1.Frame_PublishPairing); ok && !c.authed.Load() {
+		// A new device publishes its pairing request under a short code
+		// for one of its user's devices to fetch (pairing.go).
+		return c.publishPairing(ctx, p.PublishPairing)
+	}
 	if !c.authed.Load() {
 		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "authenticate first")
 	}
@@ -144,6 +149,11 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 	case *anomv1.Frame_ApproveDevice:
 		r, err := c.s.approveDevice(ctx, c, b.ApproveDevice)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })
+	case *anomv1.Frame_FetchPairing:
+		r, err := c.s.fetchPairing(ctx, c, b.FetchPairing)
+		return respond(r, err, func(r *anomv1.Pairing) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Pairing{Pairing: r}} })
+	case *anomv1.Frame_PublishPairing:
+		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "an activated device has no pairing request to publish")
 	case *anomv1.Frame_SetGroupTimer:
 		r, err := c.s.setGroupTimer(ctx, c, b.SetGroupTimer)
 		return respond(r, err, func(r *anomv1.Ok) *anomv1.Frame { return &anomv1.Frame{Body: &anomv1.Frame_Ok{Ok: r}} })

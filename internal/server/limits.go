@@ -38,6 +38,11 @@ type Limits struct {
 	// ClaimsPerMinute limits key-package claims per device (60), so no
 	// device can drain others' key packages in bulk.
 	ClaimsPerMinute int
+	// PairingMissBurst and PairingMissesPerMinute limit per device the
+	// fetches of pairing codes that are unknown, expired or another
+	// user's (10, then 6 a minute), so that no device can guess at codes.
+	PairingMissBurst       int
+	PairingMissesPerMinute float64
 	// AuthTimeout is how long a connection may stay unauthenticated (10s).
 	AuthTimeout time.Duration
 	// MaxConnsPerDevice bounds simultaneous sessions of one device (4).
@@ -106,6 +111,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.SendQueue, 1024)
 	def(&l.RequestBurst, 400)
 	def(&l.ClaimsPerMinute, 60)
+	def(&l.PairingMissBurst, 10)
 	def(&l.MaxConnsPerDevice, 4)
 	def(&l.MaxPreAuthFrameSize, 4<<10)
 	def(&l.MaxUnauthenticated, 4096)
@@ -120,6 +126,7 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	defRate(&l.FailedActivationsPerMinute, 6)
+	defRate(&l.PairingMissesPerMinute, 6)
 	defRate(&l.FailedActivationsPerMinutePer48, 12)
 	defRate(&l.FailedActivationsPerMinutePer32, 60)
 	if l.ReadHeaderTimeout <= 0 {
@@ -148,9 +155,10 @@ type rateLimiters struct {
 }
 
 type deviceLimiter struct {
-	requests *rate.Limiter
-	claims   *rate.Limiter
-	refs     int // sessions holding it; guarded by rateLimiters.mu
+	requests      *rate.Limiter
+	claims        *rate.Limiter
+	pairingMisses *rate.Limiter // fetches of unknown pairing codes (pairing.go)
+	refs          int           // sessions holding it; guarded by rateLimiters.mu
 }
 
 func newRateLimiters(l Limits) *rateLimiters {
@@ -165,8 +173,9 @@ func (r *rateLimiters) acquire(id identity.DeviceID) *deviceLimiter {
 	d := r.m[id]
 	if d == nil {
 		d = &deviceLimiter{
-			requests: rate.NewLimiter(rate.Limit(r.limits.RequestsPerSecond), r.limits.RequestBurst),
-			claims:   rate.NewLimiter(rate.Limit(float64(r.limits.ClaimsPerMinute)/60), r.limits.ClaimsPerMinute),
+			requests:      rate.NewLimiter(rate.Limit(r.limits.RequestsPerSecond), r.limits.RequestBurst),
+			claims:        rate.NewLimiter(rate.Limit(float64(r.limits.ClaimsPerMinute)/60), r.limits.ClaimsPerMinute),
+			pairingMisses: rate.NewLimiter(rate.Limit(r.limits.PairingMissesPerMinute/60), r.limits.PairingMissBurst),
 		}
 		r.m[id] = d
 	}
@@ -202,10 +211,11 @@ func (r *rateLimiters) len() int {
 	return len(r.m)
 }
 
-// full says whether both buckets are full: then they limit exactly as
+// full says whether all its buckets are full: then they limit exactly as
 // new ones would.
 func (d *deviceLimiter) full(now time.Time) bool {
-	return d.requests.TokensAt(now) >= float64(d.requests.Burst()) && d.claims.TokensAt(now) >= float64(d.claims.Burst())
+	return d.requests.TokensAt(now) >= float64(d.requests.Burst()) && d.claims.TokensAt(now) >= float64(d.claims.Burst()) &&
+		d.pairingMisses.TokensAt(now) >= float64(d.pairingMisses.Burst())
 }
 
 // allow takes one token and, if none is left, says how long to wait.

@@ -414,7 +414,8 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 }
 
 // Sweep applies retention and trimming to every group log, removes
-// expired blobs and forgets the rate limits of idle devices.
+// expired blobs and pairing requests and forgets the rate limits of idle
+// devices.
 func (s *Server) Sweep(ctx context.Context) error {
 	if err := s.trimGroups(ctx); err != nil {
 		return err
@@ -422,6 +423,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 	s.rates.sweep(s.now())
 	s.activations.sweep(s.now())
 	if err := s.sweepAdminNonces(ctx); err != nil {
+		return err
+	}
+	if err := s.sweepPairings(ctx); err != nil {
 		return err
 	}
 	if _, err := s.st.SweepBlobs(ctx, s.now()); err != nil {

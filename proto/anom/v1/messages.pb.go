@@ -2079,6 +2079,217 @@ func (x *ApproveDevice) GetApproval() []byte {
 	return nil
 }
 
+// PublishPairing stores a new device's pairing request (an
+// identity.PairingRequest encoding) on the server under its short code
+// (identity.PairingRequest.ShortCode, derived from the request), for ten
+// minutes, so that one of the user's devices can fetch it by that code
+// instead of the user typing the whole request. Allowed before
+// authentication, once per connection and limited per source address.
+// Answered with PairingPublished; a code already in use gets EXISTS.
+type PublishPairing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       []byte                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishPairing) Reset() {
+	*x = PublishPairing{}
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishPairing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishPairing) ProtoMessage() {}
+
+func (x *PublishPairing) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishPairing.ProtoReflect.Descriptor instead.
+func (*PublishPairing) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PublishPairing) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// PairingPublished answers PublishPairing.
+type PairingPublished struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The short code the request is stored under (grouped, as shown).
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// When the server forgets it, Unix milliseconds.
+	ExpiresAtMs   uint64 `protobuf:"varint,2,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PairingPublished) Reset() {
+	*x = PairingPublished{}
+	mi := &file_anom_v1_messages_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PairingPublished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PairingPublished) ProtoMessage() {}
+
+func (x *PairingPublished) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PairingPublished.ProtoReflect.Descriptor instead.
+func (*PairingPublished) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PairingPublished) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *PairingPublished) GetExpiresAtMs() uint64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+// FetchPairing fetches the pairing request stored under a short code, for
+// a device of the same user to approve (ApproveDevice). A code that is
+// unknown, forgotten, or another user's gets NOT_FOUND, one past its ten
+// minutes EXPIRED; unknown codes are rate-limited per device. Answered
+// with Pairing.
+type FetchPairing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchPairing) Reset() {
+	*x = FetchPairing{}
+	mi := &file_anom_v1_messages_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchPairing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchPairing) ProtoMessage() {}
+
+func (x *FetchPairing) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchPairing.ProtoReflect.Descriptor instead.
+func (*FetchPairing) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *FetchPairing) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+// Pairing answers FetchPairing. The client checks that the request is the
+// one the code was derived from.
+type Pairing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An identity.PairingRequest encoding.
+	Request []byte `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// When the server forgets it, Unix milliseconds.
+	ExpiresAtMs   uint64 `protobuf:"varint,2,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pairing) Reset() {
+	*x = Pairing{}
+	mi := &file_anom_v1_messages_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pairing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pairing) ProtoMessage() {}
+
+func (x *Pairing) ProtoReflect() protoreflect.Message {
+	mi := &file_anom_v1_messages_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pairing.ProtoReflect.Descriptor instead.
+func (*Pairing) Descriptor() ([]byte, []int) {
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Pairing) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *Pairing) GetExpiresAtMs() uint64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
 // DeviceAdded is pushed to a user's other devices when a device is
 // activated under the user's name. The receivers check it against the
 // transparency log (and alert their user), then add the device to their
@@ -2094,7 +2305,7 @@ type DeviceAdded struct {
 
 func (x *DeviceAdded) Reset() {
 	*x = DeviceAdded{}
-	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	mi := &file_anom_v1_messages_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2317,7 @@ func (x *DeviceAdded) String() string {
 func (*DeviceAdded) ProtoMessage() {}
 
 func (x *DeviceAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[34]
+	mi := &file_anom_v1_messages_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2330,7 @@ func (x *DeviceAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceAdded.ProtoReflect.Descriptor instead.
 func (*DeviceAdded) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{34}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeviceAdded) GetUsername() string {
@@ -2160,7 +2371,7 @@ type SetGroupTimer struct {
 
 func (x *SetGroupTimer) Reset() {
 	*x = SetGroupTimer{}
-	mi := &file_anom_v1_messages_proto_msgTypes[35]
+	mi := &file_anom_v1_messages_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2383,7 @@ func (x *SetGroupTimer) String() string {
 func (*SetGroupTimer) ProtoMessage() {}
 
 func (x *SetGroupTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_anom_v1_messages_proto_msgTypes[35]
+	mi := &file_anom_v1_messages_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2396,7 @@ func (x *SetGroupTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupTimer.ProtoReflect.Descriptor instead.
 func (*SetGroupTimer) Descriptor() ([]byte, []int) {
-	return file_anom_v1_messages_proto_rawDescGZIP(), []int{35}
+	return file_anom_v1_messages_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetGroupTimer) GetGroupId() []byte {
@@ -2339,7 +2550,17 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\x12\x19\n" +
 	"\bmax_size\x18\x05 \x01(\x04R\amaxSize\"+\n" +
 	"\rApproveDevice\x12\x1a\n" +
-	"\bapproval\x18\x01 \x01(\fR\bapproval\"c\n" +
+	"\bapproval\x18\x01 \x01(\fR\bapproval\"*\n" +
+	"\x0ePublishPairing\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\"J\n" +
+	"\x10PairingPublished\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\"\n" +
+	"\rexpires_at_ms\x18\x02 \x01(\x04R\vexpiresAtMs\"\"\n" +
+	"\fFetchPairing\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\"G\n" +
+	"\aPairing\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\x12\"\n" +
+	"\rexpires_at_ms\x18\x02 \x01(\x04R\vexpiresAtMs\"c\n" +
 	"\vDeviceAdded\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\fR\bdeviceId\x12\x1b\n" +
@@ -2360,7 +2581,7 @@ func file_anom_v1_messages_proto_rawDescGZIP() []byte {
 	return file_anom_v1_messages_proto_rawDescData
 }
 
-var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_anom_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_anom_v1_messages_proto_goTypes = []any{
 	(*Hello)(nil),                // 0: anom.v1.Hello
 	(*Challenge)(nil),            // 1: anom.v1.Challenge
@@ -2396,8 +2617,12 @@ var file_anom_v1_messages_proto_goTypes = []any{
 	(*RequestBlobUpload)(nil),    // 31: anom.v1.RequestBlobUpload
 	(*BlobGrant)(nil),            // 32: anom.v1.BlobGrant
 	(*ApproveDevice)(nil),        // 33: anom.v1.ApproveDevice
-	(*DeviceAdded)(nil),          // 34: anom.v1.DeviceAdded
-	(*SetGroupTimer)(nil),        // 35: anom.v1.SetGroupTimer
+	(*PublishPairing)(nil),       // 34: anom.v1.PublishPairing
+	(*PairingPublished)(nil),     // 35: anom.v1.PairingPublished
+	(*FetchPairing)(nil),         // 36: anom.v1.FetchPairing
+	(*Pairing)(nil),              // 37: anom.v1.Pairing
+	(*DeviceAdded)(nil),          // 38: anom.v1.DeviceAdded
+	(*SetGroupTimer)(nil),        // 39: anom.v1.SetGroupTimer
 }
 var file_anom_v1_messages_proto_depIdxs = []int32{
 	13, // 0: anom.v1.Messages.messages:type_name -> anom.v1.GroupMessage
@@ -2421,7 +2646,7 @@ func file_anom_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_anom_v1_messages_proto_rawDesc), len(file_anom_v1_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
