@@ -338,7 +338,7 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 	if c.wiped {
 		return nil, ErrWiped
 	}
-	gs, ok := c.groups[string(groupID)]
+	_, ok := c.groups[string(groupID)]
 	if !ok {
 		return nil, fmt.Errorf("group %x: %w", groupID, ErrNoGroup)
 	}
@@ -370,13 +370,20 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 	now := c.now()
 	var keep [][]byte
 	var out []*Message
+	// A timer applies to the messages after it in the group's log: the
+	// timer in force is that of the last timer message before (none
+	// before the first).
+	var timer time.Duration
 	for _, it := range items {
 		m := it.msg
+		if m.Content.Kind == KindTimer {
+			timer = m.Content.Timer
+		}
 		if by, ok := deleted[m.Content.ID]; ok && by == m.From {
 			dropped = true
 			continue
 		}
-		if gs.timer > 0 && m.Content.Kind != KindTimer && now.Sub(m.Received) >= time.Duration(gs.timer)*time.Second {
+		if timer > 0 && m.Content.Kind != KindTimer && now.Sub(m.Received) >= timer {
 			dropped = true
 			continue
 		}
