@@ -2,10 +2,13 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"time"
 
 	"anom/internal/identity"
@@ -367,6 +370,13 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}
+	// The device records messages as it gets them; the group's order is
+	// the server's log order (a message received while this device was
+	// sending may have come first). Entries without a sequence number
+	// keep their place after the ones with.
+	slices.SortStableFunc(items, func(a, b item) int {
+		return cmp.Compare(seqOrder(a.msg.Seq), seqOrder(b.msg.Seq))
+	})
 	now := c.now()
 	var keep [][]byte
 	var out []*Message
@@ -396,4 +406,13 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 		}
 	}
 	return out, nil
+}
+
+// seqOrder is the place of a history entry: its sequence number, or after
+// every numbered one without.
+func seqOrder(seq uint64) uint64 {
+	if seq == 0 {
+		return math.MaxUint64
+	}
+	return seq
 }
