@@ -38,6 +38,9 @@ const (
 	// one its content gives (Group, Message, Mismatch set): the sender sent
 	// a false escrow copy. It has been reported to the server.
 	EventEscrowMismatch
+	// EventSent: a message that waited in the outbox (SendOrQueue) was
+	// sent (Group, Message set, with its sequence number).
+	EventSent
 )
 
 // Event is something that happened to the device.
@@ -64,5 +67,8 @@ type Message struct {
 	Username string
 	Received time.Time
 	Outgoing bool
-	Content  *Content
+	// Pending is set for a message of this device that waits in the
+	// outbox to be sent (Seq is 0).
+	Pending bool
+	Content *Content
 }
