@@ -117,9 +117,25 @@ func OpenAttachment(dst io.Writer, src io.Reader, ref *AttachmentRef) error {
 		return fmt.Errorf("opening attachment: %w", err)
 	}
 	h := sha256.New()
-	in := bufio.NewReaderSize(io.TeeReader(src, h), AttachmentChunk+chacha20poly1305.Overhead+1)
+	// The reference gives the blob's length: a blob that ends short of it
+	// is a transfer cut off (or cut) on the way, told apart from one whose
+	// bytes do not authenticate.
+	want := SealedSize(ref.Size)
+	got := &countReader{r: src}
+	cut := func() error {
+		if got.n < want {
+			return fmt.Errorf("opening attachment: %w", &truncatedError{got: got.n, want: want})
+		}
+		return nil
+	}
+	in := bufio.NewReaderSize(io.TeeReader(got, h), AttachmentChunk+chacha20poly1305.Overhead+1)
 	magic := make([]byte, len(attachMagic))
 	if _, err := io.ReadFull(in, magic); err != nil || string(magic) != attachMagic {
+		if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			if err := cut(); err != nil {
+				return err
+			}
+		}
 		return fmt.Errorf("opening attachment: %w: bad header", ErrAttachment)
 	}
 	const full = AttachmentChunk + chacha20poly1305.Overhead
@@ -136,6 +152,12 @@ func OpenAttachment(dst io.Writer, src io.Reader, ref *AttachmentRef) error {
 				last = true
 			} else if perr != nil {
 				return fmt.Errorf("opening attachment: reading: %w", perr)
+			}
+		}
+		if last {
+			// The stream ended: the whole of it has been read.
+			if err := cut(); err != nil {
+				return err
 			}
 		}
 		if n < chacha20poly1305.Overhead {
@@ -169,3 +191,34 @@ func OpenAttachment(dst io.Writer, src io.Reader, ref *AttachmentRef) error {
 }
 
 func sumOf(h hash.Hash) []byte { return h.Sum(nil) }
+
+// ErrIncomplete is returned when a transfer ends before all of its bytes
+// arrived (the connection was cut): what arrived is discarded and the
+// transfer can be tried again. It is not a failed authentication, though
+// such an error also matches ErrAttachment.
+var ErrIncomplete = errors.New("client: transfer incomplete")
+
+// truncatedError is a blob that ended short of its length.
+type truncatedError struct{ got, want uint64 }
+
+func (e *truncatedError) Error() string {
+	return fmt.Sprintf("the transfer was cut off after %d of %d bytes; try again", e.got, e.want)
+}
+
+// Is makes a truncated blob match ErrIncomplete, and ErrAttachment (it did
+// not verify: what was written must be discarded).
+func (e *truncatedError) Is(target error) bool {
+	return target == ErrIncomplete || target == ErrAttachment
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
+}

@@ -54,6 +54,12 @@ type policyState struct {
 	logIndex  uint64
 	serverID  string
 	serverKey ed25519.PublicKey
+	// logTime is when the policy entered the transparency log (the
+	// entry's timestamp, from the server's clock like the time of every
+	// group message): no message stored before it was sent under this
+	// policy. It is known only once the policy is fetched again (zero in
+	// the stored record, which only tells of changes).
+	logTime int64
 }
 
 func (p *policyState) encode() []byte {
@@ -241,7 +247,7 @@ func (c *Client) checkEscrowPolicy(ep *anomv1.EscrowPolicy, prev *policyState) (
 		return nil, fmt.Errorf("escrow policy: %w: no server countersigning key", ErrProtocol)
 	}
 	return &policyState{raw: slices.Clone(ep.GetPolicy()), policy: p, logIndex: ep.GetLogIndex(),
-		serverID: ep.GetServerKeyId(), serverKey: slices.Clone(ep.GetServerKey())}, nil
+		serverID: ep.GetServerKeyId(), serverKey: slices.Clone(ep.GetServerKey()), logTime: int64(e.Timestamp)}, nil
 }
 
 // escrowContext is the exporter context of an epoch's escrow secret.
@@ -376,10 +382,21 @@ type EscrowMismatch struct {
 // checkRecord re-derives the escrow record of a received application
 // message and compares it with the one delivered. A mismatch is queued for
 // reporting to the server and returned.
+//
+// A record is expected only of a message sent under the policy: one the
+// server stored at or after the time the policy entered the transparency
+// log (the server refuses a message without a record from then on, and
+// no sender could seal to the policy before). A message stored before
+// was sent without a policy or under an earlier one, and is not checked
+// against this one: a device that was offline when the policy came does
+// not accuse the senders of everything sent before it.
 func (c *Client) checkRecord(gs *groupState, m *anomv1.GroupMessage, rec *mls.Received, content *Content, sender *identity.DeviceCertificate) *EscrowMismatch {
 	p := c.escrowPol
 	if p == nil || p.policy == nil || sender == nil {
 		return nil // nothing verified to check against
+	}
+	if m.GetTimeMs() < p.logTime {
+		return nil // sent before the policy existed
 	}
 	if err := c.noteEpochSecret(gs); err != nil {
 		c.log.Warn("loading escrow secrets", "err", err)

@@ -42,6 +42,9 @@ const (
 	// was revoked (or wiped) or its certificate expired (Group set, Text
 	// says which device and why).
 	EventDeviceRemoved
+	// EventSent: a message that waited in the outbox (SendOrQueue) was
+	// sent (Group, Message set, with its sequence number).
+	EventSent
 )
 
 // Event is something that happened to the device.
@@ -68,5 +71,8 @@ type Message struct {
 	Username string
 	Received time.Time
 	Outgoing bool
-	Content  *Content
+	// Pending is set for a message of this device that waits in the
+	// outbox to be sent (Seq is 0).
+	Pending bool
+	Content *Content
 }

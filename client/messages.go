@@ -2,10 +2,13 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"time"
 
 	"anom/internal/identity"
@@ -23,15 +26,30 @@ func (c *Client) Send(ctx context.Context, groupID []byte, content *Content) err
 	if err != nil {
 		return err
 	}
-	return c.send(ctx, cn, gs, content)
+	pt, err := c.prepareContent(content)
+	if err != nil {
+		return err
+	}
+	_, err = c.sendLocked(ctx, cn, gs, content, pt, nil)
+	return err
 }
 
 // send is Send with c.mu held, the connection and the group at hand.
 func (c *Client) send(ctx context.Context, cn *conn, gs *groupState, content *Content) error {
-	groupID := gs.g.GroupID()
+	pt, err := c.prepareContent(content)
+	if err != nil {
+		return err
+	}
+	_, err = c.sendLocked(ctx, cn, gs, content, pt, nil)
+	return err
+}
+
+// prepareContent fills in a content's ID and SentAt when zero and encodes
+// it.
+func (c *Client) prepareContent(content *Content) ([]byte, error) {
 	if content.ID == (MessageID{}) {
 		if _, err := io.ReadFull(c.rand, content.ID[:]); err != nil {
-			return fmt.Errorf("sending: %w", err)
+			return nil, fmt.Errorf("sending: %w", err)
 		}
 	}
 	if content.SentAt.IsZero() {
@@ -39,73 +57,87 @@ func (c *Client) send(ctx context.Context, cn *conn, gs *groupState, content *Co
 	}
 	pt, err := content.Marshal()
 	if err != nil {
-		return fmt.Errorf("sending: %w", err)
+		return nil, fmt.Errorf("sending: %w", err)
 	}
+	return pt, nil
+}
+
+// sendLocked encrypts the encoded content pt for the group and sends it,
+// records it in the history and returns its sequence number. onSealed, if
+// set, is given each MLS message before it leaves.
+func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, content *Content, pt []byte, onSealed func(msg []byte) error) (uint64, error) {
+	groupID := gs.g.GroupID()
 	if c.escrowPol == nil {
-		return fmt.Errorf("sending: %w", ErrEscrowPolicy)
+		return 0, fmt.Errorf("sending: %w", ErrEscrowPolicy)
 	}
 	for attempt := 0; ; attempt++ {
 		// The record is sealed from the epoch's exporter, kept before
 		// the message can be sent.
 		if err := c.noteEpochSecret(gs); err != nil {
-			return err
+			return 0, err
 		}
 		msg, gen, err := gs.g.EncryptWithGeneration(pt, nil)
 		if err != nil {
-			return fmt.Errorf("sending: %w", err)
+			return 0, fmt.Errorf("sending: %w", err)
 		}
 		// The ratchet moved: save before the message leaves, so a crash
 		// never reuses a key.
 		if err := c.saveGroup(gs); err != nil {
-			return err
+			return 0, err
 		}
 		rec, err := c.sealRecord(gs, gen, content, pt)
 		if err != nil {
-			return fmt.Errorf("sending: %w", err)
+			return 0, fmt.Errorf("sending: %w", err)
 		}
-		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: msg.Encode(), EscrowRecord: rec}}})
+		enc := msg.Encode()
+		if onSealed != nil {
+			if err := onSealed(enc); err != nil {
+				return 0, err
+			}
+		}
+		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: enc, EscrowRecord: rec}}})
 		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD) && attempt < 2 {
 			// The policy may have changed since the last sync: verify
 			// it again and seal a new message.
 			if err := c.syncEscrowPolicy(ctx, cn); err != nil {
-				return err
+				return 0, err
 			}
 			if c.escrowPol == nil {
-				return fmt.Errorf("sending: %w", ErrEscrowPolicy)
+				return 0, fmt.Errorf("sending: %w", ErrEscrowPolicy)
 			}
 			continue
 		}
 		if (IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE)) && attempt < 2 {
 			// The group moved on; catch up and encrypt in the new epoch.
 			if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
-				return err
+				return 0, err
 			}
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("sending: %w", err)
+			return 0, fmt.Errorf("sending: %w", err)
 		}
 		h := &historyEntry{seq: resp.GetSent().GetSeq(), sender: c.dev.id, username: c.dev.username, received: c.now().UnixMilli(), outgoing: true, content: pt}
 		if err := c.v.appendLog(historyName(groupID), h.encode()); err != nil {
-			return fmt.Errorf("recording sent message: %w", err)
+			return 0, fmt.Errorf("recording sent message: %w", err)
 		}
 		if content.Kind == KindGroupName {
 			if err := c.putGroupName(groupID, content.Text); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if content.Kind == KindTimer {
 			gs.timer = uint32(content.Timer / time.Second)
 			if err := c.saveGroup(gs); err != nil {
-				return err
+				return 0, err
 			}
 			// The server cannot read the timer: tell it, so its copy of
 			// the group's messages disappears too.
 			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer}}}); err != nil {
-				return fmt.Errorf("setting the group's timer on the server: %w", err)
+				return 0, fmt.Errorf("setting the group's timer on the server: %w", err)
 			}
 		}
-		return nil
+		return h.seq, nil
 	}
 }
 
@@ -232,7 +264,13 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 // handle processes one message of a known group.
 func (c *Client) handle(gs *groupState, m *anomv1.GroupMessage) error {
 	if bytes.Equal(m.GetSenderDevice(), c.dev.id[:]) {
-		return c.ownMessage(gs, m)
+		// Own message: applied or recorded when sent; or a commit whose
+		// answer was lost (pending), or a message sent from the outbox
+		// with its answer lost.
+		if err := c.ownMessage(gs, m); err != nil {
+			return err
+		}
+		return c.outboxDelivered(gs, m)
 	}
 	msg, err := mls.DecodeMLSMessage(m.GetMessage())
 	if err != nil {
@@ -365,16 +403,17 @@ func (h *historyEntry) message(gid []byte, content *Content) *Message {
 		Received: time.UnixMilli(h.received), Outgoing: h.outgoing, Content: content}
 }
 
-// History returns a group's messages, oldest first, without the ones
-// deleted by their senders or expired under the disappearing-message
-// timer (those are also dropped from the device).
+// History returns a group's messages, oldest first (the ones waiting in
+// the outbox last, marked Pending), without the ones deleted by their
+// senders or expired under the disappearing-message timer (those are
+// also dropped from the device).
 func (c *Client) History(groupID []byte) ([]*Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.wiped {
 		return nil, ErrWiped
 	}
-	gs, ok := c.groups[string(groupID)]
+	_, ok := c.groups[string(groupID)]
 	if !ok {
 		return nil, fmt.Errorf("group %x: %w", groupID, ErrNoGroup)
 	}
@@ -403,16 +442,30 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}
+	// The device records messages as it gets them; the group's order is
+	// the server's log order (a message received while this device was
+	// sending may have come first). Entries without a sequence number
+	// keep their place after the ones with.
+	slices.SortStableFunc(items, func(a, b item) int {
+		return cmp.Compare(seqOrder(a.msg.Seq), seqOrder(b.msg.Seq))
+	})
 	now := c.now()
 	var keep [][]byte
 	var out []*Message
+	// A timer applies to the messages after it in the group's log: the
+	// timer in force is that of the last timer message before (none
+	// before the first).
+	var timer time.Duration
 	for _, it := range items {
 		m := it.msg
+		if m.Content.Kind == KindTimer {
+			timer = m.Content.Timer
+		}
 		if by, ok := deleted[m.Content.ID]; ok && by == m.From {
 			dropped = true
 			continue
 		}
-		if gs.timer > 0 && m.Content.Kind != KindTimer && now.Sub(m.Received) >= time.Duration(gs.timer)*time.Second {
+		if timer > 0 && m.Content.Kind != KindTimer && now.Sub(m.Received) >= timer {
 			dropped = true
 			continue
 		}
@@ -424,5 +477,18 @@ func (c *Client) History(groupID []byte) ([]*Message, error) {
 			return nil, err
 		}
 	}
-	return out, nil
+	pending, err := c.pendingMessages(groupID)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, pending...), nil
+}
+
+// seqOrder is the place of a history entry: its sequence number, or after
+// every numbered one without.
+func seqOrder(seq uint64) uint64 {
+	if seq == 0 {
+		return math.MaxUint64
+	}
+	return seq
 }

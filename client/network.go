@@ -213,6 +213,7 @@ func (c *Client) syncLocked(ctx context.Context, cn *conn, activating bool) erro
 		c.log.Warn("adding new devices of this user to groups", "err", err)
 		c.emit(Event{Type: EventError, Err: err})
 	}
+	c.flushAfterSync(ctx, cn)
 	return nil
 }
 

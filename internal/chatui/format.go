@@ -74,11 +74,22 @@ var codeText = map[anomv1.ErrorCode]string{
 	anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE:      "the server is busy or shutting down; try again",
 }
 
+// shownTime is the time a message line shows: the sender's, from the
+// encrypted content, so a message read after being offline shows when it
+// was sent rather than when it arrived; the arrival time for content
+// without one (a message of this device not sent yet).
+func shownTime(m *client.Message) time.Time {
+	if m.Content != nil && m.Content.SentAt.UnixMilli() > 0 {
+		return m.Content.SentAt
+	}
+	return m.Received
+}
+
 // formatMessage is one message line. A message of another chat than the
 // current one names its chat.
 func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "[%s] ", m.Received.Local().Format("15:04:05"))
+	fmt.Fprintf(&sb, "[%s] ", shownTime(m).Local().Format("15:04:05"))
 	s.mu.Lock()
 	other := ch != nil && ch != s.current
 	s.mu.Unlock()

@@ -1,0 +1,62 @@
+package client
+
+import (
+	"testing"
+	"time"
+)
+
+// A disappearing-message timer applies to the messages sent after it is
+// set: the ones before stay, on the device that set it and on the one
+// that received it.
+func TestTimerAppliesToLaterMessages(t *testing.T) {
+	n := newTestNet(t)
+	alice, bob := n.newDevice("alice"), n.newDevice("bob")
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	if err := alice.c.SendText(ctx, g, "before the timer"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("before the timer")
+	if err := alice.c.SetTimer(ctx, g, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.SendText(ctx, g, "under the timer"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("under the timer")
+	n.clock.Advance(2 * time.Hour)
+	for _, d := range []*device{alice, bob} {
+		hist, err := d.c.History(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var texts []string
+		for _, m := range hist {
+			if m.Content.Kind == KindText {
+				texts = append(texts, m.Content.Text)
+			}
+		}
+		if len(texts) != 1 || texts[0] != "before the timer" {
+			t.Fatalf("%s: texts past the timer %q", d.name, texts)
+		}
+	}
+	// Turned off, the timer no longer applies to what follows.
+	if err := alice.c.SetTimer(ctx, g, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.SendText(ctx, g, "after the timer"); err != nil {
+		t.Fatal(err)
+	}
+	n.clock.Advance(2 * time.Hour)
+	hist, err := alice.c.History(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := hist[len(hist)-1]; last.Content.Text != "after the timer" {
+		t.Fatalf("last message %+v", last.Content)
+	}
+}
