@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -55,6 +56,9 @@ type Client struct {
 	now  func() time.Time
 
 	v *vault
+	// lock is the device directory's lock, held from Create or Open to
+	// Close.
+	lock *dirLock
 
 	// mu serialises everything that reads or changes the device's groups
 	// and identity, including the network round trips of a change.
@@ -115,11 +119,18 @@ func Create(cfg Config, pin, duressPIN string) (*Client, error) {
 	}
 	log, rnd, now := cfg.defaults()
 	st := settings{maxFailed: uint32(cfg.MaxFailedUnlocks), wipeAfter: int64(cfg.WipeAfter / time.Second), lastContact: now().Unix()}
+	lock, err := lockDir(cfg.Dir, true)
+	if err != nil {
+		return nil, fmt.Errorf("creating device: %w", err)
+	}
 	v, err := createVault(cfg.Dir, pin, duressPIN, cfg.KDF, st, vaultOptions{rand: rnd, now: now})
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
-	return newClient(cfg, log, rnd, now, v), nil
+	c := newClient(cfg, log, rnd, now, v)
+	c.lock = lock
+	return c, nil
 }
 
 // Open unlocks an existing device with pin. A wrong PIN returns
@@ -136,16 +147,26 @@ func Open(cfg Config, pin string) (*Client, error) {
 		return nil, errors.New("opening device: Config.Dir is required")
 	}
 	log, rnd, now := cfg.defaults()
+	lock, err := lockDir(cfg.Dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("opening device state: %w", ErrNoState)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening device: %w", err)
+	}
 	v, rep, err := openVault(cfg.Dir, pin, vaultOptions{rand: rnd, now: now, kdf: cfg.KDF})
 	if err != nil {
+		lock.release()
 		if rep != nil {
 			log.Warn("device wiped", "reason", rep.Reason, "files", rep.Removed)
 		}
 		return nil, err
 	}
 	c := newClient(cfg, log, rnd, now, v)
+	c.lock = lock
 	if err := c.load(); err != nil {
 		v.close()
+		lock.release()
 		return nil, err
 	}
 	return c, nil
@@ -270,6 +291,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.v.close()
+	c.lock.release()
 	return nil
 }
 
