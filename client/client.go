@@ -26,6 +26,10 @@ type Config struct {
 	// Storage is where the device state is kept, instead of Dir (a
 	// browser's storage, MemStorage in tests).
 	Storage Storage
+	// Transport is how the client reaches the server; nil means
+	// DefaultTransport() (over TLS pinned to the network's CA, or the
+	// browser's WebSocket and fetch in a GOOS=js build).
+	Transport Transport
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 	// Rand is the source of randomness; nil means crypto/rand.
@@ -82,6 +86,7 @@ type Client struct {
 
 	connMu sync.Mutex
 	conn   *conn
+	tr     Transport
 	hc     *http.Client
 	stop   chan struct{} // closed by Close/wipe
 }
@@ -189,7 +194,7 @@ func (cfg *Config) storage(rnd io.Reader) Storage {
 }
 
 func newClient(cfg Config, log *slog.Logger, rnd io.Reader, now func() time.Time, v *vault) *Client {
-	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, groups: map[string]*groupState{}, stop: make(chan struct{})}
+	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, tr: cfg.transport(), groups: map[string]*groupState{}, stop: make(chan struct{})}
 }
 
 // load reads the device record, groups and monitor state.
@@ -205,7 +210,7 @@ func (c *Client) load() error {
 		return err
 	}
 	c.sigPriv = mls.SignaturePrivateKey(c.dev.sigSeed)
-	c.hc = httpClient(c.dev.net)
+	c.hc = c.tr.HTTP(c.dev.net)
 	if c.monitor, err = c.loadMonitor(); err != nil {
 		return err
 	}
