@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,10 +18,18 @@ import (
 	"anom/mls"
 )
 
-// Config configures a Client. Only Dir is required.
+// Config configures a Client. Only Dir (or Storage) is required.
 type Config struct {
-	// Dir is the device state directory. Required.
+	// Dir is the device state directory (a DirStorage). Required unless
+	// Storage is set.
 	Dir string
+	// Storage is where the device state is kept, instead of Dir (a
+	// browser's storage, MemStorage in tests).
+	Storage Storage
+	// Transport is how the client reaches the server; nil means
+	// DefaultTransport() (over TLS pinned to the network's CA, or the
+	// browser's WebSocket and fetch in a GOOS=js build).
+	Transport Transport
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 	// Rand is the source of randomness; nil means crypto/rand.
@@ -55,6 +64,8 @@ type Client struct {
 	now  func() time.Time
 
 	v *vault
+	// st is the vault's storage, locked from Create or Open to Close.
+	st Storage
 
 	// mu serialises everything that reads or changes the device's groups
 	// and identity, including the network round trips of a change.
@@ -78,6 +89,7 @@ type Client struct {
 
 	connMu sync.Mutex
 	conn   *conn
+	tr     Transport
 	hc     *http.Client
 	stop   chan struct{} // closed by Close/wipe
 }
@@ -107,8 +119,8 @@ func (cfg *Config) defaults() (*slog.Logger, io.Reader, func() time.Time) {
 // unlocking it (see Open). Both must pass CheckNewPIN. The device is then
 // activated with Activate.
 func Create(cfg Config, pin, duressPIN string) (*Client, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("creating device: Config.Dir is required")
+	if cfg.Dir == "" && cfg.Storage == nil {
+		return nil, errors.New("creating device: Config.Dir or Config.Storage is required")
 	}
 	if cfg.WipeAfter < 0 || cfg.MaxFailedUnlocks < 0 {
 		return nil, errors.New("creating device: negative WipeAfter or MaxFailedUnlocks")
@@ -118,11 +130,21 @@ func Create(cfg Config, pin, duressPIN string) (*Client, error) {
 	}
 	log, rnd, now := cfg.defaults()
 	st := settings{maxFailed: uint32(cfg.MaxFailedUnlocks), wipeAfter: int64(cfg.WipeAfter / time.Second), lastContact: now().Unix()}
-	v, err := createVault(cfg.Dir, pin, duressPIN, cfg.KDF, st, vaultOptions{rand: rnd, now: now})
+	o := vaultOptions{rand: rnd, now: now, storage: cfg.storage(rnd)}
+	if err := o.storage.Create(); err != nil {
+		return nil, fmt.Errorf("creating device: %w", err)
+	}
+	if err := o.storage.Lock(); err != nil {
+		return nil, fmt.Errorf("creating device: %w", err)
+	}
+	v, err := createVault(cfg.Dir, pin, duressPIN, cfg.KDF, st, o)
 	if err != nil {
+		o.storage.Unlock()
 		return nil, err
 	}
-	return newClient(cfg, log, rnd, now, v), nil
+	c := newClient(cfg, log, rnd, now, v)
+	c.st = o.storage
+	return c, nil
 }
 
 // Open unlocks an existing device with pin. A wrong PIN returns
@@ -135,27 +157,47 @@ func Create(cfg Config, pin, duressPIN string) (*Client, error) {
 // created and never activated, whose PIN is the duress PIN: to whoever
 // watches, the duress PIN opened an empty device.
 func Open(cfg Config, pin string) (*Client, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("opening device: Config.Dir is required")
+	if cfg.Dir == "" && cfg.Storage == nil {
+		return nil, errors.New("opening device: Config.Dir or Config.Storage is required")
 	}
 	log, rnd, now := cfg.defaults()
-	v, rep, err := openVault(cfg.Dir, pin, vaultOptions{rand: rnd, now: now, kdf: cfg.KDF})
+	o := vaultOptions{rand: rnd, now: now, kdf: cfg.KDF, storage: cfg.storage(rnd)}
+	err := o.storage.Lock()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("opening device state: %w", ErrNoState)
+	}
 	if err != nil {
+		return nil, fmt.Errorf("opening device: %w", err)
+	}
+	v, rep, err := openVault(cfg.Dir, pin, o)
+	if err != nil {
+		o.storage.Unlock()
 		if rep != nil {
 			log.Warn("device wiped", "reason", rep.Reason, "files", rep.Removed)
 		}
 		return nil, err
 	}
 	c := newClient(cfg, log, rnd, now, v)
+	c.st = o.storage
 	if err := c.load(); err != nil {
 		v.close()
+		o.storage.Unlock()
 		return nil, err
 	}
 	return c, nil
 }
 
+// storage returns cfg.Storage, or the DirStorage of cfg.Dir, which takes
+// its randomness from rnd.
+func (cfg *Config) storage(rnd io.Reader) Storage {
+	if cfg.Storage != nil {
+		return cfg.Storage
+	}
+	return newDirStorage(cfg.Dir, rnd)
+}
+
 func newClient(cfg Config, log *slog.Logger, rnd io.Reader, now func() time.Time, v *vault) *Client {
-	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, groups: map[string]*groupState{}, stop: make(chan struct{})}
+	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, tr: cfg.transport(), groups: map[string]*groupState{}, stop: make(chan struct{})}
 }
 
 // load reads the device record, groups and monitor state.
@@ -171,7 +213,7 @@ func (c *Client) load() error {
 		return err
 	}
 	c.sigPriv = mls.SignaturePrivateKey(c.dev.sigSeed)
-	c.hc = httpClient(c.dev.net)
+	c.hc = c.tr.HTTP(c.dev.net)
 	if c.monitor, err = c.loadMonitor(); err != nil {
 		return err
 	}
@@ -273,6 +315,9 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.v.close()
+	if err := c.st.Unlock(); err != nil {
+		return fmt.Errorf("closing device: %w", err)
+	}
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -111,14 +110,6 @@ func pinnedTLS(n Network) *tls.Config {
 	}
 }
 
-func httpClient(n Network) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     pinnedTLS(n),
-		ForceAttemptHTTP2:   true,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}}
-}
-
 // conn is one WebSocket session with the server: calls are matched to
 // answers by frame ID; pushes go to a channel.
 type conn struct {
@@ -136,10 +127,10 @@ type conn struct {
 // maxFrame bounds a frame read from the server.
 const maxFrame = 32 << 20
 
-// dial opens the WebSocket at /v1/ws over pinned TLS.
-func dial(ctx context.Context, n Network, hc *http.Client) (*conn, error) {
-	url := "wss://" + n.Address + "/v1/ws"
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled})
+// dial opens the WebSocket at /v1/ws through tr (over pinned TLS by
+// default).
+func dial(ctx context.Context, tr Transport, n Network) (*conn, error) {
+	ws, err := tr.WebSocket(ctx, n, wsURL(n))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", n.Address, err)
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -142,7 +140,8 @@ func (m *meta) unwrap(kek []byte) ([]byte, bool) {
 // openVault. Its duress PIN cannot be carried over (only a verifier of it
 // was stored), so the moved device has none and says so (PINStatus).
 func openLegacy(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, metaFile))
+	v := newVault(dir, o)
+	raw, err := v.st.Get(metaFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
 	}
@@ -150,7 +149,6 @@ func openLegacy(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
 	}
-	v := newVault(dir, o)
 	if overdue(m.lastContact, m.wipeAfter, o.now()) {
 		return v.wipeFor(wipedOverdue)
 	}
@@ -163,7 +161,7 @@ func openLegacy(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	case ok:
 		return v.migrate(pin, dek)
 	case isDuress:
-		if err := shred(dir, metaFile, o.rand); err != nil {
+		if err := v.st.Shred(metaFile); err != nil {
 			return nil, nil, fmt.Errorf("opening device state: %w", err)
 		}
 		ks, err := newKeySet(pin, "", o.kdf, tries, o.rand)
@@ -181,7 +179,7 @@ func openLegacy(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	if m.maxFailed > 0 && m.failed >= m.maxFailed {
 		return v.wipeFor(wipedFailures)
 	}
-	if err := writeAtomic(dir, metaFile, m.encode(), o.rand); err != nil {
+	if err := v.st.Put(metaFile, m.encode()); err != nil {
 		return nil, nil, fmt.Errorf("opening device state: counting a wrong PIN: %w", err)
 	}
 	return nil, nil, fmt.Errorf("opening device state: %w", ErrWrongPIN)
@@ -229,7 +227,7 @@ func (v *vault) migrate(pin string, dek []byte) (*vault, *WipeReport, error) {
 	if err := v.writeKeys(); err != nil {
 		return fail(err)
 	}
-	if err := shred(v.dir, metaFile, v.opts.rand); err != nil {
+	if err := v.st.Shred(metaFile); err != nil {
 		return fail(err)
 	}
 	return v, nil, nil

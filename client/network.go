@@ -51,8 +51,8 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 	if err != nil {
 		return fmt.Errorf("activating: %w", err)
 	}
-	hc := httpClient(n)
-	cn, err := dial(ctx, n, hc)
+	hc := c.tr.HTTP(n)
+	cn, err := dial(ctx, c.tr, n)
 	if err != nil {
 		return fmt.Errorf("activating: %w", err)
 	}
@@ -157,7 +157,7 @@ func (c *Client) Connect(ctx context.Context) error {
 		return ErrNotActivated
 	}
 	c.disconnect()
-	cn, err := dial(ctx, c.dev.net, c.hc)
+	cn, err := dial(ctx, c.tr, c.dev.net)
 	if err != nil {
 		return err
 	}

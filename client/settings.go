@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -95,8 +93,8 @@ func decodeHint(b []byte) (hint, error) {
 
 // readHint returns the hint, or false when there is none (or it does not
 // parse: it is only a hint).
-func readHint(dir string) (hint, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, hintFileName))
+func readHint(st Storage) (hint, bool) {
+	b, err := st.Get(hintFileName)
 	if err != nil {
 		return hint{}, false
 	}
@@ -106,10 +104,10 @@ func readHint(dir string) (hint, bool) {
 
 func (v *vault) writeHint() error {
 	h := hint{lastContact: v.settings.lastContact, wipeAfter: v.settings.wipeAfter}
-	if cur, ok := readHint(v.dir); ok && cur == h {
+	if cur, ok := readHint(v.st); ok && cur == h {
 		return nil
 	}
-	if err := writeAtomic(v.dir, hintFileName, h.encode(), v.opts.rand); err != nil {
+	if err := v.st.Put(hintFileName, h.encode()); err != nil {
 		return fmt.Errorf("writing the hint file: %w", err)
 	}
 	return nil

@@ -1,12 +1,11 @@
 package client
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -58,19 +57,19 @@ func createVault(dir, pin, duress string, kdf KDFParams, st settings, o vaultOpt
 	if err := checkNewPINs(pin, duress); err != nil {
 		return nil, fmt.Errorf("creating device state: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	v := newVault(dir, o)
+	if err := v.st.Create(); err != nil {
 		return nil, fmt.Errorf("creating device state: %w", err)
 	}
 	for _, f := range []string{keyFileName, metaFile} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			return nil, fmt.Errorf("creating device state: %w", ErrExists)
+		if ok, err := v.exists(f); err != nil || ok {
+			return nil, fmt.Errorf("creating device state: %w", cmp.Or(err, ErrExists))
 		}
 	}
 	ks, err := newKeySet(pin, duress, kdf, st.maxFailed, o.rand)
 	if err != nil {
 		return nil, fmt.Errorf("creating device state: %w", err)
 	}
-	v := newVault(dir, o)
 	if err := v.initState(ks, st); err != nil {
 		return nil, fmt.Errorf("creating device state: %w", err)
 	}
@@ -106,7 +105,7 @@ func (v *vault) initState(ks *keySet, st settings) error {
 		return err
 	}
 	v.settings = st
-	if err := removeState(v.dir, v.names[settingsRec]); err != nil {
+	if err := v.removeState(v.names[settingsRec]); err != nil {
 		return err
 	}
 	if err := v.writeKeys(); err != nil {
@@ -126,29 +125,24 @@ type committedError struct{ err error }
 func (e *committedError) Error() string { return e.err.Error() }
 func (e *committedError) Unwrap() error { return e.err }
 
-// removeState removes the records, logs and temporary files of dir, but
-// for the record file keep; other files are left alone (dir may be a
-// directory the user named by mistake).
-func removeState(dir, keep string) error {
-	ents, err := os.ReadDir(dir)
+// removeState removes the records and logs of the storage (listing it
+// removes the temporary files), but for the record file keep; other
+// objects are left alone (a directory may be one the user named by
+// mistake).
+func (v *vault) removeState(keep string) error {
+	ents, err := v.st.List()
 	if err != nil {
 		return fmt.Errorf("listing state: %w", err)
 	}
-	removed := false
-	for _, e := range ents {
-		n := e.Name()
+	for _, n := range ents {
 		if n == keep {
 			continue
 		}
-		if strings.HasPrefix(n, recPrefix) || strings.HasPrefix(n, logPrefix) || strings.HasPrefix(n, tmpPrefix) {
-			if err := os.Remove(filepath.Join(dir, n)); err != nil && !notExist(err) {
+		if strings.HasPrefix(n, recPrefix) || strings.HasPrefix(n, logPrefix) {
+			if err := v.st.Delete(n); err != nil {
 				return fmt.Errorf("removing %s: %w", n, err)
 			}
-			removed = true
 		}
-	}
-	if removed {
-		return syncDir(dir)
 	}
 	return nil
 }
@@ -160,34 +154,10 @@ func (v *vault) writeKeys() error {
 	if err != nil {
 		return fmt.Errorf("writing the key file: %w", err)
 	}
-	if err := replaceKeyFile(v.dir, kf.encode(), v.opts.rand); err != nil {
+	// PutSecret overwrites the previous key file's bytes once the new
+	// one is in place (an error of that step is a *committedError).
+	if err := v.st.PutSecret(keyFileName, kf.encode()); err != nil {
 		return fmt.Errorf("writing the key file: %w", err)
-	}
-	return nil
-}
-
-// replaceKeyFile writes the key file atomically and then overwrites the
-// previous one's bytes, through a descriptor opened before the rename, so
-// that a plain file system does not keep earlier slots in freed blocks.
-// The overwrite comes only after the new file is in place and synced: a
-// crash leaves one whole key file, and an error from the overwrite is a
-// *committedError.
-func replaceKeyFile(dir string, data []byte, rand io.Reader) error {
-	old, err := os.OpenFile(filepath.Join(dir, keyFileName), os.O_WRONLY, 0)
-	if err != nil && !notExist(err) {
-		return err
-	}
-	if old != nil {
-		defer old.Close()
-	}
-	if err := writeAtomic(dir, keyFileName, data, rand); err != nil {
-		return err
-	}
-	if old == nil {
-		return nil
-	}
-	if err := overwriteFile(old, rand); err != nil {
-		return &committedError{err}
 	}
 	return nil
 }
@@ -209,9 +179,10 @@ const (
 // it were the PIN, a new empty device (created, not activated) whose PIN is
 // the duress PIN: nothing in the result says what happened.
 func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, keyFileName))
+	v := newVault(dir, o)
+	raw, err := v.st.Get(keyFileName)
 	if notExist(err) {
-		if _, err := os.Stat(filepath.Join(dir, metaFile)); err == nil {
+		if ok, _ := v.exists(metaFile); ok {
 			return openLegacy(dir, pin, o)
 		}
 		return nil, nil, fmt.Errorf("opening device state: %w", ErrNoState)
@@ -219,14 +190,13 @@ func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening device state: %w", err)
 	}
-	v := newVault(dir, o)
 	kf, err := decodeKeyFile(raw)
 	if err != nil {
 		// Nothing can be opened without it; an edited file counts as
 		// the last wrong PIN.
 		return v.wipeFor(wipedTampered)
 	}
-	h, haveHint := readHint(dir)
+	h, haveHint := readHint(v.st)
 	if haveHint && overdue(h.lastContact, h.wipeAfter, o.now()) {
 		return v.wipeFor(wipedOverdue)
 	}
@@ -240,7 +210,7 @@ func openVault(dir, pin string, o vaultOptions) (*vault, *WipeReport, error) {
 	tried := [2]slot{kf.groups[0][c], kf.groups[1][c]}
 	if kf.tries > 0 {
 		kf.groups[0][c], kf.groups[1][c] = zeroSlot, zeroSlot
-		if err := replaceKeyFile(dir, kf.encode(), o.rand); err != nil {
+		if err := v.st.PutSecret(keyFileName, kf.encode()); err != nil {
 			return nil, nil, fmt.Errorf("opening device state: recording the attempt: %w", err)
 		}
 	}
@@ -324,7 +294,7 @@ func (v *vault) unlock(ks *keySet) (*vault, *WipeReport, error) {
 		return fail(err)
 	}
 	// A key file of the first format left by a migration cut short.
-	if err := shred(v.dir, metaFile, v.opts.rand); err != nil && !notExist(err) {
+	if err := v.st.Shred(metaFile); err != nil && !notExist(err) {
 		return fail(err)
 	}
 	return v, nil, nil
@@ -467,7 +437,7 @@ func (v *vault) wipe() (*WipeReport, error) {
 	v.forgetLocked()
 	var errs []error
 	for _, name := range []string{keyFileName, metaFile} {
-		err := shred(v.dir, name, v.opts.rand)
+		err := v.st.Shred(name)
 		switch {
 		case err == nil:
 			rep.Overwritten++
@@ -475,34 +445,14 @@ func (v *vault) wipe() (*WipeReport, error) {
 			errs = append(errs, err)
 		}
 	}
-	ents, err := os.ReadDir(v.dir)
-	if err != nil && !notExist(err) {
+	removed, err := v.st.Destroy()
+	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(v.dir); err != nil {
-		errs = append(errs, err)
-	}
-	rep.Removed = len(ents) + rep.Overwritten
-	if err := syncDir(filepath.Dir(v.dir)); err != nil && !notExist(err) {
-		errs = append(errs, err)
-	}
+	rep.Removed = removed + rep.Overwritten
 	rep.Took = v.opts.now().Sub(start)
 	if len(errs) > 0 {
 		return rep, fmt.Errorf("wiping device state: %w", errors.Join(errs...))
 	}
 	return rep, nil
-}
-
-// shred overwrites dir/name with random bytes, syncs it, removes it and
-// syncs dir. It returns an error matching fs.ErrNotExist when there is no
-// such file.
-func shred(dir, name string, rand io.Reader) error {
-	p := filepath.Join(dir, name)
-	if err := overwrite(p, rand); err != nil {
-		return err
-	}
-	if err := os.Remove(p); err != nil {
-		return fmt.Errorf("removing %s: %w", name, err)
-	}
-	return syncDir(dir)
 }

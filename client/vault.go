@@ -7,10 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +55,9 @@ type vaultOptions struct {
 	// kdf is the Argon2id cost of a key file written for a device of the
 	// first format (openLegacy); the zero value is DefaultKDF.
 	kdf KDFParams
+	// storage is where the state is; nil means the directory the vault
+	// is made with (DirStorage).
+	storage Storage
 }
 
 // logState caches what a scan of a log found.
@@ -66,7 +67,7 @@ type logState struct {
 }
 
 type vault struct {
-	dir  string
+	st   Storage
 	opts vaultOptions
 
 	mu       sync.Mutex
@@ -83,7 +84,23 @@ type vault struct {
 }
 
 func newVault(dir string, o vaultOptions) *vault {
-	return &vault{dir: dir, opts: o, names: map[string]string{}, logs: map[string]*logState{}}
+	st := o.storage
+	if st == nil {
+		st = newDirStorage(dir, o.rand)
+	}
+	return &vault{st: st, opts: o, names: map[string]string{}, logs: map[string]*logState{}}
+}
+
+// exists reports whether the storage has the object name.
+func (v *vault) exists(name string) (bool, error) {
+	_, err := v.st.Get(name)
+	switch {
+	case err == nil:
+		return true, nil
+	case notExist(err):
+		return false, nil
+	}
+	return false, err
 }
 
 // setKey derives the record and name keys from the data key.
@@ -111,22 +128,17 @@ func (v *vault) fileName(prefix, name string) string {
 	return prefix + hex.EncodeToString(h.Sum(nil)[:20])
 }
 
-// loadIndex decrypts every record to learn its name, and removes the
-// temporary files a crash may have left.
+// loadIndex decrypts every record to learn its name (listing the
+// storage also removes the temporary files a crash may have left).
 func (v *vault) loadIndex() error {
-	ents, err := os.ReadDir(v.dir)
+	ents, err := v.st.List()
 	if err != nil {
 		return fmt.Errorf("listing state: %w", err)
 	}
-	for _, e := range ents {
-		n := e.Name()
+	for _, n := range ents {
 		switch {
-		case strings.HasPrefix(n, tmpPrefix):
-			if err := os.Remove(filepath.Join(v.dir, n)); err != nil {
-				return fmt.Errorf("removing leftover %s: %w", n, err)
-			}
 		case strings.HasPrefix(n, recPrefix):
-			raw, err := os.ReadFile(filepath.Join(v.dir, n))
+			raw, err := v.st.Get(n)
 			if err != nil {
 				return fmt.Errorf("reading record: %w", err)
 			}
@@ -194,7 +206,7 @@ func (v *vault) putLocked(name string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("storing record %s: %w", name, err)
 	}
-	if err := writeAtomic(v.dir, file, sealed, v.opts.rand); err != nil {
+	if err := v.st.Put(file, sealed); err != nil {
 		return fmt.Errorf("storing record %s: %w", name, err)
 	}
 	v.names[name] = file
@@ -216,7 +228,7 @@ func (v *vault) getLocked(name string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("reading record %s: %w", name, ErrNotFound)
 	}
-	raw, err := os.ReadFile(filepath.Join(v.dir, file))
+	raw, err := v.st.Get(file)
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", name, err)
 	}
@@ -241,11 +253,11 @@ func (v *vault) del(name string) error {
 	if !ok {
 		return nil
 	}
-	if err := os.Remove(filepath.Join(v.dir, file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := v.st.Delete(file); err != nil {
 		return fmt.Errorf("deleting record %s: %w", name, err)
 	}
 	delete(v.names, name)
-	return syncDir(v.dir)
+	return nil
 }
 
 // list returns the names of the records that start with prefix, sorted.

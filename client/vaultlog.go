@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 )
 
 // Append-only logs of the vault (message history). A frame is
@@ -40,7 +38,7 @@ func (v *vault) sealFrame(file string, index uint64, entry []byte) ([]byte, erro
 // scanLog reads a log's frames in order, calling fn (if not nil) with each
 // entry, and returns the state of the log's valid prefix.
 func (v *vault) scanLog(file string, fn func(index uint64, entry []byte) error) (*logState, error) {
-	f, err := os.Open(filepath.Join(v.dir, file))
+	f, total, err := v.st.OpenLog(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &logState{}, nil
 	}
@@ -48,11 +46,6 @@ func (v *vault) scanLog(file string, fn func(index uint64, entry []byte) error) 
 		return nil, fmt.Errorf("reading log: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading log: %w", err)
-	}
-	total := fi.Size()
 	r := bufio.NewReaderSize(f, 64<<10)
 	st := &logState{}
 	var hdr [4]byte
@@ -117,36 +110,11 @@ func (v *vault) appendLog(name string, entry []byte) error {
 	if err != nil {
 		return fmt.Errorf("appending to %s: %w", name, err)
 	}
-	path := filepath.Join(v.dir, file)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("appending to %s: %w", name, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("appending to %s: %w", name, err)
-	}
-	isNew := fi.Size() == 0 && st.size == 0
-	if fi.Size() != st.size {
-		// Drop a torn frame (or a failed earlier append).
-		if err := f.Truncate(st.size); err != nil {
-			return fmt.Errorf("appending to %s: dropping a torn frame: %w", name, err)
-		}
-	}
-	if _, err := f.WriteAt(frame, st.size); err != nil {
+	// Writing at the end of the whole frames drops a torn last frame
+	// (or what a failed earlier append left).
+	if err := v.st.AppendLog(file, st.size, frame); err != nil {
 		delete(v.logs, file)
 		return fmt.Errorf("appending to %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		delete(v.logs, file)
-		return fmt.Errorf("appending to %s: %w", name, err)
-	}
-	if isNew {
-		if err := syncDir(v.dir); err != nil {
-			delete(v.logs, file)
-			return fmt.Errorf("appending to %s: %w", name, err)
-		}
 	}
 	v.logs[file] = &logState{count: st.count + 1, size: st.size + int64(len(frame))}
 	return nil
@@ -180,10 +148,10 @@ func (v *vault) rewriteLog(name string, entries [][]byte) error {
 	file := v.fileName(logPrefix, name)
 	delete(v.logs, file)
 	if len(entries) == 0 {
-		if err := os.Remove(filepath.Join(v.dir, file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := v.st.Delete(file); err != nil {
 			return fmt.Errorf("rewriting %s: %w", name, err)
 		}
-		return syncDir(v.dir)
+		return nil
 	}
 	var buf []byte
 	for i, e := range entries {
@@ -196,7 +164,7 @@ func (v *vault) rewriteLog(name string, entries [][]byte) error {
 		}
 		buf = append(buf, frame...)
 	}
-	if err := writeAtomic(v.dir, file, buf, v.opts.rand); err != nil {
+	if err := v.st.Put(file, buf); err != nil {
 		return fmt.Errorf("rewriting %s: %w", name, err)
 	}
 	v.logs[file] = &logState{count: uint64(len(entries)), size: int64(len(buf))}
