@@ -67,7 +67,7 @@ func (c *Client) PublishPairing(ctx context.Context, n Network, username string)
 		if err != nil {
 			return nil, err
 		}
-		p, err := publishPairing(ctx, n, req)
+		p, err := publishPairing(ctx, c.tr, n, req)
 		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXISTS) && try < publishTries {
 			c.log.Warn("pairing code in use, trying another", "try", try)
 			continue
@@ -85,8 +85,8 @@ func (c *Client) PublishPairing(ctx context.Context, n Network, username string)
 
 // publishPairing sends req to the server of n on a connection of its own
 // (before authentication), once the server proved it is of n's root.
-func publishPairing(ctx context.Context, n Network, req *identity.PairingRequest) (*PublishedPairing, error) {
-	cn, err := dial(ctx, n, httpClient(n))
+func publishPairing(ctx context.Context, tr Transport, n Network, req *identity.PairingRequest) (*PublishedPairing, error) {
+	cn, err := dial(ctx, tr, n)
 	if err != nil {
 		return nil, err
 	}

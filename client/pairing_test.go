@@ -178,7 +178,7 @@ func TestAttackPairingCodeSubstituted(t *testing.T) {
 	}
 	// The same request published again (the only way to its code) is
 	// refused, on a connection of the attacker's.
-	if _, err := publishPairing(ctx, n.net, p.Request); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXISTS) {
+	if _, err := publishPairing(ctx, DefaultTransport(), n.net, p.Request); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXISTS) {
 		t.Fatalf("publishing a second request under a code in use: %v", err)
 	}
 	// The attacker's own request gets a code of its own.
@@ -187,7 +187,7 @@ func TestAttackPairingCodeSubstituted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ep, err := publishPairing(ctx, n.net, evil); err != nil || ep.Code == p.Code {
+	if ep, err := publishPairing(ctx, DefaultTransport(), n.net, evil); err != nil || ep.Code == p.Code {
 		t.Fatalf("attacker's publication: %v, code %v", err, ep)
 	}
 
