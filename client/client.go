@@ -91,8 +91,13 @@ type Client struct {
 	conn   *conn
 	tr     Transport
 	hc     *http.Client
-	stop   chan struct{} // closed by Close/wipe
+	stop   chan struct{} // closed by Close/wipe, ending Run
+	// stopOnce closes stop once.
+	stopOnce sync.Once
 }
+
+// halt closes c.stop, ending Run.
+func (c *Client) halt() { c.stopOnce.Do(func() { close(c.stop) }) }
 
 // groupState is a group the device is in.
 type groupState struct {
@@ -311,6 +316,7 @@ func (c *Client) ChangePIN(old, pin, duressPIN string) error {
 // Close disconnects and forgets the keys in memory; the state stays on
 // disk for the next Open.
 func (c *Client) Close() error {
+	c.halt()
 	c.disconnect()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -333,6 +339,7 @@ func (c *Client) Wipe(ctx context.Context) (*WipeReport, error) {
 func (c *Client) wipeLocked(reason string) (*WipeReport, error) {
 	rep, err := c.v.wipe()
 	c.wiped = true
+	c.halt()
 	c.groups = map[string]*groupState{}
 	if c.sigPriv != nil {
 		clear(c.sigPriv)

@@ -45,6 +45,11 @@ const (
 	// EventSent: a message that waited in the outbox (SendOrQueue) was
 	// sent (Group, Message set, with its sequence number).
 	EventSent
+	// EventConnected: Run (re)connected the device and caught up.
+	EventConnected
+	// EventSyncFailed: Run's periodic check with the server (Sync)
+	// failed (Err says why); the connection may be gone.
+	EventSyncFailed
 )
 
 // Event is something that happened to the device.
