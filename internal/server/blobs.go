@@ -69,7 +69,9 @@ func (s *Server) checkBlobToken(verb, id, tok string) (uint64, identity.DeviceID
 		devLen = identity.DeviceIDSize
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 16+devLen+sha256.Size {
+	// The decoder skips CR and LF and tolerates stray trailing bits: only
+	// the token's own encoding is the token.
+	if err != nil || len(b) != 16+devLen+sha256.Size || base64.RawURLEncoding.EncodeToString(b) != tok {
 		return 0, dev, errBadToken
 	}
 	expires := int64(binary.BigEndian.Uint64(b[:8]))
