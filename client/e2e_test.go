@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 	anomv1 "anom/proto/anom/v1"

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -11,7 +11,7 @@ import (
 	"slices"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"

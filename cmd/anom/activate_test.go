@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestAttackActivationWrongNetworkSpendsNothing: an invite with a wrong

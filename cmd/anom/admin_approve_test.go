@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // anomInput runs the anom binary with stdin and returns its stdout, stderr

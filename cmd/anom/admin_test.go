@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // anomResult runs the anom binary and returns its stdout, stderr and exit

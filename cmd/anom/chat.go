@@ -17,8 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"anom/client"
+	"anom/identity"
 	"anom/internal/chatui"
-	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // An invite is what a device pins about its network, in one string to

@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 )
