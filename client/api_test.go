@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"go/ast"
 	"go/importer"
+	"go/parser"
 	"go/token"
 	"go/types"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -211,3 +214,59 @@ func (w *apiWalker) typ(where string, t types.Type) {
 		}
 	}
 }
+
+// TestAPILeaksFinds: the walker of TestExportedAPIHasNoInternalTypes
+// finds a forbidden type wherever the API can carry one, and passes over
+// unexported identifiers.
+func TestAPILeaksFinds(t *testing.T) {
+	const src = `package client
+
+import ws "github.com/coder/websocket"
+
+type Field struct{ C *ws.Conn; c ws.Conn }
+type Method struct{}
+func (Method) Get() ws.Conn { return ws.Conn{} }
+func (*Method) get() ws.Conn { return ws.Conn{} }
+type Iface interface{ Get() []ws.Conn }
+type hidden struct{ C map[string]ws.Conn }
+func Reach() hidden { return hidden{} }
+type Alias = ws.Conn
+type Generic[T any] struct{ V T }
+var Inst Generic[ws.Conn]
+func Func(chan ws.Conn) {}
+func unexported(ws.Conn) {}
+type Fine struct{ c ws.Conn }
+`
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "api.go", src, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in for the WebSocket library: one type, Conn.
+	wsPkg := types.NewPackage("github.com/coder/websocket", "websocket")
+	conn := types.NewTypeName(token.NoPos, wsPkg, "Conn", nil)
+	types.NewNamed(conn, types.NewStruct(nil, nil), nil)
+	wsPkg.Scope().Insert(conn)
+	wsPkg.MarkComplete()
+	conf := types.Config{Importer: importerFunc(func(path string) (*types.Package, error) {
+		if path == wsPkg.Path() {
+			return wsPkg, nil
+		}
+		return nil, fmt.Errorf("no package %q here", path)
+	})}
+	pkg, err := conf.Check("anom/client", fset, []*ast.File{f}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, where := range []string{"Alias", "Field.C", "Func", "Iface.Get", "Inst", "Method.Get", "Reach.C"} {
+		want = append(want, "client."+where+" mentions github.com/coder/websocket.Conn")
+	}
+	if got := apiLeaks(pkg); !slices.Equal(got, want) {
+		t.Errorf("leaks found:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+type importerFunc func(path string) (*types.Package, error)
+
+func (f importerFunc) Import(path string) (*types.Package, error) { return f(path) }
