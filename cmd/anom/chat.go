@@ -434,7 +434,7 @@ func networkFromFlags(f *chatFlags) (client.Network, error) {
 	invite := strings.TrimSpace(f.invite) != ""
 	if invite {
 		var err error
-		if n, err = parseInvite(f.invite); err != nil {
+		if n, err = client.ParseInvite(f.invite); err != nil {
 			return n, err
 		}
 	}

@@ -136,7 +136,10 @@ func runServer(ctx context.Context, args []string) error {
 	if err := d.setAddress(addr); err != nil {
 		return err
 	}
-	inv := inviteString(addr, ni, "")
+	inv, err := inviteString(addr, ni, "")
+	if err != nil {
+		return err
+	}
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		return err
 	}
