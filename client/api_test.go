@@ -37,7 +37,9 @@ func apiForbidden(path string) bool {
 // client (function, method of an exported type, field, interface method,
 // variable, constant) mentions a type of an internal package, of the
 // generated protobuf code or of github.com/coder/websocket, on the native
-// build and on the browser's (js/wasm), whose files differ.
+// build and on the browser's (js/wasm), whose files differ; nor do the
+// exported fields and methods of the other anom packages' types (identity,
+// mls) that the API hands out.
 func TestExportedAPIHasNoInternalTypes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles package client for two platforms")
@@ -166,6 +168,19 @@ func (w *apiWalker) typ(where string, t types.Type) {
 				w.typ(where, args.At(i))
 			}
 		}
+		if p := t.Obj().Pkg(); p != nil && p != w.pkg && strings.HasPrefix(p.Path(), "anom/") && !w.seen[t] {
+			// A type of another anom package (identity, mls) that the
+			// API hands out must not lead to an internal one either.
+			w.seen[t] = true
+			in := where + " (" + p.Path() + "." + t.Obj().Name()
+			w.typ(in+")", t.Underlying())
+			mset := types.NewMethodSet(types.NewPointer(t))
+			for i := 0; i < mset.Len(); i++ {
+				if m := mset.At(i).Obj(); m.Exported() {
+					w.typ(in+"."+m.Name()+")", m.Type())
+				}
+			}
+		}
 		if t.Obj().Pkg() == w.pkg && !t.Obj().Exported() {
 			// An unexported type of the package reached from the API
 			// exposes its exported fields and methods all the same. (An
@@ -221,8 +236,12 @@ func (w *apiWalker) typ(where string, t types.Type) {
 func TestAPILeaksFinds(t *testing.T) {
 	const src = `package client
 
-import ws "github.com/coder/websocket"
+import (
+	ws "github.com/coder/websocket"
+	"anom/identity"
+)
 
+func Cert() identity.Cert { return identity.Cert{} }
 type Field struct{ C *ws.Conn; c ws.Conn }
 type Method struct{}
 func (Method) Get() ws.Conn { return ws.Conn{} }
@@ -248,20 +267,38 @@ type Fine struct{ c ws.Conn }
 	types.NewNamed(conn, types.NewStruct(nil, nil), nil)
 	wsPkg.Scope().Insert(conn)
 	wsPkg.MarkComplete()
+	pkgs := map[string]*types.Package{wsPkg.Path(): wsPkg}
 	conf := types.Config{Importer: importerFunc(func(path string) (*types.Package, error) {
-		if path == wsPkg.Path() {
-			return wsPkg, nil
+		if p, ok := pkgs[path]; ok {
+			return p, nil
 		}
 		return nil, fmt.Errorf("no package %q here", path)
 	})}
+	// And an anom package whose type leads to it.
+	const idSrc = `package identity
+
+import ws "github.com/coder/websocket"
+
+type Cert struct{}
+func (Cert) Head() ws.Conn { return ws.Conn{} }
+func Free() ws.Conn { return ws.Conn{} }
+`
+	idf, err := parser.ParseFile(fset, "identity.go", idSrc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pkgs["anom/identity"], err = conf.Check("anom/identity", fset, []*ast.File{idf}, nil); err != nil {
+		t.Fatal(err)
+	}
 	pkg, err := conf.Check("anom/client", fset, []*ast.File{f}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
+	want := []string{"client.Cert (anom/identity.Cert.Head) mentions github.com/coder/websocket.Conn"}
 	for _, where := range []string{"Alias", "Field.C", "Func", "Iface.Get", "Inst", "Method.Get", "Reach.C"} {
 		want = append(want, "client."+where+" mentions github.com/coder/websocket.Conn")
 	}
+	slices.Sort(want)
 	if got := apiLeaks(pkg); !slices.Equal(got, want) {
 		t.Errorf("leaks found:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
