@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
-	anomv1 "anom/proto/anom/v1"
 )
 
 // testNet is an in-process server over real TLS on loopback.
@@ -266,7 +265,7 @@ func TestEndToEnd(t *testing.T) {
 	if carol.c, err = Open(carol.cfg, testPIN); err != nil {
 		t.Fatal(err)
 	}
-	if err := carol.c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) {
+	if err := carol.c.Connect(ctx); !IsCode(err, CodeRevoked) {
 		t.Fatalf("revoked device connecting: %v", err)
 	}
 }
@@ -284,7 +283,7 @@ func TestExpiredSubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.c = c
-	if err := c.Connect(ctx); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) {
+	if err := c.Connect(ctx); !IsCode(err, CodeExpired) {
 		t.Fatalf("expired device connecting: %v", err)
 	}
 }

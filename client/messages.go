@@ -11,7 +11,7 @@ import (
 	"slices"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
@@ -96,7 +96,7 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 			}
 		}
 		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: enc, EscrowRecord: rec}}})
-		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD) && attempt < 2 {
+		if IsCode(err, CodeEscrowRecord) && attempt < 2 {
 			// The policy may have changed since the last sync: verify
 			// it again and seal a new message.
 			if err := c.syncEscrowPolicy(ctx, cn); err != nil {
@@ -107,7 +107,7 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 			}
 			continue
 		}
-		if (IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE)) && attempt < 2 {
+		if (IsCode(err, CodeEpochConflict) || IsCode(err, CodeInvalidMessage)) && attempt < 2 {
 			// The group moved on; catch up and encrypt in the new epoch.
 			if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
 				return 0, err

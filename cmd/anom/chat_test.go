@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // The end-to-end test of anom chat: the README's quick start with the

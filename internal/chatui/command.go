@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Op is what a command line asks for.

@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 func (s *Session) sendText(ctx context.Context, text string) error {
@@ -139,7 +138,7 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 func (s *Session) checkUsers(ctx context.Context, users ...string) error {
 	for _, u := range users {
 		devs, err := s.c.Devices(ctx, u)
-		if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+		if client.IsCode(err, client.CodeNotFound) {
 			return fmt.Errorf("there is no user %s on this network", u)
 		}
 		if err != nil {

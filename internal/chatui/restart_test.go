@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // restart closes the user's device and session and opens them again from

@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 // Config configures a Session.
@@ -640,10 +639,10 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			return
 		}
 		switch {
-		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
+		case client.IsCode(e.Err, client.CodeRevoked):
 			s.alert("this device was REVOKED by the network administrator; it can no longer connect")
 			s.end("revoked")
-		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
+		case client.IsCode(e.Err, client.CodeExpired):
 			s.alert("the subscription of this device has EXPIRED; it can no longer connect")
 			s.end("expired")
 		default:
@@ -711,7 +710,7 @@ func (s *Session) startReconnect(ctx context.Context) {
 				s.printf("* reconnected")
 				return
 			}
-			if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) || client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) ||
+			if client.IsCode(err, client.CodeRevoked) || client.IsCode(err, client.CodeExpired) ||
 				errors.Is(err, client.ErrWiped) {
 				s.cfg.Events.Push(client.Event{Type: client.EventDisconnected, Err: err})
 				return

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"anom/client"
+	"anom/identity"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 )

@@ -19,7 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store/pebble"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
