@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"anom/internal/store"
-	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -32,53 +31,6 @@ const MaxGroupTimer = 366 * 24 * time.Hour
 
 func keptKey(gh string, seq uint64) string {
 	return gh + "." + fmt.Sprintf("%020d", seq)
-}
-
-// setGroupTimer records a group's disappearing-message timer; only a
-// current member may set it.
-func (s *Server) setGroupTimer(ctx context.Context, c *session, req *anomv1.SetGroupTimer) (*anomv1.Ok, error) {
-	gh, err := checkGroupID(req.GetGroupId())
-	if err != nil {
-		return nil, err
-	}
-	if time.Duration(req.GetSeconds())*time.Second > MaxGroupTimer {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "timer of %d seconds; at most %v", req.GetSeconds(), MaxGroupTimer)
-	}
-	st, err := s.group(ctx, gh, false)
-	if err != nil {
-		return nil, err
-	}
-	member := slices.Contains(st.rec.Leaves, c.devHex)
-	st.mu.RUnlock()
-	if !member {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "not a member of the group")
-	}
-	if req.GetSeconds() == 0 {
-		err = s.st.Delete(ctx, bucketTimers, gh, 0)
-	} else {
-		_, err = s.st.Put(ctx, bucketTimers, gh, encodeRecord(timerRecord{Seconds: req.GetSeconds()}))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("setting group timer: %w", err)
-	}
-	s.log.Info("group timer set", "group", gh, "device", c.devHex, "seconds", req.GetSeconds())
-	return &anomv1.Ok{}, nil
-}
-
-// groupTimer returns a group's timer in seconds, 0 if none.
-func (s *Server) groupTimer(ctx context.Context, gh string) (uint32, error) {
-	e, err := s.st.Get(ctx, bucketTimers, gh)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading group timer: %w", err)
-	}
-	var tr timerRecord
-	if err := decodeRecord(e, &tr); err != nil {
-		return 0, err
-	}
-	return tr.Seconds, nil
 }
 
 // keptCommits returns up to n kept commits of a group with from <= seq <
@@ -205,75 +157,23 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 			return fmt.Errorf("trimming %s: %w", name, err)
 		}
 	}
-	timer, err := s.groupTimer(ctx, gh)
+	tr, rev, err := s.timerHistory(ctx, gh)
 	if err != nil {
 		return err
 	}
-	if timer > 0 {
-		if err := s.trimByTimer(ctx, gh, s.now().Add(-time.Duration(timer)*time.Second), low); err != nil {
-			return err
-		}
+	if err := s.trimByTimers(ctx, gh, tr.Changes, low); err != nil {
+		return err
 	}
-	return s.dropKept(ctx, gh, low, cutoff)
+	if err := s.dropKept(ctx, gh, low, cutoff, tr.Changes); err != nil {
+		return err
+	}
+	return s.pruneTimerHistory(ctx, gh, tr, rev)
 }
 
-// trimByTimer deletes a group's messages appended before cutoff, setting
-// aside the commits some device has not acknowledged (seq > low).
-func (s *Server) trimByTimer(ctx context.Context, gh string, cutoff time.Time, low uint64) error {
-	name := groupLog(gh)
-	from := uint64(0)
-	for {
-		es, err := s.st.Read(ctx, name, from, 0)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", name, err)
-		}
-		var ops []store.Op
-		done := len(es) == 0
-		for _, e := range es {
-			if !e.Time.Before(cutoff) {
-				done = true
-				break
-			}
-			from = e.Seq + 1
-			if e.Seq <= low {
-				continue
-			}
-			var gm anomv1.GroupMessage
-			if err := proto.Unmarshal(e.Data, &gm); err != nil {
-				return fmt.Errorf("decoding group %s entry %d: %w: %w", gh, e.Seq, store.ErrCorrupt, err)
-			}
-			m, err := mls.DecodeMLSMessage(gm.GetMessage())
-			if err != nil || m.WireFormat != mls.WirePublicMessage {
-				continue // application messages go
-			}
-			gm.Seq, gm.TimeMs = e.Seq, e.Time.UnixMilli()
-			b, err := proto.Marshal(&gm)
-			if err != nil {
-				return fmt.Errorf("encoding kept commit: %w", err)
-			}
-			ops = append(ops, store.PutOp(bucketKept, keptKey(gh, e.Seq), b))
-		}
-		for len(ops) > 0 {
-			n := min(len(ops), store.MaxTxnOps)
-			if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
-				return fmt.Errorf("keeping commits of %s: %w", gh, err)
-			}
-			ops = ops[n:]
-		}
-		if done {
-			break
-		}
-	}
-	// The commits are durable aside before the log loses them.
-	if err := s.st.TrimBefore(ctx, name, cutoff); err != nil {
-		return fmt.Errorf("trimming %s by its timer: %w", name, err)
-	}
-	return nil
-}
-
-// dropKept deletes kept commits every device has (seq <= low) or older
-// than the retention cutoff.
-func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff time.Time) error {
+// dropKept deletes kept messages every device has (seq <= low), older
+// than the retention cutoff, or past the timer they were stored under.
+func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff time.Time, changes []timerChange) error {
+	now := s.now()
 	after := ""
 	for {
 		page, more, err := s.st.List(ctx, bucketKept, store.ListOptions{Prefix: gh + ".", After: after})
@@ -290,7 +190,8 @@ func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff tim
 			if err := proto.Unmarshal(e.Value, &gm); err != nil {
 				return fmt.Errorf("decoding kept commit %s: %w: %w", e.Key, store.ErrCorrupt, err)
 			}
-			if seq <= low || time.UnixMilli(gm.GetTimeMs()).Before(cutoff) {
+			t := time.UnixMilli(gm.GetTimeMs())
+			if seq <= low || t.Before(cutoff) || expiredMessage(changes, seq, t, gm.GetMessage(), now) {
 				ops = append(ops, store.DeleteOp(bucketKept, e.Key, 0))
 			}
 		}
