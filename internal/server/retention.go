@@ -19,12 +19,16 @@ import (
 // have not yet read their removal), and at most Config.Retention.
 //
 // A group's disappearing-message timer, which its members tell the server
-// with SetGroupTimer, shortens that: a message older than the timer is
-// deleted even if some device has not read it. Commits are the exception:
-// a device that misses one can no longer follow the group, so a commit
-// the timer trims from the log is kept aside (bucket "kept") until every
-// device has it or the retention limit passes, and Fetch serves it in its
-// place. Commits carry no application content.
+// with SetGroupTimer, shortens that for the messages stored after the
+// timer message (timers.go keeps the history): such a message older than
+// its timer is deleted even if some device has not read it. Commits are
+// the exception: a device that misses one can no longer follow the group,
+// so a commit the timer trims from the log is kept aside (bucket "kept")
+// until every device has it or the retention limit passes, and Fetch
+// serves it in its place. Commits carry no application content. Timer
+// messages stay the same way, and so do the messages stored before an
+// expired one under no or a longer timer, since the log is trimmed only
+// from its start.
 
 // MaxGroupTimer is the longest disappearing-message timer.
 const MaxGroupTimer = 366 * 24 * time.Hour
@@ -33,8 +37,8 @@ func keptKey(gh string, seq uint64) string {
 	return gh + "." + fmt.Sprintf("%020d", seq)
 }
 
-// keptCommits returns up to n kept commits of a group with from <= seq <
-// upTo, in order.
+// keptCommits returns up to n kept messages (mostly commits) of a group
+// with from <= seq < upTo, in order.
 func (s *Server) keptCommits(ctx context.Context, gh string, from, upTo uint64, n int) ([]*anomv1.GroupMessage, error) {
 	if from >= upTo || n <= 0 {
 		return nil, nil

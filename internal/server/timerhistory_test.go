@@ -273,3 +273,56 @@ func TestTimerHistoryBounded(t *testing.T) {
 		t.Fatalf("after every device read everything: %d changes %v", len(tr.Changes), tr.Changes)
 	}
 }
+
+func TestWithTimerChange(t *testing.T) {
+	ch := func(from uint64, s uint32) timerChange { return timerChange{From: from, Seconds: s, Marked: true} }
+	tests := []struct {
+		name string
+		in   []timerChange
+		add  timerChange
+		want []timerChange
+	}{
+		{"first", nil, ch(5, 60), []timerChange{ch(5, 60)}},
+		{"later", []timerChange{ch(5, 60)}, ch(9, 0), []timerChange{ch(5, 60), ch(9, 0)}},
+		{"told late", []timerChange{ch(5, 60), ch(9, 0)}, ch(7, 30), []timerChange{ch(5, 60), ch(7, 30), ch(9, 0)}},
+		{"same message", []timerChange{ch(5, 60)}, ch(5, 30), []timerChange{ch(5, 30)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := withTimerChange(tt.in, tt.add); !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// Past the bound the oldest two merge into the longer timer (off is
+	// the longest), so no message goes before its own timer.
+	var hist []timerChange
+	for i := range maxTimerChanges {
+		hist = append(hist, ch(uint64(10*i+10), uint32(60+i)))
+	}
+	got := withTimerChange(hist, ch(10*maxTimerChanges+10, 5))
+	if len(got) != maxTimerChanges || got[0].From != 10 || got[0].Seconds != 61 {
+		t.Fatalf("bounded history starts %v, %d changes", got[:2], len(got))
+	}
+	for seq := uint64(1); seq < 10*maxTimerChanges+10; seq++ {
+		if a, b := timerAt(hist, seq), timerAt(got, seq); b != 0 && (a == 0 || b < a) {
+			t.Fatalf("message %d: timer %v before the merge, %v after", seq, a, b)
+		}
+	}
+	hist[1].Seconds = 0
+	if got := withTimerChange(hist, ch(10*maxTimerChanges+10, 5)); got[0].Seconds != 0 {
+		t.Fatalf("merged with an off timer: %v", got[0])
+	}
+}
+
+func TestTimerAt(t *testing.T) {
+	hist := []timerChange{{From: 5, Seconds: 60}, {From: 9, Seconds: 0}, {From: 12, Seconds: 30}}
+	for _, tt := range []struct {
+		seq  uint64
+		want time.Duration
+	}{{1, 0}, {4, 0}, {5, time.Minute}, {8, time.Minute}, {9, 0}, {11, 0}, {12, 30 * time.Second}, {99, 30 * time.Second}} {
+		if got := timerAt(hist, tt.seq); got != tt.want {
+			t.Errorf("timerAt(%d) = %v, want %v", tt.seq, got, tt.want)
+		}
+	}
+}
