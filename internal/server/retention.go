@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -176,37 +177,91 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 
 // dropKept deletes kept messages every device has (seq <= low), older
 // than the retention cutoff, or past the timer they were stored under.
+// Kept messages were stored in the order of their sequences, so each of
+// these is a run of keys read only up to the first message that stays:
+// a sweep reads what it deletes, plus the commits and timer messages
+// kept under a timer and one message per run.
 func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff time.Time, changes []timerChange) error {
+	const end = math.MaxUint64
+	if low > 0 {
+		if err := s.dropKeptRun(ctx, gh, 0, low+1, func(uint64, time.Time, []byte) (bool, bool) { return true, false }); err != nil {
+			return err
+		}
+	}
+	old := func(_ uint64, t time.Time, _ []byte) (bool, bool) { return t.Before(cutoff), !t.Before(cutoff) }
+	if err := s.dropKeptRun(ctx, gh, low+1, end, old); err != nil {
+		return err
+	}
 	now := s.now()
+	for i, c := range changes {
+		if c.Seconds == 0 {
+			continue
+		}
+		upTo := uint64(end)
+		if i+1 < len(changes) {
+			upTo = changes[i+1].From
+		}
+		timerCutoff := now.Add(-time.Duration(c.Seconds) * time.Second)
+		expired := func(seq uint64, t time.Time, msg []byte) (bool, bool) {
+			if !t.Before(timerCutoff) {
+				return false, true
+			}
+			return expiredMessage(changes, seq, t, msg, now), false
+		}
+		if err := s.dropKeptRun(ctx, gh, max(c.From, low+1), upTo, expired); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropKeptRun reads a group's kept messages with from <= seq < upTo in
+// order and deletes those f drops, until f stops.
+func (s *Server) dropKeptRun(ctx context.Context, gh string, from, upTo uint64, f func(seq uint64, t time.Time, msg []byte) (drop, stop bool)) error {
+	if from >= upTo {
+		return nil
+	}
 	after := ""
+	if from > 0 {
+		after = keptKey(gh, from-1)
+	}
 	for {
-		page, more, err := s.st.List(ctx, bucketKept, store.ListOptions{Prefix: gh + ".", After: after})
+		page, more, err := s.st.List(ctx, bucketKept, store.ListOptions{Prefix: gh + ".", After: after, Limit: 64})
 		if err != nil {
-			return fmt.Errorf("listing kept commits of %s: %w", gh, err)
+			return fmt.Errorf("listing kept messages of %s: %w", gh, err)
 		}
 		var ops []store.Op
+		stop := !more || len(page) == 0
 		for _, e := range page {
 			seq, err := strconv.ParseUint(e.Key[len(gh)+1:], 10, 64)
 			if err != nil {
-				return fmt.Errorf("kept commit key %s: %w", e.Key, store.ErrCorrupt)
+				return fmt.Errorf("kept message key %s: %w", e.Key, store.ErrCorrupt)
+			}
+			if seq >= upTo {
+				stop = true
+				break
 			}
 			var gm anomv1.GroupMessage
 			if err := proto.Unmarshal(e.Value, &gm); err != nil {
-				return fmt.Errorf("decoding kept commit %s: %w: %w", e.Key, store.ErrCorrupt, err)
+				return fmt.Errorf("decoding kept message %s: %w: %w", e.Key, store.ErrCorrupt, err)
 			}
-			t := time.UnixMilli(gm.GetTimeMs())
-			if seq <= low || t.Before(cutoff) || expiredMessage(changes, seq, t, gm.GetMessage(), now) {
+			drop, halt := f(seq, time.UnixMilli(gm.GetTimeMs()), gm.GetMessage())
+			if drop {
 				ops = append(ops, store.DeleteOp(bucketKept, e.Key, 0))
+			}
+			if halt {
+				stop = true
+				break
 			}
 		}
 		for len(ops) > 0 {
 			n := min(len(ops), store.MaxTxnOps)
 			if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
-				return fmt.Errorf("dropping kept commits of %s: %w", gh, err)
+				return fmt.Errorf("dropping kept messages of %s: %w", gh, err)
 			}
 			ops = ops[n:]
 		}
-		if !more || len(page) == 0 {
+		if stop {
 			return nil
 		}
 		after = page[len(page)-1].Key
