@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
@@ -324,5 +326,56 @@ func TestTimerAt(t *testing.T) {
 		if got := timerAt(hist, tt.seq); got != tt.want {
 			t.Errorf("timerAt(%d) = %v, want %v", tt.seq, got, tt.want)
 		}
+	}
+}
+
+// A crash after the messages that stay were set aside but before the log
+// was trimmed leaves them in both places: Fetch serves each once, and the
+// next sweep finishes the trim.
+func TestTimerTrimCrashBetweenSteps(t *testing.T) {
+	// No background sweep: this one finishes the trim.
+	n := newNetwork(t, func(c *Config) { c.SweepInterval = time.Hour })
+	g := gid("timer-crash")
+	alice, bob := setupGroup(t, n, g)
+	ctx := context.Background()
+	pre := alice.sendText(t, g, "before")
+	tm := alice.setTimer(t, g, 60)
+	post := alice.sendText(t, g, "after")
+	alice.must(ackFrame(g, post))
+	n.clock.Advance(2 * time.Minute)
+	// The first step of trimByTimers, as a crash leaves it.
+	es, err := n.srv.st.Read(ctx, groupLog(hexs(g)), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Seq >= post {
+			break
+		}
+		var gm anomv1.GroupMessage
+		if err := proto.Unmarshal(e.Data, &gm); err != nil {
+			t.Fatal(err)
+		}
+		gm.Seq, gm.TimeMs = e.Seq, e.Time.UnixMilli()
+		b, _ := proto.Marshal(&gm)
+		if _, err := n.srv.st.Put(ctx, bucketKept, keptKey(hexs(g), e.Seq), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.restart()
+	bc, r := n.connect(bob.client)
+	if r.GetError() != nil {
+		t.Fatalf("bob reconnecting: %v", r.GetError())
+	}
+	got := fetchAll(t, bc, g)
+	if want := []uint64{1, pre, tm, post}; !slices.Equal(got, want) {
+		t.Fatalf("after the crash bob fetches %v, want %v", got, want)
+	}
+	sweep(t, n)
+	if got, want := fetchAll(t, bc, g), []uint64{1, pre, tm}; !slices.Equal(got, want) {
+		t.Fatalf("after the next sweep bob fetches %v, want %v", got, want)
+	}
+	if info, _ := n.srv.st.Info(ctx, groupLog(hexs(g))); info.Len() != 0 {
+		t.Fatalf("log keeps %d messages", info.Len())
 	}
 }
