@@ -339,7 +339,7 @@ func (s *Server) trimByTimers(ctx context.Context, gh string, changes []timerCha
 		return nil
 	}
 	for from := info.First; from < upTo; {
-		es, err := s.st.Read(ctx, name, from, 0)
+		es, err := s.st.Read(ctx, name, from, int(min(upTo-from, store.MaxReadEntries)))
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
@@ -388,10 +388,11 @@ func (s *Server) trimByTimers(ctx context.Context, gh string, changes []timerCha
 }
 
 // firstUnexpired returns the sequence of the first message in [from, end)
-// stored at or after cutoff, end if none.
+// stored at or after cutoff, end if none. It reads pages growing from one
+// entry, as usually nothing or little has expired since the last sweep.
 func (s *Server) firstUnexpired(ctx context.Context, name string, from, end uint64, cutoff time.Time) (uint64, error) {
-	for from < end {
-		es, err := s.st.Read(ctx, name, from, 0)
+	for page := 1; from < end; page = min(page*8, store.MaxReadEntries) {
+		es, err := s.st.Read(ctx, name, from, int(min(uint64(page), end-from)))
 		if err != nil {
 			return 0, fmt.Errorf("reading %s: %w", name, err)
 		}
