@@ -42,11 +42,13 @@ func newTestNetWith(t *testing.T, mod func(*server.Config, *identity.RootKey)) *
 	// A network CA and a server certificate issued by it.
 	pki := tlstest.New(t, "server.anom")
 
-	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{})
+	// The store stamps log entries by the server's clock, as in
+	// production, so tests that advance it age messages.
+	clock := &clocktest.Clock{}
+	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &clocktest.Clock{}
 	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", Now: clock.Now, SweepInterval: 50 * time.Millisecond}
 	keys := servertest.Keys(t, &cfg, root)
 	if mod != nil {

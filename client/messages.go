@@ -132,8 +132,8 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 				return 0, err
 			}
 			// The server cannot read the timer: tell it, so its copy of
-			// the group's messages disappears too.
-			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer}}}); err != nil {
+			// the group's messages after this one disappears too.
+			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer, Seq: h.seq}}}); err != nil {
 				return 0, fmt.Errorf("setting the group's timer on the server: %w", err)
 			}
 		}
