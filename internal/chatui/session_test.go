@@ -106,16 +106,27 @@ type user struct {
 	t    *testing.T
 	ctx  context.Context // ends with the test
 	name string
-	dir  string // the device state
-	c    *client.Client
-	q    *Queue
-	s    *Session
-	out  *lockedBuffer
+	// running is set while Session.Run handles the events (see run).
+	running bool
+	dir     string // the device state
+	c       *client.Client
+	q       *Queue
+	s       *Session
+	out     *lockedBuffer
 }
 
 var testKDF = client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func (n *testNet) user(name string) *user {
+	n.t.Helper()
+	u := n.newUser(name)
+	u.supervise()
+	return u
+}
+
+// newUser activates a device and makes its session, not yet connected by
+// client.Run: supervise or run does that.
+func (n *testNet) newUser(name string) *user {
 	n.t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	n.t.Cleanup(stop)
@@ -137,6 +148,18 @@ func (n *testNet) user(name string) *user {
 	return u
 }
 
+// supervise keeps the device connected (client.Run, as Session.Run does)
+// for a session driven through Exec, until the test or the client ends.
+func (u *user) supervise() {
+	c := u.c
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(u.ctx, client.RunOptions{ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second, Timeout: 20 * time.Second})
+	}()
+	u.t.Cleanup(func() { c.Close(); <-done })
+}
+
 // do runs a line and returns what it printed (with the events handled
 // meanwhile).
 func (u *user) do(line string) string {
@@ -154,7 +177,9 @@ func (u *user) wait(want string) {
 		if time.Now().After(deadline) {
 			u.t.Fatalf("%s: %q not shown; screen:\n%s", u.name, want, u.out.String())
 		}
-		u.s.drainEvents(u.ctx)
+		if !u.running {
+			u.s.drainEvents(u.ctx)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,0 +1,94 @@
+package chatui
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"anom/internal/identity"
+)
+
+// runner is a session run by Session.Run, as anom chat runs it, with its
+// input typed into a pipe.
+type runner struct {
+	u    *user
+	in   *io.PipeWriter
+	done chan error
+}
+
+// run starts the user's session with Session.Run (which keeps the device
+// connected with client.Run).
+func (u *user) run() *runner {
+	u.t.Helper()
+	pr, pw := io.Pipe()
+	r := &runner{u: u, in: pw, done: make(chan error, 1)}
+	u.running = true
+	s := u.s
+	go func() { r.done <- s.Run(u.ctx, pr) }()
+	u.t.Cleanup(func() {
+		pw.Close()
+		<-r.done
+	})
+	return r
+}
+
+// send types a line.
+func (r *runner) send(line string) {
+	r.u.t.Helper()
+	if _, err := io.WriteString(r.in, line+"\n"); err != nil {
+		r.u.t.Fatalf("typing %q: %v", line, err)
+	}
+}
+
+// end waits for Run to return.
+func (r *runner) end() error {
+	r.u.t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		r.u.t.Fatalf("%s: the session did not end; screen:\n%s", r.u.name, r.u.out.String())
+		return nil
+	}
+}
+
+// TestSessionRunSupervises: Session.Run keeps the device connected with
+// client.Run. A server restart is shown (disconnected, then reconnected)
+// and the chat goes on; a revocation is shown and ends the session with
+// ErrRevoked.
+func TestSessionRunSupervises(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	alice, bob := n.newUser("alice"), n.user("bob")
+	ra := alice.run()
+	alice.wait("Type /help for the commands.")
+	ra.send("/chat bob")
+	alice.wait("* chat 1 bob made with alice (you), bob and made current")
+	bob.wait("* you were added to chat 1 alice")
+
+	n.restart(nil)
+	alice.wait("! disconnected from the server")
+	alice.wait("* reconnected")
+	bob.wait("! disconnected from the server")
+	ra.send("after the restart")
+	bob.wait("] alice: after the restart")
+
+	id, err := alice.c.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Revoke(context.Background(), id.DeviceID, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	alice.wait("!!! this device was REVOKED by the network administrator; it can no longer connect !!!")
+	if err := ra.end(); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Run = %v, want ErrRevoked", err)
+	}
+}
