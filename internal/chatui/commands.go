@@ -26,10 +26,18 @@ func (s *Session) sendText(ctx context.Context, text string) error {
 		return err
 	}
 	content := &client.Content{Kind: client.KindText, Text: text}
-	if err := s.c.Send(ctx, ch.id, content); err != nil {
+	pending, err := s.c.SendOrQueue(ctx, ch.id, content)
+	if err != nil {
 		return fmt.Errorf("not sent: %w", err)
 	}
-	s.printf("%s", s.formatMessage(ch, &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Content: content}))
+	if !pending {
+		return nil // its EventSent shows it, with its number
+	}
+	// Kept in the outbox: shown now, marked, and again once it is sent.
+	s.mu.Lock()
+	s.shownPending[content.ID] = true
+	s.mu.Unlock()
+	s.printf("%s", s.formatMessage(ch, &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Pending: true, Content: content}))
 	return nil
 }
 
@@ -594,9 +602,21 @@ func (s *Session) history(n int) error {
 		hist = hist[len(hist)-n:]
 	}
 	for _, m := range hist {
+		s.notePending(m)
 		s.printf("%s", s.formatMessage(ch, m))
 	}
 	return nil
+}
+
+// notePending remembers a message shown as pending, so that its EventSent
+// says it went out.
+func (s *Session) notePending(m *client.Message) {
+	if !m.Pending || m.Content == nil {
+		return
+	}
+	s.mu.Lock()
+	s.shownPending[m.Content.ID] = true
+	s.mu.Unlock()
 }
 
 func (s *Session) whoami() error {
