@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +91,52 @@ func TestSessionRunSupervises(t *testing.T) {
 	alice.wait("!!! this device was REVOKED by the network administrator; it can no longer connect !!!")
 	if err := ra.end(); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("Run = %v, want ErrRevoked", err)
+	}
+}
+
+// TestSessionRunPipedInput: input that is not typed (piped, as in
+// printf ... | anom chat) is read line by line whatever the lengths: a
+// line longer than a terminal keeps (4,095) goes out whole, so does one of
+// the largest size a message takes, a longer one is refused with an error
+// and the session goes on, the last line needs no newline, and the end of
+// the input ends the session without an error.
+func TestSessionRunPipedInput(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	alice, bob := n.newUser("alice"), n.user("bob")
+	mid := strings.Repeat("m", 5000)
+	full := "f" + strings.Repeat("é", (MaxLine-2)/2) + "f"
+	if len(full) != MaxLine {
+		t.Fatalf("full is %d bytes", len(full))
+	}
+	huge := strings.Repeat("h", 200<<10)
+	in := "/chat bob\n" + mid + "\n" + huge + "\n" + full + "\n" + huge + "\r\nlast words"
+	alice.running = true
+	done := make(chan error, 1)
+	go func() { done <- alice.s.Run(alice.ctx, strings.NewReader(in)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v at the end of the input", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the session did not end with its input; screen:\n%s", alice.out.String())
+	}
+	bob.wait("] alice: last words")
+	scr := bob.out.String()
+	for _, w := range []string{mid, full} {
+		if strings.Count(scr, "] alice: "+w+"\n") != 1 {
+			t.Errorf("bob did not get the %d-byte line whole, once", len(w))
+		}
+	}
+	if strings.Contains(scr, "hhhh") {
+		t.Error("bob got (part of) a line over the limit")
+	}
+	got := alice.out.String()
+	if c := strings.Count(got, "error: line too long: a message is at most 65536 bytes; nothing was sent\n"); c != 2 {
+		t.Errorf("alice was told %d times of a line too long, want 2:\n%.2000s", c, got)
 	}
 }
