@@ -433,6 +433,10 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 			n = DefaultHistory
 		}
 		return s.history(n)
+	case OpSearch:
+		return s.search(cmd.Text)
+	case OpDelete:
+		return s.deleteMessage(ctx, cmd.N)
 	case OpWhoami:
 		return s.whoami()
 	case OpDevices:
