@@ -140,3 +140,28 @@ func TestSessionRunPipedInput(t *testing.T) {
 		t.Errorf("alice was told %d times of a line too long, want 2:\n%.2000s", c, got)
 	}
 }
+
+// TestSessionRunAutoWipe: a device set to wipe itself after a while
+// without reaching the server does so while the session runs (client.Run
+// checks it while not connected); the wipe is shown and the session ends
+// without an error.
+func TestSessionRunAutoWipe(t *testing.T) {
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t, root, nil)
+	alice := n.newUserWipeAfter("alice", time.Second)
+	alice.s.cfg.SyncEvery = 100 * time.Millisecond
+	ra := alice.run()
+	alice.wait("Type /help for the commands.")
+	n.stop()
+	alice.wait("! disconnected from the server")
+	alice.wait("!!! THIS DEVICE WAS WIPED (too long without reaching the server): its keys and messages are gone !!!")
+	if err := ra.end(); err != nil {
+		t.Fatalf("Run = %v after the wipe, want nil", err)
+	}
+	if _, err := alice.c.Identity(); err == nil {
+		t.Fatal("the device still has its identity after the wipe")
+	}
+}

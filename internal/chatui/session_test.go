@@ -128,10 +128,17 @@ func (n *testNet) user(name string) *user {
 // client.Run: supervise or run does that.
 func (n *testNet) newUser(name string) *user {
 	n.t.Helper()
+	return n.newUserWipeAfter(name, 0)
+}
+
+// newUserWipeAfter is newUser for a device that wipes itself after
+// wipeAfter without reaching the server (0: never).
+func (n *testNet) newUserWipeAfter(name string, wipeAfter time.Duration) *user {
+	n.t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	n.t.Cleanup(stop)
 	u := &user{t: n.t, ctx: ctx, name: name, dir: filepath.Join(n.t.TempDir(), name), q: NewQueue(), out: &lockedBuffer{}}
-	c, err := client.Create(client.Config{Dir: u.dir, KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "314159", "")
+	c, err := client.Create(client.Config{Dir: u.dir, KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push, WipeAfter: wipeAfter}, "314159", "")
 	if err != nil {
 		n.t.Fatal(err)
 	}
