@@ -163,7 +163,9 @@ func chat(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx, os.Stdin)
+	input, restore := chatInput(os.Stdin, os.Stdout)
+	defer restore()
+	return s.Run(ctx, input)
 }
 
 // openOrCreate unlocks the device in cfg.Dir, or makes a new one; it

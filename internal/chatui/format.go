@@ -131,8 +131,18 @@ func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 	default:
 		fmt.Fprintf(&sb, "%s sent a %s message", who, c.Kind)
 	}
+	if m.Pending {
+		sb.WriteString(" " + pendingMark)
+	}
 	return sb.String()
 }
+
+// The marks of a message of this device that waits in the outbox, and of
+// one shown so that has now been sent.
+const (
+	pendingMark = "(pending: sent once the server is reachable)"
+	sentMark    = "(sent)"
+)
 
 func size(n uint64) string {
 	switch {
