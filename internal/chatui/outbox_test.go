@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // reopen ends the user's running session, closes the device and opens it

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // runner is a session run by Session.Run, as anom chat runs it, with its

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestSessionSearchDelete: /search lists the current chat's messages
