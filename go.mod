@@ -3,6 +3,7 @@ module anom
 go 1.26.0
 
 require (
+	github.com/andybalholm/brotli v1.0.5
 	github.com/bwesterb/go-ristretto v1.2.4
 	github.com/cloudflare/circl v1.6.5
 	github.com/cockroachdb/pebble/v2 v2.1.7
