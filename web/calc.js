@@ -25,7 +25,7 @@ export const PIN_WINDOW_MS = 1000;
 const OPS = new Set(['+', '-', '*', '/']);
 
 /**
- * Formats a result for the display: at most 12 significant digits (so
+ * Formats a result for the display: at most 15 significant digits (so
  * 0.1 + 0.2 shows 0.3), exponent notation only for very large or very
  * small magnitudes. Returns "Error" for a non-finite value.
  * @param {number} x
@@ -35,7 +35,7 @@ export function formatNumber(x) {
   if (!Number.isFinite(x)) {
     return 'Error';
   }
-  let r = Number(x.toPrecision(12));
+  let r = Number(x.toPrecision(15));
   if (Object.is(r, -0)) {
     r = 0;
   }
