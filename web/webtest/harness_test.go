@@ -123,7 +123,6 @@ var shared struct {
 	ctx     context.Context
 	stop    func()
 	err     error
-	exePath string
 }
 
 // operatorPKI returns the operator's certificate, made once.
@@ -322,3 +321,4 @@ func screenshotDir(tb testing.TB) string {
 	}
 	return tb.TempDir()
 }
+
