@@ -118,11 +118,11 @@ func (s *appServer) served() []string {
 // own in it (newProfile).
 var shared struct {
 	sync.Once
-	op      *tlstest.PKI // the operator's certificate for webHost
-	spki    []string     // base64 SHA-256 of its keys, for Chromium
-	ctx     context.Context
-	stop    func()
-	err     error
+	op   *tlstest.PKI // the operator's certificate for webHost
+	spki []string     // base64 SHA-256 of its keys, for Chromium
+	ctx  context.Context
+	stop func()
+	err  error
 }
 
 // operatorPKI returns the operator's certificate, made once.
@@ -321,4 +321,3 @@ func screenshotDir(tb testing.TB) string {
 	}
 	return tb.TempDir()
 }
-
