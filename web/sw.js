@@ -39,25 +39,32 @@ async function fetchRelease() {
 }
 
 // cacheRelease downloads every file of rel into the cache of its
-// version, refusing a file whose SHA-256 is not the one listed.
+// version, refusing a file whose SHA-256 is not the one listed; a release
+// that fails leaves no cache behind.
 async function cacheRelease(rel) {
-  const cache = await caches.open('app-' + rel.version);
+  const name = 'app-' + rel.version;
+  const cache = await caches.open(name);
   const scope = new URL(self.registration.scope);
-  await Promise.all(Object.entries(rel.files).map(async ([path, sum]) => {
-    const url = new URL('.' + path, scope).href;
-    const res = await fetch(url, { cache: 'no-store' });
-    if (!res.ok) {
-      throw new Error(`${path}: ${res.status}`);
-    }
-    const body = await res.clone().arrayBuffer();
-    const got = hex(await crypto.subtle.digest('SHA-256', body));
-    if (got !== sum) {
-      throw new Error(`${path}: SHA-256 ${got}, release lists ${sum}`);
-    }
-    await cache.put(url, res);
-  }));
-  const releaseURL = new URL('release.json', scope).href;
-  await cache.put(releaseURL, new Response(JSON.stringify(rel), { headers: { 'Content-Type': 'application/json' } }));
+  try {
+    await Promise.all(Object.entries(rel.files).map(async ([path, sum]) => {
+      const url = new URL('.' + path, scope).href;
+      const res = await fetch(url, { cache: 'no-store' });
+      if (!res.ok) {
+        throw new Error(`${path}: ${res.status}`);
+      }
+      const body = await res.clone().arrayBuffer();
+      const got = hex(await crypto.subtle.digest('SHA-256', body));
+      if (got !== sum) {
+        throw new Error(`${path}: SHA-256 ${got}, release lists ${sum}`);
+      }
+      await cache.put(url, res);
+    }));
+    const releaseURL = new URL('release.json', scope).href;
+    await cache.put(releaseURL, new Response(JSON.stringify(rel), { headers: { 'Content-Type': 'application/json' } }));
+  } catch (err) {
+    await caches.delete(name);
+    throw err;
+  }
 }
 
 async function dropOtherReleases(version) {
@@ -94,10 +101,21 @@ self.addEventListener('activate', (event) => {
   event.waitUntil(self.clients.claim());
 });
 
+// A page asks for an update check with {type: "check-update"}; with a
+// MessagePort it gets the outcome: {updated, version, error}.
 self.addEventListener('message', (event) => {
-  if (event.data && event.data.type === 'check-update') {
-    event.waitUntil(checkUpdate().catch(() => false));
+  if (!event.data || event.data.type !== 'check-update') {
+    return;
   }
+  const port = event.ports && event.ports[0];
+  event.waitUntil(checkUpdate().then(
+    async (updated) => ({ updated, version: await currentVersion(), error: '' }),
+    async (err) => ({ updated: false, version: await currentVersion(), error: String(err) }),
+  ).then((outcome) => {
+    if (port) {
+      port.postMessage(outcome);
+    }
+  }));
 });
 
 self.addEventListener('fetch', (event) => {

@@ -44,7 +44,7 @@ func waitServiceWorker(tb testing.TB, ctx context.Context) {
 func releaseFiles(tb testing.TB, s *appServer) map[string]bool {
 	tb.Helper()
 	rec := httptest.NewRecorder()
-	s.app.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, webapp.ReleasePath, nil))
+	s.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, webapp.ReleasePath, nil))
 	var rel webapp.Release
 	if err := json.Unmarshal(rec.Body.Bytes(), &rel); err != nil {
 		tb.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -61,13 +63,83 @@ func requireChromium(tb testing.TB) string {
 type appServer struct {
 	url      string // https://anom.test:PORT/
 	addr     string
-	app      *webapp.Handler
 	stop     func()
 	mu       sync.Mutex
-	requests []string // paths the web app was asked for
+	app      *webapp.Handler
+	tamper   map[string][]byte // served instead of the app's file at a path
+	requests []string          // paths the web app was asked for
 }
 
-func startServer(tb testing.TB) *appServer {
+// appFiles returns the embedded app as a map, to change in a test.
+func appFiles(tb testing.TB) fstest.MapFS {
+	tb.Helper()
+	m := fstest.MapFS{}
+	err := fs.WalkDir(web.Files(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(web.Files(), p)
+		m[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// setApp makes the server serve the app in fsys from now on.
+func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
+	tb.Helper()
+	app, err := webapp.New(fsys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.mu.Lock()
+	s.app = app
+	s.mu.Unlock()
+	return app
+}
+
+// handler returns the app being served.
+func (s *appServer) handler() *webapp.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.app
+}
+
+// setTamper makes the server answer path with body instead of the app's
+// file (nil: the app's file again).
+func (s *appServer) setTamper(path string, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tamper == nil {
+		s.tamper = map[string][]byte{}
+	}
+	if body == nil {
+		delete(s.tamper, path)
+	} else {
+		s.tamper[path] = body
+	}
+}
+
+func (s *appServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, r.URL.Path)
+	app, body, tampered := s.app, s.tamper[r.URL.Path], s.tamper[r.URL.Path] != nil
+	s.mu.Unlock()
+	if tampered {
+		w.Header().Set("Content-Security-Policy", webapp.ContentSecurityPolicy)
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Write(body)
+		return
+	}
+	app.ServeHTTP(w, r)
+}
+
+// startServer starts a server serving the embedded app, or the app in
+// fsys when given.
+func startServer(tb testing.TB, fsys ...fs.FS) *appServer {
 	tb.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -79,21 +151,17 @@ func startServer(tb testing.TB) *appServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	app, err := webapp.New(web.Files())
-	if err != nil {
-		tb.Fatal(err)
+	s := &appServer{}
+	if len(fsys) > 0 {
+		s.setApp(tb, fsys[0])
+	} else {
+		s.setApp(tb, web.Files())
 	}
-	s := &appServer{app: app}
 	st, err := pebble.Open(filepath.Join(tb.TempDir(), "server"), pebble.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := server.Config{Store: st, TLS: tc, Name: "test.anom", Web: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.requests = append(s.requests, r.URL.Path)
-		s.mu.Unlock()
-		app.ServeHTTP(w, r)
-	})}
+	cfg := server.Config{Store: st, TLS: tc, Name: "test.anom", Web: s}
 	servertest.Keys(tb, &cfg, root)
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
