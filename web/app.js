@@ -81,21 +81,29 @@ render();
 performance.mark('calculator-ready');
 
 // unlock hands a PIN gesture's digits to the messenger, when there is
-// one. Whatever it answers, the calculator stays as it is; on success the
-// messenger's UI takes the screen (the event anom:unlocked).
+// one. Whatever it answers, the calculator stays as it is: a wrong PIN, a
+// wipe (too many wrong PINs, the duress PIN) or an error show nothing.
+// anom.unlock resolves to {result: "ok" | "wrong" | "wiped" |
+// "duress-wiped" | "none", ...} (web/API.md). On "ok" the messenger's UI
+// takes the screen (the event anom:unlocked, with that answer as its
+// detail); on "none", no device in this browser yet, the event
+// anom:first-run lets it offer the activation.
 async function unlock(pin) {
   const m = await messenger;
   if (!m) {
     return;
   }
-  let ok = false;
+  let res = null;
   try {
-    ok = await m.unlock(pin);
+    res = await m.unlock(pin);
   } catch {
-    ok = false;
+    return;
   }
-  if (ok) {
-    window.dispatchEvent(new CustomEvent('anom:unlocked'));
+  const result = res === true ? 'ok' : (res && typeof res === 'object' ? res.result : '');
+  if (result === 'ok') {
+    window.dispatchEvent(new CustomEvent('anom:unlocked', { detail: res }));
+  } else if (result === 'none') {
+    window.dispatchEvent(new CustomEvent('anom:first-run'));
   }
 }
 

@@ -15,8 +15,17 @@ import (
 const fakeMessenger = `
 window.unlockCalls = [];
 window.unlockedEvents = 0;
-window.anom = { unlock: async (pin) => { window.unlockCalls.push(pin); return pin === '24680135'; } };
-window.addEventListener('anom:unlocked', () => { window.unlockedEvents++; });
+window.firstRunEvents = 0;
+window.anom = { unlock: async (pin) => {
+  window.unlockCalls.push(pin);
+  if (pin === '24680135') return { result: 'ok', username: 'alice' };
+  if (pin === '11112222') throw new Error('storage broke');
+  if (pin === '99990000') return { result: 'none' };
+  if (pin === '99990001') return { result: 'duress-wiped' };
+  return { result: 'wrong', triesLeft: 5 };
+} };
+window.addEventListener('anom:unlocked', (e) => { window.unlockedEvents++; window.unlockedAs = e.detail.username; });
+window.addEventListener('anom:first-run', () => { window.firstRunEvents++; });
 `
 
 func injectMessenger(tb testing.TB, ctx context.Context) {
@@ -61,6 +70,8 @@ func TestPINGesture(t *testing.T) {
 		{"123456s==", "-123456", nil},
 		{"5*5=123456==", "123456", []string{"123456"}},
 		{"123456789012345==", "123456789012345", []string{"123456789012345"}},
+		{"11112222==", "11112222", []string{"11112222"}},
+		{"99990001==", "99990001", []string{"99990001"}},
 	} {
 		if got := press(t, ctx, c.keys); got != c.display {
 			t.Errorf("%s shows %q, want %q", c.keys, got, c.display)
@@ -89,12 +100,20 @@ func TestPINGesture(t *testing.T) {
 	}
 
 	// Wrong PINs announced nothing; the page is the calculator alone.
-	page, err := chromedp.Run(ctx, chromedp.Evaluate[[]any](`[window.unlockedEvents, document.body.children.length, document.body.firstElementChild.id, document.title]`))
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[[]any](`[window.unlockedEvents + window.firstRunEvents, document.body.children.length, document.body.firstElementChild.id, document.title]`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if page[0] != 0.0 || page[1] != 1.0 || page[2] != "calculator" || page[3] != "Calculator" {
-		t.Errorf("after wrong PINs: events, body children, first child, title = %v", page)
+		t.Errorf("after wrong PINs, an error and a duress wipe: events, body children, first child, title = %v", page)
+	}
+
+	// No device in this browser yet: the first run is offered (by the
+	// messenger's UI, on the event).
+	press(t, ctx, "99990000==")
+	unlockCalls(t, ctx)
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.firstRunEvents`)); n != 1 {
+		t.Errorf("no device: %d anom:first-run events, want 1", n)
 	}
 
 	// The right PIN: the unlock is announced; the display still shows the
@@ -105,7 +124,7 @@ func TestPINGesture(t *testing.T) {
 	if got := unlockCalls(t, ctx); !slices.Equal(got, []string{"24680135"}) {
 		t.Errorf("the right PIN: unlock called with %q", got)
 	}
-	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.unlockedEvents`)); n != 1 {
-		t.Errorf("the right PIN: %d anom:unlocked events, want 1", n)
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[[]any](`[window.unlockedEvents, window.unlockedAs]`)); len(got) != 2 || got[0] != 1.0 || got[1] != "alice" {
+		t.Errorf("the right PIN: anom:unlocked events and detail %v, want 1 and alice", got)
 	}
 }

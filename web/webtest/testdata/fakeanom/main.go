@@ -2,7 +2,9 @@
 
 // Command fakeanom stands in for the messenger's WebAssembly in the
 // browser tests: it defines the global anom with unlock(pin), which
-// records each PIN in globalThis.fakeUnlockCalls and accepts 1357924680.
+// records each PIN in globalThis.fakeUnlockCalls and answers as the real
+// one does (web/API.md): {result: "ok"} for 1357924680, else
+// {result: "wrong"}.
 package main
 
 import "syscall/js"
@@ -16,7 +18,11 @@ func main() {
 			pin = args[0].String()
 		}
 		calls.Call("push", pin)
-		return js.Global().Get("Promise").Call("resolve", pin == "1357924680")
+		res := map[string]any{"result": "wrong", "triesLeft": 9}
+		if pin == "1357924680" {
+			res = map[string]any{"result": "ok", "username": "alice"}
+		}
+		return js.Global().Get("Promise").Call("resolve", js.ValueOf(res))
 	})
 	js.Global().Set("anom", js.ValueOf(map[string]any{"unlock": unlock}))
 	select {}
