@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"anom/internal/webapp"
@@ -70,6 +71,11 @@ func TestNoRequestBeforeUnlock(t *testing.T) {
 	var mu sync.Mutex
 	var requests, sockets []string
 	var docHeaders network.Headers
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.effectiveDirective + ' ' + e.blockedURI));`,
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -98,6 +104,15 @@ func TestNoRequestBeforeUnlock(t *testing.T) {
 	waitUsable(t, ctx)
 	press(t, ctx, "123456==")
 	time.Sleep(300 * time.Millisecond) // anything late would show now
+	if s.handler().Messenger() {
+		// The real WebAssembly, when built: loaded, and silent too.
+		waitMessenger(t, ctx)
+		press(t, ctx, "24681357==")
+		time.Sleep(300 * time.Millisecond)
+	}
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.violations`)); err != nil || len(v) > 0 {
+		t.Errorf("policy violations in the app's own run: %q (%v)", v, err)
+	}
 
 	files := releaseFiles(t, s)
 	origin := strings.TrimSuffix(s.url, "/")
@@ -187,6 +202,7 @@ const cspProbe = `(async () => {
 func TestContentSecurityPolicy(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	openApp(t, ctx, s.url)
 	type probe struct {
 		InlineRan, HandlerRan, RemoteRan, FetchBlocked bool
@@ -234,6 +250,7 @@ const layoutJS = `[...document.querySelectorAll('#display, .keys button')].map((
 func TestLayout(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	dir := screenshotDir(t)
 	for _, size := range []struct {
 		w, h   int64
@@ -289,6 +306,7 @@ func TestLayout(t *testing.T) {
 func TestOffline(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	openApp(t, ctx, s.url)
 	waitServiceWorker(t, ctx)
 	s.stop()

@@ -60,6 +60,7 @@ var calcTable = []struct{ keys, want string }{
 func TestCalculatorTable(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	openApp(t, ctx, s.url)
 	title, err := chromedp.Run(ctx, chromedp.Title())
 	if err != nil || title != "Calculator" {
@@ -87,6 +88,7 @@ func TestCalculatorTable(t *testing.T) {
 func TestCalculatorKeyboard(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	openApp(t, ctx, s.url)
 	for _, c := range []struct{ keys, want string }{
 		{"12+30\r", "42"},

@@ -19,6 +19,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"anom/internal/identity"
@@ -278,6 +279,19 @@ func newProfile(tb testing.TB) context.Context {
 	}
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// calculatorOnly keeps the messenger's WebAssembly out of ctx's pages
+// (a stand-in anom that takes no PIN stops the app from loading it), for
+// the tests of the calculator alone: loading and compiling the real one
+// in every test would make them several times slower.
+func calculatorOnly(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.anom = { unlock: async () => ({ result: 'wrong' }) };`,
+	}); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // newTab opens another tab in profile's browser profile.

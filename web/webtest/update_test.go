@@ -43,6 +43,7 @@ const cacheNamesJS = `caches.keys().then((k) => k.filter((n) => n.startsWith('ap
 func TestServiceWorkerUpdate(t *testing.T) {
 	s := startServer(t, appFiles(t))
 	ctx := newProfile(t)
+	calculatorOnly(t, ctx)
 	openApp(t, ctx, s.url)
 	waitServiceWorker(t, ctx)
 	v1 := s.handler().Version()

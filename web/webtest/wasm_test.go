@@ -2,6 +2,7 @@ package webtest
 
 import (
 	"bytes"
+	"context"
 	"compress/gzip"
 	"os"
 	"os/exec"
@@ -18,6 +19,22 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
+
+// waitMessenger waits until the WebAssembly has defined anom.
+func waitMessenger(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := chromedp.Run(timeout(tb, ctx, 5*time.Second), chromedp.Evaluate[bool](`typeof anom === 'object' && typeof anom.unlock === 'function'`))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the WebAssembly did not define anom: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // fakeWasmApp returns the app with testdata/fakeanom built as its
 // messenger, precompressed as scripts/build does, with Go's wasm_exec.js.
@@ -92,17 +109,7 @@ document.addEventListener('securitypolicyviolation', (e) => window.violations.pu
 		t.Fatal(err)
 	}
 	openApp(t, ctx, s.url)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`typeof anom === 'object' && typeof anom.unlock === 'function'`))
-		if err == nil && ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the WebAssembly did not define anom: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMessenger(t, ctx)
 	mu.Lock()
 	if wasm["type"] != "application/wasm" || wasm["encoding"] != "br" {
 		t.Errorf("the WebAssembly came as %q, encoding %q; want application/wasm, br", wasm["type"], wasm["encoding"])
