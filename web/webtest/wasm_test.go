@@ -2,8 +2,8 @@ package webtest
 
 import (
 	"bytes"
-	"context"
 	"compress/gzip"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
