@@ -68,17 +68,28 @@ const (
 	ReleasePath = "/release.json"
 )
 
-// asset is one file as served, in each encoding it was found in.
+// asset is one file as served, in each form it was found in. The forms
+// stay in the app's file system (embedded in the binary) and are read per
+// request, not copied onto the heap.
 type asset struct {
 	ctype    string
-	identity []byte // nil when the file came only compressed
-	gzip, br []byte
+	identity *form // nil when the file came only compressed
+	gzip, br *form
+	size     int64             // of the content, decoded
 	sum      [sha256.Size]byte // of the content, decoded
 	etag     string            // of the content; an encoding adds a suffix
 }
 
+// form is one stored form of a file: its path in the app's file system
+// and its size.
+type form struct {
+	path string
+	size int64
+}
+
 // Handler serves the app. Create it with New.
 type Handler struct {
+	fsys    fs.FS
 	assets  map[string]*asset // by URL path
 	release []byte
 	version string
@@ -99,7 +110,7 @@ type Release struct {
 // absent. Files and directories whose names start with a dot are not
 // served, nor files of an extension the app does not use.
 func New(fsys fs.FS) (*Handler, error) {
-	h := &Handler{assets: map[string]*asset{}}
+	h := &Handler{fsys: fsys, assets: map[string]*asset{}}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -123,10 +134,11 @@ func New(fsys fs.FS) (*Handler, error) {
 		if !ok {
 			return nil
 		}
-		b, err := fs.ReadFile(fsys, p)
+		info, err := d.Info()
 		if err != nil {
 			return fmt.Errorf("reading the web app: %w", err)
 		}
+		f := &form{path: p, size: info.Size()}
 		a := h.assets["/"+name]
 		if a == nil {
 			a = &asset{ctype: ctype}
@@ -134,11 +146,11 @@ func New(fsys fs.FS) (*Handler, error) {
 		}
 		switch enc {
 		case "gzip":
-			a.gzip = b
+			a.gzip = f
 		case "br":
-			a.br = b
+			a.br = f
 		default:
-			a.identity = b
+			a.identity = f
 		}
 		return nil
 	})
@@ -147,7 +159,7 @@ func New(fsys fs.FS) (*Handler, error) {
 	}
 	rel := Release{Files: map[string]string{}}
 	for p, a := range h.assets {
-		if err := a.check(); err != nil {
+		if err := a.check(fsys); err != nil {
 			return nil, fmt.Errorf("web app file %s: %w", p, err)
 		}
 		a.etag = hex.EncodeToString(a.sum[:16])
@@ -174,46 +186,86 @@ func New(fsys fs.FS) (*Handler, error) {
 	return h, nil
 }
 
-// check sets a.sum from its content and checks that every encoding of it
-// decodes to the same bytes.
-func (a *asset) check() error {
-	var sums [][sha256.Size]byte
-	if a.identity != nil {
-		sums = append(sums, sha256.Sum256(a.identity))
+// check sets a.sum and a.size from its content and checks that every
+// form of it decodes to the same bytes.
+func (a *asset) check(fsys fs.FS) error {
+	type result struct {
+		sum  [sha256.Size]byte
+		size int64
 	}
-	if a.gzip != nil {
-		zr, err := gzip.NewReader(bytes.NewReader(a.gzip))
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+	var results []result
+	for _, f := range []struct {
+		form   *form
+		decode func(io.Reader) (io.Reader, error)
+	}{
+		{a.identity, func(r io.Reader) (io.Reader, error) { return r, nil }},
+		{a.gzip, func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }},
+		{a.br, func(r io.Reader) (io.Reader, error) { return brotli.NewReader(r), nil }},
+	} {
+		if f.form == nil {
+			continue
 		}
-		s, err := sumOf(zr)
+		file, err := fsys.Open(f.form.path)
 		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+			return err
 		}
-		sums = append(sums, s)
+		r, err := f.decode(file)
+		if err != nil {
+			file.Close()
+			return fmt.Errorf("decoding %s: %w", f.form.path, err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		file.Close()
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", f.form.path, err)
+		}
+		results = append(results, result{[sha256.Size]byte(h.Sum(nil)), n})
 	}
-	if a.br != nil {
-		s, err := sumOf(brotli.NewReader(bytes.NewReader(a.br)))
-		if err != nil {
-			return fmt.Errorf("brotli: %w", err)
-		}
-		sums = append(sums, s)
-	}
-	for _, s := range sums[1:] {
-		if s != sums[0] {
+	for _, r := range results[1:] {
+		if r != results[0] {
 			return errors.New("its compressed forms hold other content than it (rebuild with scripts/build)")
 		}
 	}
-	a.sum = sums[0]
+	a.sum, a.size = results[0].sum, results[0].size
 	return nil
 }
 
-func sumOf(r io.Reader) ([sha256.Size]byte, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return [sha256.Size]byte{}, err
+// open opens a stored form for reading; close when done.
+func (h *Handler) open(f *form) (io.ReadSeeker, func(), error) {
+	file, err := h.fsys.Open(f.path)
+	if err != nil {
+		return nil, nil, err
 	}
-	return [sha256.Size]byte(h.Sum(nil)), nil
+	if rs, ok := file.(io.ReadSeeker); ok {
+		return rs, func() { file.Close() }, nil
+	}
+	b, err := io.ReadAll(file)
+	file.Close()
+	return bytes.NewReader(b), func() {}, err
+}
+
+// decoded returns a file's content decoded from a compressed form, for a
+// browser that accepts neither encoding.
+func (h *Handler) decoded(a *asset) ([]byte, error) {
+	f, dec := a.gzip, "gzip"
+	if f == nil {
+		f, dec = a.br, "br"
+	}
+	r, closeFile, err := h.open(f)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFile()
+	var zr io.Reader
+	if dec == "gzip" {
+		if zr, err = gzip.NewReader(r); err != nil {
+			return nil, err
+		}
+	} else {
+		zr = brotli.NewReader(r)
+	}
+	return io.ReadAll(zr)
 }
 
 // Messenger reports whether the messenger's WebAssembly was built into
@@ -233,14 +285,13 @@ func (h *Handler) WasmSizes() (raw, gz, br int, ok bool) {
 	if a == nil {
 		return 0, 0, 0, false
 	}
-	raw = len(a.identity)
-	if a.identity == nil && a.gzip != nil {
-		if zr, err := gzip.NewReader(bytes.NewReader(a.gzip)); err == nil {
-			n, _ := io.Copy(io.Discard, zr)
-			raw = int(n)
-		}
+	if a.gzip != nil {
+		gz = int(a.gzip.size)
 	}
-	return raw, len(a.gzip), len(a.br), true
+	if a.br != nil {
+		br = int(a.br.size)
+	}
+	return int(a.size), gz, br, true
 }
 
 // ServeHTTP serves the app's files (GET and HEAD): / is index.html.
@@ -279,30 +330,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.gzip != nil || a.br != nil {
 		hd.Add("Vary", "Accept-Encoding")
 	}
-	body, enc := a.identity, ""
+	var body io.ReadSeeker
+	var size int64
+	f, enc := a.identity, ""
 	ae := r.Header.Get("Accept-Encoding")
 	switch {
 	case a.br != nil && accepts(ae, "br"):
-		body, enc = a.br, "br"
+		f, enc = a.br, "br"
 	case a.gzip != nil && accepts(ae, "gzip"):
-		body, enc = a.gzip, "gzip"
-	case body == nil && a.br != nil:
-		b, err := io.ReadAll(brotli.NewReader(bytes.NewReader(a.br)))
+		f, enc = a.gzip, "gzip"
+	}
+	if f != nil {
+		rs, closeFile, err := h.open(f)
+		if err != nil {
+			http.Error(w, "reading the file", http.StatusInternalServerError)
+			return
+		}
+		defer closeFile()
+		body, size = rs, f.size
+	} else {
+		b, err := h.decoded(a)
 		if err != nil {
 			http.Error(w, "decompressing", http.StatusInternalServerError)
 			return
 		}
-		body = b
-	case body == nil:
-		zr, err := gzip.NewReader(bytes.NewReader(a.gzip))
-		if err != nil {
-			http.Error(w, "decompressing", http.StatusInternalServerError)
-			return
-		}
-		if body, err = io.ReadAll(zr); err != nil {
-			http.Error(w, "decompressing", http.StatusInternalServerError)
-			return
-		}
+		body, size = bytes.NewReader(b), int64(len(b))
 	}
 	etag := a.etag
 	if enc != "" {
@@ -311,10 +363,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// ServeContent leaves out the length of encoded content, and
 		// ranges of it are of no use here: whole files, with a length.
 		r.Header.Del("Range")
-		hd.Set("Content-Length", strconv.Itoa(len(body)))
+		hd.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	hd.Set("ETag", `"`+etag+`"`)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	http.ServeContent(w, r, "", time.Time{}, body)
 }
 
 // accepts reports whether an Accept-Encoding header value accepts coding

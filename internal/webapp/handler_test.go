@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -385,5 +387,38 @@ func TestEmbeddedApp(t *testing.T) {
 				t.Errorf("%s uses %s", p, bad)
 			}
 		}
+	}
+}
+
+// plainFS hides everything of its regular files but fs.File (no Seek,
+// no ReadAt).
+type plainFS struct{ fs.FS }
+
+func (p plainFS) Open(name string) (fs.File, error) {
+	f, err := p.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return f, nil
+	}
+	return struct{ fs.File }{f}, nil
+}
+
+// TestPlainFiles: files that cannot seek are served all the same (read
+// whole), and the ones that can are served from where they are.
+func TestPlainFiles(t *testing.T) {
+	h, err := New(plainFS{testApp(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, accept := range []string{"br", "gzip", ""} {
+		w := do(h, "GET", "/dist/anom.wasm", "Accept-Encoding", accept)
+		if w.Code != 200 || w.Header().Get("Content-Length") != strconv.Itoa(w.Body.Len()) {
+			t.Errorf("Accept-Encoding %q: %d, length %q for %d bytes", accept, w.Code, w.Header().Get("Content-Length"), w.Body.Len())
+		}
+	}
+	if w := do(h, "GET", "/app.js"); w.Body.String() != "export {};\n" {
+		t.Errorf("GET /app.js: %q", w.Body.String())
 	}
 }
