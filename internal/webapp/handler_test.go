@@ -21,7 +21,7 @@ import (
 	"anom/web"
 )
 
-func gz(t *testing.T, b []byte) []byte {
+func gz(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
@@ -32,7 +32,7 @@ func gz(t *testing.T, b []byte) []byte {
 	return buf.Bytes()
 }
 
-func br(t *testing.T, b []byte) []byte {
+func br(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := brotli.NewWriter(&buf)
@@ -46,7 +46,7 @@ func br(t *testing.T, b []byte) []byte {
 // wasm is a stand-in for the WebAssembly: its magic number and some bulk.
 var wasm = append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte("anom wasm "), 4000)...)
 
-func testApp(t *testing.T) fstest.MapFS {
+func testApp(t testing.TB) fstest.MapFS {
 	t.Helper()
 	return fstest.MapFS{
 		"index.html":             {Data: []byte("<!doctype html><title>Calculator</title>")},
