@@ -222,10 +222,10 @@ func TestConditionalRequests(t *testing.T) {
 	}
 }
 
-// TestNotFound: paths that are not files of the app are 404 (and not
-// cached): directories (no listing), dot files, files of unknown types,
-// the compressed files by their own names' siblings, traversal.
-func TestNotFound(t *testing.T) {
+// TestAttackHiddenFilesAndListings: paths that are not files of the app
+// are 404 (and not cached): directories (no listing), dot files, files of
+// unknown types, the compressed forms by their own names, traversal.
+func TestAttackHiddenFilesAndListings(t *testing.T) {
 	h := newTestHandler(t)
 	for _, p := range []string{
 		"/nope", "/dist", "/dist/", "/icons/", "/dist/.keep", "/.hidden/secret.js", "/dist/notes.txt",

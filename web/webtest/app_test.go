@@ -195,11 +195,11 @@ const cspProbe = `(async () => {
     fetchBlocked, color, violations: [...new Set(violations)].sort() };
 })()`
 
-// TestContentSecurityPolicy: in Chromium, the app's policy blocks an
+// TestAttackInjectedScriptBlocked: in Chromium, the app's policy blocks an
 // injected inline script, an inline event handler, an inline style, a
 // remote script and a fetch to another origin, and reports each; the
 // calculator works on.
-func TestContentSecurityPolicy(t *testing.T) {
+func TestAttackInjectedScriptBlocked(t *testing.T) {
 	s := startServer(t)
 	ctx := newProfile(t)
 	calculatorOnly(t, ctx)

@@ -34,13 +34,13 @@ func checkUpdate(tb testing.TB, ctx context.Context) updateOutcome {
 
 const cacheNamesJS = `caches.keys().then((k) => k.filter((n) => n.startsWith('app-')))`
 
-// TestServiceWorkerUpdate: the service worker takes a new release only
-// when every file matches the SHA-256 its release manifest lists: a
-// release with a file that does not (here the server sends the old
-// style sheet for the new one) is refused, leaving the running release
-// and no partial cache; the intact release is taken, and the app then
-// runs it offline.
-func TestServiceWorkerUpdate(t *testing.T) {
+// TestAttackTamperedUpdateRefused: the service worker takes a new
+// release only when every file matches the SHA-256 its release manifest
+// lists: a release with a file that does not (here the server sends the
+// old style sheet for the new one) is refused, leaving the running
+// release and no partial cache; the intact release is taken, and the app
+// then runs it offline.
+func TestAttackTamperedUpdateRefused(t *testing.T) {
 	s := startServer(t, appFiles(t))
 	ctx := newProfile(t)
 	calculatorOnly(t, ctx)
