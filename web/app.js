@@ -143,12 +143,14 @@ const messenger = new Promise((resolve) => {
   requestAnimationFrame(() => setTimeout(() => loadMessenger().then(resolve), 0));
 });
 
+// The service worker, once the page and the messenger have loaded (its
+// install then revalidates what the page fetched instead of downloading
+// it again).
 if ('serviceWorker' in navigator) {
-  window.addEventListener('load', () => {
-    navigator.serviceWorker.register('sw.js', { scope: './' }).then((reg) => {
-      if (reg.active) {
-        reg.active.postMessage({ type: 'check-update' });
-      }
-    }).catch(() => {});
-  });
+  const loaded = new Promise((resolve) => window.addEventListener('load', resolve));
+  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './' })).then((reg) => {
+    if (reg.active) {
+      reg.active.postMessage({ type: 'check-update' });
+    }
+  }).catch(() => {});
 }

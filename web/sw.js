@@ -48,7 +48,9 @@ async function cacheRelease(rel) {
   try {
     await Promise.all(Object.entries(rel.files).map(async ([path, sum]) => {
       const url = new URL('.' + path, scope).href;
-      const res = await fetch(url, { cache: 'no-store' });
+      // Revalidated (a 304 when unchanged): the page has usually just
+      // fetched the file, and the WebAssembly is megabytes.
+      const res = await fetch(url, { cache: 'no-cache' });
       if (!res.ok) {
         throw new Error(`${path}: ${res.status}`);
       }
