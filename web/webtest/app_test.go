@@ -105,10 +105,14 @@ func TestNoRequestBeforeUnlock(t *testing.T) {
 	press(t, ctx, "123456==")
 	time.Sleep(300 * time.Millisecond) // anything late would show now
 	if s.handler().Messenger() {
-		// The real WebAssembly, when built: loaded, and silent too.
+		// The real WebAssembly, when built: loaded, and silent too; sent
+		// once (the service worker revalidated the page's copy).
 		waitMessenger(t, ctx)
 		press(t, ctx, "24681357==")
 		time.Sleep(300 * time.Millisecond)
+		if n := s.fullResponses(webapp.WasmPath); n != 1 {
+			t.Errorf("the WebAssembly was sent %d times, want once", n)
+		}
 	}
 	if v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.violations`)); err != nil || len(v) > 0 {
 		t.Errorf("policy violations in the app's own run: %q (%v)", v, err)

@@ -69,6 +69,34 @@ type appServer struct {
 	app      *webapp.Handler
 	tamper   map[string][]byte // served instead of the app's file at a path
 	requests []string          // paths the web app was asked for
+	full     map[string]int    // responses with a body (200), by path
+}
+
+// statusWriter notes a response's status.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// fullResponses returns how many times path was sent with a body (200).
+func (s *appServer) fullResponses(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.full[path]
 }
 
 // appFiles returns the embedded app as a map, to change in a test.
@@ -135,7 +163,16 @@ func (s *appServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(body)
 		return
 	}
-	app.ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w}
+	app.ServeHTTP(sw, r)
+	if sw.code == http.StatusOK {
+		s.mu.Lock()
+		if s.full == nil {
+			s.full = map[string]int{}
+		}
+		s.full[r.URL.Path]++
+		s.mu.Unlock()
+	}
 }
 
 // startServer starts a server serving the embedded app, or the app in
