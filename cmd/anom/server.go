@@ -160,7 +160,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err := d.setAddress(addr); err != nil {
 		return err
 	}
-	printWebApp(app, l.Addr(), webNames)
+	printWebApp(app, addr, webNames)
 	inv := inviteString(addr, ni, "")
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		return err
@@ -176,10 +176,10 @@ func runServer(ctx context.Context, args []string) error {
 	return srv.Serve(ctx, l)
 }
 
-// printWebApp says where the web app is served and whether its messenger
-// was built.
-func printWebApp(app *webapp.Handler, addr net.Addr, names []string) {
-	_, port, _ := net.SplitHostPort(addr.String())
+// printWebApp says where the web app is served (addr: the server's
+// address as the invite gives it) and whether its messenger was built.
+func printWebApp(app *webapp.Handler, addr string, names []string) {
+	_, port, _ := net.SplitHostPort(addr)
 	where := fmt.Sprintf("https://%s/ (with the network's certificate, which browsers do not trust: give --tls-cert)", addr)
 	if len(names) > 0 {
 		where = fmt.Sprintf("https://%s:%s/ (operator certificate for %s)", names[0], port, strings.Join(names, ", "))
