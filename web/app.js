@@ -101,11 +101,70 @@ async function unlock(pin) {
   }
   const result = res === true ? 'ok' : (res && typeof res === 'object' ? res.result : '');
   if (result === 'ok') {
+    unlocked = true;
+    armIdleLock();
     window.dispatchEvent(new CustomEvent('anom:unlocked', { detail: res }));
   } else if (result === 'none') {
     window.dispatchEvent(new CustomEvent('anom:first-run'));
   }
 }
+
+// Locking back to the calculator: when the page is hidden (another app,
+// another tab, the screen off) and after idleLockSeconds without a key,
+// a click or a touch, the messenger is locked (anom.lock: it disconnects
+// and forgets the keys), the calculator cleared, and the event
+// anom:locked tells the messenger's UI to leave the screen. The UI may
+// change the idle time with anomShell.setIdleLock(seconds), from the
+// device's own (encrypted) settings: the shell keeps nothing in storage.
+let unlocked = false;
+let idleLockSeconds = 120;
+let idleTimer = 0;
+
+async function lock() {
+  if (!unlocked) {
+    return;
+  }
+  unlocked = false;
+  clearTimeout(idleTimer);
+  calc.allClear();
+  render();
+  window.dispatchEvent(new CustomEvent('anom:locked'));
+  const m = await messenger;
+  try {
+    if (m && typeof m.lock === 'function') {
+      await m.lock();
+    }
+  } catch {
+    // Locked or gone already: nothing to show.
+  }
+}
+
+function armIdleLock() {
+  clearTimeout(idleTimer);
+  if (unlocked) {
+    idleTimer = setTimeout(lock, idleLockSeconds * 1000);
+  }
+}
+
+for (const ev of ['keydown', 'pointerdown', 'touchstart', 'wheel']) {
+  document.addEventListener(ev, armIdleLock, { capture: true, passive: true });
+}
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) {
+    lock();
+  }
+});
+window.addEventListener('pagehide', lock);
+
+window.anomShell = Object.freeze({
+  lock,
+  setIdleLock(seconds) {
+    if (Number.isFinite(seconds) && seconds > 0) {
+      idleLockSeconds = seconds;
+      armIdleLock();
+    }
+  },
+});
 
 // loadMessenger loads the WebAssembly when release.json lists it and
 // resolves to the anom object it defines, or null.
