@@ -17,7 +17,6 @@ import (
 )
 
 const (
-	dbVersion   = 1
 	storeMeta   = "meta"   // name -> chunk sizes (encodeMeta)
 	storeChunks = "chunks" // [name, index] -> Uint8Array
 	storeSys    = "sys"    // "created" -> true while the storage exists
@@ -144,12 +143,49 @@ func (s *Storage) open() (js.Value, error) {
 	if !s.db.IsUndefined() {
 		return s.db, nil
 	}
+	db, err := s.openVersion(0)
+	if err != nil {
+		return db, err
+	}
+	// A database of this name made by someone else without the stores
+	// (a page opening it to look) is upgraded to have them.
+	if !hasStores(db) {
+		v := db.Get("version").Int() + 1
+		db.Call("close")
+		if db, err = s.openVersion(v); err != nil {
+			return db, err
+		}
+	}
+	s.db = db
+	return db, nil
+}
+
+func hasStores(db js.Value) bool {
+	have := db.Get("objectStoreNames")
+	for _, n := range []string{storeMeta, storeChunks, storeSys} {
+		if !have.Call("contains", n).Bool() {
+			return false
+		}
+	}
+	return true
+}
+
+// openVersion opens the database at version v (0: the current one, or 1
+// for a new database), making the stores missing in an upgrade.
+func (s *Storage) openVersion(v int) (js.Value, error) {
 	idb := js.Global().Get("indexedDB")
 	if !idb.Truthy() {
 		return js.Undefined(), errors.New("indexeddb: not available in this browser")
 	}
 	var req js.Value
-	if err := try(func() { req = idb.Call("open", s.name, dbVersion) }); err != nil {
+	err := try(func() {
+		if v == 0 {
+			req = idb.Call("open", s.name)
+		} else {
+			req = idb.Call("open", s.name, v)
+		}
+	})
+	if err != nil {
 		return js.Undefined(), fmt.Errorf("opening database %s: %w", s.name, err)
 	}
 	upgrade := js.FuncOf(func(js.Value, []js.Value) any {
@@ -169,7 +205,6 @@ func (s *Storage) open() (js.Value, error) {
 	if err != nil {
 		return js.Undefined(), fmt.Errorf("opening database %s: %w", s.name, err)
 	}
-	s.db = db
 	return db, nil
 }
 
@@ -210,7 +245,16 @@ func (s *Storage) txn(write bool, stores []string, issue func(tx js.Value) []js.
 	tx.Set("oncomplete", complete)
 	tx.Set("onabort", abort)
 	var reqs []js.Value
-	if err := try(func() { reqs = issue(tx) }); err != nil {
+	err = try(func() {
+		reqs = issue(tx)
+		// Commit now rather than when the requests' success events
+		// have run: a page that the browser froze (a hidden tab) must
+		// not hold a transaction open, blocking the other tabs.
+		if tx.Get("commit").Type() == js.TypeFunction {
+			tx.Call("commit")
+		}
+	})
+	if err != nil {
 		try(func() { tx.Call("abort") })
 		<-done
 		return nil, err

@@ -25,10 +25,6 @@ const dbName = "anom-device"
 // opTimeout bounds one call's network round trips.
 const opTimeout = time.Minute
 
-// defaultMaxFailedUnlocks is a new device's limit on wrong PINs in a row,
-// as anom chat's --max-pin-tries.
-const defaultMaxFailedUnlocks = 10
-
 // app is the state behind the anom object: at most one device, unlocked
 // or not.
 type app struct {

@@ -16,6 +16,10 @@ import (
 // documents them). Group, message and device IDs are lower-case hex;
 // times are milliseconds since the Unix epoch.
 
+// defaultMaxFailedUnlocks is a new device's limit on wrong PINs in a row,
+// as anom chat's --max-pin-tries.
+const defaultMaxFailedUnlocks = 10
+
 // statusJSON is what status() resolves to.
 type statusJSON struct {
 	// State is "none" (no device in this browser), "locked" (a device,

@@ -1,0 +1,412 @@
+//go:build !js
+
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"anom/client"
+	"anom/internal/identity"
+	"anom/internal/server"
+	"anom/internal/servertest"
+	"anom/internal/store/pebble"
+	"anom/internal/tlstest"
+	"anom/internal/wasmtest"
+)
+
+const (
+	webPIN    = "314159"
+	webDuress = "271828"
+	// cheapKDF keeps the test quick; BenchmarkBrowserDefaultKDF measures
+	// the real cost.
+	cheapKDF = `{kdf: {time: 1, memoryKiB: 64, threads: 1}}`
+)
+
+// testNetwork is an in-process anom server over TLS on loopback.
+type webNet struct {
+	srv  *server.Server
+	dist *servertest.Distributor
+	net  client.Network
+	spki string // base64 SHA-256 of the server certificate's public key
+}
+
+func newWebNet(t *testing.T) *webNet {
+	t.Helper()
+	root, err := identity.GenerateRootKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := tlstest.New(t, "127.0.0.1")
+	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", SweepInterval: time.Second}
+	servertest.Keys(t, &cfg, root)
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := servertest.Serve(t, srv, st, "127.0.0.1:0")
+	leaf, err := x509.ParseCertificate(pki.Server.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return &webNet{
+		srv:  srv,
+		dist: servertest.AddDistributor(t, srv, root),
+		net:  client.Network{Address: addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public()},
+		spki: base64.StdEncoding.EncodeToString(sum[:]),
+	}
+}
+
+func (n *webNet) code(t *testing.T) string {
+	t.Helper()
+	return n.dist.Code(t, n.srv, 12, time.Hour).String()
+}
+
+// nativePeer is a terminal-side client.Client on the network.
+type nativePeer struct {
+	c      *client.Client
+	events chan client.Event
+}
+
+func (n *webNet) native(t *testing.T, name string) *nativePeer {
+	t.Helper()
+	p := &nativePeer{events: make(chan client.Event, 1000)}
+	cfg := client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
+		KeyPackages: 4, OnEvent: func(e client.Event) { p.events <- e }}
+	c, err := client.Create(cfg, webPIN, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Activate(ctx, n.net, n.code(t), name); err != nil {
+		t.Fatalf("activating %s: %v", name, err)
+	}
+	p.c = c
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(rctx, client.RunOptions{})
+	}()
+	t.Cleanup(func() {
+		stop()
+		c.Close()
+		<-done
+	})
+	return p
+}
+
+// waitText waits for a message with text.
+func (p *nativePeer) waitText(t *testing.T, text string) *client.Message {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case e := <-p.events:
+			if e.Type == client.EventMessage && e.Message.Content != nil && e.Message.Content.Text == text {
+				return e.Message
+			}
+		case <-timeout:
+			t.Fatalf("no message %q", text)
+		}
+	}
+}
+
+// page is the test page in a tab of a headless Chromium.
+type page struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+}
+
+// stageApp builds anom.wasm and the test page into a directory served on
+// loopback and returns its URL and the wasm's path.
+func stageApp(t *testing.T) (base, wasm string) {
+	t.Helper()
+	dir := t.TempDir()
+	wasm = filepath.Join(dir, "anom.wasm")
+	wasmtest.Build(t, "anom/cmd/anomweb", wasm)
+	for _, f := range []string{"index.html", "page.js"} {
+		b, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wasm_exec.js"), wasmtest.WasmExec(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return wasmtest.Serve(t, dir), wasm
+}
+
+// load (re)loads the page and waits for the anom object.
+func (p *page) load() {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(p.base+"index.html")); err != nil {
+		p.t.Fatalf("loading the page: %v", err)
+	}
+	for {
+		st, err := chromedp.Run(ctx, chromedp.Evaluate[string](`globalThis.__anomLoadError || (globalThis.__anomLoaded ? "ok" : "")`))
+		if err != nil {
+			p.t.Fatalf("waiting for anom: %v", err)
+		}
+		if st == "ok" {
+			return
+		}
+		if st != "" {
+			p.t.Fatalf("loading anom.wasm: %s", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eval evaluates a JavaScript expression (awaiting a promise) into T.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	v, err := evalErr[T](p, expr)
+	if err != nil {
+		p.t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+func evalErr[T any](p *page, expr string) (T, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+}
+
+// js quotes s as a JavaScript string.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitEvent waits for an event of the page's that match accepts.
+func waitEvent(p *page, match func(eventJSON) bool) eventJSON {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for seen := 0; time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		evs := eval[[]eventJSON](p, `__events`)
+		for _, e := range evs[seen:] {
+			if match(e) {
+				return e
+			}
+		}
+		seen = len(evs)
+	}
+	p.t.Fatal("no such event in the page")
+	return eventJSON{}
+}
+
+type dbDump struct {
+	Records int      `json:"records"`
+	Bytes   string   `json:"bytes"`
+	Keys    []string `json:"keys"`
+}
+
+// TestBrowserClient drives the web client in headless Chromium against
+// an anom server on loopback: create and activate, a 1:1 chat both ways
+// with a native client, the state kept over a reload, a wrong PIN, a
+// second tab refused, and the duress PIN leaving IndexedDB empty.
+func TestBrowserClient(t *testing.T) {
+	wasmtest.Chromium(t)
+	n := newWebNet(t)
+	base, wasm := stageApp(t)
+	bob := n.native(t, "bob")
+
+	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki))
+	p := &page{t: t, ctx: b.Ctx, base: base}
+	start := time.Now()
+	p.load()
+	load := time.Since(start)
+
+	if st := eval[statusJSON](p, `anom.status()`); st.State != "none" {
+		t.Fatalf("status of a new browser = %+v, want none", st)
+	}
+	type timedResult struct {
+		Ms float64 `json:"ms"`
+	}
+	inv := inviteString(n.net)
+	ca := eval[timedResult](p, fmt.Sprintf(`timed(async () => { await anom.create(%s, %s, %s); return await anom.activate(%s, %s, "alice"); })`,
+		js(webPIN), js(webDuress), cheapKDF, js(inv), js(n.code(t))))
+	st := eval[statusJSON](p, `anom.status()`)
+	if st.State != "unlocked" || !st.Activated || st.Username != "alice" {
+		t.Fatalf("status after activation = %+v", st)
+	}
+	if code := eval[string](p, fmt.Sprintf(`anom.create(%s, %s).then(() => "created", (e) => e.code)`, js(webPIN), js(webDuress))); code != "exists" {
+		t.Fatalf("create over an unlocked device: %s, want exists", code)
+	}
+
+	// 1:1 chat: browser -> native -> browser.
+	type started struct {
+		GroupID string `json:"groupId"`
+		Created bool   `json:"created"`
+	}
+	ch := eval[started](p, `anom.startChat("bob")`)
+	if !ch.Created {
+		t.Fatalf("startChat: %+v", ch)
+	}
+	if again := eval[started](p, `anom.startChat("bob")`); again.GroupID != ch.GroupID || again.Created {
+		t.Fatalf("startChat again = %+v, want the same chat", again)
+	}
+	const hello = "hello from the browser"
+	eval[any](p, fmt.Sprintf(`anom.send(%s, %s)`, js(ch.GroupID), js(hello)))
+	got := bob.waitText(t, hello)
+	if got.Username != "alice" || hex.EncodeToString(got.Group) != ch.GroupID {
+		t.Fatalf("bob got %+v", got)
+	}
+	const reply = "hello from the terminal"
+	if err := bob.c.SendText(context.Background(), got.Group, reply); err != nil {
+		t.Fatal(err)
+	}
+	e := waitEvent(p, func(e eventJSON) bool { return e.Type == "message" && e.Message != nil && e.Message.Text == reply })
+	if e.Message.Username != "bob" || e.GroupID != ch.GroupID {
+		t.Fatalf("browser got %+v", e.Message)
+	}
+	chats := eval[[]chatJSON](p, `anom.chats()`)
+	if len(chats) != 1 || chats[0].ID != ch.GroupID || len(chats[0].Users) != 1 || chats[0].Users[0] != "bob" || chats[0].Escrow == "" {
+		t.Fatalf("chats = %+v", chats)
+	}
+
+	// Figures: encrypt+seal+send of a 1 KiB text.
+	type bench struct {
+		Mean, P50, P95 float64
+		Pending        int
+	}
+	bs := eval[bench](p, fmt.Sprintf(`benchSend(%s, 1024, 50)`, js(ch.GroupID)))
+	t.Logf("FIGURES: wasm %s; page load to anom ready %v; create+activate %.0f ms (cheap KDF); send 1 KiB text: mean %.1f ms, p50 %.1f ms, p95 %.1f ms over 50 (%d pending)",
+		wasmSize(t, wasm), load.Round(time.Millisecond), ca.Ms, bs.Mean, bs.P50, bs.P95, bs.Pending)
+
+	// A second tab of the app cannot open the device while this one has
+	// it.
+	tab, closeTab := chromedp.NewContext(b.Ctx)
+	p2 := &page{t: t, ctx: tab, base: base}
+	// Listening before the first navigation also makes chromedp track
+	// the new tab's page (without it, evaluations in the tab hung).
+	chromedp.Listen(tab, func(ev any) {
+		switch e := ev.(type) {
+		case *cdpruntime.EventConsoleAPICalled:
+			for _, a := range e.Args {
+				t.Logf("tab2 console: %s", a.Value)
+			}
+		case *cdpruntime.EventExceptionThrown:
+			t.Logf("tab2 exception: %s", e.ExceptionDetails.Text)
+		}
+	})
+	p2.load()
+	if code := eval[string](p2, fmt.Sprintf(`anom.unlock(%s).then(() => "unlocked", (e) => e.code)`, js(webPIN))); code != "in-use" {
+		t.Fatalf("unlock in a second tab: %s, want in-use", code)
+	}
+	closeTab()
+
+	// Nothing in IndexedDB is plaintext: not the messages, not the
+	// usernames, not the PIN.
+	dump := eval[dbDump](p, `dumpDB()`)
+	raw, err := base64.StdEncoding.DecodeString(dump.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{hello, reply, "alice", "bob", webPIN, webDuress, strings.Repeat("x", 64), n.net.Address} {
+		if bytes.Contains(raw, []byte(s)) {
+			t.Errorf("IndexedDB holds %q in plaintext", s)
+		}
+	}
+	for _, k := range dump.Keys {
+		for _, s := range []string{"alice", "bob", ch.GroupID} {
+			if strings.Contains(k, s) {
+				t.Errorf("IndexedDB key %s names %q", k, s)
+			}
+		}
+	}
+
+	// A reload keeps the device; a wrong PIN costs a try; the PIN opens
+	// it with its history.
+	p.load()
+	if st := eval[statusJSON](p, `anom.status()`); st.State != "locked" {
+		t.Fatalf("status after reload = %+v, want locked", st)
+	}
+	wrong := eval[unlockJSON](p, `anom.unlock("999111")`)
+	if wrong.Result != "wrong" || wrong.TriesLeft == nil || *wrong.TriesLeft != defaultMaxFailedUnlocks-1 {
+		t.Fatalf("wrong PIN = %+v", wrong)
+	}
+	if u := eval[unlockJSON](p, fmt.Sprintf(`anom.unlock(%s)`, js(webPIN))); u.Result != "ok" || u.Username != "alice" {
+		t.Fatalf("unlock = %+v", u)
+	}
+	hist := eval[[]messageJSON](p, fmt.Sprintf(`anom.history(%s)`, js(ch.GroupID)))
+	var texts []string
+	for _, m := range hist {
+		if m.Kind == "text" && len(m.Text) < 100 {
+			texts = append(texts, m.Text)
+		}
+	}
+	if strings.Join(texts, "|") != hello+"|"+reply {
+		t.Fatalf("history after reload = %q", texts)
+	}
+	// And it is connected again (Run), so a message reaches it.
+	const later = "after the reload"
+	if err := bob.c.SendText(context.Background(), got.Group, later); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(p, func(e eventJSON) bool { return e.Type == "message" && e.Message != nil && e.Message.Text == later })
+
+	// The duress PIN: the device is erased and IndexedDB holds nothing.
+	eval[any](p, `anom.lock()`)
+	p.load()
+	if u := eval[unlockJSON](p, fmt.Sprintf(`anom.unlock(%s)`, js(webDuress))); u.Result != "duress-wiped" {
+		t.Fatalf("duress unlock = %+v", u)
+	}
+	if dump := eval[dbDump](p, `dumpDB()`); dump.Records != 0 {
+		t.Fatalf("IndexedDB after the duress PIN holds %d records: %q", dump.Records, dump.Keys)
+	}
+	if st := eval[statusJSON](p, `anom.status()`); st.State != "none" {
+		t.Fatalf("status after the duress PIN = %+v, want none", st)
+	}
+	if u := eval[unlockJSON](p, fmt.Sprintf(`anom.unlock(%s)`, js(webPIN))); u.Result != "none" {
+		t.Fatalf("the PIN after the duress PIN = %+v, want none", u)
+	}
+	for _, e := range eval[[]eventJSON](p, `__events`) {
+		if e.Type == "wiped" {
+			t.Fatalf("the duress PIN told the page of a wipe: %+v", e)
+		}
+	}
+	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
+}
+
+func wasmSize(t *testing.T, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw.Write(b)
+	zw.Close()
+	return fmt.Sprintf("%.1f MiB raw, %.1f MiB gzip -9", float64(len(b))/(1<<20), float64(gz.Len())/(1<<20))
+}
