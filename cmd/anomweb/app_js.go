@@ -33,6 +33,8 @@ type app struct {
 	sess   *session // the unlocked device; nil when locked
 	wiped  bool     // the device was wiped while the page was open
 	events *eventQueue
+	// contactsMu serialises checkContacts, so that a change is told once.
+	contactsMu sync.Mutex
 }
 
 // session is one unlocked device. Its events reach the page only while it
@@ -51,8 +53,15 @@ func newApp(st *idbstorage.Storage) *app {
 // config is the client configuration of a session.
 func (a *app) config(s *session) client.Config {
 	return client.Config{Storage: a.st, OnEvent: func(e client.Event) {
-		if s.live.Load() {
-			a.events.push(eventOf(e))
+		if !s.live.Load() {
+			return
+		}
+		a.events.push(eventOf(e))
+		switch e.Type {
+		case client.EventJoined, client.EventMembers, client.EventDeviceRemoved:
+			// Not here: the client may hold its lock while it
+			// reports.
+			go a.checkContacts(s.c)
 		}
 	}}
 }

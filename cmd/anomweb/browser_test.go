@@ -410,3 +410,113 @@ func wasmSize(t *testing.T, path string) string {
 	zw.Close()
 	return fmt.Sprintf("%.1f MiB raw, %.1f MiB gzip -9", float64(len(b))/(1<<20), float64(gz.Len())/(1<<20))
 }
+
+// TestBrowserGroupsAndRemoteWipe: the browser makes a named group with two
+// native clients, both get its text, a member is removed; safety numbers
+// and a verified mark; own devices; then a remote wipe from the server
+// (as anom admin wipe) erases the device: the page hears "wiped" and
+// IndexedDB is left empty.
+func TestBrowserGroupsAndRemoteWipe(t *testing.T) {
+	wasmtest.Chromium(t)
+	n := newWebNet(t)
+	base, _ := stageApp(t)
+	bob, carol := n.native(t, "bob"), n.native(t, "carol")
+	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki))
+	p := &page{t: t, ctx: b.Ctx, base: base}
+	p.load()
+	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
+		js(webPIN), js(webDuress), cheapKDF, js(inviteString(n.net)), js(n.code(t))))
+
+	type made struct {
+		GroupID string `json:"groupId"`
+		Warning string `json:"warning"`
+	}
+	g := eval[made](p, `anom.createGroup("team", ["bob", "carol", "alice"])`)
+	if g.Warning != "" {
+		t.Fatalf("createGroup: %+v", g)
+	}
+	const text = "hello team"
+	eval[any](p, fmt.Sprintf(`anom.send(%s, %s)`, js(g.GroupID), js(text)))
+	bob.waitText(t, text)
+	carol.waitText(t, text)
+	chats := eval[[]chatJSON](p, `anom.chats()`)
+	if len(chats) != 1 || chats[0].Name != "team" || strings.Join(chats[0].Users, ",") != "bob,carol" {
+		t.Fatalf("chats = %+v", chats)
+	}
+	eval[any](p, fmt.Sprintf(`anom.removeMembers(%s, ["carol"])`, js(g.GroupID)))
+	if chats := eval[[]chatJSON](p, `anom.chats()`); strings.Join(chats[0].Users, ",") != "bob" {
+		t.Fatalf("users after removing carol = %q", chats[0].Users)
+	}
+	if code := eval[string](p, `anom.startChat("nobody").then(() => "made", (e) => e.code)`); code != "not-found" {
+		t.Fatalf("startChat with an unknown user: %s, want not-found", code)
+	}
+
+	type escrowJSON struct {
+		Verified bool   `json:"verified"`
+		None     bool   `json:"none"`
+		Notice   string `json:"notice"`
+	}
+	if e := eval[escrowJSON](p, `anom.escrowPolicy()`); !e.Verified || !e.None || e.Notice == "" {
+		t.Fatalf("escrowPolicy = %+v", e)
+	}
+	type safetyJSON struct {
+		DeviceID string   `json:"deviceId"`
+		Number   []string `json:"number"`
+		Verified bool     `json:"verified"`
+	}
+	bobID, err := bob.c.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := eval[[]safetyJSON](p, `anom.safety("bob")`)
+	if len(sn) != 1 || sn[0].DeviceID != bobID.DeviceID.String() || len(sn[0].Number) != 12 || sn[0].Verified {
+		t.Fatalf("safety = %+v", sn)
+	}
+	// The number is the one bob's side computes.
+	st := eval[statusJSON](p, `anom.status()`)
+	aliceDevs, err := bob.c.Devices(context.Background(), "alice")
+	if err != nil || len(aliceDevs) != 1 {
+		t.Fatalf("alice's devices from bob: %v, %v", aliceDevs, err)
+	}
+	want, err := bob.c.SafetyNumber(aliceDevs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(sn[0].Number, " ") != strings.ReplaceAll(want.String(), "\n", " ") {
+		t.Fatalf("safety number in the browser %v, bob's side %v", sn[0].Number, want)
+	}
+	eval[any](p, fmt.Sprintf(`anom.verify("bob", %s)`, js(sn[0].DeviceID)))
+	if sn := eval[[]safetyJSON](p, `anom.safety("bob")`); !sn[0].Verified {
+		t.Fatalf("safety after verify = %+v", sn)
+	}
+	type deviceJSON struct {
+		DeviceID string `json:"deviceId"`
+		Self     bool   `json:"self"`
+	}
+	if ds := eval[[]deviceJSON](p, `anom.devices()`); len(ds) != 1 || !ds[0].Self || ds[0].DeviceID != st.DeviceID {
+		t.Fatalf("devices = %+v (self %s)", ds, st.DeviceID)
+	}
+
+	// Remote wipe.
+	id, err := identity.ParseDeviceID(st.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Wipe(context.Background(), id, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(p, func(e eventJSON) bool { return e.Type == "wiped" })
+	deadline := time.Now().Add(10 * time.Second)
+	for eval[statusJSON](p, `anom.status()`).State != "wiped" {
+		if time.Now().After(deadline) {
+			t.Fatalf("status after a remote wipe = %+v, want wiped", eval[statusJSON](p, `anom.status()`))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dump := eval[dbDump](p, `dumpDB()`); dump.Records != 0 {
+		t.Fatalf("IndexedDB after a remote wipe holds %d records: %q", dump.Records, dump.Keys)
+	}
+	if u := eval[unlockJSON](p, fmt.Sprintf(`anom.unlock(%s)`, js(webPIN))); u.Result != "none" {
+		t.Fatalf("unlock after a remote wipe = %+v, want none", u)
+	}
+}

@@ -35,12 +35,49 @@ func canonicalUsers(names []string) ([]string, error) {
 	return out, nil
 }
 
+// checkContacts compares each contact's devices in the chats (all chats
+// together) with what the device recorded last, and tells the page what
+// changed as "contact-devices" events (a contact seen for the first time
+// is recorded without one). VerifyDevice needs the contact recorded.
+func (a *app) checkContacts(c *client.Client) {
+	id, err := c.Identity()
+	if err != nil {
+		return
+	}
+	a.contactsMu.Lock()
+	defer a.contactsMu.Unlock()
+	byUser := map[string][]client.Member{}
+	for _, g := range c.Groups() {
+		for _, m := range g.Members {
+			if m.Err == nil && m.Username != id.Username {
+				byUser[m.Username] = append(byUser[m.Username], m)
+			}
+		}
+	}
+	users := make([]string, 0, len(byUser))
+	for u := range byUser {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	for _, u := range users {
+		ch, err := c.NoteContactDevices(u, byUser[u])
+		if err != nil {
+			a.events.push(eventJSON{Type: "error", Username: u, Error: fmt.Sprintf("recording %s's devices: %v", u, err)})
+			continue
+		}
+		if ch.Changed() {
+			a.events.push(contactEvent(ch))
+		}
+	}
+}
+
 // chats() lists the chats, the one with the latest message first.
 func (a *app) chats([]js.Value) (any, error) {
 	c, _, err := a.activated()
 	if err != nil {
 		return nil, err
 	}
+	a.checkContacts(c)
 	out := []chatJSON{}
 	for _, g := range c.Groups() {
 		ch, err := chatOf(c, g.ID, g.Members, g.Timer)
@@ -425,6 +462,7 @@ func (a *app) safety(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.checkContacts(c)
 	ctx, cancel := opContext()
 	defer cancel()
 	devs, err := c.Devices(ctx, users[0])
@@ -481,6 +519,7 @@ func (a *app) verify(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.checkContacts(c)
 	ctx, cancel := opContext()
 	defer cancel()
 	devs, err := c.Devices(ctx, users[0])

@@ -163,6 +163,20 @@ type eventJSON struct {
 	// Approved is set with "new-own-device" when an approval of the
 	// device was logged.
 	Approved bool `json:"approved,omitempty"`
+	// With "contact-devices": Username's devices (IDs) that are new, gone
+	// or seen with another key since the last time, and the verified ones
+	// among the gone and rekeyed (the device the user checked is no
+	// longer the one the chats hold: a loud warning).
+	Added        []string `json:"added,omitempty"`
+	Removed      []string `json:"removed,omitempty"`
+	Rekeyed      []string `json:"rekeyed,omitempty"`
+	VerifiedLost []string `json:"verifiedLost,omitempty"`
+}
+
+// contactEvent is the "contact-devices" event of a change.
+func contactEvent(ch *client.DeviceChange) eventJSON {
+	return eventJSON{Type: "contact-devices", Username: ch.Username, Added: ch.Added, Removed: ch.Removed,
+		Rekeyed: ch.Rekeyed, VerifiedLost: ch.VerifiedLost}
 }
 
 var eventNames = map[client.EventType]string{
