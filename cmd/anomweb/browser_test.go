@@ -47,7 +47,7 @@ type webNet struct {
 	spki string // base64 SHA-256 of the server certificate's public key
 }
 
-func newWebNet(t *testing.T) *webNet {
+func newWebNet(t testing.TB) *webNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -78,7 +78,7 @@ func newWebNet(t *testing.T) *webNet {
 	}
 }
 
-func (n *webNet) code(t *testing.T) string {
+func (n *webNet) code(t testing.TB) string {
 	t.Helper()
 	return n.dist.Code(t, n.srv, 12, time.Hour).String()
 }
@@ -136,14 +136,14 @@ func (p *nativePeer) waitText(t *testing.T, text string) *client.Message {
 
 // page is the test page in a tab of a headless Chromium.
 type page struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	base string
 }
 
 // stageApp builds anom.wasm and the test page into a directory served on
 // loopback and returns its URL and the wasm's path.
-func stageApp(t *testing.T) (base, wasm string) {
+func stageApp(t testing.TB) (base, wasm string) {
 	t.Helper()
 	dir := t.TempDir()
 	wasm = filepath.Join(dir, "anom.wasm")
@@ -399,7 +399,7 @@ func TestBrowserClient(t *testing.T) {
 	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
 }
 
-func wasmSize(t *testing.T, path string) string {
+func wasmSize(t testing.TB, path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
