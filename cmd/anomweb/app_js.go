@@ -213,6 +213,9 @@ func (a *app) create(args []js.Value) (any, error) {
 	}
 	c, err := client.Create(cfg, pin, duress)
 	if err != nil {
+		if errors.Is(err, client.ErrExists) || errors.Is(err, client.ErrInUse) {
+			return nil, err // another tab's device: not ours to remove
+		}
 		// Nothing of a half-made device stays.
 		if werr := a.wipeStorage(); werr != nil {
 			err = fmt.Errorf("%w (and removing what was made: %v)", err, werr)
