@@ -21,10 +21,13 @@ var (
 )
 
 // toJS turns a Go value into a JavaScript one through JSON; nil is
-// undefined.
+// undefined, and a js.Value is itself.
 func toJS(v any) js.Value {
-	if v == nil {
+	switch v := v.(type) {
+	case nil:
 		return js.Undefined()
+	case js.Value:
+		return v // made for the page already (a Uint8Array)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

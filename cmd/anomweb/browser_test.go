@@ -8,11 +8,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +48,7 @@ type webNet struct {
 	dist *servertest.Distributor
 	net  client.Network
 	spki string // base64 SHA-256 of the server certificate's public key
+	tls  *tls.Config
 }
 
 func newWebNet(t testing.TB) *webNet {
@@ -75,6 +79,7 @@ func newWebNet(t testing.TB) *webNet {
 		dist: servertest.AddDistributor(t, srv, root),
 		net:  client.Network{Address: addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public()},
 		spki: base64.StdEncoding.EncodeToString(sum[:]),
+		tls:  pki.Server,
 	}
 }
 
@@ -145,7 +150,15 @@ type page struct {
 // loopback and returns its URL and the wasm's path.
 func stageApp(t testing.TB) (base, wasm string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir, wasm := stageFiles(t)
+	return wasmtest.Serve(t, dir), wasm
+}
+
+// stageFiles builds anom.wasm and puts it with the test page in a new
+// directory.
+func stageFiles(t testing.TB) (dir, wasm string) {
+	t.Helper()
+	dir = t.TempDir()
 	wasm = filepath.Join(dir, "anom.wasm")
 	wasmtest.Build(t, "anom/cmd/anomweb", wasm)
 	for _, f := range []string{"index.html", "page.js"} {
@@ -160,7 +173,28 @@ func stageApp(t testing.TB) (base, wasm string) {
 	if err := os.WriteFile(filepath.Join(dir, "wasm_exec.js"), wasmtest.WasmExec(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return wasmtest.Serve(t, dir), wasm
+	return dir, wasm
+}
+
+// serveApp serves the test page from dir and the server's client port
+// (/v1/) on one TLS listener, as anom server serves the web app: one
+// origin, so the page's fetch of attachment blobs is same-origin. It
+// returns the page's URL and the network as the page reaches it.
+func (n *webNet) serveApp(t testing.TB, dir string) (string, client.Network) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", n.srv.Handler())
+	mux.Handle("/", http.FileServer(http.Dir(dir)))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(tls.NewListener(ln, n.tls))
+	t.Cleanup(func() { hs.Close() })
+	nw := n.net
+	nw.Address = ln.Addr().String()
+	return "https://" + nw.Address + "/", nw
 }
 
 // load (re)loads the page and waits for the anom object.
@@ -518,5 +552,66 @@ func TestBrowserGroupsAndRemoteWipe(t *testing.T) {
 	}
 	if u := eval[unlockJSON](p, fmt.Sprintf(`anom.unlock(%s)`, js(webPIN))); u.Result != "none" {
 		t.Fatalf("unlock after a remote wipe = %+v, want none", u)
+	}
+}
+
+// TestBrowserAttachments: with the app served from the server's own
+// origin (as anom server serves it), a photo sent from the browser and a
+// voice note sent to it arrive byte-identical, each encrypted on the
+// sending device and checked on the receiving one.
+func TestBrowserAttachments(t *testing.T) {
+	wasmtest.Chromium(t)
+	n := newWebNet(t)
+	dir, _ := stageFiles(t)
+	base, appNet := n.serveApp(t, dir)
+	bob := n.native(t, "bob")
+	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki))
+	p := &page{t: t, ctx: b.Ctx, base: base}
+	p.load()
+	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
+		js(webPIN), js(webDuress), cheapKDF, js(inviteString(appNet)), js(n.code(t))))
+	type started struct {
+		GroupID string `json:"groupId"`
+	}
+	ch := eval[started](p, `anom.startChat("bob")`)
+
+	photo := make([]byte, 200<<10)
+	rand.Read(photo)
+	eval[any](p, fmt.Sprintf(`anom.sendFile(%s, fromB64(%s), "image/jpeg", "photo.jpg")`, js(ch.GroupID), js(base64.StdEncoding.EncodeToString(photo))))
+	var ref *client.AttachmentRef
+	var gid []byte
+	for timeout := time.After(20 * time.Second); ref == nil; {
+		select {
+		case e := <-bob.events:
+			if e.Type == client.EventMessage && e.Message.Content.Kind == client.KindAttachment {
+				ref, gid = e.Message.Content.Attachment, e.Message.Group
+			}
+		case <-timeout:
+			t.Fatal("bob got no photo")
+		}
+	}
+	if ref.Name != "photo.jpg" || ref.MIME != "image/jpeg" {
+		t.Fatalf("bob's photo reference: %+v", ref)
+	}
+	var got bytes.Buffer
+	if err := bob.c.FetchAttachment(context.Background(), ref, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), photo) {
+		t.Fatalf("bob's photo differs (%d bytes, sent %d)", got.Len(), len(photo))
+	}
+
+	voice := make([]byte, 50<<10)
+	rand.Read(voice)
+	if _, err := bob.c.SendAttachment(context.Background(), gid, bytes.NewReader(voice), int64(len(voice)), "audio/ogg", "voice.ogg", 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e := waitEvent(p, func(e eventJSON) bool { return e.Type == "message" && e.Message != nil && e.Message.Kind == "voice" })
+	if e.Message.DurationMs != 1500 || e.Message.Attachment == nil || e.Message.Attachment.Size != uint64(len(voice)) {
+		t.Fatalf("browser's voice note: %+v", e.Message)
+	}
+	b64 := eval[string](p, fmt.Sprintf(`anom.fetchAttachment(%s, %s).then(toB64)`, js(ch.GroupID), js(e.Message.ID)))
+	if b64 != base64.StdEncoding.EncodeToString(voice) {
+		t.Fatal("the voice note the browser opened differs from the one sent")
 	}
 }

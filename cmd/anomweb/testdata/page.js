@@ -69,3 +69,11 @@ globalThis.dumpDB = () => new Promise((resolve, reject) => {
 		tx.onerror = () => reject(tx.error);
 	};
 });
+
+// toB64 and fromB64 carry bytes between the test and the page.
+globalThis.toB64 = (u) => {
+	let s = "";
+	for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+	return btoa(s);
+};
+globalThis.fromB64 = (b) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0));
