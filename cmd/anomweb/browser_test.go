@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,19 +183,57 @@ func stageFiles(t testing.TB) (dir, wasm string) {
 // returns the page's URL and the network as the page reaches it.
 func (n *webNet) serveApp(t testing.TB, dir string) (string, client.Network) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	o := n.serveOrigin(t, dir, "127.0.0.1:0")
+	nw := n.net
+	nw.Address = o.addr
+	return "https://" + nw.Address + "/", nw
+}
+
+// origin is the listener of serveApp; down cuts it and every connection
+// it accepted (the browser's WebSocket too), as a server going away.
+type origin struct {
+	addr string
+	hs   *http.Server
+	mu   sync.Mutex
+	ln   net.Listener
+	cs   []net.Conn
+}
+
+func (o *origin) Accept() (net.Conn, error) {
+	c, err := o.ln.Accept()
+	if err == nil {
+		o.mu.Lock()
+		o.cs = append(o.cs, c)
+		o.mu.Unlock()
+	}
+	return c, err
+}
+func (o *origin) Close() error   { return o.ln.Close() }
+func (o *origin) Addr() net.Addr { return o.ln.Addr() }
+
+func (o *origin) down() {
+	o.hs.Close()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.cs {
+		c.Close()
+	}
+	o.cs = nil
+}
+
+func (n *webNet) serveOrigin(t testing.TB, dir, addr string) *origin {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.srv.Handler())
 	mux.Handle("/", http.FileServer(http.Dir(dir)))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(tls.NewListener(ln, n.tls))
-	t.Cleanup(func() { hs.Close() })
-	nw := n.net
-	nw.Address = ln.Addr().String()
-	return "https://" + nw.Address + "/", nw
+	o := &origin{addr: ln.Addr().String(), ln: ln, hs: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go o.hs.Serve(tls.NewListener(o, n.tls))
+	t.Cleanup(o.down)
+	return o
 }
 
 // load (re)loads the page and waits for the anom object.
@@ -614,4 +653,49 @@ func TestBrowserAttachments(t *testing.T) {
 	if b64 != base64.StdEncoding.EncodeToString(voice) {
 		t.Fatal("the voice note the browser opened differs from the one sent")
 	}
+}
+
+// TestBrowserOffline: a text sent while the server cannot be reached is
+// kept (pending, in the history) and sent once the device is connected
+// again; the native side gets it.
+func TestBrowserOffline(t *testing.T) {
+	wasmtest.Chromium(t)
+	n := newWebNet(t)
+	dir, _ := stageFiles(t)
+	o := n.serveOrigin(t, dir, "127.0.0.1:0")
+	appNet := n.net
+	appNet.Address = o.addr
+	bob := n.native(t, "bob")
+	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki))
+	p := &page{t: t, ctx: b.Ctx, base: "https://" + o.addr + "/"}
+	p.load()
+	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
+		js(webPIN), js(webDuress), cheapKDF, js(inviteString(appNet)), js(n.code(t))))
+	type started struct {
+		GroupID string `json:"groupId"`
+	}
+	ch := eval[started](p, `anom.startChat("bob")`)
+
+	o.down()
+	waitEvent(p, func(e eventJSON) bool { return e.Type == "disconnected" })
+	const text = "written offline"
+	type sent struct {
+		ID      string `json:"id"`
+		Pending bool   `json:"pending"`
+	}
+	r := eval[sent](p, fmt.Sprintf(`anom.send(%s, %s)`, js(ch.GroupID), js(text)))
+	if !r.Pending {
+		t.Fatalf("send while the server is away = %+v, want pending", r)
+	}
+	hist := eval[[]messageJSON](p, fmt.Sprintf(`anom.history(%s)`, js(ch.GroupID)))
+	if last := hist[len(hist)-1]; last.Text != text || !last.Pending {
+		t.Fatalf("history's last message while offline = %+v", last)
+	}
+
+	n.serveOrigin(t, dir, o.addr)
+	e := waitEvent(p, func(e eventJSON) bool { return e.Type == "sent" })
+	if e.Message == nil || e.Message.ID != r.ID {
+		t.Fatalf("sent event = %+v, want message %s", e, r.ID)
+	}
+	bob.waitText(t, text)
 }
