@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -155,13 +156,56 @@ func stageApp(t testing.TB) (base, wasm string) {
 	return wasmtest.Serve(t, dir), wasm
 }
 
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  string
+)
+
+// builtWasm builds anom.wasm once for the package's tests and returns its
+// path (TestMain removes it).
+func builtWasm(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "anomweb-test")
+		if err != nil {
+			buildErr = err.Error()
+			return
+		}
+		buildDir = dir
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "anom.wasm"), "anom/cmd/anomweb")
+		cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Sprintf("building anom.wasm: %v\n%s", err, out)
+		}
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "anom.wasm")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // stageFiles builds anom.wasm and puts it with the test page in a new
 // directory.
 func stageFiles(t testing.TB) (dir, wasm string) {
 	t.Helper()
 	dir = t.TempDir()
 	wasm = filepath.Join(dir, "anom.wasm")
-	wasmtest.Build(t, "anom/cmd/anomweb", wasm)
+	b, err := os.ReadFile(builtWasm(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wasm, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range []string{"index.html", "page.js"} {
 		b, err := os.ReadFile(filepath.Join("testdata", f))
 		if err != nil {
