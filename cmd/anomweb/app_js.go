@@ -90,6 +90,9 @@ func (a *app) object() js.Value {
 		"devices":         a.devices,
 		"sendFile":        a.sendFile,
 		"fetchAttachment": a.fetchAttachment,
+		"pair":            a.pair,
+		"lookupPairing":   a.lookupPairing,
+		"approveDevice":   a.approveDevice,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {

@@ -614,6 +614,37 @@ func TestBrowserGroupsAndRemoteWipe(t *testing.T) {
 		t.Fatalf("devices = %+v (self %s)", ds, st.DeviceID)
 	}
 
+	// Pairing: a second device of alice's (native) asks, the browser
+	// approves after comparing the fingerprint, and it activates.
+	second, err := client.Create(client.Config{Dir: filepath.Join(t.TempDir(), "alice2"), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyPackages: 4}, webPIN, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	pub, err := second.PublishPairing(context.Background(), n.net, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type pairingJSON struct {
+		Username    string `json:"username"`
+		Fingerprint string `json:"fingerprint"`
+	}
+	if pr := eval[pairingJSON](p, fmt.Sprintf(`anom.lookupPairing(%s)`, js(pub.Code))); pr.Username != "alice" || pr.Fingerprint != pub.Request.Fingerprint() {
+		t.Fatalf("lookupPairing = %+v, want fingerprint %s", pr, pub.Request.Fingerprint())
+	}
+	if code := eval[string](p, fmt.Sprintf(`anom.approveDevice(%s, "not it").then(() => "approved", (e) => e.code)`, js(pub.Code))); code != "pairing" {
+		t.Fatalf("approveDevice with another fingerprint: %s, want pairing", code)
+	}
+	eval[any](p, fmt.Sprintf(`anom.approveDevice(%s, %s)`, js(pub.Code), js(pub.Request.Fingerprint())))
+	actx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := second.Activate(actx, n.net, n.code(t), "alice"); err != nil {
+		t.Fatalf("activating the paired device: %v", err)
+	}
+	if ds := eval[[]deviceJSON](p, `anom.devices()`); len(ds) != 2 {
+		t.Fatalf("devices after pairing = %+v", ds)
+	}
+
 	// Remote wipe.
 	id, err := identity.ParseDeviceID(st.DeviceID)
 	if err != nil {

@@ -238,6 +238,7 @@ const (
 	codeExpired       = "expired"
 	codeWrongNetwork  = "wrong-network"
 	codeBadArgument   = "bad-argument"
+	codePairing       = "pairing"
 	codeError         = "error"
 )
 
@@ -268,6 +269,7 @@ func errorCode(err error) string {
 		{client.ErrExists, codeExists}, {client.ErrInUse, codeInUse}, {client.ErrBadPIN, codeBadPIN},
 		{client.ErrNotActivated, codeNotActivated}, {client.ErrNoGroup, codeNoGroup},
 		{client.ErrEscrowPolicy, codeEscrow}, {errBadInvite, codeBadInvite}, {client.ErrWrongRoot, codeWrongNetwork},
+		{client.ErrPairingCode, codeNotFound}, {client.ErrPairing, codePairing},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code
