@@ -93,6 +93,7 @@ func (a *app) object() js.Value {
 		"pair":            a.pair,
 		"lookupPairing":   a.lookupPairing,
 		"approveDevice":   a.approveDevice,
+		"deleteMessage":   a.deleteMessage,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {

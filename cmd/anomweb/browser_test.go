@@ -728,6 +728,40 @@ func TestBrowserAttachments(t *testing.T) {
 	if b64 != base64.StdEncoding.EncodeToString(voice) {
 		t.Fatal("the voice note the browser opened differs from the one sent")
 	}
+
+	// Delete for everyone: the photo goes from both histories.
+	hist := eval[[]messageJSON](p, fmt.Sprintf(`anom.history(%s)`, js(ch.GroupID)))
+	photoID := ""
+	for _, m := range hist {
+		if m.Kind == "attachment" {
+			photoID = m.ID
+		}
+	}
+	if photoID == "" {
+		t.Fatalf("no photo in the browser's history: %+v", hist)
+	}
+	eval[any](p, fmt.Sprintf(`anom.deleteMessage(%s, %s)`, js(ch.GroupID), js(photoID)))
+	for _, m := range eval[[]messageJSON](p, fmt.Sprintf(`anom.history(%s)`, js(ch.GroupID))) {
+		if m.ID == photoID {
+			t.Fatal("the deleted photo is still in the browser's history")
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for gone := false; !gone; time.Sleep(50 * time.Millisecond) {
+		h, err := bob.c.History(gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone = true
+		for _, m := range h {
+			if m.Content != nil && m.Content.Kind == client.KindAttachment {
+				gone = false
+			}
+		}
+		if !gone && time.Now().After(deadline) {
+			t.Fatal("the deleted photo is still in bob's history")
+		}
+	}
 }
 
 // TestBrowserOffline: a text sent while the server cannot be reached is

@@ -562,3 +562,39 @@ func (a *app) devices([]js.Value) (any, error) {
 	}
 	return out, nil
 }
+
+// deleteMessage(groupId, messageId) deletes one of this device's
+// messages for everyone in the chat (their clients drop it from the
+// history); offline it waits in the outbox like a text.
+func (a *app) deleteMessage(args []js.Value) (any, error) {
+	c, _, err := a.activated()
+	if err != nil {
+		return nil, err
+	}
+	s, err := argString(args, 0, "groupId")
+	if err != nil {
+		return nil, err
+	}
+	gid, err := parseGroupID(s)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := argString(args, 1, "messageId")
+	if err != nil {
+		return nil, err
+	}
+	raw, err := hex.DecodeString(ids)
+	var target client.MessageID
+	if err != nil || len(raw) != len(target) {
+		return nil, coded(codeBadArgument, "messageId %q: want %d hex digits", ids, 2*len(target))
+	}
+	copy(target[:], raw)
+	content := &client.Content{Kind: client.KindDelete, Target: target}
+	ctx, cancel := opContext()
+	defer cancel()
+	pending, err := c.SendOrQueue(ctx, gid, content)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"id": content.ID.String(), "pending": pending}, nil
+}
