@@ -33,6 +33,8 @@ const (
 type Storage struct {
 	name string
 	db   js.Value // the open connection; undefined until first use
+	// onVersion is db's versionchange handler.
+	onVersion js.Func
 	// lock is the Web Lock held, nil when not held.
 	lock *webLock
 }
@@ -156,6 +158,19 @@ func (s *Storage) open() (js.Value, error) {
 			return db, err
 		}
 	}
+	// Another tab upgrading the database (a newer app) must not wait
+	// for this one: let go, and open again on next use.
+	if s.onVersion.Truthy() {
+		s.onVersion.Release() // that of a connection closed before
+	}
+	s.onVersion = js.FuncOf(func(js.Value, []js.Value) any {
+		db.Call("close")
+		if s.db.Equal(db) {
+			s.db = js.Undefined()
+		}
+		return nil
+	})
+	db.Set("onversionchange", s.onVersion)
 	s.db = db
 	return db, nil
 }
@@ -608,8 +623,13 @@ func (s *Storage) Destroy() (int, error) {
 func (s *Storage) Close() error {
 	err := s.Unlock()
 	if !s.db.IsUndefined() {
+		s.db.Set("onversionchange", js.Null())
 		s.db.Call("close")
 		s.db = js.Undefined()
+	}
+	if s.onVersion.Truthy() {
+		s.onVersion.Release()
+		s.onVersion = js.Func{}
 	}
 	return err
 }

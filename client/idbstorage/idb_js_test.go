@@ -173,3 +173,30 @@ func countRecords(t *testing.T, st *Storage) int {
 	}
 	return total
 }
+
+// TestUpgradeNotBlocked: another tab opening the database at a newer
+// version (a newer app) is not blocked by this handle's connection, and
+// the handle opens the database again on its next use.
+func TestUpgradeNotBlocked(t *testing.T) {
+	st := locked(t)
+	if err := st.Put("r-1", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	v := st.db.Get("version").Int()
+	req := js.Global().Get("indexedDB").Call("open", st.Name(), v+1)
+	blocked := js.FuncOf(func(js.Value, []js.Value) any {
+		t.Error("the upgrade was blocked by the storage's connection")
+		return nil
+	})
+	defer blocked.Release()
+	req.Set("onblocked", blocked)
+	db, err := wait(req)
+	if err != nil {
+		t.Fatalf("upgrading: %v", err)
+	}
+	db.Call("close")
+	got, err := st.Get("r-1")
+	if err != nil || string(got) != "kept" {
+		t.Fatalf("Get after another's upgrade = %q, %v", got, err)
+	}
+}
