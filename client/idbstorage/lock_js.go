@@ -22,17 +22,12 @@ type webLock struct {
 func (s *Storage) lockName() string { return "anom-device-storage:" + s.name }
 
 // Lock takes the storage's exclusive Web Lock without waiting: if another
-// tab or handle holds it, Lock fails at once with client.ErrInUse.
+// tab or handle holds it, Lock fails at once with client.ErrInUse. Then,
+// under the lock, it checks that the storage was created (fs.ErrNotExist
+// if not).
 func (s *Storage) Lock() error {
 	if s.lock != nil {
 		return nil
-	}
-	ok, err := s.created()
-	if err != nil {
-		return fmt.Errorf("locking device state: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("locking device state: %w", notExist(s.name))
 	}
 	locks := js.Global().Get("navigator").Get("locks")
 	if !locks.Truthy() {
@@ -64,7 +59,7 @@ func (s *Storage) Lock() error {
 		return nil
 	})
 	var done js.Value
-	err = try(func() {
+	err := try(func() {
 		done = locks.Call("request", s.lockName(), map[string]any{"mode": "exclusive", "ifAvailable": true}, granted)
 		// failed only reports a request refused before any grant: the
 		// settled promise's value is otherwise ignored.
@@ -87,6 +82,16 @@ func (s *Storage) Lock() error {
 	}
 	// failed lives as long as the request it was given to.
 	s.lock = &webLock{release: release, done: done, failed: failed}
+	// Checked under the lock, so that no other handle destroys the
+	// storage in between.
+	ok, err := s.created()
+	if err == nil && !ok {
+		err = notExist(s.name)
+	}
+	if err != nil {
+		s.Unlock()
+		return fmt.Errorf("locking device state: %w", err)
+	}
 	return nil
 }
 
