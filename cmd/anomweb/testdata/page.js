@@ -3,7 +3,7 @@
 "use strict";
 globalThis.__events = [];
 globalThis.anomReady = () => {
-	anom.onEvent((e) => { __events.push(e); });
+	anom.onEvent((e) => { e.pageMs = Date.now(); __events.push(e); });
 	globalThis.__anomLoaded = true;
 };
 {
