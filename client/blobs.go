@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	"anom/mls"
 )

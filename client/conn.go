@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
 	anomv1 "anom/proto/anom/v1"
@@ -28,34 +27,6 @@ var (
 	// ErrProtocol is returned when the server answers out of protocol.
 	ErrProtocol = errors.New("client: protocol error")
 )
-
-// ServerError is an error answer of the server, with its code from the
-// wire protocol's registry.
-type ServerError struct {
-	Code    anomv1.ErrorCode
-	Message string
-	// Epoch is the group's current epoch with EPOCH_CONFLICT.
-	Epoch uint64
-	// RetryAfter is set with RATE_LIMITED.
-	RetryAfter time.Duration
-}
-
-func (e *ServerError) Error() string {
-	return fmt.Sprintf("client: server error %s: %s", e.Code, e.Message)
-}
-
-// Is matches a *ServerError with the same code, so that
-// errors.Is(err, &ServerError{Code: c}) tests for a code.
-func (e *ServerError) Is(target error) bool {
-	t, ok := target.(*ServerError)
-	return ok && t.Code == e.Code
-}
-
-// IsCode reports whether err is a server error with code c.
-func IsCode(err error, c anomv1.ErrorCode) bool {
-	var se *ServerError
-	return errors.As(err, &se) && se.Code == c
-}
 
 // pinnedTLS returns a TLS configuration that accepts only a server whose
 // certificate chains to the network CA with the pinned fingerprint.
@@ -113,7 +84,7 @@ func pinnedTLS(n Network) *tls.Config {
 // conn is one WebSocket session with the server: calls are matched to
 // answers by frame ID; pushes go to a channel.
 type conn struct {
-	ws *websocket.Conn
+	ws MessageConn
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -159,20 +130,16 @@ func (c *conn) readLoop() {
 		close(c.pushes)
 	}()
 	for {
-		var typ websocket.MessageType
 		var data []byte
-		typ, data, err = c.ws.Read(context.Background())
+		data, err = c.ws.ReadMessage(context.Background())
 		if err != nil {
 			err = fmt.Errorf("%w: %w", ErrNotConnected, err)
 			return
 		}
-		if typ != websocket.MessageBinary {
-			continue
-		}
 		f := &anomv1.Frame{}
 		if uerr := proto.Unmarshal(data, f); uerr != nil {
 			err = fmt.Errorf("%w: undecodable frame: %w", ErrProtocol, uerr)
-			c.ws.Close(websocket.StatusProtocolError, "bad frame")
+			c.ws.Close(CloseProtocolError, "bad frame")
 			return
 		}
 		if f.GetId() == 0 {
@@ -183,7 +150,7 @@ func (c *conn) readLoop() {
 			case c.pushes <- f:
 			default:
 				err = fmt.Errorf("%w: push queue full", ErrNotConnected)
-				c.ws.Close(websocket.StatusPolicyViolation, "client too slow")
+				c.ws.Close(ClosePolicyViolation, "client too slow")
 				return
 			}
 			continue
@@ -217,7 +184,7 @@ func (c *conn) call(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame, error)
 		c.forget(f.Id)
 		return nil, fmt.Errorf("encoding frame: %w", err)
 	}
-	if err := c.ws.Write(ctx, websocket.MessageBinary, data); err != nil {
+	if err := c.ws.WriteMessage(ctx, data); err != nil {
 		c.forget(f.Id)
 		return nil, fmt.Errorf("%w: writing: %w", ErrNotConnected, err)
 	}
@@ -230,7 +197,7 @@ func (c *conn) call(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame, error)
 			return nil, err
 		}
 		if e := resp.GetError(); e != nil {
-			return nil, &ServerError{Code: e.GetCode(), Message: e.GetMessage(), Epoch: e.GetEpoch(),
+			return nil, &ServerError{Code: codeOf(e.GetCode()), Message: e.GetMessage(), Epoch: e.GetEpoch(),
 				RetryAfter: time.Duration(e.GetRetryAfterMs()) * time.Millisecond}
 		}
 		return resp, nil
@@ -247,7 +214,7 @@ func (c *conn) forget(id uint64) {
 }
 
 func (c *conn) close() {
-	c.ws.Close(websocket.StatusNormalClosure, "")
+	c.ws.Close(CloseNormal, "")
 }
 
 // handshake sends Hello and returns the server's Challenge.

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // pairDevice makes a further device of username: it begins pairing, has

@@ -11,7 +11,7 @@ import (
 	"slices"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"

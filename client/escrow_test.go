@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/mls"
 )

@@ -3,7 +3,7 @@ package client
 import (
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // EventType says what an Event reports.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	"anom/mls"
 )

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
@@ -211,7 +211,7 @@ func (c *Client) commit(ctx context.Context, cn *conn, gs *groupState, opts func
 			return fmt.Errorf("making commit: %w", err)
 		}
 		err = c.sendCommit(ctx, cn, gs, pc)
-		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) && attempt < 3 {
+		if IsCode(err, CodeEpochConflict) && attempt < 3 {
 			if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {
 				return err
 			}
@@ -246,7 +246,7 @@ func (c *Client) sendCommit(ctx context.Context, cn *conn, gs *groupState, pc *m
 		testHookCommitSending()
 	}
 	_, err = cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: send}})
-	if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) {
+	if IsCode(err, CodeEpochConflict) {
 		return err
 	}
 	if refused(err) {
@@ -266,8 +266,8 @@ func (c *Client) sendCommit(ctx context.Context, cn *conn, gs *groupState, pc *m
 // before being stored (as opposed to a lost answer or a failure that may
 // have come after storing it).
 func refused(err error) bool {
-	for _, code := range []anomv1.ErrorCode{anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE,
-		anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, anomv1.ErrorCode_ERROR_CODE_BAD_FRAME} {
+	for _, code := range []ErrorCode{CodeForbidden, CodeInvalidMessage,
+		CodeInvalidArgument, CodeTooLarge, CodeBadFrame} {
 		if IsCode(err, code) {
 			return true
 		}
@@ -325,7 +325,7 @@ func (c *Client) settlePending(ctx context.Context, cn *conn, gs *groupState) er
 		return err
 	}
 	err = c.sendCommit(ctx, cn, gs, pc)
-	if !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) {
+	if !IsCode(err, CodeEpochConflict) {
 		return err
 	}
 	if err := c.fetchGroup(ctx, cn, gs.g.GroupID(), gs.cursor+1); err != nil {

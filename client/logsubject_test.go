@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 )
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/clocktest"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/servertest"
 	"anom/internal/store/pebble"

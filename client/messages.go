@@ -11,7 +11,7 @@ import (
 	"slices"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
@@ -96,7 +96,7 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 			}
 		}
 		resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_Send{Send: &anomv1.Send{GroupId: groupID, Message: enc, EscrowRecord: rec}}})
-		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD) && attempt < 2 {
+		if IsCode(err, CodeEscrowRecord) && attempt < 2 {
 			// The policy may have changed since the last sync: verify
 			// it again and seal a new message.
 			if err := c.syncEscrowPolicy(ctx, cn); err != nil {
@@ -107,7 +107,7 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 			}
 			continue
 		}
-		if (IsCode(err, anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_INVALID_MESSAGE)) && attempt < 2 {
+		if (IsCode(err, CodeEpochConflict) || IsCode(err, CodeInvalidMessage)) && attempt < 2 {
 			// The group moved on; catch up and encrypt in the new epoch.
 			if err := c.fetchGroup(ctx, cn, groupID, gs.cursor+1); err != nil {
 				return 0, err
@@ -132,8 +132,8 @@ func (c *Client) sendLocked(ctx context.Context, cn *conn, gs *groupState, conte
 				return 0, err
 			}
 			// The server cannot read the timer: tell it, so its copy of
-			// the group's messages disappears too.
-			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer}}}); err != nil {
+			// the group's messages after this one disappears too.
+			if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: gs.timer, Seq: h.seq}}}); err != nil {
 				return 0, fmt.Errorf("setting the group's timer on the server: %w", err)
 			}
 		}
@@ -240,6 +240,7 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 		if m.GetSeq() <= gs.cursor || !gs.g.Active() {
 			continue
 		}
+		timer := gs.timer
 		if err := c.handle(gs, m); err != nil {
 			c.emit(Event{Type: EventError, Group: gid, Err: err})
 			c.log.Warn("handling message", "group", fmt.Sprintf("%x", gid), "seq", m.GetSeq(), "err", err)
@@ -248,6 +249,12 @@ func (c *Client) process(ctx context.Context, cn *conn, msgs *anomv1.Messages) e
 		gs.cursor = m.GetSeq()
 		if err := c.saveGroup(gs); err != nil {
 			return err
+		}
+		if gs.timer != timer && bytes.Equal(m.GetSenderDevice(), c.dev.id[:]) {
+			// This device's own timer message, met in the log because
+			// the answer to sending it was lost: the server has not been
+			// told, so its copy would keep the messages after it.
+			c.tellTimer(ctx, cn, gid, gs.timer, m.GetSeq())
 		}
 	}
 	if len(c.mismatches) > 0 {
@@ -491,4 +498,15 @@ func seqOrder(seq uint64) uint64 {
 		return math.MaxUint64
 	}
 	return seq
+}
+
+// tellTimer tells the server a group's timer, in force from this device's
+// timer message seq, for a timer met in the log rather than answered; a
+// failure is logged (the server then keeps those messages longer, never
+// shorter).
+func (c *Client) tellTimer(ctx context.Context, cn *conn, groupID []byte, seconds uint32, seq uint64) {
+	if _, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_SetGroupTimer{SetGroupTimer: &anomv1.SetGroupTimer{GroupId: groupID, Seconds: seconds, Seq: seq}}}); err != nil {
+		c.log.Warn("telling the server the group's timer", "group", fmt.Sprintf("%x", groupID), "seq", seq, "err", err)
+		c.emit(Event{Type: EventError, Group: groupID, Err: fmt.Errorf("setting the group's timer on the server: %w", err)})
+	}
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
@@ -287,7 +287,7 @@ func (c *Client) pushLoop(cn *conn) {
 			c.remoteWipe(ctx, cn, f.GetPushWipe().GetCommand())
 		case f.GetPushDisconnect() != nil:
 			d := f.GetPushDisconnect()
-			reason = &ServerError{Code: d.GetCode(), Message: d.GetMessage()}
+			reason = &ServerError{Code: codeOf(d.GetCode()), Message: d.GetMessage()}
 		}
 	}
 	c.connMu.Lock()

@@ -140,7 +140,7 @@ func (c *Client) isQueued(id MessageID) (bool, error) {
 func transient(err error) bool {
 	return errors.Is(err, ErrNotConnected) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, ErrEscrowPolicy) || errors.Is(err, ErrProtocol) ||
-		IsCode(err, anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED)
+		IsCode(err, CodeUnavailable) || IsCode(err, CodeRateLimited)
 }
 
 // flushOutbox sends the waiting messages in order over cn. It stops at the

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -68,7 +68,7 @@ func (c *Client) PublishPairing(ctx context.Context, n Network, username string)
 			return nil, err
 		}
 		p, err := publishPairing(ctx, c.tr, n, req)
-		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXISTS) && try < publishTries {
+		if IsCode(err, CodeExists) && try < publishTries {
 			c.log.Warn("pairing code in use, trying another", "try", try)
 			continue
 		}
@@ -131,7 +131,7 @@ func (c *Client) LookupPairing(ctx context.Context, code string) (*identity.Pair
 		return nil, err
 	}
 	resp, err := cn.call(ctx, &anomv1.Frame{Body: &anomv1.Frame_FetchPairing{FetchPairing: &anomv1.FetchPairing{Code: canon}}})
-	if IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) {
+	if IsCode(err, CodeNotFound) || IsCode(err, CodeExpired) {
 		return nil, fmt.Errorf("looking up pairing code %s: %w: %w", canon, ErrPairingCode, err)
 	}
 	if err != nil {

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store"
-	anomv1 "anom/proto/anom/v1"
 )
 
 // unpaired is a new device that is not activated yet.
@@ -106,7 +105,7 @@ func TestPairingShortCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bob.c.LookupPairing(ctx, p4.Code); !errors.Is(err, ErrPairingCode) || !IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+	if _, err := bob.c.LookupPairing(ctx, p4.Code); !errors.Is(err, ErrPairingCode) || !IsCode(err, CodeNotFound) {
 		t.Fatalf("bob fetching alice's pairing code: %v", err)
 	}
 }
@@ -118,7 +117,7 @@ func TestPairingCodeExpiredOrUnknown(t *testing.T) {
 	alice := n.newDevice("alice")
 	ctx := ctxT(t)
 
-	if _, err := alice.c.LookupPairing(ctx, "0000-0000-00"); !errors.Is(err, ErrPairingCode) || !IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+	if _, err := alice.c.LookupPairing(ctx, "0000-0000-00"); !errors.Is(err, ErrPairingCode) || !IsCode(err, CodeNotFound) {
 		t.Fatalf("unknown code: %v", err)
 	} else {
 		t.Logf("unknown code: %v", err)
@@ -136,14 +135,14 @@ func TestPairingCodeExpiredOrUnknown(t *testing.T) {
 	}
 	n.clock.Advance(10*time.Minute + time.Second)
 	_, err = alice.c.LookupPairing(ctx, p.Code)
-	if !errors.Is(err, ErrPairingCode) || !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) || !strings.Contains(err.Error(), "expired") {
+	if !errors.Is(err, ErrPairingCode) || !IsCode(err, CodeExpired) || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("expired code: %v", err)
 	}
 	t.Logf("expired code: %v", err)
 	if err := n.srv.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.c.LookupPairing(ctx, p.Code); !errors.Is(err, ErrPairingCode) || !IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+	if _, err := alice.c.LookupPairing(ctx, p.Code); !errors.Is(err, ErrPairingCode) || !IsCode(err, CodeNotFound) {
 		t.Fatalf("swept code: %v", err)
 	}
 	// The new device publishes again: a new code, which works.
@@ -178,7 +177,7 @@ func TestAttackPairingCodeSubstituted(t *testing.T) {
 	}
 	// The same request published again (the only way to its code) is
 	// refused, on a connection of the attacker's.
-	if _, err := publishPairing(ctx, DefaultTransport(), n.net, p.Request); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXISTS) {
+	if _, err := publishPairing(ctx, DefaultTransport(), n.net, p.Request); !IsCode(err, CodeExists) {
 		t.Fatalf("publishing a second request under a code in use: %v", err)
 	}
 	// The attacker's own request gets a code of its own.
@@ -209,7 +208,7 @@ func TestAttackPairingCodeSubstituted(t *testing.T) {
 	if err := alice.c.ApproveDevice(ctx, evil); err != nil {
 		t.Fatal(err)
 	}
-	if err := nd.c.Activate(ctx, n.net, n.code(12), "alice"); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN) {
+	if err := nd.c.Activate(ctx, n.net, n.code(12), "alice"); !IsCode(err, CodeUsernameTaken) {
 		t.Fatalf("the real device with an approval of the substituted request: %v", err)
 	}
 }
@@ -230,7 +229,7 @@ func TestAttackPairingCodeGuessing(t *testing.T) {
 	for ; guesses < 100; guesses++ {
 		guess := fmt.Sprintf("%010d", guesses) // all digits: of the alphabet
 		_, err := alice.c.LookupPairing(ctx, guess)
-		if IsCode(err, anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED) {
+		if IsCode(err, CodeRateLimited) {
 			break
 		}
 		if !errors.Is(err, ErrPairingCode) {
@@ -241,7 +240,7 @@ func TestAttackPairingCodeGuessing(t *testing.T) {
 		t.Fatalf("%d unknown codes fetched before the limit, want 10", guesses)
 	}
 	// Limited, the device cannot fetch even the right code...
-	if _, err := alice.c.LookupPairing(ctx, p.Code); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED) {
+	if _, err := alice.c.LookupPairing(ctx, p.Code); !IsCode(err, CodeRateLimited) {
 		t.Fatalf("fetching while limited: %v", err)
 	}
 	// ...while another device is not held up by it.
@@ -256,7 +255,7 @@ func TestAttackPairingCodeGuessing(t *testing.T) {
 	if _, err := alice.c.LookupPairing(ctx, "0000-0000-01"); !errors.Is(err, ErrPairingCode) {
 		t.Fatalf("one guess after the wait: %v", err)
 	}
-	if _, err := alice.c.LookupPairing(ctx, "0000-0000-02"); !IsCode(err, anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED) {
+	if _, err := alice.c.LookupPairing(ctx, "0000-0000-02"); !IsCode(err, CodeRateLimited) {
 		t.Fatalf("a second guess after the wait: %v", err)
 	}
 }

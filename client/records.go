@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Records the client keeps in its vault, each with a strict encoding.

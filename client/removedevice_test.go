@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestRemoveOneDevice: one device of a user is removed from a group, the

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-
-	anomv1 "anom/proto/anom/v1"
 )
 
 // RunOptions tune Run; the zero value means the defaults.
@@ -131,7 +129,7 @@ func (c *Client) live() *conn {
 
 // fatalConnectError reports whether a Connect error ends Run.
 func fatalConnectError(err error) bool {
-	return IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) || IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) ||
+	return IsCode(err, CodeRevoked) || IsCode(err, CodeExpired) ||
 		errors.Is(err, ErrWiped) || errors.Is(err, ErrNotActivated) || errors.Is(err, ErrClosed)
 }
 

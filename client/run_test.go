@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // flakyTransport is PinnedTransport with a switch that makes the server
@@ -19,10 +17,10 @@ type flakyTransport struct {
 	down  atomic.Bool
 	dials atomic.Int32
 	mu    sync.Mutex
-	last  *websocket.Conn
+	last  MessageConn
 }
 
-func (f *flakyTransport) WebSocket(ctx context.Context, n Network, url string) (*websocket.Conn, error) {
+func (f *flakyTransport) WebSocket(ctx context.Context, n Network, url string) (MessageConn, error) {
 	f.dials.Add(1)
 	if f.down.Load() {
 		return nil, errors.New("network unreachable (test)")
@@ -39,7 +37,7 @@ func (f *flakyTransport) WebSocket(ctx context.Context, n Network, url string) (
 func (f *flakyTransport) cut() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.last.Close(websocket.StatusGoingAway, "cut by the test")
+	f.last.Close(CloseGoingAway, "cut by the test")
 }
 
 func newFlakyDevice(t *testing.T, n *testNet, name string, wipeAfter time.Duration) (*device, *flakyTransport) {

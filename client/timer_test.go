@@ -1,6 +1,7 @@
 package client
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -58,5 +59,125 @@ func TestTimerAppliesToLaterMessages(t *testing.T) {
 	}
 	if last := hist[len(hist)-1]; last.Content.Text != "after the timer" {
 		t.Fatalf("last message %+v", last.Content)
+	}
+}
+
+// The server applies a timer as devices do, from the timer message on: a
+// device offline while the timer was set, and past it, still catches up
+// on the messages sent before it, and not on those after.
+func TestTimerKeepsEarlierMessagesForOfflineDevice(t *testing.T) {
+	n := newTestNet(t)
+	alice, bob := n.newDevice("alice"), n.newDevice("bob")
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	bob.c.Close()
+	if err := alice.c.SendText(ctx, g, "before the timer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.SetTimer(ctx, g, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.SendText(ctx, g, "under the timer"); err != nil {
+		t.Fatal(err)
+	}
+	n.clock.Advance(2 * time.Minute)
+	if err := n.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	bob.reopen(ctx)
+	bob.waitText("before the timer")
+	if err := alice.c.SendText(ctx, g, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("fresh")
+	hist, err := bob.c.History(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range hist {
+		switch m.Content.Kind {
+		case KindText:
+			got = append(got, m.Content.Text)
+		case KindTimer:
+			got = append(got, "timer "+m.Content.Timer.String())
+		}
+	}
+	if want := []string{"before the timer", "timer 1m0s", "fresh"}; !slices.Equal(got, want) {
+		t.Fatalf("bob caught up on %q, want %q", got, want)
+	}
+}
+
+// A timer message whose answer was lost (the connection dropped inside
+// the send) is met by its sender in the log on reconnecting; the sender
+// then tells the server, whose copy applies the timer from that message,
+// as when the answer arrives.
+func TestTimerWithLostAnswerReachesServer(t *testing.T) {
+	n, _, newProxy := newRestartableNet(t)
+	proxy := newProxy()
+	alice := n.newDevice("alice")
+	newProxy()
+	bob := n.newDevice("bob")
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.wait(EventJoined)
+	bob.c.Close()
+	if err := alice.c.SendText(ctx, g, "before the timer"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.armed.Store(true)
+	pending, err := alice.c.SendOrQueue(ctx, g, &Content{Kind: KindTimer, Timer: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pending {
+		t.Fatal("the timer's answer was lost, yet it is not pending")
+	}
+	select {
+	case <-proxy.cut:
+	default:
+		t.Fatal("the proxy cut nothing")
+	}
+	if err := alice.c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice.wait(EventSent)
+	if err := alice.c.SendText(ctx, g, "under the timer"); err != nil {
+		t.Fatal(err)
+	}
+	n.clock.Advance(2 * time.Minute)
+	if err := n.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	bob.reopen(ctx)
+	bob.waitText("before the timer")
+	if err := alice.c.SendText(ctx, g, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("fresh")
+	hist, err := bob.c.History(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range hist {
+		switch m.Content.Kind {
+		case KindText:
+			got = append(got, m.Content.Text)
+		case KindTimer:
+			got = append(got, "timer "+m.Content.Timer.String())
+		}
+	}
+	if want := []string{"before the timer", "timer 1m0s", "fresh"}; !slices.Equal(got, want) {
+		t.Fatalf("bob caught up on %q, want %q", got, want)
 	}
 }

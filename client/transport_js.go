@@ -19,9 +19,12 @@ func DefaultTransport() Transport { return BrowserTransport{} }
 type BrowserTransport struct{}
 
 // WebSocket opens url with the browser's WebSocket.
-func (BrowserTransport) WebSocket(ctx context.Context, _ Network, url string) (*websocket.Conn, error) {
+func (BrowserTransport) WebSocket(ctx context.Context, _ Network, url string) (MessageConn, error) {
 	ws, _, err := websocket.Dial(ctx, url, nil)
-	return ws, err
+	if err != nil {
+		return nil, err
+	}
+	return wsConn{ws}, nil
 }
 
 // HTTP returns a client over the browser's fetch.

@@ -18,9 +18,12 @@ func DefaultTransport() Transport { return PinnedTransport{} }
 type PinnedTransport struct{}
 
 // WebSocket dials url over pinned TLS, without compression.
-func (t PinnedTransport) WebSocket(ctx context.Context, n Network, url string) (*websocket.Conn, error) {
+func (t PinnedTransport) WebSocket(ctx context.Context, n Network, url string) (MessageConn, error) {
 	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: t.HTTP(n), CompressionMode: websocket.CompressionDisabled})
-	return ws, err
+	if err != nil {
+		return nil, err
+	}
+	return wsConn{ws}, nil
 }
 
 // HTTP returns a client over pinned TLS.

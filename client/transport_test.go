@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-
-	"github.com/coder/websocket"
 )
 
 // countingTransport wraps the default transport and counts what goes
@@ -21,7 +19,7 @@ type countingTransport struct {
 
 var errRefused = errors.New("test transport refuses")
 
-func (t *countingTransport) WebSocket(ctx context.Context, n Network, url string) (*websocket.Conn, error) {
+func (t *countingTransport) WebSocket(ctx context.Context, n Network, url string) (MessageConn, error) {
 	t.dials.Add(1)
 	if t.fail.Load() {
 		return nil, errRefused

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestAttackActivationWrongNetworkSpendsNothing: an invite with a wrong
@@ -32,7 +32,7 @@ func TestAttackActivationWrongNetworkSpendsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	right := inviteString(n.addr, ni, "")
+	right := mustInvite(t, n.addr, ni, "")
 	other, _ := identity.GenerateRootKey(rand.Reader)
 	wrongRoot := strings.Replace(right, "root="+ni.RootPublicKey, "root="+hex.EncodeToString(other.Public()), 1)
 	wrongCA := strings.Replace(right, "ca="+ni.CAFingerprint, "ca="+strings.Repeat("ab", 32), 1)

@@ -10,8 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 )
 
 func init() {

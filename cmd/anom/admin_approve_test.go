@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // anomInput runs the anom binary with stdin and returns its stdout, stderr
@@ -99,7 +99,7 @@ func TestAdminApproveShortCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := parseInvite(inviteString(n.addr, ni, ""))
+	inv, err := ni.network(n.addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

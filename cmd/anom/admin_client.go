@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 )
 
 // The administrator's key and the admin API. `anom admin` verbs that act

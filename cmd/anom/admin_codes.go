@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 )
 
 func init() {

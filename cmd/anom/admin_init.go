@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 func init() {

@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 )
 
 func init() {

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // anomResult runs the anom binary and returns its stdout, stderr and exit
@@ -73,7 +73,7 @@ func (n *adminNet) activate(t *testing.T, username, code string) *client.Client 
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := parseInvite(inviteString(n.addr, ni, ""))
+	inv, err := ni.network(n.addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

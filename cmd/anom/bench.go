@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/loadgen"
 	"anom/internal/server"
 	"anom/internal/store/pebble"

@@ -17,9 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"anom/client"
+	"anom/identity"
 	"anom/internal/chatui"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
 )
 
 func init() {
@@ -150,9 +149,9 @@ func chat(ctx context.Context, args []string) error {
 		err := c.Connect(cctx)
 		cancel()
 		switch {
-		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
+		case client.IsCode(err, client.CodeRevoked):
 			return chatui.ErrRevoked
-		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
+		case client.IsCode(err, client.CodeExpired):
 			return chatui.ErrExpired
 		case errors.Is(err, client.ErrWiped):
 			return errors.New("this device has been wiped")
@@ -164,7 +163,9 @@ func chat(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx, os.Stdin)
+	input, restore := chatInput(os.Stdin, os.Stdout)
+	defer restore()
+	return s.Run(ctx, input)
 }
 
 // openOrCreate unlocks the device in cfg.Dir, or makes a new one; it
@@ -369,9 +370,9 @@ func activate(ctx context.Context, c *client.Client, f *chatFlags, in *terminal)
 	defer cancel()
 	if err := c.Activate(actx, n, code.String(), user); err != nil {
 		switch {
-		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_BAD_CODE):
+		case client.IsCode(err, client.CodeBadActivationCode):
 			return errors.New("activation refused: the code is unknown, used or expired")
-		case client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN):
+		case client.IsCode(err, client.CodeUsernameTaken):
 			return fmt.Errorf("activation refused: the username %s is taken (if it is yours, activate this device with --pair)", user)
 		case errors.Is(err, client.ErrPin):
 			return fmt.Errorf("activation refused: the server's certificate does not match the CA fingerprint (the code was not sent): %w", err)
@@ -435,7 +436,7 @@ func networkFromFlags(f *chatFlags) (client.Network, error) {
 	invite := strings.TrimSpace(f.invite) != ""
 	if invite {
 		var err error
-		if n, err = parseInvite(f.invite); err != nil {
+		if n, err = client.ParseInvite(f.invite); err != nil {
 			return n, err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // The end-to-end test of anom chat: the README's quick start with the
@@ -333,6 +333,22 @@ func TestChatTmux(t *testing.T) {
 	bob.send("hi alice")
 	alice.waitRe(regexp.MustCompile(`\[\d\d:\d\d:\d\d\] bob: hi alice`))
 
+	// A line longer than a terminal's line mode keeps (4,095) goes whole.
+	long := strings.Repeat("0123456789", 500)
+	alice.send(long)
+	bob.wait("] alice: " + long)
+
+	// Search, and a message deleted for everyone.
+	alice.expect("/search HELLO", `Messages of chat 1 bob holding "HELLO":`)
+	alice.waitRe(regexp.MustCompile(`#\d+ \[\d\d:\d\d:\d\d\] alice: hello bob`))
+	alice.send("oops wrong chat")
+	bob.wait("] alice: oops wrong chat")
+	alice.expect("/search oops", `Messages of chat 1 bob holding "oops":`)
+	oops := alice.waitRe(regexp.MustCompile(`#(\d+) \[\d\d:\d\d:\d\d\] alice: oops wrong chat`))[1]
+	alice.expect("/delete "+oops, "* message #"+oops+" of chat 1 bob deleted for everyone")
+	bob.wait("] alice deleted a message")
+	bob.expect("/search oops", `(no message of chat 1 alice holds "oops")`)
+
 	// A group of three; bob's current chat stays the 1:1, so the group's
 	// messages are labelled.
 	alice.expect("/group team bob,carol", "* group chat 2 team made with alice (you), bob, carol and made current")
@@ -421,9 +437,14 @@ func TestChatTmux(t *testing.T) {
 	// A server restart: the clients reconnect by themselves and go on.
 	n.stopServer()
 	alice.wait("! disconnected from the server")
+	// What is typed meanwhile waits, marked, and goes out on reconnecting.
+	alice.send("written while the server was down")
+	alice.wait("] alice: written while the server was down (pending: sent once the server is reachable)")
 	n.startServer()
 	alice.wait("* reconnected")
 	bob.wait("* reconnected")
+	alice.wait("] alice: written while the server was down (sent)")
+	carol.wait("] alice: written while the server was down")
 	alice.expect("/switch 1", "* chat 1 bob is now current")
 	alice.send("after the restart")
 	bob.wait("(chat 1 alice) alice: after the restart")
@@ -433,6 +454,20 @@ func TestChatTmux(t *testing.T) {
 	alice.expect("/switch 1", "* chat 1 bob is now current")
 	alice.send("while you were away")
 	alice.wait("] alice: while you were away")
+	// Piped input (printf ... | anom chat): a long line goes whole, one
+	// over the message limit is refused, the last line needs no newline,
+	// and the end of the input ends the chat.
+	piped := exec.Command(n.bin, "chat", "--home", filepath.Join(n.dir, "bob"), "--pin-file", filepath.Join(n.dir, "bob.pin"))
+	piped.Stdin = strings.NewReader(strings.Repeat("p", 5000) + "\n" + strings.Repeat("h", 70000) + "\npiped last")
+	out, err := piped.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "error: line too long: a message is at most 65536 bytes; nothing was sent") {
+		t.Fatalf("piped anom chat: %v\n%.3000s", err, out)
+	}
+	alice.wait("bob: " + strings.Repeat("p", 5000))
+	alice.wait("bob: piped last")
+	if strings.Contains(alice.screen(), "hhhhhhhh") {
+		t.Error("alice got part of a line over the message limit")
+	}
 	bob = n.start("bob")
 	bob.wait("Type /help for the commands.")
 	bob.wait("* 2 team (alice,carol)\n") // the chat current when he left

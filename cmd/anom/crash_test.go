@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/loadgen"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"anom/identity"
 	"anom/internal/fsutil"
-	"anom/internal/identity"
 )
 
 // The data directory of a network, made by `anom admin init`. It holds no

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Helpers shared by the escrow commands (admin escrow, admin warrant,

@@ -23,8 +23,8 @@ import (
 
 	"anom/client"
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/archive"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"

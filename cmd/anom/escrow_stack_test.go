@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"anom/client"
+	"anom/identity"
 	"anom/internal/archive"
-	"anom/internal/identity"
 )
 
 // TestEscrowFullStack is issue 4's end-to-end test with every part real:

@@ -2,97 +2,51 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
-	"strings"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
-// An invite is what a device pins about its network, in one string to
-// paste into anom chat --invite:
-//
-//	anom://HOST:PORT?ca=SHA256-OF-CA-HEX&root=ROOT-PUBLIC-KEY-HEX[&name=TLS-NAME]
-//
-// It holds nothing secret: whoever has it still needs an activation code.
+// An invite (client.Network.Invite, client.ParseInvite) is what a device
+// pins about its network, in one string to paste into anom chat --invite.
 // anom server writes DATA/invite when it starts; anom admin invite prints
 // one for another address (a relay in front of the server, say).
-
-const inviteScheme = "anom"
-
-// maxInvite bounds what parseInvite reads.
-const maxInvite = 1024
 
 func init() {
 	adminVerbs["invite"] = adminVerb{summary: "print the invite devices activate with (server address, CA fingerprint, root key)", run: runAdminInvite}
 }
 
-// inviteString makes the invite of a network at addr.
-func inviteString(addr string, ni networkInfo, tlsName string) string {
-	q := url.Values{}
-	q.Set("ca", ni.CAFingerprint)
-	q.Set("root", ni.RootPublicKey)
-	if tlsName != "" {
-		q.Set("name", tlsName)
+// network is what a device pins about the network ni describes, reached
+// at addr, whose certificate must name tlsName ("": the chain is checked,
+// not the name).
+func (ni networkInfo) network(addr, tlsName string) (client.Network, error) {
+	n := client.Network{Address: addr, TLSServerName: tlsName}
+	ca, err := hex.DecodeString(ni.CAFingerprint)
+	if err != nil || len(ca) != len(n.CAFingerprint) {
+		return n, fmt.Errorf("network.json: ca_fingerprint %q: want 64 hex digits", ni.CAFingerprint)
 	}
-	u := url.URL{Scheme: inviteScheme, Host: addr, RawQuery: q.Encode()}
-	return u.String()
+	copy(n.CAFingerprint[:], ca)
+	root, err := hex.DecodeString(ni.RootPublicKey)
+	if err != nil || len(root) != ed25519.PublicKeySize {
+		return n, fmt.Errorf("network.json: root_public_key %q: want 64 hex digits", ni.RootPublicKey)
+	}
+	n.Root = identity.RootPublicKey(root)
+	return n, nil
 }
 
-// parseInvite reads an invite into what a device pins. Every part is
-// checked: the address is host:port, the fingerprint and the root key are
-// 32 bytes of hex.
-func parseInvite(s string) (client.Network, error) {
-	var n client.Network
-	s = strings.TrimSpace(s)
-	if len(s) > maxInvite {
-		return n, fmt.Errorf("invite: longer than %d bytes", maxInvite)
-	}
-	u, err := url.Parse(s)
+// inviteString makes the invite of network ni at addr.
+func inviteString(addr string, ni networkInfo, tlsName string) (string, error) {
+	n, err := ni.network(addr, tlsName)
 	if err != nil {
-		return n, fmt.Errorf("invite: %w", err)
+		return "", err
 	}
-	if u.Scheme != inviteScheme {
-		return n, fmt.Errorf("invite: want an anom://HOST:PORT?ca=...&root=... string, not %q", u.Scheme+"://")
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" || u.Opaque != "" {
-		return n, errors.New("invite: unexpected parts (user, path or fragment)")
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || host == "" || port == "" {
-		return n, fmt.Errorf("invite: server address %q: want host:port", u.Host)
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return n, fmt.Errorf("invite: %w", err)
-	}
-	for k, v := range q {
-		if len(v) != 1 {
-			return n, fmt.Errorf("invite: %q given %d times", k, len(v))
-		}
-		if k != "ca" && k != "root" && k != "name" {
-			return n, fmt.Errorf("invite: unknown field %q", k)
-		}
-	}
-	ca, err := hex.DecodeString(q.Get("ca"))
-	if err != nil || len(ca) != 32 {
-		return n, errors.New("invite: ca: want the 64 hex digits of the network CA's SHA-256")
-	}
-	root, err := hex.DecodeString(q.Get("root"))
-	if err != nil || len(root) != 32 {
-		return n, errors.New("invite: root: want the 64 hex digits of the network root public key")
-	}
-	n.Address = u.Host
-	copy(n.CAFingerprint[:], ca)
-	n.Root = identity.RootPublicKey(root)
-	n.TLSServerName = q.Get("name")
-	return n, nil
+	return n.Invite(), nil
 }
 
 // inviteAddr is the address an invite gives for a server listening on
@@ -134,7 +88,7 @@ func runAdminInvite(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("no --server, and no invite written by anom server yet: %w", err)
 		}
-		n, err := parseInvite(string(b))
+		n, err := client.ParseInvite(string(b))
 		if err != nil {
 			return err
 		}
@@ -143,6 +97,10 @@ func runAdminInvite(ctx context.Context, args []string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("--server %q: want host:port", addr)
 	}
-	fmt.Println(inviteString(addr, ni, *tlsName))
+	inv, err := inviteString(addr, ni, *tlsName)
+	if err != nil {
+		return err
+	}
+	fmt.Println(inv)
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 var (
@@ -22,54 +22,44 @@ var (
 	testInfo = networkInfo{CAFingerprint: hex.EncodeToString(testCA[:]), RootPublicKey: hex.EncodeToString(testRoot)}
 )
 
+// TestInvite: the invite of a network.json is the client's invite of its
+// network; a network.json with a malformed fingerprint or root key makes
+// none. (client.ParseInvite has its own tests and fuzz target.)
 func TestInvite(t *testing.T) {
-	good := inviteString("127.0.0.1:8443", testInfo, "")
+	good := mustInvite(t, "127.0.0.1:8443", testInfo, "")
 	if want := "anom://127.0.0.1:8443?ca=" + testInfo.CAFingerprint + "&root=" + testInfo.RootPublicKey; good != want {
 		t.Fatalf("invite = %q, want %q", good, want)
 	}
-	ca, root := "ca="+testInfo.CAFingerprint, "root="+testInfo.RootPublicKey
-	tests := []struct {
-		name, in string
-		want     client.Network
-		err      string
-	}{
-		{"good", good, client.Network{Address: "127.0.0.1:8443", CAFingerprint: testCA, Root: testRoot}, ""},
-		{"spaces and a slash", "  anom://chat.example:443/?" + ca + "&" + root + "\n", client.Network{Address: "chat.example:443", CAFingerprint: testCA, Root: testRoot}, ""},
-		{"tls name", inviteString("[::1]:8443", testInfo, "server.anom"), client.Network{Address: "[::1]:8443", CAFingerprint: testCA, Root: testRoot, TLSServerName: "server.anom"}, ""},
-		{"empty", "", client.Network{}, "want an anom://"},
-		{"https", "https://127.0.0.1:8443?" + ca + "&" + root, client.Network{}, "want an anom://"},
-		{"no port", "anom://127.0.0.1?" + ca + "&" + root, client.Network{}, "want host:port"},
-		{"no host", "anom://:8443?" + ca + "&" + root, client.Network{}, "want host:port"},
-		{"no ca", "anom://127.0.0.1:8443?" + root, client.Network{}, "invite: ca:"},
-		{"short ca", "anom://127.0.0.1:8443?ca=abcd&" + root, client.Network{}, "invite: ca:"},
-		{"bad root", "anom://127.0.0.1:8443?" + ca + "&root=" + strings.Repeat("zz", 32), client.Network{}, "invite: root:"},
-		{"two roots", good + "&" + root, client.Network{}, `"root" given 2 times`},
-		{"unknown field", good + "&x=1", client.Network{}, `unknown field "x"`},
-		{"user", "anom://me@127.0.0.1:8443?" + ca + "&" + root, client.Network{}, "unexpected parts"},
-		{"path", "anom://127.0.0.1:8443/x?" + ca + "&" + root, client.Network{}, "unexpected parts"},
-		{"fragment", good + "#x", client.Network{}, "unexpected parts"},
-		{"too long", good + "&name=" + strings.Repeat("a", maxInvite), client.Network{}, "longer than"},
+	n, err := client.ParseInvite(mustInvite(t, "[::1]:8443", testInfo, "server.anom"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		got, err := parseInvite(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%s: parseInvite error %v, want %q", tt.name, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tt.name, err)
-			continue
-		}
-		if got.Address != tt.want.Address || got.CAFingerprint != tt.want.CAFingerprint || !bytes.Equal(got.Root, tt.want.Root) || got.TLSServerName != tt.want.TLSServerName {
-			t.Errorf("%s: parseInvite = %+v, want %+v", tt.name, got, tt.want)
+	if n.Address != "[::1]:8443" || n.CAFingerprint != testCA || !bytes.Equal(n.Root, testRoot) || n.TLSServerName != "server.anom" {
+		t.Errorf("invite reads back as %+v", n)
+	}
+	for _, bad := range []networkInfo{
+		{CAFingerprint: "abcd", RootPublicKey: testInfo.RootPublicKey},
+		{CAFingerprint: testInfo.CAFingerprint, RootPublicKey: strings.Repeat("zz", 32)},
+		{CAFingerprint: testInfo.CAFingerprint},
+	} {
+		if inv, err := inviteString("127.0.0.1:8443", bad, ""); err == nil || !strings.Contains(err.Error(), "network.json") {
+			t.Errorf("network %+v: invite %q, error %v", bad, inv, err)
 		}
 	}
 }
 
+// mustInvite is the invite of network ni at addr.
+func mustInvite(t testing.TB, addr string, ni networkInfo, tlsName string) string {
+	t.Helper()
+	inv, err := inviteString(addr, ni, tlsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
 func TestNetworkFromFlags(t *testing.T) {
-	inv := inviteString("127.0.0.1:8443", testInfo, "")
+	inv := mustInvite(t, "127.0.0.1:8443", testInfo, "")
 	other := sha256.Sum256([]byte("other ca"))
 	tests := []struct {
 		name     string
@@ -102,29 +92,6 @@ func TestNetworkFromFlags(t *testing.T) {
 			t.Errorf("%s: network %+v", tt.name, n)
 		}
 	}
-}
-
-func FuzzParseInvite(f *testing.F) {
-	f.Add(inviteString("127.0.0.1:8443", testInfo, ""))
-	f.Add(inviteString("[::1]:1", testInfo, "server.anom"))
-	f.Add("anom://h:1?ca=00&root=00")
-	f.Add("anom://%zz")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseInvite(s)
-		if err != nil {
-			return
-		}
-		// What parses makes an invite that parses to the same network.
-		ni := networkInfo{CAFingerprint: hex.EncodeToString(n.CAFingerprint[:]), RootPublicKey: hex.EncodeToString(n.Root)}
-		again, err := parseInvite(inviteString(n.Address, ni, n.TLSServerName))
-		if err != nil {
-			t.Fatalf("re-encoded invite of %q does not parse: %v", s, err)
-		}
-		if again.Address != n.Address || again.CAFingerprint != n.CAFingerprint || !bytes.Equal(again.Root, n.Root) || again.TLSServerName != n.TLSServerName {
-			t.Fatalf("round trip of %q: %+v != %+v", s, again, n)
-		}
-	})
 }
 
 // TestServerMakesNetwork: anom server on a new directory makes a network
@@ -169,14 +136,14 @@ func TestServerMakesNetwork(t *testing.T) {
 	if !bytes.Contains(log, bytes.TrimSpace(inv)) {
 		t.Errorf("the server did not print its invite %s", inv)
 	}
-	n, err := parseInvite(string(inv))
+	n, err := client.ParseInvite(string(inv))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.Address != addr || hex.EncodeToString(n.CAFingerprint[:]) != ni.CAFingerprint || hex.EncodeToString(n.Root) != strings.TrimSpace(string(pub)) {
 		t.Fatalf("invite %s does not match the network %+v at %s", inv, ni, addr)
 	}
-	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data, "--server", "relay.example:443")); got != inviteString("relay.example:443", ni, "") {
+	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data, "--server", "relay.example:443")); got != mustInvite(t, "relay.example:443", ni, "") {
 		t.Errorf("admin invite --server printed %q", got)
 	}
 	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data)); got != strings.TrimSpace(string(inv)) {

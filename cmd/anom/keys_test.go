@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestAttackServerDataDirHoldsRoot: after the README's set-up (the first

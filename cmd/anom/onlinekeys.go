@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // The server's online keys, in the data directory, each certified by the

@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 )
@@ -136,7 +136,10 @@ func runServer(ctx context.Context, args []string) error {
 	if err := d.setAddress(addr); err != nil {
 		return err
 	}
-	inv := inviteString(addr, ni, "")
+	inv, err := inviteString(addr, ni, "")
+	if err != nil {
+		return err
+	}
 	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
 		return err
 	}

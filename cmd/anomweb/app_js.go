@@ -16,7 +16,7 @@ import (
 
 	"anom/client"
 	"anom/client/idbstorage"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // dbName is the IndexedDB database of the device.
@@ -248,7 +248,7 @@ func (a *app) activate(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := parseInvite(inv)
+	n, err := readInvite(inv)
 	if err != nil {
 		return nil, err
 	}

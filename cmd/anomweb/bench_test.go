@@ -30,7 +30,7 @@ func BenchmarkBrowserDefaultKDF(b *testing.B) {
 	var create, unlock float64
 	for i := 0; i < b.N; i++ {
 		c := eval[timedResult](p, fmt.Sprintf(`timed(() => anom.create(%s, %s))`, js(webPIN), js(webDuress)))
-		eval[any](p, fmt.Sprintf(`anom.activate(%s, %s, %s)`, js(inviteString(n.net)), js(n.code(b)), js(fmt.Sprintf("user%d", i))))
+		eval[any](p, fmt.Sprintf(`anom.activate(%s, %s, %s)`, js(n.net.Invite()), js(n.code(b)), js(fmt.Sprintf("user%d", i))))
 		eval[any](p, `anom.lock()`)
 		u := eval[timedResult](p, fmt.Sprintf(`timed(() => anom.unlock(%s).then((r) => { if (r.result !== "ok") throw new Error(r.result); return anom.chats() }))`, js(webPIN)))
 		eval[any](p, `anom.wipe()`)

@@ -29,7 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/servertest"
 	"anom/internal/store/pebble"
@@ -371,7 +371,7 @@ func TestBrowserClient(t *testing.T) {
 	type timedResult struct {
 		Ms float64 `json:"ms"`
 	}
-	inv := inviteString(n.net)
+	inv := n.net.Invite()
 	ca := eval[timedResult](p, fmt.Sprintf(`timed(async () => { await anom.create(%s, %s, %s); return await anom.activate(%s, %s, "alice"); })`,
 		js(webPIN), js(webDuress), cheapKDF, js(inv), js(n.code(t))))
 	st := eval[statusJSON](p, `anom.status()`)
@@ -500,7 +500,7 @@ func TestAttackBrowserStorage(t *testing.T) {
 	p := &page{t: t, ctx: b.Ctx, base: base}
 	p.load()
 	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
-		js(webPIN), js(webDuress), cheapKDF, js(inviteString(n.net)), js(n.code(t))))
+		js(webPIN), js(webDuress), cheapKDF, js(n.net.Invite()), js(n.code(t))))
 	type started struct {
 		GroupID string `json:"groupId"`
 	}
@@ -606,7 +606,7 @@ func TestBrowserGroupsAndRemoteWipe(t *testing.T) {
 	p := &page{t: t, ctx: b.Ctx, base: base}
 	p.load()
 	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
-		js(webPIN), js(webDuress), cheapKDF, js(inviteString(n.net)), js(n.code(t))))
+		js(webPIN), js(webDuress), cheapKDF, js(n.net.Invite()), js(n.code(t))))
 
 	type made struct {
 		GroupID string `json:"groupId"`
@@ -747,7 +747,7 @@ func TestBrowserAttachments(t *testing.T) {
 	p := &page{t: t, ctx: b.Ctx, base: base}
 	p.load()
 	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
-		js(webPIN), js(webDuress), cheapKDF, js(inviteString(appNet)), js(n.code(t))))
+		js(webPIN), js(webDuress), cheapKDF, js(appNet.Invite()), js(n.code(t))))
 	type started struct {
 		GroupID string `json:"groupId"`
 	}
@@ -843,7 +843,7 @@ func TestBrowserOffline(t *testing.T) {
 	p := &page{t: t, ctx: b.Ctx, base: "https://" + o.addr + "/"}
 	p.load()
 	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, %s).then(() => anom.activate(%s, %s, "alice"))`,
-		js(webPIN), js(webDuress), cheapKDF, js(inviteString(appNet)), js(n.code(t))))
+		js(webPIN), js(webDuress), cheapKDF, js(appNet.Invite()), js(n.code(t))))
 	type started struct {
 		GroupID string `json:"groupId"`
 	}

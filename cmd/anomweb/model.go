@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 // The values the anom object gives JavaScript, as JSON (web/API.md
@@ -268,25 +267,35 @@ func errorCode(err error) string {
 		{client.ErrWrongPIN, codeWrongPIN}, {client.ErrWiped, codeWiped}, {client.ErrNoState, codeNoState},
 		{client.ErrExists, codeExists}, {client.ErrInUse, codeInUse}, {client.ErrBadPIN, codeBadPIN},
 		{client.ErrNotActivated, codeNotActivated}, {client.ErrNoGroup, codeNoGroup},
-		{client.ErrEscrowPolicy, codeEscrow}, {errBadInvite, codeBadInvite}, {client.ErrWrongRoot, codeWrongNetwork},
+		{client.ErrEscrowPolicy, codeEscrow}, {client.ErrWrongRoot, codeWrongNetwork},
 		{client.ErrPairingCode, codeNotFound}, {client.ErrPairing, codePairing},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code
 		}
 	}
-	for code, name := range map[anomv1.ErrorCode]string{
-		anomv1.ErrorCode_ERROR_CODE_BAD_CODE:       codeBadCode,
-		anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN: codeUsernameTaken,
-		anomv1.ErrorCode_ERROR_CODE_NOT_FOUND:      codeNotFound,
-		anomv1.ErrorCode_ERROR_CODE_REVOKED:        codeRevoked,
-		anomv1.ErrorCode_ERROR_CODE_EXPIRED:        codeExpired,
+	for code, name := range map[client.ErrorCode]string{
+		client.CodeBadActivationCode: codeBadCode,
+		client.CodeUsernameTaken:     codeUsernameTaken,
+		client.CodeNotFound:          codeNotFound,
+		client.CodeRevoked:           codeRevoked,
+		client.CodeExpired:           codeExpired,
 	} {
 		if client.IsCode(err, code) {
 			return name
 		}
 	}
 	return codeError
+}
+
+// readInvite reads an invite (client.ParseInvite), its error coded
+// bad-invite.
+func readInvite(s string) (client.Network, error) {
+	n, err := client.ParseInvite(s)
+	if err != nil {
+		return n, &codedError{code: codeBadInvite, err: err}
+	}
+	return n, nil
 }
 
 // parseGroupID reads a group ID given as hex.

@@ -10,7 +10,7 @@ import (
 	"syscall/js"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Pairing: a new device of a user who has one already. The new device
@@ -33,7 +33,7 @@ func (a *app) pair(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := parseInvite(inv)
+	n, err := readInvite(inv)
 	if err != nil {
 		return nil, err
 	}

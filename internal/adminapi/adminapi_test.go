@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 var t0 = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)

@@ -6,7 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Op is what a request asks of the server.

@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Client sends signed requests to a server's admin API over HTTPS.

@@ -25,7 +25,7 @@ import (
 	"io"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Path is where the server takes requests (HTTP POST, the request's

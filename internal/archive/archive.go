@@ -36,8 +36,8 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/audit"
-	"anom/internal/identity"
 	"anom/internal/store"
 )
 

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/custodian"
 	"anom/internal/fsutil"
-	"anom/internal/identity"
 )
 
 // AttachmentOpener finds the attachments an opened plaintext refers to.

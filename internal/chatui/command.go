@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Op is what a command line asks for.
@@ -46,6 +46,8 @@ const (
 	OpAddOwnDevices           //
 	OpRename                  // Name: the current chat's new name
 	OpRemoveDevice            // Arg: a device ID
+	OpSearch                  // Text: what to look for
+	OpDelete                  // N (message number)
 )
 
 // Command is a parsed line.
@@ -111,7 +113,9 @@ func init() {
 		{"/policy", OpPolicy, "/policy", "the network's escrow policy: who can open messages, and how", parseNoArgs},
 		{"/timer", OpTimer, "/timer SECONDS|DURATION|off", "disappearing messages in the current chat (0 or off turns them off)", parseTimer},
 		{"/wipe", OpWipe, "/wipe", "delete this device's keys and messages at once (asks to confirm)", parseWipe},
-		{"/history", OpHistory, "/history [N]", "show the last N messages of the current chat (default 20)", parseHistory},
+		{"/history", OpHistory, "/history [N]", "show the last N messages of the current chat (default 20), each with its number", parseHistory},
+		{"/search", OpSearch, "/search WORDS", "show the messages of the current chat holding WORDS (any case), with their times and numbers", parseSearch},
+		{"/delete", OpDelete, "/delete N", "delete message #N (its number in /history or /search) of the current chat for everyone; only your own messages sent from this device", parseDelete},
 		{"/whoami", OpWhoami, "/whoami", "this device: username, device ID, subscription end", parseNoArgs},
 		{"/devices", OpDevices, "/devices", "your devices, as the network's directory and log show them", parseNoArgs},
 		{"/approve", OpApprove, "/approve CODE", "approve a new device of yours from the pairing code it shows, such as 7KQ2-M9XD-4T (then /approve confirm)", parseApprove},
@@ -350,6 +354,31 @@ func parseGet(s spec, rest string) (Command, error) {
 		return Command{}, usage(s, "no directory given")
 	}
 	return Command{Op: OpGet, N: n, Path: dir}, nil
+}
+
+// MaxSearch bounds what /search looks for, in bytes.
+const MaxSearch = 256
+
+func parseSearch(s spec, rest string) (Command, error) {
+	switch {
+	case rest == "":
+		return Command{}, usage(s, "nothing to look for")
+	case len(rest) > MaxSearch:
+		return Command{}, usage(s, "at most %d bytes to look for", MaxSearch)
+	}
+	return Command{Op: OpSearch, Text: rest}, nil
+}
+
+func parseDelete(s spec, rest string) (Command, error) {
+	num := strings.TrimPrefix(rest, "#")
+	if num == "" {
+		return Command{}, usage(s, "no message number given")
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || n == 0 {
+		return Command{}, usage(s, "%s is not a message number", printableName(num))
+	}
+	return Command{Op: OpDelete, N: n}, nil
 }
 
 func parseTimer(s spec, rest string) (Command, error) {

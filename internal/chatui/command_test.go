@@ -55,6 +55,9 @@ func TestParse(t *testing.T) {
 		{"/approve ABCD-EFGH ijkl", Command{Op: OpApprove, Arg: "ABCD-EFGH ijkl"}},
 		{"/approve Confirm", Command{Op: OpApprove, Confirm: true}},
 		{"/add-own-devices", Command{Op: OpAddOwnDevices}},
+		{"/search Lunch  Time", Command{Op: OpSearch, Text: "Lunch  Time"}},
+		{"/delete 12", Command{Op: OpDelete, N: 12}},
+		{"/delete #12", Command{Op: OpDelete, N: 12}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.line)
@@ -116,6 +119,12 @@ func TestParseErrors(t *testing.T) {
 		{line: "/approve", usage: true, contain: "no pairing code"},
 		{line: "/approve " + strings.Repeat("A", 257), usage: true, contain: "too long"},
 		{line: "/devices x", usage: true},
+		{line: "/search", usage: true, contain: "nothing to look for"},
+		{line: "/search " + strings.Repeat("s", MaxSearch+1), usage: true, contain: "at most"},
+		{line: "/delete", usage: true, contain: "no message number"},
+		{line: "/delete 0", usage: true},
+		{line: "/delete two", usage: true, contain: "not a message number"},
+		{line: "/delete 1 2", usage: true},
 		{line: "bad \x1b[31m escape", contain: "control character"},
 		{line: "\xff\xfe", contain: "UTF-8"},
 		{line: strings.Repeat("a", MaxLine+1), contain: "too long"},

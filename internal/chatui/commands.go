@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 func (s *Session) sendText(ctx context.Context, text string) error {
@@ -26,10 +25,18 @@ func (s *Session) sendText(ctx context.Context, text string) error {
 		return err
 	}
 	content := &client.Content{Kind: client.KindText, Text: text}
-	if err := s.c.Send(ctx, ch.id, content); err != nil {
+	pending, err := s.c.SendOrQueue(ctx, ch.id, content)
+	if err != nil {
 		return fmt.Errorf("not sent: %w", err)
 	}
-	s.printf("%s", s.formatMessage(ch, &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Content: content}))
+	if !pending {
+		return nil // its EventSent shows it, with its number
+	}
+	// Kept in the outbox: shown now, marked, and again once it is sent.
+	s.mu.Lock()
+	s.shownPending[content.ID] = true
+	s.mu.Unlock()
+	s.printf("%s", s.formatMessage(ch, &client.Message{Username: s.self, Received: s.now(), Outgoing: true, Pending: true, Content: content}))
 	return nil
 }
 
@@ -139,7 +146,7 @@ func (s *Session) openChat(ctx context.Context, user string) error {
 func (s *Session) checkUsers(ctx context.Context, users ...string) error {
 	for _, u := range users {
 		devs, err := s.c.Devices(ctx, u)
-		if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_NOT_FOUND) {
+		if client.IsCode(err, client.CodeNotFound) {
 			return fmt.Errorf("there is no user %s on this network", u)
 		}
 		if err != nil {
@@ -594,9 +601,107 @@ func (s *Session) history(n int) error {
 		hist = hist[len(hist)-n:]
 	}
 	for _, m := range hist {
-		s.printf("%s", s.formatMessage(ch, m))
+		s.notePending(m)
+		s.printf("%s", s.listLine(ch, m))
 	}
 	return nil
+}
+
+// listLine is a message line of a listing (/history, /search): with its
+// number, which /get and /delete take, once it has one.
+func (s *Session) listLine(ch *chat, m *client.Message) string {
+	if m.Seq == 0 {
+		return s.formatMessage(ch, m)
+	}
+	return fmt.Sprintf("#%d %s", m.Seq, s.formatMessage(ch, m))
+}
+
+// search shows the current chat's messages that hold text, in any case.
+func (s *Session) search(text string) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	hist, err := s.c.History(ch.id)
+	if err != nil {
+		return err
+	}
+	want := strings.ToLower(text)
+	found := 0
+	for _, m := range hist {
+		if !strings.Contains(strings.ToLower(searchable(m.Content)), want) {
+			continue
+		}
+		if found == 0 {
+			s.printf("Messages of chat %s holding \"%s\":", ch.label(), sanitize(text))
+		}
+		found++
+		s.notePending(m)
+		s.printf("%s", s.listLine(ch, m))
+	}
+	if found == 0 {
+		s.printf("(no message of chat %s holds \"%s\")", ch.label(), sanitize(text))
+	}
+	return nil
+}
+
+// searchable is the text of a message that /search looks in.
+func searchable(c *client.Content) string {
+	switch {
+	case c == nil:
+		return ""
+	case c.Kind == client.KindText || c.Kind == client.KindGroupName:
+		return c.Text
+	case c.Attachment != nil:
+		return c.Attachment.Name
+	}
+	return ""
+}
+
+// deleteMessage deletes message #seq of the current chat for everyone.
+func (s *Session) deleteMessage(ctx context.Context, seq uint64) error {
+	ch, err := s.cur()
+	if err != nil {
+		return err
+	}
+	hist, err := s.c.History(ch.id)
+	if err != nil {
+		return err
+	}
+	var m *client.Message
+	for _, h := range hist {
+		if h.Seq == seq {
+			m = h
+		}
+	}
+	if m == nil {
+		return fmt.Errorf("no message #%d in chat %s (see /history)", seq, ch.label())
+	}
+	pending, err := s.c.DeleteMessage(ctx, ch.id, m.Content.ID)
+	switch {
+	case errors.Is(err, client.ErrNotOwnMessage) && m.Username == s.self:
+		return fmt.Errorf("message #%d was sent from another device of yours: only that device can delete it", seq)
+	case errors.Is(err, client.ErrNotOwnMessage):
+		return fmt.Errorf("message #%d is %s's: only its sender can delete it", seq, sanitize(m.Username))
+	case err != nil:
+		return fmt.Errorf("deleting message #%d: %w", seq, err)
+	case pending:
+		s.printf("* message #%d of chat %s is deleted here; the deletion goes to the others once the server is reachable", seq, ch.label())
+	default:
+		s.printf("* message #%d of chat %s deleted for everyone", seq, ch.label())
+	}
+	return nil
+}
+
+// notePending remembers a message shown as pending, so that its EventSent
+// says it went out.
+func (s *Session) notePending(m *client.Message) {
+	if !m.Pending || m.Content == nil {
+		return
+	}
+	s.mu.Lock()
+	s.shownPending[m.Content.ID] = true
+	s.mu.Unlock()
 }
 
 func (s *Session) whoami() error {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // newOwnDevice tells the user about a device under their name: a notice

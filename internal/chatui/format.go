@@ -9,7 +9,6 @@ import (
 	"unicode"
 
 	"anom/client"
-	anomv1 "anom/proto/anom/v1"
 )
 
 // sanitize makes text from the network safe to print: control characters
@@ -60,18 +59,18 @@ func describe(err error) string {
 	return err.Error()
 }
 
-var codeText = map[anomv1.ErrorCode]string{
-	anomv1.ErrorCode_ERROR_CODE_EXPIRED:          "the subscription has expired",
-	anomv1.ErrorCode_ERROR_CODE_REVOKED:          "the device has been revoked",
-	anomv1.ErrorCode_ERROR_CODE_BAD_CODE:         "the activation code is unknown, used or expired",
-	anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN:   "the username is taken",
-	anomv1.ErrorCode_ERROR_CODE_INVALID_USERNAME: "the username is not 3 to 32 of a-z 0-9 . _ -",
-	anomv1.ErrorCode_ERROR_CODE_TOO_LARGE:        "too large for the server",
-	anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED:   "a server limit was reached",
-	anomv1.ErrorCode_ERROR_CODE_RATE_LIMITED:     "too many requests; wait a moment",
-	anomv1.ErrorCode_ERROR_CODE_NOT_FOUND:        "not found on the server",
-	anomv1.ErrorCode_ERROR_CODE_FORBIDDEN:        "the server refused: not allowed",
-	anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE:      "the server is busy or shutting down; try again",
+var codeText = map[client.ErrorCode]string{
+	client.CodeExpired:           "the subscription has expired",
+	client.CodeRevoked:           "the device has been revoked",
+	client.CodeBadActivationCode: "the activation code is unknown, used or expired",
+	client.CodeUsernameTaken:     "the username is taken",
+	client.CodeInvalidUsername:   "the username is not 3 to 32 of a-z 0-9 . _ -",
+	client.CodeTooLarge:          "too large for the server",
+	client.CodeLimitExceeded:     "a server limit was reached",
+	client.CodeRateLimited:       "too many requests; wait a moment",
+	client.CodeNotFound:          "not found on the server",
+	client.CodeForbidden:         "the server refused: not allowed",
+	client.CodeUnavailable:       "the server is busy or shutting down; try again",
 }
 
 // shownTime is the time a message line shows: the sender's, from the
@@ -132,8 +131,18 @@ func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 	default:
 		fmt.Fprintf(&sb, "%s sent a %s message", who, c.Kind)
 	}
+	if m.Pending {
+		sb.WriteString(" " + pendingMark)
+	}
 	return sb.String()
 }
+
+// The marks of a message of this device that waits in the outbox, and of
+// one shown so that has now been sent.
+const (
+	pendingMark = "(pending: sent once the server is reachable)"
+	sentMark    = "(sent)"
+)
 
 func size(n uint64) string {
 	switch {

@@ -4,7 +4,7 @@ import (
 	"crypto/rand"
 	"testing"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestSessionGroupNameShared: a group's name is sent inside the group,

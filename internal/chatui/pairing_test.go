@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestSessionApprovePairingCode: /approve takes the short code a new

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // restart closes the user's device and session and opens them again from
@@ -31,6 +31,7 @@ func (u *user) restart(n *testNet) {
 	if u.s, err = New(Config{Client: c, Events: u.q, Out: u.out, Timeout: 20 * time.Second, ReconnectEvery: 100 * time.Millisecond}); err != nil {
 		u.t.Fatal(err)
 	}
+	u.supervise()
 	u.s.greet(u.ctx)
 }
 

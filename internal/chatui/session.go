@@ -1,7 +1,6 @@
 package chatui
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -16,8 +15,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 // Config configures a Session.
@@ -32,9 +30,10 @@ type Config struct {
 	Now func() time.Time
 	// Timeout bounds each network call of a command; 0 means 30 seconds.
 	Timeout time.Duration
-	// SyncEvery is how often the session re-reads the transparency log
-	// (alerting on new devices under the user's name) and reconnects
-	// after a lost connection; 0 means one minute.
+	// SyncEvery is how often the client re-reads the transparency log
+	// (alerting on new devices under the user's name) while connected,
+	// and checks the offline auto-wipe while not (client.RunOptions);
+	// 0 means one minute.
 	SyncEvery time.Duration
 	// ReconnectEvery is the first wait before reconnecting after the
 	// connection is lost (doubling up to one minute); 0 means 2 seconds.
@@ -63,11 +62,16 @@ type Session struct {
 	// /policy; nil once it verifies.
 	policyErr error
 
+	// offline is set while the device is known not to be connected, so
+	// that the next EventConnected says it is back.
+	offline bool
+	// shownPending holds the messages shown as pending (waiting in the
+	// outbox), so that their EventSent says they went out.
+	shownPending map[client.MessageID]bool
+
 	done     chan struct{} // closed when the session must end
 	doneOnce sync.Once
 	doneWhy  string
-
-	reconnecting chan struct{} // non-empty while a reconnect loop runs
 }
 
 // chat is one group the device is or was in.
@@ -106,7 +110,7 @@ func New(cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("chat session: %w", err)
 	}
 	s := &Session{cfg: cfg, c: cfg.Client, now: cfg.Now, self: id.Username,
-		done: make(chan struct{}), reconnecting: make(chan struct{}, 1)}
+		done: make(chan struct{}), shownPending: map[client.MessageID]bool{}}
 	s.refresh()
 	return s, nil
 }
@@ -167,33 +171,45 @@ func (s *Session) fail(err error) {
 
 // Run starts the session: it prints a greeting, then reads lines from in
 // and runs them until /quit, the end of in, ctx is done or the device is
-// wiped. It handles the client's events and keeps the device connected
-// meanwhile.
+// wiped, revoked or expired. It handles the client's events meanwhile, and
+// keeps the device connected with client.Run.
 func (s *Session) Run(ctx context.Context, in io.Reader) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the Wait: the goroutines end on ctx
-	wg.Add(1)
-	go func() { defer wg.Done(); s.syncLoop(ctx) }()
 
+	s.mu.Lock()
+	s.offline = !s.c.Connected()
+	s.mu.Unlock()
 	s.greet(ctx)
-	if !s.c.Connected() {
-		s.startReconnect(ctx)
+	supervised := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		supervised <- s.c.Run(ctx, client.RunOptions{SyncEvery: s.cfg.SyncEvery, ReconnectMin: s.cfg.ReconnectEvery, Timeout: s.cfg.Timeout})
+	}()
+	type input struct {
+		line    string
+		tooLong bool
 	}
-	lines := make(chan string)
+	lines := make(chan input)
 	readErr := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 4096), MaxLine+2)
-		for sc.Scan() {
+		lr := NewLineReader(in, MaxLine)
+		for {
+			line, err := lr.ReadLine()
+			tooLong := errors.Is(err, ErrLineTooLong)
+			if err != nil && !tooLong {
+				readErr <- err
+				return
+			}
 			select {
-			case lines <- sc.Text():
+			case lines <- input{line, tooLong}:
 			case <-ctx.Done():
 				return
 			}
 		}
-		readErr <- sc.Err()
 	}()
 	// Commands and events take turns on this goroutine, so what a command
 	// prints and what its own events would print do not interleave.
@@ -204,17 +220,60 @@ func (s *Session) Run(ctx context.Context, in io.Reader) error {
 			return ctx.Err()
 		case <-s.done:
 			return s.endErr()
+		case err := <-supervised:
+			s.drainEvents(ctx)
+			s.stopped(ctx, err)
+			return s.endErr()
 		case err := <-readErr:
-			if err != nil {
-				return fmt.Errorf("reading input: %w", err)
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			return nil
-		case line := <-lines:
-			if quit := s.Exec(ctx, line); quit {
+			return fmt.Errorf("reading input: %w", err)
+		case in := <-lines:
+			if in.tooLong {
+				s.fail(fmt.Errorf("line too long: a message is at most %d bytes; nothing was sent", MaxLine))
+				continue
+			}
+			if quit := s.Exec(ctx, in.line); quit {
 				return s.endErr()
 			}
 		case <-s.cfg.Events.signal:
 		}
+	}
+}
+
+// stopped shows why client.Run ended and ends the session: a device the
+// server refuses or that was wiped cannot go on.
+func (s *Session) stopped(ctx context.Context, err error) {
+	select {
+	case <-s.done:
+		return // already told (an event ended the session)
+	default:
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	switch {
+	case client.IsCode(err, client.CodeRevoked):
+		s.alert("this device was REVOKED by the network administrator; it can no longer connect")
+		s.end("revoked")
+	case client.IsCode(err, client.CodeExpired):
+		s.alert("the subscription of this device has EXPIRED; it can no longer connect")
+		s.end("expired")
+	case errors.Is(err, client.ErrWiped):
+		if !closing {
+			s.alert("THIS DEVICE WAS WIPED: its keys and messages are gone")
+		}
+		s.end("wiped")
+	case errors.Is(err, client.ErrClosed):
+		s.printf("! the device was closed; leaving")
+		s.end("closed")
+	default:
+		s.fail(fmt.Errorf("staying connected to the server: %w", err))
+		s.end("failed")
 	}
 }
 
@@ -373,6 +432,10 @@ func (s *Session) run(ctx context.Context, cmd Command) error {
 			n = DefaultHistory
 		}
 		return s.history(n)
+	case OpSearch:
+		return s.search(cmd.Text)
+	case OpDelete:
+		return s.deleteMessage(ctx, cmd.N)
 	case OpWhoami:
 		return s.whoami()
 	case OpDevices:
@@ -625,7 +688,37 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 	case client.EventWiped:
 		s.alert("THIS DEVICE WAS WIPED (%s): its keys and messages are gone", sanitize(e.Text))
 		s.end("wiped")
+	case client.EventConnected:
+		s.mu.Lock()
+		back := s.offline
+		s.offline = false
+		s.mu.Unlock()
+		if back {
+			s.printf("* reconnected")
+		} else {
+			s.printf("* connected")
+		}
+	case client.EventSyncFailed:
+		if ctx.Err() == nil {
+			s.printf("! checking in with the server: %s", oneLine(describe(e.Err)))
+		}
+	case client.EventSent:
+		if e.Message == nil || e.Message.Content == nil {
+			return
+		}
+		s.mu.Lock()
+		was := s.shownPending[e.Message.Content.ID]
+		delete(s.shownPending, e.Message.Content.ID)
+		s.mu.Unlock()
+		line := s.formatMessage(s.chatOf(e.Group), e.Message)
+		if was {
+			line += " " + sentMark
+		}
+		s.printf("%s", line)
 	case client.EventDisconnected:
+		s.mu.Lock()
+		s.offline = true
+		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -640,10 +733,10 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 			return
 		}
 		switch {
-		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_REVOKED):
+		case client.IsCode(e.Err, client.CodeRevoked):
 			s.alert("this device was REVOKED by the network administrator; it can no longer connect")
 			s.end("revoked")
-		case client.IsCode(e.Err, anomv1.ErrorCode_ERROR_CODE_EXPIRED):
+		case client.IsCode(e.Err, client.CodeExpired):
 			s.alert("the subscription of this device has EXPIRED; it can no longer connect")
 			s.end("expired")
 		default:
@@ -652,7 +745,6 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 				reason = describe(e.Err)
 			}
 			s.printf("! disconnected from the server (%s); reconnecting", oneLine(reason))
-			s.startReconnect(ctx)
 		}
 	case client.EventError:
 		s.printf("! a message in chat %s could not be read: %s", s.groupLabel(e.Group), oneLine(describe(e.Err)))
@@ -684,70 +776,6 @@ func (s *Session) memberLine(ch *chat) string {
 	defer s.mu.Unlock()
 	ch.shown = ch.members
 	return ch.members
-}
-
-// startReconnect runs one reconnect loop at a time.
-func (s *Session) startReconnect(ctx context.Context) {
-	select {
-	case s.reconnecting <- struct{}{}:
-	default:
-		return
-	}
-	go func() {
-		defer func() { <-s.reconnecting }()
-		wait := s.cfg.ReconnectEvery
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.done:
-				return
-			case <-time.After(wait):
-			}
-			cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-			err := s.c.Connect(cctx)
-			cancel()
-			if err == nil {
-				s.printf("* reconnected")
-				return
-			}
-			if client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_REVOKED) || client.IsCode(err, anomv1.ErrorCode_ERROR_CODE_EXPIRED) ||
-				errors.Is(err, client.ErrWiped) {
-				s.cfg.Events.Push(client.Event{Type: client.EventDisconnected, Err: err})
-				return
-			}
-			if err := s.c.CheckOverdue(); errors.Is(err, client.ErrWiped) {
-				return // the EventWiped ends the session
-			}
-			wait = min(wait*2, time.Minute)
-		}
-	}()
-}
-
-// syncLoop re-reads the transparency log now and then, so a device added
-// under the user's name is shown while the session runs.
-func (s *Session) syncLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.SyncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		if !s.c.Connected() {
-			s.c.CheckOverdue()
-			s.startReconnect(ctx)
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		if err := s.c.Sync(cctx); err != nil && ctx.Err() == nil {
-			s.printf("! checking in with the server: %s", oneLine(describe(err)))
-		}
-		cancel()
-	}
 }
 
 // shortID shows the start of a group or device ID.

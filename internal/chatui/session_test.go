@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"anom/client"
+	"anom/identity"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 )
@@ -106,21 +106,39 @@ type user struct {
 	t    *testing.T
 	ctx  context.Context // ends with the test
 	name string
-	dir  string // the device state
-	c    *client.Client
-	q    *Queue
-	s    *Session
-	out  *lockedBuffer
+	// running is set while Session.Run handles the events (see run).
+	running bool
+	dir     string // the device state
+	c       *client.Client
+	q       *Queue
+	s       *Session
+	out     *lockedBuffer
 }
 
 var testKDF = client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func (n *testNet) user(name string) *user {
 	n.t.Helper()
+	u := n.newUser(name)
+	u.supervise()
+	return u
+}
+
+// newUser activates a device and makes its session, not yet connected by
+// client.Run: supervise or run does that.
+func (n *testNet) newUser(name string) *user {
+	n.t.Helper()
+	return n.newUserWipeAfter(name, 0)
+}
+
+// newUserWipeAfter is newUser for a device that wipes itself after
+// wipeAfter without reaching the server (0: never).
+func (n *testNet) newUserWipeAfter(name string, wipeAfter time.Duration) *user {
+	n.t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	n.t.Cleanup(stop)
 	u := &user{t: n.t, ctx: ctx, name: name, dir: filepath.Join(n.t.TempDir(), name), q: NewQueue(), out: &lockedBuffer{}}
-	c, err := client.Create(client.Config{Dir: u.dir, KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push}, "314159", "")
+	c, err := client.Create(client.Config{Dir: u.dir, KDF: testKDF, KeyPackages: 4, OnEvent: u.q.Push, WipeAfter: wipeAfter}, "314159", "")
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -135,6 +153,18 @@ func (n *testNet) user(name string) *user {
 		n.t.Fatal(err)
 	}
 	return u
+}
+
+// supervise keeps the device connected (client.Run, as Session.Run does)
+// for a session driven through Exec, until the test or the client ends.
+func (u *user) supervise() {
+	c := u.c
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(u.ctx, client.RunOptions{ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second, Timeout: 20 * time.Second})
+	}()
+	u.t.Cleanup(func() { c.Close(); <-done })
 }
 
 // do runs a line and returns what it printed (with the events handled
@@ -154,7 +184,9 @@ func (u *user) wait(want string) {
 		if time.Now().After(deadline) {
 			u.t.Fatalf("%s: %q not shown; screen:\n%s", u.name, want, u.out.String())
 		}
-		u.s.drainEvents(u.ctx)
+		if !u.running {
+			u.s.drainEvents(u.ctx)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }

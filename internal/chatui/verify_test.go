@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestSessionContactDevices: a contact's new device is alerted in the

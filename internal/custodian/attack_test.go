@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/custodian"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/translog"
 )
 

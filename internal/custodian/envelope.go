@@ -8,7 +8,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 )

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/custodian"
-	"anom/internal/identity"
 	"anom/internal/translog"
 )
 

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/archive"
 	"anom/internal/custodian"
-	"anom/internal/identity"
 	"anom/internal/translog"
 )
 

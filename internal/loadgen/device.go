@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // TestEscrowSeal checks that the load's records are what the server

@@ -67,7 +67,7 @@ type frameView struct {
 // most one body field, once); the caller then decodes it in full.
 func viewFrame(b []byte) (v frameView, ok bool) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return v, false
 		}
@@ -98,7 +98,7 @@ func viewFrame(b []byte) (v frameView, ok bool) {
 // readSent reads a Sent answer.
 func readSent(b []byte) (seq, epoch uint64, ok bool) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return 0, 0, false
 		}
@@ -153,7 +153,7 @@ type PushedMessage struct {
 func readPushed(b []byte, p *Pushed) bool {
 	*p = Pushed{Messages: p.Messages[:0]}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return false
 		}
@@ -204,7 +204,7 @@ func pushedFrom(pm *anomv1.Messages, p *Pushed) *Pushed {
 
 func readGroupMessage(b []byte, m *PushedMessage) bool {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return false
 		}
@@ -273,4 +273,16 @@ func appendSendFrame(b []byte, id uint64, group, msg, record []byte) []byte {
 		}
 	}
 	return b
+}
+
+// consumeTag is protowire.ConsumeTag, also refusing (n < 0) a field
+// number above protowire.MaxValidNumber, which ConsumeTag takes and
+// proto.Unmarshal does not: the fast path must refuse what the full
+// decoder refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/store/pebble"
 	anomv1 "anom/proto/anom/v1"

@@ -5,8 +5,8 @@ import (
 	"context"
 	"testing"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/translog"
 )
 

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/store"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"
 )

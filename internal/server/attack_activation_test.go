@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -10,7 +10,7 @@ import (
 	"io"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

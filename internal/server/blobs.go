@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

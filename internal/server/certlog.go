@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 )

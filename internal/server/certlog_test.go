@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/translog"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

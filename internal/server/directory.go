@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 	anomv1 "anom/proto/anom/v1"

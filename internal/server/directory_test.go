@@ -1,7 +1,7 @@
 package server
 
 import (
-	"anom/internal/identity"
+	"anom/identity"
 	"bytes"
 	"testing"
 

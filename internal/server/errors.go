@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"anom/escrow"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 	"anom/mls"

@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/archive"
 	"anom/internal/audit"
 	"anom/internal/custodian"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
 	"anom/mls"

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"anom/escrow"
+	"anom/identity"
 	"anom/internal/archive"
 	"anom/internal/escrowtest"
-	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"

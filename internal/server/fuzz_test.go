@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store/pebble"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"

@@ -474,8 +474,9 @@ func (s *Server) fetch(ctx context.Context, c *session, req *anomv1.Fetch) (*ano
 		return nil, storeError(err, "reading group log")
 	}
 	out := &anomv1.Messages{GroupId: req.GetGroupId(), Last: info.Last}
-	// Commits the disappearing-message timer trimmed from the log are
-	// kept aside until every member has them; they come first. They are
+	// Messages that must stay when the disappearing-message timer
+	// trimmed the log (commits, timer messages, messages before under no
+	// or a longer timer) are kept aside; they come first. They are
 	// read after the log, so a trim in between loses none.
 	upTo := info.Last + 1
 	if len(es) > 0 {

@@ -19,7 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store/pebble"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
@@ -91,7 +91,7 @@ func newNetworkWithRoot(t testing.TB, root *identity.RootKey, mod func(*Config))
 // start opens the store and serves; stop shuts down and closes the store.
 func (n *network) start() {
 	t := n.t
-	st, err := pebble.Open(n.dir, pebble.Options{})
+	st, err := pebble.Open(n.dir, pebble.Options{Now: n.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"anom/internal/identity"
+	"anom/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

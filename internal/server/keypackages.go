@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"

@@ -6,7 +6,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Limits bounds every size and count the server accepts. Zero fields take

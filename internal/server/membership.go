@@ -3,7 +3,7 @@ package server
 import (
 	"slices"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 )

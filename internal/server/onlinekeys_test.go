@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/archive"
-	"anom/internal/identity"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
 )

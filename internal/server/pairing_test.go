@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

@@ -26,8 +26,8 @@ const (
 	bucketWipes        = "wipes"        // device hex -> encoded identity.WipeCommand
 	bucketWiped        = "wiped"        // device hex -> {} (the device confirmed a wipe command; it is revoked too)
 	bucketLeaving      = "leaving"      // group hex "." device hex -> memberRecord (removed, may still read)
-	bucketTimers       = "timers"       // group hex -> timerRecord
-	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a commit trimmed by the timer
+	bucketTimers       = "timers"       // group hex -> timerRecord (the timer history)
+	bucketKept         = "kept"         // group hex "." seq (20 digits) -> GroupMessage of a message that must stay when the timer trims the log before it
 	bucketApprovals    = "approvals"    // key hex -> encoded identity.DeviceApproval, until used or expired
 	bucketKeys         = "keys"         // signature key hex -> device hex (a key certifies one device)
 	bucketAnnounce     = "announce"     // device hex -> {} (a further device not yet announced to its user's devices)
@@ -79,10 +79,6 @@ type memberRecord struct {
 	// Removed, if not 0, is the sequence of the commit that removed the
 	// device: it may read up to it, then the record goes.
 	Removed uint64 `json:"removed,omitempty"`
-}
-
-type timerRecord struct {
-	Seconds uint32 `json:"seconds"`
 }
 
 func encodeRecord(v any) []byte {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -11,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"anom/internal/store"
-	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -20,12 +20,16 @@ import (
 // have not yet read their removal), and at most Config.Retention.
 //
 // A group's disappearing-message timer, which its members tell the server
-// with SetGroupTimer, shortens that: a message older than the timer is
-// deleted even if some device has not read it. Commits are the exception:
-// a device that misses one can no longer follow the group, so a commit
-// the timer trims from the log is kept aside (bucket "kept") until every
-// device has it or the retention limit passes, and Fetch serves it in its
-// place. Commits carry no application content.
+// with SetGroupTimer, shortens that for the messages stored after the
+// timer message (timers.go keeps the history): such a message older than
+// its timer is deleted even if some device has not read it. Commits are
+// the exception: a device that misses one can no longer follow the group,
+// so a commit the timer trims from the log is kept aside (bucket "kept")
+// until every device has it or the retention limit passes, and Fetch
+// serves it in its place. Commits carry no application content. Timer
+// messages stay the same way, and so do the messages stored before an
+// expired one under no or a longer timer, since the log is trimmed only
+// from its start.
 
 // MaxGroupTimer is the longest disappearing-message timer.
 const MaxGroupTimer = 366 * 24 * time.Hour
@@ -34,55 +38,8 @@ func keptKey(gh string, seq uint64) string {
 	return gh + "." + fmt.Sprintf("%020d", seq)
 }
 
-// setGroupTimer records a group's disappearing-message timer; only a
-// current member may set it.
-func (s *Server) setGroupTimer(ctx context.Context, c *session, req *anomv1.SetGroupTimer) (*anomv1.Ok, error) {
-	gh, err := checkGroupID(req.GetGroupId())
-	if err != nil {
-		return nil, err
-	}
-	if time.Duration(req.GetSeconds())*time.Second > MaxGroupTimer {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "timer of %d seconds; at most %v", req.GetSeconds(), MaxGroupTimer)
-	}
-	st, err := s.group(ctx, gh, false)
-	if err != nil {
-		return nil, err
-	}
-	member := slices.Contains(st.rec.Leaves, c.devHex)
-	st.mu.RUnlock()
-	if !member {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_FORBIDDEN, "not a member of the group")
-	}
-	if req.GetSeconds() == 0 {
-		err = s.st.Delete(ctx, bucketTimers, gh, 0)
-	} else {
-		_, err = s.st.Put(ctx, bucketTimers, gh, encodeRecord(timerRecord{Seconds: req.GetSeconds()}))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("setting group timer: %w", err)
-	}
-	s.log.Info("group timer set", "group", gh, "device", c.devHex, "seconds", req.GetSeconds())
-	return &anomv1.Ok{}, nil
-}
-
-// groupTimer returns a group's timer in seconds, 0 if none.
-func (s *Server) groupTimer(ctx context.Context, gh string) (uint32, error) {
-	e, err := s.st.Get(ctx, bucketTimers, gh)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading group timer: %w", err)
-	}
-	var tr timerRecord
-	if err := decodeRecord(e, &tr); err != nil {
-		return 0, err
-	}
-	return tr.Seconds, nil
-}
-
-// keptCommits returns up to n kept commits of a group with from <= seq <
-// upTo, in order.
+// keptCommits returns up to n kept messages (mostly commits) of a group
+// with from <= seq < upTo, in order.
 func (s *Server) keptCommits(ctx context.Context, gh string, from, upTo uint64, n int) ([]*anomv1.GroupMessage, error) {
 	if from >= upTo || n <= 0 {
 		return nil, nil
@@ -205,103 +162,106 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 			return fmt.Errorf("trimming %s: %w", name, err)
 		}
 	}
-	timer, err := s.groupTimer(ctx, gh)
+	tr, rev, err := s.timerHistory(ctx, gh)
 	if err != nil {
 		return err
 	}
-	if timer > 0 {
-		if err := s.trimByTimer(ctx, gh, s.now().Add(-time.Duration(timer)*time.Second), low); err != nil {
+	if err := s.trimByTimers(ctx, gh, tr.Changes, low); err != nil {
+		return err
+	}
+	if err := s.dropKept(ctx, gh, low, cutoff, tr.Changes); err != nil {
+		return err
+	}
+	return s.pruneTimerHistory(ctx, gh, tr, rev)
+}
+
+// dropKept deletes kept messages every device has (seq <= low), older
+// than the retention cutoff, or past the timer they were stored under.
+// Kept messages were stored in the order of their sequences, so each of
+// these is a run of keys read only up to the first message that stays:
+// a sweep reads what it deletes, plus the commits and timer messages
+// kept under a timer and one message per run.
+func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff time.Time, changes []timerChange) error {
+	const end = math.MaxUint64
+	if low > 0 {
+		if err := s.dropKeptRun(ctx, gh, 0, low+1, func(uint64, time.Time, []byte) (bool, bool) { return true, false }); err != nil {
 			return err
 		}
 	}
-	return s.dropKept(ctx, gh, low, cutoff)
-}
-
-// trimByTimer deletes a group's messages appended before cutoff, setting
-// aside the commits some device has not acknowledged (seq > low).
-func (s *Server) trimByTimer(ctx context.Context, gh string, cutoff time.Time, low uint64) error {
-	name := groupLog(gh)
-	from := uint64(0)
-	for {
-		es, err := s.st.Read(ctx, name, from, 0)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", name, err)
-		}
-		var ops []store.Op
-		done := len(es) == 0
-		for _, e := range es {
-			if !e.Time.Before(cutoff) {
-				done = true
-				break
-			}
-			from = e.Seq + 1
-			if e.Seq <= low {
-				continue
-			}
-			var gm anomv1.GroupMessage
-			if err := proto.Unmarshal(e.Data, &gm); err != nil {
-				return fmt.Errorf("decoding group %s entry %d: %w: %w", gh, e.Seq, store.ErrCorrupt, err)
-			}
-			m, err := mls.DecodeMLSMessage(gm.GetMessage())
-			if err != nil || m.WireFormat != mls.WirePublicMessage {
-				continue // application messages go
-			}
-			gm.Seq, gm.TimeMs = e.Seq, e.Time.UnixMilli()
-			b, err := proto.Marshal(&gm)
-			if err != nil {
-				return fmt.Errorf("encoding kept commit: %w", err)
-			}
-			ops = append(ops, store.PutOp(bucketKept, keptKey(gh, e.Seq), b))
-		}
-		for len(ops) > 0 {
-			n := min(len(ops), store.MaxTxnOps)
-			if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
-				return fmt.Errorf("keeping commits of %s: %w", gh, err)
-			}
-			ops = ops[n:]
-		}
-		if done {
-			break
-		}
+	old := func(_ uint64, t time.Time, _ []byte) (bool, bool) { return t.Before(cutoff), !t.Before(cutoff) }
+	if err := s.dropKeptRun(ctx, gh, low+1, end, old); err != nil {
+		return err
 	}
-	// The commits are durable aside before the log loses them.
-	if err := s.st.TrimBefore(ctx, name, cutoff); err != nil {
-		return fmt.Errorf("trimming %s by its timer: %w", name, err)
+	now := s.now()
+	for i, c := range changes {
+		if c.Seconds == 0 {
+			continue
+		}
+		upTo := uint64(end)
+		if i+1 < len(changes) {
+			upTo = changes[i+1].From
+		}
+		timerCutoff := now.Add(-time.Duration(c.Seconds) * time.Second)
+		expired := func(seq uint64, t time.Time, msg []byte) (bool, bool) {
+			if !t.Before(timerCutoff) {
+				return false, true
+			}
+			return expiredMessage(changes, seq, t, msg, now), false
+		}
+		if err := s.dropKeptRun(ctx, gh, max(c.From, low+1), upTo, expired); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// dropKept deletes kept commits every device has (seq <= low) or older
-// than the retention cutoff.
-func (s *Server) dropKept(ctx context.Context, gh string, low uint64, cutoff time.Time) error {
+// dropKeptRun reads a group's kept messages with from <= seq < upTo in
+// order and deletes those f drops, until f stops.
+func (s *Server) dropKeptRun(ctx context.Context, gh string, from, upTo uint64, f func(seq uint64, t time.Time, msg []byte) (drop, stop bool)) error {
+	if from >= upTo {
+		return nil
+	}
 	after := ""
+	if from > 0 {
+		after = keptKey(gh, from-1)
+	}
 	for {
-		page, more, err := s.st.List(ctx, bucketKept, store.ListOptions{Prefix: gh + ".", After: after})
+		page, more, err := s.st.List(ctx, bucketKept, store.ListOptions{Prefix: gh + ".", After: after, Limit: 64})
 		if err != nil {
-			return fmt.Errorf("listing kept commits of %s: %w", gh, err)
+			return fmt.Errorf("listing kept messages of %s: %w", gh, err)
 		}
 		var ops []store.Op
+		stop := !more || len(page) == 0
 		for _, e := range page {
 			seq, err := strconv.ParseUint(e.Key[len(gh)+1:], 10, 64)
 			if err != nil {
-				return fmt.Errorf("kept commit key %s: %w", e.Key, store.ErrCorrupt)
+				return fmt.Errorf("kept message key %s: %w", e.Key, store.ErrCorrupt)
+			}
+			if seq >= upTo {
+				stop = true
+				break
 			}
 			var gm anomv1.GroupMessage
 			if err := proto.Unmarshal(e.Value, &gm); err != nil {
-				return fmt.Errorf("decoding kept commit %s: %w: %w", e.Key, store.ErrCorrupt, err)
+				return fmt.Errorf("decoding kept message %s: %w: %w", e.Key, store.ErrCorrupt, err)
 			}
-			if seq <= low || time.UnixMilli(gm.GetTimeMs()).Before(cutoff) {
+			drop, halt := f(seq, time.UnixMilli(gm.GetTimeMs()), gm.GetMessage())
+			if drop {
 				ops = append(ops, store.DeleteOp(bucketKept, e.Key, 0))
+			}
+			if halt {
+				stop = true
+				break
 			}
 		}
 		for len(ops) > 0 {
 			n := min(len(ops), store.MaxTxnOps)
 			if _, err := s.st.Txn(ctx, ops[:n]...); err != nil {
-				return fmt.Errorf("dropping kept commits of %s: %w", gh, err)
+				return fmt.Errorf("dropping kept messages of %s: %w", gh, err)
 			}
 			ops = ops[n:]
 		}
-		if !more || len(page) == 0 {
+		if stop {
 			return nil
 		}
 		after = page[len(page)-1].Key

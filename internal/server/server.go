@@ -34,8 +34,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/store"
 	"anom/internal/translog"
 )

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"anom/identity"
 	"anom/internal/adminapi"
-	"anom/internal/identity"
 	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"

@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
-	"anom/internal/identity"
+	"anom/identity"
 	anomv1 "anom/proto/anom/v1"
 )
 

@@ -2356,15 +2356,21 @@ func (x *DeviceAdded) GetLogIndex() uint64 {
 
 // SetGroupTimer tells the server a group's disappearing-message timer
 // (the members set it inside their encrypted messages, which the server
-// cannot read). Only a current member may set it. The server then deletes
-// the group's application messages once they are older than the timer,
-// whether or not every device has them; commits are kept until every
-// member device has read them. Answered with Ok.
+// cannot read). Only a current member may set it. A timer applies to the
+// messages after the timer message, as members apply it: the server then
+// deletes each application message once it is older than the timer that
+// was in force when it was stored, whether or not every device has it;
+// commits and timer messages are kept until every member device has read
+// them. Answered with Ok.
 type SetGroupTimer struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// 0 turns the timer off; at most one year.
-	Seconds       uint32 `protobuf:"varint,2,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	Seconds uint32 `protobuf:"varint,2,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	// The log sequence of the timer message, sent by this device a short
+	// while ago (at most ten minutes); the timer applies to the messages
+	// after it. 0 (older clients): from the next message stored.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2409,6 +2415,13 @@ func (x *SetGroupTimer) GetGroupId() []byte {
 func (x *SetGroupTimer) GetSeconds() uint32 {
 	if x != nil {
 		return x.Seconds
+	}
+	return 0
+}
+
+func (x *SetGroupTimer) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -2564,10 +2577,11 @@ const file_anom_v1_messages_proto_rawDesc = "" +
 	"\vDeviceAdded\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\fR\bdeviceId\x12\x1b\n" +
-	"\tlog_index\x18\x03 \x01(\x04R\blogIndex\"D\n" +
+	"\tlog_index\x18\x03 \x01(\x04R\blogIndex\"V\n" +
 	"\rSetGroupTimer\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x18\n" +
-	"\aseconds\x18\x02 \x01(\rR\asecondsB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
+	"\aseconds\x18\x02 \x01(\rR\aseconds\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seqB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
 
 var (
 	file_anom_v1_messages_proto_rawDescOnce sync.Once
