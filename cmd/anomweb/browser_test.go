@@ -234,6 +234,9 @@ func (n *webNet) serveApp(t testing.TB, dir string) (string, client.Network) {
 	return "https://" + nw.Address + "/", nw
 }
 
+// csp is the Content-Security-Policy serveOrigin gives the page.
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'"
+
 // origin is the listener of serveApp; down cuts it and every connection
 // it accepted (the browser's WebSocket too), as a server going away.
 type origin struct {
@@ -274,7 +277,14 @@ func (n *webNet) serveOrigin(t testing.TB, dir, addr string) *origin {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.srv.Handler())
-	mux.Handle("/", http.FileServer(http.Dir(dir)))
+	// The page under the strict policy web/API.md gives: no inline or
+	// remote script, no eval; WebAssembly compiles (without
+	// 'wasm-unsafe-eval' Chromium refuses to compile anom.wasm).
+	files := http.FileServer(http.Dir(dir))
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		files.ServeHTTP(w, r)
+	}))
 	o := &origin{addr: ln.Addr().String(), ln: ln, hs: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go o.hs.Serve(tls.NewListener(o, n.tls))
 	t.Cleanup(o.down)
