@@ -499,8 +499,9 @@ func TestBrowserClient(t *testing.T) {
 // TestAttackBrowserStorage: what IndexedDB holds of a device with a chat
 // is ciphertext (no message, username, PIN or server address in any
 // record, nor a name in any key); a second tab cannot open the device;
-// and the duress PIN leaves no record at all (no readable key), tells
-// the page of no wipe, and the PIN then finds no device.
+// the duress PIN leaves no record at all (no readable key), tells the
+// page of no wipe, and the PIN then finds no device; too many wrong PINs
+// leave no record either.
 func TestAttackBrowserStorage(t *testing.T) {
 	wasmtest.Chromium(t)
 	n := newWebNet(t)
@@ -587,6 +588,21 @@ func TestAttackBrowserStorage(t *testing.T) {
 		if e.Type == "wiped" {
 			t.Fatalf("the duress PIN told the page of a wipe: %+v", e)
 		}
+	}
+
+	// Too many wrong PINs wipe the device as on the terminal.
+	eval[any](p, fmt.Sprintf(`anom.create(%s, %s, {maxFailedUnlocks: 2, kdf: {time: 1, memoryKiB: 64, threads: 1}}).then(() => anom.lock())`, js(webPIN), js(webDuress)))
+	if u := eval[unlockJSON](p, `anom.unlock("999111")`); u.Result != "wrong" || u.TriesLeft == nil || *u.TriesLeft != 1 {
+		t.Fatalf("first wrong PIN = %+v, want 1 try left", u)
+	}
+	if u := eval[unlockJSON](p, `anom.unlock("999112")`); u.Result != "wiped" {
+		t.Fatalf("last wrong PIN = %+v, want wiped", u)
+	}
+	if st := eval[statusJSON](p, `anom.status()`); st.State != "wiped" {
+		t.Fatalf("status after too many wrong PINs = %+v", st)
+	}
+	if dump := eval[dbDump](p, `dumpDB()`); dump.Records != 0 {
+		t.Fatalf("IndexedDB after too many wrong PINs holds %d records: %q", dump.Records, dump.Keys)
 	}
 }
 
