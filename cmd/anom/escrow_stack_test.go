@@ -266,14 +266,14 @@ type anomServer struct {
 	done chan struct{}
 }
 
-func startAnomServer(t *testing.T, data, addr string) *anomServer {
+func startAnomServer(t *testing.T, data, addr string, extra ...string) *anomServer {
 	t.Helper()
 	p := &anomServer{log: filepath.Join(t.TempDir(), "server.log"), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(buildAnom(t), "server", "--data", data, "--listen", addr)
+	p.cmd = exec.Command(buildAnom(t), append([]string{"server", "--data", data, "--listen", addr}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

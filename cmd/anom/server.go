@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -10,11 +11,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
+	"anom/internal/webapp"
+	"anom/web"
 )
 
 func init() {
@@ -32,12 +36,17 @@ func runServer(ctx context.Context, args []string) error {
 	blobQuota := fs.Int64("blob-quota", server.DefaultBlobQuota, "bytes one device may have in stored attachments and upload grants together")
 	memLimit := fs.String("memory-limit", "", "soft memory limit of the server process, as 900MiB or 2GiB: the garbage collector works harder near it, keeping resident memory close to the live heap instead of up to twice it; set it to the memory the machine gives the server, well above the live heap. off: none. Empty: GOMEMLIMIT from the environment if set, else an automatic one just above the heap goal GOGC allows (at least 768 MiB), which returns freed memory to the system promptly but never brings a collection forward")
 	adminWindow := fs.Duration("admin-window", 5*time.Minute, "how far from the server's clock, either way, a signed admin request's issued-at may be")
+	tlsCert := fs.String("tls-cert", "", "an operator's TLS certificate (PEM, leaf first, with its chain) for the web app's origin, from a CA browsers trust (they do not trust the network's own): sent to clients that ask (SNI) for a DNS name of it that the network's certificate lacks; native clients keep the network's certificate, which they pin. Needs --tls-key")
+	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	gc, autoLimit, err := applyMemoryLimit(*memLimit)
 	if err != nil {
@@ -68,6 +77,20 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	tc, err := d.tlsConfig()
+	if err != nil {
+		return err
+	}
+	var webNames []string
+	if *tlsCert != "" {
+		op, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		if tc, webNames, err = webapp.OperatorTLS(tc, op); err != nil {
+			return fmt.Errorf("--tls-cert: %w", err)
+		}
+	}
+	app, err := webapp.New(web.Files())
 	if err != nil {
 		return err
 	}
@@ -107,6 +130,7 @@ func runServer(ctx context.Context, args []string) error {
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
+		Web: app,
 	})
 	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
 		return fmt.Errorf("%w (certify a new key with the root: anom admin rotate --role directory|countersign --data %s)", err, *data)
@@ -136,6 +160,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err := d.setAddress(addr); err != nil {
 		return err
 	}
+	printWebApp(app, l.Addr(), webNames)
 	inv, err := inviteString(addr, ni, "")
 	if err != nil {
 		return err
@@ -152,6 +177,21 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
+}
+
+// printWebApp says where the web app is served and whether its messenger
+// was built.
+func printWebApp(app *webapp.Handler, addr net.Addr, names []string) {
+	_, port, _ := net.SplitHostPort(addr.String())
+	where := fmt.Sprintf("https://%s/ (with the network's certificate, which browsers do not trust: give --tls-cert)", addr)
+	if len(names) > 0 {
+		where = fmt.Sprintf("https://%s:%s/ (operator certificate for %s)", names[0], port, strings.Join(names, ", "))
+	}
+	if raw, gz, br, ok := app.WasmSizes(); ok && app.Messenger() {
+		fmt.Fprintf(os.Stderr, "web app at %s; release %.16s; messenger WebAssembly %d bytes, served compressed (gzip %d, brotli %d)\n", where, app.Version(), raw, gz, br)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "web app at %s; release %.16s: the calculator only, the web app's messenger is not built (no web/dist/anom.wasm when this anom was built): build with ./scripts/build\n", where, app.Version())
 }
 
 // ensureNetwork makes a network in d, as anom admin init does with its

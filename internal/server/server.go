@@ -123,6 +123,10 @@ type Config struct {
 	SweepInterval time.Duration
 	// Limits bounds sizes, counts and rates; zero fields take defaults.
 	Limits Limits
+	// Web serves the web app on the client port: every request no API
+	// route takes (the API is under /v1/). Nil means none: such requests
+	// get 404.
+	Web http.Handler
 	// Registry receives the Prometheus metrics; nil means a registry of
 	// the server's own, served by MetricsHandler (not on the client
 	// port), which also has the Go runtime
@@ -276,7 +280,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler for the client port: /v1/ws,
-// /v1/blobs/{id}, /v1/admin and, for the archive, /v1/escrow/. The metrics
+// /v1/blobs/{id}, /v1/admin and, for the archive, /v1/escrow/; with
+// Config.Web, the web app at / (every other path but /v1/). The metrics
 // are not served here (MetricsHandler).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -286,6 +291,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.Path, s.serveAdmin)
 	if s.esc != nil && s.cfg.ArchiveToken != "" {
 		mux.Handle("/v1/escrow/", s.archiveHandler())
+	}
+	if s.cfg.Web != nil {
+		mux.Handle("/", s.cfg.Web)
 	}
 	return mux
 }

@@ -1,0 +1,156 @@
+// The app's start: the calculator on screen, the keyboard, the PIN
+// gesture, the service worker and, once the calculator is usable, the
+// messenger's WebAssembly (when it was built: release.json lists it).
+//
+// Nothing here talks to the server's API: before unlock the app fetches
+// only its own static files. The messenger (the global anom object the
+// WebAssembly defines, web/API.md) is asked to unlock with the PIN; a
+// wrong PIN leaves the calculator as it is.
+
+import { Calculator } from './calc.js';
+
+const display = document.getElementById('display');
+const keys = new Map();
+for (const b of document.querySelectorAll('.keys button')) {
+  keys.set(b.dataset.key, b);
+}
+const clearKey = keys.get('clear');
+
+const calc = new Calculator({ onPin: unlock });
+
+function render() {
+  const text = calc.display;
+  display.textContent = text;
+  const n = text.length;
+  display.dataset.size = n <= 6 ? 'l' : n <= 9 ? 'm' : n <= 12 ? 's' : 'xs';
+  const label = calc.clearLabel;
+  clearKey.textContent = label;
+  clearKey.setAttribute('aria-label', label === 'C' ? 'Clear' : 'All clear');
+  const sel = calc.selectedOp;
+  for (const op of ['+', '-', '*', '/']) {
+    keys.get(op).classList.toggle('selected', op === sel);
+  }
+}
+
+function press(key) {
+  calc.press(key);
+  render();
+}
+
+document.querySelector('.keys').addEventListener('click', (e) => {
+  const b = e.target.closest('button');
+  if (b) {
+    press(b.dataset.key);
+  }
+});
+
+// Keyboard: digits, . or , for the point, + - * x / for the operations,
+// % , Enter or = for equals, Escape for all clear, Delete for clear,
+// Backspace to delete a digit, F9 for the sign.
+const keyboard = new Map([
+  ['Enter', '='], ['=', '='], [',', '.'], ['x', '*'], ['X', '*'],
+  ['Escape', 'clear'], ['Delete', 'clear'], ['Backspace', 'back'], ['F9', 'sign'],
+]);
+for (const k of '0123456789.+-*/%') {
+  keyboard.set(k, k);
+}
+
+document.addEventListener('keydown', (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey) {
+    return;
+  }
+  const key = keyboard.get(e.key);
+  if (!key) {
+    return;
+  }
+  e.preventDefault();
+  let b = keys.get(key);
+  if (key === 'back' || key === 'clear') {
+    b = clearKey;
+  }
+  if (b) {
+    b.classList.add('pressed');
+    setTimeout(() => b.classList.remove('pressed'), 120);
+  }
+  press(key);
+});
+
+render();
+// For the cold-load benchmark (web/webtest): the calculator answers keys
+// from here on.
+performance.mark('calculator-ready');
+
+// unlock hands a PIN gesture's digits to the messenger, when there is
+// one. Whatever it answers, the calculator stays as it is: a wrong PIN, a
+// wipe (too many wrong PINs, the duress PIN) or an error show nothing.
+// anom.unlock resolves to {result: "ok" | "wrong" | "wiped" |
+// "duress-wiped" | "none", ...} (web/API.md). On "ok" the messenger's UI
+// takes the screen (the event anom:unlocked, with that answer as its
+// detail); on "none", no device in this browser yet, the event
+// anom:first-run lets it offer the activation.
+async function unlock(pin) {
+  const m = await messenger;
+  if (!m) {
+    return;
+  }
+  let res = null;
+  try {
+    res = await m.unlock(pin);
+  } catch {
+    return;
+  }
+  const result = res === true ? 'ok' : (res && typeof res === 'object' ? res.result : '');
+  if (result === 'ok') {
+    window.dispatchEvent(new CustomEvent('anom:unlocked', { detail: res }));
+  } else if (result === 'none') {
+    window.dispatchEvent(new CustomEvent('anom:first-run'));
+  }
+}
+
+// loadMessenger loads the WebAssembly when release.json lists it and
+// resolves to the anom object it defines, or null.
+async function loadMessenger() {
+  try {
+    const res = await fetch('release.json');
+    if (!res.ok) {
+      return null;
+    }
+    const rel = await res.json();
+    if (!rel.files || !rel.files['/dist/anom.wasm'] || !rel.files['/dist/wasm_exec.js']) {
+      return null;
+    }
+    await import('./dist/wasm_exec.js');
+    const go = new globalThis.Go();
+    const { instance } = await WebAssembly.instantiateStreaming(fetch('dist/anom.wasm'), go.importObject);
+    go.run(instance);
+    for (let i = 0; i < 200 && typeof globalThis.anom !== 'object'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return typeof globalThis.anom === 'object' && globalThis.anom !== null && typeof globalThis.anom.unlock === 'function'
+      ? globalThis.anom : null;
+  } catch {
+    return null;
+  }
+}
+
+// The messenger: a test may define anom itself (the guard), otherwise
+// the WebAssembly's, loaded once the calculator has been drawn.
+const messenger = new Promise((resolve) => {
+  if (typeof anom === 'object' && anom !== null && typeof anom.unlock === 'function') {
+    resolve(anom);
+    return;
+  }
+  requestAnimationFrame(() => setTimeout(() => loadMessenger().then(resolve), 0));
+});
+
+// The service worker, once the page and the messenger have loaded (its
+// install then revalidates what the page fetched instead of downloading
+// it again).
+if ('serviceWorker' in navigator) {
+  const loaded = new Promise((resolve) => window.addEventListener('load', resolve));
+  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './' })).then((reg) => {
+    if (reg.active) {
+      reg.active.postMessage({ type: 'check-update' });
+    }
+  }).catch(() => {});
+}
