@@ -16,7 +16,7 @@ import (
 
 	"anom/client"
 	"anom/client/idbstorage"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // dbName is the IndexedDB database of the device.

@@ -29,7 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 	"anom/internal/server"
 	"anom/internal/servertest"
 	"anom/internal/store/pebble"

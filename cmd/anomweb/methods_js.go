@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // The messenger's methods; each needs an unlocked, activated device.

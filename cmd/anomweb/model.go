@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 // The values the anom object gives JavaScript, as JSON (web/API.md
@@ -275,12 +274,12 @@ func errorCode(err error) string {
 			return c.code
 		}
 	}
-	for code, name := range map[anomv1.ErrorCode]string{
-		anomv1.ErrorCode_ERROR_CODE_BAD_CODE:       codeBadCode,
-		anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN: codeUsernameTaken,
-		anomv1.ErrorCode_ERROR_CODE_NOT_FOUND:      codeNotFound,
-		anomv1.ErrorCode_ERROR_CODE_REVOKED:        codeRevoked,
-		anomv1.ErrorCode_ERROR_CODE_EXPIRED:        codeExpired,
+	for code, name := range map[client.ErrorCode]string{
+		client.CodeBadActivationCode: codeBadCode,
+		client.CodeUsernameTaken:     codeUsernameTaken,
+		client.CodeNotFound:          codeNotFound,
+		client.CodeRevoked:           codeRevoked,
+		client.CodeExpired:           codeExpired,
 	} {
 		if client.IsCode(err, code) {
 			return name

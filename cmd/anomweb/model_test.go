@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"anom/client"
-	"anom/internal/identity"
-	anomv1 "anom/proto/anom/v1"
+	"anom/identity"
 )
 
 func TestMessageAndEventJSON(t *testing.T) {
@@ -40,13 +39,13 @@ func TestMessageAndEventJSON(t *testing.T) {
 
 func TestErrorCode(t *testing.T) {
 	for err, want := range map[error]string{
-		fmt.Errorf("opening: %w", client.ErrInUse):                                                 codeInUse,
-		fmt.Errorf("x: %w", &client.WrongPINError{Left: 3}):                                        codeWrongPIN,
-		&client.ServerError{Code: anomv1.ErrorCode_ERROR_CODE_BAD_CODE}:                            codeBadCode,
-		fmt.Errorf("a: %w", &client.ServerError{Code: anomv1.ErrorCode_ERROR_CODE_USERNAME_TAKEN}): codeUsernameTaken,
-		coded(codeLocked, "no device"):                                                             codeLocked,
-		fmt.Errorf("%w: bad", errBadInvite):                                                        codeBadInvite,
-		errors.New("other"):                                                                        codeError,
+		fmt.Errorf("opening: %w", client.ErrInUse):                               codeInUse,
+		fmt.Errorf("x: %w", &client.WrongPINError{Left: 3}):                      codeWrongPIN,
+		&client.ServerError{Code: client.CodeBadActivationCode}:                  codeBadCode,
+		fmt.Errorf("a: %w", &client.ServerError{Code: client.CodeUsernameTaken}): codeUsernameTaken,
+		coded(codeLocked, "no device"):                                           codeLocked,
+		fmt.Errorf("%w: bad", errBadInvite):                                      codeBadInvite,
+		errors.New("other"):                                                      codeError,
 	} {
 		if got := errorCode(err); got != want {
 			t.Errorf("errorCode(%v) = %s, want %s", err, got, want)

@@ -10,7 +10,7 @@ import (
 	"syscall/js"
 
 	"anom/client"
-	"anom/internal/identity"
+	"anom/identity"
 )
 
 // Pairing: a new device of a user who has one already. The new device
