@@ -138,7 +138,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	app.SetProofSource(srv.WebReleaseProof)
+	app.SetProofSource(func(ctx context.Context) ([]byte, error) { return srv.WebReleaseProof(ctx, app.Digest()) })
 	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
 	if err != nil {
 		return err

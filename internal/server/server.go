@@ -129,7 +129,7 @@ type Config struct {
 	Web http.Handler
 	// WebRelease is the release of the web app Web serves (its manifest's
 	// digest): appended to the transparency log at start unless logged
-	// already, its proof served by WebReleaseProof. Nil: none.
+	// already; WebReleaseProof proves it. Nil: none.
 	WebRelease *identity.WebRelease
 	// Registry receives the Prometheus metrics; nil means a registry of
 	// the server's own, served by MetricsHandler (not on the client
@@ -171,8 +171,7 @@ type Server struct {
 	metrics     *metrics
 	reg         *prometheus.Registry
 
-	esc *escrowState     // nil without an escrow policy
-	web *webReleaseState // nil without a web release
+	esc *escrowState // nil without an escrow policy
 
 	grantMu [16]sync.Mutex // serialise the blob grants of a device (by its first byte)
 

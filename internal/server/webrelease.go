@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -23,59 +24,67 @@ import (
 // (8 bytes) of its entry.
 const bucketWebReleases = "web-releases"
 
-// webReleaseState is the logged release of the app served.
-type webReleaseState struct {
-	release  identity.WebRelease
-	logIndex uint64
-}
+// ErrWebReleaseNotLogged: WebReleaseProof of a release not in the log.
+var ErrWebReleaseNotLogged = errors.New("server: web release not in the transparency log")
 
-// initWebRelease appends the web app's release to the transparency log
-// unless it is there already (a restart with the same binary).
+// initWebRelease logs Config.WebRelease.
 func (s *Server) initWebRelease(ctx context.Context) error {
 	if s.cfg.WebRelease == nil {
 		return nil
 	}
-	r := *s.cfg.WebRelease
-	key := hex.EncodeToString(r.Digest[:])
+	_, err := s.LogWebRelease(ctx, *s.cfg.WebRelease)
+	return err
+}
+
+// webReleaseIndex returns the log index of the release of digest, or an
+// error matching store.ErrNotFound.
+func (s *Server) webReleaseIndex(ctx context.Context, digest [sha256.Size]byte) (uint64, error) {
+	e, err := s.st.Get(ctx, bucketWebReleases, hex.EncodeToString(digest[:]))
+	if err != nil {
+		return 0, err
+	}
+	if len(e.Value) != 8 {
+		return 0, fmt.Errorf("%w: log index of %d bytes", store.ErrCorrupt, len(e.Value))
+	}
+	return binary.BigEndian.Uint64(e.Value), nil
+}
+
+// LogWebRelease appends a release of the web app to the transparency log
+// unless it is there already (a restart with the same binary), and
+// returns its log index.
+func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint64, error) {
 	s.tlogMu.Lock()
 	defer s.tlogMu.Unlock()
-	e, err := s.st.Get(ctx, bucketWebReleases, key)
+	idx, err := s.webReleaseIndex(ctx, r.Digest)
 	switch {
-	case err == nil && len(e.Value) == 8:
-		s.web = &webReleaseState{release: r, logIndex: binary.BigEndian.Uint64(e.Value)}
-		return nil
 	case err == nil:
-		return fmt.Errorf("loading the web release: %w: log index of %d bytes", store.ErrCorrupt, len(e.Value))
+		return idx, nil
 	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("loading the web release: %w", err)
+		return 0, fmt.Errorf("loading the web release: %w", err)
 	}
-	idx, err := s.tlog.Append(ctx, r.Entry())
+	idx, err = s.tlog.Append(ctx, r.Entry())
 	if err != nil {
-		return fmt.Errorf("logging the web release: %w", err)
+		return 0, fmt.Errorf("logging the web release: %w", err)
 	}
+	key := hex.EncodeToString(r.Digest[:])
 	if _, err := s.st.Put(ctx, bucketWebReleases, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
-		return fmt.Errorf("recording the log index of the web release: %w", err)
+		return 0, fmt.Errorf("recording the log index of the web release: %w", err)
 	}
 	s.log.Info("web app release appended to the transparency log", "version", key, "index", idx)
-	s.web = &webReleaseState{release: r, logIndex: idx}
-	return nil
+	return idx, nil
 }
 
-// WebReleaseIndex returns the log index of the web app's release, ok
-// false without Config.WebRelease.
-func (s *Server) WebReleaseIndex() (index uint64, ok bool) {
-	if s.web == nil {
-		return 0, false
+// WebReleaseProof makes release-proof.json for the logged release of
+// digest: its log entry and inclusion proof in the tree of a tree head
+// signed now (webrelease.Proof). A release not logged is
+// ErrWebReleaseNotLogged.
+func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte) ([]byte, error) {
+	idx, err := s.webReleaseIndex(ctx, digest)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], ErrWebReleaseNotLogged)
 	}
-	return s.web.logIndex, true
-}
-
-// WebReleaseProof makes release-proof.json for the web app's release: its
-// log entry and inclusion proof in the tree of a tree head signed now
-// (webrelease.Proof). It fails without Config.WebRelease.
-func (s *Server) WebReleaseProof(ctx context.Context) ([]byte, error) {
-	if s.web == nil {
-		return nil, errors.New("proving the web release: no web release configured")
+	if err != nil {
+		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
 	}
-	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(s.web.release.Digest[:]), s.web.logIndex, ed25519.PublicKey(s.rootPub))
+	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(digest[:]), idx, ed25519.PublicKey(s.rootPub))
 }

@@ -25,12 +25,12 @@ func TestWebReleaseLogged(t *testing.T) {
 	d, _ := m.Digest()
 	n := newNetwork(t, func(c *Config) { c.WebRelease = &identity.WebRelease{Digest: d} })
 	ctx := context.Background()
-	idx, ok := n.srv.WebReleaseIndex()
-	if !ok {
-		t.Fatal("no web release index")
+	idx, err := n.srv.webReleaseIndex(ctx, d)
+	if err != nil {
+		t.Fatal(err)
 	}
 	mb, _ := json.Marshal(m)
-	proof, err := n.srv.WebReleaseProof(ctx)
+	proof, err := n.srv.WebReleaseProof(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestWebReleaseLogged(t *testing.T) {
 	size := n.srv.tlog.Size()
 
 	n.restart()
-	if i, _ := n.srv.WebReleaseIndex(); i != idx || n.srv.tlog.Size() != size {
+	if i, _ := n.srv.webReleaseIndex(ctx, d); i != idx || n.srv.tlog.Size() != size {
 		t.Errorf("after a restart: index %d (was %d), log size %d (was %d)", i, idx, n.srv.tlog.Size(), size)
 	}
 
@@ -51,11 +51,11 @@ func TestWebReleaseLogged(t *testing.T) {
 	n.stop()
 	n.cfg.WebRelease = &identity.WebRelease{Digest: d2}
 	n.start()
-	i2, _ := n.srv.WebReleaseIndex()
+	i2, _ := n.srv.webReleaseIndex(ctx, d2)
 	if i2 < size || n.srv.tlog.Size() != i2+1 {
 		t.Errorf("a new release: index %d, log size %d (was %d)", i2, n.srv.tlog.Size(), size)
 	}
-	proof2, err := n.srv.WebReleaseProof(ctx)
+	proof2, err := n.srv.WebReleaseProof(ctx, d2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +65,12 @@ func TestWebReleaseLogged(t *testing.T) {
 	}
 	if _, err := webrelease.Verify(ed25519.PublicKey(n.root.Public()), mb, proof2); !errors.Is(err, webrelease.ErrNotLogged) {
 		t.Errorf("the old manifest with the new release's proof: %v, want ErrNotLogged", err)
+	}
+	// Both stay provable; a release never logged is not.
+	if _, err := n.srv.WebReleaseProof(ctx, d); err != nil {
+		t.Errorf("the first release after the second: %v", err)
+	}
+	if _, err := n.srv.WebReleaseProof(ctx, [32]byte{1}); !errors.Is(err, ErrWebReleaseNotLogged) {
+		t.Errorf("an unlogged release: %v, want ErrWebReleaseNotLogged", err)
 	}
 }
