@@ -51,6 +51,21 @@ function infoOf(state) {
 
 let lastState = null;
 
+// verify checks a release with the messenger: against the unlocked
+// device's network when there is one (it then outranks any pin), else
+// against root (the pinned one, or on first use the one the proof
+// names).
+async function verify(m, texts, root) {
+  try {
+    return await m.verifyRelease(texts.manifest, texts.proof);
+  } catch (err) {
+    if (!err || err.code !== 'bad-argument' || !root) {
+      throw err;
+    }
+  }
+  return m.verifyRelease(texts.manifest, texts.proof, root);
+}
+
 // gate runs one check: the running release's log entry is recorded once
 // (on first use, against the root its proof names, which is then pinned),
 // then a staged release is verified and activated, or refused.
@@ -61,7 +76,7 @@ async function gate() {
   const out = { updated: false, version: state.version, staged: '', refused: null, error };
   if (canVerify && state.running && state.running.proof && !infoOf(state).verified) {
     try {
-      const about = await m.verifyRelease(state.running.manifest, state.running.proof, state.pinnedRoot || proofRoot(state.running.proof));
+      const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof));
       ({ state } = await call({ type: 'activate-release', version: state.version, about }));
     } catch (err) {
       out.error = out.error || `the running release: ${err.message || err}`;
@@ -74,19 +89,23 @@ async function gate() {
       out.error = out.error || 'a new release waits: no messenger to verify it';
     } else {
       try {
-        const about = await m.verifyRelease(staged.manifest, staged.proof, state.pinnedRoot);
+        const about = await verify(m, staged, state.pinnedRoot);
         const res = await call({ type: 'activate-release', version: staged.version, about });
         state = res.state;
         out.updated = !res.error;
         out.error = res.error;
       } catch (err) {
         const msg = err && err.message ? err.message : String(err);
-        if (err && (err.code === 'release-refused' || err.code === 'wrong-network')) {
+        if (err && err.code === 'release-refused') {
           ({ state } = await call({ type: 'refuse-release', version: staged.version, error: msg }));
           window.dispatchEvent(new CustomEvent('anom:release-refused', { detail: { version: staged.version, error: msg } }));
           out.refused = { version: staged.version, error: msg };
+          out.error = `release ${staged.version} refused: ${msg}`;
+        } else {
+          // Not decided (no root to check against yet, or an error of
+          // the messenger): it stays staged for the next check.
+          out.error = `release ${staged.version} not verified yet: ${msg}`;
         }
-        out.error = `release ${staged.version} refused: ${msg}`;
       }
     }
   }

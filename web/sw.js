@@ -160,10 +160,16 @@ async function state() {
 async function checkUpdate() {
   const r = await fetchRelease();
   const running = await currentVersion();
+  const staged = await metaGet('staged-release');
   if (r.rel.version === running) {
+    // The server serves the running release again: a release staged
+    // before is no longer offered.
+    if (staged) {
+      await caches.delete('app-' + staged);
+      await metaDelete('staged-release');
+    }
     return;
   }
-  const staged = await metaGet('staged-release');
   if (staged !== r.rel.version) {
     if (staged) {
       await caches.delete('app-' + staged);
@@ -178,10 +184,9 @@ async function checkUpdate() {
   }
 }
 
-// activate makes the staged release (or, for the running one, just its
-// "about") the running release, as the page verified it: about is
-// anom.verifyRelease's answer. The root it was checked against is pinned
-// when none was.
+// activateRelease makes the staged release (or, for the running one,
+// just its "about") the running release, as the page verified it: about
+// is anom.verifyRelease's answer.
 async function activateRelease(version, about) {
   if (!about || about.version !== version) {
     throw new Error('activate-release: the verification is not of this release');
@@ -198,7 +203,9 @@ async function activateRelease(version, about) {
   await metaPut('about', JSON.stringify({
     version, logIndex: about.logIndex, loggedAt: about.loggedAt, treeSize: about.treeSize, root: about.root,
   }));
-  if (!await metaGet('pinned-root') && about.root) {
+  // The root is pinned on first use; the unlocked device's network
+  // (rootFrom "device") outranks it.
+  if (about.root && (about.rootFrom === 'device' || !await metaGet('pinned-root'))) {
     await metaPut('pinned-root', about.root);
   }
   await metaDelete('refused');
