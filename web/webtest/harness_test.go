@@ -70,6 +70,7 @@ type appServer struct {
 	app      *webapp.Handler
 	srv      *server.Server
 	proveAs  *[32]byte         // the release whose proof is served; nil: the app's
+	proof    []byte            // served as the proof instead, when set
 	tamper   map[string][]byte // served instead of the app's file at a path
 	requests []string          // paths the web app was asked for
 	full     map[string]int    // responses with a body (200), by path
@@ -129,11 +130,14 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 	}
 	app.SetProofSource(func(ctx context.Context) ([]byte, error) {
 		s.mu.Lock()
-		srv, d := s.srv, app.Digest()
+		srv, d, fixed := s.srv, app.Digest(), s.proof
 		if s.proveAs != nil {
 			d = *s.proveAs
 		}
 		s.mu.Unlock()
+		if fixed != nil {
+			return fixed, nil
+		}
 		if srv == nil {
 			return nil, errors.New("no server yet")
 		}
@@ -166,6 +170,14 @@ func (s *appServer) setProveAs(digest *[32]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.proveAs = digest
+}
+
+// setProof makes the server serve proof as release-proof.json (nil: its
+// own proof again).
+func (s *appServer) setProof(proof []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proof = proof
 }
 
 // handler returns the app being served.

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"anom/internal/webrelease"
+	"anom/internal/webrelease/webreleasetest"
 )
 
 // checkUpdateJS runs the update gate (web/release.js) and returns its
@@ -189,6 +192,20 @@ func TestAttackUnloggedReleaseRefused(t *testing.T) {
 	if info := runningRelease(t, ctx); info.Version != a.Version() || info.LogIndex == nil || *info.LogIndex != idxA {
 		t.Errorf("after the refusal, running %+v, want A at %d", info, idxA)
 	}
+
+	// B logged, but in another network's log (its own root, which its
+	// proof names): refused, the root pinned on first use is not its.
+	other := webreleasetest.New(t)
+	bm, err := webrelease.ParseManifest(b.Manifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.setProof(other.Proof(t, b.Version(), other.Append(t, bm)))
+	o = checkUpdate(t, ctx)
+	if o.Updated || o.Version != a.Version() || o.Refused == nil || !strings.Contains(o.Refused.Error, "tree head not of this network") {
+		t.Errorf("release B in another network's log: outcome %+v, want refused and A running", o)
+	}
+	s.setProof(nil)
 
 	idxB := s.logApp(t)
 	s.setProveAs(nil)
