@@ -8,6 +8,7 @@
 // wrong PIN leaves the calculator as it is.
 
 import { Calculator } from './calc.js';
+import { startReleaseGate } from './release.js';
 
 const display = document.getElementById('display');
 const keys = new Map();
@@ -204,12 +205,12 @@ const messenger = new Promise((resolve) => {
 
 // The service worker, once the page and the messenger have loaded (its
 // install then revalidates what the page fetched instead of downloading
-// it again).
+// it again); then the update gate (release.js): a new release runs only
+// once the messenger verified it in the network's transparency log.
 if ('serviceWorker' in navigator) {
   const loaded = new Promise((resolve) => window.addEventListener('load', resolve));
-  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './' })).then((reg) => {
-    if (reg.active) {
-      reg.active.postMessage({ type: 'check-update' });
-    }
-  }).catch(() => {});
+  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './' }))
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => startReleaseGate(messenger))
+    .catch(() => {});
 }

@@ -1,53 +1,94 @@
-// The service worker: keeps the app's files for offline use.
+// The service worker: keeps the app's files for offline use, and takes a
+// new release only once the page has verified it in the network's
+// transparency log.
 //
-// A release is the set of files release.json lists with their SHA-256.
-// Installing caches every file of the current release, checked against
-// its hash, in a cache named after the release's version; requests for
-// the app's files are then answered from that cache, so the app opens
-// offline. The API (/v1/) is never intercepted.
+// A release is the set of files release.json lists with their SHA-256;
+// release-proof.json proves that the release (its version, the digest of
+// those files) is in the network's transparency log. Installing caches
+// every file of the release, checked against its hash, in a cache named
+// after the release's version; requests for the app's files are then
+// answered from the running release's cache, so the app opens offline.
+// The API (/v1/) is never intercepted.
 //
-// Updates: the page asks (message "check-update") and the worker fetches
-// release.json; a new version is downloaded and checked file by file
-// into a new cache, and only a complete one replaces the running release
-// (web/README.md: what is still to come, the check against the network's
-// transparency log).
+// The first release is taken on first use: there is nothing yet to check
+// it against (web/README.md). Every later one goes through the update
+// gate: the page asks ("check-update"); a new version is downloaded and
+// checked file by file into a cache of its own (staged) and handed to the
+// page, whose WebAssembly checks it against the log (anom.verifyRelease)
+// with the pinned root key; only then does the page say "activate-release"
+// and the staged release replace the running one, for the next load. A
+// release the page refuses ("refuse-release") is dropped and the refusal
+// recorded. The running release's version and log entry ("about") are
+// recorded when the page verified it.
 
 const META = 'anom-meta';
-const CURRENT = new URL('./__current-release', self.registration.scope).href;
+const scopeURL = new URL(self.registration.scope);
+const key = (name) => new URL('./__' + name, scopeURL).href;
 
-async function currentVersion() {
+async function metaGet(name) {
   const meta = await caches.open(META);
-  const r = await meta.match(CURRENT);
+  const r = await meta.match(key(name));
   return r ? r.text() : null;
 }
 
-async function setCurrentVersion(v) {
+async function metaPut(name, text) {
   const meta = await caches.open(META);
-  await meta.put(CURRENT, new Response(v));
+  await meta.put(key(name), new Response(text));
 }
+
+async function metaDelete(name) {
+  const meta = await caches.open(META);
+  await meta.delete(key(name));
+}
+
+async function metaJSON(name) {
+  const t = await metaGet(name);
+  try {
+    return t ? JSON.parse(t) : null;
+  } catch {
+    return null;
+  }
+}
+
+const currentVersion = () => metaGet('current-release');
+
+// queue runs the page's requests one at a time.
+let queue = Promise.resolve();
 
 function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// fetchRelease returns release.json's text and parsed value, and
+// release-proof.json's text ('' when the server serves none).
 async function fetchRelease() {
-  const res = await fetch(new URL('release.json', self.registration.scope), { cache: 'no-store' });
+  const res = await fetch(new URL('release.json', scopeURL), { cache: 'no-store' });
   if (!res.ok) {
     throw new Error(`release.json: ${res.status}`);
   }
-  return res.json();
+  const manifest = await res.text();
+  const rel = JSON.parse(manifest);
+  if (typeof rel.version !== 'string' || !/^[0-9a-f]{64}$/.test(rel.version) || !rel.files || typeof rel.files !== 'object') {
+    throw new Error('release.json: not a release manifest');
+  }
+  let proof = '';
+  const pr = await fetch(new URL('release-proof.json', scopeURL), { cache: 'no-store' });
+  if (pr.ok) {
+    proof = await pr.text();
+  }
+  return { manifest, rel, proof };
 }
 
 // cacheRelease downloads every file of rel into the cache of its
 // version, refusing a file whose SHA-256 is not the one listed; a release
-// that fails leaves no cache behind.
-async function cacheRelease(rel) {
+// that fails leaves no cache behind. The manifest and the proof are kept
+// with it.
+async function cacheRelease({ manifest, rel, proof }) {
   const name = 'app-' + rel.version;
   const cache = await caches.open(name);
-  const scope = new URL(self.registration.scope);
   try {
     await Promise.all(Object.entries(rel.files).map(async ([path, sum]) => {
-      const url = new URL('.' + path, scope).href;
+      const url = new URL('.' + path, scopeURL).href;
       // Revalidated (a 304 when unchanged): the page has usually just
       // fetched the file, and the WebAssembly is megabytes.
       const res = await fetch(url, { cache: 'no-cache' });
@@ -61,8 +102,8 @@ async function cacheRelease(rel) {
       }
       await cache.put(url, res);
     }));
-    const releaseURL = new URL('release.json', scope).href;
-    await cache.put(releaseURL, new Response(JSON.stringify(rel), { headers: { 'Content-Type': 'application/json' } }));
+    await cache.put(new URL('release.json', scopeURL).href, new Response(manifest, { headers: { 'Content-Type': 'application/json' } }));
+    await cache.put(key('proof'), new Response(proof));
   } catch (err) {
     await caches.delete(name);
     throw err;
@@ -77,22 +118,105 @@ async function dropOtherReleases(version) {
   }
 }
 
-async function install() {
-  const rel = await fetchRelease();
-  await cacheRelease(rel);
-  await setCurrentVersion(rel.version);
-  await dropOtherReleases(rel.version);
+// releaseTexts returns the manifest and proof kept with a cached release.
+async function releaseTexts(version) {
+  const cache = await caches.open('app-' + version);
+  const m = await cache.match(new URL('release.json', scopeURL).href);
+  const p = await cache.match(key('proof'));
+  return { version, manifest: m ? await m.text() : '', proof: p ? await p.text() : '' };
 }
 
-async function checkUpdate() {
-  const rel = await fetchRelease();
-  if (rel.version === await currentVersion()) {
-    return false;
+// install: the first release is taken on first use. A new sw.js
+// installed by the browser over a running release keeps that release:
+// updates go through the gate.
+async function install() {
+  if (await currentVersion()) {
+    return;
   }
-  await cacheRelease(rel);
-  await setCurrentVersion(rel.version);
-  await dropOtherReleases(rel.version);
-  return true;
+  const r = await fetchRelease();
+  await cacheRelease(r);
+  await metaPut('current-release', r.rel.version);
+  await dropOtherReleases(r.rel.version);
+}
+
+// state is what the page is told: the running release, its "about" (once
+// verified), the pinned root, the staged release awaiting verification
+// and the last refusal.
+async function state() {
+  const version = await currentVersion();
+  const staged = await metaGet('staged-release');
+  return {
+    version,
+    about: await metaJSON('about'),
+    pinnedRoot: (await metaGet('pinned-root')) || '',
+    running: version ? await releaseTexts(version) : null,
+    staged: staged ? await releaseTexts(staged) : null,
+    refused: await metaJSON('refused'),
+  };
+}
+
+// checkUpdate stages the server's release when it is not the running one
+// (downloaded and checked file by file; not yet served).
+async function checkUpdate() {
+  const r = await fetchRelease();
+  const running = await currentVersion();
+  const staged = await metaGet('staged-release');
+  if (r.rel.version === running) {
+    // The server serves the running release again: a release staged
+    // before is no longer offered.
+    if (staged) {
+      await caches.delete('app-' + staged);
+      await metaDelete('staged-release');
+    }
+    return;
+  }
+  if (staged !== r.rel.version) {
+    if (staged) {
+      await caches.delete('app-' + staged);
+      await metaDelete('staged-release');
+    }
+    await cacheRelease(r);
+    await metaPut('staged-release', r.rel.version);
+  } else {
+    // The same release: keep its files, take the newer proof.
+    const cache = await caches.open('app-' + staged);
+    await cache.put(key('proof'), new Response(r.proof));
+  }
+}
+
+// activateRelease makes the staged release (or, for the running one,
+// just its "about") the running release, as the page verified it: about
+// is anom.verifyRelease's answer.
+async function activateRelease(version, about) {
+  if (!about || about.version !== version) {
+    throw new Error('activate-release: the verification is not of this release');
+  }
+  const running = await currentVersion();
+  if (version !== running) {
+    if (await metaGet('staged-release') !== version) {
+      throw new Error(`activate-release: ${version} is not staged`);
+    }
+    await metaPut('current-release', version);
+    await metaDelete('staged-release');
+    await dropOtherReleases(version);
+  }
+  await metaPut('about', JSON.stringify({
+    version, logIndex: about.logIndex, loggedAt: about.loggedAt, treeSize: about.treeSize, root: about.root,
+  }));
+  // The root is pinned on first use; the unlocked device's network
+  // (rootFrom "device") outranks it.
+  if (about.root && (about.rootFrom === 'device' || !await metaGet('pinned-root'))) {
+    await metaPut('pinned-root', about.root);
+  }
+  await metaDelete('refused');
+}
+
+async function refuseRelease(version, error) {
+  if (await metaGet('staged-release') === version) {
+    await caches.delete('app-' + version);
+    await metaDelete('staged-release');
+  }
+  await metaPut('refused', JSON.stringify({ version, error: String(error), at: Date.now() }));
 }
 
 self.addEventListener('install', (event) => {
@@ -103,21 +227,44 @@ self.addEventListener('activate', (event) => {
   event.waitUntil(self.clients.claim());
 });
 
-// A page asks for an update check with {type: "check-update"}; with a
-// MessagePort it gets the outcome: {updated, version, error}.
+// Messages from the page, each answered on its MessagePort with
+// {state, error}:
+//   {type: "state"}                            the state alone;
+//   {type: "check-update"}                     stage the server's release if new;
+//   {type: "activate-release", version, about} run the staged release (verified);
+//   {type: "refuse-release", version, error}   drop it, recording the refusal.
 self.addEventListener('message', (event) => {
-  if (!event.data || event.data.type !== 'check-update') {
+  const msg = event.data;
+  if (!msg || typeof msg.type !== 'string') {
     return;
   }
+  let work;
+  switch (msg.type) {
+    case 'state':
+      work = async () => {};
+      break;
+    case 'check-update':
+      work = checkUpdate;
+      break;
+    case 'activate-release':
+      work = () => activateRelease(msg.version, msg.about);
+      break;
+    case 'refuse-release':
+      work = () => refuseRelease(msg.version, msg.error);
+      break;
+    default:
+      return;
+  }
   const port = event.ports && event.ports[0];
-  event.waitUntil(checkUpdate().then(
-    async (updated) => ({ updated, version: await currentVersion(), error: '' }),
-    async (err) => ({ updated: false, version: await currentVersion(), error: String(err) }),
-  ).then((outcome) => {
+  // One at a time: a check and an activation must not interleave.
+  const run = queue.then(work).then(() => '', (err) => String(err)).then(async (error) => {
+    const s = await state();
     if (port) {
-      port.postMessage(outcome);
+      port.postMessage({ state: s, error });
     }
-  }));
+  });
+  queue = run.catch(() => {});
+  event.waitUntil(run);
 });
 
 self.addEventListener('fetch', (event) => {
@@ -126,19 +273,18 @@ self.addEventListener('fetch', (event) => {
     return;
   }
   const url = new URL(req.url);
-  const scope = new URL(self.registration.scope);
-  if (url.origin !== scope.origin || url.pathname.startsWith(scope.pathname + 'v1/')) {
+  if (url.origin !== scopeURL.origin || url.pathname.startsWith(scopeURL.pathname + 'v1/')) {
     return;
   }
   event.respondWith((async () => {
     const v = await currentVersion();
     if (v) {
       const cache = await caches.open('app-' + v);
-      let key = url.origin + url.pathname;
-      if (req.mode === 'navigate' || url.pathname === scope.pathname) {
-        key = new URL('index.html', scope).href;
+      let k = url.origin + url.pathname;
+      if (req.mode === 'navigate' || url.pathname === scopeURL.pathname) {
+        k = new URL('index.html', scopeURL).href;
       }
-      const hit = await cache.match(key);
+      const hit = await cache.match(k);
       if (hit) {
         return hit;
       }

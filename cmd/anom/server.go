@@ -130,7 +130,7 @@ func runServer(ctx context.Context, args []string) error {
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
-		Web: app,
+		Web: app, WebRelease: &identity.WebRelease{Digest: app.Digest()},
 	})
 	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
 		return fmt.Errorf("%w (certify a new key with the root: anom admin rotate --role directory|countersign --data %s)", err, *data)
@@ -138,6 +138,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	app.SetProofSource(func(ctx context.Context) ([]byte, error) { return srv.WebReleaseProof(ctx, app.Digest()) })
 	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"anom/client"
 	"anom/internal/tlstest"
 	"anom/internal/webapp"
 )
@@ -85,6 +87,18 @@ func TestServerWebApp(t *testing.T) {
 	}
 	if res.Header.Get("Content-Security-Policy") != webapp.ContentSecurityPolicy {
 		t.Errorf("GET /: CSP %q", res.Header.Get("Content-Security-Policy"))
+	}
+	// The release the binary embeds is in the network's log: the proof
+	// served verifies against the network's root for the manifest served.
+	_, manifest := get(browser, "https://web.anom.test:"+port+webapp.ReleasePath)
+	res, proof := get(browser, "https://web.anom.test:"+port+webapp.ProofPath)
+	ni, err := dataDir(data).info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKey, _ := hex.DecodeString(ni.RootPublicKey)
+	if v, err := client.VerifyAppRelease(rootKey, []byte(manifest), []byte(proof)); res.StatusCode != 200 || err != nil {
+		t.Errorf("GET %s: %d, verifying: %+v, %v", webapp.ProofPath, res.StatusCode, v, err)
 	}
 	res, _ = get(browser, "https://web.anom.test:"+port+"/dist/anom.wasm")
 	if built && (res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/wasm") {

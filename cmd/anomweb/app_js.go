@@ -94,6 +94,7 @@ func (a *app) object() js.Value {
 		"lookupPairing":   a.lookupPairing,
 		"approveDevice":   a.approveDevice,
 		"deleteMessage":   a.deleteMessage,
+		"verifyRelease":   a.verifyRelease,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {

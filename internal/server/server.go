@@ -127,6 +127,10 @@ type Config struct {
 	// route takes (the API is under /v1/). Nil means none: such requests
 	// get 404.
 	Web http.Handler
+	// WebRelease is the release of the web app Web serves (its manifest's
+	// digest): appended to the transparency log at start unless logged
+	// already; WebReleaseProof proves it. Nil: none.
+	WebRelease *identity.WebRelease
 	// Registry receives the Prometheus metrics; nil means a registry of
 	// the server's own, served by MetricsHandler (not on the client
 	// port), which also has the Go runtime
@@ -274,6 +278,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	if err := s.initEscrow(ctx); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	if err := s.initWebRelease(ctx); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	return s, nil

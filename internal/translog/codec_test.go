@@ -77,7 +77,7 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"version 0", mod(func(b []byte) []byte { b[0] = 0; return b }), ErrEntryVersion},
 		{"version 2", mod(func(b []byte) []byte { b[0] = 2; return b }), ErrEntryVersion},
 		{"kind 0", mod(func(b []byte) []byte { b[1] = 0; return b }), ErrEntryKind},
-		{"kind 6", mod(func(b []byte) []byte { b[1] = 6; return b }), ErrEntryKind},
+		{"kind 7", mod(func(b []byte) []byte { b[1] = 7; return b }), ErrEntryKind},
 		{"kind 255", mod(func(b []byte) []byte { b[1] = 255; return b }), ErrEntryKind},
 		{"zero length", withLen(0), ErrEntryEmptyPayload},
 		{"oversize length", withLen(MaxPayloadSize + 1), ErrEntryTooLarge},
@@ -120,7 +120,7 @@ func TestEncodeEntryRejects(t *testing.T) {
 func TestKindString(t *testing.T) {
 	for k, want := range map[Kind]string{
 		KindDeviceCertificate: "device-certificate", KindRevocation: "revocation",
-		KindEscrowPolicy: "escrow-policy", KindDeviceApproval: "device-approval", 7: "kind(7)",
+		KindEscrowPolicy: "escrow-policy", KindDeviceApproval: "device-approval", KindWebRelease: "web-release", 7: "kind(7)",
 	} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)

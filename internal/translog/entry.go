@@ -18,6 +18,7 @@ const (
 	KindEscrowPolicy      Kind = 3 // a version of the signed escrow policy
 	KindDeviceApproval    Kind = 4 // an existing device's approval of a new device of the same user
 	KindOnlineKey         Kind = 5 // the root's certificate of an online key (directory, escrow countersigning, admin)
+	KindWebRelease        Kind = 6 // a release of the web app: the hash of its manifest
 )
 
 // String returns the kind's name.
@@ -33,12 +34,14 @@ func (k Kind) String() string {
 		return "device-approval"
 	case KindOnlineKey:
 		return "online-key"
+	case KindWebRelease:
+		return "web-release"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k >= KindDeviceCertificate && k <= KindOnlineKey }
+func (k Kind) Valid() bool { return k >= KindDeviceCertificate && k <= KindWebRelease }
 
 const (
 	// EntryVersion is the only entry encoding version this package writes

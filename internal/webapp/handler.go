@@ -9,6 +9,7 @@ package webapp
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,10 +19,12 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"anom/internal/webrelease"
 
 	"github.com/andybalholm/brotli"
 )
@@ -65,7 +68,10 @@ const (
 	WasmPath     = "/dist/anom.wasm"
 	WasmExecPath = "/dist/wasm_exec.js"
 	// ReleasePath serves the release manifest.
-	ReleasePath = "/release.json"
+	ReleasePath = webrelease.ManifestPath
+	// ProofPath serves the proof that the release is in the network's
+	// transparency log (webrelease.Proof), when a ProofSource is set.
+	ProofPath = webrelease.ProofPath
 )
 
 // asset is one file as served, in each form it was found in. The forms
@@ -93,15 +99,20 @@ type Handler struct {
 	assets  map[string]*asset // by URL path
 	release []byte
 	version string
+	digest  [32]byte
+
+	proofMu sync.RWMutex
+	proof   ProofSource
 }
 
 // Release is the release manifest served at /release.json: every file's
 // SHA-256 (hex) by URL path, and the release's version, the SHA-256 of
-// the sorted "path sum\n" lines.
-type Release struct {
-	Version string            `json:"version"`
-	Files   map[string]string `json:"files"`
-}
+// the sorted "path sum\n" lines (identity.WebReleaseDigest).
+type Release = webrelease.Manifest
+
+// ProofSource makes release-proof.json for the release served (the
+// server: webrelease.NewProof over its log).
+type ProofSource func(ctx context.Context) ([]byte, error)
 
 // New reads the app from fsys (rooted at the app's directory, as
 // web.Files). NAME.gz and NAME.br are NAME compressed with gzip and
@@ -168,17 +179,13 @@ func New(fsys fs.FS) (*Handler, error) {
 	if _, ok := h.assets["/index.html"]; !ok {
 		return nil, errors.New("reading the web app: no index.html")
 	}
-	paths := make([]string, 0, len(rel.Files))
-	for p := range rel.Files {
-		paths = append(paths, p)
+	m, err := webrelease.NewManifest(rel.Files)
+	if err != nil {
+		return nil, fmt.Errorf("making the release manifest: %w", err)
 	}
-	slices.Sort(paths)
-	vh := sha256.New()
-	for _, p := range paths {
-		fmt.Fprintf(vh, "%s %s\n", p, rel.Files[p])
-	}
-	rel.Version = hex.EncodeToString(vh.Sum(nil))
+	rel = m
 	h.version = rel.Version
+	h.digest, _ = m.Digest()
 	h.release, err = json.Marshal(rel)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the release manifest: %w", err)
@@ -277,6 +284,21 @@ func (h *Handler) Messenger() bool {
 // Version is the release's version (its manifest's hash).
 func (h *Handler) Version() string { return h.version }
 
+// Digest is the release's digest, the bytes of Version, which the server
+// logs (identity.WebRelease).
+func (h *Handler) Digest() [32]byte { return h.digest }
+
+// Manifest is release.json as served.
+func (h *Handler) Manifest() []byte { return h.release }
+
+// SetProofSource makes the handler serve /release-proof.json from src;
+// without one that path is 404.
+func (h *Handler) SetProofSource(src ProofSource) {
+	h.proofMu.Lock()
+	h.proof = src
+	h.proofMu.Unlock()
+}
+
 // WasmSizes returns the WebAssembly's size in each form it is served in
 // (0 for a form not present): raw, gzip and brotli. ok is false when it
 // was not built.
@@ -314,6 +336,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Cache-Control", "no-cache")
 		hd.Set("ETag", `"`+h.version[:32]+`"`)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(h.release))
+		return
+	}
+	if p == ProofPath {
+		h.serveProof(w, r)
 		return
 	}
 	a := h.assets[p]
@@ -395,4 +421,25 @@ func accepts(header, coding string) bool {
 		}
 	}
 	return star
+}
+
+// serveProof serves release-proof.json, made per request (its tree head
+// is the log's current one), never cached.
+func (h *Handler) serveProof(w http.ResponseWriter, r *http.Request) {
+	h.proofMu.RLock()
+	src := h.proof
+	h.proofMu.RUnlock()
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
+	if src == nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	b, err := src(r.Context())
+	if err != nil {
+		http.Error(w, "the release's proof is unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	hd.Set("Content-Type", "application/json")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 }

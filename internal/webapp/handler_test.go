@@ -3,9 +3,11 @@ package webapp
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -420,5 +422,35 @@ func TestPlainFiles(t *testing.T) {
 	}
 	if w := do(h, "GET", "/app.js"); w.Body.String() != "export {};\n" {
 		t.Errorf("GET /app.js: %q", w.Body.String())
+	}
+}
+
+// /release-proof.json is served from the proof source, made per request
+// and never cached; without a source it is 404, and a source's failure
+// is a 503.
+func TestReleaseProof(t *testing.T) {
+	h := newTestHandler(t)
+	if rec := do(h, http.MethodGet, ProofPath); rec.Code != http.StatusNotFound {
+		t.Errorf("no proof source: %d", rec.Code)
+	}
+	calls := 0
+	h.SetProofSource(func(ctx context.Context) ([]byte, error) {
+		calls++
+		if calls == 2 {
+			return nil, errors.New("log unavailable")
+		}
+		return []byte(`{"version":"` + h.Version() + `"}`), nil
+	})
+	rec := do(h, http.MethodGet, ProofPath)
+	if rec.Code != http.StatusOK || rec.Header().Get("Cache-Control") != "no-store" || !strings.Contains(rec.Body.String(), h.Version()) ||
+		rec.Header().Get("Content-Security-Policy") != ContentSecurityPolicy {
+		t.Errorf("with a source: %d %q %s", rec.Code, rec.Header().Get("Cache-Control"), rec.Body)
+	}
+	if rec := do(h, http.MethodGet, ProofPath); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a failing source: %d", rec.Code)
+	}
+	d := h.Digest()
+	if hex.EncodeToString(d[:]) != h.Version() {
+		t.Errorf("digest %x, version %s", d, h.Version())
 	}
 }

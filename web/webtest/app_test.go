@@ -41,7 +41,8 @@ func waitServiceWorker(tb testing.TB, ctx context.Context) {
 }
 
 // releaseFiles is the set of paths the app is made of: its release
-// manifest's files, / and the manifest itself.
+// manifest's files, / and the manifest itself, and the proof that the
+// release is in the network's log.
 func releaseFiles(tb testing.TB, s *appServer) map[string]bool {
 	tb.Helper()
 	rec := httptest.NewRecorder()
@@ -50,7 +51,7 @@ func releaseFiles(tb testing.TB, s *appServer) map[string]bool {
 	if err := json.Unmarshal(rec.Body.Bytes(), &rel); err != nil {
 		tb.Fatal(err)
 	}
-	files := map[string]bool{"/": true, webapp.ReleasePath: true}
+	files := map[string]bool{"/": true, webapp.ReleasePath: true, webapp.ProofPath: true}
 	for p := range rel.Files {
 		files[p] = true
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -67,6 +68,9 @@ type appServer struct {
 	stop     func()
 	mu       sync.Mutex
 	app      *webapp.Handler
+	srv      *server.Server
+	proveAs  *[32]byte         // the release whose proof is served; nil: the app's
+	proof    []byte            // served as the proof instead, when set
 	tamper   map[string][]byte // served instead of the app's file at a path
 	requests []string          // paths the web app was asked for
 	full     map[string]int    // responses with a body (200), by path
@@ -124,10 +128,56 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	app.SetProofSource(func(ctx context.Context) ([]byte, error) {
+		s.mu.Lock()
+		srv, d, fixed := s.srv, app.Digest(), s.proof
+		if s.proveAs != nil {
+			d = *s.proveAs
+		}
+		s.mu.Unlock()
+		if fixed != nil {
+			return fixed, nil
+		}
+		if srv == nil {
+			return nil, errors.New("no server yet")
+		}
+		return srv.WebReleaseProof(ctx, d)
+	})
 	s.mu.Lock()
 	s.app = app
 	s.mu.Unlock()
 	return app
+}
+
+// logApp appends the release of the app being served to the server's
+// transparency log and returns its index.
+func (s *appServer) logApp(tb testing.TB) uint64 {
+	tb.Helper()
+	s.mu.Lock()
+	srv, d := s.srv, s.app.Digest()
+	s.mu.Unlock()
+	idx, err := srv.LogWebRelease(context.Background(), identity.WebRelease{Digest: d})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return idx
+}
+
+// setProveAs makes the server serve the proof of the release of digest
+// (nil: of the app it serves), as a server lying about an unlogged
+// release would.
+func (s *appServer) setProveAs(digest *[32]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proveAs = digest
+}
+
+// setProof makes the server serve proof as release-proof.json (nil: its
+// own proof again).
+func (s *appServer) setProof(proof []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proof = proof
 }
 
 // handler returns the app being served.
@@ -199,12 +249,15 @@ func startServer(tb testing.TB, fsys ...fs.FS) *appServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := server.Config{Store: st, TLS: tc, Name: "test.anom", Web: s}
+	cfg := server.Config{Store: st, TLS: tc, Name: "test.anom", Web: s, WebRelease: &identity.WebRelease{Digest: s.handler().Digest()}}
 	servertest.Keys(tb, &cfg, root)
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
 	s.addr, s.stop = servertest.Serve(tb, srv, st, "127.0.0.1:0")
 	_, port, _ := net.SplitHostPort(s.addr)
 	s.url = "https://" + webHost + ":" + port + "/"

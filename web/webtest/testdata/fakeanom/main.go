@@ -4,10 +4,26 @@
 // browser tests: it defines the global anom with unlock(pin), which
 // records each PIN in globalThis.fakeUnlockCalls and answers as the real
 // one does (web/API.md): {result: "ok"} for 1357924680, else
-// {result: "wrong"}.
+// {result: "wrong"}; and verifyRelease(manifest, proof, root), which
+// checks a release with webrelease.Verify, the check the real one's
+// client.VerifyAppRelease makes, answering as the real one does with no
+// device unlocked (a refusal rejects with code "release-refused").
 package main
 
-import "syscall/js"
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"syscall/js"
+
+	"anom/internal/webrelease"
+)
+
+func reject(code, msg string) js.Value {
+	e := js.Global().Get("Error").New(msg)
+	e.Set("code", code)
+	return js.Global().Get("Promise").Call("reject", e)
+}
 
 func main() {
 	calls := js.Global().Get("Array").New()
@@ -24,6 +40,26 @@ func main() {
 		}
 		return js.Global().Get("Promise").Call("resolve", js.ValueOf(res))
 	})
-	js.Global().Set("anom", js.ValueOf(map[string]any{"unlock": unlock}))
+	verifyRelease := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) < 3 || args[0].Type() != js.TypeString || args[1].Type() != js.TypeString || args[2].Type() != js.TypeString {
+			return reject("bad-argument", "verifyRelease(manifest, proof, root)")
+		}
+		root, err := hex.DecodeString(args[2].String())
+		if err != nil || len(root) != ed25519.PublicKeySize {
+			return reject("bad-argument", "root: none given and no device unlocked")
+		}
+		v, err := webrelease.Verify(root, []byte(args[0].String()), []byte(args[1].String()))
+		if errors.Is(err, webrelease.ErrRefused) {
+			return reject("release-refused", err.Error())
+		}
+		if err != nil {
+			return reject("error", err.Error())
+		}
+		return js.Global().Get("Promise").Call("resolve", js.ValueOf(map[string]any{
+			"ok": true, "version": v.Version, "logIndex": v.LogIndex, "loggedAt": v.LoggedAt, "treeSize": v.TreeSize,
+			"root": args[2].String(), "rootFrom": "pinned",
+		}))
+	})
+	js.Global().Set("anom", js.ValueOf(map[string]any{"unlock": unlock, "verifyRelease": verifyRelease}))
 	select {}
 }

@@ -1,0 +1,36 @@
+package webrelease_test
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"anom/internal/webrelease"
+	"anom/internal/webrelease/webreleasetest"
+)
+
+// FuzzVerify: the decoders of release.json and release-proof.json and the
+// check of both never panic, and accept nothing but a logged release.
+func FuzzVerify(f *testing.F) {
+	n := webreleasetest.New(f)
+	m, err := webrelease.NewManifest(map[string]string{"/index.html": strings.Repeat("a", 64)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	mb, _ := json.Marshal(m)
+	idx := n.Append(f, m)
+	proof := n.Proof(f, m.Version, idx)
+	root := n.RootPublic()
+	f.Add(mb, proof)
+	f.Add([]byte(`{"version":"","files":{}}`), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, manifest, proof []byte) {
+		v, err := webrelease.Verify(ed25519.PublicKey(root), manifest, proof)
+		if err != nil {
+			return
+		}
+		if v.Version != m.Version {
+			t.Fatalf("verified version %s, only %s is logged", v.Version, m.Version)
+		}
+	})
+}
