@@ -151,7 +151,7 @@ class Messenger {
   async start() {
     const a = this.anom;
     a.onEvent((e) => this.onEvent(e));
-    for (const t of ['pointerdown', 'keydown', 'input', 'wheel', 'touchstart']) {
+    for (const t of ['pointerdown', 'keydown', 'input', 'wheel', 'touchstart', 'click']) {
       this.listen(document, t, () => { this.lastActive = Date.now(); }, { passive: true, capture: true });
     }
     this.listen(document, 'visibilitychange', () => {
@@ -766,8 +766,8 @@ class Messenger {
           await render();
         } catch (ex) { this.alert(errorText(ex), false); }
       });
-      body.append(cc.name ? rename : null, users, cc.name ? add : null,
-        h('p', { class: 'hint' }, (cc.members || []).length + ' devices in this chat'));
+      body.append(...[cc.name ? rename : null, users, cc.name ? add : null,
+        h('p', { class: 'hint' }, (cc.members || []).length + ' devices in this chat')].filter(Boolean));
     };
     await render();
     return dlg;
@@ -788,7 +788,7 @@ class Messenger {
       clear(body);
       body.append(h('p', { class: 'hint' }, 'Compare these digits with ' + username + '’s screen, in person or on a call you trust.'));
       for (const d of list) {
-        const groups = (d.number || '').split(/\s+/).filter(Boolean);
+        const groups = Array.isArray(d.number) ? d.number : String(d.number || '').split(/\s+/).filter(Boolean);
         const lines = [];
         for (let i = 0; i < groups.length; i += 4) {
           lines.push(groups.slice(i, i + 4).join(' '));
@@ -810,7 +810,7 @@ class Messenger {
     try {
       const p = await this.anom.escrowPolicy();
       const row = (k, v) => [h('dt', {}, k), h('dd', {}, v === undefined || v === null ? '—' : String(v))];
-      body.append(
+      body.append(...[
         row('Verified', p.verified ? 'yes' : 'NO'),
         row('Policy', p.none ? 'no escrow' : (p.summary || '')),
         row('Notice', p.notice),
@@ -820,7 +820,7 @@ class Messenger {
         row('Issuers', (p.issuers || []).map(fmtParty).join('; ')),
         row('Created', p.created ? new Date(p.created).toLocaleString() : undefined),
         row('Log entry', p.logIndex),
-        row('Server key', p.serverKeyId));
+        row('Server key', p.serverKeyId)].flat());
     } catch (e) {
       body.append(h('p', { role: 'alert' }, errorText(e)));
     }
@@ -879,6 +879,9 @@ class Messenger {
 }
 
 function previewOf(m) {
+  if (thumbTarget(m)) {
+    return '🖼 Photo';
+  }
   switch (m.kind) {
     case 'text': return m.text || '';
     case 'voice': return '🎤 Voice note ' + duration(m.durationMs);

@@ -268,13 +268,19 @@ func (o *origin) down() {
 
 func (n *webNet) serveOrigin(t testing.TB, dir, addr string) *origin {
 	t.Helper()
+	return n.serveHandler(t, http.FileServer(http.Dir(dir)), addr)
+}
+
+// serveHandler is serveOrigin with the page's files served by app.
+func (n *webNet) serveHandler(t testing.TB, app http.Handler, addr string) *origin {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.srv.Handler())
-	mux.Handle("/", http.FileServer(http.Dir(dir)))
+	mux.Handle("/", app)
 	o := &origin{addr: ln.Addr().String(), ln: ln, hs: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go o.hs.Serve(tls.NewListener(o, n.tls))
 	t.Cleanup(o.down)
