@@ -118,14 +118,14 @@ class Messenger {
     this.messages = h('ol', { id: 'messages', class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
     this.input = h('textarea', { id: 'compose-text', rows: 1, 'aria-label': 'Message', placeholder: 'Message', autocomplete: 'off' });
     this.fileInput = h('input', { type: 'file', id: 'file-input', class: 'visually-hidden', 'aria-label': 'Attach a photo or file', tabindex: -1 });
-    this.voiceBtn = h('button', { type: 'button', id: 'voice-btn', class: 'icon', 'aria-label': 'Record a voice note', 'aria-pressed': 'false' }, '🎤');
+    this.voiceBtn = h('button', { type: 'button', id: 'voice-btn', class: 'icon', 'aria-label': 'Record a voice note', 'aria-pressed': 'false' }, 'Mic');
     this.compose = h('form', { id: 'compose', class: 'compose', 'aria-label': 'Write a message' },
       this.fileInput,
-      h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach a photo or file', onclick: () => this.fileInput.click() }, '📎'),
+      h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach a photo or file', onclick: () => this.fileInput.click() }, '+'),
       this.voiceBtn, this.input,
       h('button', { type: 'submit', id: 'send-btn', class: 'icon primary', 'aria-label': 'Send' }, '➤'));
     this.timerSel = h('select', { id: 'timer', 'aria-label': 'Disappearing messages' },
-      TIMERS.map(([s, l]) => h('option', { value: s }, s ? '⏱ ' + l : '⏱ Off')));
+      TIMERS.map(([s, l]) => h('option', { value: s }, 'Timer: ' + l)));
     this.chatView = h('section', { id: 'chat', class: 'chat', 'aria-labelledby': 'chat-title', hidden: true },
       h('header', { class: 'bar' },
         h('button', { type: 'button', class: 'back icon', 'aria-label': 'Back to chats', onclick: () => this.closeChat() }, '‹'),
@@ -273,7 +273,7 @@ class Messenger {
         'aria-current': c.id === this.current ? 'true' : false,
         onclick: () => this.openChat(c.id),
       },
-      h('span', { class: 'name' }, c.name ? '👥 ' + name : name),
+      h('span', { class: 'name' }, name),
       h('time', { class: 'when' }, last ? clock(last.sentAt) : ''),
       h('span', { class: 'preview' }, preview),
       n ? h('span', { class: 'unread', 'aria-hidden': 'true' }, String(n)) : null);
@@ -307,10 +307,10 @@ class Messenger {
       return;
     }
     this.chatTitle.textContent = this.chatName(c);
-    this.escrowLine.textContent = '🔑 ' + (c.escrow || 'Escrow policy not verified yet');
+    this.escrowLine.textContent = 'Escrow: ' + (c.escrow || 'Escrow policy not verified yet');
     this.timerSel.value = String(c.timerSeconds || 0);
     if (![...this.timerSel.options].some((o) => o.value === String(c.timerSeconds || 0))) {
-      this.timerSel.append(h('option', { value: c.timerSeconds }, '⏱ ' + c.timerSeconds + ' s'));
+      this.timerSel.append(h('option', { value: c.timerSeconds }, 'Timer: ' + c.timerSeconds + ' s'));
       this.timerSel.value = String(c.timerSeconds);
     }
   }
@@ -384,12 +384,12 @@ class Messenger {
     } else if (m.kind === 'attachment') {
       body.append(this.fileView(m));
     }
-    const mark = m.outgoing ? h('span', { class: 'mark', role: 'img', 'aria-label': m.pending ? 'pending' : 'sent' }, m.pending ? '🕓' : '✓') : null;
+    const mark = m.outgoing ? h('span', { class: 'mark', role: 'img', 'aria-label': m.pending ? 'pending' : 'sent' }, m.pending ? '○' : '✓') : null;
     const meta = h('div', { class: 'meta' },
       c && c.name && !m.outgoing ? h('span', { class: 'from' }, m.username) : null,
       h('time', { datetime: new Date(m.sentAt).toISOString(), title: 'Sent ' + new Date(m.sentAt).toLocaleString() }, clock(m.sentAt)),
       mark,
-      m.outgoing ? h('button', { type: 'button', class: 'del', 'aria-label': 'Delete for everyone', onclick: () => this.deleteMessage(m.id) }, '🗑') : null);
+      m.outgoing ? h('button', { type: 'button', class: 'del', 'aria-label': 'Delete for everyone', onclick: () => this.deleteMessage(m.id) }, 'Delete') : null);
     const li = h('li', { class: m.outgoing ? 'out' : 'in', dataset: { id: m.id, kind: m.kind }, 'aria-label': (m.outgoing ? 'You' : m.username) + ', ' + clock(m.sentAt) },
       body, meta);
     if (m.pending) {
@@ -413,7 +413,7 @@ class Messenger {
 
   photoView(m) {
     const box = h('button', { type: 'button', class: 'photo', 'aria-label': 'Photo ' + m.attachment.name + ': open', onclick: () => this.viewPhoto(m) },
-      h('span', { class: 'ph' }, '🖼 ' + m.attachment.name + ' · ' + size(m.attachment.size)));
+      h('span', { class: 'ph' }, 'Photo: ' + m.attachment.name + ' · ' + size(m.attachment.size)));
     const thumb = this.thumbs && this.thumbs.get(m.id);
     if (thumb) {
       this.loadThumb(box, thumb);
@@ -483,7 +483,7 @@ class Messenger {
       } catch (e) {
         this.alert(errorText(e), false);
       }
-    } }, '📄 ' + a.name + ' · ' + size(a.size));
+    } }, 'File: ' + a.name + ' · ' + size(a.size));
   }
 
   async onEvent(e) {
@@ -639,6 +639,7 @@ class Messenger {
       this.voiceBtn.setAttribute('aria-pressed', 'false');
       this.voiceBtn.classList.remove('recording');
       this.voiceBtn.setAttribute('aria-label', 'Record a voice note');
+      this.voiceBtn.textContent = 'Mic';
       const note = await rec.stop();
       if (note && this.current) {
         await this.sendFile(this.current, note.file, note.durationMs);
@@ -650,6 +651,7 @@ class Messenger {
       this.voiceBtn.setAttribute('aria-pressed', 'true');
       this.voiceBtn.classList.add('recording');
       this.voiceBtn.setAttribute('aria-label', 'Stop and send the voice note');
+      this.voiceBtn.textContent = 'Stop';
     } catch (e) {
       this.recorder = null;
       this.alert('The microphone is not available: ' + (e.message || e), false);
@@ -880,12 +882,12 @@ class Messenger {
 
 function previewOf(m) {
   if (thumbTarget(m)) {
-    return '🖼 Photo';
+    return 'Photo';
   }
   switch (m.kind) {
     case 'text': return m.text || '';
-    case 'voice': return '🎤 Voice note ' + duration(m.durationMs);
-    case 'attachment': return (m.attachment && /^image\//.test(m.attachment.mime) ? '🖼 ' : '📄 ') + (m.attachment ? m.attachment.name : '');
+    case 'voice': return 'Voice note ' + duration(m.durationMs);
+    case 'attachment': return (m.attachment && /^image\//.test(m.attachment.mime) ? 'Photo: ' : 'File: ') + (m.attachment ? m.attachment.name : '');
     default: return '';
   }
 }

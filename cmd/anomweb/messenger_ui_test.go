@@ -22,6 +22,7 @@ import (
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"anom/identity"
 	"anom/internal/wasmtest"
 	"anom/internal/webapp"
 	"anom/web"
@@ -115,7 +116,8 @@ func uiOpen(p *page) {
 // helpers in every page.
 func uiBrowser(t *testing.T, n *webNet, base string) *page {
 	t.Helper()
-	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki), chromedp.WindowSize(1280, 800))
+	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki), chromedp.WindowSize(1280, 800),
+		chromedp.Flag("use-fake-device-for-media-stream", true), chromedp.Flag("use-fake-ui-for-media-stream", true))
 	if _, err := chromedp.Call(b.Ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: uiHelpers}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +295,33 @@ func TestMessengerUI(t *testing.T) {
 	shots.take(carol, "photo-viewer", "carol's photo viewer with alice's picture")
 	eval[any](carol, `__t.q('dialog .close').click()`)
 
+	// A voice note recorded with MediaRecorder (Chromium's fake
+	// microphone), played inline with its duration, the same bytes on
+	// both sides; then deleted for everyone.
+	eval[any](alice, `__t.q('#voice-btn').click()`)
+	uiWait(alice, `__t.q('#voice-btn').getAttribute('aria-pressed') === 'true'`, "alice recording")
+	time.Sleep(1300 * time.Millisecond)
+	eval[any](alice, `__t.q('#voice-btn').click()`)
+	uiWait(carol, `!!document.querySelector('#messages li[data-kind="voice"] button.voice')`, "carol's voice note")
+	if d := eval[string](carol, `__t.q('#messages li[data-kind="voice"] button.voice').textContent`); d != "▶ 0:01" {
+		t.Errorf("carol's voice note shows %q, want ▶ 0:01", d)
+	}
+	eval[any](carol, `__t.q('#messages li[data-kind="voice"] button.voice').click()`)
+	uiWait(carol, `!!document.querySelector('#messages li[data-kind="voice"] audio')`, "carol's voice player")
+	const voiceBytes = `(async () => {
+		const id = __t.q('#messages li[data-kind="voice"]').dataset.id;
+		const chat = (await anom.chats()).find((c) => !c.name && c.users.length === 1);
+		const b = await anom.fetchAttachment(chat.id, id);
+		let s = ''; for (const c of b) s += String.fromCharCode(c); return btoa(s);
+	})()`
+	sentVoice, gotVoice := eval[string](alice, voiceBytes), eval[string](carol, voiceBytes)
+	if sentVoice == "" || sentVoice != gotVoice {
+		t.Errorf("carol's voice note (%d base64 bytes) differs from alice's (%d)", len(gotVoice), len(sentVoice))
+	}
+	eval[any](alice, `window.confirm = () => true; __t.q('#messages li[data-kind="voice"] .del').click()`)
+	uiWait(alice, `!document.querySelector('#messages li[data-kind="voice"]')`, "the voice note gone from alice's chat")
+	uiWait(carol, `!document.querySelector('#messages li[data-kind="voice"]')`, "the voice note deleted for everyone")
+
 	// Safety number and marking carol's device verified.
 	eval[any](alice, `__t.q('#members-btn').click()`)
 	uiWait(alice, `!!document.querySelector('dialog .users button')`, "the members dialog")
@@ -334,6 +363,10 @@ func TestMessengerUI(t *testing.T) {
 	}
 	uiWait(alice, `__t.hasText('bob to trio') && __t.hasText('carol to trio')`, "alice reading the group")
 	uiWait(carol, `__t.hasText('bob to trio')`, "carol reading bob in the group")
+	// The disappearing-message timer, set by alice, shown to carol.
+	eval[any](alice, `__t.q('#timer').value = '3600'; __t.q('#timer').dispatchEvent(new Event('change'))`)
+	uiWait(carol, `[...document.querySelectorAll('#messages li.system')].some((li) => li.textContent.includes('alice set disappearing messages to 1 hour'))`, "carol seeing the timer")
+	uiWait(carol, `__t.q('#timer').value === '3600'`, "carol's timer setting")
 	shots.take(carol, "group", "a group of three: senders' names, times, the escrow line")
 	eval[any](alice, `__t.q('.back').click()`)
 	uiWait(alice, `!!__t.chatItem('Trio') && !!__t.chatItem('bob') && !!__t.chatItem('carol')`, "alice's chat list")
@@ -401,6 +434,19 @@ func TestMessengerUI(t *testing.T) {
 	uiWait(alice, `!document.getElementById('messenger') && !__t.q('#calculator').hidden && __t.q('#display').textContent === '0'`, "the calculator after locking")
 	if st := eval[statusJSON](alice, `anom.status()`); st.State != "locked" {
 		t.Errorf("status after the Lock button = %+v, want locked", st)
+	}
+	// A remote wipe leaves carol's browser a bare calculator.
+	st := eval[statusJSON](carol, `anom.status()`)
+	dev, err := identity.ParseDeviceID(st.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Wipe(context.Background(), dev, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	uiWait(carol, `!document.getElementById('messenger') && !__t.q('#calculator').hidden && __t.q('#display').textContent === '0'`, "the calculator after a remote wipe")
+	if st := eval[statusJSON](carol, `anom.status()`); st.State != "wiped" {
+		t.Errorf("carol's status after a remote wipe = %+v, want wiped", st)
 	}
 	t.Logf("%d screenshots in %s; the test took %v", len(shots.paths), dir, time.Since(began).Round(time.Millisecond))
 }
