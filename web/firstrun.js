@@ -59,6 +59,7 @@ export function firstRun(root, anom) {
     root.appendChild(form);
     form.querySelector('textarea').focus();
 
+    form.addEventListener('input', () => { err.textContent = ''; });
     let created = null; // the PINs of the device made, while not activated
     const val = (id) => form.querySelector('#' + id).value.trim();
 

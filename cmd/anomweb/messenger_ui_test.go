@@ -435,6 +435,14 @@ func TestMessengerUI(t *testing.T) {
 	if st := eval[statusJSON](alice, `anom.status()`); st.State != "locked" {
 		t.Errorf("status after the Lock button = %+v, want locked", st)
 	}
+	// Unlocked again, the page going hidden locks it too.
+	eval[any](alice, fmt.Sprintf(`__t.pin(%s)`, js(webPIN)))
+	uiWait(alice, `__t.ready()`, "alice unlocked again")
+	eval[any](alice, `Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+		document.dispatchEvent(new Event('visibilitychange'))`)
+	uiWait(alice, `!document.getElementById('messenger') && !__t.q('#calculator').hidden`, "the calculator after the page was hidden")
+	uiWait(alice, `anom.status().then((s) => s.state === 'locked')`, "alice's device locked after the page was hidden")
+
 	// A remote wipe leaves carol's browser a bare calculator.
 	st := eval[statusJSON](carol, `anom.status()`)
 	dev, err := identity.ParseDeviceID(st.DeviceID)
