@@ -33,6 +33,10 @@ import (
 // it shows. A cheap key derivation keeps activation quick.
 const uiHelpers = `
 globalThis.anomCreateOptions = {kdf: {time: 1, memoryKiB: 64, threads: 1}};
+// The Notification API as granted, noting what the app shows.
+globalThis.__notes = [];
+globalThis.Notification = class { static permission = 'granted'; static async requestPermission() { return 'granted'; }
+  constructor(title, opts) { __notes.push(title + ': ' + (opts && opts.body)); } };
 globalThis.__t = {
   q(sel) { const e = document.querySelector(sel); if (!e) throw new Error('no ' + sel); return e; },
   pin(pin) {
@@ -354,6 +358,7 @@ func TestMessengerUI(t *testing.T) {
 	eval[any](alice, `__t.send('hello trio')`)
 	gm := bob.waitText(t, "hello trio")
 	uiWait(carol, `!!__t.chatItem('Trio')`, "carol's group in the list")
+	uiWait(carol, `__notes.includes('New message: From alice')`, "carol's notification of the group's first message")
 	eval[any](carol, `__t.open('Trio')`)
 	uiWait(carol, `__t.hasText('hello trio')`, "carol reading the group")
 	eval[any](carol, `__t.send('carol to trio')`)
