@@ -130,6 +130,7 @@ class Messenger {
       h('header', { class: 'bar' },
         h('button', { type: 'button', class: 'back icon', 'aria-label': 'Back to chats', onclick: () => this.closeChat() }, '‹'),
         this.chatTitle,
+        this.chatConn = h('span', { class: 'conn off', 'aria-hidden': 'true', hidden: true }, 'Offline'),
         this.timerSel,
         h('button', { type: 'button', id: 'members-btn', 'aria-label': 'Members and safety numbers', onclick: () => this.showMembers() }, 'Info')),
       this.escrowLine, this.messages, this.compose);
@@ -211,6 +212,9 @@ class Messenger {
     this.connected = on;
     this.conn.textContent = on ? 'Online' : 'Offline — messages wait';
     this.conn.classList.toggle('off', !on);
+    if (this.chatConn) {
+      this.chatConn.hidden = on;
+    }
   }
 
   alert(text, loud = true) {
