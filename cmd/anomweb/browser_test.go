@@ -54,7 +54,9 @@ type webNet struct {
 	tls  *tls.Config
 }
 
-func newWebNet(t testing.TB) *webNet {
+// newWebNet starts the network; configure, if given, changes the
+// server's configuration first (an escrow policy, say).
+func newWebNet(t testing.TB, configure ...func(*server.Config, *identity.RootKey)) *webNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -67,6 +69,9 @@ func newWebNet(t testing.TB) *webNet {
 	}
 	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", SweepInterval: time.Second}
 	servertest.Keys(t, &cfg, root)
+	for _, f := range configure {
+		f(&cfg, root)
+	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

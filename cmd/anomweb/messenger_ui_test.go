@@ -23,6 +23,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"anom/identity"
+	"anom/internal/escrowtest"
+	"anom/internal/server"
 	"anom/internal/wasmtest"
 	"anom/internal/webapp"
 	"anom/web"
@@ -215,7 +217,10 @@ func testPNG(t *testing.T) []byte {
 func TestMessengerUI(t *testing.T) {
 	wasmtest.Chromium(t)
 	began := time.Now()
-	n := newWebNet(t)
+	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
+		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
+	})
 	app := uiApp(t)
 	o := n.serveHandler(t, app, "127.0.0.1:0")
 	appNet := n.net
@@ -236,6 +241,12 @@ func TestMessengerUI(t *testing.T) {
 	uiActivate(alice, shots, invite, n.code(t), "alice")
 	uiActivate(carol, nil, invite, n.code(t), "carol")
 	t.Logf("two browsers activated through the UI in %v", time.Since(began).Round(time.Millisecond))
+	// The escrow policy, verified on connecting, is announced loudly.
+	for _, p := range []*page{alice, carol} {
+		uiWait(p, `!__t.q('#banner').hidden && __t.q('#banner').classList.contains('loud') && __t.q('#banner').textContent.includes('2 of 3 custodians')`, "the escrow policy's banner")
+	}
+	shots.take(alice, "escrow-banner", "the loud banner of the escrow policy verified after activation")
+	eval[any](alice, `__t.q('#banner button').click()`)
 
 	// 1:1 browser ↔ browser.
 	eval[any](alice, `__t.q('button[aria-label="New chat"]').click()`)
@@ -256,11 +267,11 @@ func TestMessengerUI(t *testing.T) {
 	}
 
 	// The escrow policy line, and its details one tap away.
-	uiWait(alice, `__t.q('#escrow-line').textContent.length > 3 && !__t.q('#escrow-line').textContent.includes('not verified')`, "the escrow line")
+	uiWait(alice, `__t.q('#escrow-line').textContent.includes('2 of 3 custodians: A, B, C')`, "the escrow line")
 	eval[any](alice, `__t.q('#escrow-line').click()`)
 	uiWait(alice, `!!document.querySelector('dialog dl.escrow dd')`, "the escrow details")
 	details := eval[string](alice, `__t.q('dialog dl.escrow').textContent`)
-	for _, want := range []string{"Version", "Threshold", "Custodians", "Issuers", "Log entry"} {
+	for _, want := range []string{"Verifiedyes", "Version1", "Threshold2", "CustodiansA; B; C", "Issuers", "Log entry"} {
 		if !strings.Contains(details, want) {
 			t.Errorf("the escrow details lack %q: %q", want, details)
 		}
