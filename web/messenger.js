@@ -10,6 +10,9 @@ import { firstRun, errorText } from './firstrun.js';
 import { makeThumbnail, thumbName, thumbTarget, Recorder } from './media.js';
 
 const IDLE_KEY = 'calc.idle'; // minutes; a calculator preference to an onlooker
+// POLICY_CHANGED starts an escrow-policy event's text when the policy
+// differs from the one the device verified before (client.EscrowPolicyChanged).
+const POLICY_CHANGED = 'the escrow policy changed: ';
 const TIMERS = [[0, 'Off'], [30, '30 s'], [300, '5 min'], [3600, '1 hour'], [86400, '1 day'], [604800, '1 week']];
 
 const calcMain = document.getElementById('calculator');
@@ -535,7 +538,13 @@ class Messenger {
         this.alert('⚠ A new device under your name' + (e.approved ? ' (approved)' : ' that you did not approve: your account may be compromised') + ': ' + (e.device || ''), !e.approved);
         break;
       case 'escrow-policy':
-        this.alert('⚠ Escrow policy ' + (e.error ? 'could not be verified: ' + e.error : 'verified or CHANGED: ' + (e.text || '')) + ' — tap the policy line in a chat for details.', true);
+        if (e.error) {
+          this.alert('⚠ The escrow policy could not be verified; sending is disabled: ' + e.error, true);
+        } else if ((e.text || '').startsWith(POLICY_CHANGED)) {
+          this.alert('⚠ THE ESCROW POLICY CHANGED: ' + e.text.slice(POLICY_CHANGED.length) + ' — tap the policy line in a chat for details.', true);
+        } else {
+          this.alert('⚠ Escrow policy verified: ' + (e.text || '') + ' — tap the policy line in a chat for details.', true);
+        }
         this.scheduleRefresh();
         break;
       case 'escrow-mismatch':
