@@ -4,7 +4,7 @@
 // invite and the activation code (anom.activate), showing progress and
 // the library's errors in words.
 
-import { h } from './dom.js';
+import { h, clear } from './dom.js';
 
 // errorText turns an anom error (web/API.md's codes) into words.
 export function errorText(e) {
@@ -42,6 +42,7 @@ export function firstRun(root, anom) {
     const status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
     const err = h('p', { class: 'error', role: 'alert' });
     const submit = h('button', { type: 'submit', class: 'primary' }, 'Activate');
+    const pairing = h('section', { id: 'fr-pairing', class: 'pairing', hidden: true, 'aria-live': 'polite' });
     const cancel = h('button', { type: 'button' }, 'Cancel');
     const pinAttrs = { type: 'password', inputmode: 'numeric', pattern: '[0-9]{6,15}', minlength: 6, maxlength: 15 };
     const form = h('form', { id: 'first-run', class: 'first-run', 'aria-label': 'Activate this device' },
@@ -54,13 +55,17 @@ export function firstRun(root, anom) {
       field('fr-pin2', 'PIN again', pinAttrs),
       field('fr-duress', 'Duress PIN', pinAttrs),
       field('fr-duress2', 'Duress PIN again', pinAttrs),
+      h('label', { class: 'check' }, h('input', { type: 'checkbox', id: 'fr-pair' }),
+        ' This is a further device of a username that already has one (pair it)'),
+      pairing,
       err, status,
       h('div', { class: 'row' }, cancel, submit));
     root.appendChild(form);
     form.querySelector('textarea').focus();
 
     form.addEventListener('input', () => { err.textContent = ''; });
-    let created = null; // the PINs of the device made, while not activated
+    let created = null;
+    let paired = null; // the pairing shown: {username, code} // the PINs of the device made, while not activated
     const val = (id) => form.querySelector('#' + id).value.trim();
 
     cancel.addEventListener('click', async () => {
@@ -98,6 +103,8 @@ export function firstRun(root, anom) {
         if (created && (created.pin !== pin || created.duress !== duress)) {
           await anom.wipe();
           created = null;
+          paired = null;
+          pairing.hidden = true;
         }
         if (!created) {
           status.textContent = 'Protecting your PIN (this takes a few seconds)…';
@@ -105,6 +112,24 @@ export function firstRun(root, anom) {
           const opts = typeof globalThis.anomCreateOptions === 'object' ? globalThis.anomCreateOptions : undefined;
           await anom.create(pin, duress, opts);
           created = { pin, duress };
+        }
+        const username = val('fr-username');
+        if (form.querySelector('#fr-pair').checked && (!paired || paired.username !== username)) {
+          // A further device: the existing one approves this one's key
+          // (by the code, after comparing the fingerprint) before the
+          // activation.
+          status.textContent = 'Asking the server to pair…';
+          const r = await anom.pair(val('fr-invite'), username);
+          paired = { username, code: r.code };
+          clear(pairing);
+          pairing.append(
+            h('p', {}, 'On your other device: Devices → Add a device, enter this code, and approve only if the fingerprint there is the same:'),
+            h('p', { class: 'code' }, 'Code ', h('strong', { id: 'fr-pair-code' }, r.code)),
+            h('p', { class: 'code' }, 'Fingerprint ', h('strong', { id: 'fr-pair-fingerprint' }, r.fingerprint)),
+            h('p', {}, 'Once approved there, press Activate.'));
+          pairing.hidden = false;
+          status.textContent = '';
+          return;
         }
         status.textContent = 'Activating with the server…';
         await anom.activate(val('fr-invite'), val('fr-code'), val('fr-username'));

@@ -472,5 +472,38 @@ func TestMessengerUI(t *testing.T) {
 	// The wipe finishes in the WebAssembly after the event (as in
 	// TestBrowserGroupsAndRemoteWipe).
 	uiWait(carol, `anom.status().then((s) => s.state === 'wiped')`, "carol's device wiped")
+	// The wiped browser becomes a further device of bob's: paired in the
+	// first-run form, approved by bob's terminal after comparing the
+	// fingerprint, then activated.
+	uiOpen(carol)
+	eval[any](carol, fmt.Sprintf(`__t.pin(%s)`, js(webPIN)))
+	uiWait(carol, `!!document.getElementById('first-run')`, "the first-run form after the wipe")
+	eval[any](carol, fmt.Sprintf(`__t.fill('#fr-invite', %s); __t.fill('#fr-code', %s); __t.fill('#fr-username', 'bob');
+		__t.fill('#fr-pin', %s); __t.fill('#fr-pin2', %s); __t.fill('#fr-duress', %s); __t.fill('#fr-duress2', %s);
+		__t.q('#fr-pair').checked = true; __t.submit('#first-run')`,
+		js(invite), js(n.code(t)), js(webPIN), js(webPIN), js(webDuress), js(webDuress)))
+	uiWait(carol, `!!document.getElementById('fr-pair-code')`, "the pairing code")
+	type shown struct{ Code, Fingerprint string }
+	pc := eval[shown](carol, `({code: __t.q('#fr-pair-code').textContent, fingerprint: __t.q('#fr-pair-fingerprint').textContent})`)
+	shots.take(carol, "pairing", "pairing a further device: the code and the fingerprint to compare")
+	short, err := identity.ParseShortCode(pc.Code)
+	if err != nil {
+		t.Fatalf("the pairing code %q: %v", pc.Code, err)
+	}
+	req, err := bob.c.LookupPairing(context.Background(), short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Fingerprint() != pc.Fingerprint {
+		t.Fatalf("the browser shows fingerprint %q, bob's terminal %q", pc.Fingerprint, req.Fingerprint())
+	}
+	if err := bob.c.ApproveDevice(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	eval[any](carol, `__t.submit('#first-run')`)
+	uiWait(carol, `__t.ready() && __t.q('.who').textContent === 'bob'`, "bob's second device activated")
+	eval[any](carol, `__t.q('button[aria-label="Devices"]').click()`)
+	uiWait(carol, `document.querySelectorAll('dialog .devices li').length === 2`, "bob's two devices listed")
+
 	t.Logf("%d screenshots in %s; the test took %v", len(shots.paths), dir, time.Since(began).Round(time.Millisecond))
 }
