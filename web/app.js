@@ -56,8 +56,10 @@ for (const k of '0123456789.+-*/%') {
   keyboard.set(k, k);
 }
 
+const calculator = document.getElementById('calculator');
 document.addEventListener('keydown', (e) => {
-  if (e.ctrlKey || e.metaKey || e.altKey) {
+  // The messenger's UI (messenger.js) hides the calculator while open.
+  if (e.ctrlKey || e.metaKey || e.altKey || calculator.hidden) {
     return;
   }
   const key = keyboard.get(e.key);

@@ -54,7 +54,9 @@ type webNet struct {
 	tls  *tls.Config
 }
 
-func newWebNet(t testing.TB) *webNet {
+// newWebNet starts the network; configure, if given, changes the
+// server's configuration first (an escrow policy, say).
+func newWebNet(t testing.TB, configure ...func(*server.Config, *identity.RootKey)) *webNet {
 	t.Helper()
 	root, err := identity.GenerateRootKey(rand.Reader)
 	if err != nil {
@@ -67,6 +69,9 @@ func newWebNet(t testing.TB) *webNet {
 	}
 	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", SweepInterval: time.Second}
 	servertest.Keys(t, &cfg, root)
+	for _, f := range configure {
+		f(&cfg, root)
+	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -271,20 +276,26 @@ func (o *origin) down() {
 
 func (n *webNet) serveOrigin(t testing.TB, dir, addr string) *origin {
 	t.Helper()
+	// The page under the strict policy web/API.md gives: no inline or
+	// remote script, no eval; WebAssembly compiles (without
+	// 'wasm-unsafe-eval' Chromium refuses to compile anom.wasm).
+	files := http.FileServer(http.Dir(dir))
+	return n.serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		files.ServeHTTP(w, r)
+	}), addr)
+}
+
+// serveHandler is serveOrigin with the page's files served by app.
+func (n *webNet) serveHandler(t testing.TB, app http.Handler, addr string) *origin {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.srv.Handler())
-	// The page under the strict policy web/API.md gives: no inline or
-	// remote script, no eval; WebAssembly compiles (without
-	// 'wasm-unsafe-eval' Chromium refuses to compile anom.wasm).
-	files := http.FileServer(http.Dir(dir))
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", csp)
-		files.ServeHTTP(w, r)
-	}))
+	mux.Handle("/", app)
 	o := &origin{addr: ln.Addr().String(), ln: ln, hs: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go o.hs.Serve(tls.NewListener(o, n.tls))
 	t.Cleanup(o.down)
