@@ -889,7 +889,7 @@ class Messenger {
     modal(this.root, 'Settings',
       h('label', { for: 'idle-min' }, 'Lock after idle'), sel,
       h('p', { class: 'hint' }, 'The app also locks when hidden. Notifications show only while it is open; the network uses no push service.'),
-      notif);
+      notif, h('p', { id: 'about-release', role: 'note', 'aria-label': 'This app release' }, aboutRelease()));
   }
 }
 
@@ -919,4 +919,19 @@ function fmtParty(p) {
     return String(p);
   }
   return Object.entries(p).map(([k, v]) => k + ': ' + v).join(', ');
+}
+
+// aboutRelease is the line naming the release this page runs and its
+// entry in the network's transparency log (release.js checks it there).
+function aboutRelease() {
+  const r = globalThis.anomRelease;
+  if (!r) {
+    return 'App release: unknown (no service worker)';
+  }
+  const i = r.info();
+  const version = String(i.version || 'unknown').slice(0, 16);
+  if (i.logIndex === null || i.logIndex === undefined) {
+    return 'App release ' + version + ': not yet verified in the transparency log';
+  }
+  return 'App release ' + version + ': transparency log entry ' + i.logIndex + ' (tree size ' + i.treeSize + ')';
 }

@@ -279,6 +279,17 @@ func TestMessengerUI(t *testing.T) {
 	shots.take(alice, "escrow", "the escrow policy's details over a chat")
 	eval[any](alice, `__t.q('dialog .close').click()`)
 
+	// Settings name the app release the page runs and its log entry
+	// (this test's app has no logged release: it says it is not verified).
+	eval[any](alice, `__t.q('button[aria-label="Settings"]').click()`)
+	uiWait(alice, `!!document.querySelector('dialog #about-release')`, "the settings")
+	if about := eval[string](alice, `__t.q('dialog #about-release').textContent`); !strings.HasPrefix(about, "App release ") {
+		t.Errorf("the settings' release line: %q", about)
+	} else {
+		t.Logf("settings: %s", about)
+	}
+	eval[any](alice, `__t.q('dialog .close').click()`)
+
 	// A photo through the file input, byte-identical in carol's viewer.
 	photo := testPNG(t)
 	eval[any](alice, fmt.Sprintf(`(() => {
