@@ -8,7 +8,7 @@
 // wrong PIN leaves the calculator as it is.
 
 import { Calculator } from './calc.js';
-import { startReleaseGate } from './release.js';
+import { startReleaseGate, workerRefused } from './release.js';
 
 const display = document.getElementById('display');
 const keys = new Map();
@@ -93,7 +93,9 @@ performance.mark('calculator-ready');
 // anom:first-run lets it offer the activation.
 async function unlock(pin) {
   const m = await messenger;
-  if (!m) {
+  // A service worker in no verified release controls the page: the page
+  // stays a calculator (release.js).
+  if (!m || workerRefused()) {
     return;
   }
   let res = null;
@@ -158,6 +160,11 @@ document.addEventListener('visibilitychange', () => {
   }
 });
 window.addEventListener('pagehide', lock);
+window.addEventListener('anom:release-refused', (e) => {
+  if (e.detail && e.detail.controlling) {
+    lock();
+  }
+});
 
 window.anomShell = Object.freeze({
   lock,
@@ -208,10 +215,12 @@ const messenger = new Promise((resolve) => {
 // The service worker, once the page and the messenger have loaded (its
 // install then revalidates what the page fetched instead of downloading
 // it again); then the update gate (release.js): a new release runs only
-// once the messenger verified it in the network's transparency log.
+// once the messenger verified it in the network's transparency log. The
+// browser checks sw.js bypassing its HTTP cache (updateViaCache 'none');
+// a changed one waits until the gate has verified it.
 if ('serviceWorker' in navigator) {
   const loaded = new Promise((resolve) => window.addEventListener('load', resolve));
-  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './' }))
+  Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './', updateViaCache: 'none' }))
     .then(() => navigator.serviceWorker.ready)
     .then(() => startReleaseGate(messenger))
     .catch(() => {});

@@ -7,10 +7,25 @@
 // For the messenger's UI (an "about" line), globalThis.anomRelease:
 //   info()  → {version, logIndex, loggedAt, treeSize, root, verified}
 //             the release this page runs (logIndex null until verified);
-//   check() → {updated, version, staged, refused, error} runs the gate.
+//   check() → {updated, version, staged, refused, worker, error} runs
+//             the gate;
+//   workerRefused() → whether the service worker controlling the page
+//             is not one of a verified release (the messenger is then
+//             not unlocked: the page is a calculator only).
 // Events on window: "anom:release" (detail: info()) after each check,
-// "anom:release-refused" (detail: {version, error}) when a release is
+// "anom:release-refused" (detail: {version, error}, or for a service
+// worker {worker, controlling, error}) when a release or a worker is
 // refused.
+//
+// The service worker itself: the browser fetches sw.js on its own and
+// installs a changed one. Each check asks the browser to look for one
+// (registration.update(), also run when the browser found one itself),
+// hashes the sw.js the server serves, which is then the newest worker's,
+// and lets a waiting worker take over ("activate-worker") only when that
+// SHA-256 is the one a release manifest verified in the log lists for
+// /sw.js. A worker that controls the page without being so verified
+// (it took over by itself, or when all the app's tabs were closed) is
+// reported and the page stays a calculator.
 
 let messenger = Promise.resolve(null);
 
@@ -66,6 +81,122 @@ async function verify(m, texts, root) {
   return m.verifyRelease(texts.manifest, texts.proof, root);
 }
 
+let refusedController = false;
+
+function hex(buf) {
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// swSum returns the SHA-256 a release manifest lists for /sw.js, or ''.
+function swSum(manifest) {
+  try {
+    const sum = JSON.parse(manifest).files['/sw.js'];
+    return typeof sum === 'string' ? sum : '';
+  } catch {
+    return '';
+  }
+}
+
+// settle waits (at most 30 s) until reg's installing worker, if any, is
+// installed or has failed.
+async function settle(reg) {
+  const w = reg.installing;
+  if (!w) {
+    return;
+  }
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, 30000);
+    const done = () => {
+      if (w.state !== 'installing') {
+        clearTimeout(timer);
+        w.removeEventListener('statechange', done);
+        resolve();
+      }
+    };
+    w.addEventListener('statechange', done);
+    done();
+  });
+}
+
+// takeOver tells reg's waiting worker to take over and waits (at most
+// 10 s) until it controls the page, sending nothing to the old worker
+// meanwhile: Chromium gives up an activation when the old worker gets an
+// event while it is under way, so the message is repeated.
+async function takeOver(reg) {
+  const changed = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+  for (let i = 0; i < 20; i++) {
+    const w = reg.waiting;
+    if (!w) {
+      break;
+    }
+    w.postMessage({ type: 'activate-worker' });
+    if (await Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))])) {
+      return true;
+    }
+  }
+  return Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
+}
+
+// checkWorker asks the browser for a new sw.js and checks the newest
+// worker against the sums of /sw.js in the verified manifests: a waiting
+// worker so verified is told to take over; one that is not is refused
+// (it stays waiting); a controlling one that is not makes the page a
+// calculator only. It resolves to {hash, activated, refused, controlling,
+// error}.
+async function checkWorker(verified) {
+  const reg = await navigator.serviceWorker.getRegistration();
+  if (!reg) {
+    return { hash: '', activated: false, refused: false, controlling: false, error: 'no service worker registered' };
+  }
+  const out = { hash: '', activated: false, refused: false, controlling: false, error: '' };
+  try {
+    await reg.update();
+  } catch (err) {
+    out.error = `the service worker's update check: ${err && err.message ? err.message : err}`;
+    return out;
+  }
+  await settle(reg);
+  const newest = reg.waiting || reg.active;
+  if (!newest) {
+    return out;
+  }
+  try {
+    const res = await fetch(newest.scriptURL, { cache: 'no-store' });
+    if (!res.ok) {
+      throw new Error(`${res.status}`);
+    }
+    out.hash = hex(await crypto.subtle.digest('SHA-256', await res.arrayBuffer()));
+  } catch (err) {
+    out.error = `sw.js: ${err && err.message ? err.message : err}`;
+    return out;
+  }
+  if (verified.size === 0) {
+    // Nothing verified to check against (no messenger, or before the
+    // first verification): a new worker stays waiting.
+    return out;
+  }
+  const ok = verified.has(out.hash);
+  if (reg.waiting && reg.waiting === newest) {
+    if (ok) {
+      out.activated = await takeOver(reg);
+      if (!out.activated) {
+        out.error = 'the verified service worker did not take over yet';
+      }
+      return out;
+    }
+  } else if (ok) {
+    return out;
+  } else {
+    out.controlling = true;
+    refusedController = true;
+  }
+  out.refused = true;
+  out.error = `service worker sw.js (SHA-256 ${out.hash}) is in no release verified in the transparency log`;
+  await call({ type: 'refuse-worker', hash: out.hash, error: out.error });
+  window.dispatchEvent(new CustomEvent('anom:release-refused', { detail: { worker: out.hash, controlling: out.controlling, error: out.error } }));
+  return out;
+}
+
 // gate runs one check: the running release's log entry is recorded once
 // (on first use, against the root its proof names, which is then pinned),
 // then a staged release is verified and activated, or refused.
@@ -73,7 +204,7 @@ async function gate() {
   const m = await messenger;
   const canVerify = m && typeof m.verifyRelease === 'function';
   let { state, error } = await call({ type: 'check-update' });
-  const out = { updated: false, version: state.version, staged: '', refused: null, error };
+  const out = { updated: false, version: state.version, staged: '', refused: null, worker: null, error };
   if (canVerify && state.running && state.running.proof && !infoOf(state).verified) {
     try {
       const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof));
@@ -83,6 +214,7 @@ async function gate() {
     }
   }
   const staged = state.staged;
+  let verifiedStaged = '';
   if (staged) {
     out.staged = staged.version;
     if (!canVerify) {
@@ -94,6 +226,9 @@ async function gate() {
         state = res.state;
         out.updated = !res.error;
         out.error = res.error;
+        if (out.updated) {
+          verifiedStaged = staged.manifest;
+        }
       } catch (err) {
         const msg = err && err.message ? err.message : String(err);
         if (err && err.code === 'release-refused') {
@@ -109,6 +244,19 @@ async function gate() {
       }
     }
   }
+  const verified = new Set();
+  if (infoOf(state).verified && state.running) {
+    verified.add(swSum(state.running.manifest));
+  }
+  verified.add(swSum(verifiedStaged));
+  verified.delete('');
+  if (canVerify) {
+    out.worker = await checkWorker(verified);
+    if (out.worker.refused) {
+      out.error = out.error || out.worker.error;
+    }
+    ({ state } = await call({ type: 'state' }));
+  }
   out.version = state.version;
   lastState = state;
   window.dispatchEvent(new CustomEvent('anom:release', { detail: infoOf(state) }));
@@ -117,11 +265,21 @@ async function gate() {
 
 // Checks run one at a time.
 let queue = Promise.resolve();
+let pending = 0;
 
 function check() {
-  const run = queue.then(gate, gate);
+  pending++;
+  const run = queue.then(gate, gate).finally(() => {
+    pending--;
+  });
   queue = run.catch(() => {});
-  return run.catch((err) => ({ updated: false, version: lastState ? lastState.version : null, staged: '', refused: null, error: String(err) }));
+  return run.catch((err) => ({ updated: false, version: lastState ? lastState.version : null, staged: '', refused: null, worker: null, error: String(err) }));
+}
+
+// workerRefused tells whether the worker controlling the page is in no
+// verified release.
+export function workerRefused() {
+  return refusedController;
 }
 
 async function info() {
@@ -132,8 +290,24 @@ async function info() {
 
 // startReleaseGate sets globalThis.anomRelease and runs a first check;
 // m resolves to the messenger (the anom object) or null.
-export function startReleaseGate(m) {
+// A new worker the browser found by itself (its own update check, on a
+// navigation or daily) and a change of the controlling worker are checked
+// too, unless a check is under way or waiting.
+export async function startReleaseGate(m) {
   messenger = m;
-  globalThis.anomRelease = Object.freeze({ info, check });
+  globalThis.anomRelease = Object.freeze({ info, check, workerRefused });
+  const reg = await navigator.serviceWorker.getRegistration();
+  if (reg) {
+    reg.addEventListener('updatefound', () => {
+      if (pending === 0) {
+        check();
+      }
+    });
+  }
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (pending === 0) {
+      check();
+    }
+  });
   return check();
 }

@@ -129,14 +129,16 @@ async function releaseTexts(version) {
 // install: the first release is taken on first use. A new sw.js
 // installed by the browser over a running release keeps that release:
 // updates go through the gate.
+// It resolves to whether this was the first install.
 async function install() {
   if (await currentVersion()) {
-    return;
+    return false;
   }
   const r = await fetchRelease();
   await cacheRelease(r);
   await metaPut('current-release', r.rel.version);
   await dropOtherReleases(r.rel.version);
+  return true;
 }
 
 // state is what the page is told: the running release, its "about" (once
@@ -211,6 +213,12 @@ async function activateRelease(version, about) {
   await metaDelete('refused');
 }
 
+// refuseWorker records that the page refused a service worker: its
+// sw.js's SHA-256 is in no release manifest verified in the log.
+async function refuseWorker(hash, error) {
+  await metaPut('refused', JSON.stringify({ worker: String(hash), error: String(error), at: Date.now() }));
+}
+
 async function refuseRelease(version, error) {
   if (await metaGet('staged-release') === version) {
     await caches.delete('app-' + version);
@@ -219,8 +227,20 @@ async function refuseRelease(version, error) {
   await metaPut('refused', JSON.stringify({ version, error: String(error), at: Date.now() }));
 }
 
+// A worker installed on first use takes over at once. One installed over
+// a running release (the browser found a changed sw.js) waits: it takes
+// over only when the page, having found its SHA-256 in a release manifest
+// it verified in the log, says "activate-worker" (release.js). The browser
+// still activates a waiting worker once no page uses the old one (all the
+// app's tabs closed); the page then checks the worker that controls it
+// (web/README.md).
 self.addEventListener('install', (event) => {
-  event.waitUntil(install().then(() => self.skipWaiting()));
+  event.waitUntil(install().then((first) => {
+    if (first) {
+      return self.skipWaiting();
+    }
+    return undefined;
+  }));
 });
 
 self.addEventListener('activate', (event) => {
@@ -232,10 +252,17 @@ self.addEventListener('activate', (event) => {
 //   {type: "state"}                            the state alone;
 //   {type: "check-update"}                     stage the server's release if new;
 //   {type: "activate-release", version, about} run the staged release (verified);
-//   {type: "refuse-release", version, error}   drop it, recording the refusal.
+//   {type: "refuse-release", version, error}   drop it, recording the refusal;
+//   {type: "refuse-worker", hash, error}       record a refused new worker;
+//   {type: "activate-worker"}                  (to a waiting worker) take over.
 self.addEventListener('message', (event) => {
   const msg = event.data;
   if (!msg || typeof msg.type !== 'string') {
+    return;
+  }
+  if (msg.type === 'activate-worker') {
+    // The page verified this worker's sw.js: it replaces the running one.
+    event.waitUntil(self.skipWaiting());
     return;
   }
   let work;
@@ -251,6 +278,9 @@ self.addEventListener('message', (event) => {
       break;
     case 'refuse-release':
       work = () => refuseRelease(msg.version, msg.error);
+      break;
+    case 'refuse-worker':
+      work = () => refuseWorker(msg.hash, msg.error);
       break;
     default:
       return;
@@ -273,7 +303,10 @@ self.addEventListener('fetch', (event) => {
     return;
   }
   const url = new URL(req.url);
-  if (url.origin !== scopeURL.origin || url.pathname.startsWith(scopeURL.pathname + 'v1/')) {
+  // sw.js itself goes to the server: the page hashes what the server
+  // serves, which the browser installs, not the copy in the release.
+  if (url.origin !== scopeURL.origin || url.pathname.startsWith(scopeURL.pathname + 'v1/') ||
+      url.pathname === scopeURL.pathname + 'sw.js') {
     return;
   }
   event.respondWith((async () => {

@@ -30,7 +30,17 @@ type updateOutcome struct {
 		Version string
 		Error   string
 	}
-	Error string
+	Worker *workerOutcome
+	Error  string
+}
+
+// workerOutcome is the update gate's check of the service worker.
+type workerOutcome struct {
+	Hash        string
+	Activated   bool
+	Refused     bool
+	Controlling bool
+	Error       string
 }
 
 func checkUpdate(tb testing.TB, ctx context.Context) updateOutcome {
