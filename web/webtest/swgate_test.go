@@ -194,16 +194,23 @@ func TestAttackHostileWorkerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// It calls skipWaiting; the page's messages to the old worker may
-	// hold the activation back, so the test repeats it as the worker
-	// would (or as the browser does once no tab uses the old worker).
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`navigator.serviceWorker.getRegistration().then((r) => {
-  const t = setInterval(() => r.waiting ? r.waiting.postMessage({ type: 'activate-worker' }) : clearInterval(t), 300);
-  return true;
-})`, chromedp.EvalAwaitPromise)); err != nil {
-		t.Fatal(err)
+	// hold the activation back (Chromium then parks it), so the test
+	// repeats it as the worker would (or as the browser does once no tab
+	// uses the old worker), sending the old worker nothing meanwhile.
+	took, err := chromedp.Run(timeout(t, ctx, 30*time.Second), chromedp.Evaluate[bool](`navigator.serviceWorker.getRegistration().then(async (r) => {
+  for (let i = 0; i < 100 && r.installing; i++) await new Promise((ok) => setTimeout(ok, 100));
+  if (!r.waiting) return true;
+  return new Promise((resolve) => {
+    navigator.serviceWorker.addEventListener('controllerchange', () => resolve(true), { once: true });
+    const t = setInterval(() => r.waiting ? r.waiting.postMessage({ type: 'activate-worker' }) : clearInterval(t), 300);
+    setTimeout(() => resolve(false), 20000);
+  });
+})`, chromedp.EvalAwaitPromise))
+	if err != nil || !took {
+		t.Fatalf("the hostile worker did not take over (%v)", err)
 	}
-	if w := waitWorker(t, ctx, "H"); w != "H" {
-		t.Fatalf("the hostile worker did not take over (the controller answers %q)", w)
+	if w := whichWorker(t, ctx); w != "H" {
+		t.Fatalf("the worker controlling the page answers %q, want H", w)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
