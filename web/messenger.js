@@ -10,6 +10,7 @@ import { firstRun, errorText } from './firstrun.js';
 import { makeThumbnail, thumbName, thumbTarget, Recorder } from './media.js';
 
 const IDLE_KEY = 'calc.idle'; // minutes; a calculator preference to an onlooker
+const IDLE_CHOICES = [1, 2, 5, 10, 30]; // minutes the user can choose; 2 by default
 // POLICY_CHANGED starts an escrow-policy event's text when the policy
 // differs from the one the device verified before (client.EscrowPolicyChanged).
 const POLICY_CHANGED = 'the escrow policy changed: ';
@@ -88,7 +89,7 @@ class Messenger {
     this.unread = new Map(); // id → count (this session)
     this.current = null; // the open chat's id
     this.me = '';
-    this.idleMs = (Number(localStorage.getItem(IDLE_KEY)) || 2) * 60000;
+    this.idleMs = idleTime();
     this.lastActive = Date.now();
     this.urls = []; // object URLs to revoke
     this.listeners = [];
@@ -875,8 +876,8 @@ class Messenger {
   }
 
   showSettings() {
-    const sel = h('select', { id: 'idle-min' }, [1, 2, 5, 10, 30].map((m) => h('option', { value: m }, m + ' min')));
-    sel.value = String(Math.round(this.idleMs / 60000));
+    const sel = h('select', { id: 'idle-min' }, IDLE_CHOICES.map((m) => h('option', { value: m }, m + ' min')));
+    sel.value = String(idleChoice());
     sel.addEventListener('change', () => {
       this.idleMs = Number(sel.value) * 60000;
       localStorage.setItem(IDLE_KEY, sel.value);
@@ -891,6 +892,21 @@ class Messenger {
       h('p', { class: 'hint' }, 'The app also locks when hidden. Notifications show only while it is open; the network uses no push service.'),
       notif, h('p', { id: 'about-release', role: 'note', 'aria-label': 'This app release' }, aboutRelease()));
   }
+}
+
+// idleChoice is the user's idle time in minutes (Settings): one of
+// IDLE_CHOICES, 2 when none is kept.
+function idleChoice() {
+  const m = Number(localStorage.getItem(IDLE_KEY));
+  return IDLE_CHOICES.includes(m) ? m : 2;
+}
+
+// idleTime is how long, in milliseconds, the messenger stays unlocked
+// without a touch or a key: the user's choice, or globalThis.anomIdleMs,
+// which only tests set (to lock after a few seconds).
+function idleTime() {
+  const t = Number(globalThis.anomIdleMs);
+  return t > 0 ? t : idleChoice() * 60000;
 }
 
 function previewOf(m) {

@@ -63,7 +63,7 @@ globalThis.__t = {
 // uiApp is the web app as anom server serves it (internal/webapp, its
 // Content-Security-Policy included), with the messenger's WebAssembly
 // built from this tree.
-func uiApp(t *testing.T) *webapp.Handler {
+func uiApp(t testing.TB) *webapp.Handler {
 	t.Helper()
 	m := fstest.MapFS{}
 	err := fs.WalkDir(web.Files(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -88,6 +88,32 @@ func uiApp(t *testing.T) *webapp.Handler {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// uiNet is the network of the messenger UI's tests: its escrow policy is
+// version 1 of escrowtest.SignedPolicy's; the app served as anom server
+// serves it, with the network's API, on the origin o at base.
+type uiNet struct {
+	*webNet
+	app    *webapp.Handler
+	o      *origin
+	base   string
+	invite string // the network as the page reaches it
+}
+
+func newUINet(t testing.TB) *uiNet {
+	t.Helper()
+	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
+		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
+	})
+	u := &uiNet{webNet: n, app: uiApp(t)}
+	u.o = n.serveHandler(t, u.app, "127.0.0.1:0")
+	appNet := n.net
+	appNet.Address = u.o.addr
+	u.base = "https://" + u.o.addr + "/"
+	u.invite = appNet.Invite()
+	return u
 }
 
 // uiWait waits until the JavaScript condition cond holds in p's page.
@@ -120,7 +146,7 @@ func uiOpen(p *page) {
 
 // uiBrowser starts a Chromium with a profile of its own, the app's
 // helpers in every page.
-func uiBrowser(t *testing.T, n *webNet, base string) *page {
+func uiBrowser(t testing.TB, n *webNet, base string) *page {
 	t.Helper()
 	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki), chromedp.WindowSize(1280, 800),
 		chromedp.Flag("use-fake-device-for-media-stream", true), chromedp.Flag("use-fake-ui-for-media-stream", true))
@@ -217,16 +243,8 @@ func testPNG(t *testing.T) []byte {
 func TestMessengerUI(t *testing.T) {
 	wasmtest.Chromium(t)
 	began := time.Now()
-	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
-		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
-		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
-	})
-	app := uiApp(t)
-	o := n.serveHandler(t, app, "127.0.0.1:0")
-	appNet := n.net
-	appNet.Address = o.addr
-	base := "https://" + o.addr + "/"
-	invite := appNet.Invite()
+	u := newUINet(t)
+	n, app, o, base, invite := u.webNet, u.app, u.o, u.base, u.invite
 	dir := os.Getenv("ANOM_SCREENSHOTS")
 	if dir == "" {
 		dir = t.TempDir()
