@@ -164,7 +164,7 @@ func (n *webNet) native(t testing.TB, name string) *nativePeer {
 }
 
 // waitText waits for a message with text.
-func (p *nativePeer) waitText(t *testing.T, text string) *client.Message {
+func (p *nativePeer) waitText(t testing.TB, text string) *client.Message {
 	t.Helper()
 	timeout := time.After(20 * time.Second)
 	for {

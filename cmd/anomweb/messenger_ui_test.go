@@ -177,6 +177,30 @@ func uiActivate(p *page, shots *shooter, invite, code, username string) {
 	uiWait(p, `__t.ready()`, username+"'s chat list after activation")
 }
 
+// uiUnlockMs types the PIN gesture on the calculator of p's locked page
+// and returns the milliseconds, timed in the page, to the chat list shown.
+func uiUnlockMs(p *page) float64 {
+	p.t.Helper()
+	return eval[float64](p, fmt.Sprintf(`new Promise((resolve) => {
+		const t0 = performance.now();
+		__t.pin(%s);
+		const poll = () => __t.ready() ? resolve(performance.now() - t0) : setTimeout(poll, 2);
+		poll();
+	})`, js(webPIN)))
+}
+
+// uiObserveRendered notes in __rendered, by text, when (Date.now()) each
+// text message is first added to the open chat of p's page.
+func uiObserveRendered(p *page) {
+	p.t.Helper()
+	eval[any](p, `(() => {
+		window.__rendered = {};
+		new MutationObserver((ms) => { const now = Date.now(); for (const m of ms) for (const n of m.addedNodes) {
+			const p = n.querySelector && n.querySelector('.text'); if (p && !(p.textContent in __rendered)) __rendered[p.textContent] = now; } })
+			.observe(__t.q('#messages'), {childList: true});
+	})()`)
+}
+
 // shooter writes screenshots at the phone and desktop sizes.
 type shooter struct {
 	t     *testing.T
@@ -434,24 +458,14 @@ func TestMessengerUI(t *testing.T) {
 	// A reload keeps the history, after the PIN again; the time from the
 	// PIN to the chat list is a figure.
 	uiOpen(alice)
-	unlockMs := eval[float64](alice, fmt.Sprintf(`new Promise((resolve) => {
-		const t0 = performance.now();
-		__t.pin(%s);
-		const poll = () => __t.ready() ? resolve(performance.now() - t0) : setTimeout(poll, 2);
-		poll();
-	})`, js(webPIN)))
+	unlockMs := uiUnlockMs(alice)
 	eval[any](alice, `__t.open('carol')`)
 	uiWait(alice, `__t.hasText('hello carol') && __t.hasText('hello alice') && __t.hasText('written offline')`, "alice's history after a reload")
 	uiWait(alice, `!!document.querySelector('#messages li[data-kind="attachment"] .photo')`, "the photo in alice's history after a reload")
 
 	// Send-to-render between the profiles: alice's send to carol's
 	// rendering of it, over 200 texts, one at a time.
-	eval[any](carol, `(() => {
-		window.__rendered = {};
-		new MutationObserver((ms) => { const now = Date.now(); for (const m of ms) for (const n of m.addedNodes) {
-			const p = n.querySelector && n.querySelector('.text'); if (p && !(p.textContent in __rendered)) __rendered[p.textContent] = now; } })
-			.observe(__t.q('#messages'), {childList: true});
-	})()`)
+	uiObserveRendered(carol)
 	const rounds = 200
 	type sendTimes map[string]float64
 	sent := eval[sendTimes](alice, fmt.Sprintf(`(async () => {
