@@ -164,6 +164,9 @@ class Messenger {
         this.lock();
       }
     });
+    // The shell (app.js) locks too, on its own idle timer: it gets the
+    // same idle time.
+    setShellIdle(this.idleMs);
     this.idleTimer = setInterval(() => {
       if (Date.now() - this.lastActive > this.idleMs) {
         this.lock();
@@ -881,6 +884,7 @@ class Messenger {
     sel.addEventListener('change', () => {
       this.idleMs = Number(sel.value) * 60000;
       localStorage.setItem(IDLE_KEY, sel.value);
+      setShellIdle(this.idleMs);
     });
     const notif = h('button', { type: 'button', onclick: async () => {
       if ('Notification' in window) {
@@ -907,6 +911,16 @@ function idleChoice() {
 function idleTime() {
   const t = Number(globalThis.anomIdleMs);
   return t > 0 ? t : idleChoice() * 60000;
+}
+
+// setShellIdle gives the shell's idle lock (anomShell in app.js) the
+// messenger's idle time: without it the shell locked after its own
+// 2 minutes whatever the user chose.
+function setShellIdle(ms) {
+  const s = globalThis.anomShell;
+  if (s && typeof s.setIdleLock === 'function') {
+    s.setIdleLock(ms / 1000);
+  }
 }
 
 function previewOf(m) {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,11 @@ func TestMessengerUIIdleLock(t *testing.T) {
 	alice := uiBrowser(t, u.webNet, u.base)
 	uiActivate(alice, nil, u.invite, u.code(t), "alice")
 
+	// The shell's (app.js) idle lock, spied on: it gets the messenger's
+	// idle time.
+	eval[any](alice, `(() => { const s = anomShell; globalThis.__shellIdle = [];
+		window.anomShell = {lock: s.lock, setIdleLock(x) { __shellIdle.push(x); s.setIdleLock(x); }}; })()`)
+
 	// Settings: the user's choices and the default.
 	eval[any](alice, `__t.q('button[aria-label="Settings"]').click()`)
 	uiWait(alice, `!!document.querySelector('dialog #idle-min')`, "the settings")
@@ -41,6 +47,9 @@ func TestMessengerUIIdleLock(t *testing.T) {
 		t.Errorf("the idle setting kept %q, want 5", v)
 	}
 	eval[any](alice, `__t.q('dialog .close').click()`)
+	if got := eval[[]float64](alice, `__shellIdle`); !slices.Equal(got, []float64{300}) {
+		t.Errorf("the shell's idle lock was set to %v s, want 300 (the 5 minutes chosen)", got)
+	}
 
 	// The tests' hook takes over from the next unlock.
 	const idleMs = 3000
@@ -48,6 +57,9 @@ func TestMessengerUIIdleLock(t *testing.T) {
 	uiWait(alice, `!document.getElementById('messenger') && !__t.q('#calculator').hidden`, "the calculator after Lock")
 	eval[any](alice, fmt.Sprintf(`__t.pin(%s)`, js(webPIN)))
 	uiWait(alice, `__t.ready()`, "alice unlocked with a 3 s idle time")
+	if got := eval[[]float64](alice, `__shellIdle`); !slices.Equal(got, []float64{300, 3}) {
+		t.Errorf("the shell's idle lock was set to %v s, want 300 then 3", got)
+	}
 	// Keys pressed every half second for twice the idle time keep it
 	// unlocked.
 	var idleFrom time.Time // the last key
@@ -68,6 +80,12 @@ func TestMessengerUIIdleLock(t *testing.T) {
 	// The PIN opens it again.
 	eval[any](alice, fmt.Sprintf(`__t.pin(%s)`, js(webPIN)))
 	uiWait(alice, `__t.ready()`, "alice unlocked after the idle lock")
+
+	// The shell's own lock (its idle timer) takes the messenger off the
+	// screen as well.
+	eval[any](alice, `anomShell.lock()`)
+	uiWait(alice, `!document.getElementById('messenger') && !__t.q('#calculator').hidden && __t.q('#display').textContent === '0'`, "the calculator after the shell's lock")
+	uiWait(alice, `anom.status().then((s) => s.state === 'locked')`, "alice's device locked by the shell")
 }
 
 // TestMessengerUIEscrowPolicyChange: the server restarts with version 2
