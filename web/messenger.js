@@ -10,6 +10,7 @@ import { firstRun, errorText } from './firstrun.js';
 import { makeThumbnail, thumbName, thumbTarget, Recorder } from './media.js';
 
 const IDLE_KEY = 'calc.idle'; // minutes; a calculator preference to an onlooker
+const IDLE_CHOICES = [1, 2, 5, 10, 30]; // minutes the user can choose; 2 by default
 // POLICY_CHANGED starts an escrow-policy event's text when the policy
 // differs from the one the device verified before (client.EscrowPolicyChanged).
 const POLICY_CHANGED = 'the escrow policy changed: ';
@@ -88,7 +89,7 @@ class Messenger {
     this.unread = new Map(); // id → count (this session)
     this.current = null; // the open chat's id
     this.me = '';
-    this.idleMs = (Number(localStorage.getItem(IDLE_KEY)) || 2) * 60000;
+    this.idleMs = idleTime();
     this.lastActive = Date.now();
     this.urls = []; // object URLs to revoke
     this.listeners = [];
@@ -163,6 +164,9 @@ class Messenger {
         this.lock();
       }
     });
+    // The shell (app.js) locks too, on its own idle timer: it gets the
+    // same idle time.
+    setShellIdle(this.idleMs);
     this.idleTimer = setInterval(() => {
       if (Date.now() - this.lastActive > this.idleMs) {
         this.lock();
@@ -875,11 +879,12 @@ class Messenger {
   }
 
   showSettings() {
-    const sel = h('select', { id: 'idle-min' }, [1, 2, 5, 10, 30].map((m) => h('option', { value: m }, m + ' min')));
-    sel.value = String(Math.round(this.idleMs / 60000));
+    const sel = h('select', { id: 'idle-min' }, IDLE_CHOICES.map((m) => h('option', { value: m }, m + ' min')));
+    sel.value = String(idleChoice());
     sel.addEventListener('change', () => {
       this.idleMs = Number(sel.value) * 60000;
       localStorage.setItem(IDLE_KEY, sel.value);
+      setShellIdle(this.idleMs);
     });
     const notif = h('button', { type: 'button', onclick: async () => {
       if ('Notification' in window) {
@@ -890,6 +895,31 @@ class Messenger {
       h('label', { for: 'idle-min' }, 'Lock after idle'), sel,
       h('p', { class: 'hint' }, 'The app also locks when hidden. Notifications show only while it is open; the network uses no push service.'),
       notif, h('p', { id: 'about-release', role: 'note', 'aria-label': 'This app release' }, aboutRelease()));
+  }
+}
+
+// idleChoice is the user's idle time in minutes (Settings): one of
+// IDLE_CHOICES, 2 when none is kept.
+function idleChoice() {
+  const m = Number(localStorage.getItem(IDLE_KEY));
+  return IDLE_CHOICES.includes(m) ? m : 2;
+}
+
+// idleTime is how long, in milliseconds, the messenger stays unlocked
+// without a touch or a key: the user's choice, or globalThis.anomIdleMs,
+// which only tests set (to lock after a few seconds).
+function idleTime() {
+  const t = Number(globalThis.anomIdleMs);
+  return t > 0 ? t : idleChoice() * 60000;
+}
+
+// setShellIdle gives the shell's idle lock (anomShell in app.js) the
+// messenger's idle time: without it the shell locked after its own
+// 2 minutes whatever the user chose.
+function setShellIdle(ms) {
+  const s = globalThis.anomShell;
+  if (s && typeof s.setIdleLock === 'function') {
+    s.setIdleLock(ms / 1000);
   }
 }
 

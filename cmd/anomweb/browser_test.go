@@ -52,6 +52,10 @@ type webNet struct {
 	net  client.Network
 	spki string // base64 SHA-256 of the server certificate's public key
 	tls  *tls.Config
+	root *identity.RootKey
+	dir  string        // the server's store
+	cfg  server.Config // what the server runs with
+	stop func()        // stops the server and closes its store
 }
 
 // newWebNet starts the network; configure, if given, changes the
@@ -63,7 +67,8 @@ func newWebNet(t testing.TB, configure ...func(*server.Config, *identity.RootKey
 		t.Fatal(err)
 	}
 	pki := tlstest.New(t, "127.0.0.1")
-	st, err := pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{})
+	dir := filepath.Join(t.TempDir(), "server")
+	st, err := pebble.Open(dir, pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +81,7 @@ func newWebNet(t testing.TB, configure ...func(*server.Config, *identity.RootKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := servertest.Serve(t, srv, st, "127.0.0.1:0")
+	addr, stop := servertest.Serve(t, srv, st, "127.0.0.1:0")
 	leaf, err := x509.ParseCertificate(pki.Server.Certificates[0].Certificate[0])
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +93,34 @@ func newWebNet(t testing.TB, configure ...func(*server.Config, *identity.RootKey
 		net:  client.Network{Address: addr, CAFingerprint: sha256.Sum256(pki.CADER), Root: root.Public()},
 		spki: base64.StdEncoding.EncodeToString(sum[:]),
 		tls:  pki.Server,
+		root: root,
+		dir:  dir,
+		cfg:  cfg,
+		stop: stop,
 	}
+}
+
+// restart stops the server and runs it again on the same store, its
+// configuration changed by configure (another escrow policy, say), on a
+// new port. An origin of serveHandler's keeps the old server's API: cut
+// it (down) first and serve the app again on its address afterwards.
+func (n *webNet) restart(t testing.TB, configure func(*server.Config, *identity.RootKey)) {
+	t.Helper()
+	n.stop()
+	st, err := pebble.Open(n.dir, pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := n.cfg
+	cfg.Store = st
+	configure(&cfg, n.root)
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	n.net.Address, n.stop = servertest.Serve(t, srv, st, "127.0.0.1:0")
+	n.srv, n.cfg = srv, cfg
 }
 
 func (n *webNet) code(t testing.TB) string {
@@ -102,7 +134,7 @@ type nativePeer struct {
 	events chan client.Event
 }
 
-func (n *webNet) native(t *testing.T, name string) *nativePeer {
+func (n *webNet) native(t testing.TB, name string) *nativePeer {
 	t.Helper()
 	p := &nativePeer{events: make(chan client.Event, 1000)}
 	cfg := client.Config{Dir: filepath.Join(t.TempDir(), name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
@@ -132,7 +164,7 @@ func (n *webNet) native(t *testing.T, name string) *nativePeer {
 }
 
 // waitText waits for a message with text.
-func (p *nativePeer) waitText(t *testing.T, text string) *client.Message {
+func (p *nativePeer) waitText(t testing.TB, text string) *client.Message {
 	t.Helper()
 	timeout := time.After(20 * time.Second)
 	for {

@@ -63,7 +63,7 @@ globalThis.__t = {
 // uiApp is the web app as anom server serves it (internal/webapp, its
 // Content-Security-Policy included), with the messenger's WebAssembly
 // built from this tree.
-func uiApp(t *testing.T) *webapp.Handler {
+func uiApp(t testing.TB) *webapp.Handler {
 	t.Helper()
 	m := fstest.MapFS{}
 	err := fs.WalkDir(web.Files(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -88,6 +88,32 @@ func uiApp(t *testing.T) *webapp.Handler {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// uiNet is the network of the messenger UI's tests: its escrow policy is
+// version 1 of escrowtest.SignedPolicy's; the app served as anom server
+// serves it, with the network's API, on the origin o at base.
+type uiNet struct {
+	*webNet
+	app    *webapp.Handler
+	o      *origin
+	base   string
+	invite string // the network as the page reaches it
+}
+
+func newUINet(t testing.TB) *uiNet {
+	t.Helper()
+	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
+		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
+		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
+	})
+	u := &uiNet{webNet: n, app: uiApp(t)}
+	u.o = n.serveHandler(t, u.app, "127.0.0.1:0")
+	appNet := n.net
+	appNet.Address = u.o.addr
+	u.base = "https://" + u.o.addr + "/"
+	u.invite = appNet.Invite()
+	return u
 }
 
 // uiWait waits until the JavaScript condition cond holds in p's page.
@@ -120,7 +146,7 @@ func uiOpen(p *page) {
 
 // uiBrowser starts a Chromium with a profile of its own, the app's
 // helpers in every page.
-func uiBrowser(t *testing.T, n *webNet, base string) *page {
+func uiBrowser(t testing.TB, n *webNet, base string) *page {
 	t.Helper()
 	b := wasmtest.NewBrowser(t, "", chromedp.Flag("ignore-certificate-errors-spki-list", n.spki), chromedp.WindowSize(1280, 800),
 		chromedp.Flag("use-fake-device-for-media-stream", true), chromedp.Flag("use-fake-ui-for-media-stream", true))
@@ -149,6 +175,30 @@ func uiActivate(p *page, shots *shooter, invite, code, username string) {
 	}
 	eval[any](p, `__t.submit('#first-run')`)
 	uiWait(p, `__t.ready()`, username+"'s chat list after activation")
+}
+
+// uiUnlockMs types the PIN gesture on the calculator of p's locked page
+// and returns the milliseconds, timed in the page, to the chat list shown.
+func uiUnlockMs(p *page) float64 {
+	p.t.Helper()
+	return eval[float64](p, fmt.Sprintf(`new Promise((resolve) => {
+		const t0 = performance.now();
+		__t.pin(%s);
+		const poll = () => __t.ready() ? resolve(performance.now() - t0) : setTimeout(poll, 2);
+		poll();
+	})`, js(webPIN)))
+}
+
+// uiObserveRendered notes in __rendered, by text, when (Date.now()) each
+// text message is first added to the open chat of p's page.
+func uiObserveRendered(p *page) {
+	p.t.Helper()
+	eval[any](p, `(() => {
+		window.__rendered = {};
+		new MutationObserver((ms) => { const now = Date.now(); for (const m of ms) for (const n of m.addedNodes) {
+			const p = n.querySelector && n.querySelector('.text'); if (p && !(p.textContent in __rendered)) __rendered[p.textContent] = now; } })
+			.observe(__t.q('#messages'), {childList: true});
+	})()`)
 }
 
 // shooter writes screenshots at the phone and desktop sizes.
@@ -217,16 +267,8 @@ func testPNG(t *testing.T) []byte {
 func TestMessengerUI(t *testing.T) {
 	wasmtest.Chromium(t)
 	began := time.Now()
-	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
-		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
-		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
-	})
-	app := uiApp(t)
-	o := n.serveHandler(t, app, "127.0.0.1:0")
-	appNet := n.net
-	appNet.Address = o.addr
-	base := "https://" + o.addr + "/"
-	invite := appNet.Invite()
+	u := newUINet(t)
+	n, app, o, base, invite := u.webNet, u.app, u.o, u.base, u.invite
 	dir := os.Getenv("ANOM_SCREENSHOTS")
 	if dir == "" {
 		dir = t.TempDir()
@@ -416,24 +458,14 @@ func TestMessengerUI(t *testing.T) {
 	// A reload keeps the history, after the PIN again; the time from the
 	// PIN to the chat list is a figure.
 	uiOpen(alice)
-	unlockMs := eval[float64](alice, fmt.Sprintf(`new Promise((resolve) => {
-		const t0 = performance.now();
-		__t.pin(%s);
-		const poll = () => __t.ready() ? resolve(performance.now() - t0) : setTimeout(poll, 2);
-		poll();
-	})`, js(webPIN)))
+	unlockMs := uiUnlockMs(alice)
 	eval[any](alice, `__t.open('carol')`)
 	uiWait(alice, `__t.hasText('hello carol') && __t.hasText('hello alice') && __t.hasText('written offline')`, "alice's history after a reload")
 	uiWait(alice, `!!document.querySelector('#messages li[data-kind="attachment"] .photo')`, "the photo in alice's history after a reload")
 
 	// Send-to-render between the profiles: alice's send to carol's
 	// rendering of it, over 200 texts, one at a time.
-	eval[any](carol, `(() => {
-		window.__rendered = {};
-		new MutationObserver((ms) => { const now = Date.now(); for (const m of ms) for (const n of m.addedNodes) {
-			const p = n.querySelector && n.querySelector('.text'); if (p && !(p.textContent in __rendered)) __rendered[p.textContent] = now; } })
-			.observe(__t.q('#messages'), {childList: true});
-	})()`)
+	uiObserveRendered(carol)
 	const rounds = 200
 	type sendTimes map[string]float64
 	sent := eval[sendTimes](alice, fmt.Sprintf(`(async () => {
