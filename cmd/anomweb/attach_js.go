@@ -24,11 +24,7 @@ func (a *app) sendFile(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -73,11 +69,7 @@ func (a *app) fetchAttachment(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -82,6 +82,15 @@ func argString(args []js.Value, i int, name string) (string, error) {
 	return args[i].String(), nil
 }
 
+// argGroupID reads argument i, a group ID in hex.
+func argGroupID(args []js.Value, i int) ([]byte, error) {
+	s, err := argString(args, i, "groupId")
+	if err != nil {
+		return nil, err
+	}
+	return parseGroupID(s)
+}
+
 func argStrings(args []js.Value, i int, name string) ([]string, error) {
 	if i >= len(args) || !args[i].InstanceOf(js.Global().Get("Array")) {
 		return nil, coded(codeBadArgument, "%s: want an array of strings", name)

@@ -131,11 +131,7 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -287,11 +283,7 @@ func (a *app) createGroup(args []js.Value) (any, error) {
 
 // groupAndUsers reads (groupId, usernames).
 func groupAndUsers(args []js.Value) ([]byte, []string, error) {
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -381,11 +373,7 @@ func (a *app) setTimer(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -571,11 +559,7 @@ func (a *app) deleteMessage(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := argString(args, 0, "groupId")
-	if err != nil {
-		return nil, err
-	}
-	gid, err := parseGroupID(s)
+	gid, err := argGroupID(args, 0)
 	if err != nil {
 		return nil, err
 	}
