@@ -95,19 +95,7 @@ func TestTimerKeepsEarlierMessagesForOfflineDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.waitText("fresh")
-	hist, err := bob.c.History(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, m := range hist {
-		switch m.Content.Kind {
-		case KindText:
-			got = append(got, m.Content.Text)
-		case KindTimer:
-			got = append(got, "timer "+m.Content.Timer.String())
-		}
-	}
+	got := textsAndTimers(t, bob.c, g)
 	if want := []string{"before the timer", "timer 1m0s", "fresh"}; !slices.Equal(got, want) {
 		t.Fatalf("bob caught up on %q, want %q", got, want)
 	}
@@ -164,7 +152,17 @@ func TestTimerWithLostAnswerReachesServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.waitText("fresh")
-	hist, err := bob.c.History(g)
+	got := textsAndTimers(t, bob.c, g)
+	if want := []string{"before the timer", "timer 1m0s", "fresh"}; !slices.Equal(got, want) {
+		t.Fatalf("bob caught up on %q, want %q", got, want)
+	}
+}
+
+// textsAndTimers lists a group's history on c: each text, and each timer
+// as "timer DURATION".
+func textsAndTimers(t *testing.T, c *Client, g []byte) []string {
+	t.Helper()
+	hist, err := c.History(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +175,5 @@ func TestTimerWithLostAnswerReachesServer(t *testing.T) {
 			got = append(got, "timer "+m.Content.Timer.String())
 		}
 	}
-	if want := []string{"before the timer", "timer 1m0s", "fresh"}; !slices.Equal(got, want) {
-		t.Fatalf("bob caught up on %q, want %q", got, want)
-	}
+	return got
 }
