@@ -364,21 +364,31 @@ func (s *Session) sendFile(ctx context.Context, path string) error {
 	return nil
 }
 
-// getFile saves the attachment of message seq of the current chat in dir.
-func (s *Session) getFile(ctx context.Context, seq uint64, dir string) error {
+// messageAt returns the current chat and its message #seq, nil if the
+// history has none.
+func (s *Session) messageAt(seq uint64) (*chat, *client.Message, error) {
 	ch, err := s.cur()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	hist, err := s.c.History(ch.id)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var m *client.Message
 	for _, h := range hist {
 		if h.Seq == seq {
 			m = h
 		}
+	}
+	return ch, m, nil
+}
+
+// getFile saves the attachment of message seq of the current chat in dir.
+func (s *Session) getFile(ctx context.Context, seq uint64, dir string) error {
+	ch, m, err := s.messageAt(seq)
+	if err != nil {
+		return err
 	}
 	if m == nil {
 		return fmt.Errorf("no message #%d in chat %s (it may have disappeared)", seq, ch.label())
@@ -660,19 +670,9 @@ func searchable(c *client.Content) string {
 
 // deleteMessage deletes message #seq of the current chat for everyone.
 func (s *Session) deleteMessage(ctx context.Context, seq uint64) error {
-	ch, err := s.cur()
+	ch, m, err := s.messageAt(seq)
 	if err != nil {
 		return err
-	}
-	hist, err := s.c.History(ch.id)
-	if err != nil {
-		return err
-	}
-	var m *client.Message
-	for _, h := range hist {
-		if h.Seq == seq {
-			m = h
-		}
 	}
 	if m == nil {
 		return fmt.Errorf("no message #%d in chat %s (see /history)", seq, ch.label())
