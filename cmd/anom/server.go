@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"anom/identity"
+	"anom/internal/lograte"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 	"anom/internal/webapp"
@@ -56,7 +57,9 @@ func runServer(ctx context.Context, args []string) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// A failure that repeats (a full disk) is logged once per 10 s with a
+	// count, not thousands of times a second.
+	log := slog.New(lograte.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}), 10*time.Second))
 	d := dataDir(*data)
 	// Listen first: a taken address fails before a new network is made.
 	l, err := net.Listen("tcp", *listen)

@@ -375,6 +375,8 @@ func refusal(err error) *adminapi.Answer {
 	code, msg := anomv1.ErrorCode_ERROR_CODE_INTERNAL, err.Error()
 	var e *Error
 	switch {
+	case errors.Is(err, store.ErrFull):
+		code = anomv1.ErrorCode_ERROR_CODE_STORAGE_FULL
 	case errors.As(err, &e):
 		code, msg = e.Code, e.Message
 		if e.Err != nil {

@@ -40,8 +40,14 @@ func wrapErr(code anomv1.ErrorCode, err error, format string, args ...any) *Erro
 }
 
 // toWire converts any handler error to the Error sent to the client;
-// internal causes are not disclosed.
+// internal causes are not disclosed. A full store is STORAGE_FULL whatever
+// code a handler gave it.
 func toWire(err error) *anomv1.Error {
+	if errors.Is(err, store.ErrFull) {
+		// However a handler wrapped it: the client keeps what it sent
+		// and retries later.
+		return &anomv1.Error{Code: anomv1.ErrorCode_ERROR_CODE_STORAGE_FULL, Message: "the server is out of storage; nothing was stored, retry later"}
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		msg := e.Message
@@ -65,8 +71,8 @@ func certError(err error) *Error {
 	}
 }
 
-// storeError maps a store failure: not found stays not found, the rest is
-// internal.
+// storeError maps a store failure: not found stays not found, a full
+// disk is STORAGE_FULL, the rest is internal.
 func storeError(err error, what string) *Error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -75,6 +81,8 @@ func storeError(err error, what string) *Error {
 		return wrapErr(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, err, "%s", what)
 	case errors.Is(err, store.ErrClosed):
 		return wrapErr(anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, err, "%s", what)
+	case errors.Is(err, store.ErrFull):
+		return wrapErr(anomv1.ErrorCode_ERROR_CODE_STORAGE_FULL, err, "%s", what)
 	}
 	return wrapErr(anomv1.ErrorCode_ERROR_CODE_INTERNAL, err, "%s", what)
 }

@@ -25,6 +25,10 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrCorrupt: stored bytes could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrFull: the storage is out of space (a full disk or quota), so
+	// nothing was written; reads still work. Backends wrap the cause
+	// (ENOSPC) with it.
+	ErrFull = errors.New("store: out of storage")
 )
 
 // ConflictError is returned by AppendIf and AppendAll when a log's last

@@ -101,7 +101,7 @@ func (s *Store) writeBlobFile(ctx context.Context, u uploadID, r io.Reader, limi
 	}
 	f, err := s.fs.Create(s.blobPath(u), vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return 0, fmt.Errorf("creating blob file: %w", err)
+		return 0, fmt.Errorf("creating blob file: %w", fullErr(err))
 	}
 	defer f.Close()
 	buf := make([]byte, s.chunk)
@@ -122,7 +122,7 @@ func (s *Store) writeBlobFile(ctx context.Context, u uploadID, r io.Reader, limi
 				return 0, fmt.Errorf("more than %d bytes: %w", limit, store.ErrTooLarge)
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
-				return 0, fmt.Errorf("writing blob file: %w", err)
+				return 0, fmt.Errorf("writing blob file: %w", fullErr(err))
 			}
 			size += int64(n)
 		}
@@ -131,7 +131,7 @@ func (s *Store) writeBlobFile(ctx context.Context, u uploadID, r io.Reader, limi
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("syncing blob file: %w", err)
+		return 0, fmt.Errorf("syncing blob file: %w", fullErr(err))
 	}
 	if err := s.syncBlobDir(); err != nil {
 		return 0, err
@@ -146,11 +146,11 @@ func (s *Store) blobPath(u uploadID) string {
 func (s *Store) syncBlobDir() error {
 	d, err := s.fs.OpenDir(s.blobDir)
 	if err != nil {
-		return fmt.Errorf("opening blob directory: %w", err)
+		return fmt.Errorf("opening blob directory: %w", fullErr(err))
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing blob directory: %w", err)
+		return fmt.Errorf("syncing blob directory: %w", fullErr(err))
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (s *Store) syncLoop() {
 		err := p.err
 		if p.batch != nil && err == nil {
 			if err = p.batch.SyncWait(); err != nil {
-				err = fmt.Errorf("syncing write-ahead log: %w", err)
+				err = fmt.Errorf("syncing write-ahead log: %w", fullErr(err))
 				s.broken.CompareAndSwap(nil, &err)
 			}
 		}
@@ -252,7 +252,7 @@ func (g *group) run() *pending {
 		if err := t.apply(); err != nil {
 			// Part of the request may be in the batch: drop the whole
 			// group and stop accepting writes (this is a bug if reached).
-			err = fmt.Errorf("staging writes: %w", err)
+			err = fmt.Errorf("staging writes: %w", fullErr(err))
 			g.s.broken.CompareAndSwap(nil, &err)
 			for _, r := range g.reqs {
 				r.err = err
@@ -273,7 +273,7 @@ func (g *group) run() *pending {
 	p.batch = g.batch
 	if err := g.s.db.ApplyNoSyncWait(g.batch, pebble.Sync); err != nil {
 		// The batch may or may not be in the WAL: stop accepting writes.
-		p.err = fmt.Errorf("committing: %w", err)
+		p.err = fmt.Errorf("committing: %w", fullErr(err))
 		g.s.broken.CompareAndSwap(nil, &p.err)
 		g.rev = startRev
 		return p

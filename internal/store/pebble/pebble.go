@@ -144,17 +144,37 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := s.fs.MkdirAll(s.blobDir, 0o700); err != nil {
 		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
 	}
+	dbDir := s.fs.PathJoin(dir, "db")
+	if err := checkOpenSpace(s.fs, dbDir); err != nil {
+		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
+	}
 	cacheSize := o.CacheSize
 	if cacheSize <= 0 {
 		cacheSize = 64 << 20
 	}
 	s.cache = pebble.NewCache(cacheSize)
+	lg := logger{o.Logger}
+	fullDuringOpen := make(chan error, 1)
+	watch := &fullWatch{sleep: time.Sleep, onFlushFull: func(err error) {
+		select {
+		case fullDuringOpen <- err:
+		default:
+		}
+		s.markFull(err)
+	}}
+	events := watch.listener()
+	background := events.BackgroundError
+	events.BackgroundError = func(err error) {
+		lg.Errorf("background error: %s", err)
+		background(err)
+	}
 	po := &pebble.Options{
 		Cache:              s.cache,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             logger{o.Logger},
+		Logger:             lg,
 		MemTableSize:       64 << 20,
 		FS:                 s.fs,
+		EventListener:      &events,
 	}
 	po.EnsureDefaults()
 	// Most of what is stored is ciphertext, which does not compress:
@@ -163,7 +183,12 @@ func Open(dir string, o Options) (*Store, error) {
 	for i := range po.Levels {
 		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
-	db, err := pebble.Open(s.fs.PathJoin(dir, "db"), po)
+	db, err := openDB(dbDir, po, fullDuringOpen)
+	if errors.Is(err, store.ErrFull) {
+		// Pebble's Open goes on retrying its flush; openDB closes the
+		// database if that ever succeeds. The cache stays referenced.
+		return nil, fmt.Errorf("opening pebble store in %s: %w", dir, err)
+	}
 	if err != nil {
 		s.cache.Unref()
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {

@@ -130,6 +130,9 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 20
 	// An internal error; the request may or may not have been applied.
 	ErrorCode_ERROR_CODE_INTERNAL ErrorCode = 21
+	// The server is out of storage (its disk is full): nothing was stored.
+	// Keep the request and retry later; reads still work.
+	ErrorCode_ERROR_CODE_STORAGE_FULL ErrorCode = 22
 	// An application message under an escrow policy has no escrow record, or
 	// one that is invalid, not this device's, not for this message, or for
 	// a message slot that already has one.
@@ -161,6 +164,7 @@ var (
 		19: "ERROR_CODE_ALREADY_AUTHENTICATED",
 		20: "ERROR_CODE_UNAVAILABLE",
 		21: "ERROR_CODE_INTERNAL",
+		22: "ERROR_CODE_STORAGE_FULL",
 		30: "ERROR_CODE_ESCROW_RECORD",
 	}
 	ErrorCode_value = map[string]int32{
@@ -186,6 +190,7 @@ var (
 		"ERROR_CODE_ALREADY_AUTHENTICATED": 19,
 		"ERROR_CODE_UNAVAILABLE":           20,
 		"ERROR_CODE_INTERNAL":              21,
+		"ERROR_CODE_STORAGE_FULL":          22,
 		"ERROR_CODE_ESCROW_RECORD":         30,
 	}
 )
@@ -1162,7 +1167,7 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12PROTOCOL_VERSION_1\x10\x01*\xa4\x05\n" +
+	"\x12PROTOCOL_VERSION_1\x10\x01*\xc1\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\"\n" +
@@ -1186,7 +1191,8 @@ const file_anom_v1_frame_proto_rawDesc = "" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x12\x12$\n" +
 	" ERROR_CODE_ALREADY_AUTHENTICATED\x10\x13\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x14\x12\x17\n" +
-	"\x13ERROR_CODE_INTERNAL\x10\x15\x12\x1c\n" +
+	"\x13ERROR_CODE_INTERNAL\x10\x15\x12\x1b\n" +
+	"\x17ERROR_CODE_STORAGE_FULL\x10\x16\x12\x1c\n" +
 	"\x18ERROR_CODE_ESCROW_RECORD\x10\x1eB\x1bZ\x19anom/proto/anom/v1;anomv1b\x06proto3"
 
 var (
