@@ -70,6 +70,9 @@ const (
 	// CodeInternal: an internal error of the server; the request may or
 	// may not have been applied.
 	CodeInternal ErrorCode = 21
+	// CodeStorageFull: the server is out of storage; nothing was stored.
+	// A message waits in the outbox and is sent later.
+	CodeStorageFull ErrorCode = 22
 	// CodeEscrowRecord: a message under an escrow policy came without a
 	// valid escrow record of its own.
 	CodeEscrowRecord ErrorCode = 30
@@ -98,6 +101,7 @@ var codeNames = map[ErrorCode]string{
 	CodeAlreadyAuthenticated: "ALREADY_AUTHENTICATED",
 	CodeUnavailable:          "UNAVAILABLE",
 	CodeInternal:             "INTERNAL",
+	CodeStorageFull:          "STORAGE_FULL",
 	CodeEscrowRecord:         "ESCROW_RECORD",
 }
 

@@ -50,6 +50,11 @@ const (
 	// EventSyncFailed: Run's periodic check with the server (Sync)
 	// failed (Err says why); the connection may be gone.
 	EventSyncFailed
+	// EventSendHeld: a message waiting in the outbox (SendOrQueue) could
+	// not be sent because the server cannot store it now (Group set; Err
+	// says why, ErrServerFull when the server is out of storage). It
+	// stays in the outbox and is tried again at the next sync or send.
+	EventSendHeld
 )
 
 // Event is something that happened to the device.

@@ -140,8 +140,12 @@ func (c *Client) isQueued(id MessageID) (bool, error) {
 func transient(err error) bool {
 	return errors.Is(err, ErrNotConnected) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, ErrEscrowPolicy) || errors.Is(err, ErrProtocol) ||
-		IsCode(err, CodeUnavailable) || IsCode(err, CodeRateLimited)
+		IsCode(err, CodeUnavailable) || IsCode(err, CodeRateLimited) || IsCode(err, CodeStorageFull)
 }
+
+// ErrServerFull is the Err of EventSendHeld when the server is out of
+// storage.
+var ErrServerFull = errors.New("the server is out of storage; your message is kept and will be sent later")
 
 // flushOutbox sends the waiting messages in order over cn. It stops at the
 // first that fails for want of the server (returning that error); one the
@@ -184,6 +188,11 @@ func (c *Client) flushOutbox(ctx context.Context, cn *conn) (failed map[MessageI
 			return c.writeOutbox(es)
 		}
 		seq, err := c.sendLocked(ctx, cn, gs, content, e.content, onSealed)
+		if err != nil && IsCode(err, CodeStorageFull) {
+			// The user is told why it waits; Run's periodic sync and
+			// the next send try again.
+			c.emit(Event{Type: EventSendHeld, Group: e.group, Err: fmt.Errorf("%w: %w", ErrServerFull, err)})
+		}
 		if err != nil && transient(err) {
 			return failed, err
 		}

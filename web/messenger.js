@@ -560,6 +560,11 @@ class Messenger {
       case 'disconnected': case 'sync-failed':
         this.setConnected(false);
         break;
+      case 'send-held':
+        this.alert(e.error && e.error.includes('out of storage')
+          ? 'The server is out of storage; your message is kept and will be sent later.'
+          : 'Your message is kept and will be sent later: ' + (e.error || ''), false);
+        break;
       case 'error':
         this.alert('A message could not be read: ' + (e.error || ''), false);
         break;

@@ -193,6 +193,7 @@ var eventNames = map[client.EventType]string{
 	client.EventSent:           "sent",
 	client.EventConnected:      "connected",
 	client.EventSyncFailed:     "sync-failed",
+	client.EventSendHeld:       "send-held",
 }
 
 func eventOf(e client.Event) eventJSON {

@@ -68,6 +68,7 @@ var codeText = map[client.ErrorCode]string{
 	client.CodeTooLarge:          "too large for the server",
 	client.CodeLimitExceeded:     "a server limit was reached",
 	client.CodeRateLimited:       "too many requests; wait a moment",
+	client.CodeStorageFull:       "the server is out of storage; try again later",
 	client.CodeNotFound:          "not found on the server",
 	client.CodeForbidden:         "the server refused: not allowed",
 	client.CodeUnavailable:       "the server is busy or shutting down; try again",

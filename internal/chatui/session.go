@@ -748,6 +748,12 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		}
 	case client.EventError:
 		s.printf("! a message in chat %s could not be read: %s", s.groupLabel(e.Group), oneLine(describe(e.Err)))
+	case client.EventSendHeld:
+		why := describe(e.Err)
+		if errors.Is(e.Err, client.ErrServerFull) {
+			why = client.ErrServerFull.Error()
+		}
+		s.printf("! chat %s: %s", s.groupLabel(e.Group), oneLine(why))
 	}
 }
 
