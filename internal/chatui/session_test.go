@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -444,8 +445,10 @@ func TestSessionSurvives(t *testing.T) {
 	u.q.Push(client.Event{Type: client.EventMessage})
 	u.q.Push(client.Event{Type: client.EventError, Group: []byte{1, 2}, Err: errors.New("bad\nthing")})
 	u.q.Push(client.Event{Type: client.EventEscrowMismatch, Group: []byte{3}})
+	u.q.Push(client.Event{Type: client.EventSendHeld, Group: []byte{4}, Err: fmt.Errorf("%w: %w", client.ErrServerFull, &client.ServerError{Code: client.CodeStorageFull, Message: "full"})})
 	out := u.do("")
-	mustContain(t, out, `x\u001b sent a file without its reference`, "! a message in chat 0102 could not be read: bad thing", "ESCROW MISMATCH in chat 03")
+	mustContain(t, out, `x\u001b sent a file without its reference`, "! a message in chat 0102 could not be read: bad thing", "ESCROW MISMATCH in chat 03",
+		"! chat 04: the server is out of storage; your message is kept and will be sent later")
 	// A panic in a command becomes one error line.
 	func() {
 		defer u.s.survive("testing")
