@@ -30,7 +30,7 @@ func TestMessageAndEventJSON(t *testing.T) {
 	if e := eventOf(client.Event{Type: client.EventDisconnected, Err: errors.New("gone")}); e.Type != "disconnected" || e.Error != "gone" || e.GroupID != "" {
 		t.Fatalf("disconnected event = %+v", e)
 	}
-	for typ := client.EventMessage; typ <= client.EventSyncFailed; typ++ {
+	for typ := client.EventMessage; typ <= client.EventSendHeld; typ++ {
 		if eventNames[typ] == "" {
 			t.Errorf("event type %d has no name", typ)
 		}
