@@ -32,6 +32,15 @@ import (
 // (compare them with go tool pprof -top -diff_base). The load's own
 // memory is bounded (200 devices), so what grows is the server's.
 // Run it with: nice -n 10 env ANOM_SOAK=15m go test -run TestSoakChurn -timeout 30m ./internal/loadgen/
+//
+// Measured (15 min, 2-core shared VM, 102,404 cycles, 204,808 messages):
+// the Go side is flat (live heap 3 MiB, all Go memory 22.4 MiB from the
+// second minute on; heap profiles differ by noise). RSS rises with each
+// message and falls back when Pebble rotates its 64 MiB memtable (every
+// ~50,000 messages, ~1.3 KiB each), then levels off at ~167 MiB from
+// minute 12.5: Pebble's memtables and 64 MiB block cache, allocated
+// outside the Go heap. Growth per message is the memtable filling, not a
+// leak.
 func TestSoakChurn(t *testing.T) {
 	dur, err := time.ParseDuration(os.Getenv("ANOM_SOAK"))
 	if err != nil {
