@@ -10,12 +10,14 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"anom/escrow"
 	"anom/identity"
 	"anom/internal/escrowtest"
+	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
 )
@@ -381,5 +383,206 @@ func TestAttackClusterSlotTwice(t *testing.T) {
 		if code(lost) != anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
 			t.Fatalf("round %d: the second record for the slot got %v", round, lost)
 		}
+	}
+}
+
+// TestAttackClusterRevokedDeviceElsewhere: a device revoked through one
+// server keeps its session on the other and tries to go on there, or to
+// connect there again. The other server closes its session with REVOKED
+// as soon as the revocation is announced, and refuses it at
+// authentication even if the announcement never came (a revocation
+// written to the store alone, as by a crash just after it).
+func TestAttackClusterRevokedDeviceElsewhere(t *testing.T) {
+	c := newCluster(t, nil)
+	ctx := context.Background()
+	codes := c.a.codes(2, 1)
+	dora := c.a.activate("dora", codes[0])
+	onB, r := c.b.connect(dora)
+	if code(r) != anomv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+		t.Fatalf("connecting to b: %v", r)
+	}
+	start := time.Now()
+	if _, err := c.a.srv.Revoke(ctx, dora.cert.DeviceID, "test", c.a.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-onB.pushes:
+		if f.GetPushDisconnect().GetCode() != anomv1.ErrorCode_ERROR_CODE_REVOKED {
+			t.Fatalf("b pushed %v, want a REVOKED disconnect", f)
+		}
+	case <-onB.closed:
+		t.Fatal("b closed the session without telling why")
+	case <-time.After(5 * time.Second):
+		t.Fatal("b kept the revoked device's session")
+	}
+	select {
+	case <-onB.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b did not close the revoked device's session")
+	}
+	t.Logf("revocation on a closed the session on b after %v", time.Since(start).Round(time.Millisecond))
+	if _, r := c.b.connect(dora); code(r) != anomv1.ErrorCode_ERROR_CODE_REVOKED {
+		t.Fatalf("b let the revoked device in again: %v", r)
+	}
+
+	// A revocation in the store whose announcement was lost.
+	erin := c.a.activate("erin", codes[1])
+	erinB, r := c.b.connect(erin)
+	if code(r) != anomv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+		t.Fatalf("connecting to b: %v", r)
+	}
+	rev := c.a.srv.signRevocation(erin.cert.DeviceID, c.a.clock.Now())
+	if _, err := c.a.srv.st.Create(ctx, bucketRevoked, erin.cert.DeviceID.String(), rev.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := c.b.connect(erin); code(r) != anomv1.ErrorCode_ERROR_CODE_REVOKED {
+		t.Fatalf("b let a device revoked in the store in: %v", r)
+	}
+	// The sweep finds it too, and closes the session b still had.
+	if err := c.b.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-erinB.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b kept the session of a device revoked in the store")
+	}
+}
+
+// TestClusterPushAcrossServers: a message sent through one server is
+// pushed to a recipient connected to the other as to one connected to the
+// same server. It measures the latency from the send to each push (p50
+// and p99 over the run) and fails if the cross-server push is far out of
+// the budget of a chat message.
+func TestClusterPushAcrossServers(t *testing.T) {
+	c := newCluster(t, nil)
+	g := gid("cluster-push")
+	alice, bob := setupGroup(t, c.a, g)
+	bobB := bob.on(c.b)
+	const n = 200
+	msgs := make([]*anomv1.Frame, n)
+	for i := range msgs {
+		m, err := alice.group.Encrypt(fmt.Appendf(nil, "push %d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = send(g, m, nil)
+	}
+	var same, cross []time.Duration
+	wait := func(m *member, t0 time.Time, out chan<- time.Duration) {
+		select {
+		case <-m.pushes:
+			out <- time.Since(t0)
+		case <-time.After(10 * time.Second):
+			out <- -1
+		}
+	}
+	for i, f := range msgs {
+		t0 := time.Now()
+		onA, onB := make(chan time.Duration, 1), make(chan time.Duration, 1)
+		go wait(bob, t0, onA)
+		go wait(bobB, t0, onB)
+		alice.must(f)
+		da, db := <-onA, <-onB
+		if da < 0 || db < 0 {
+			t.Fatalf("message %d: no push (same server %v, other server %v)", i, da, db)
+		}
+		same, cross = append(same, da), append(cross, db)
+	}
+	p := func(d []time.Duration, q float64) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(q*float64(len(s))))]
+	}
+	t.Logf("push latency over %d messages: same server p50 %v p99 %v; other server p50 %v p99 %v",
+		n, p(same, 0.5), p(same, 0.99), p(cross, 0.5), p(cross, 0.99))
+	if p99 := p(cross, 0.99); p99 > 250*time.Millisecond {
+		t.Fatalf("cross-server push p99 %v beyond 250ms", p99)
+	}
+}
+
+// treeHeadOf asks c's server for its signed tree head, with a consistency
+// proof from size from (0: none), and checks the head's signature.
+func treeHeadOf(t *testing.T, n *network, c *client, from uint64) (translog.SignedTreeHead, []byte) {
+	t.Helper()
+	th := c.must(&anomv1.Frame{Body: &anomv1.Frame_GetTreeHead{GetTreeHead: &anomv1.GetTreeHead{FromSize: from}}}).GetTreeHead_()
+	var sth translog.SignedTreeHead
+	if err := sth.UnmarshalBinary(th.GetTreeHead()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := identity.VerifyTreeHead(n.root.Public(), sth, translog.SignedTreeHead{}); err != nil {
+		t.Fatal(err)
+	}
+	return sth, th.GetConsistencyProof()
+}
+
+// TestClusterTransparencyLogOneHistory: devices activate through both
+// servers at once, so both append to the one transparency log. Every
+// certificate gets its own index, a server serves a device logged by the
+// other with a proof against its own head, and the two servers' signed
+// heads are of one history (the consistency proof between them holds).
+func TestClusterTransparencyLogOneHistory(t *testing.T) {
+	c := newCluster(t, nil)
+	const per = 5
+	codes := c.a.codes(2*per, 1)
+	devs := make([]*client, 2*per)
+	var wg sync.WaitGroup
+	for i := range devs {
+		n := c.a
+		if i%2 == 1 {
+			n = c.b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			devs[i] = n.activate(fmt.Sprintf("user%d", i), codes[i])
+		}()
+	}
+	wg.Wait()
+	// Each device looked up through the server it did not activate on.
+	indexes := map[uint64]bool{}
+	for i, d := range devs {
+		n, via := c.b, devs[1]
+		if i%2 == 1 {
+			n, via = c.a, devs[0]
+		}
+		dir := via.must(&anomv1.Frame{Body: &anomv1.Frame_Lookup{Lookup: &anomv1.Lookup{Username: fmt.Sprintf("user%d", i)}}}).GetDirectory()
+		if len(dir.Devices) != 1 || string(dir.Devices[0].Certificate) != string(d.cert.Encode()) {
+			t.Fatalf("server %s does not show user%d's device: %v", n.node, i, dir)
+		}
+		de := dir.Devices[0]
+		if indexes[de.LogIndex] {
+			t.Fatalf("log index %d given twice", de.LogIndex)
+		}
+		indexes[de.LogIndex] = true
+		var sth translog.SignedTreeHead
+		if err := sth.UnmarshalBinary(dir.TreeHead); err != nil {
+			t.Fatal(err)
+		}
+		var proof translog.InclusionProof
+		if err := proof.UnmarshalBinary(de.InclusionProof); err != nil {
+			t.Fatal(err)
+		}
+		if err := proof.Verify(translog.HashLeaf(de.LogEntry), sth.Root); err != nil {
+			t.Fatalf("user%d through server %s: inclusion proof: %v", i, n.node, err)
+		}
+	}
+	// One history: b's head is a prefix of a's (or the same), and a
+	// proves it.
+	hb, _ := treeHeadOf(t, c.b, devs[1], 0)
+	ha, proof := treeHeadOf(t, c.a, devs[0], hb.Size)
+	if ha.Size < hb.Size {
+		t.Fatalf("a's head (%d) behind b's (%d) after a proof was asked from b's", ha.Size, hb.Size)
+	}
+	if ha.Size > hb.Size {
+		var cp translog.ConsistencyProof
+		if err := cp.UnmarshalBinary(proof); err != nil {
+			t.Fatal(err)
+		}
+		if err := cp.Verify(hb.Root, ha.Root); err != nil {
+			t.Fatalf("the servers' heads are not of one log: %v", err)
+		}
+	} else if ha.Root != hb.Root {
+		t.Fatal("the servers sign different roots for one size")
 	}
 }
