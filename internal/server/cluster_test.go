@@ -17,6 +17,7 @@ import (
 	"anom/escrow"
 	"anom/identity"
 	"anom/internal/escrowtest"
+	"anom/internal/store/pebble"
 	"anom/internal/translog"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
@@ -582,5 +583,53 @@ func TestClusterTransparencyLogOneHistory(t *testing.T) {
 		}
 	} else if ha.Root != hb.Root {
 		t.Fatal("the servers sign different roots for one size")
+	}
+}
+
+// TestClusterStartTogether: two servers start at once on a fresh store,
+// each logging the directory key, the countersigning key and the escrow
+// policy if not logged yet. Whatever entries both appended, they end up
+// naming the same entries, so their tree heads carry the same signer
+// entry and they serve the same policy entry.
+func TestClusterStartTogether(t *testing.T) {
+	for round := range 5 {
+		root, err := identity.GenerateRootKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := pebble.Open(t.TempDir(), pebble.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := testServerKeys(t, root, time.Now())
+		cfg := Config{Store: st, RootPublic: root.Public(), Directory: keys.Directory, Countersign: keys.Countersign, CountersignCert: keys.CountersignCert,
+			Name: "test.anom", EscrowPolicy: escrowtest.SignedPolicy(t, root.Signer(), 1)}
+		var srvs [2]*Server
+		var errs [2]error
+		var wg sync.WaitGroup
+		for i := range srvs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srvs[i], errs[i] = New(context.Background(), cfg)
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: starting: %v / %v", round, errs[0], errs[1])
+		}
+		a, b := srvs[0], srvs[1]
+		if a.dirIdx != b.dirIdx || a.esc.csIdx != b.esc.csIdx || a.esc.logIndex != b.esc.logIndex {
+			t.Fatalf("round %d: the servers name different entries: directory key %d/%d, countersigning key %d/%d, policy %d/%d",
+				round, a.dirIdx, b.dirIdx, a.esc.csIdx, b.esc.csIdx, a.esc.logIndex, b.esc.logIndex)
+		}
+		for _, s := range srvs {
+			if _, err := s.escrowPolicy(context.Background()); err != nil {
+				t.Fatalf("round %d: serving the policy: %v", round, err)
+			}
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -142,6 +142,7 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 	s.tlogMu.Lock()
 	defer s.tlogMu.Unlock()
 	var rec policyRecord
+	var rev uint64
 	ent, err := s.st.Get(ctx, bucketEscrow, keyPolicy)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -151,6 +152,7 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 		if err := decodeRecord(ent, &rec); err != nil {
 			return 0, err
 		}
+		rev = ent.Revision
 		if rec.Hash == h {
 			return rec.LogIndex, nil
 		}
@@ -162,7 +164,28 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 	if err != nil {
 		return 0, fmt.Errorf("logging escrow policy: %w", err)
 	}
-	if _, err := s.st.Put(ctx, bucketEscrow, keyPolicy, encodeRecord(policyRecord{Hash: h, Version: p.Version, LogIndex: idx})); err != nil {
+	val := encodeRecord(policyRecord{Hash: h, Version: p.Version, LogIndex: idx})
+	if rev == 0 {
+		_, err = s.st.Create(ctx, bucketEscrow, keyPolicy, val)
+	} else {
+		_, err = s.st.Update(ctx, bucketEscrow, keyPolicy, val, rev)
+	}
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrRevisionMismatch) {
+		// Another server of the store logged a policy meanwhile: if it
+		// is this one, its entry is the one every server names.
+		ent, gerr := s.st.Get(ctx, bucketEscrow, keyPolicy)
+		if gerr != nil {
+			return 0, fmt.Errorf("loading logged escrow policy: %w", gerr)
+		}
+		if derr := decodeRecord(ent, &rec); derr != nil {
+			return 0, derr
+		}
+		if rec.Hash != h {
+			return 0, fmt.Errorf("loading escrow policy: another server logged policy version %d meanwhile", rec.Version)
+		}
+		return rec.LogIndex, s.syncTransparencyLog(ctx, rec.LogIndex)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("recording logged escrow policy: %w", err)
 	}
 	s.log.Info("escrow policy appended to the transparency log", "version", p.Version, "index", idx)

@@ -50,8 +50,24 @@ func (s *Server) logOnlineKey(ctx context.Context, c *identity.OnlineKeyCertific
 	if err != nil {
 		return 0, fmt.Errorf("logging %v key certificate: %w", role, err)
 	}
-	if _, err := s.st.Put(ctx, bucketOnlineKeys, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
-		return 0, fmt.Errorf("recording log index of %v key certificate: %w", role, err)
+	if _, err := s.st.Create(ctx, bucketOnlineKeys, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
+		if !errors.Is(err, store.ErrExists) {
+			return 0, fmt.Errorf("recording log index of %v key certificate: %w", role, err)
+		}
+		// Another server of the store logged it at the same time: its
+		// entry is the one every server names (ours stays, a duplicate).
+		e, err := s.st.Get(ctx, bucketOnlineKeys, key)
+		if err != nil {
+			return 0, fmt.Errorf("loading %v key: %w", role, err)
+		}
+		if len(e.Value) != 8 {
+			return 0, fmt.Errorf("loading %v key: %w: log index of %d bytes", role, store.ErrCorrupt, len(e.Value))
+		}
+		idx = binary.BigEndian.Uint64(e.Value)
+		if err := s.syncTransparencyLog(ctx, idx); err != nil {
+			return 0, err
+		}
+		return idx, nil
 	}
 	s.log.Info("online key certificate appended to the transparency log", "role", role.String(), "serial", c.Serial,
 		"key", hex.EncodeToString(c.Key), "not_after", c.NotAfter, "index", idx)

@@ -67,8 +67,16 @@ func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint
 		return 0, fmt.Errorf("logging the web release: %w", err)
 	}
 	key := hex.EncodeToString(r.Digest[:])
-	if _, err := s.st.Put(ctx, bucketWebReleases, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
-		return 0, fmt.Errorf("recording the log index of the web release: %w", err)
+	if _, err := s.st.Create(ctx, bucketWebReleases, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
+		if !errors.Is(err, store.ErrExists) {
+			return 0, fmt.Errorf("recording the log index of the web release: %w", err)
+		}
+		// Another server of the store logged it at the same time: its
+		// entry is the one every server names.
+		if idx, err = s.webReleaseIndex(ctx, r.Digest); err != nil {
+			return 0, fmt.Errorf("loading the web release: %w", err)
+		}
+		return idx, s.syncTransparencyLog(ctx, idx)
 	}
 	s.log.Info("web app release appended to the transparency log", "version", key, "index", idx)
 	return idx, nil
