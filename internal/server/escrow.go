@@ -154,7 +154,7 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 		}
 		rev = ent.Revision
 		if rec.Hash == h {
-			return rec.LogIndex, nil
+			return rec.LogIndex, s.syncTransparencyLog(ctx, rec.LogIndex) // logged perhaps by another server
 		}
 		if p.Version <= rec.Version {
 			return 0, fmt.Errorf("loading escrow policy: version %d is not above the logged version %d", p.Version, rec.Version)
@@ -208,6 +208,9 @@ func (s *Server) escrowPolicy(ctx context.Context) (*anomv1.EscrowPolicy, error)
 		return &anomv1.EscrowPolicy{}, nil
 	}
 	e := s.esc
+	if err := s.syncTransparencyLog(ctx, e.logIndex); err != nil {
+		return nil, err
+	}
 	sth, head, err := s.signedHead()
 	if err != nil {
 		return nil, err

@@ -40,7 +40,8 @@ func (s *Server) logOnlineKey(ctx context.Context, c *identity.OnlineKeyCertific
 	e, err := s.st.Get(ctx, bucketOnlineKeys, key)
 	switch {
 	case err == nil && len(e.Value) == 8:
-		return binary.BigEndian.Uint64(e.Value), nil
+		idx := binary.BigEndian.Uint64(e.Value)
+		return idx, s.syncTransparencyLog(ctx, idx) // logged perhaps by another server
 	case err == nil:
 		return 0, fmt.Errorf("loading %v key: %w: log index of %d bytes", role, store.ErrCorrupt, len(e.Value))
 	case !errors.Is(err, store.ErrNotFound):
@@ -88,8 +89,12 @@ func (s *Server) initDirectoryKey(ctx context.Context) error {
 	return nil
 }
 
-// logEntry reads the encoded log entry at index.
+// logEntry reads the encoded log entry at index (appended perhaps by
+// another server of the store).
 func (s *Server) logEntry(ctx context.Context, index uint64) ([]byte, error) {
+	if err := s.syncTransparencyLog(ctx, index); err != nil {
+		return nil, err
+	}
 	raw, err := s.tlog.Entries(ctx, index, index+1)
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint
 	idx, err := s.webReleaseIndex(ctx, r.Digest)
 	switch {
 	case err == nil:
-		return idx, nil
+		return idx, s.syncTransparencyLog(ctx, idx) // logged perhaps by another server
 	case !errors.Is(err, store.ErrNotFound):
 		return 0, fmt.Errorf("loading the web release: %w", err)
 	}
@@ -92,6 +92,9 @@ func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte) 
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], ErrWebReleaseNotLogged)
 	}
 	if err != nil {
+		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
+	}
+	if err := s.syncTransparencyLog(ctx, idx); err != nil {
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
 	}
 	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(digest[:]), idx, ed25519.PublicKey(s.rootPub))
