@@ -10,7 +10,10 @@
 // poller for idle sessions), dispatch.go (frame handling), auth.go
 // (challenge, activation), directory.go (devices, users, transparency
 // log), certlog.go (batched certificate logging),
-// keypackages.go, groups.go and membership.go (delivery service),
+// keypackages.go, groups.go, grouplog.go (the group's writer: batched
+// conditional appends) and membership.go (delivery service), cluster.go
+// and fanout.go (several servers on one store: what the store decides,
+// revocations and pushes between servers),
 // blobs.go, admin.go (revocation, wipe, distributors, codes),
 // adminapi.go (the signed admin API),
 // limits.go (limits, rate limits), metrics.go, records.go (stored records).
