@@ -372,7 +372,7 @@ func (s *Server) createGroup(ctx context.Context, c *session, req *anomv1.Create
 
 // pushFrame encodes the push of a new group message: a Frame with
 // push_messages holding the group message whose encoding without
-// sequence and time is stored (as appendGroup encodes it), with seq and
+// sequence and time is stored (as the group's writer stores it), with seq and
 // timeMs added, and last = seq. It decodes as the Frame proto.Marshal
 // would give (only the order of the message's fields differs), is built
 // once per message and shared by every recipient.
