@@ -5,7 +5,8 @@
 // WebSocket API of protobuf frames (package anom/proto/anom/v1).
 //
 // Files by concern: server.go (config, lifecycle, HTTP), conn.go (one
-// WebSocket session: reading, request lanes, batched writes; the hub),
+// WebSocket session: reading, batched writes), lanes.go (request lanes),
+// hub.go (the sessions by device: local fan-out, revocation, shutdown),
 // websocket.go (RFC 6455 upgrade and framing), poll_linux.go (readiness
 // poller for idle sessions), dispatch.go (frame handling), auth.go
 // (challenge, activation), directory.go (devices, users, transparency
