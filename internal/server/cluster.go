@@ -82,14 +82,27 @@ func (s *Server) revokedInStore(ctx context.Context, id identity.DeviceID) (bool
 	return true, nil
 }
 
+// revocationsKeep is how long announcements stay in logRevocations: a
+// server that was away longer loaded every revocation from bucketRevoked
+// when it started.
+const revocationsKeep = 24 * time.Hour
+
 // sweepRevocations applies every stored revocation (in case an
-// announcement was lost) and closes the sessions of revoked devices.
+// announcement was lost), closing the sessions of revoked devices, and
+// trims old announcements.
 func (s *Server) sweepRevocations(ctx context.Context) error {
-	return s.loadRevoked(ctx, func(id identity.DeviceID) {
+	err := s.loadRevoked(ctx, func(id identity.DeviceID) {
 		if !s.isRevoked(id) {
 			s.setRevoked(id, nil)
 		}
 	})
+	if err != nil {
+		return err
+	}
+	if err := s.st.TrimBefore(ctx, logRevocations, s.now().Add(-revocationsKeep)); err != nil {
+		return fmt.Errorf("trimming revocation announcements: %w", err)
+	}
+	return nil
 }
 
 // watchTransparencyLog keeps this server's transparency log up to date
