@@ -131,4 +131,22 @@ func BenchmarkSendCluster(b *testing.B) {
 	wg.Wait()
 	b.ReportMetric(float64(per*senders)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(per*senders), "cpu-ns/msg")
+	conflicts := counterValue(b, c.a.srv, "anom_group_append_conflicts_total") + counterValue(b, c.b.srv, "anom_group_append_conflicts_total")
+	b.ReportMetric(conflicts/float64(per*senders), "conflicts/msg")
+}
+
+// counterValue reads a counter of a server's registry.
+func counterValue(tb testing.TB, srv *Server, name string) float64 {
+	tb.Helper()
+	mfs, err := srv.reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	tb.Fatalf("no counter %s", name)
+	return 0
 }

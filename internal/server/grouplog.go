@@ -130,6 +130,7 @@ func (s *Server) writeGroupBatch(ctx context.Context, gh string, st *groupState,
 		}
 		first, err := s.appendBatch(ctx, gh, last, batch)
 		if errors.Is(err, store.ErrConflict) && attempt < maxStoreRetries {
+			s.metrics.appendConflicts.Inc()
 			var ce *store.ConflictError
 			if errors.As(err, &ce) && ce.Log != groupLog(gh) {
 				err = fmt.Errorf("log %s: %w", ce.Log, err) // not the group's condition

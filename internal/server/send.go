@@ -159,6 +159,7 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 		}
 		seq, t, stored, err := s.appendGroupIf(ctx, gh, st.last, gm)
 		if errors.Is(err, store.ErrConflict) && attempt < maxStoreRetries {
+			s.metrics.appendConflicts.Inc()
 			continue // another entry came first: catch up and judge again
 		}
 		if err != nil {
