@@ -633,3 +633,81 @@ func TestClusterStartTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterEscrowClaimReleased: a server with a stale view claims the
+// slot of a message for the old epoch and only then learns, from the
+// conditional append, that a commit came first through the other server.
+// The message is refused with EPOCH_CONFLICT, nothing of it is in the log
+// or the outbox, and its claim is given back.
+func TestClusterEscrowClaimReleased(t *testing.T) {
+	c := escrowCluster(t)
+	ctx := context.Background()
+	g := gid("cluster-claim")
+	alice, bob := setupGroup(t, c.a, g)
+	bobB := bob.on(c.b)
+	now := c.a.clock.Now()
+	msg, rec := sealed(t, c.a, alice, []byte("warm up"), now)
+	alice.must(sendRecord(g, msg, signRec(t, rec, alice.priv))) // a's view is loaded
+	stale, rec := sealed(t, c.a, alice, []byte("old epoch"), now)
+	staleFrame := sendRecord(g, stale, signRec(t, rec, alice.priv))
+	pc, err := bob.group.Commit(mls.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobB.must(send(g, pc.Commit, nil))
+	gh := fmt.Sprintf("%x", g)
+	info, err := c.a.srv.st.Info(ctx, groupLog(gh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox, err := c.a.srv.st.Info(ctx, logOutbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := len(slotClaims(t, c.a))
+	r := alice.call(staleFrame)
+	if code(r) != anomv1.ErrorCode_ERROR_CODE_EPOCH_CONFLICT || r.GetError().GetEpoch() != pc.Epoch()+1 {
+		t.Fatalf("message for the old epoch through the stale server: %v", r)
+	}
+	after, err := c.a.srv.st.Info(ctx, groupLog(gh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outAfter, err := c.a.srv.st.Info(ctx, logOutbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Last != info.Last || outAfter.Last != outbox.Last {
+		t.Fatalf("the refused message left entries: group log %d -> %d, outbox %d -> %d", info.Last, after.Last, outbox.Last, outAfter.Last)
+	}
+	if got := len(slotClaims(t, c.a)); got != claims {
+		t.Fatalf("%d slot claims after the refused message, %d before: its claim was kept", got, claims)
+	}
+}
+
+// TestEscrowClaimWithoutMessage: a crash between a slot's claim and the
+// append leaves the claim without a message. Nothing was acknowledged;
+// the record is refused if sent again (a slot never gets two records),
+// and the message encrypted again, in a new slot, goes through.
+func TestEscrowClaimWithoutMessage(t *testing.T) {
+	n := escrowNetwork(t)
+	ctx := context.Background()
+	g := gid("claim-crash")
+	alice, bob := setupGroup(t, n, g)
+	msg, rec := sealed(t, n, alice, []byte("lost in a crash"), n.clock.Now())
+	slot, err := rec.Metadata.Slot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.claimSlot(ctx, fmt.Sprintf("%x", g), alice.group.Epoch(), slot); err != nil {
+		t.Fatal(err)
+	}
+	if r := alice.call(sendRecord(g, msg, signRec(t, rec, alice.priv))); code(r) != anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
+		t.Fatalf("the record of a claimed slot: %v", r)
+	}
+	msg, rec = sealed(t, n, alice, []byte("lost in a crash"), n.clock.Now())
+	seq := alice.must(sendRecord(g, msg, signRec(t, rec, alice.priv))).GetSent().GetSeq()
+	if p := bob.nextPush().GetPushMessages().GetMessages(); len(p) != 1 || p[0].GetSeq() != seq {
+		t.Fatalf("bob's push: %v", p)
+	}
+}
