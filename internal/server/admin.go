@@ -62,12 +62,16 @@ func (s *Server) revoke(ctx context.Context, r *identity.Revocation, spare *sess
 	key := r.DeviceID.String()
 	if _, err := s.st.Create(ctx, bucketRevoked, key, r.Encode()); err != nil {
 		if errors.Is(err, store.ErrExists) {
+			// Announced again: a crash may have come between the
+			// revocation and its announcement.
 			s.setRevoked(r.DeviceID, spare)
+			s.announceRevocation(ctx, r.DeviceID)
 			return true, nil
 		}
 		return false, fmt.Errorf("revoking %s: %w", key, err)
 	}
 	s.setRevoked(r.DeviceID, spare)
+	s.announceRevocation(ctx, r.DeviceID)
 	s.tlogMu.Lock()
 	_, err = s.tlog.Append(ctx, translog.Entry{Kind: translog.KindRevocation, Payload: r.Encode()})
 	s.tlogMu.Unlock()
@@ -125,6 +129,7 @@ func (s *Server) Wipe(ctx context.Context, id identity.DeviceID, reason string, 
 		c.push(b)
 		online++
 	}
+	s.publish(Push{Devices: []string{key}, Frame: b}) // its sessions on other servers
 	s.log.Info("wipe command issued", "device", key, "reason", reason, "online", online)
 	return online, nil
 }

@@ -196,6 +196,7 @@ func (s *Server) announceDevice(ctx context.Context, cert *identity.DeviceCertif
 		s.log.Error("encoding push", "err", err)
 		return
 	}
+	var others []string
 	for _, d := range u.Devices {
 		id, err := identity.ParseDeviceID(d)
 		if err != nil || id == cert.DeviceID {
@@ -204,5 +205,9 @@ func (s *Server) announceDevice(ctx context.Context, cert *identity.DeviceCertif
 		for _, c := range s.hub.of(id) {
 			c.push(b)
 		}
+		others = append(others, d)
+	}
+	if len(others) > 0 {
+		s.publish(Push{Devices: others, Frame: b})
 	}
 }

@@ -68,8 +68,12 @@ func (c *session) auth(ctx context.Context, a *anomv1.Auth) (*anomv1.Frame, erro
 	if err := cert.VerifyAuthResponse(c.s.name, ch, a.GetSignature()); err != nil {
 		return nil, wrapErr(anomv1.ErrorCode_ERROR_CODE_AUTH_FAILED, err, "signature")
 	}
-	if c.s.isRevoked(cert.DeviceID) {
-		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_REVOKED, "device %s is revoked", cert.DeviceID)
+	// The store, not this server's memory, says who is revoked: another
+	// server may have revoked the device a moment ago.
+	if revoked, err := c.s.revokedInStore(ctx, cert.DeviceID); err != nil {
+		return nil, err
+	} else if revoked {
+		return nil, refuseRevoked(cert.DeviceID)
 	}
 	// The certificate must be the one the server issued for this device
 	// (a re-issued certificate replaces the old one).

@@ -69,3 +69,84 @@ func BenchmarkSend(b *testing.B) {
 	// server's work per message costs.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(per*senders), "cpu-ns/msg")
 }
+
+// BenchmarkSendCluster is BenchmarkSend with two servers on one store:
+// half the sending connections on each, the recipient on the second, so
+// every message is also pushed across servers (StoreFanout) and the
+// senders of both race for the group log (conditional appends).
+func BenchmarkSendCluster(b *testing.B) {
+	c := newCluster(b, func(c *Config) {
+		c.Limits.RequestsPerSecond = 1e9
+		c.Limits.RequestBurst = 1 << 30
+		c.Limits.MaxConnsPerDevice = 16
+	})
+	g := gid("bench-cluster")
+	alice, bob := setupGroup(b, c.a, g)
+	bobB := bob.on(c.b)
+	for _, m := range []*member{bob, bobB} {
+		go func() {
+			for range m.pushes {
+			}
+		}()
+	}
+	const senders = 8
+	var conns []*client
+	for i := range senders {
+		n := c.a
+		if i%2 == 1 {
+			n = c.b
+		}
+		cl, r := n.connect(alice.client)
+		if code(r) != 0 {
+			b.Fatal(r.GetError())
+		}
+		go func() {
+			for range cl.pushes {
+			}
+		}()
+		conns = append(conns, cl)
+	}
+	alice.ws.CloseNow()
+	m, err := alice.group.Encrypt(make([]byte, 1024), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(1024)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var wg sync.WaitGroup
+	per := (b.N + senders - 1) / senders
+	for _, cl := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				if r := cl.call(send(g, m, nil)); code(r) != 0 {
+					b.Error(r.GetError())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*senders)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(per*senders), "cpu-ns/msg")
+	conflicts := counterValue(b, c.a.srv, "anom_group_append_conflicts_total") + counterValue(b, c.b.srv, "anom_group_append_conflicts_total")
+	b.ReportMetric(conflicts/float64(per*senders), "conflicts/msg")
+}
+
+// counterValue reads a counter of a server's registry.
+func counterValue(tb testing.TB, srv *Server, name string) float64 {
+	tb.Helper()
+	mfs, err := srv.reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	tb.Fatalf("no counter %s", name)
+	return 0
+}

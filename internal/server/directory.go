@@ -103,23 +103,21 @@ func (s *Server) deviceRecord(ctx context.Context, devHex string) (deviceRecord,
 	return rec, e.Revision, decodeRecord(e, &rec)
 }
 
-func (s *Server) loadRevoked(ctx context.Context) error {
+// loadRevoked calls fn with every device revoked in the store.
+func (s *Server) loadRevoked(ctx context.Context, fn func(identity.DeviceID)) error {
 	after := ""
 	for {
 		page, more, err := s.st.List(ctx, bucketRevoked, store.ListOptions{After: after})
 		if err != nil {
 			return fmt.Errorf("loading revocations: %w", err)
 		}
-		s.revokedMu.Lock()
 		for _, e := range page {
 			id, err := identity.ParseDeviceID(e.Key)
 			if err != nil {
-				s.revokedMu.Unlock()
 				return fmt.Errorf("loading revocations: %w: %w", store.ErrCorrupt, err)
 			}
-			s.revoked[id] = true
+			fn(id)
 		}
-		s.revokedMu.Unlock()
 		if !more || len(page) == 0 {
 			return nil
 		}
@@ -162,16 +160,27 @@ func (s *Server) lookup(ctx context.Context, req *anomv1.Lookup) (*anomv1.Direct
 	if err := decodeRecord(e, &u); err != nil {
 		return nil, err
 	}
+	recs := make([]deviceRecord, len(u.Devices))
+	for i, d := range u.Devices {
+		rec, _, err := s.deviceRecord(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Logged {
+			// Logged perhaps by another server: catch up with it.
+			if err := s.syncTransparencyLog(ctx, rec.LogIndex); err != nil {
+				return nil, err
+			}
+		}
+		recs[i] = rec
+	}
 	sth, head, err := s.signedHead()
 	if err != nil {
 		return nil, err
 	}
 	dir := &anomv1.Directory{Username: name, TreeHead: head}
-	for _, d := range u.Devices {
-		rec, _, err := s.deviceRecord(ctx, d)
-		if err != nil {
-			return nil, err
-		}
+	for i, d := range u.Devices {
+		rec := recs[i]
 		if !rec.Logged || rec.LogIndex >= sth.Size {
 			continue // not yet in the log: not shown until it is
 		}
@@ -197,12 +206,22 @@ func (s *Server) lookup(ctx context.Context, req *anomv1.Lookup) (*anomv1.Direct
 }
 
 // treeHead answers GetTreeHead.
-func (s *Server) treeHead(req *anomv1.GetTreeHead) (*anomv1.TreeHead, error) {
+func (s *Server) treeHead(ctx context.Context, req *anomv1.GetTreeHead) (*anomv1.TreeHead, error) {
 	sth, head, err := s.signedHead()
 	if err != nil {
 		return nil, err
 	}
 	out := &anomv1.TreeHead{TreeHead: head}
+	if from := req.GetFromSize(); from > sth.Size {
+		// The client saw a head of another server of the cluster.
+		if err := s.syncTransparencyLog(ctx, from-1); err != nil {
+			return nil, err
+		}
+		if sth, head, err = s.signedHead(); err != nil {
+			return nil, err
+		}
+		out.TreeHead = head
+	}
 	if from := req.GetFromSize(); from > 0 {
 		if from > sth.Size {
 			return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "size %d beyond the log's %d", from, sth.Size)
@@ -220,8 +239,13 @@ func (s *Server) treeHead(req *anomv1.GetTreeHead) (*anomv1.TreeHead, error) {
 
 // logEntries answers GetLogEntries.
 func (s *Server) logEntries(ctx context.Context, req *anomv1.GetLogEntries) (*anomv1.LogEntries, error) {
-	size := s.tlog.Size()
 	start, end := req.GetStart(), req.GetEnd()
+	if end > 0 {
+		if err := s.syncTransparencyLog(ctx, end-1); err != nil {
+			return nil, err
+		}
+	}
+	size := s.tlog.Size()
 	if start > end || end > size {
 		return nil, errorf(anomv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "range [%d, %d) outside the log of %d", start, end, size)
 	}

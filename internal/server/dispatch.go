@@ -73,7 +73,7 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 		// the network its invite pins: the signed tree head's key chains
 		// to the root. That is all it may ask unauthenticated, once per
 		// connection (a signature, as cheap as the hello's challenge).
-		r, err := c.s.treeHead(th.GetTreeHead)
+		r, err := c.s.treeHead(ctx, th.GetTreeHead)
 		return respond(r, err, func(r *anomv1.TreeHead) *anomv1.Frame {
 			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead_{TreeHead_: r}}
 		})
@@ -126,7 +126,7 @@ func (c *session) dispatch(ctx context.Context, f *anomv1.Frame) (*anomv1.Frame,
 			return &anomv1.Frame{Body: &anomv1.Frame_Directory{Directory: r}}
 		})
 	case *anomv1.Frame_GetTreeHead:
-		r, err := c.s.treeHead(b.GetTreeHead)
+		r, err := c.s.treeHead(ctx, b.GetTreeHead)
 		return respond(r, err, func(r *anomv1.TreeHead) *anomv1.Frame {
 			return &anomv1.Frame{Body: &anomv1.Frame_TreeHead_{TreeHead_: r}}
 		})

@@ -32,11 +32,15 @@ import (
 const (
 	bucketEscrow = "escrow" // "policy" -> policyRecord, "seq" -> uint64, "cert/<dev>/<serial>" -> {}
 	logOutbox    = "escrow.outbox"
-	// slotLogPre + group hex + "." + epoch (16 hex digits) + "." + slot
-	// hex: one entry per message slot that has a record. The epoch in the
-	// name lets the sweep drop the claims of past epochs, which no send
-	// can reach again (the server takes application messages only in the
-	// group's current epoch).
+	// bucketSlots: group hex + "." + epoch (16 hex digits) + "." + slot
+	// hex -> {}: the claim of a message slot that has a record, created
+	// before the record is appended. The epoch in the key lets the sweep
+	// drop the claims of past epochs, which no send can reach again (the
+	// server takes application messages only in the group's current
+	// epoch).
+	bucketSlots = "escrow-slots"
+	// slotLogPre: earlier versions claimed a slot with a log of this
+	// prefix (then the key of bucketSlots); the sweep removes them.
 	slotLogPre = "escrow.slot."
 
 	keyPolicy = "policy"
@@ -120,16 +124,6 @@ func (s *Server) initEscrow(ctx context.Context) error {
 	if e.logIndex, err = s.logPolicy(ctx, p, e.raw); err != nil {
 		return err
 	}
-	switch ent, err := s.st.Get(ctx, bucketEscrow, keySeq); {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("loading escrow sequence: %w", err)
-	case len(ent.Value) != 8:
-		return fmt.Errorf("loading escrow sequence: %w: %d bytes", store.ErrCorrupt, len(ent.Value))
-	default:
-		e.seqNext = binary.BigEndian.Uint64(ent.Value)
-		e.seqEnd = e.seqNext
-	}
 	s.esc = e
 	if err := s.forwardOnlineKey(ctx, e.csIdx, csCert); err != nil {
 		return err
@@ -148,6 +142,7 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 	s.tlogMu.Lock()
 	defer s.tlogMu.Unlock()
 	var rec policyRecord
+	var rev uint64
 	ent, err := s.st.Get(ctx, bucketEscrow, keyPolicy)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -157,8 +152,9 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 		if err := decodeRecord(ent, &rec); err != nil {
 			return 0, err
 		}
+		rev = ent.Revision
 		if rec.Hash == h {
-			return rec.LogIndex, nil
+			return rec.LogIndex, s.syncTransparencyLog(ctx, rec.LogIndex) // logged perhaps by another server
 		}
 		if p.Version <= rec.Version {
 			return 0, fmt.Errorf("loading escrow policy: version %d is not above the logged version %d", p.Version, rec.Version)
@@ -168,7 +164,28 @@ func (s *Server) logPolicy(ctx context.Context, p *escrow.Policy, raw []byte) (u
 	if err != nil {
 		return 0, fmt.Errorf("logging escrow policy: %w", err)
 	}
-	if _, err := s.st.Put(ctx, bucketEscrow, keyPolicy, encodeRecord(policyRecord{Hash: h, Version: p.Version, LogIndex: idx})); err != nil {
+	val := encodeRecord(policyRecord{Hash: h, Version: p.Version, LogIndex: idx})
+	if rev == 0 {
+		_, err = s.st.Create(ctx, bucketEscrow, keyPolicy, val)
+	} else {
+		_, err = s.st.Update(ctx, bucketEscrow, keyPolicy, val, rev)
+	}
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrRevisionMismatch) {
+		// Another server of the store logged a policy meanwhile: if it
+		// is this one, its entry is the one every server names.
+		ent, gerr := s.st.Get(ctx, bucketEscrow, keyPolicy)
+		if gerr != nil {
+			return 0, fmt.Errorf("loading logged escrow policy: %w", gerr)
+		}
+		if derr := decodeRecord(ent, &rec); derr != nil {
+			return 0, derr
+		}
+		if rec.Hash != h {
+			return 0, fmt.Errorf("loading escrow policy: another server logged policy version %d meanwhile", rec.Version)
+		}
+		return rec.LogIndex, s.syncTransparencyLog(ctx, rec.LogIndex)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("recording logged escrow policy: %w", err)
 	}
 	s.log.Info("escrow policy appended to the transparency log", "version", p.Version, "index", idx)
@@ -191,6 +208,9 @@ func (s *Server) escrowPolicy(ctx context.Context) (*anomv1.EscrowPolicy, error)
 		return &anomv1.EscrowPolicy{}, nil
 	}
 	e := s.esc
+	if err := s.syncTransparencyLog(ctx, e.logIndex); err != nil {
+		return nil, err
+	}
 	sth, head, err := s.signedHead()
 	if err != nil {
 		return nil, err
@@ -212,20 +232,54 @@ func (s *Server) escrowPolicy(ctx context.Context) (*anomv1.EscrowPolicy, error)
 }
 
 // nextEscrowSeq hands out the next countersignature sequence number,
-// reserving a block durably when the current one is used up.
+// reserving a block durably when the current one is used up. The block is
+// reserved by a revision-checked update of the stored high mark, so
+// servers sharing a store reserve disjoint blocks: sequences are unique
+// across the cluster (dense within a block; a restart skips what was left
+// of one).
 func (s *Server) nextEscrowSeq(ctx context.Context) (uint64, error) {
 	e := s.esc
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
 	if e.seqNext >= e.seqEnd {
-		end := e.seqEnd + seqBlock
-		if _, err := s.st.Put(ctx, bucketEscrow, keySeq, binary.BigEndian.AppendUint64(nil, end)); err != nil {
+		start, end, err := s.reserveEscrowSeqs(ctx)
+		if err != nil {
 			return 0, storeError(err, "reserving escrow sequence numbers")
 		}
-		e.seqEnd = end
+		e.seqNext, e.seqEnd = start, end
 	}
 	e.seqNext++
 	return e.seqNext, nil
+}
+
+// reserveEscrowSeqs takes the block (start, end] of sequence numbers from
+// the stored high mark, retrying when another server moved it first.
+func (s *Server) reserveEscrowSeqs(ctx context.Context) (start, end uint64, err error) {
+	for attempt := 0; ; attempt++ {
+		var rev uint64
+		switch ent, err := s.st.Get(ctx, bucketEscrow, keySeq); {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return 0, 0, err
+		case len(ent.Value) != 8:
+			return 0, 0, fmt.Errorf("%w: escrow sequence of %d bytes", store.ErrCorrupt, len(ent.Value))
+		default:
+			start, rev = binary.BigEndian.Uint64(ent.Value), ent.Revision
+		}
+		end = start + seqBlock
+		val := binary.BigEndian.AppendUint64(nil, end)
+		if rev == 0 {
+			_, err = s.st.Create(ctx, bucketEscrow, keySeq, val)
+		} else {
+			_, err = s.st.Update(ctx, bucketEscrow, keySeq, val, rev)
+		}
+		if err == nil {
+			return start, end, nil
+		}
+		if attempt >= maxStoreRetries || !(errors.Is(err, store.ErrRevisionMismatch) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound)) {
+			return 0, 0, err
+		}
+	}
 }
 
 func escrowErr(format string, args ...any) *Error {
@@ -302,74 +356,107 @@ func (s *Server) alertBadProof(ctx context.Context, c *session, groupID []byte, 
 	}
 }
 
-// appendEscrowed (returning as appendGroup) checks and countersigns the record of an application
-// message and appends, in one atomic write, the message to its group log,
-// the countersigned record (after the sender's certificate, the first time
-// the archive needs it) to the outbox, and the claim of the record's slot,
-// which fails if the slot already has a record. The message is
-// acknowledged only once all of it is durable. Called with the group's
-// read lock.
-func (s *Server) appendEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage) (uint64, time.Time, []byte, error) {
+// prepareEscrowed checks and countersigns the record of an application
+// message, claims the record's message slot and sets r's entry (the
+// message with the countersigned record) and outbox entries (the record,
+// after the sender's certificate the first time the archive needs it).
+// The group's writer then appends message and outbox entries in one
+// atomic write; the message is acknowledged only once all of it is
+// durable.
+//
+// The slot is claimed first, by creating a key: of two sends of records
+// for one slot, on one server or two, one creates it and the other is
+// refused. A claim whose message is then not appended is released; after
+// a crash in between, the slot stays claimed and the unacknowledged
+// message is refused if sent again with the same record (the client
+// encrypts it again, in a new slot), so nothing acknowledged is lost and
+// no slot ever has two records.
+func (s *Server) prepareEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage, r *groupAppend) error {
 	signed, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
 	if err != nil {
 		s.alertBadProof(ctx, c, req.GetGroupId(), err)
-		return 0, time.Time{}, nil, err
+		return err
 	}
+	claim, err := s.claimSlot(ctx, gh, pm.Epoch, slot)
+	if err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
+				signed.Record.Metadata.Epoch, signed.Record.Metadata.SenderLeaf, signed.Record.Metadata.Generation)
+		}
+		return storeError(err, "claiming the escrow record's message slot")
+	}
+	if err := s.fillEscrowed(ctx, c, signed, gm, r); err != nil {
+		s.releaseSlot(claim)
+		return err
+	}
+	r.claim = claim
+	return nil
+}
+
+// fillEscrowed countersigns a checked record and encodes the message and
+// outbox entries into r.
+func (s *Server) fillEscrowed(ctx context.Context, c *session, signed *escrow.SignedRecord, gm *anomv1.GroupMessage, r *groupAppend) error {
 	seq, err := s.nextEscrowSeq(ctx)
 	if err != nil {
-		return 0, time.Time{}, nil, err
+		return err
 	}
-	now := s.now()
-	sr, err := escrow.Countersign(signed, []byte(s.esc.id), now, seq, s.esc.key)
+	sr, err := escrow.Countersign(signed, []byte(s.esc.id), s.now(), seq, s.esc.key)
 	if err != nil {
-		return 0, time.Time{}, nil, fmt.Errorf("countersigning escrow record: %w", err)
+		return fmt.Errorf("countersigning escrow record: %w", err)
 	}
 	srb, err := sr.MarshalBinary()
 	if err != nil {
-		return 0, time.Time{}, nil, fmt.Errorf("encoding escrow record: %w", err)
+		return fmt.Errorf("encoding escrow record: %w", err)
 	}
 	gm.EscrowRecord = srb
 	b, err := proto.Marshal(gm)
 	if err != nil {
-		return 0, time.Time{}, nil, fmt.Errorf("encoding group message: %w", err)
+		return fmt.Errorf("encoding group message: %w", err)
 	}
 	if len(b)+len(srb) > store.MaxValueSize {
-		return 0, time.Time{}, nil, errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message and escrow record of %d bytes; limit %d", len(b)+len(srb), store.MaxValueSize)
+		return errorf(anomv1.ErrorCode_ERROR_CODE_TOO_LARGE, "message and escrow record of %d bytes; limit %d", len(b)+len(srb), store.MaxValueSize)
 	}
-	var out [][]byte
 	certKey := fmt.Sprintf("cert/%s/%016x", c.devHex, c.cert.Serial)
 	newCert, err := s.certUnsent(ctx, certKey)
 	if err != nil {
-		return 0, time.Time{}, nil, err
+		return err
 	}
 	if newCert {
 		item, err := s.loggedCertificateItem(ctx, c.devHex, c.cert)
 		if err != nil {
-			return 0, time.Time{}, nil, err
+			return err
 		}
-		out = append(out, outboxEntry(outboxCertificate, item))
+		r.outbox = append(r.outbox, outboxEntry(outboxCertificate, item))
+		r.certKey = certKey
 	}
-	out = append(out, outboxEntry(outboxRecord, srb))
-	slotLog := slotLogName(gh, pm.Epoch, slot)
-	start := time.Now()
-	firsts, err := s.st.AppendAll(ctx,
-		store.Append{Log: groupLog(gh), Entries: [][]byte{b}},
-		store.Append{Log: logOutbox, Entries: out},
-		store.Append{Log: slotLog, Entries: [][]byte{{1}}, Check: true, IfLast: 0},
-	)
-	s.metrics.storeCommit.Observe(time.Since(start).Seconds())
+	r.outbox = append(r.outbox, outboxEntry(outboxRecord, srb))
+	r.entry = b
+	return nil
+}
+
+// slotClaim is a claimed message slot: its key and the claim's revision.
+type slotClaim struct {
+	key string
+	rev uint64
+}
+
+// claimSlot claims a message slot of a group's epoch for one record:
+// ErrExists if it has one.
+func (s *Server) claimSlot(ctx context.Context, gh string, epoch uint64, slot [32]byte) (*slotClaim, error) {
+	key := slotKey(gh, epoch, slot)
+	rev, err := s.st.Create(ctx, bucketSlots, key, []byte{})
 	if err != nil {
-		var ce *store.ConflictError
-		if errors.As(err, &ce) && ce.Log == slotLog {
-			return 0, time.Time{}, nil, escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
-				signed.Record.Metadata.Epoch, signed.Record.Metadata.SenderLeaf, signed.Record.Metadata.Generation)
-		}
-		return 0, time.Time{}, nil, storeError(err, "appending message and escrow record")
+		return nil, err
 	}
-	if newCert {
-		s.certForwarded(ctx, certKey)
+	return &slotClaim{key: key, rev: rev}, nil
+}
+
+// releaseSlot gives back the claim of a message that was not appended. A
+// failure leaves the slot claimed: that record is refused if sent again.
+func (s *Server) releaseSlot(c *slotClaim) {
+	if err := s.st.Delete(s.ctx, bucketSlots, c.key, c.rev); err != nil {
+		s.log.Warn("releasing an escrow slot claim", "slot", c.key, "err", err)
 	}
-	return firsts[0], s.now(), b, nil
 }
 
 // certUnsent reports whether a certificate has not yet been put in the
@@ -407,19 +494,46 @@ func (s *Server) certForwarded(ctx context.Context, key string) {
 	s.esc.certMu.Unlock()
 }
 
-// slotLogName names the log that claims a message slot of a group's epoch.
-func slotLogName(gh string, epoch uint64, slot [32]byte) string {
-	return fmt.Sprintf("%s%s.%016x.%s", slotLogPre, gh, epoch, hex.EncodeToString(slot[:]))
+// slotKey names the claim of a message slot of a group's epoch.
+func slotKey(gh string, epoch uint64, slot [32]byte) string {
+	return fmt.Sprintf("%s.%016x.%s", gh, epoch, hex.EncodeToString(slot[:]))
 }
 
 // sweepSlots deletes the slot claims of a group's epochs before current:
 // checkRecord refuses a record for any epoch but the current one before a
 // slot is claimed, so those claims can never refuse anything again. The
-// names sort by epoch, so the listing stops at the first current claim.
+// keys sort by epoch, so the listing stops at the first current claim.
+// Claims kept as logs by earlier versions (slotLogPre) go the same way.
 func (s *Server) sweepSlots(ctx context.Context, gh string, current uint64) (int, error) {
+	stop := fmt.Sprintf("%s.%016x.", gh, current)
+	deleted, after := 0, ""
+	for {
+		page, more, err := s.st.List(ctx, bucketSlots, store.ListOptions{Prefix: gh + ".", After: after, Limit: 256})
+		if err != nil {
+			return deleted, fmt.Errorf("listing slot claims of group %s: %w", gh, err)
+		}
+		for _, e := range page {
+			if e.Key >= stop {
+				return s.sweepSlotLogs(ctx, gh, current, deleted)
+			}
+			if err := s.st.Delete(ctx, bucketSlots, e.Key, 0); err != nil {
+				return deleted, fmt.Errorf("deleting slot claim %s: %w", e.Key, err)
+			}
+			deleted++
+		}
+		if !more || len(page) == 0 {
+			return s.sweepSlotLogs(ctx, gh, current, deleted)
+		}
+		after = page[len(page)-1].Key
+	}
+}
+
+// sweepSlotLogs deletes the slot claims earlier versions kept as one log
+// per slot, of a group's epochs before current.
+func (s *Server) sweepSlotLogs(ctx context.Context, gh string, current uint64, deleted int) (int, error) {
 	prefix := slotLogPre + gh + "."
 	stop := fmt.Sprintf("%s%016x.", prefix, current)
-	deleted, after := 0, ""
+	after := ""
 	for {
 		names, more, err := s.st.ListLogs(ctx, store.ListOptions{Prefix: prefix, After: after, Limit: 256})
 		if err != nil {

@@ -392,12 +392,20 @@ func newServerOnly(t *testing.T, n *network, cfg Config) (*Server, error) {
 	return New(context.Background(), cfg)
 }
 
-// slotClaims lists the server's slot-claim logs.
+// slotClaims lists the server's slot claims (keys of bucketSlots, and
+// logs as earlier versions kept them).
 func slotClaims(t *testing.T, n *network) []string {
 	t.Helper()
 	names, _, err := n.srv.st.ListLogs(context.Background(), store.ListOptions{Prefix: slotLogPre})
 	if err != nil {
 		t.Fatal(err)
+	}
+	page, _, err := n.srv.st.List(context.Background(), bucketSlots, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range page {
+		names = append(names, e.Key)
 	}
 	return names
 }

@@ -38,6 +38,9 @@ type network struct {
 	addr    string
 	stop    func()
 	cfg     Config
+	// node, if not "", makes the server one of a cluster: its pushes
+	// go through a StoreFanout under this node name (cluster_test.go).
+	node string
 }
 
 func testTLS(t testing.TB) (*tls.Config, *x509.CertPool) {
@@ -68,9 +71,16 @@ func testServerKeys(t testing.TB, root *identity.RootKey, now time.Time) *identi
 
 func newNetworkWithRoot(t testing.TB, root *identity.RootKey, mod func(*Config)) *network {
 	t.Helper()
+	return newNetworkNode(t, root, "", mod)
+}
+
+// newNetworkNode is newNetworkWithRoot for the server of a cluster named
+// node ("" for a lone server).
+func newNetworkNode(t testing.TB, root *identity.RootKey, node string, mod func(*Config)) *network {
+	t.Helper()
 	dist, _ := identity.GenerateDistributorKey(rand.Reader)
 	tc, pool := testTLS(t)
-	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}}
+	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}, node: node}
 	keys := testServerKeys(t, root, n.clock.Now())
 	n.cfg = Config{RootPublic: root.Public(), Directory: keys.Directory, Countersign: keys.Countersign, CountersignCert: keys.CountersignCert,
 		TLS: tc, Name: "test.anom", Now: n.clock.Now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
@@ -97,6 +107,9 @@ func (n *network) start() {
 	}
 	cfg := n.cfg
 	cfg.Store = st
+	if n.node != "" {
+		cfg.Fanout = NewStoreFanout(st, []byte(n.node))
+	}
 	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

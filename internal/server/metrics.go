@@ -9,14 +9,17 @@ import (
 
 // metrics are the server's Prometheus metrics.
 type metrics struct {
-	connections  prometheus.Gauge
-	authed       prometheus.Gauge
-	messages     *prometheus.CounterVec   // by kind: application, commit
-	requests     *prometheus.HistogramVec // latency by request type
-	errors       *prometheus.CounterVec   // by code
-	storeCommit  prometheus.Histogram     // durable group log appends
-	pushes       prometheus.Counter
-	slowClosures prometheus.Counter
+	connections prometheus.Gauge
+	authed      prometheus.Gauge
+	messages    *prometheus.CounterVec   // by kind: application, commit
+	requests    *prometheus.HistogramVec // latency by request type
+	errors      *prometheus.CounterVec   // by code
+	storeCommit prometheus.Histogram     // durable group log appends
+	// appendConflicts counts conditional group-log appends that found
+	// another entry first (another server's, or a commit of this one).
+	appendConflicts prometheus.Counter
+	pushes          prometheus.Counter
+	slowClosures    prometheus.Counter
 	// Before authentication.
 	preauthRefused     prometheus.Counter
 	activationFailures *prometheus.CounterVec // by code
@@ -51,6 +54,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "anom_store_commit_seconds", Help: "Time for a group message to become durable in the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		appendConflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_group_append_conflicts_total",
+			Help: "Conditional appends to a group log that found another entry first (another server's, or a commit) and were judged again."}),
 		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_pushes_total", Help: "Frames pushed to devices."}),
 		slowClosures: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_slow_consumer_closures_total", Help: "Connections closed because their send queue was full."}),
 		preauthRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_unauthenticated_refused_total",
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.requestsBy[name] = m.requests.WithLabelValues(name)
 	}
 	m.messagesApp, m.messagesCommit = m.messages.WithLabelValues("application"), m.messages.WithLabelValues("commit")
-	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.pushes, m.slowClosures, m.preauthRefused, m.activationFailures, m.activationsLimited} {
+	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.appendConflicts, m.pushes, m.slowClosures, m.preauthRefused, m.activationFailures, m.activationsLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}

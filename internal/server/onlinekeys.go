@@ -40,7 +40,8 @@ func (s *Server) logOnlineKey(ctx context.Context, c *identity.OnlineKeyCertific
 	e, err := s.st.Get(ctx, bucketOnlineKeys, key)
 	switch {
 	case err == nil && len(e.Value) == 8:
-		return binary.BigEndian.Uint64(e.Value), nil
+		idx := binary.BigEndian.Uint64(e.Value)
+		return idx, s.syncTransparencyLog(ctx, idx) // logged perhaps by another server
 	case err == nil:
 		return 0, fmt.Errorf("loading %v key: %w: log index of %d bytes", role, store.ErrCorrupt, len(e.Value))
 	case !errors.Is(err, store.ErrNotFound):
@@ -50,8 +51,24 @@ func (s *Server) logOnlineKey(ctx context.Context, c *identity.OnlineKeyCertific
 	if err != nil {
 		return 0, fmt.Errorf("logging %v key certificate: %w", role, err)
 	}
-	if _, err := s.st.Put(ctx, bucketOnlineKeys, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
-		return 0, fmt.Errorf("recording log index of %v key certificate: %w", role, err)
+	if _, err := s.st.Create(ctx, bucketOnlineKeys, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
+		if !errors.Is(err, store.ErrExists) {
+			return 0, fmt.Errorf("recording log index of %v key certificate: %w", role, err)
+		}
+		// Another server of the store logged it at the same time: its
+		// entry is the one every server names (ours stays, a duplicate).
+		e, err := s.st.Get(ctx, bucketOnlineKeys, key)
+		if err != nil {
+			return 0, fmt.Errorf("loading %v key: %w", role, err)
+		}
+		if len(e.Value) != 8 {
+			return 0, fmt.Errorf("loading %v key: %w: log index of %d bytes", role, store.ErrCorrupt, len(e.Value))
+		}
+		idx = binary.BigEndian.Uint64(e.Value)
+		if err := s.syncTransparencyLog(ctx, idx); err != nil {
+			return 0, err
+		}
+		return idx, nil
 	}
 	s.log.Info("online key certificate appended to the transparency log", "role", role.String(), "serial", c.Serial,
 		"key", hex.EncodeToString(c.Key), "not_after", c.NotAfter, "index", idx)
@@ -72,8 +89,12 @@ func (s *Server) initDirectoryKey(ctx context.Context) error {
 	return nil
 }
 
-// logEntry reads the encoded log entry at index.
+// logEntry reads the encoded log entry at index (appended perhaps by
+// another server of the store).
 func (s *Server) logEntry(ctx context.Context, index uint64) ([]byte, error) {
+	if err := s.syncTransparencyLog(ctx, index); err != nil {
+		return nil, err
+	}
 	raw, err := s.tlog.Entries(ctx, index, index+1)
 	if err != nil {
 		return nil, err

@@ -20,26 +20,30 @@ import (
 func leavingKey(gh, devHex string) string { return gh + "." + devHex }
 
 // removalOps returns the writes that mark the devices a commit at seq
-// removed (and did not add back) as leaving.
+// removed (and did not add back) as leaving; each member record is
+// updated at the revision read, and not at all if a later join or this
+// removal is recorded already.
 func (s *Server) removalOps(ctx context.Context, gh string, plan *commitPlan, seq uint64) ([]store.Op, error) {
 	var ops []store.Op
 	for _, d := range plan.removed {
 		if slices.Contains(plan.added, d) {
 			continue
 		}
-		mr, err := s.membership(ctx, d, gh)
+		mr, rev, err := s.memberEntry(ctx, d, gh)
 		if err != nil {
-			var e *Error
-			if errors.As(err, &e) {
-				continue // no member record (never joined through the log): nothing to keep
-			}
 			return nil, fmt.Errorf("recording removal from group %s: %w", gh, err)
+		}
+		if rev == 0 {
+			continue // no member record (never joined through the log): nothing to keep
 		}
 		if mr.Removed != 0 && mr.Removed <= seq {
 			continue // replay of a removal already recorded
 		}
+		if mr.Joined > seq {
+			continue // joined again after this commit
+		}
 		mr.Removed = seq
-		ops = append(ops, store.PutOp(bucketMembers, memberKey(d, gh), encodeRecord(mr)),
+		ops = append(ops, store.UpdateOp(bucketMembers, memberKey(d, gh), encodeRecord(mr), rev),
 			store.PutOp(bucketLeaving, leavingKey(gh, d), encodeRecord(mr)))
 	}
 	return ops, nil

@@ -5,12 +5,17 @@
 // WebSocket API of protobuf frames (package anom/proto/anom/v1).
 //
 // Files by concern: server.go (config, lifecycle, HTTP), conn.go (one
-// WebSocket session: reading, request lanes, batched writes; the hub),
+// WebSocket session: reading, batched writes), lanes.go (request lanes),
+// hub.go (the sessions by device: local fan-out, revocation, shutdown),
 // websocket.go (RFC 6455 upgrade and framing), poll_linux.go (readiness
 // poller for idle sessions), dispatch.go (frame handling), auth.go
 // (challenge, activation), directory.go (devices, users, transparency
 // log), certlog.go (batched certificate logging),
-// keypackages.go, groups.go and membership.go (delivery service),
+// keypackages.go, groups.go (group state), send.go, fetch.go, grouplog.go
+// (the group's writer: batched conditional appends) and membership.go
+// (delivery service), cluster.go
+// and fanout.go (several servers on one store: what the store decides,
+// revocations and pushes between servers),
 // blobs.go, admin.go (revocation, wipe, distributors, codes),
 // adminapi.go (the signed admin API),
 // limits.go (limits, rate limits), metrics.go, records.go (stored records).
@@ -131,6 +136,10 @@ type Config struct {
 	// digest): appended to the transparency log at start unless logged
 	// already; WebReleaseProof proves it. Nil: none.
 	WebRelease *identity.WebRelease
+	// Fanout carries pushes to the other servers sharing Store (a
+	// cluster; see fanout.go), for example a StoreFanout; nil means this
+	// server is the store's only one, and pushes stay in the process.
+	Fanout Fanout
 	// Registry receives the Prometheus metrics; nil means a registry of
 	// the server's own, served by MetricsHandler (not on the client
 	// port), which also has the Go runtime
@@ -177,6 +186,11 @@ type Server struct {
 
 	revokedMu sync.RWMutex
 	revoked   map[identity.DeviceID]bool
+	// revSeen is the last sequence of logRevocations when the
+	// revocations were loaded: the watcher goes on from there.
+	revSeen uint64
+
+	pub publisher // pushes on their way to the other servers (fanout.go)
 
 	httpSrv *http.Server
 	ctx     context.Context // cancelled when the server stops
@@ -274,7 +288,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.finishActivations(ctx); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
-	if err := s.loadRevoked(ctx); err != nil {
+	info, err := s.st.Info(ctx, logRevocations)
+	if err != nil {
+		return nil, fmt.Errorf("creating server: reading revocations: %w", err)
+	}
+	s.revSeen = info.Last
+	if err := s.loadRevoked(ctx, func(id identity.DeviceID) { s.revoked[id] = true }); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	if err := s.initEscrow(ctx); err != nil {
@@ -397,11 +416,21 @@ func (s *Server) stop() {
 
 // startBackground starts the periodic work.
 func (s *Server) startBackground() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.backgroundLoop(s.ctx)
-	}()
+	loops := []func(context.Context){
+		s.backgroundLoop,
+		func(ctx context.Context) { s.watchRevocations(ctx, s.revSeen) },
+		s.watchTransparencyLog,
+	}
+	if s.cfg.Fanout != nil {
+		loops = append(loops, s.subscribeFanout)
+	}
+	for _, loop := range loops {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			loop(s.ctx)
+		}()
+	}
 }
 
 func (s *Server) backgroundLoop(ctx context.Context) {
@@ -434,6 +463,16 @@ func (s *Server) backgroundLoop(ctx context.Context) {
 func (s *Server) Sweep(ctx context.Context) error {
 	if err := s.trimGroups(ctx); err != nil {
 		return err
+	}
+	if err := s.sweepRevocations(ctx); err != nil {
+		return err
+	}
+	if f, ok := s.cfg.Fanout.(interface {
+		Trim(context.Context, time.Time) error
+	}); ok {
+		if err := f.Trim(ctx, s.now()); err != nil {
+			return err
+		}
 	}
 	s.rates.sweep(s.now())
 	s.activations.sweep(s.now())

@@ -58,7 +58,7 @@ func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint
 	idx, err := s.webReleaseIndex(ctx, r.Digest)
 	switch {
 	case err == nil:
-		return idx, nil
+		return idx, s.syncTransparencyLog(ctx, idx) // logged perhaps by another server
 	case !errors.Is(err, store.ErrNotFound):
 		return 0, fmt.Errorf("loading the web release: %w", err)
 	}
@@ -67,8 +67,16 @@ func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint
 		return 0, fmt.Errorf("logging the web release: %w", err)
 	}
 	key := hex.EncodeToString(r.Digest[:])
-	if _, err := s.st.Put(ctx, bucketWebReleases, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
-		return 0, fmt.Errorf("recording the log index of the web release: %w", err)
+	if _, err := s.st.Create(ctx, bucketWebReleases, key, binary.BigEndian.AppendUint64(nil, idx)); err != nil {
+		if !errors.Is(err, store.ErrExists) {
+			return 0, fmt.Errorf("recording the log index of the web release: %w", err)
+		}
+		// Another server of the store logged it at the same time: its
+		// entry is the one every server names.
+		if idx, err = s.webReleaseIndex(ctx, r.Digest); err != nil {
+			return 0, fmt.Errorf("loading the web release: %w", err)
+		}
+		return idx, s.syncTransparencyLog(ctx, idx)
 	}
 	s.log.Info("web app release appended to the transparency log", "version", key, "index", idx)
 	return idx, nil
@@ -84,6 +92,9 @@ func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte) 
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], ErrWebReleaseNotLogged)
 	}
 	if err != nil {
+		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
+	}
+	if err := s.syncTransparencyLog(ctx, idx); err != nil {
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
 	}
 	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(digest[:]), idx, ed25519.PublicKey(s.rootPub))

@@ -20,8 +20,11 @@
 //     after Trim. AppendIf appends only if the log's last sequence is the
 //     one the caller expects and otherwise fails with a *ConflictError that
 //     carries the current last sequence; this is how the delivery service
-//     accepts exactly one commit per epoch. AppendAll appends to several
-//     logs atomically (a group message and its escrow record in the outbox).
+//     accepts exactly one commit per epoch, also between several servers
+//     sharing a store. AppendAll appends to a few logs atomically (group
+//     messages and their escrow records in the outbox: two logs of one
+//     stream); claims that need no order, such as an escrow message
+//     slot, are KV Creates rather than logs.
 //     Per-consumer read cursors only move forward. JetStream: one stream
 //     with a subject per log, the per-log sequence in a header, conditional
 //     appends via expected-last-subject-sequence, AppendAll as an atomic

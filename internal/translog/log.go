@@ -133,16 +133,66 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
-	start := l.Size() // only appenders change the size, and we hold appendMu
-	if err := l.storage.Append(ctx, start, raw); err != nil {
-		return 0, fmt.Errorf("appending to log at %d: %w", start, err)
+	for attempt := 0; ; attempt++ {
+		start := l.Size() // only appenders change the size, and we hold appendMu
+		err := l.storage.Append(ctx, start, raw)
+		if err == nil {
+			l.mu.Lock()
+			for _, h := range leaves {
+				l.tree.addLeaf(h)
+			}
+			l.mu.Unlock()
+			return start, nil
+		}
+		if !errors.Is(err, ErrStorageIndex) || attempt >= maxAppendRetries {
+			return 0, fmt.Errorf("appending to log at %d: %w", start, err)
+		}
+		// Another writer of the same storage appended first: take its
+		// entries into the tree and append after them.
+		if _, serr := l.syncLocked(ctx); serr != nil {
+			return 0, fmt.Errorf("appending to log at %d: %w (catching up: %w)", start, err, serr)
+		}
+	}
+}
+
+// maxAppendRetries bounds how often AppendBatch catches up with other
+// writers and tries again before it gives up.
+const maxAppendRetries = 64
+
+// Sync reads the entries other writers of the same storage (other servers
+// of a cluster) appended since this Log last read or wrote it, checks
+// them and adds them to the tree. It returns the new size. Every Log over
+// one storage thus serves prefixes of one and the same log, so all their
+// tree heads are consistent with each other.
+func (l *Log) Sync(ctx context.Context) (uint64, error) {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	return l.syncLocked(ctx)
+}
+
+// syncLocked is Sync with appendMu held.
+func (l *Log) syncLocked(ctx context.Context) (uint64, error) {
+	next := l.Size()
+	var leaves []Hash
+	err := l.storage.Load(ctx, next, math.MaxUint64, func(index uint64, entry []byte) error {
+		if want := next + uint64(len(leaves)); index != want {
+			return fmt.Errorf("%w: entry %d where %d expected", ErrCorruptStorage, index, want)
+		}
+		if _, err := DecodeEntry(entry); err != nil {
+			return fmt.Errorf("%w: entry %d: %w", ErrCorruptStorage, index, err)
+		}
+		leaves = append(leaves, HashLeaf(entry))
+		return nil
+	})
+	if err != nil {
+		return next, fmt.Errorf("syncing log from %d: %w", next, err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, h := range leaves {
 		l.tree.addLeaf(h)
 	}
-	l.mu.Unlock()
-	return start, nil
+	return l.tree.size(), nil
 }
 
 // Size returns the number of entries in the log.

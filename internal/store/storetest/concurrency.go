@@ -221,6 +221,74 @@ func testLogConcurrentAppendIf(t *testing.T, h Harness) {
 	t.Logf("%d writers, %d sequences, %d conflicts", h.ConcurrentWriters, len(entries), conflicts.Load())
 }
 
+// testLogConcurrentAppendAllIf: writers (the servers of a cluster) race
+// to append a group message with AppendAll, conditional on the group
+// log's last sequence, together with an unconditional entry of a shared
+// outbox. Exactly one wins each group sequence, and the outbox holds the
+// winners' entries only: a losing AppendAll wrote nothing.
+func testLogConcurrentAppendAllIf(t *testing.T, h Harness) {
+	s, _ := open(t, h)
+	ctx := ctxT(t)
+	const seqs = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, h.ConcurrentWriters)
+	for w := 0; w < h.ConcurrentWriters; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last uint64
+			for last < seqs {
+				data := []byte(fmt.Sprintf("w%d@%d", w, last+1))
+				firsts, err := s.AppendAll(ctx,
+					store.Append{Log: "g", Entries: [][]byte{data}, Check: true, IfLast: last},
+					store.Append{Log: "outbox", Entries: [][]byte{data}},
+				)
+				var ce *store.ConflictError
+				switch {
+				case err == nil:
+					if firsts[0] != last+1 {
+						errs <- fmt.Errorf("AppendAll after %d returned sequence %d", last, firsts[0])
+						return
+					}
+					last = firsts[0]
+				case errors.As(err, &ce):
+					if ce.Log != "g" || ce.Last <= last {
+						errs <- fmt.Errorf("conflict %+v after %d", ce, last)
+						return
+					}
+					last = ce.Last
+				default:
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	group := must[[]store.LogEntry](t, "read group")(s.Read(ctx, "g", 1, 0))
+	outbox := must[[]store.LogEntry](t, "read outbox")(s.Read(ctx, "outbox", 1, 0))
+	if len(group) != seqs || len(outbox) != seqs {
+		t.Fatalf("group log has %d entries and outbox %d, want %d each", len(group), len(outbox), seqs)
+	}
+	won := map[string]bool{}
+	for i, e := range group {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("group entry %d has sequence %d", i, e.Seq)
+		}
+		won[string(e.Data)] = true
+	}
+	for _, e := range outbox {
+		if !won[string(e.Data)] {
+			t.Fatalf("outbox entry %q of a losing append", e.Data)
+		}
+		delete(won, string(e.Data))
+	}
+}
+
 // testLogConcurrentAppend: unconditional appends from many writers get
 // dense, distinct sequences and nothing is lost.
 func testLogConcurrentAppend(t *testing.T, h Harness) {

@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 		{"LogCursors", testLogCursors},
 		{"LogWait", testLogWait},
 		{"LogConcurrentAppendIf", testLogConcurrentAppendIf},
+		{"LogConcurrentAppendAllIf", testLogConcurrentAppendAllIf},
 		{"LogConcurrentAppend", testLogConcurrentAppend},
 		{"Queue", testQueue},
 		{"BlobRoundTrip", testBlobRoundTrip},
