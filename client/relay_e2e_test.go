@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,38 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDialFailsOver: an address that refuses connections is passed over
+// for the next; when none answers, the error names each.
+func TestDialFailsOver(t *testing.T) {
+	n := newTestNet(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	via := n.net
+	via.Address, via.Alternates = dead, []string{n.net.Address}
+	d := n.newDeviceVia("dora", via)
+	cn := d.c.live()
+	if cn == nil || cn.addr != n.net.Address || d.c.nextAddr.Load() != 1 {
+		t.Fatalf("connected to %v, next %d; want the alternate %s", cn, d.c.nextAddr.Load(), n.net.Address)
+	}
+	// The device keeps its alternates: connecting again goes straight
+	// to the one that worked.
+	if err := d.c.Connect(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if cn := d.c.live(); cn == nil || cn.addr != n.net.Address {
+		t.Fatal("reconnect did not use the alternate")
+	}
+	allDead := via
+	allDead.Alternates = []string{"127.0.0.1:1"}
+	_, err = dial(ctxT(t), PinnedTransport{}, allDead)
+	if err == nil || !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("dial error %v, want both addresses named", err)
 	}
 }
