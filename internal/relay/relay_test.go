@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -455,4 +457,56 @@ func TestConfigChecked(t *testing.T) {
 			t.Errorf("upstreams %q accepted", ups)
 		}
 	}
+}
+
+// TestLogsNoClientAddresses: by default, even at debug level, the log
+// holds no client address (relayed, refused or timed out); with
+// LogClientAddresses it does.
+func TestLogsNoClientAddresses(t *testing.T) {
+	for _, logAddrs := range []bool{false, true} {
+		up := newBackend(t, 'A')
+		var buf syncBuffer
+		cfg := testConfig(up)
+		cfg.MaxPerSource = 1
+		cfg.HandshakeTimeout = 100 * time.Millisecond
+		cfg.StatsEvery = 10 * time.Millisecond
+		cfg.LogClientAddresses = logAddrs
+		cfg.Log = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		_, addr, stop := startRelay(t, cfg)
+		c, _ := relayed(t, addr, "127.0.0.3")
+		refused, _ := relayed(t, addr, "127.0.0.3")
+		slow := dialFrom(t, addr, "127.0.0.4")
+		closedSoon(slow, time.Second)
+		c.Close()
+		if refused != nil {
+			refused.Close()
+		}
+		time.Sleep(50 * time.Millisecond)
+		stop()
+		log := buf.String()
+		has := strings.Contains(log, "127.0.0.3") || strings.Contains(log, "127.0.0.4")
+		if has != logAddrs {
+			t.Errorf("LogClientAddresses=%v: client addresses in the log: %v\n%s", logAddrs, has, log)
+		}
+		if !strings.Contains(log, "accepted=") {
+			t.Errorf("no counts logged:\n%s", log)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
