@@ -102,3 +102,33 @@ func BenchmarkRelayConnMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDirectThroughput is BenchmarkRelayThroughput without the
+// relay, for comparison.
+func BenchmarkDirectThroughput(b *testing.B) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		c, err := up.Accept()
+		if err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", up.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
