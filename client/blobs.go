@@ -27,7 +27,7 @@ func (c *Client) SendAttachment(ctx context.Context, groupID []byte, r io.Reader
 	var hc *http.Client
 	var addr string
 	if err == nil {
-		hc, addr = c.hc, c.dev.net.Address
+		hc, addr = c.hc, cn.addr
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -94,6 +94,16 @@ func (c *Client) SendAttachment(ctx context.Context, groupID []byte, r io.Reader
 	return content, nil
 }
 
+// blobAddr is the address blobs are fetched from: the live connection's,
+// else the one the next connection tries first. c.mu is held.
+func (c *Client) blobAddr() string {
+	if cn := c.live(); cn != nil {
+		return cn.addr
+	}
+	addrs := c.dev.net.addresses()
+	return addrs[int(c.nextAddr.Load())%len(addrs)]
+}
+
 // FetchAttachment downloads the blob of ref and writes the decrypted file
 // to w, checking it (see OpenAttachment: on error, discard what was
 // written).
@@ -103,7 +113,7 @@ func (c *Client) FetchAttachment(ctx context.Context, ref *AttachmentRef, w io.W
 		c.mu.Unlock()
 		return ErrNotActivated
 	}
-	hc, addr, dev := c.hc, c.dev.net.Address, c.dev.id
+	hc, addr, dev := c.hc, c.blobAddr(), c.dev.id
 	priv := ed25519.NewKeyFromSeed(c.sigPriv)
 	c.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(addr, ref.BlobID), nil)

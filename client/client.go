@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"anom/escrow"
@@ -89,9 +90,13 @@ type Client struct {
 
 	connMu sync.Mutex
 	conn   *conn
-	tr     Transport
-	hc     *http.Client
-	stop   chan struct{} // closed by Close/wipe, ending Run
+	// nextAddr is the index of the network address (Network.addresses)
+	// the next connection tries first: the one that worked last, or the
+	// one after an address that dropped the connection.
+	nextAddr atomic.Int32
+	tr       Transport
+	hc       *http.Client
+	stop     chan struct{} // closed by Close/wipe, ending Run
 	// stopOnce closes stop once.
 	stopOnce sync.Once
 }

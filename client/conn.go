@@ -8,7 +8,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -85,6 +87,12 @@ func pinnedTLS(n Network) *tls.Config {
 // answers by frame ID; pushes go to a channel.
 type conn struct {
 	ws MessageConn
+	// addr is the address connected to, the addrIdx-th of the
+	// network's naddrs addresses (Network.addresses).
+	addr            string
+	addrIdx, naddrs int
+	// closing is set when the client closes the connection itself.
+	closing atomic.Bool
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -98,22 +106,79 @@ type conn struct {
 // maxFrame bounds a frame read from the server.
 const maxFrame = 32 << 20
 
-// dial opens the WebSocket at /v1/ws through tr (over pinned TLS by
-// default).
+// dial opens the WebSocket at /v1/ws of network n through tr (over
+// pinned TLS by default), trying n's addresses in turn (dialFrom).
 func dial(ctx context.Context, tr Transport, n Network) (*conn, error) {
-	ws, err := tr.WebSocket(ctx, n, wsURL(n))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", n.Address, err)
+	return dialFrom(ctx, tr, n, 0)
+}
+
+// dialAttempt bounds one address's attempt when ctx has no deadline and
+// other addresses are left to try.
+const dialAttempt = 20 * time.Second
+
+// dialFrom opens the WebSocket at the first of n's addresses that
+// answers, starting with the from-th (Network.addresses) and going on in
+// turn. Each attempt gets an equal share of the time ctx leaves, so an
+// address that swallows packets does not use up the time of the others.
+// When none answers the error names every address's failure.
+func dialFrom(ctx context.Context, tr Transport, n Network, from int) (*conn, error) {
+	addrs := n.addresses()
+	var errs dialErrors
+	for i := range addrs {
+		k := (from + i) % len(addrs)
+		left := len(addrs) - i
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && left > 1 {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(left))
+		} else if !ok && left > 1 {
+			actx, cancel = context.WithTimeout(ctx, dialAttempt)
+		}
+		at := n
+		at.Address = addrs[k]
+		ws, err := tr.WebSocket(actx, at, wsURL(at))
+		cancel()
+		if err == nil {
+			return newConn(ws, addrs[k], k, len(addrs)), nil
+		}
+		errs = append(errs, fmt.Errorf("connecting to %s: %w", addrs[k], err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, errs
+}
+
+// dialErrors are the failures of the addresses dialFrom tried.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	s := make([]string, len(e))
+	for i, err := range e {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (e dialErrors) Unwrap() []error { return e }
+
+// newConn starts handling the WebSocket ws, opened to the k-th of the
+// network's n addresses, addr.
+func newConn(ws MessageConn, addr string, k, n int) *conn {
 	ws.SetReadLimit(maxFrame)
 	c := &conn{
 		ws:      ws,
+		addr:    addr,
+		addrIdx: k,
+		naddrs:  n,
 		waiting: map[uint64]chan *anomv1.Frame{},
 		pushes:  make(chan *anomv1.Frame, 256),
 		done:    make(chan struct{}),
 	}
 	go c.readLoop()
-	return c, nil
+	return c
 }
 
 func (c *conn) readLoop() {
@@ -214,6 +279,7 @@ func (c *conn) forget(id uint64) {
 }
 
 func (c *conn) close() {
+	c.closing.Store(true)
 	c.ws.Close(CloseNormal, "")
 }
 

@@ -15,11 +15,14 @@ import (
 // An invite is what a device pins about its network, in one string to
 // paste (anom chat --invite):
 //
-//	anom://HOST:PORT?ca=SHA256-OF-CA-HEX&root=ROOT-PUBLIC-KEY-HEX[&name=TLS-NAME]
+//	anom://HOST:PORT?ca=SHA256-OF-CA-HEX&root=ROOT-PUBLIC-KEY-HEX[&name=TLS-NAME][&alt=HOST:PORT,...]
 //
 // It holds nothing secret: whoever has it still needs an activation code.
-// It carries the Network's Address, CAFingerprint, Root and TLSServerName;
-// not CACert, which the server sends in its chain.
+// It carries the Network's Address, CAFingerprint, Root, TLSServerName
+// and Alternates (alt: more addresses of the network, relays in front of
+// its servers, which the client fails over to); not CACert, which the
+// server sends in its chain. An invite without alt, as made before there
+// were alternates, reads as before.
 
 const inviteScheme = "anom"
 
@@ -36,13 +39,17 @@ func (n Network) Invite() string {
 	if n.TLSServerName != "" {
 		q.Set("name", n.TLSServerName)
 	}
+	if len(n.Alternates) > 0 {
+		q.Set("alt", strings.Join(n.Alternates, ","))
+	}
 	u := url.URL{Scheme: inviteScheme, Host: n.Address, RawQuery: q.Encode()}
 	return u.String()
 }
 
 // ParseInvite reads an invite into the Network it pins. Every part is
-// checked: the address is host:port, the fingerprint and the root key are
-// 32 bytes of hex, no field is unknown or given twice. Space around the
+// checked: each address is host:port (and given once), the fingerprint
+// and the root key are 32 bytes of hex, no field is unknown or given
+// twice. Space around the
 // invite is ignored.
 func ParseInvite(s string) (Network, error) {
 	var n Network
@@ -60,9 +67,8 @@ func ParseInvite(s string) (Network, error) {
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" || u.Opaque != "" {
 		return n, errors.New("invite: unexpected parts (user, path or fragment)")
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || host == "" || port == "" {
-		return n, fmt.Errorf("invite: server address %q: want host:port", u.Host)
+	if err := checkAddress(u.Host); err != nil {
+		return n, fmt.Errorf("invite: server address %w", err)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
@@ -72,7 +78,7 @@ func ParseInvite(s string) (Network, error) {
 		if len(v) != 1 {
 			return n, fmt.Errorf("invite: %q given %d times", k, len(v))
 		}
-		if k != "ca" && k != "root" && k != "name" {
+		if k != "ca" && k != "root" && k != "name" && k != "alt" {
 			return n, fmt.Errorf("invite: unknown field %q", k)
 		}
 	}
@@ -84,9 +90,40 @@ func ParseInvite(s string) (Network, error) {
 	if err != nil || len(root) != ed25519.PublicKeySize {
 		return n, errors.New("invite: root: want the 64 hex digits of the network root public key")
 	}
+	var alts []string
+	if q.Has("alt") {
+		alts = strings.Split(q.Get("alt"), ",")
+		if len(alts) >= MaxAddresses {
+			return n, fmt.Errorf("invite: alt: %d addresses, at most %d", len(alts), MaxAddresses-1)
+		}
+		seen := map[string]bool{u.Host: true}
+		for _, a := range alts {
+			if err := checkAddress(a); err != nil {
+				return n, fmt.Errorf("invite: alt: address %w", err)
+			}
+			if seen[a] {
+				return n, fmt.Errorf("invite: alt: address %q given twice", a)
+			}
+			seen[a] = true
+		}
+	}
 	n.Address = u.Host
+	n.Alternates = alts
 	copy(n.CAFingerprint[:], ca)
 	n.Root = identity.RootPublicKey(root)
 	n.TLSServerName = q.Get("name")
 	return n, nil
+}
+
+// checkAddress checks that a is host:port, short enough for the device
+// record (255 bytes).
+func checkAddress(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("%q: want host:port", a)
+	}
+	if len(a) > 255 {
+		return fmt.Errorf("%q: longer than 255 bytes", a[:32]+"...")
+	}
+	return nil
 }

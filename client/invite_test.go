@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,7 +18,8 @@ var (
 )
 
 func sameNetwork(a, b Network) bool {
-	return a.Address == b.Address && a.CAFingerprint == b.CAFingerprint && bytes.Equal(a.Root, b.Root) && a.TLSServerName == b.TLSServerName
+	return a.Address == b.Address && a.CAFingerprint == b.CAFingerprint && bytes.Equal(a.Root, b.Root) && a.TLSServerName == b.TLSServerName &&
+		slices.Equal(a.Alternates, b.Alternates)
 }
 
 // TestParseInvite: an invite reads back into the Network it was made of;
@@ -31,6 +33,8 @@ func TestParseInvite(t *testing.T) {
 		t.Fatalf("invite = %q, want %q", good, want)
 	}
 	named := Network{Address: "[::1]:8443", CAFingerprint: inviteCA, Root: inviteRoot, TLSServerName: "server.anom"}
+	relayed := Network{Address: "relay1.example:443", CAFingerprint: inviteCA, Root: inviteRoot, TLSServerName: "server.anom",
+		Alternates: []string{"relay2.example:443", "[2001:db8::1]:8443"}}
 	ca, root := "ca="+caHex, "root="+rootHex
 	tests := []struct {
 		name, in string
@@ -57,6 +61,15 @@ func TestParseInvite(t *testing.T) {
 		{"path", "anom://127.0.0.1:8443/x?" + ca + "&" + root, Network{}, "unexpected parts"},
 		{"opaque", "anom:127.0.0.1:8443?" + ca + "&" + root, Network{}, "unexpected parts"},
 		{"fragment", good + "#x", Network{}, "unexpected parts"},
+		{"alternates", relayed.Invite(), relayed, ""},
+		{"old invite without alt", "anom://relay1.example:443?" + ca + "&" + root, Network{Address: "relay1.example:443", CAFingerprint: inviteCA, Root: inviteRoot}, ""},
+		{"empty alt", good + "&alt=", Network{}, "invite: alt: address"},
+		{"alt without port", good + "&alt=relay2.example", Network{}, "want host:port"},
+		{"alt with empty entry", good + "&alt=relay2.example:443,,relay3.example:443", Network{}, "want host:port"},
+		{"alt repeats address", good + "&alt=127.0.0.1:8443", Network{}, "given twice"},
+		{"alt repeated", good + "&alt=a:1,a:1", Network{}, "given twice"},
+		{"two alt fields", good + "&alt=a:1&alt=b:1", Network{}, `"alt" given 2 times`},
+		{"too many alternates", good + "&alt=a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1", Network{}, "at most 7"},
 		{"too long", good + "&name=" + strings.Repeat("a", MaxInviteLen), Network{}, "longer than"},
 	}
 	for _, tt := range tests {
@@ -83,6 +96,8 @@ func FuzzParseInvite(f *testing.F) {
 	f.Add(Network{Address: "127.0.0.1:8443", CAFingerprint: inviteCA, Root: inviteRoot}.Invite())
 	f.Add(Network{Address: "[::1]:1", CAFingerprint: inviteCA, Root: inviteRoot, TLSServerName: "server.anom"}.Invite())
 	f.Add("anom://[fe80::1%25en0]:1?ca=" + strings.Repeat("00", 32) + "&root=" + strings.Repeat("00", 32) + "&name=a%20b")
+	f.Add(Network{Address: "r1:443", CAFingerprint: inviteCA, Root: inviteRoot, Alternates: []string{"r2:443", "[::1]:1"}}.Invite())
+	f.Add("anom://h:1?ca=00&root=00&alt=a:1,,b:2")
 	f.Add("anom://h:1?ca=00&root=00")
 	f.Add("anom://%zz")
 	f.Add("")

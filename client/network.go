@@ -109,6 +109,7 @@ func (c *Client) Activate(ctx context.Context, n Network, code, username string)
 	}
 	c.log.Info("device activated", "device", cert.DeviceID, "username", cert.Username, "expires", cert.NotAfter)
 	ok = true
+	c.nextAddr.Store(int32(cn.addrIdx))
 	c.attach(cn)
 	if err := c.v.touch(c.now()); err != nil {
 		return err
@@ -157,13 +158,15 @@ func (c *Client) Connect(ctx context.Context) error {
 		return ErrNotActivated
 	}
 	c.disconnect()
-	cn, err := dial(ctx, c.tr, c.dev.net)
+	cn, err := dialFrom(ctx, c.tr, c.dev.net, int(c.nextAddr.Load()))
 	if err != nil {
 		return err
 	}
+	c.nextAddr.Store(int32(cn.addrIdx))
 	ch, err := cn.handshake(ctx)
 	if err != nil {
 		cn.close()
+		c.passOver(cn)
 		return fmt.Errorf("connecting: %w", err)
 	}
 	priv := ed25519.NewKeyFromSeed(c.sigPriv)
@@ -173,6 +176,9 @@ func (c *Client) Connect(ctx context.Context) error {
 	}}})
 	if err != nil {
 		cn.close()
+		if !IsCode(err, CodeRevoked) && !IsCode(err, CodeExpired) {
+			c.passOver(cn)
+		}
 		return fmt.Errorf("authenticating: %w", err)
 	}
 	if resp.GetAuthenticated() == nil {
@@ -223,6 +229,14 @@ func (c *Client) attach(cn *conn) {
 	c.conn = cn
 	c.connMu.Unlock()
 	go c.pushLoop(cn)
+}
+
+// passOver makes the next connection try the address after cn's first,
+// unless another connection moved on already.
+func (c *Client) passOver(cn *conn) {
+	if cn.naddrs > 1 {
+		c.nextAddr.CompareAndSwap(int32(cn.addrIdx), int32((cn.addrIdx+1)%cn.naddrs))
+	}
 }
 
 // current returns the live connection.
@@ -295,6 +309,11 @@ func (c *Client) pushLoop(cn *conn) {
 		c.conn = nil
 	}
 	c.connMu.Unlock()
+	if !cn.closing.Load() {
+		// Dropped, not closed by this client: the next connection
+		// tries another address first (a relay that was stopped, say).
+		c.passOver(cn)
+	}
 	if reason == nil {
 		cn.mu.Lock()
 		reason = cn.err

@@ -39,6 +39,21 @@ type Network struct {
 	// Root is the network root key, which signs device certificates,
 	// transparency-log heads and wipe commands. Required.
 	Root identity.RootPublicKey
+	// Alternates are more host:port addresses of the same network,
+	// usually relays in front of its servers (anom relay). The client
+	// connects to Address or one of them: when one cannot be reached or
+	// drops the connection it goes on to the next, in turn. At most
+	// MaxAddresses-1.
+	Alternates []string
+}
+
+// MaxAddresses bounds the addresses of a Network: Address and its
+// Alternates.
+const MaxAddresses = 8
+
+// addresses returns Address followed by the Alternates.
+func (n Network) addresses() []string {
+	return append([]string{n.Address}, n.Alternates...)
 }
 
 // deviceRecord is the device's identity, written once at activation.
@@ -66,7 +81,16 @@ func (r *deviceRecord) encode() []byte {
 	b = appendVec32(b, r.net.CACert)
 	b = appendStr8(b, r.net.TLSServerName)
 	b = appendVec32(b, r.net.Root)
-	return binary.BigEndian.AppendUint32(b, r.kpOnServer)
+	b = binary.BigEndian.AppendUint32(b, r.kpOnServer)
+	// The alternates came later: a record without them ends here, so
+	// records written before still decode.
+	if len(r.net.Alternates) > 0 {
+		b = append(b, byte(len(r.net.Alternates)))
+		for _, a := range r.net.Alternates {
+			b = appendStr8(b, a)
+		}
+	}
+	return b
 }
 
 func decodeDeviceRecord(b []byte) (*deviceRecord, error) {
@@ -86,6 +110,19 @@ func decodeDeviceRecord(b []byte) (*deviceRecord, error) {
 	r.net.TLSServerName = d.str8()
 	r.net.Root = d.vec32(ed25519.PublicKeySize)
 	r.kpOnServer = d.u32()
+	if d.err == nil && len(d.b) > 0 {
+		n := int(d.u8())
+		if n == 0 || n >= MaxAddresses {
+			d.fail("%d alternate addresses", n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			a := d.str8()
+			if a == "" {
+				d.fail("empty alternate address")
+			}
+			r.net.Alternates = append(r.net.Alternates, a)
+		}
+	}
 	if err := d.done(); err != nil {
 		return nil, fmt.Errorf("decoding device record: %w", err)
 	}

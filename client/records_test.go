@@ -28,7 +28,17 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if got, err := decodeHistoryEntry(h.encode()); err != nil || !bytes.Equal(got.encode(), h.encode()) {
 		t.Fatalf("history entry: %v", err)
 	}
-	for _, bad := range [][]byte{nil, {2}, append(d.encode(), 0), d.encode()[:10]} {
+	// A record with alternate addresses round-trips; one written before
+	// there were alternates (d) still decodes, with none.
+	alt := testDeviceRecord()
+	alt.net.Alternates = []string{"relay1:443", "relay2:443"}
+	if got, err := decodeDeviceRecord(alt.encode()); err != nil || !bytes.Equal(got.encode(), alt.encode()) || len(got.net.Alternates) != 2 || got.net.Alternates[1] != "relay2:443" {
+		t.Fatalf("device record with alternates: %+v %v", got, err)
+	}
+	if got, err := decodeDeviceRecord(d.encode()); err != nil || got.net.Alternates != nil {
+		t.Fatalf("device record without alternates: %+v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {2}, append(d.encode(), 0), d.encode()[:10], append(d.encode(), 1, 0), append(d.encode(), 8), alt.encode()[:len(alt.encode())-1]} {
 		if _, err := decodeDeviceRecord(bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("bad device record %x: %v", bad, err)
 		}
@@ -37,6 +47,9 @@ func TestRecordsRoundTrip(t *testing.T) {
 
 func FuzzRecords(f *testing.F) {
 	f.Add(testDeviceRecord().encode())
+	alt := testDeviceRecord()
+	alt.net.Alternates = []string{"relay1:443"}
+	f.Add(alt.encode())
 	f.Add((&groupRecord{state: []byte("s"), cursor: 1}).encode())
 	f.Add((&historyEntry{seq: 1, content: []byte("x")}).encode())
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -8,7 +8,7 @@ import (
 // helpTargets is every command, admin verb and sub-verb of anom, as the
 // words that name it.
 var helpTargets = [][]string{
-	{"admin"}, {"archive"}, {"bench"}, {"chat"}, {"custodian"}, {"demo"}, {"mls"}, {"server"},
+	{"admin"}, {"archive"}, {"bench"}, {"chat"}, {"custodian"}, {"demo"}, {"mls"}, {"relay"}, {"server"},
 	{"admin", "init"}, {"admin", "adminkey"}, {"admin", "invite"}, {"admin", "distributor"},
 	{"admin", "distributor", "add"}, {"admin", "codes"}, {"admin", "codes", "issue"},
 	{"admin", "revoke"}, {"admin", "wipe"}, {"admin", "approve"}, {"admin", "rotate"},

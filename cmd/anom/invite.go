@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"anom/client"
 	"anom/identity"
@@ -74,6 +75,7 @@ func runAdminInvite(ctx context.Context, args []string) error {
 	data := dataFlag(fs)
 	server := fs.String("server", "", "the address devices reach the server at, host:port (default: the one in DATA/invite, written by anom server)")
 	tlsName := fs.String("tls-name", "", "the name the server's certificate must carry, when the address is not in it")
+	relays := fs.String("relays", "", "relays in front of the server (anom relay), host:port, comma-separated: devices connect to them in turn, failing over; without --server the invite lists only the relays")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +84,16 @@ func runAdminInvite(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var alts []string
+	for _, a := range strings.Split(*relays, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			alts = append(alts, a)
+		}
+	}
 	addr := *server
+	if addr == "" && len(alts) > 0 {
+		addr, alts = alts[0], alts[1:]
+	}
 	if addr == "" {
 		b, err := os.ReadFile(d.path("invite"))
 		if err != nil {
@@ -97,9 +108,16 @@ func runAdminInvite(ctx context.Context, args []string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("--server %q: want host:port", addr)
 	}
-	inv, err := inviteString(addr, ni, *tlsName)
+	n, err := ni.network(addr, *tlsName)
 	if err != nil {
 		return err
+	}
+	n.Alternates = alts
+	inv := n.Invite()
+	// The invite must read back: addresses well formed, none twice,
+	// not too many.
+	if _, err := client.ParseInvite(inv); err != nil {
+		return fmt.Errorf("--relays: %w", err)
 	}
 	fmt.Println(inv)
 	return nil

@@ -146,6 +146,12 @@ func TestServerMakesNetwork(t *testing.T) {
 	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data, "--server", "relay.example:443")); got != mustInvite(t, "relay.example:443", ni, "") {
 		t.Errorf("admin invite --server printed %q", got)
 	}
+	// Relays in front of the server: the first is the address, the
+	// others the alternates the device fails over to.
+	got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data, "--relays", "relay1.example:443, relay2.example:443"))
+	if rn, err := client.ParseInvite(got); err != nil || rn.Address != "relay1.example:443" || len(rn.Alternates) != 1 || rn.Alternates[0] != "relay2.example:443" || rn.CAFingerprint != n.CAFingerprint {
+		t.Errorf("admin invite --relays printed %q (%+v, %v)", got, rn, err)
+	}
 	if got := strings.TrimSpace(runAnom(t, "admin", "invite", "--data", data)); got != strings.TrimSpace(string(inv)) {
 		t.Errorf("admin invite printed %q, want the server's %s", got, inv)
 	}
