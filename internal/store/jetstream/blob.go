@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+
 	"anom/internal/store"
 )
 
@@ -102,62 +105,61 @@ func (s *Store) PutBlob(ctx context.Context, id string, r io.Reader, opts store.
 	}
 }
 
-// upload streams r into chunks of a new upload, keeping a few publishes
-// in flight, and returns the manifest (without times).
+// upload streams r into chunks of a new upload and returns the manifest
+// (without times). Chunks are published asynchronously on the one
+// connection, so they reach the stream in order, with at most
+// uploadWindow unacknowledged at a time.
 func (s *Store) upload(ctx context.Context, upload string, r io.Reader, limit int64) (*manifest, error) {
 	m := &manifest{Upload: upload, ChunkSize: chunkSize}
 	subj := s.chunkSubject(upload)
-	type result struct {
-		i   int
-		seq uint64
-		err error
+	var pending []js.PubAckFuture
+	wait := func() error {
+		f := pending[0]
+		pending = pending[1:]
+		select {
+		case ack := <-f.Ok():
+			m.Seqs = append(m.Seqs, ack.Sequence)
+			return nil
+		case err := <-f.Err():
+			return fmt.Errorf("storing chunk %d: %w", len(m.Seqs), err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.timeout):
+			return fmt.Errorf("storing chunk %d: no acknowledgement in %v", len(m.Seqs), s.timeout)
+		}
 	}
-	results := make(chan result, uploadWindow)
-	inflight := 0
 	var firstErr error
-	collect := func() {
-		res := <-results
-		inflight--
-		if res.err != nil && firstErr == nil {
-			firstErr = res.err
-		}
-		if res.err == nil {
-			m.Seqs[res.i] = res.seq
-		}
-	}
-	for {
+	for firstErr == nil {
 		buf := make([]byte, chunkSize)
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
-			m.Size += int64(n)
-			if m.Size > limit {
+			if m.Size += int64(n); m.Size > limit {
 				firstErr = fmt.Errorf("blob larger than %d bytes: %w", limit, store.ErrTooLarge)
 				break
 			}
-			if inflight == uploadWindow {
-				collect()
+			if len(pending) == uploadWindow {
+				if firstErr = wait(); firstErr != nil {
+					break
+				}
 			}
-			if firstErr != nil {
+			f, perr := s.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: buf[:n]}, js.WithRetryAttempts(0))
+			if perr != nil {
+				firstErr = fmt.Errorf("storing chunk: %w", perr)
 				break
 			}
-			m.Seqs = append(m.Seqs, 0)
-			i := len(m.Seqs) - 1
-			inflight++
-			go func(data []byte) {
-				seq, err := s.publish(ctx, []pubMsg{{subject: subj, data: data}})
-				results <- result{i, seq, err}
-			}(buf[:n])
+			pending = append(pending, f)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
 		if err != nil {
 			firstErr = fmt.Errorf("reading blob: %w", err)
-			break
 		}
 	}
-	for inflight > 0 {
-		collect()
+	for len(pending) > 0 {
+		if err := wait(); err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
 	if firstErr != nil {
 		return nil, firstErr
