@@ -168,7 +168,7 @@ func DialWith(ctx context.Context, t *Target, i int, h Handlers) (*Conn, error) 
 // sent that was read with the handshake.
 func newConn(nc net.Conn, pre []byte, h Handlers) *Conn {
 	c := &Conn{nc: nc, handlers: h, waiting: map[uint64]waiter{}, done: make(chan struct{})}
-	c.rd.conn, c.rd.pre = nc, pre
+	c.rd.Conn, c.rd.Pre = nc, pre
 	go c.readLoop()
 	return c
 }
@@ -187,7 +187,7 @@ func (c *Conn) readLoop() {
 	}()
 	for {
 		var msg []byte
-		msg, err = c.rd.readMessage(maxMessage, c.writeControl)
+		_, msg, err = c.rd.ReadMessage(maxMessage, c.writeControl)
 		if err != nil {
 			return
 		}

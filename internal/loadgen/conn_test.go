@@ -261,30 +261,6 @@ func TestConnEnds(t *testing.T) {
 	}
 }
 
-// FuzzReadMessage reads arbitrary bytes as server frames: errors, never
-// panics, and never a message over the limit.
-func FuzzReadMessage(f *testing.F) {
-	f.Add(frameBytes(ws.OpBinary, true, []byte("hello")))
-	f.Add(append(frameBytes(ws.OpBinary, false, []byte("hel")), frameBytes(ws.OpContinuation, true, []byte("lo"))...))
-	f.Add(append(frameBytes(ws.OpPing, true, []byte("p")), frameBytes(ws.OpBinary, true, bytes.Repeat([]byte("y"), 300))...))
-	f.Add(frameBytes(ws.OpClose, true, []byte{0x03, 0xe8}))
-	f.Add([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		const limit = 70 << 10
-		r := &wsReader{conn: bytes.NewReader(b)}
-		for {
-			msg, err := r.readMessage(limit, func(ws.OpCode, []byte) error { return nil })
-			if err != nil {
-				return // every error ends the connection
-			}
-			if len(msg) > limit {
-				t.Fatalf("message of %d bytes over the limit", len(msg))
-			}
-			putReadBuf(msg)
-		}
-	})
-}
-
 // discardConn is a net.Conn whose writes go nowhere.
 type discardConn struct{ net.Conn }
 
