@@ -28,7 +28,7 @@ func TestAttackActivationWrongNetworkSpendsNothing(t *testing.T) {
 	if err := os.WriteFile(pinFile, []byte("314159\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ni, err := dataDir(n.data).info()
+	ni, err := dataDir(n.data).Info()
 	if err != nil {
 		t.Fatal(err)
 	}

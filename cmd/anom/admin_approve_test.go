@@ -95,11 +95,11 @@ func TestAdminApproveShortCode(t *testing.T) {
 	n.activate(t, "alice", cs[0])
 
 	d := dataDir(n.data)
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := ni.network(n.addr, "")
+	inv, err := clientNetwork(ni, n.addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,60 +25,8 @@ import (
 // against the network CA, and print the server's answer; a refusal is
 // an error, so the command exits non-zero with the server's reason.
 
-const (
-	adminKeyFile  = "admin.key"
-	adminCertFile = "admin.cert"
-	// defaultAdminValidity is how long an admin key's certificate lasts.
-	defaultAdminValidity = 365 * 24 * time.Hour
-)
-
 func init() {
 	adminVerbs["adminkey"] = adminVerb{summary: "adminkey [--out DIR]: make an admin key certified by the root (for anom admin on this or another machine)", run: runAdminKey}
-}
-
-// makeAdminKey makes an admin key named name, certifies it with root for
-// valid from now, and writes both into dir (made 0700 if need be),
-// replacing a key there.
-func makeAdminKey(dir, name string, root *identity.RootKey, valid time.Duration, rand io.Reader) (*identity.OnlineKeyCertificate, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("making admin folder: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("making admin folder: %w", err)
-	}
-	key, err := identity.GenerateAdminKey(rand)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	cert := &identity.OnlineKeyCertificate{Role: identity.RoleAdmin, Name: name, Key: key.Public(),
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid), Serial: uint64(now.UnixNano())}
-	if err := root.SignOnlineKeyCertificate(cert); err != nil {
-		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{adminKeyFile, key.Seed()}, {adminCertFile, cert.Encode()}} {
-		if err := replaceSecret(filepath.Join(dir, f.name), []byte(hex.EncodeToString(f.data)+"\n")); err != nil {
-			return nil, fmt.Errorf("writing admin key: %w", err)
-		}
-	}
-	return cert, nil
-}
-
-// replaceSecret replaces a file atomically with one of mode 0600.
-func replaceSecret(path string, data []byte) error {
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	if err := writeSecret(tmp, data); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 func readHexFile(path string) ([]byte, error) {
@@ -139,7 +86,7 @@ func (a *adminTarget) client() (*adminapi.Client, error) {
 	d := a.dir()
 	keyDir := *a.keyDir
 	if keyDir == "" {
-		keyDir = d.adminDir()
+		keyDir = d.AdminDir()
 	}
 	key, cert, err := loadAdminKey(keyDir)
 	if err != nil {
@@ -147,12 +94,12 @@ func (a *adminTarget) client() (*adminapi.Client, error) {
 	}
 	addr := *a.server
 	if addr == "" {
-		ni, err := d.info()
+		ni, err := d.Info()
 		if err != nil {
 			return nil, fmt.Errorf("%w; or give --server HOST:PORT and --ca FILE", err)
 		}
 		if ni.Address == "" {
-			return nil, fmt.Errorf("no server address in %s: start the server (anom server --data %s) or give --server HOST:PORT", d.path("network.json"), d.path())
+			return nil, fmt.Errorf("no server address in %s: start the server (anom server --data %s) or give --server HOST:PORT", d.Path("network.json"), d.Path())
 		}
 		addr = ni.Address
 	}
@@ -161,7 +108,7 @@ func (a *adminTarget) client() (*adminapi.Client, error) {
 	}
 	caFile := *a.ca
 	if caFile == "" {
-		caFile = d.path("ca.crt")
+		caFile = d.Path("ca.crt")
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -202,15 +149,15 @@ func runAdminKey(ctx context.Context, args []string) error {
 		return err
 	}
 	d := dataDir(*data)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return err
 	}
 	dir := *out
 	if dir == "" {
-		dir = d.adminDir()
+		dir = d.AdminDir()
 	}
-	if err := refuseInside(dir, d.path()); err != nil {
+	if err := refuseInside(dir, d.Path()); err != nil {
 		return err
 	}
 	cert, err := makeAdminKey(dir, *name, root, *valid, rand.Reader)

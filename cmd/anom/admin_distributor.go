@@ -26,7 +26,7 @@ func distributorDir(flagValue string, d dataDir) string {
 	if flagValue != "" {
 		return flagValue
 	}
-	return filepath.Join(d.adminDir(), "distributors")
+	return filepath.Join(d.AdminDir(), "distributors")
 }
 
 func runAdminDistributor(ctx context.Context, args []string) error {
@@ -52,12 +52,12 @@ func runAdminDistributor(ctx context.Context, args []string) error {
 		return fmt.Errorf("--quota %d is too large", *quota)
 	}
 	d := at.dir()
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return err
 	}
 	dir := distributorDir(*out, d)
-	if err := refuseInside(dir, d.path()); err != nil {
+	if err := refuseInside(dir, d.Path()); err != nil {
 		return err
 	}
 	dk, err := distributorKey(dir, name, true)

@@ -36,26 +36,26 @@ func runAdminRotate(ctx context.Context, args []string) error {
 		return fmt.Errorf("usage: anom admin rotate --role directory|countersign [--data DIR]")
 	}
 	d := dataDir(*data)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return err
 	}
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		return err
 	}
 	serial := uint64(1)
-	if _, old, err := d.readOnlineKey(r); err == nil {
+	if _, old, err := d.ReadOnlineKey(r); err == nil {
 		serial = old.Serial + 1
-	} else if ok, _ := d.haveOnlineKey(r); ok {
+	} else if ok, _ := d.HaveOnlineKey(r); ok {
 		return err
 	}
-	c, err := d.certifyOnlineKey(root, r, ni.Name, serial)
+	c, err := d.CertifyOnlineKey(root, r, ni.Name, serial)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("new %v key %s (serial %d), certified by the root until %s, in %s\n", c.Role, hex.EncodeToString(c.Key), c.Serial,
-		c.NotAfter.UTC().Format("2006-01-02"), d.path(r.file+".key"))
+		c.NotAfter.UTC().Format("2006-01-02"), d.Path(r.KeyFile()))
 	fmt.Fprintf(os.Stderr, "restart the server (anom server --data %s): it logs the new certificate and uses the new key from then on\n", *data)
 	return nil
 }

@@ -69,11 +69,11 @@ func (n *adminNet) admin(t *testing.T, args ...string) (string, string) {
 func (n *adminNet) activate(t *testing.T, username, code string) *client.Client {
 	t.Helper()
 	d := dataDir(n.data)
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := ni.network(n.addr, "")
+	inv, err := clientNetwork(ni, n.addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func (n *adminNet) activate(t *testing.T, username, code string) *client.Client 
 func TestAdminCommands(t *testing.T) {
 	n := newAdminNet(t)
 	d := dataDir(n.data)
-	adm := d.adminDir()
+	adm := d.AdminDir()
 	if fi, err := os.Stat(adm); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("admin folder %s: %v, %v", adm, fi, err)
 	}
@@ -209,13 +209,13 @@ func TestAttackAdminRefusalReported(t *testing.T) {
 	// An admin key of another network (its root is not this server's).
 	other := filepath.Join(t.TempDir(), "other")
 	runAnom(t, "admin", "init", "--data", other)
-	refused("ERROR_CODE_AUTH_FAILED", "revoke", "00112233445566778899aabbccddeeff", "--admin-key", dataDir(other).adminDir())
+	refused("ERROR_CODE_AUTH_FAILED", "revoke", "00112233445566778899aabbccddeeff", "--admin-key", dataDir(other).AdminDir())
 
 	// A lost admin key: kept by a thief, replaced by anom admin adminkey;
 	// once the new key has been used, the old one is refused.
 	d := dataDir(n.data)
 	lost := filepath.Join(t.TempDir(), "lost.admin")
-	if err := os.CopyFS(lost, os.DirFS(d.adminDir())); err != nil {
+	if err := os.CopyFS(lost, os.DirFS(d.AdminDir())); err != nil {
 		t.Fatal(err)
 	}
 	n.admin(t, "adminkey")
@@ -241,18 +241,18 @@ func TestAdminDirOutsideData(t *testing.T) {
 		{"/srv/anom/net", "/srv/anom/net.admin"},
 		{".", wd + ".admin"},
 	} {
-		if got := dataDir(tc.data).adminDir(); got != tc.want {
+		if got := dataDir(tc.data).AdminDir(); got != tc.want {
 			t.Errorf("adminDir(%q) = %q, want %q", tc.data, got, tc.want)
 		}
-		if err := refuseInside(dataDir(tc.data).adminDir(), tc.data); err != nil {
+		if err := refuseInside(dataDir(tc.data).AdminDir(), tc.data); err != nil {
 			t.Errorf("adminDir(%q): %v", tc.data, err)
 		}
 		// The root folder follows the same rule (".root" beside "." would
 		// be inside it).
-		if got, want := dataDir(tc.data).rootDir(), strings.TrimSuffix(tc.want, ".admin")+".root"; got != want {
+		if got, want := dataDir(tc.data).RootDir(), strings.TrimSuffix(tc.want, ".admin")+".root"; got != want {
 			t.Errorf("rootDir(%q) = %q, want %q", tc.data, got, want)
 		}
-		if err := refuseInside(dataDir(tc.data).rootDir(), tc.data); err != nil {
+		if err := refuseInside(dataDir(tc.data).RootDir(), tc.data); err != nil {
 			t.Errorf("rootDir(%q): %v", tc.data, err)
 		}
 	}

@@ -373,7 +373,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return nil, err
 	}
-	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).adminDir()) }}
+	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).AdminDir()) }}
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
@@ -384,7 +384,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 		return fail(err)
 	}
 	d := dataDir(dir)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return fail(err)
 	}
@@ -397,11 +397,11 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return fail(err)
 	}
-	pool, err := d.caPool()
+	pool, err := d.CAPool()
 	if err != nil {
 		return fail(err)
 	}
-	tc, err := d.tlsConfig()
+	tc, err := d.TLSConfig()
 	if err != nil {
 		return fail(err)
 	}
@@ -409,7 +409,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if f.verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	st, err := pebble.Open(d.path("store"), pebble.Options{})
+	st, err := pebble.Open(d.Path("store"), pebble.Options{})
 	if err != nil {
 		return fail(err)
 	}
@@ -419,11 +419,11 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 			st.Close()
 		}
 	})
-	dirKey, err := d.directorySigner()
+	dirKey, err := d.DirectorySigner()
 	if err != nil {
 		return fail(err)
 	}
-	cs, csCert, err := d.countersignKey()
+	cs, csCert, err := d.CountersignKey()
 	if err != nil {
 		return fail(err)
 	}
@@ -496,7 +496,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 		return loadgen.ProvisionInProcess(ctx, srv, root, prefix, n, f.workers, progress)
 	}
 	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
-	fmt.Printf("server running in this process on %s (store %s)\n", target.Addr, d.path("store"))
+	fmt.Printf("server running in this process on %s (store %s)\n", target.Addr, d.Path("store"))
 	return &benchNet{env: env, close: closeAll, escrow: esc}, nil
 }
 
@@ -605,7 +605,7 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 // directory); devices activate over the wire.
 func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, error) {
 	d := dataDir(f.data)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return nil, err
 	}
@@ -613,11 +613,11 @@ func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, 
 	if err != nil {
 		return nil, err
 	}
-	pool, err := d.caPool()
+	pool, err := d.CAPool()
 	if err != nil {
 		return nil, err
 	}
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		return nil, err
 	}
@@ -669,11 +669,11 @@ func writeBenchPolicy(d dataDir, root *identity.RootKey) error {
 		return err
 	}
 	fmt.Printf("escrow policy made for the run (custodian and issuer keys made and thrown away): %s\n", p.Summary())
-	tmp := d.path("escrow-policy.new")
+	tmp := d.Path("escrow-policy.new")
 	if err := writeSecret(tmp, b); err != nil {
 		return err
 	}
-	return os.Rename(tmp, d.path("escrow-policy"))
+	return os.Rename(tmp, d.Path("escrow-policy"))
 }
 
 // benchEscrow reads the network's escrow policy when messages must carry
@@ -682,11 +682,11 @@ func benchEscrow(d dataDir, root identity.RootPublicKey, withEscrow bool) ([]byt
 	if !withEscrow {
 		return nil, nil, nil
 	}
-	sp, err := readSignedPolicy(d.path("escrow-policy"), root)
+	sp, err := readSignedPolicy(d.Path("escrow-policy"), root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--escrow: %w", err)
 	}
-	raw, err := d.secretFile("escrow-policy")
+	raw, err := d.SecretFile("escrow-policy")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -694,7 +694,7 @@ func benchEscrow(d dataDir, root identity.RootPublicKey, withEscrow bool) ([]byt
 }
 
 func provisionExternal(ctx context.Context, t *loadgen.Target, root *identity.RootKey, d dataDir, prefix string, n, workers int, progress func(int)) ([]*loadgen.Device, error) {
-	key, cert, err := loadAdminKey(d.adminDir())
+	key, cert, err := loadAdminKey(d.AdminDir())
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	if len(n.codes) != users {
 		t.Fatalf("got %d codes, want %d", len(n.codes), users)
 	}
-	ni, err := dataDir(filepath.Join(n.dir, "net")).info()
+	ni, err := dataDir(filepath.Join(n.dir, "net")).Info()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func TestCrashNoLoss(t *testing.T) {
 	}
 
 	d := dataDir(data)
-	pool, err := d.caPool()
+	pool, err := d.CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestDiskFull(t *testing.T) {
 		}
 		codes = append(codes, c)
 	}
-	pool, err := dataDir(data).caPool()
+	pool, err := dataDir(data).CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		k, err := dataDir(*data).escrowServerKey()
+		k, err := escrowServerKey(dataDir(*data))
 		if err != nil {
 			return err
 		}
@@ -56,7 +56,7 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		return err
 	}
 	d := dataDir(*data)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		return fmt.Errorf("need --custodians and 1 <= --threshold <= number of custodians, and --issuers")
 	}
 	version := uint32(1)
-	if old, err := os.ReadFile(d.path("escrow-policy")); err == nil && len(old) > 0 {
+	if old, err := os.ReadFile(d.Path("escrow-policy")); err == nil && len(old) > 0 {
 		sp, err := escrow.ParseSignedPolicy(old)
 		if err != nil {
 			return fmt.Errorf("reading the current escrow policy: %w", err)
@@ -139,16 +139,16 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	tmp := d.path("escrow-policy.new")
+	tmp := d.Path("escrow-policy.new")
 	os.Remove(tmp)
 	if err := writeSecret(tmp, pb); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, d.path("escrow-policy")); err != nil {
+	if err := os.Rename(tmp, d.Path("escrow-policy")); err != nil {
 		return err
 	}
 	h, _ := p.Hash()
-	fmt.Printf("escrow policy v%d written to %s (sha256 %x)\n  %s\n", version, d.path("escrow-policy"), h, p.Summary())
+	fmt.Printf("escrow policy v%d written to %s (sha256 %x)\n  %s\n", version, d.Path("escrow-policy"), h, p.Summary())
 	for _, f := range files {
 		fmt.Printf("  custodian %-10s share %s (0600): hand its folder to this custodian only\n", f.Name, sharePath(f.Name))
 	}
@@ -156,52 +156,14 @@ func runAdminEscrow(ctx context.Context, args []string) error {
 		fmt.Printf("  issuer    %-10s key   %s (0600): hand its folder to this issuer only\n", name, issuerPath(name))
 	}
 	fmt.Printf("Then erase %s here: the server needs none of it, and no one but its owner may keep a share.\n", *out)
-	if old, _ := filepath.Glob(d.path("escrow", "*.share")); len(old) > 0 {
+	if old, _ := filepath.Glob(d.Path("escrow", "*.share")); len(old) > 0 {
 		fmt.Printf("WARNING: %s holds %d shares dealt by an earlier version: move each to its custodian and delete them from the server's data dir.\n",
-			d.path("escrow"), len(old))
+			d.Path("escrow"), len(old))
 	}
-	if k, err := d.escrowServerKey(); err == nil {
+	if k, err := escrowServerKey(d); err == nil {
 		fmt.Printf("  server countersigning key (logged; custodians and the archive take it from the transparency log): %s\n", k)
 	}
 	fmt.Println("The running server must be restarted to serve the new policy.")
-	return nil
-}
-
-// resolve makes path absolute and resolves the symbolic links of its
-// longest existing prefix (the rest does not exist yet, so holds none).
-func resolve(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for p := abs; ; p = filepath.Dir(p) {
-		r, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			return filepath.Join(append([]string{r}, rest...)...), nil
-		}
-		if !errors.Is(err, os.ErrNotExist) || filepath.Dir(p) == p {
-			return "", fmt.Errorf("resolving %s: %w", path, err)
-		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-	}
-}
-
-// refuseInside fails if path is dir or inside it, symbolic links resolved:
-// where secrets that must not sit beside the server (escrow shares, issuer,
-// admin and distributor keys) may not go.
-func refuseInside(path, dir string) error {
-	p, err := resolve(path)
-	if err != nil {
-		return err
-	}
-	d, err := resolve(dir)
-	if err != nil {
-		return err
-	}
-	if rel, err := filepath.Rel(d, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("refusing to write secrets to %s: it is inside the server's data directory %s; use a directory outside it, best on an offline machine", path, dir)
-	}
 	return nil
 }
 

@@ -160,11 +160,11 @@ func newEscrowNet(t *testing.T) *escrowNet {
 		}
 	}
 	d := dataDir(dir)
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := readSignedPolicy(d.path("escrow-policy"), root.Public())
+	sp, err := readSignedPolicy(d.Path("escrow-policy"), root.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	for _, name := range []string{"A", "B", "C"} {
 		custDirs = append(custDirs, filepath.Join(t.TempDir(), "cust-"+name))
 		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(n.keys, name, name+".share"),
-			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--listen", "127.0.0.1:0",
+			"--policy", d.Path("escrow-policy"), "--root", d.Path("root.pub"), "--listen", "127.0.0.1:0",
 			"--data", custDirs[len(custDirs)-1], "--archive-key", filepath.Join(archDir, "archive.pub"),
 			"--archive-pin", pin)
 		f := strings.Fields(line)
@@ -386,7 +386,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	last := src.Add()
 
 	srcURL := serveSource(t, src)
-	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"), "--source", srcURL}
+	archFlags := []string{"--data", archDir, "--policy", d.Path("escrow-policy"), "--root", d.Path("root.pub"), "--source", srcURL}
 	serve, _ := startAnom(t, append([]string{"archive", "serve", "--poll", "20ms", "--batch", "16"}, archFlags...)...)
 	waitAcked(t, src.MemSource, last, serve)
 	serve.Process.Signal(syscall.SIGTERM)
@@ -453,7 +453,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	for i, c := range []int{0, 2} {
 		name := []string{"A", "C"}[i]
 		out := runAnom(t, "custodian", "verify-audit", "--data", custDirs[c], "--anchors", custHeads, "--name", name,
-			"--policy", d.path("escrow-policy"), "--root", d.path("root.pub"))
+			"--policy", d.Path("escrow-policy"), "--root", d.Path("root.pub"))
 		if !strings.Contains(out, "request ") || !strings.Contains(out, "signed heads of custodian/"+name+" given") {
 			t.Fatalf("custodian audit: %s", out)
 		}
@@ -489,7 +489,7 @@ func TestArchiveCrash(t *testing.T) {
 	}
 	url := serveSource(t, provedSource{src, n.log})
 	archDir := t.TempDir()
-	archFlags := []string{"--data", archDir, "--policy", d.path("escrow-policy"), "--root", d.path("root.pub")}
+	archFlags := []string{"--data", archDir, "--policy", d.Path("escrow-policy"), "--root", d.Path("root.pub")}
 	serve := func() *exec.Cmd {
 		cmd, _ := startAnom(t, append([]string{"archive", "serve", "--source", url, "--poll", "10ms", "--batch", "25"}, archFlags...)...)
 		return cmd
@@ -512,7 +512,7 @@ func TestArchiveCrash(t *testing.T) {
 		}
 		defer st.Close()
 		root := n.root.Public()
-		sp, _ := readSignedPolicy(d.path("escrow-policy"), root)
+		sp, _ := readSignedPolicy(d.Path("escrow-policy"), root)
 		a, err := archive.New(context.Background(), archive.Config{Store: st, Policy: sp, Root: root})
 		if err != nil {
 			t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 //	                store)
 //
 // The server's countersigning key is its own key certified by the root
-// (countersign.key and .cert, see onlinekeys.go); its id in
+// (countersign.key and .cert, see internal/netsetup/onlinekeys.go); its id in
 // countersignatures is "NAME/SERIAL". Custodians and the archive take it
 // from the transparency log; `anom admin escrow server-key` prints ID=HEX
 // for the record.
@@ -34,15 +34,15 @@ func init() {
 }
 
 // archiveToken reads DATA/archive.token, making it on first use.
-func (d dataDir) archiveToken() (string, error) {
-	b, err := os.ReadFile(d.path("archive.token"))
+func archiveToken(d dataDir) (string, error) {
+	b, err := os.ReadFile(d.Path("archive.token"))
 	if errors.Is(err, os.ErrNotExist) {
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
 			return "", err
 		}
 		tok := hex.EncodeToString(raw)
-		if err := writeSecret(d.path("archive.token"), []byte(tok+"\n")); err != nil {
+		if err := writeSecret(d.Path("archive.token"), []byte(tok+"\n")); err != nil {
 			return "", err
 		}
 		return tok, nil
@@ -52,7 +52,7 @@ func (d dataDir) archiveToken() (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < 32 {
-		return "", fmt.Errorf("archive token in %s is too short", d.path("archive.token"))
+		return "", fmt.Errorf("archive token in %s is too short", d.Path("archive.token"))
 	}
 	return tok, nil
 }
@@ -60,8 +60,8 @@ func (d dataDir) archiveToken() (string, error) {
 // escrowServerKey is the server's countersigning key id and public key,
 // ID=HEX, for the record (custodians and the archive take the key from its
 // logged certificate).
-func (d dataDir) escrowServerKey() (string, error) {
-	_, c, err := d.countersignKey()
+func escrowServerKey(d dataDir) (string, error) {
+	_, c, err := d.CountersignKey()
 	if err != nil {
 		return "", err
 	}

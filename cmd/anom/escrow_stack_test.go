@@ -64,11 +64,11 @@ func TestEscrowFullStack(t *testing.T) {
 	}
 
 	// Real clients, pinned to the network as admin init wrote it.
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := readRootPublic(d.path("root.pub"))
+	root, err := readRootPublic(d.Path("root.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,8 +182,8 @@ func TestEscrowFullStack(t *testing.T) {
 	var custodians []string
 	var custProcs []*exec.Cmd
 	for _, name := range []string{"A", "B", "C"} {
-		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.path("escrow-policy"),
-			"--root", d.path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name),
+		cmd, line := startAnom(t, "custodian", "--share", filepath.Join(keys, name, name+".share"), "--policy", d.Path("escrow-policy"),
+			"--root", d.Path("root.pub"), "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "custodian-"+name),
 			"--archive-key", archKey, "--archive-pin", pin)
 		f := strings.Fields(line)
 		if len(f) != 4 || f[0] != "custodian" || f[1] != name {
@@ -197,8 +197,8 @@ func TestEscrowFullStack(t *testing.T) {
 	// empty (Pull serves only what the archive has not acknowledged).
 	// --source is the server for serve (its outbox) and open (the log
 	// proofs the custodians require).
-	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.path("escrow-policy"), "--root", d.path("root.pub"),
-		"--source", "https://" + addr, "--source-ca", d.path("ca.crt"), "--source-token", d.path("archive.token")}
+	archFlags := []string{"--data", filepath.Join(dir, "archive"), "--policy", d.Path("escrow-policy"), "--root", d.Path("root.pub"),
+		"--source", "https://" + addr, "--source-ca", d.Path("ca.crt"), "--source-token", d.Path("archive.token")}
 	serveArgs := []string{"archive", "serve", "--poll", "20ms", "--batch", "5"}
 	for _, c := range custodians {
 		serveArgs = append(serveArgs, "--custodian", c)
@@ -330,11 +330,11 @@ func (p *anomServer) stop(t *testing.T) {
 // HTTPS with the network CA and the archive's bearer token.
 func outboxSource(t *testing.T, d dataDir, addr string) *archive.HTTPSource {
 	t.Helper()
-	pool, err := d.caPool()
+	pool, err := d.CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := d.archiveToken()
+	tok, err := archiveToken(d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,10 +23,10 @@ func init() {
 	adminVerbs["invite"] = adminVerb{summary: "print the invite devices activate with (server address, CA fingerprint, root key)", run: runAdminInvite}
 }
 
-// network is what a device pins about the network ni describes, reached
-// at addr, whose certificate must name tlsName ("": the chain is checked,
-// not the name).
-func (ni networkInfo) network(addr, tlsName string) (client.Network, error) {
+// clientNetwork is what a device pins about the network ni describes,
+// reached at addr, whose certificate must name tlsName ("": the chain is
+// checked, not the name).
+func clientNetwork(ni networkInfo, addr, tlsName string) (client.Network, error) {
 	n := client.Network{Address: addr, TLSServerName: tlsName}
 	ca, err := hex.DecodeString(ni.CAFingerprint)
 	if err != nil || len(ca) != len(n.CAFingerprint) {
@@ -43,7 +43,7 @@ func (ni networkInfo) network(addr, tlsName string) (client.Network, error) {
 
 // inviteString makes the invite of network ni at addr.
 func inviteString(addr string, ni networkInfo, tlsName string) (string, error) {
-	n, err := ni.network(addr, tlsName)
+	n, err := clientNetwork(ni, addr, tlsName)
 	if err != nil {
 		return "", err
 	}
@@ -80,7 +80,7 @@ func runAdminInvite(ctx context.Context, args []string) error {
 		return err
 	}
 	d := dataDir(*data)
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func runAdminInvite(ctx context.Context, args []string) error {
 		addr, alts = alts[0], alts[1:]
 	}
 	if addr == "" {
-		b, err := os.ReadFile(d.path("invite"))
+		b, err := os.ReadFile(d.Path("invite"))
 		if err != nil {
 			return fmt.Errorf("no --server, and no invite written by anom server yet: %w", err)
 		}
@@ -108,7 +108,7 @@ func runAdminInvite(ctx context.Context, args []string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("--server %q: want host:port", addr)
 	}
-	n, err := ni.network(addr, *tlsName)
+	n, err := clientNetwork(ni, addr, *tlsName)
 	if err != nil {
 		return err
 	}

@@ -117,19 +117,19 @@ func TestServerMakesNetwork(t *testing.T) {
 		}
 	}
 	d := dataDir(data)
-	pub, err := os.ReadFile(d.path("root.pub"))
+	pub, err := os.ReadFile(d.Path("root.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(d.path("network.json"))
+	b, err := os.ReadFile(d.Path("network.json"))
 	if err != nil || !bytes.Contains(b, []byte(`"root_public_key": "`+strings.TrimSpace(string(pub))+`"`)) {
 		t.Fatalf("network.json lacks the root public key %s: %v\n%s", pub, err, b)
 	}
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := os.ReadFile(d.path("invite"))
+	inv, err := os.ReadFile(d.Path("invite"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestServerMakesNetwork(t *testing.T) {
 	if log, _ := os.ReadFile(srv.log); bytes.Contains(log, []byte("making one")) {
 		t.Fatalf("the second start made a network again:\n%s", log)
 	}
-	if ni2, err := d.info(); err != nil || !reflect.DeepEqual(ni2, ni) {
+	if ni2, err := d.Info(); err != nil || !reflect.DeepEqual(ni2, ni) {
 		t.Fatalf("network changed: %+v, %v", ni2, err)
 	}
 

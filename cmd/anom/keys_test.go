@@ -43,15 +43,15 @@ func TestAttackServerDataDirHoldsRoot(t *testing.T) {
 	srv.waitLog(t, "invite (in")
 	srv.stop(t)
 
-	st, err := os.Stat(d.rootDir())
-	if err != nil || st.Mode().Perm() != 0o700 || d.rootDir() != data+".root" {
-		t.Fatalf("root folder %s: %v, mode %v", d.rootDir(), err, st.Mode())
+	st, err := os.Stat(d.RootDir())
+	if err != nil || st.Mode().Perm() != 0o700 || d.RootDir() != data+".root" {
+		t.Fatalf("root folder %s: %v, mode %v", d.RootDir(), err, st.Mode())
 	}
-	root, err := d.rootKey()
+	root, err := d.RootKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(d.rootPath("ca.key"))
+	caPEM, err := os.ReadFile(d.RootPath("ca.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestAttackServerDataDirHoldsRoot(t *testing.T) {
 		t.Fatalf("scanned only %d files in %s", files, data)
 	}
 	// The scan finds them where they are.
-	if found, _ := scan(d.rootDir()); len(found) < 2 {
+	if found, _ := scan(d.RootDir()); len(found) < 2 {
 		t.Fatalf("the scan does not find the root's secrets in the root folder: %v", found)
 	}
 	t.Logf("scanned %d files in %s: no root key, no CA key", files, data)
@@ -123,7 +123,7 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	// The thief's copy of the directory key, before the rotation.
 	stolen := map[string][]byte{}
 	for _, f := range []string{"directory.key", "directory.cert"} {
-		b, err := os.ReadFile(d.path(f))
+		b, err := os.ReadFile(d.Path(f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,11 +141,11 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 			codes = append(codes, f)
 		}
 	}
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootPub, err := readRootPublic(d.path("root.pub"))
+	rootPub, err := readRootPublic(d.Path("root.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 	if !strings.Contains(out, "serial 2") {
 		t.Fatalf("admin rotate said:\n%s", out)
 	}
-	if b, _ := os.ReadFile(d.path("directory.key")); bytes.Equal(b, stolen["directory.key"]) {
+	if b, _ := os.ReadFile(d.Path("directory.key")); bytes.Equal(b, stolen["directory.key"]) {
 		t.Fatal("rotate kept the directory key")
 	}
 	srv = startAnomServer(t, data, addr)
@@ -202,7 +202,7 @@ func TestAttackStolenDirectoryKeyServedAfterRotation(t *testing.T) {
 
 	// The thief runs the server with the old key.
 	for f, b := range stolen {
-		if err := os.WriteFile(d.path(f), b, 0o600); err != nil {
+		if err := os.WriteFile(d.Path(f), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,14 +224,14 @@ func TestAdminRotateCountersignKey(t *testing.T) {
 	d := dataDir(data)
 	runAnom(t, "admin", "init", "--data", data)
 	runAnom(t, "admin", "escrow", "init", "--data", data, "--out", filepath.Join(t.TempDir(), "escrow-keys"), "--custodians", "A,B,C", "--threshold", "2")
-	_, before, err := d.countersignKey()
+	_, before, err := d.CountersignKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out := runAnom(t, "admin", "rotate", "--role", "countersign", "--data", data); !strings.Contains(out, "serial 2") {
 		t.Fatalf("admin rotate said:\n%s", out)
 	}
-	_, after, err := d.countersignKey()
+	_, after, err := d.CountersignKey()
 	if err != nil || after.Serial != 2 || bytes.Equal(after.Key, before.Key) || after.Role != identity.RoleCountersign {
 		t.Fatalf("after the rotation: %+v, %v", after, err)
 	}

@@ -71,15 +71,15 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := d.directorySigner()
+	dir, err := d.DirectorySigner()
 	if err != nil {
 		return err
 	}
-	ni, err := d.info()
+	ni, err := d.Info()
 	if err != nil {
 		return err
 	}
-	tc, err := d.tlsConfig()
+	tc, err := d.TLSConfig()
 	if err != nil {
 		return err
 	}
@@ -97,22 +97,22 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	blobKey, err := d.secretFile("blob.key")
+	blobKey, err := d.SecretFile("blob.key")
 	if err != nil {
 		return err
 	}
-	policy, err := d.secretFile("escrow-policy")
+	policy, err := d.SecretFile("escrow-policy")
 	if err != nil {
 		return err
 	}
-	archiveToken, err := d.archiveToken()
+	archiveToken, err := archiveToken(d)
 	if err != nil {
 		return err
 	}
 	var cs *identity.CountersignKey
 	var csCert *identity.OnlineKeyCertificate
 	if len(policy) > 0 {
-		if cs, csCert, err = d.countersignKey(); err != nil {
+		if cs, csCert, err = d.CountersignKey(); err != nil {
 			return err
 		}
 	}
@@ -120,9 +120,9 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the root public key: %w", err)
 	}
-	st, err := pebble.Open(d.path("store"), pebble.Options{Logger: log.With("part", "store")})
+	st, err := pebble.Open(d.Path("store"), pebble.Options{Logger: log.With("part", "store")})
 	if errors.Is(err, pebble.ErrLocked) {
-		return fmt.Errorf("another server holds %s: stop it first, or give this one another --data", d.path("store"))
+		return fmt.Errorf("another server holds %s: stop it first, or give this one another --data", d.Path("store"))
 	}
 	if err != nil {
 		return err
@@ -132,7 +132,7 @@ func runServer(ctx context.Context, args []string) error {
 		Store: st, RootPublic: identity.RootPublicKey(rootPub), Directory: dir, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
-		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.path("alerts"),
+		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.Path("alerts"),
 		Web: app, WebRelease: &identity.WebRelease{Digest: app.Digest()},
 	})
 	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
@@ -156,12 +156,12 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "anom server %q on %s (root key %s); garbage collector: %s\n", ni.Name, l.Addr(), ni.RootPublicKey, gc)
 	if id, key, ok := srv.EscrowServerKey(); ok {
-		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.path("archive.token"))
+		fmt.Fprintf(os.Stderr, "escrow in force: countersigning key %s=%x; the archive pulls https://%s/v1/escrow with %s\n", id, key, l.Addr(), d.Path("archive.token"))
 	} else {
 		fmt.Fprintf(os.Stderr, "no escrow policy: anom admin escrow init --data %s sets one (then restart the server)\n", *data)
 	}
 	addr := inviteAddr(l.Addr(), ni)
-	if err := d.setAddress(addr); err != nil {
+	if err := d.SetAddress(addr); err != nil {
 		return err
 	}
 	printWebApp(app, addr, webNames)
@@ -169,15 +169,15 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writePublic(d.path("invite"), []byte(inv+"\n")); err != nil {
+	if err := writePublic(d.Path("invite"), []byte(inv+"\n")); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.path("invite"), inv)
+	fmt.Fprintf(os.Stderr, "invite (in %s): %s\n", d.Path("invite"), inv)
 	if made {
 		fmt.Fprintf(os.Stderr, "next, in another terminal, while this server runs (anom admin sends it signed requests, with the admin key in %[3]s): a distributor and activation codes, then a device:\n"+
 			"  anom admin distributor add shop --quota 10 --data %[1]s\n"+
 			"  anom admin codes issue --distributor shop --count 2 --months 12 --data %[1]s\n"+
-			"  anom chat --home alice --invite \"$(cat %[2]s)\" --username alice   (asks for the code; or --code-file FILE)\n", *data, d.path("invite"), d.adminDir())
+			"  anom chat --home alice --invite \"$(cat %[2]s)\" --username alice   (asks for the code; or --code-file FILE)\n", *data, d.Path("invite"), d.AdminDir())
 	}
 	go tuneCollector(ctx, autoLimit)
 	return srv.Serve(ctx, l)
@@ -202,18 +202,18 @@ func printWebApp(app *webapp.Handler, addr string, names []string) {
 // defaults, when d does not exist or is empty; made reports whether it
 // did. A directory with other files and no network is refused.
 func ensureNetwork(d dataDir) (made bool, err error) {
-	holds, fresh, err := d.holdsNetwork()
+	holds, fresh, err := d.HoldsNetwork()
 	switch {
 	case err != nil:
-		return false, fmt.Errorf("looking for a network in %s: %w", d.path(), err)
+		return false, fmt.Errorf("looking for a network in %s: %w", d.Path(), err)
 	case holds:
 		return false, nil
 	case !fresh:
-		return false, fmt.Errorf("%s is not empty but holds no network (no network.json): run anom admin init --data DIR on an empty or new directory", d.path())
+		return false, fmt.Errorf("%s is not empty but holds no network (no network.json): run anom admin init --data DIR on an empty or new directory", d.Path())
 	}
-	fmt.Fprintf(os.Stderr, "no network in %s yet: making one, as anom admin init does\n", d.path())
+	fmt.Fprintf(os.Stderr, "no network in %s yet: making one, as anom admin init does\n", d.Path())
 	if err := initNetwork(d, defaultNetworkName, nil, os.Stderr); err != nil {
-		return false, fmt.Errorf("making a network in %s: %w", d.path(), err)
+		return false, fmt.Errorf("making a network in %s: %w", d.Path(), err)
 	}
 	return true, nil
 }

@@ -92,7 +92,7 @@ func TestServerWebApp(t *testing.T) {
 	// served verifies against the network's root for the manifest served.
 	_, manifest := get(browser, "https://web.anom.test:"+port+webapp.ReleasePath)
 	res, proof := get(browser, "https://web.anom.test:"+port+webapp.ProofPath)
-	ni, err := dataDir(data).info()
+	ni, err := dataDir(data).Info()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestServerWebApp(t *testing.T) {
 	}
 
 	// A native client: the network CA alone, by IP address (no SNI).
-	pool, err := dataDir(data).caPool()
+	pool, err := dataDir(data).CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}

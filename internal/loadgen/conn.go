@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
+	"anom/internal/wire"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -92,6 +93,12 @@ func (e *ServerError) Error() string { return fmt.Sprintf("server: %v: %s", e.Co
 // ErrClosed is returned by calls on a connection that has ended.
 var ErrClosed = errors.New("connection closed")
 
+// Pushed is a Messages push read without copying: its byte slices point
+// into the connection's read buffer and are valid only during the
+// handler's call. The added devices of a commit are not read
+// (Handlers.Frame has them).
+type Pushed = wire.Pushed
+
 // Handlers says what a connection does with the server's pushes; they
 // are called on the connection's reading goroutine. A nil field ignores
 // what it would get.
@@ -168,7 +175,7 @@ func DialWith(ctx context.Context, t *Target, i int, h Handlers) (*Conn, error) 
 // sent that was read with the handshake.
 func newConn(nc net.Conn, pre []byte, h Handlers) *Conn {
 	c := &Conn{nc: nc, handlers: h, waiting: map[uint64]waiter{}, done: make(chan struct{})}
-	c.rd.conn, c.rd.pre = nc, pre
+	c.rd.Conn, c.rd.Pre = nc, pre
 	go c.readLoop()
 	return c
 }
@@ -187,7 +194,7 @@ func (c *Conn) readLoop() {
 	}()
 	for {
 		var msg []byte
-		msg, err = c.rd.readMessage(maxMessage, c.writeControl)
+		_, msg, err = c.rd.ReadMessage(maxMessage, c.writeControl)
 		if err != nil {
 			return
 		}
@@ -201,23 +208,23 @@ func (c *Conn) readLoop() {
 
 // dispatch routes one message from the server.
 func (c *Conn) dispatch(msg []byte) error {
-	v, ok := viewFrame(msg)
-	if ok && v.id == 0 && v.body == framePushMessages && c.handlers.Messages != nil {
-		if readPushed(v.bodyBytes, &c.pushed) {
+	v, ok := wire.ViewFrame(msg)
+	if ok && v.ID == 0 && v.IsPushMessages() && c.handlers.Messages != nil {
+		if wire.ReadPushed(v.BodyBytes, &c.pushed) {
 			c.handlers.Messages(&c.pushed)
 			return nil
 		}
 	}
-	if ok && v.id != 0 && v.body == frameSent {
-		if seq, _, ok := readSent(v.bodyBytes); ok {
+	if ok && v.ID != 0 && v.IsSent() {
+		if seq, _, ok := wire.ReadSent(v.BodyBytes); ok {
 			c.mu.Lock()
-			w, found := c.waiting[v.id]
+			w, found := c.waiting[v.ID]
 			if found && w.fast != nil {
-				delete(c.waiting, v.id)
+				delete(c.waiting, v.ID)
 			}
 			c.mu.Unlock()
 			if found && w.fast != nil {
-				w.fast <- reply{id: v.id, seq: seq}
+				w.fast <- reply{id: v.ID, seq: seq}
 				return nil
 			}
 		}
@@ -233,7 +240,7 @@ func (c *Conn) dispatch(msg []byte) error {
 		if f.GetError() == nil {
 			if pm := f.GetPushMessages(); pm != nil && c.handlers.Messages != nil {
 				// Encoded in a shape the fast reader leaves alone.
-				c.handlers.Messages(pushedFrom(pm, &c.pushed))
+				c.handlers.Messages(wire.PushedFrom(pm, &c.pushed))
 				return nil
 			}
 			if c.handlers.Frame != nil {
@@ -371,7 +378,7 @@ func (s *Sender) Send(ctx context.Context, group, message, escrowRecord []byte) 
 	if cap(s.buf) < ws.MaxHeaderSize {
 		s.buf = make([]byte, ws.MaxHeaderSize, ws.MaxHeaderSize+len(group)+len(message)+len(escrowRecord)+32)
 	}
-	s.buf = appendSendFrame(s.buf[:ws.MaxHeaderSize], id, group, message, escrowRecord)
+	s.buf = wire.AppendSendFrame(s.buf[:ws.MaxHeaderSize], id, group, message, escrowRecord)
 	if err := c.request(ctx, id, waiter{fast: s.ch}, s.buf); err != nil {
 		return 0, err
 	}

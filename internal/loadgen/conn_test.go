@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
+	"anom/internal/wire"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -190,7 +191,7 @@ func TestPushHandlers(t *testing.T) {
 		Messages: []*anomv1.GroupMessage{{Message: []byte("c")}}}}})
 	two, _ := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{
 		Messages: []*anomv1.GroupMessage{{Message: []byte("d")}}}}})
-	if _, ok := viewFrame(append(one, two...)); ok {
+	if _, ok := wire.ViewFrame(append(one, two...)); ok {
 		t.Fatal("the fast reader took a frame with its body twice")
 	}
 	s.write(frameBytes(ws.OpBinary, true, append(one, two...)))
@@ -261,30 +262,6 @@ func TestConnEnds(t *testing.T) {
 	}
 }
 
-// FuzzReadMessage reads arbitrary bytes as server frames: errors, never
-// panics, and never a message over the limit.
-func FuzzReadMessage(f *testing.F) {
-	f.Add(frameBytes(ws.OpBinary, true, []byte("hello")))
-	f.Add(append(frameBytes(ws.OpBinary, false, []byte("hel")), frameBytes(ws.OpContinuation, true, []byte("lo"))...))
-	f.Add(append(frameBytes(ws.OpPing, true, []byte("p")), frameBytes(ws.OpBinary, true, bytes.Repeat([]byte("y"), 300))...))
-	f.Add(frameBytes(ws.OpClose, true, []byte{0x03, 0xe8}))
-	f.Add([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		const limit = 70 << 10
-		r := &wsReader{conn: bytes.NewReader(b)}
-		for {
-			msg, err := r.readMessage(limit, func(ws.OpCode, []byte) error { return nil })
-			if err != nil {
-				return // every error ends the connection
-			}
-			if len(msg) > limit {
-				t.Fatalf("message of %d bytes over the limit", len(msg))
-			}
-			putReadBuf(msg)
-		}
-	})
-}
-
 // discardConn is a net.Conn whose writes go nowhere.
 type discardConn struct{ net.Conn }
 
@@ -295,7 +272,18 @@ func (discardConn) Close() error                     { return nil }
 // BenchmarkDispatchPush is the reading side's work per push once its
 // bytes are in: routing it and reading its messages, without allocating.
 func BenchmarkDispatchPush(b *testing.B) {
-	push := wireSeeds(b)[0]
+	// The push of wire's tests and benchmarks: two messages, one an
+	// escrowed application message, one a commit with a Welcome.
+	push, err := proto.Marshal(&anomv1.Frame{Body: &anomv1.Frame_PushMessages{PushMessages: &anomv1.Messages{
+		GroupId: []byte("group"), Last: 9,
+		Messages: []*anomv1.GroupMessage{
+			{Seq: 8, TimeMs: 1700000000000, SenderDevice: []byte("dev-a"), Message: bytes.Repeat([]byte{3}, 200), Epoch: 4, EscrowRecord: []byte("rec")},
+			{Seq: 9, TimeMs: -5, Message: []byte("commit"), Welcome: []byte("welcome"), AddedDevices: [][]byte{[]byte("x"), []byte("y")}, Epoch: 5},
+		},
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	n := 0
 	c := &Conn{handlers: Handlers{Messages: func(p *Pushed) { n += len(p.Messages) }}}
 	b.ReportAllocs()
@@ -317,7 +305,7 @@ func BenchmarkSendFrame(b *testing.B) {
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = appendSendFrame(append(buf[:0], make([]byte, ws.MaxHeaderSize)...), c.nextID.Add(1), group, msg, nil)
+		buf = wire.AppendSendFrame(append(buf[:0], make([]byte, ws.MaxHeaderSize)...), c.nextID.Add(1), group, msg, nil)
 		if err := c.writeMessage(ws.OpBinary, buf); err != nil {
 			b.Fatal(err)
 		}

@@ -16,14 +16,14 @@
 // escrow record, which the server checks and countersigns.
 //
 // The load shares the machine with the server it measures, so its hot
-// path is lean: WebSocket frames are read with github.com/gobwas/ws into
-// pooled buffers, pushes and acknowledgements are read with protowire
-// without copying or allocating (wire.go; anything unusual goes to the
-// full decoder), and a Sender encodes each Send into a buffer of its own.
+// path is lean: WebSocket frames are read with internal/wsframe (the
+// server's framing) into pooled buffers, pushes and acknowledgements are
+// read with internal/wire (the server's push codec) without copying or
+// allocating (anything unusual goes to the full decoder), and a Sender
+// encodes each Send into a buffer of its own.
 //
 // Files by concern: conn.go (one connection: requests, answers, pushes),
-// ws.go (WebSocket framing), wire.go (fast frame reading and writing),
-// device.go (activation and authentication), groups.go (MLS group
+// ws.go (writing masked frames), device.go (activation and authentication), groups.go (MLS group
 // setup), escrow.go (escrow records, sealed before each phase),
 // payload.go (message framing), hist.go (latency histogram),
 // run.go (the scenarios).

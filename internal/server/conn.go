@@ -110,7 +110,7 @@ func (s *Server) newSession(conn net.Conn) *session {
 	// per session): shutdown closes every session, which cancels it.
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &session{s: s, conn: conn, ctx: ctx, cancel: cancel}
-	c.rd.conn = conn
+	c.rd.Conn, c.rd.FromClient = conn, true
 	return c
 }
 
@@ -138,7 +138,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // the upgrade has answered
 	}
 	c := s.newSession(conn)
-	c.rd.pre = pre
+	c.rd.Pre = pre
 	c.src = src
 	c.preauth.Store(true)
 	if !s.hub.track(c) {
@@ -184,7 +184,7 @@ func (c *session) frameLimit() int {
 // closes (a session without the poller).
 func (c *session) readLoop() {
 	for {
-		op, data, err := c.rd.readMessage(c.frameLimit(), c.control)
+		op, data, err := c.rd.ReadMessage(c.frameLimit(), c.control)
 		if err != nil {
 			c.endRead(err)
 			return
@@ -201,7 +201,7 @@ func (c *session) readLoop() {
 func (c *session) readReady() {
 	c.arms.Load()
 	for {
-		op, data, err := c.rd.readMessage(c.frameLimit(), c.control)
+		op, data, err := c.rd.ReadMessage(c.frameLimit(), c.control)
 		if err != nil {
 			c.endRead(err)
 			return
@@ -239,7 +239,7 @@ var longAgo = time.Unix(1, 0)
 // polling would not see it. It reads at most one byte, kept for the next
 // read.
 func (c *session) buffered() (bool, error) {
-	if len(c.rd.pre) > 0 {
+	if len(c.rd.Pre) > 0 {
 		return true, nil
 	}
 	if err := c.conn.SetReadDeadline(longAgo); err != nil {
@@ -250,7 +250,7 @@ func (c *session) buffered() (bool, error) {
 		return false, derr
 	}
 	if n > 0 {
-		c.rd.pre = c.peek[:n]
+		c.rd.Pre = c.peek[:n]
 		return true, nil
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -348,8 +348,9 @@ func (c *session) closeWith(resp *anomv1.Frame) {
 }
 
 // control answers a control frame (pong, close reply) at once.
-func (c *session) control(m wsControl) {
-	c.writeDirect(m.op, m.payload, time.Second)
+func (c *session) control(op ws.OpCode, payload []byte) error {
+	c.writeDirect(op, payload, time.Second)
+	return nil
 }
 
 // writeDirect writes one frame now, outside the queue (a close, a pong,

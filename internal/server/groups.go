@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"anom/internal/store"
@@ -369,55 +368,6 @@ func (s *Server) createGroup(ctx context.Context, c *session, req *anomv1.Create
 	}
 	return &anomv1.Ok{}, nil
 }
-
-// pushFrame encodes the push of a new group message: a Frame with
-// push_messages holding the group message whose encoding without
-// sequence and time is stored (as the group's writer stores it), with seq and
-// timeMs added, and last = seq. It decodes as the Frame proto.Marshal
-// would give (only the order of the message's fields differs), is built
-// once per message and shared by every recipient.
-func pushFrame(groupID, stored []byte, seq uint64, timeMs int64) []byte {
-	gmLen := len(stored)
-	if seq != 0 {
-		gmLen += protowire.SizeTag(1) + protowire.SizeVarint(seq)
-	}
-	if timeMs != 0 {
-		gmLen += protowire.SizeTag(2) + protowire.SizeVarint(uint64(timeMs))
-	}
-	msgsLen := protowire.SizeTag(2) + protowire.SizeBytes(gmLen)
-	if len(groupID) > 0 {
-		msgsLen += protowire.SizeTag(1) + protowire.SizeBytes(len(groupID))
-	}
-	if seq != 0 {
-		msgsLen += protowire.SizeTag(3) + protowire.SizeVarint(seq)
-	}
-	b := make([]byte, 0, protowire.SizeTag(pushMessagesField)+protowire.SizeBytes(msgsLen))
-	b = protowire.AppendTag(b, pushMessagesField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(msgsLen))
-	if len(groupID) > 0 {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendBytes(b, groupID)
-	}
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(gmLen))
-	if seq != 0 {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, seq)
-	}
-	if timeMs != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(timeMs))
-	}
-	b = append(b, stored...)
-	if seq != 0 {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, seq)
-	}
-	return b
-}
-
-// pushMessagesField is the field number of Frame.push_messages.
-var pushMessagesField = (&anomv1.Frame{}).ProtoReflect().Descriptor().Fields().ByName("push_messages").Number()
 
 // pushTo pushes b to the sessions, except the sending session, which
 // gets the Sent answer.

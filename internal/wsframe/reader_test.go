@@ -1,4 +1,4 @@
-package server
+package wsframe
 
 import (
 	"bytes"
@@ -42,6 +42,12 @@ func clientFrame(fin bool, op ws.OpCode, payload []byte, unmasked bool) []byte {
 
 func cat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
 
+// control is a control frame the reader asked to send.
+type control struct {
+	op      ws.OpCode
+	payload []byte
+}
+
 func TestReadMessage(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 70000)
 	tests := []struct {
@@ -50,7 +56,7 @@ func TestReadMessage(t *testing.T) {
 		max     int
 		wantOp  ws.OpCode
 		want    []byte
-		wantCtl []wsControl
+		wantCtl []control
 		wantErr error // matched with errors.Is; nil: a message
 		wantWS  ws.StatusCode
 	}{
@@ -63,12 +69,12 @@ func TestReadMessage(t *testing.T) {
 			name: "fragmented with a ping inside",
 			in: cat(clientFrame(false, ws.OpBinary, []byte("ab"), false), clientFrame(true, ws.OpPing, []byte("p"), false),
 				clientFrame(false, ws.OpContinuation, []byte("cd"), false), clientFrame(true, ws.OpContinuation, []byte("e"), false)),
-			wantOp: ws.OpBinary, want: []byte("abcde"), wantCtl: []wsControl{{op: ws.OpPong, payload: []byte("p")}},
+			wantOp: ws.OpBinary, want: []byte("abcde"), wantCtl: []control{{op: ws.OpPong, payload: []byte("p")}},
 		},
 		{name: "pong ignored", in: cat(clientFrame(true, ws.OpPong, nil, false), clientFrame(true, ws.OpBinary, []byte("x"), false)), wantOp: ws.OpBinary, want: []byte("x")},
-		{name: "close", in: clientFrame(true, ws.OpClose, closeBody(ws.StatusGoingAway), false), wantErr: errWSClosed, wantCtl: []wsControl{{op: ws.OpClose, payload: closeBody(ws.StatusGoingAway)}}},
-		{name: "close without code", in: clientFrame(true, ws.OpClose, nil, false), wantErr: errWSClosed, wantCtl: []wsControl{{op: ws.OpClose, payload: closeBody(ws.StatusNormalClosure)}}},
-		{name: "close with a reserved code", in: clientFrame(true, ws.OpClose, closeBody(1005), false), wantErr: errWSClosed, wantCtl: []wsControl{{op: ws.OpClose, payload: closeBody(ws.StatusProtocolError)}}},
+		{name: "close", in: clientFrame(true, ws.OpClose, CloseBody(ws.StatusGoingAway), false), wantErr: ErrClosed, wantCtl: []control{{op: ws.OpClose, payload: CloseBody(ws.StatusGoingAway)}}},
+		{name: "close without code", in: clientFrame(true, ws.OpClose, nil, false), wantErr: ErrClosed, wantCtl: []control{{op: ws.OpClose, payload: CloseBody(ws.StatusNormalClosure)}}},
+		{name: "close with a reserved code", in: clientFrame(true, ws.OpClose, CloseBody(1005), false), wantErr: ErrClosed, wantCtl: []control{{op: ws.OpClose, payload: CloseBody(ws.StatusProtocolError)}}},
 		{name: "unmasked", in: clientFrame(true, ws.OpBinary, []byte("x"), true), wantWS: ws.StatusProtocolError},
 		{name: "reserved bits", in: func() []byte { b := clientFrame(true, ws.OpBinary, []byte("x"), false); b[0] |= 0x40; return b }(), wantWS: ws.StatusProtocolError},
 		{name: "reserved opcode", in: clientFrame(true, 3, []byte("x"), false), wantWS: ws.StatusProtocolError},
@@ -91,10 +97,13 @@ func TestReadMessage(t *testing.T) {
 			}
 			// The first bytes arrive as if net/http had buffered them.
 			split := min(3, len(tc.in))
-			r := &wsReader{pre: tc.in[:split], conn: bytes.NewReader(tc.in[split:])}
-			var ctl []wsControl
-			op, got, err := r.readMessage(max, func(c wsControl) { ctl = append(ctl, c) })
-			var we *wsError
+			r := &Reader{Pre: tc.in[:split], Conn: bytes.NewReader(tc.in[split:]), FromClient: true}
+			var ctl []control
+			op, got, err := r.ReadMessage(max, func(op ws.OpCode, p []byte) error {
+				ctl = append(ctl, control{op: op, payload: bytes.Clone(p)})
+				return nil
+			})
+			var we *ProtocolError
 			switch {
 			case tc.wantWS != 0:
 				if !errors.As(err, &we) || we.Code != tc.wantWS {
@@ -127,7 +136,7 @@ func TestReadMessage(t *testing.T) {
 func TestAppendFrame(t *testing.T) {
 	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
 		p := bytes.Repeat([]byte{7}, n)
-		b := appendFrame([]byte("prefix"), ws.OpBinary, p)
+		b := AppendFrame([]byte("prefix"), ws.OpBinary, p)
 		if !bytes.HasPrefix(b, []byte("prefix")) {
 			t.Fatal("prefix lost")
 		}
@@ -150,16 +159,16 @@ func TestAppendFrame(t *testing.T) {
 func FuzzReadMessage(f *testing.F) {
 	f.Add(clientFrame(true, ws.OpBinary, []byte("hello"), false))
 	f.Add(cat(clientFrame(false, ws.OpText, []byte("ab"), false), clientFrame(true, ws.OpPing, []byte("p"), false), clientFrame(true, ws.OpContinuation, []byte("c"), false)))
-	f.Add(clientFrame(true, ws.OpClose, closeBody(ws.StatusNormalClosure), false))
+	f.Add(clientFrame(true, ws.OpClose, CloseBody(ws.StatusNormalClosure), false))
 	f.Add(clientFrame(true, ws.OpBinary, bytes.Repeat([]byte("y"), 300), false))
 	f.Add(clientFrame(true, ws.OpBinary, []byte("x"), true))
 	f.Add([]byte{0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const max = 4096
-		r := &wsReader{conn: bytes.NewReader(data)}
+		r := &Reader{Conn: bytes.NewReader(data), FromClient: true}
 		for range len(data) + 1 {
-			op, msg, err := r.readMessage(max, func(wsControl) {})
+			op, msg, err := r.ReadMessage(max, func(ws.OpCode, []byte) error { return nil })
 			if err != nil {
 				return
 			}

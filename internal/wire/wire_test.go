@@ -1,4 +1,4 @@
-package loadgen
+package wire
 
 import (
 	"bytes"
@@ -78,7 +78,7 @@ func TestAppendSendFrame(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := appendSendFrame([]byte("prefix"), tt.id, tt.group, tt.msg, tt.escrow)
+			b := AppendSendFrame([]byte("prefix"), tt.id, tt.group, tt.msg, tt.escrow)
 			if !bytes.HasPrefix(b, []byte("prefix")) {
 				t.Fatal("prefix lost")
 			}
@@ -132,12 +132,12 @@ func wireSeeds(t testing.TB) [][]byte {
 func TestViewFrame(t *testing.T) {
 	seeds := wireSeeds(t)
 	push, sent := seeds[0], seeds[1]
-	v, ok := viewFrame(push)
-	if !ok || v.id != 0 || v.body != framePushMessages {
+	v, ok := ViewFrame(push)
+	if !ok || v.ID != 0 || v.Body != framePushMessages {
 		t.Fatalf("push: %+v %v", v, ok)
 	}
 	var p Pushed
-	if !readPushed(v.bodyBytes, &p) || len(p.Messages) != 2 || string(p.GroupID) != "group" || p.Last != 9 {
+	if !ReadPushed(v.BodyBytes, &p) || len(p.Messages) != 2 || string(p.GroupID) != "group" || p.Last != 9 {
 		t.Fatalf("push read as %+v", p)
 	}
 	if m := p.Messages[0]; m.Seq != 8 || m.TimeMs != 1700000000000 || string(m.SenderDevice) != "dev-a" || len(m.Message) != 200 || m.Epoch != 4 || string(m.EscrowRecord) != "rec" {
@@ -146,22 +146,22 @@ func TestViewFrame(t *testing.T) {
 	if m := p.Messages[1]; m.TimeMs != -5 || string(m.Welcome) != "welcome" {
 		t.Errorf("second message read as %+v", m)
 	}
-	v, ok = viewFrame(sent)
-	if !ok || v.id != 77 || v.body != frameSent {
+	v, ok = ViewFrame(sent)
+	if !ok || v.ID != 77 || v.Body != frameSent {
 		t.Fatalf("sent: %+v %v", v, ok)
 	}
-	if seq, epoch, ok := readSent(v.bodyBytes); !ok || seq != 12 || epoch != 3 {
+	if seq, epoch, ok := ReadSent(v.BodyBytes); !ok || seq != 12 || epoch != 3 {
 		t.Errorf("sent read as %d %d %v", seq, epoch, ok)
 	}
 	for i, b := range seeds[3:6] {
-		if _, ok := viewFrame(b); ok && i != 1 {
+		if _, ok := ViewFrame(b); ok && i != 1 {
 			t.Errorf("seed %d: the fast path took a frame it should leave to proto.Unmarshal", i+3)
 		}
 	}
-	if v, ok := viewFrame(seeds[4]); !ok || v.id != 77 {
+	if v, ok := ViewFrame(seeds[4]); !ok || v.ID != 77 {
 		t.Errorf("a frame with an unknown field: %+v %v", v, ok)
 	}
-	if _, ok := viewFrame(seeds[8]); ok {
+	if _, ok := ViewFrame(seeds[8]); ok {
 		t.Errorf("a truncated frame was taken")
 	}
 }
@@ -174,17 +174,17 @@ func FuzzViewFrame(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, ok := viewFrame(b)
+		v, ok := ViewFrame(b)
 		if !ok {
 			return
 		}
 		var seq, epoch uint64
 		var p Pushed
-		switch v.body {
+		switch v.Body {
 		case frameSent:
-			seq, epoch, ok = readSent(v.bodyBytes)
+			seq, epoch, ok = ReadSent(v.BodyBytes)
 		case framePushMessages:
-			ok = readPushed(v.bodyBytes, &p)
+			ok = ReadPushed(v.BodyBytes, &p)
 		default:
 			return // decoded in full
 		}
@@ -195,10 +195,10 @@ func FuzzViewFrame(f *testing.F) {
 		if err := proto.Unmarshal(b, full); err != nil {
 			t.Fatalf("fast path took a frame proto.Unmarshal rejects: %v", err)
 		}
-		if full.Id != v.id {
-			t.Fatalf("id %d, proto says %d", v.id, full.Id)
+		if full.Id != v.ID {
+			t.Fatalf("id %d, proto says %d", v.ID, full.Id)
 		}
-		if v.body == frameSent {
+		if v.Body == frameSent {
 			s := full.GetSent()
 			if s == nil || s.Seq != seq || s.Epoch != epoch {
 				t.Fatalf("Sent read as %d %d, proto says %v", seq, epoch, full)
@@ -225,8 +225,8 @@ func BenchmarkReadPush(b *testing.B) {
 	var p Pushed
 	b.ReportAllocs()
 	for b.Loop() {
-		v, ok := viewFrame(push)
-		if !ok || !readPushed(v.bodyBytes, &p) {
+		v, ok := ViewFrame(push)
+		if !ok || !ReadPushed(v.BodyBytes, &p) {
 			b.Fatal("not read")
 		}
 	}

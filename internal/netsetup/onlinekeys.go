@@ -1,4 +1,4 @@
-package main
+package netsetup
 
 import (
 	"crypto/rand"
@@ -27,28 +27,32 @@ import (
 // key and the next serial; the server logs the certificate at its next
 // start and uses the new key from then on.
 
-// onlineRole is a role `anom admin rotate` can rotate, with its files.
-type onlineRole struct {
+// OnlineRole is a role `anom admin rotate` can rotate, with its files.
+type OnlineRole struct {
 	role identity.KeyRole
 	file string // base name: FILE.key and FILE.cert
 }
 
+// KeyFile is the base name of the role's key file in the data
+// directory (FILE.key).
+func (r OnlineRole) KeyFile() string { return r.file + ".key" }
+
 var (
-	directoryRole   = onlineRole{identity.RoleDirectory, "directory"}
-	countersignRole = onlineRole{identity.RoleCountersign, "countersign"}
+	DirectoryRole   = OnlineRole{identity.RoleDirectory, "directory"}
+	CountersignRole = OnlineRole{identity.RoleCountersign, "countersign"}
 )
 
-// readOnlineKey reads the seed and certificate of an online key; the
+// ReadOnlineKey reads the seed and certificate of an online key; the
 // certificate must be for the role and the key.
-func (d dataDir) readOnlineKey(r onlineRole) (seed []byte, cert *identity.OnlineKeyCertificate, err error) {
-	kb, err := os.ReadFile(d.path(r.file + ".key"))
+func (d Dir) ReadOnlineKey(r OnlineRole) (seed []byte, cert *identity.OnlineKeyCertificate, err error) {
+	kb, err := os.ReadFile(d.Path(r.file + ".key"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the %v key: %w (run anom admin init, or anom admin rotate --role %s)", r.role, err, r.file)
 	}
 	if seed, err = hex.DecodeString(strings.TrimSpace(string(kb))); err != nil {
 		return nil, nil, fmt.Errorf("reading the %v key: %w", r.role, err)
 	}
-	cb, err := os.ReadFile(d.path(r.file + ".cert"))
+	cb, err := os.ReadFile(d.Path(r.file + ".cert"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the %v key certificate: %w", r.role, err)
 	}
@@ -65,9 +69,9 @@ func (d dataDir) readOnlineKey(r onlineRole) (seed []byte, cert *identity.Online
 	return seed, cert, nil
 }
 
-// directorySigner loads the server's directory key and its certificate.
-func (d dataDir) directorySigner() (*identity.DirectorySigner, error) {
-	seed, cert, err := d.readOnlineKey(directoryRole)
+// DirectorySigner loads the server's directory key and its certificate.
+func (d Dir) DirectorySigner() (*identity.DirectorySigner, error) {
+	seed, cert, err := d.ReadOnlineKey(DirectoryRole)
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +82,9 @@ func (d dataDir) directorySigner() (*identity.DirectorySigner, error) {
 	return identity.NewDirectorySigner(k, cert)
 }
 
-// countersignKey loads the escrow countersigning key and its certificate.
-func (d dataDir) countersignKey() (*identity.CountersignKey, *identity.OnlineKeyCertificate, error) {
-	seed, cert, err := d.readOnlineKey(countersignRole)
+// CountersignKey loads the escrow countersigning key and its certificate.
+func (d Dir) CountersignKey() (*identity.CountersignKey, *identity.OnlineKeyCertificate, error) {
+	seed, cert, err := d.ReadOnlineKey(CountersignRole)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,16 +98,16 @@ func (d dataDir) countersignKey() (*identity.CountersignKey, *identity.OnlineKey
 	return k, cert, nil
 }
 
-// writeOnlineKey writes an online key's seed and certificate, replacing
+// WriteOnlineKey writes an online key's seed and certificate, replacing
 // earlier ones (a rotation) through temporary files.
-func (d dataDir) writeOnlineKey(r onlineRole, seed []byte, cert *identity.OnlineKeyCertificate) error {
+func (d Dir) WriteOnlineKey(r OnlineRole, seed []byte, cert *identity.OnlineKeyCertificate) error {
 	for _, f := range []struct {
 		name string
 		data []byte
 	}{{r.file + ".key", seed}, {r.file + ".cert", cert.Encode()}} {
-		path, tmp := d.path(f.name), d.path(f.name+".tmp")
+		path, tmp := d.Path(f.name), d.Path(f.name+".tmp")
 		os.Remove(tmp)
-		if err := writeSecret(tmp, []byte(hex.EncodeToString(f.data)+"\n")); err != nil {
+		if err := WriteSecret(tmp, []byte(hex.EncodeToString(f.data)+"\n")); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -114,10 +118,10 @@ func (d dataDir) writeOnlineKey(r onlineRole, seed []byte, cert *identity.Online
 	return nil
 }
 
-// certifyOnlineKey makes a new key of role r for the server name,
+// CertifyOnlineKey makes a new key of role r for the server name,
 // certifies it with root from now for identity.OnlineKeyValidity with the
 // given serial, and writes it to d.
-func (d dataDir) certifyOnlineKey(root *identity.RootKey, r onlineRole, name string, serial uint64) (*identity.OnlineKeyCertificate, error) {
+func (d Dir) CertifyOnlineKey(root *identity.RootKey, r OnlineRole, name string, serial uint64) (*identity.OnlineKeyCertificate, error) {
 	var seed, pub []byte
 	switch r.role {
 	case identity.RoleDirectory:
@@ -135,19 +139,19 @@ func (d dataDir) certifyOnlineKey(root *identity.RootKey, r onlineRole, name str
 	default:
 		return nil, fmt.Errorf("certifying an online key: %w: %v", identity.ErrWrongRole, r.role)
 	}
-	c, err := root.CertifyOnlineKey(r.role, onlineKeyName(name), pub, time.Now().Add(-time.Hour), identity.OnlineKeyValidity, serial)
+	c, err := root.CertifyOnlineKey(r.role, OnlineKeyName(name), pub, time.Now().Add(-time.Hour), identity.OnlineKeyValidity, serial)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.writeOnlineKey(r, seed, c); err != nil {
+	if err := d.WriteOnlineKey(r, seed, c); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// onlineKeyName is the certificate name for a network name: lower case,
+// OnlineKeyName is the certificate name for a network name: lower case,
 // other characters than [a-z0-9._-] as '-'.
-func onlineKeyName(network string) string {
+func OnlineKeyName(network string) string {
 	b := []byte(strings.ToLower(network))
 	for i, c := range b {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -163,9 +167,9 @@ func onlineKeyName(network string) string {
 	return string(b)
 }
 
-// haveOnlineKey reports whether the files of an online key exist.
-func (d dataDir) haveOnlineKey(r onlineRole) (bool, error) {
-	_, err := os.Stat(d.path(r.file + ".cert"))
+// HaveOnlineKey reports whether the files of an online key exist.
+func (d Dir) HaveOnlineKey(r OnlineRole) (bool, error) {
+	_, err := os.Stat(d.Path(r.file + ".cert"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package netsetup
 
 import (
 	"crypto/tls"
@@ -19,7 +19,7 @@ import (
 
 // The data directory of a network, made by `anom admin init`. It holds no
 // root key: that and the TLS CA's private key are in the root folder
-// DATA.root/ (rootDir), which in a real deployment lives on an offline
+// DATA.root/ (Dir.RootDir), which in a real deployment lives on an offline
 // machine and is brought out only to certify distributors, sign escrow
 // policies and rotate online keys.
 //
@@ -37,7 +37,7 @@ import (
 //	store/            the Pebble store of `anom server`
 //
 // Beside it, never inside, the administrator's folder DATA.admin/ (0700,
-// adminDir): what `anom admin` signs requests to the running server with.
+// Dir.AdminDir): what `anom admin` signs requests to the running server with.
 //
 //	admin.key         the admin key's seed (hex), 0600
 //	admin.cert        its root-signed certificate (hex), RoleAdmin
@@ -45,13 +45,15 @@ import (
 //
 // On a real deployment the admin folder lives on the administrator's
 // machine (anom admin --admin-key DIR --server HOST:PORT --ca FILE).
-type dataDir string
+type Dir string
 
-func (d dataDir) path(parts ...string) string {
+// Path is the data directory joined with parts.
+func (d Dir) Path(parts ...string) string {
 	return filepath.Join(append([]string{string(d)}, parts...)...)
 }
 
-type networkInfo struct {
+// NetworkInfo is network.json: what devices pin and anom admin reads.
+type NetworkInfo struct {
 	Name            string   `json:"name"`
 	Hostnames       []string `json:"hostnames"`
 	RootFingerprint string   `json:"root_fingerprint"`
@@ -64,15 +66,15 @@ type networkInfo struct {
 	Address string `json:"address,omitempty"`
 }
 
-// writeSecret writes a file readable by its owner only, refusing to
+// WriteSecret writes a file readable by its owner only, refusing to
 // overwrite.
-func writeSecret(path string, data []byte) error {
+func WriteSecret(path string, data []byte) error {
 	return fsutil.WriteNew(path, data, 0o600)
 }
 
-// writePublic replaces a file that holds nothing secret (mode 0644),
+// WritePublic replaces a file that holds nothing secret (mode 0644),
 // through a temporary file so a reader never sees half of it.
-func writePublic(path string, data []byte) error {
+func WritePublic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -84,18 +86,18 @@ func writePublic(path string, data []byte) error {
 	return nil
 }
 
-// adminDir is the administrator's folder of the network in d: the sibling
+// AdminDir is the administrator's folder of the network in d: the sibling
 // DATA.admin, so that nothing in it is in the server's data directory.
-func (d dataDir) adminDir() string { return d.sibling(".admin") }
+func (d Dir) AdminDir() string { return d.Sibling(".admin") }
 
-// rootDir is the root folder of the network in d: DATA.root beside it.
-func (d dataDir) rootDir() string { return d.sibling(".root") }
+// RootDir is the root folder of the network in d: DATA.root beside it.
+func (d Dir) RootDir() string { return d.Sibling(".root") }
 
-// sibling is the folder beside the data directory named like it with
+// Sibling is the folder beside the data directory named like it with
 // suffix. "--data ." (or "..") names the directory by where one stands, and
 // "." + ".root" would be a folder inside it: such a sibling is found
 // through the directory's absolute name.
-func (d dataDir) sibling(suffix string) string {
+func (d Dir) Sibling(suffix string) string {
 	p := filepath.Clean(string(d))
 	if base := filepath.Base(p); base == "." || base == ".." || base == string(filepath.Separator) {
 		if abs, err := filepath.Abs(p); err == nil {
@@ -105,13 +107,14 @@ func (d dataDir) sibling(suffix string) string {
 	return p + suffix
 }
 
-// rootPath is a file in the root folder.
-func (d dataDir) rootPath(name string) string { return filepath.Join(d.rootDir(), name) }
+// RootPath is a file in the root folder.
+func (d Dir) RootPath(name string) string { return filepath.Join(d.RootDir(), name) }
 
-func (d dataDir) rootKey() (*identity.RootKey, error) {
-	b, err := os.ReadFile(d.rootPath("root.key"))
+// RootKey reads the network root key from the root folder.
+func (d Dir) RootKey() (*identity.RootKey, error) {
+	b, err := os.ReadFile(d.RootPath("root.key"))
 	if err != nil {
-		return nil, fmt.Errorf("reading root key from the root folder %s: %w (run anom admin init, or bring the offline root folder)", d.rootDir(), err)
+		return nil, fmt.Errorf("reading root key from the root folder %s: %w (run anom admin init, or bring the offline root folder)", d.RootDir(), err)
 	}
 	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil {
@@ -120,9 +123,9 @@ func (d dataDir) rootKey() (*identity.RootKey, error) {
 	return identity.RootKeyFromSeed(seed)
 }
 
-// setAddress records in network.json where the server listens.
-func (d dataDir) setAddress(addr string) error {
-	b, err := os.ReadFile(d.path("network.json"))
+// SetAddress records in network.json where the server listens.
+func (d Dir) SetAddress(addr string) error {
+	b, err := os.ReadFile(d.Path("network.json"))
 	if err != nil {
 		return fmt.Errorf("recording the server address: %w", err)
 	}
@@ -138,21 +141,22 @@ func (d dataDir) setAddress(addr string) error {
 	if err != nil {
 		return err
 	}
-	tmp := d.path("network.json.tmp")
+	tmp := d.Path("network.json.tmp")
 	_ = os.Remove(tmp)
-	if err := writeSecret(tmp, append(out, '\n')); err != nil {
+	if err := WriteSecret(tmp, append(out, '\n')); err != nil {
 		return fmt.Errorf("recording the server address: %w", err)
 	}
-	if err := os.Rename(tmp, d.path("network.json")); err != nil {
+	if err := os.Rename(tmp, d.Path("network.json")); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("recording the server address: %w", err)
 	}
 	return nil
 }
 
-func (d dataDir) info() (networkInfo, error) {
-	var ni networkInfo
-	b, err := os.ReadFile(d.path("network.json"))
+// Info reads network.json.
+func (d Dir) Info() (NetworkInfo, error) {
+	var ni NetworkInfo
+	b, err := os.ReadFile(d.Path("network.json"))
 	if err != nil {
 		return ni, fmt.Errorf("reading network info: %w (run anom admin init)", err)
 	}
@@ -160,7 +164,7 @@ func (d dataDir) info() (networkInfo, error) {
 		return ni, fmt.Errorf("reading network info: %w", err)
 	}
 	if ni.RootPublicKey == "" {
-		pub, err := os.ReadFile(d.path("root.pub"))
+		pub, err := os.ReadFile(d.Path("root.pub"))
 		if err != nil {
 			return ni, fmt.Errorf("reading root public key: %w", err)
 		}
@@ -169,15 +173,15 @@ func (d dataDir) info() (networkInfo, error) {
 	return ni, nil
 }
 
-// holdsNetwork reports whether d was made by admin init; fresh is true
+// HoldsNetwork reports whether d was made by admin init; fresh is true
 // when d does not exist or is empty, so a network may be made in it.
-func (d dataDir) holdsNetwork() (holds, fresh bool, err error) {
-	if _, err := os.Stat(d.path("network.json")); err == nil {
+func (d Dir) HoldsNetwork() (holds, fresh bool, err error) {
+	if _, err := os.Stat(d.Path("network.json")); err == nil {
 		return true, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, false, err
 	}
-	ents, err := os.ReadDir(d.path())
+	ents, err := os.ReadDir(d.Path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, true, nil
 	}
@@ -187,14 +191,16 @@ func (d dataDir) holdsNetwork() (holds, fresh bool, err error) {
 	return false, len(ents) == 0, nil
 }
 
-func (d dataDir) tlsConfig() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(d.path("server.crt"), d.path("server.key"))
+// TLSConfig is the server's TLS configuration: its certificate, with
+// the network CA in the chain.
+func (d Dir) TLSConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(d.Path("server.crt"), d.Path("server.key"))
 	if err != nil {
 		return nil, fmt.Errorf("loading TLS certificate: %w", err)
 	}
 	// The chain carries the network CA, so a device that pinned only its
 	// fingerprint (anom chat --ca-fingerprint) can check it.
-	caPEM, err := os.ReadFile(d.path("ca.crt"))
+	caPEM, err := os.ReadFile(d.Path("ca.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("loading TLS CA: %w", err)
 	}
@@ -206,8 +212,9 @@ func (d dataDir) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
 }
 
-func (d dataDir) caPool() (*x509.CertPool, error) {
-	b, err := os.ReadFile(d.path("ca.crt"))
+// CAPool holds the network CA certificate.
+func (d Dir) CAPool() (*x509.CertPool, error) {
+	b, err := os.ReadFile(d.Path("ca.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("reading CA: %w", err)
 	}
@@ -218,8 +225,9 @@ func (d dataDir) caPool() (*x509.CertPool, error) {
 	return p, nil
 }
 
-func (d dataDir) secretFile(name string) ([]byte, error) {
-	b, err := os.ReadFile(d.path(name))
+// SecretFile reads a file of the data directory.
+func (d Dir) SecretFile(name string) ([]byte, error) {
+	b, err := os.ReadFile(d.Path(name))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
