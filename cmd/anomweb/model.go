@@ -16,13 +16,13 @@ import (
 // times are milliseconds since the Unix epoch.
 
 // browserKDF is the Argon2id cost of a new browser device's PIN when the
-// page gives none: 3 passes over 64 MiB in one lane, about 1 s of
+// page gives none: 2 passes over 64 MiB in one lane, about 1 s of
 // Chromium's single-threaded WebAssembly on the machine it was tuned on,
 // where the terminal client's client.DefaultKDF (3 passes over 256 MiB)
 // took 5 to 6 s. It is written in the device's key file header, so it
 // is the device's own; web/README.md says why it is enough, with the
 // arithmetic.
-var browserKDF = client.KDFParams{Time: 3, MemoryKiB: 64 << 10, Threads: 1}
+var browserKDF = client.KDFParams{Time: 2, MemoryKiB: 64 << 10, Threads: 1}
 
 // defaultMaxFailedUnlocks is a new device's limit on wrong PINs in a row,
 // as anom chat's --max-pin-tries.
