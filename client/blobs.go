@@ -22,6 +22,24 @@ var ErrBlob = errors.New("client: blob transfer failed")
 // (or, with a non-zero voice duration, as a voice note). It returns the
 // content sent.
 func (c *Client) SendAttachment(ctx context.Context, groupID []byte, r io.Reader, size int64, mime, name string, voice time.Duration) (*Content, error) {
+	ref, err := c.upload(ctx, r, size)
+	if err != nil {
+		return nil, err
+	}
+	ref.MIME, ref.Name = mime, name
+	content := &Content{Kind: KindAttachment, Attachment: ref}
+	if voice > 0 {
+		content.Kind, content.Duration = KindVoice, voice
+	}
+	if err := c.Send(ctx, groupID, content); err != nil {
+		return nil, err
+	}
+	return content, nil
+}
+
+// upload encrypts size bytes from r on the device under a fresh key and
+// uploads the blob; the reference it returns has no MIME type or name.
+func (c *Client) upload(ctx context.Context, r io.Reader, size int64) (*AttachmentRef, error) {
 	c.mu.Lock()
 	cn, err := c.ready()
 	var hc *http.Client
@@ -83,15 +101,8 @@ func (c *Client) SendAttachment(ctx context.Context, groupID []byte, r io.Reader
 		return nil, fmt.Errorf("uploading attachment: %w: HTTP %d", ErrBlob, hresp.StatusCode)
 	}
 	ref := res.ref
-	ref.BlobID, ref.Token, ref.MIME, ref.Name = grant.GetId(), grant.GetGetToken(), mime, name
-	content := &Content{Kind: KindAttachment, Attachment: ref}
-	if voice > 0 {
-		content.Kind, content.Duration = KindVoice, voice
-	}
-	if err := c.Send(ctx, groupID, content); err != nil {
-		return nil, err
-	}
-	return content, nil
+	ref.BlobID, ref.Token = grant.GetId(), grant.GetGetToken()
+	return ref, nil
 }
 
 // blobAddr is the address blobs are fetched from: the live connection's,

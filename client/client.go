@@ -315,7 +315,26 @@ var ErrNotActivated = errors.New("client: device not activated")
 // ChangePIN sets a new PIN (and duress PIN; empty means none) after
 // checking the old one. Both must pass CheckNewPIN.
 func (c *Client) ChangePIN(old, pin, duressPIN string) error {
-	return c.v.changePIN(old, pin, duressPIN)
+	return c.v.changePIN(old, pin, duressPIN, KDFParams{})
+}
+
+// ChangePINAndKDF is ChangePIN that also sets the Argon2id cost of the
+// PIN key (zero fields: DefaultKDF's), so that a device made with a
+// lighter one (the browser's) can be raised. The duress PIN is needed
+// again because its key is derived at the new cost too.
+func (c *Client) ChangePINAndKDF(old, pin, duressPIN string, kdf KDFParams) error {
+	return c.v.changePIN(old, pin, duressPIN, kdf.withDefaults())
+}
+
+// KDF returns the Argon2id cost of the device's PIN key, as its key file
+// records it.
+func (c *Client) KDF() KDFParams {
+	c.v.mu.Lock()
+	defer c.v.mu.Unlock()
+	if c.v.keys == nil {
+		return KDFParams{}
+	}
+	return c.v.keys.kdf
 }
 
 // Close disconnects and forgets the keys in memory; the state stays on

@@ -25,8 +25,12 @@ import (
 //	  delete:     [16] id of the deleted message
 //	  timer:      u32 seconds (0 turns disappearing messages off)
 //	  group name: u8 length, UTF-8 name (see MaxGroupNameLen)
+//	  photo:      ref, thumbnail
 //	ref: u8 len, blob id; u8 len, blob read token; [32] key;
 //	     [32] SHA-256; u64 size; u8 len, MIME type; u16 len, file name
+//	thumbnail: u8 form, then
+//	  1 (inline): u8 len, MIME type; u32 len, image (see MaxInlineThumbnail)
+//	  2 (blob):   ref (a blob of its own, under its own key)
 
 // ContentVersion is the version of the content encoding this package
 // writes and reads.
@@ -45,6 +49,11 @@ const (
 	// KindGroupName names the group for every member (Text); members
 	// added later are sent it again (Client.SetGroupName).
 	KindGroupName Kind = 6
+	// KindPhoto is a photo (Attachment) with its thumbnail, made on the
+	// sender's device, in the same message (Attachment.Thumbnail): one
+	// message is one photo. A photo without a thumbnail is a
+	// KindAttachment.
+	KindPhoto Kind = 7
 )
 
 func (k Kind) String() string {
@@ -61,6 +70,8 @@ func (k Kind) String() string {
 		return "timer"
 	case KindGroupName:
 		return "group name"
+	case KindPhoto:
+		return "photo"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -87,7 +98,7 @@ func (id MessageID) String() string { return fmt.Sprintf("%x", id[:]) }
 // AttachmentRef is what a receiver needs to fetch, check and decrypt an
 // attachment: the server's blob ID and read capability, the file key, the
 // SHA-256 of the encrypted blob, the plaintext size, a MIME type and a
-// file name.
+// file name; and for a photo (KindPhoto) its thumbnail.
 type AttachmentRef struct {
 	BlobID string
 	Token  string
@@ -96,6 +107,8 @@ type AttachmentRef struct {
 	Size   uint64
 	MIME   string
 	Name   string
+	// Thumbnail is set in a KindPhoto's reference, and only there.
+	Thumbnail *Thumbnail
 }
 
 // Content is one application message.
@@ -105,7 +118,7 @@ type Content struct {
 	SentAt time.Time // kept to the millisecond
 	// Text is set for KindText, and is the name of a KindGroupName.
 	Text string
-	// Attachment is set for KindAttachment and KindVoice.
+	// Attachment is set for KindAttachment, KindVoice and KindPhoto.
 	Attachment *AttachmentRef
 	// Duration is the length of a voice note.
 	Duration time.Duration // kept to the millisecond
@@ -130,6 +143,9 @@ func (c *Content) Marshal() ([]byte, error) {
 		b = append(b, c.Text...)
 	case KindAttachment:
 		b = appendRef(b, c.Attachment)
+	case KindPhoto:
+		b = appendRef(b, c.Attachment)
+		b = appendThumbnail(b, c.Attachment.Thumbnail)
 	case KindVoice:
 		b = appendRef(b, c.Attachment)
 		b = binary.BigEndian.AppendUint32(b, uint32(c.Duration.Milliseconds()))
@@ -175,12 +191,20 @@ func (c *Content) check() error {
 		if !utf8.ValidString(c.Text) {
 			return badContent("text is not UTF-8")
 		}
-	case KindAttachment, KindVoice:
+	case KindAttachment, KindVoice, KindPhoto:
 		if c.Attachment == nil {
 			return badContent("%v without an attachment", c.Kind)
 		}
 		if err := c.Attachment.check(); err != nil {
 			return err
+		}
+		if (c.Attachment.Thumbnail != nil) != (c.Kind == KindPhoto) {
+			return badContent("a thumbnail belongs to a photo, and a photo has one")
+		}
+		if c.Kind == KindPhoto {
+			if err := c.Attachment.Thumbnail.check(); err != nil {
+				return err
+			}
 		}
 		if c.Kind == KindVoice {
 			ms := c.Duration.Milliseconds()
@@ -283,6 +307,9 @@ func UnmarshalContent(b []byte) (*Content, error) {
 		c.Text = string(d.bytes(int(n)))
 	case KindAttachment:
 		c.Attachment = d.ref()
+	case KindPhoto:
+		c.Attachment = d.ref()
+		c.Attachment.Thumbnail = d.thumbnail()
 	case KindVoice:
 		c.Attachment = d.ref()
 		c.Duration = time.Duration(d.u32()) * time.Millisecond

@@ -20,6 +20,38 @@ func testRef() *AttachmentRef {
 
 var testSentAt = time.UnixMilli(1767225600123)
 
+// testPhotoRef is a photo's reference with its thumbnail inline, or as a
+// blob of its own.
+func testPhotoRef(blob bool) *AttachmentRef {
+	r := testRef()
+	if blob {
+		tr := testRef()
+		tr.BlobID, tr.Size, tr.Name = "blob-0002", 70000, ""
+		r.Thumbnail = &Thumbnail{Ref: tr}
+	} else {
+		r.Thumbnail = &Thumbnail{MIME: "image/jpeg", Data: []byte("\xff\xd8\xff\xe0 a small JPEG")}
+	}
+	return r
+}
+
+// sameRef compares two references field by field, thumbnails included.
+func sameRef(a, w *AttachmentRef) bool {
+	if a.BlobID != w.BlobID || a.Token != w.Token || a.Key != w.Key || a.SHA256 != w.SHA256 || a.Size != w.Size || a.MIME != w.MIME || a.Name != w.Name {
+		return false
+	}
+	at, wt := a.Thumbnail, w.Thumbnail
+	if at == nil || wt == nil {
+		return at == wt
+	}
+	if (at.Ref == nil) != (wt.Ref == nil) {
+		return false
+	}
+	if at.Ref != nil {
+		return sameRef(at.Ref, wt.Ref)
+	}
+	return at.MIME == wt.MIME && bytes.Equal(at.Data, wt.Data)
+}
+
 func TestContentRoundTrip(t *testing.T) {
 	id := MessageID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	tests := []struct {
@@ -37,6 +69,8 @@ func TestContentRoundTrip(t *testing.T) {
 		{"timer off", Content{Kind: KindTimer, ID: id, SentAt: time.UnixMilli(0)}},
 		{"group name", Content{Kind: KindGroupName, ID: id, SentAt: testSentAt, Text: "the team ✓"}},
 		{"longest group name", Content{Kind: KindGroupName, ID: id, SentAt: testSentAt, Text: strings.Repeat("g", MaxGroupNameLen)}},
+		{"photo, thumbnail inline", Content{Kind: KindPhoto, ID: id, SentAt: testSentAt, Attachment: testPhotoRef(false)}},
+		{"photo, thumbnail blob", Content{Kind: KindPhoto, ID: id, SentAt: testSentAt, Attachment: testPhotoRef(true)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,8 +93,7 @@ func TestContentRoundTrip(t *testing.T) {
 			if (got.Attachment == nil) != (tt.c.Attachment == nil) {
 				t.Fatal("attachment presence differs")
 			}
-			if a, w := got.Attachment, tt.c.Attachment; a != nil &&
-				(a.BlobID != w.BlobID || a.Token != w.Token || a.Key != w.Key || a.SHA256 != w.SHA256 || a.Size != w.Size || a.MIME != w.MIME || a.Name != w.Name) {
+			if a, w := got.Attachment, tt.c.Attachment; a != nil && !sameRef(a, w) {
 				t.Fatalf("attachment %+v, want %+v", a, w)
 			}
 		})
@@ -84,6 +117,11 @@ func TestContentGolden(t *testing.T) {
 		{Content{Kind: KindVoice, ID: id, SentAt: time.UnixMilli(4), Duration: time.Second, Attachment: &AttachmentRef{BlobID: "b", Token: "t", Size: 5, MIME: "audio/ogg", Name: "v"}},
 			"0103" + "aa000000000000000000000000000000" + "0000000000000004" + "0162" + "0174" + strings.Repeat("00", 64) + "0000000000000005" +
 				"09" + hex.EncodeToString([]byte("audio/ogg")) + "0001" + "76" + "000003e8"},
+		{Content{Kind: KindPhoto, ID: id, SentAt: time.UnixMilli(5), Attachment: &AttachmentRef{BlobID: "b", Size: 9, MIME: "image/png", Name: "p",
+			Thumbnail: &Thumbnail{MIME: "image/jpeg", Data: []byte{0xff, 0xd8}}}},
+			"0107" + "aa000000000000000000000000000000" + "0000000000000005" + "0162" + "00" + strings.Repeat("00", 64) + "0000000000000009" +
+				"09" + hex.EncodeToString([]byte("image/png")) + "0001" + "70" +
+				"01" + "0a" + hex.EncodeToString([]byte("image/jpeg")) + "00000002" + "ffd8"},
 	}
 	for _, tt := range tests {
 		b, err := tt.c.Marshal()
@@ -120,6 +158,8 @@ func TestContentInvalid(t *testing.T) {
 		}
 	}
 	bad := func(f func(r *AttachmentRef)) *AttachmentRef { r := testRef(); f(r); return r }
+	photo := func(f func(t *Thumbnail)) *AttachmentRef { r := testPhotoRef(false); f(r.Thumbnail); return r }
+	blobPhoto := func(f func(r *AttachmentRef)) *AttachmentRef { r := testPhotoRef(true); f(r.Thumbnail.Ref); return r }
 	encodeTests := []struct {
 		name string
 		c    Content
@@ -138,6 +178,18 @@ func TestContentInvalid(t *testing.T) {
 		{"MIME with space", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.MIME = "image/ jpeg" })}},
 		{"name with slash", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = "../etc/passwd" })}},
 		{"name dot-dot", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = ".." })}},
+		{"attachment with a thumbnail", Content{Kind: KindAttachment, Attachment: testPhotoRef(false)}},
+		{"voice with a thumbnail", Content{Kind: KindVoice, Attachment: testPhotoRef(false)}},
+		{"photo without a thumbnail", Content{Kind: KindPhoto, Attachment: testRef()}},
+		{"photo, empty thumbnail", Content{Kind: KindPhoto, Attachment: photo(func(t *Thumbnail) { t.Data = nil })}},
+		{"photo, thumbnail too big inline", Content{Kind: KindPhoto, Attachment: photo(func(t *Thumbnail) { t.Data = make([]byte, MaxInlineThumbnail+1) })}},
+		{"photo, thumbnail not an image", Content{Kind: KindPhoto, Attachment: photo(func(t *Thumbnail) { t.MIME = "text/html" })}},
+		{"photo, thumbnail inline and blob", Content{Kind: KindPhoto, Attachment: photo(func(t *Thumbnail) { t.Ref = testRef() })}},
+		{"photo, thumbnail blob too big", Content{Kind: KindPhoto, Attachment: blobPhoto(func(r *AttachmentRef) { r.Size = MaxThumbnailSize + 1 })}},
+		{"photo, thumbnail blob empty", Content{Kind: KindPhoto, Attachment: blobPhoto(func(r *AttachmentRef) { r.Size = 0 })}},
+		{"photo, thumbnail blob not an image", Content{Kind: KindPhoto, Attachment: blobPhoto(func(r *AttachmentRef) { r.MIME = "application/pdf" })}},
+		{"photo, thumbnail blob with a thumbnail", Content{Kind: KindPhoto, Attachment: blobPhoto(func(r *AttachmentRef) { r.Thumbnail = &Thumbnail{MIME: "image/jpeg", Data: []byte{1}} })}},
+		{"photo, thumbnail blob with a bad id", Content{Kind: KindPhoto, Attachment: blobPhoto(func(r *AttachmentRef) { r.BlobID = "" })}},
 		{"name with newline", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = "a\nb" })}},
 		{"name too long", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Name = strings.Repeat("n", 256) })}},
 		{"size too large", Content{Kind: KindAttachment, Attachment: bad(func(r *AttachmentRef) { r.Size = MaxAttachmentSize + 1 })}},
@@ -160,6 +212,63 @@ func TestContentInvalid(t *testing.T) {
 	}
 }
 
+// TestPhotoContentInvalid: a photo's thumbnail decodes strictly.
+func TestPhotoContentInvalid(t *testing.T) {
+	good, err := (&Content{Kind: KindPhoto, SentAt: testSentAt, Attachment: testPhotoRef(false)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnmarshalContent(good); err != nil {
+		t.Fatal(err)
+	}
+	// The thumbnail is the encoding's tail: form, MIME, length, data.
+	data := testPhotoRef(false).Thumbnail.Data
+	tail := len(good) - len(data) - 4 - 1 - len("image/jpeg") - 1
+	if good[tail] != thumbInline {
+		t.Fatalf("thumbnail form at %d is %d", tail, good[tail])
+	}
+	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	for _, tt := range []struct {
+		name string
+		b    []byte
+	}{
+		{"form 0", mut(func(b []byte) []byte { b[tail] = 0; return b })},
+		{"form 3", mut(func(b []byte) []byte { b[tail] = 3; return b })},
+		{"no thumbnail", good[:tail]},
+		{"truncated thumbnail", good[:len(good)-1]},
+		{"trailing byte", append(bytes.Clone(good), 0)},
+		{"length over the limit", mut(func(b []byte) []byte { b[len(b)-len(data)-4] = 0x7f; return b })},
+		{"not an image", mut(func(b []byte) []byte { copy(b[tail+2:], "text/jpeg"); return b })},
+		{"a file with a thumbnail", mut(func(b []byte) []byte { b[1] = byte(KindAttachment); return b })},
+	} {
+		if _, err := UnmarshalContent(tt.b); !errors.Is(err, ErrBadContent) {
+			t.Errorf("%s: %v, want ErrBadContent", tt.name, err)
+		}
+	}
+}
+
+// TestLegacyThumbnail: the older two-message form's thumbnail is told by
+// its name and type, and names the photo's message.
+func TestLegacyThumbnail(t *testing.T) {
+	photo := MessageID{0xab, 0xcd}
+	thumb := &Content{Kind: KindAttachment, Attachment: &AttachmentRef{BlobID: "b", MIME: "image/jpeg", Name: ".anom-thumb-" + photo.String() + ".jpg"}}
+	if id, ok := LegacyThumbnailFor(thumb); !ok || id != photo {
+		t.Fatalf("LegacyThumbnailFor = %v, %v; want %v", id, ok, photo)
+	}
+	for _, c := range []*Content{
+		nil,
+		{Kind: KindText, Text: ".anom-thumb-" + photo.String() + ".jpg"},
+		{Kind: KindAttachment, Attachment: &AttachmentRef{BlobID: "b", MIME: "image/png", Name: thumb.Attachment.Name}},
+		{Kind: KindAttachment, Attachment: &AttachmentRef{BlobID: "b", MIME: "image/jpeg", Name: "photo.jpg"}},
+		{Kind: KindAttachment, Attachment: &AttachmentRef{BlobID: "b", MIME: "image/jpeg", Name: ".anom-thumb-abcd.jpg"}},
+		{Kind: KindPhoto, Attachment: testPhotoRef(false)},
+	} {
+		if _, ok := LegacyThumbnailFor(c); ok {
+			t.Errorf("LegacyThumbnailFor(%+v) = true", c)
+		}
+	}
+}
+
 func FuzzUnmarshalContent(f *testing.F) {
 	for _, c := range []Content{
 		{Kind: KindText, SentAt: testSentAt, Text: "hello"},
@@ -168,6 +277,8 @@ func FuzzUnmarshalContent(f *testing.F) {
 		{Kind: KindDelete, SentAt: testSentAt, Target: MessageID{1}},
 		{Kind: KindTimer, SentAt: testSentAt, Timer: time.Hour},
 		{Kind: KindGroupName, SentAt: testSentAt, Text: "team"},
+		{Kind: KindPhoto, SentAt: testSentAt, Attachment: testPhotoRef(false)},
+		{Kind: KindPhoto, SentAt: testSentAt, Attachment: testPhotoRef(true)},
 	} {
 		b, err := c.Marshal()
 		if err != nil {

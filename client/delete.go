@@ -32,9 +32,7 @@ func (c *Client) DeleteMessage(ctx context.Context, groupID []byte, id MessageID
 	if m == nil {
 		return false, fmt.Errorf("deleting message %s: %w", id, ErrNotFound)
 	}
-	switch m.Content.Kind {
-	case KindText, KindAttachment, KindVoice:
-	default:
+	if !m.Content.Readable() {
 		return false, fmt.Errorf("deleting message %s: a %s message cannot be deleted", id, m.Content.Kind)
 	}
 	if m.Pending {

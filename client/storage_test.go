@@ -91,7 +91,7 @@ func TestVaultOnMemStorage(t *testing.T) {
 			t.Fatalf("object %s shows what it holds", n)
 		}
 	}
-	if err := v.changePIN(testPIN, "864200", ""); err != nil {
+	if err := v.changePIN(testPIN, "864200", "", KDFParams{}); err != nil {
 		t.Fatal(err)
 	}
 	v.close()

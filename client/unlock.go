@@ -351,8 +351,9 @@ func (v *vault) wipeFor(why unlockResult) (*vault, *WipeReport, error) {
 
 // changePIN sets a new PIN and duress PIN (empty: none), after checking
 // the old PIN; both must pass CheckNewPIN. The data key stays; the salt
-// and both slot groups are new.
-func (v *vault) changePIN(old, pin, duress string) error {
+// and both slot groups are new. A non-zero kdf is the new Argon2id cost
+// (the zero value keeps the current one).
+func (v *vault) changePIN(old, pin, duress string, kdf KDFParams) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
@@ -365,6 +366,12 @@ func (v *vault) changePIN(old, pin, duress string) error {
 		return fmt.Errorf("changing PIN: %w", ErrWrongPIN)
 	}
 	ks := &keySet{kdf: v.keys.kdf, tries: v.keys.tries, dek: v.keys.dek}
+	if kdf != (KDFParams{}) {
+		if !kdf.valid() {
+			return fmt.Errorf("changing PIN: KDF parameters out of range (t=%d m=%d p=%d)", kdf.Time, kdf.MemoryKiB, kdf.Threads)
+		}
+		ks.kdf = kdf
+	}
 	if _, err := io.ReadFull(v.opts.rand, ks.salt[:]); err != nil {
 		return fmt.Errorf("changing PIN: reading randomness: %w", err)
 	}

@@ -402,13 +402,13 @@ func TestVaultChangePIN(t *testing.T) {
 	v := mustCreate(t, dir, c, settings{})
 	v.put("k", []byte("v"))
 	const pin2, duress2 = "567801", "111213"
-	if err := v.changePIN("000111", pin2, duress2); !errors.Is(err, ErrWrongPIN) {
+	if err := v.changePIN("000111", pin2, duress2, KDFParams{}); !errors.Is(err, ErrWrongPIN) {
 		t.Fatalf("change with a wrong PIN: %v", err)
 	}
-	if err := v.changePIN(testPIN, "5678", duress2); !errors.Is(err, ErrBadPIN) {
+	if err := v.changePIN(testPIN, "5678", duress2, KDFParams{}); !errors.Is(err, ErrBadPIN) {
 		t.Fatalf("change to a short PIN: %v", err)
 	}
-	if err := v.changePIN(testPIN, pin2, duress2); err != nil {
+	if err := v.changePIN(testPIN, pin2, duress2, KDFParams{}); err != nil {
 		t.Fatal(err)
 	}
 	v.close()
@@ -719,7 +719,7 @@ func TestVaultLegacy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := v.changePIN(oldPIN, "864200", testDuress); err != nil {
+		if err := v.changePIN(oldPIN, "864200", testDuress, KDFParams{}); err != nil {
 			t.Fatal(err)
 		}
 		if v.weakPIN || v.settings.flags != 0 {
@@ -812,4 +812,40 @@ func FuzzDecodeHint(f *testing.F) {
 			t.Fatal("hint does not re-encode to its input")
 		}
 	})
+}
+
+// TestVaultRaiseKDF: a device made at a light Argon2id cost (the
+// browser's) moves to a higher one with its PINs; the key file records
+// it, both PINs work at it, and an out-of-range cost is refused.
+func TestVaultRaiseKDF(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	c := newClock()
+	v := mustCreate(t, dir, c, settings{})
+	v.put("k", []byte("v"))
+	higher := KDFParams{Time: testKDF.Time + 1, MemoryKiB: testKDF.MemoryKiB * 2, Threads: 1}
+	if err := v.changePIN(testPIN, testPIN, testDuress, KDFParams{Time: 1, MemoryKiB: 1, Threads: 1}); err == nil {
+		t.Fatal("a cost under argon2's minimum was taken")
+	}
+	if err := v.changePIN(testPIN, testPIN, testDuress, higher); err != nil {
+		t.Fatal(err)
+	}
+	v.close()
+	v, err := openVaultT(dir, testPIN, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.keys.kdf != higher {
+		t.Fatalf("key file's cost %+v, want %+v", v.keys.kdf, higher)
+	}
+	if got, _ := v.get("k"); string(got) != "v" {
+		t.Fatalf("k = %q", got)
+	}
+	v.close()
+	v, err = openVaultT(dir, testDuress, c)
+	if err != nil {
+		t.Fatalf("duress PIN at the new cost: %v", err)
+	}
+	if _, err := v.get("k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("k after the duress PIN: %v", err)
+	}
 }

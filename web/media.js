@@ -1,25 +1,19 @@
 // Photos and voice notes for the messenger: a photo's thumbnail made on
-// the device with a canvas (sent as a second, small attachment named
-// after the photo's message), and voice notes recorded with
+// the device with a canvas (sent in the photo's own message, see
+// anom.sendFile's options.thumbnail), and voice notes recorded with
 // MediaRecorder.
 
-const THUMB_PREFIX = '.anom-thumb-';
 const THUMB_SIZE = 320;
 
-// thumbName is the attachment name of the thumbnail of the photo sent as
-// message id.
-export function thumbName(id) {
-  return THUMB_PREFIX + id + '.jpg';
-}
-
-// thumbTarget returns the message ID whose thumbnail m is, or ''.
+// thumbTarget returns the message ID whose thumbnail m is, or '': a
+// thumbnail sent by older clients as a second attachment after the
+// photo's message (the wasm recognises the form and names the photo in
+// attachment.thumbnailOf).
 export function thumbTarget(m) {
   if (!m || m.kind !== 'attachment' || !m.attachment) {
     return '';
   }
-  const name = m.attachment.name || '';
-  const match = /^\.anom-thumb-([0-9a-f]+)\.jpg$/.exec(name);
-  return match && m.attachment.mime === 'image/jpeg' ? match[1] : '';
+  return m.attachment.thumbnailOf || '';
 }
 
 // makeThumbnail draws the image in file at most THUMB_SIZE pixels on its

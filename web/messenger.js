@@ -7,7 +7,7 @@
 
 import { h, clear, clock, duration, size, modal } from './dom.js';
 import { firstRun, errorText } from './firstrun.js';
-import { makeThumbnail, thumbName, thumbTarget, Recorder } from './media.js';
+import { makeThumbnail, thumbTarget, Recorder } from './media.js';
 
 const IDLE_KEY = 'calc.idle'; // minutes; a calculator preference to an onlooker
 const IDLE_CHOICES = [1, 2, 5, 10, 30]; // minutes the user can choose; 2 by default
@@ -86,7 +86,6 @@ class Messenger {
     this.root = root;
     this.anom = a;
     this.chats = new Map(); // id → chat
-    this.unread = new Map(); // id → count (this session)
     this.current = null; // the open chat's id
     this.me = '';
     this.idleMs = idleTime();
@@ -271,7 +270,8 @@ class Messenger {
       this.list.append(h('li', { class: 'none' }, 'No chats yet. Start one with “New chat”.'));
     }
     for (const c of list) {
-      const n = this.unread.get(c.id) || 0;
+      // The count is the device's (chats() counts after its read mark).
+      const n = c.id === this.current ? 0 : c.unread || 0;
       const last = c.last;
       let preview = '';
       if (last) {
@@ -294,7 +294,6 @@ class Messenger {
 
   async openChat(id) {
     this.current = id;
-    this.unread.delete(id);
     this.root.classList.add('in-chat');
     this.chatView.hidden = false;
     this.empty.hidden = true;
@@ -350,6 +349,25 @@ class Messenger {
       this.addMessage(m);
     }
     this.scrollDown();
+    this.markRead(id, Math.max(0, ...hist.map((m) => m.seq || 0)));
+  }
+
+  // markRead records on the device that the chat was seen up to seq, so
+  // its unread count stays cleared after a reload.
+  async markRead(id, seq) {
+    if (!seq) {
+      return;
+    }
+    try {
+      const r = await this.anom.markRead(id, seq);
+      const c = this.chats.get(id);
+      if (c && r.readSeq >= seq) {
+        c.unread = 0;
+        c.readSeq = r.readSeq;
+      }
+    } catch (e) {
+      this.alert(errorText(e), false);
+    }
   }
 
   scrollDown() {
@@ -426,7 +444,10 @@ class Messenger {
     const box = h('button', { type: 'button', class: 'photo', 'aria-label': 'Photo ' + m.attachment.name + ': open', onclick: () => this.viewPhoto(m) },
       h('span', { class: 'ph' }, 'Photo: ' + m.attachment.name + ' · ' + size(m.attachment.size)));
     const thumb = this.thumbs && this.thumbs.get(m.id);
-    if (thumb) {
+    if (m.attachment.thumbnail) {
+      this.loadThumb(box, m, true);
+    } else if (thumb) {
+      // The older two-message form: the thumbnail came on its own.
       this.loadThumb(box, thumb);
     } else if (m.attachment.size <= 512 * 1024) {
       // A small photo without a thumbnail (another client's): show it.
@@ -435,10 +456,10 @@ class Messenger {
     return box;
   }
 
-  async loadThumb(box, m) {
+  async loadThumb(box, m, own) {
     try {
-      const bytes = await this.anom.fetchAttachment(m.groupId, m.id);
-      const url = this.blobURL(bytes, m.attachment.mime);
+      const bytes = own ? await this.anom.fetchThumbnail(m.groupId, m.id) : await this.anom.fetchAttachment(m.groupId, m.id);
+      const url = this.blobURL(bytes, own ? m.attachment.thumbnail.mime : m.attachment.mime);
       clear(box);
       box.append(h('img', { src: url, alt: 'Photo', class: 'thumb' }));
     } catch { /* the label stays */ }
@@ -507,8 +528,7 @@ class Messenger {
         if (m.groupId === this.current) {
           this.addMessage(m);
           this.scrollDown();
-        } else if (!m.outgoing && !thumbTarget(m) && m.kind !== 'delete') {
-          this.unread.set(m.groupId, (this.unread.get(m.groupId) || 0) + 1);
+          this.markRead(m.groupId, m.seq);
         }
         if (!m.outgoing && ['text', 'attachment', 'voice'].includes(m.kind) && !thumbTarget(m) &&
             (m.groupId !== this.current || !document.hasFocus())) {
@@ -630,19 +650,15 @@ class Messenger {
     try {
       const bytes = new Uint8Array(await f.arrayBuffer());
       const mime = f.type || 'application/octet-stream';
-      const r = await this.anom.sendFile(id, bytes, mime, f.name, durationMs ? { durationMs } : undefined);
+      // A photo's thumbnail is made here and sent in the photo's own
+      // message.
+      const thumb = !durationMs && /^image\//.test(mime) ? await makeThumbnail(f).catch(() => null) : null;
+      const opts = durationMs ? { durationMs } : thumb ? { thumbnail: thumb, thumbnailMime: 'image/jpeg' } : undefined;
+      const r = await this.anom.sendFile(id, bytes, mime, f.name, opts);
       status.remove();
       const m = { groupId: id, id: r.id, username: this.me, sentAt: r.sentAt, outgoing: true, pending: false,
-        kind: durationMs ? 'voice' : 'attachment', attachment: { name: f.name, mime, size: bytes.length }, durationMs };
-      if (!durationMs && /^image\//.test(mime)) {
-        // The thumbnail is made here and sent as a second attachment
-        // named after the photo's message.
-        const thumb = await makeThumbnail(f).catch(() => null);
-        if (thumb) {
-          const tr = await this.anom.sendFile(id, thumb, 'image/jpeg', thumbName(r.id));
-          this.thumbs.set(r.id, { groupId: id, id: tr.id, attachment: { name: thumbName(r.id), mime: 'image/jpeg', size: thumb.length } });
-        }
-      }
+        kind: durationMs ? 'voice' : 'attachment', durationMs,
+        attachment: { name: f.name, mime, size: bytes.length, thumbnail: thumb ? { mime: 'image/jpeg', size: thumb.length, inline: true } : undefined } };
       if (id === this.current) {
         this.addMessage(m);
         this.scrollDown();

@@ -316,8 +316,9 @@ func archiveCertificate(dir string) (tls.Certificate, error) {
 }
 
 // contentAttachments reads the client's content format: a message with an
-// attachment reference (attachment or voice note) names the blob and
-// carries the key and hash that open it.
+// attachment reference (attachment, photo or voice note) names the blob
+// and carries the key and hash that open it; a photo's thumbnail, when
+// not inline, is a second blob with its own.
 type contentAttachments struct{}
 
 func (contentAttachments) Attachments(contentType uint16, plaintext []byte) ([]archive.Attachment, error) {
@@ -325,8 +326,15 @@ func (contentAttachments) Attachments(contentType uint16, plaintext []byte) ([]a
 	if err != nil || c.Attachment == nil {
 		return nil, nil // not client content, or no attachment
 	}
-	ref := c.Attachment
-	return []archive.Attachment{{BlobID: ref.BlobID, Open: func(dst io.Writer, src io.Reader) error {
-		return client.OpenAttachment(dst, src, ref)
-	}}}, nil
+	refs := []*client.AttachmentRef{c.Attachment}
+	if t := c.Attachment.Thumbnail; t != nil && t.Ref != nil {
+		refs = append(refs, t.Ref)
+	}
+	var out []archive.Attachment
+	for _, ref := range refs {
+		out = append(out, archive.Attachment{BlobID: ref.BlobID, Open: func(dst io.Writer, src io.Reader) error {
+			return client.OpenAttachment(dst, src, ref)
+		}})
+	}
+	return out, nil
 }

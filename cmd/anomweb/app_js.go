@@ -90,6 +90,8 @@ func (a *app) object() js.Value {
 		"devices":         a.devices,
 		"sendFile":        a.sendFile,
 		"fetchAttachment": a.fetchAttachment,
+		"fetchThumbnail":  a.fetchThumbnail,
+		"markRead":        a.markRead,
 		"pair":            a.pair,
 		"lookupPairing":   a.lookupPairing,
 		"approveDevice":   a.approveDevice,
@@ -193,6 +195,7 @@ func (a *app) create(args []js.Value) (any, error) {
 		return nil, err
 	}
 	cfg.WipeAfter = time.Duration(wipeAfter) * time.Second
+	cfg.KDF = browserKDF
 	if !o.IsUndefined() && o.Get("kdf").Type() == js.TypeObject {
 		k := o.Get("kdf")
 		t, err1 := optInt(k, "time", 0)

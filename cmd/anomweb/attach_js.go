@@ -50,11 +50,35 @@ func (a *app) sendFile(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	var thumb []byte
+	thumbMIME := "image/jpeg"
+	if !o.IsUndefined() && !o.Get("thumbnail").IsUndefined() && !o.Get("thumbnail").IsNull() {
+		t := o.Get("thumbnail")
+		if !t.InstanceOf(js.Global().Get("Uint8Array")) {
+			return nil, coded(codeBadArgument, "options.thumbnail: want a Uint8Array")
+		}
+		if t.Length() > client.MaxThumbnailSize {
+			return nil, coded(codeBadArgument, "options.thumbnail: %d bytes, at most %d", t.Length(), client.MaxThumbnailSize)
+		}
+		if ms > 0 {
+			return nil, coded(codeBadArgument, "options.thumbnail: a voice note has no thumbnail")
+		}
+		thumb = make([]byte, t.Length())
+		js.CopyBytesToGo(thumb, t)
+		if thumbMIME, err = optString(o, "thumbnailMime", thumbMIME); err != nil {
+			return nil, err
+		}
+	}
 	data := make([]byte, args[1].Length())
 	js.CopyBytesToGo(data, args[1])
 	ctx, cancel := opContext()
 	defer cancel()
-	content, err := c.SendAttachment(ctx, gid, bytes.NewReader(data), int64(len(data)), mime, name, time.Duration(ms)*time.Millisecond)
+	var content *client.Content
+	if thumb != nil {
+		content, err = c.SendPhoto(ctx, gid, bytes.NewReader(data), int64(len(data)), mime, name, thumb, thumbMIME)
+	} else {
+		content, err = c.SendAttachment(ctx, gid, bytes.NewReader(data), int64(len(data)), mime, name, time.Duration(ms)*time.Millisecond)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -77,18 +101,9 @@ func (a *app) fetchAttachment(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	hist, err := c.History(gid)
+	ref, err := attachmentOf(c, gid, id)
 	if err != nil {
 		return nil, err
-	}
-	var ref *client.AttachmentRef
-	for _, m := range hist {
-		if m.Content != nil && m.Content.ID.String() == id && m.Content.Attachment != nil {
-			ref = m.Content.Attachment
-		}
-	}
-	if ref == nil {
-		return nil, coded(codeNotFound, "no attachment %s in this chat", id)
 	}
 	if ref.Size > maxWebAttachment {
 		return nil, coded(codeBadArgument, "the file has %d bytes; at most %d open in the browser", ref.Size, maxWebAttachment)
@@ -97,6 +112,55 @@ func (a *app) fetchAttachment(args []js.Value) (any, error) {
 	ctx, cancel := opContext()
 	defer cancel()
 	if err := c.FetchAttachment(ctx, ref, &buf); err != nil {
+		return nil, err
+	}
+	u := js.Global().Get("Uint8Array").New(buf.Len())
+	js.CopyBytesToJS(u, buf.Bytes())
+	return u, nil
+}
+
+// attachmentOf finds the reference of message id's attachment in a chat's
+// history.
+func attachmentOf(c *client.Client, gid []byte, id string) (*client.AttachmentRef, error) {
+	hist, err := c.History(gid)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range hist {
+		if m.Content != nil && m.Content.ID.String() == id && m.Content.Attachment != nil {
+			return m.Content.Attachment, nil
+		}
+	}
+	return nil, coded(codeNotFound, "no attachment %s in this chat", id)
+}
+
+// fetchThumbnail(groupId, messageId) resolves to the thumbnail (a
+// Uint8Array) of a photo sent with it in the same message: the inline
+// image, or its own blob downloaded, checked and decrypted.
+func (a *app) fetchThumbnail(args []js.Value) (any, error) {
+	c, _, err := a.activated()
+	if err != nil {
+		return nil, err
+	}
+	gid, err := argGroupID(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	id, err := argString(args, 1, "messageId")
+	if err != nil {
+		return nil, err
+	}
+	ref, err := attachmentOf(c, gid, id)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Thumbnail == nil {
+		return nil, coded(codeNotFound, "message %s has no thumbnail", id)
+	}
+	var buf bytes.Buffer
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := c.FetchThumbnail(ctx, ref, &buf); err != nil {
 		return nil, err
 	}
 	u := js.Global().Get("Uint8Array").New(buf.Len())

@@ -207,3 +207,18 @@ func deliver(h js.Value, e eventJSON) {
 	}()
 	h.Invoke(toJS(e))
 }
+
+// optString reads the string property name of o (undefined: def).
+func optString(o js.Value, name, def string) (string, error) {
+	if o.IsUndefined() {
+		return def, nil
+	}
+	v := o.Get(name)
+	switch v.Type() {
+	case js.TypeUndefined, js.TypeNull:
+		return def, nil
+	case js.TypeString:
+		return v.String(), nil
+	}
+	return "", coded(codeBadArgument, "%s: want a string", name)
+}

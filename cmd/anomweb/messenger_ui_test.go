@@ -300,8 +300,25 @@ func TestMessengerUI(t *testing.T) {
 	if got := eval[string](carol, `__t.chatItem('alice').querySelector('.unread').textContent`); got != "1" {
 		t.Errorf("carol's unread count = %q, want 1", got)
 	}
+	// The count is the device's: a reload (and the PIN) keeps it, opening
+	// the chat clears it, and a reload keeps it cleared.
+	uiOpen(carol)
+	uiUnlockMs(carol)
+	uiWait(carol, `!!__t.chatItem('alice') && !!__t.chatItem('alice').querySelector('.unread')`, "carol's unread count after a reload")
+	if got := eval[string](carol, `__t.chatItem('alice').querySelector('.unread').textContent`); got != "1" {
+		t.Errorf("carol's unread count after a reload = %q, want 1", got)
+	}
 	eval[any](carol, `__t.open('alice')`)
 	uiWait(carol, `__t.hasText('hello carol')`, "carol reading alice's text")
+	uiWait(carol, `anom.chats().then((cs) => cs.some((c) => c.users.includes('alice') && c.unread === 0 && c.readSeq > 0))`, "carol's read mark recorded")
+	uiOpen(carol)
+	uiUnlockMs(carol)
+	uiWait(carol, `!!__t.chatItem('alice')`, "carol's chat list after a second reload")
+	if eval[bool](carol, `!!__t.chatItem('alice').querySelector('.unread')`) {
+		t.Errorf("carol's chat with alice shows unread messages after she read them and reloaded")
+	}
+	eval[any](carol, `__t.open('alice')`)
+	uiWait(carol, `__t.hasText('hello carol')`, "carol's chat with alice again")
 	eval[any](carol, `__t.send('hello alice')`)
 	uiWait(alice, `__t.hasText('hello alice')`, "alice reading carol's reply")
 	if got := eval[string](alice, `__t.li('hello alice').querySelector('time').textContent`); got == "" {
@@ -359,6 +376,21 @@ func TestMessengerUI(t *testing.T) {
 	})()`)
 	if got != base64.StdEncoding.EncodeToString(photo) {
 		t.Errorf("the photo carol received differs from the one alice sent")
+	}
+	// The thumbnail came in the photo's own message, the same bytes on
+	// both sides.
+	thumbOf := func(p *page, peer string) string {
+		return eval[string](p, fmt.Sprintf(`(async () => {
+			const chat = (await anom.chats()).find((c) => !c.name && c.users.includes(%s));
+			const photos = (await anom.history(chat.id)).filter((m) => m.kind === 'attachment');
+			if (photos.length !== 1 || !photos[0].attachment.thumbnail) throw new Error('want one photo with its thumbnail, have ' + JSON.stringify(photos));
+			const b = await anom.fetchThumbnail(chat.id, photos[0].id);
+			let s = ''; for (const c of b) s += String.fromCharCode(c); return btoa(s);
+		})()`, js(peer)))
+	}
+	sentThumb, gotThumb := thumbOf(alice, "carol"), thumbOf(carol, "alice")
+	if sentThumb == "" || sentThumb != gotThumb {
+		t.Errorf("the thumbnail carol received (%d base64 bytes) differs from the one alice sent (%d)", len(gotThumb), len(sentThumb))
 	}
 	shots.take(carol, "photo-viewer", "carol's photo viewer with alice's picture")
 	eval[any](carol, `__t.q('dialog .close').click()`)

@@ -117,12 +117,52 @@ func chatOf(c *client.Client, gid []byte, ms []client.Member, timer uint32) (cha
 		return chatJSON{}, err
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
-		if k := hist[i].Content; k != nil && (k.Kind == client.KindText || k.Kind == client.KindAttachment || k.Kind == client.KindVoice) {
+		if k := hist[i].Content; k != nil && k.Readable() {
 			ch.Last = messageOf(hist[i])
 			break
 		}
 	}
+	if ch.ReadSeq, err = c.ReadMark(gid); err != nil {
+		return chatJSON{}, err
+	}
+	ch.Unread = client.Unread(hist, ch.ReadSeq)
 	return ch, nil
+}
+
+// markRead(groupId, seq?) records on the device that the chat's messages
+// up to seq (a message's seq; without it, the chat's latest) were seen:
+// chats() counts only later ones as unread, after a reload too. It
+// resolves to {readSeq}.
+func (a *app) markRead(args []js.Value) (any, error) {
+	c, _, err := a.activated()
+	if err != nil {
+		return nil, err
+	}
+	gid, err := argGroupID(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	var seq uint64
+	if len(args) > 1 && !args[1].IsUndefined() && !args[1].IsNull() {
+		if args[1].Type() != js.TypeNumber || args[1].Float() < 0 || args[1].Float() != float64(uint64(args[1].Float())) {
+			return nil, coded(codeBadArgument, "seq: want a whole number")
+		}
+		seq = uint64(args[1].Float())
+	} else {
+		hist, err := c.History(gid)
+		if err != nil {
+			return nil, err
+		}
+		seq = client.LastSeq(hist)
+	}
+	if err := c.MarkRead(gid, seq); err != nil {
+		return nil, err
+	}
+	mark, err := c.ReadMark(gid)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"readSeq": mark}, nil
 }
 
 // history(groupId) returns a chat's messages, oldest first.

@@ -15,6 +15,15 @@ import (
 // documents them). Group, message and device IDs are lower-case hex;
 // times are milliseconds since the Unix epoch.
 
+// browserKDF is the Argon2id cost of a new browser device's PIN when the
+// page gives none: 2 passes over 64 MiB in one lane, about 1 s of
+// Chromium's single-threaded WebAssembly on the machine it was tuned on,
+// where the terminal client's client.DefaultKDF (3 passes over 256 MiB)
+// took 5 to 6 s. It is written in the device's key file header, so it
+// is the device's own; web/README.md says why it is enough, with the
+// arithmetic.
+var browserKDF = client.KDFParams{Time: 2, MemoryKiB: 64 << 10, Threads: 1}
+
 // defaultMaxFailedUnlocks is a new device's limit on wrong PINs in a row,
 // as anom chat's --max-pin-tries.
 const defaultMaxFailedUnlocks = 10
@@ -44,6 +53,21 @@ type attachmentJSON struct {
 	Name string `json:"name"`
 	MIME string `json:"mime"`
 	Size uint64 `json:"size"`
+	// Thumbnail is set for a photo sent with its thumbnail in the same
+	// message (fetchThumbnail gets it).
+	Thumbnail *thumbnailJSON `json:"thumbnail,omitempty"`
+	// ThumbnailOf is set on a thumbnail sent in the older two-message
+	// form: the ID of the photo's message it belongs to.
+	ThumbnailOf string `json:"thumbnailOf,omitempty"`
+}
+
+// thumbnailJSON describes a photo's thumbnail.
+type thumbnailJSON struct {
+	MIME string `json:"mime"`
+	Size uint64 `json:"size"`
+	// Inline is set when the thumbnail came inside the message (no
+	// download).
+	Inline bool `json:"inline"`
 }
 
 // messageJSON is a message of a chat's history.
@@ -70,6 +94,8 @@ type messageJSON struct {
 var kindNames = map[client.Kind]string{
 	client.KindText: "text", client.KindAttachment: "attachment", client.KindVoice: "voice",
 	client.KindDelete: "delete", client.KindTimer: "timer", client.KindGroupName: "group-name",
+	// A photo is an attachment with attachment.thumbnail set.
+	client.KindPhoto: "attachment",
 }
 
 func messageOf(m *client.Message) *messageJSON {
@@ -95,6 +121,15 @@ func messageOf(m *client.Message) *messageJSON {
 	out.Text = c.Text
 	if a := c.Attachment; a != nil {
 		out.Attachment = &attachmentJSON{Name: a.Name, MIME: a.MIME, Size: a.Size}
+		if t := a.Thumbnail; t != nil {
+			out.Attachment.Thumbnail = &thumbnailJSON{MIME: t.MIME, Size: uint64(len(t.Data)), Inline: t.Ref == nil}
+			if t.Ref != nil {
+				out.Attachment.Thumbnail.MIME, out.Attachment.Thumbnail.Size = t.Ref.MIME, t.Ref.Size
+			}
+		}
+		if id, ok := client.LegacyThumbnailFor(c); ok {
+			out.Attachment.ThumbnailOf = id.String()
+		}
 	}
 	out.DurationMs = c.Duration.Milliseconds()
 	if c.Kind == client.KindDelete {
@@ -126,6 +161,10 @@ type chatJSON struct {
 	// Escrow is the chat's escrow policy line.
 	Escrow string       `json:"escrow"`
 	Last   *messageJSON `json:"last,omitempty"`
+	// Unread counts the messages after the device's read mark (markRead)
+	// that others sent; ReadSeq is the mark.
+	Unread  int    `json:"unread"`
+	ReadSeq uint64 `json:"readSeq"`
 }
 
 func membersOf(ms []client.Member) (members []memberJSON, others []string) {

@@ -57,3 +57,38 @@ func readInviteErr(s string) error {
 	_, err := readInvite(s)
 	return err
 }
+
+// TestBrowserKDF: the browser's default PIN cost is lighter than the
+// terminal's (so unlocking takes about a second in WebAssembly) but keeps
+// 64 MiB and more than one pass, the floor web/README.md's arithmetic
+// assumes.
+func TestBrowserKDF(t *testing.T) {
+	b, d := browserKDF, client.DefaultKDF
+	if b.MemoryKiB < 64<<10 || b.Time < 2 || b.Threads != 1 {
+		t.Errorf("browserKDF %+v is under 2 passes over 64 MiB in one lane", b)
+	}
+	if uint64(b.Time)*uint64(b.MemoryKiB) >= uint64(d.Time)*uint64(d.MemoryKiB) {
+		t.Errorf("browserKDF %+v is not lighter than client.DefaultKDF %+v", b, d)
+	}
+}
+
+// TestPhotoJSON: a photo with its thumbnail is an attachment with
+// attachment.thumbnail; an older client's separate thumbnail names its
+// photo in attachment.thumbnailOf.
+func TestPhotoJSON(t *testing.T) {
+	photo := &client.Content{Kind: client.KindPhoto, ID: client.MessageID{1}, Attachment: &client.AttachmentRef{BlobID: "b", MIME: "image/png", Name: "p.png", Size: 9,
+		Thumbnail: &client.Thumbnail{MIME: "image/jpeg", Data: []byte{0xff, 0xd8, 0}}}}
+	m := messageOf(&client.Message{Group: []byte{1}, Content: photo})
+	if m.Kind != "attachment" || m.Attachment == nil || m.Attachment.Thumbnail == nil ||
+		*m.Attachment.Thumbnail != (thumbnailJSON{MIME: "image/jpeg", Size: 3, Inline: true}) || m.Attachment.ThumbnailOf != "" {
+		t.Fatalf("photo: %+v", m.Attachment)
+	}
+	photo.Attachment.Thumbnail = &client.Thumbnail{Ref: &client.AttachmentRef{BlobID: "t", MIME: "image/jpeg", Size: 70000}}
+	if m := messageOf(&client.Message{Content: photo}); *m.Attachment.Thumbnail != (thumbnailJSON{MIME: "image/jpeg", Size: 70000}) {
+		t.Fatalf("photo with its thumbnail's blob: %+v", m.Attachment.Thumbnail)
+	}
+	old := &client.Content{Kind: client.KindAttachment, Attachment: &client.AttachmentRef{BlobID: "t", MIME: "image/jpeg", Name: ".anom-thumb-" + photo.ID.String() + ".jpg"}}
+	if m := messageOf(&client.Message{Content: old}); m.Attachment.ThumbnailOf != photo.ID.String() || m.Attachment.Thumbnail != nil {
+		t.Fatalf("older thumbnail: %+v", m.Attachment)
+	}
+}

@@ -603,6 +603,11 @@ func (s *Session) history(n int) error {
 	if err != nil {
 		return err
 	}
+	// An older client's photo thumbnail is not a message of its own.
+	hist = slices.DeleteFunc(hist, func(m *client.Message) bool {
+		_, ok := client.LegacyThumbnailFor(m.Content)
+		return ok
+	})
 	if len(hist) == 0 {
 		s.printf("(no messages yet in chat %s)", ch.label())
 		return nil

@@ -104,10 +104,13 @@ func (s *Session) formatMessage(ch *chat, m *client.Message) string {
 	switch c.Kind {
 	case client.KindText:
 		fmt.Fprintf(&sb, "%s: %s", who, sanitize(c.Text))
-	case client.KindAttachment, client.KindVoice:
+	case client.KindAttachment, client.KindVoice, client.KindPhoto:
 		what := "file"
-		if c.Kind == client.KindVoice {
+		switch c.Kind {
+		case client.KindVoice:
 			what = fmt.Sprintf("voice note (%s)", c.Duration.Round(time.Second))
+		case client.KindPhoto:
+			what = "photo" // its thumbnail, in the same message, is for screens that show images
 		}
 		a := c.Attachment
 		if a == nil {

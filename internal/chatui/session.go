@@ -607,6 +607,9 @@ func (s *Session) event(ctx context.Context, e client.Event) {
 		if e.Message == nil || e.Message.Content == nil {
 			return
 		}
+		if _, ok := client.LegacyThumbnailFor(e.Message.Content); ok {
+			return // an older client's photo thumbnail: the photo was shown
+		}
 		if e.Message.Content.Kind == client.KindGroupName {
 			s.refresh() // the line and the ones after name the chat anew
 		}
