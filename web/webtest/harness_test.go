@@ -130,7 +130,7 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	app.SetProofSource(func(ctx context.Context) ([]byte, error) {
+	app.SetProofSource(func(ctx context.Context, from uint64) ([]byte, error) {
 		s.mu.Lock()
 		srv, d, fixed := s.srv, app.Digest(), s.proof
 		if s.proveAs != nil {
@@ -143,7 +143,7 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 		if srv == nil {
 			return nil, errors.New("no server yet")
 		}
-		return srv.WebReleaseProof(ctx, d)
+		return srv.WebReleaseProof(ctx, d, from)
 	})
 	s.mu.Lock()
 	s.app = app
