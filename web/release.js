@@ -264,23 +264,27 @@ async function gate() {
   let { state, error } = await call({ type: 'check-update', from: deviceSize });
   const out = { updated: false, version: state.version, staged: '', refused: null, worker: null, error };
   const pinnedHead = () => (state.pinnedHead && state.pinnedHead.head) || '';
-  // The running release is verified once under the pinned root (on
-  // first use, the root its proof names), and again once a device is
-  // unlocked under the device's own network and log head: a release not
-  // in them (a server that swapped the root key in what it served) makes
-  // the page a calculator only, as a refused worker does.
+  // The running release is verified under the pinned root (on first
+  // use, the root its proof names), and on each check again with the
+  // proof the server gives now, from the head seen: so the device follows
+  // the log (the head pinned grows) and a fork shows. Once a device is
+  // unlocked it is verified under the device's own network and log head:
+  // a release not in them (a server that swapped the root key in what it
+  // served) makes the page a calculator only, as a refused worker does.
   const underDevice = deviceSize > 0 && state.about && state.about.rootFrom !== 'device';
-  if (canVerify && state.running && state.running.proof && (!infoOf(state).verified || underDevice)) {
+  if (canVerify && state.running && state.running.proof) {
     try {
       const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof), pinnedHead());
       ({ state } = await call({ type: 'activate-release', version: state.version, about }));
     } catch (err) {
       const msg = err && err.message ? err.message : String(err);
       out.error = out.error || `the running release: ${msg}`;
-      if (err && (err.code === 'release-refused' || err.code === 'wrong-network') && underDevice) {
-        refusedRunning = true;
+      if (err && (err.code === 'release-refused' || err.code === 'wrong-network')) {
+        refusedRunning = refusedRunning || underDevice;
         out.refused = { version: state.version, running: true, error: msg };
-        window.dispatchEvent(new CustomEvent('anom:release-refused', { detail: { version: state.version, running: true, controlling: true, error: msg } }));
+        window.dispatchEvent(new CustomEvent('anom:release-refused', {
+          detail: { version: state.version, running: true, controlling: underDevice, error: msg },
+        }));
       }
     }
   }
