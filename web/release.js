@@ -271,7 +271,6 @@ async function gate() {
   // unlocked it is verified under the device's own network and log head:
   // a release not in them (a server that swapped the root key in what it
   // served) makes the page a calculator only, as a refused worker does.
-  const underDevice = deviceSize > 0 && state.about && state.about.rootFrom !== 'device';
   if (canVerify && state.running && state.running.proof) {
     try {
       const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof), pinnedHead());
@@ -280,10 +279,13 @@ async function gate() {
       const msg = err && err.message ? err.message : String(err);
       out.error = out.error || `the running release: ${msg}`;
       if (err && (err.code === 'release-refused' || err.code === 'wrong-network')) {
-        refusedRunning = refusedRunning || underDevice;
+        // Under an unlocked device's own network and log head, the page
+        // stops handing it the PIN.
+        const byDevice = deviceSize > 0;
+        refusedRunning = refusedRunning || byDevice;
         out.refused = { version: state.version, running: true, error: msg };
         window.dispatchEvent(new CustomEvent('anom:release-refused', {
-          detail: { version: state.version, running: true, controlling: underDevice, error: msg },
+          detail: { version: state.version, running: true, controlling: byDevice, error: msg },
         }));
       }
     }

@@ -71,12 +71,12 @@ type appServer struct {
 	mu       sync.Mutex
 	app      *webapp.Handler
 	srv      *server.Server
-	proveAs  *[32]byte         // the release whose proof is served; nil: the app's
-	proof    []byte            // served as the proof instead, when set
+	proveAs  *[32]byte                // the release whose proof is served; nil: the app's
+	proof    []byte                   // served as the proof instead, when set
 	proofFn  func(from uint64) []byte // makes the proof instead, when set
-	tamper   map[string][]byte // served instead of the app's file at a path
-	requests []string          // paths the web app was asked for
-	full     map[string]int    // responses with a body (200), by path
+	tamper   map[string][]byte        // served instead of the app's file at a path
+	requests []string                 // paths the web app was asked for
+	full     map[string]int           // responses with a body (200), by path
 }
 
 // statusWriter notes a response's status.
