@@ -97,7 +97,7 @@ async function unlock(pin) {
   // verified releases before a PIN goes to the messenger; one in none
   // (or a running release not in the device's network's log) leaves the
   // page a calculator (release.js).
-  if (!m || !await workerVerified()) {
+  if (!m || !await workerVerified(m)) {
     return;
   }
   let res = null;

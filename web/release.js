@@ -368,11 +368,16 @@ const firstVerdict = new Promise((resolve) => {
 });
 
 // workerVerified resolves, once this load's first check ran, to whether
-// the page may hand a PIN to the messenger: false when the worker
+// the page may hand a PIN to the messenger m: false when the worker
 // controlling the page (or the running release) is in no release
 // verified in the log. A worker that could not be checked (offline, no
-// manifest verified yet) does not stop it (web/README.md, Limits).
-export function workerVerified() {
+// manifest verified yet) does not stop it (web/README.md, Limits); nor
+// does a messenger that cannot verify a release (a calculator-only
+// build), for which there is nothing to wait for.
+export function workerVerified(m) {
+  if (!m || typeof m.verifyRelease !== 'function') {
+    return Promise.resolve(!workerRefused());
+  }
   return firstVerdict.then(() => !workerRefused());
 }
 
