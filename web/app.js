@@ -127,8 +127,10 @@ let unlocked = false;
 let idleLockSeconds = 120;
 let idleTimer = 0;
 
-async function lock() {
-  if (!unlocked) {
+// force locks even when the shell did not see the unlock (the
+// messenger opened by its first run): a refused release or worker.
+async function lock(force) {
+  if (!unlocked && force !== true) {
     return;
   }
   unlocked = false;
@@ -164,7 +166,7 @@ document.addEventListener('visibilitychange', () => {
 window.addEventListener('pagehide', lock);
 window.addEventListener('anom:release-refused', (e) => {
   if (e.detail && e.detail.controlling) {
-    lock();
+    lock(true);
   }
 });
 
