@@ -214,7 +214,8 @@ async function activateRelease(version, about) {
     throw new Error('activate-release: the verification is not of this release');
   }
   const running = await currentVersion();
-  if (version !== running) {
+  const taken = version !== running;
+  if (taken) {
     if (await metaGet('staged-release') !== version) {
       throw new Error(`activate-release: ${version} is not staged`);
     }
@@ -240,7 +241,11 @@ async function activateRelease(version, about) {
       (newRoot || about.root === (await metaGet('pinned-root'))) && (newRoot || !head || about.treeSize >= head.size)) {
     await metaPut('pinned-head', JSON.stringify({ head: about.treeHead, size: about.treeSize }));
   }
-  await metaDelete('refused');
+  // A refusal recorded stays until a release is taken (the running one
+  // is verified again on every check).
+  if (taken || !running) {
+    await metaDelete('refused');
+  }
 }
 
 // refuseWorker records that the page refused a service worker: its
