@@ -66,11 +66,11 @@ window.addEventListener('anom:first-run', async () => {
   open(root, a);
 });
 
-// The shell locked (app.js: hidden, idle, or a refused release or
-// service worker): the messenger leaves the screen.
+// The shell locked the device (app.js: hidden, idle, or a refused
+// release or service worker): the messenger leaves the screen.
 window.addEventListener('anom:locked', () => {
   if (ui) {
-    ui.lock();
+    showCalculator();
   }
 });
 
