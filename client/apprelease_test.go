@@ -136,3 +136,113 @@ func TestAttackReleaseManifestTampered(t *testing.T) {
 		t.Errorf("a malformed proof: %v", err)
 	}
 }
+
+// TestAttackForkedReleaseLog: a release proof must be consistent with
+// the tree head the device saw last. A server that keeps a fork of its
+// log (the same entries up to a point, then a release logged only in the
+// fork, under heads the directory key signed) and shows it to a device
+// that saw the real log past that point is refused, whether the proof
+// carries no consistency proof, one made in the fork, or one of the real
+// log; once a device saw the fork, the real log is refused the same way.
+// A proof at an older head must carry the consistency proof to the
+// device's head. The real log's releases, proven from the device's head,
+// verify.
+func TestAttackForkedReleaseLog(t *testing.T) {
+	n := webreleasetest.New(t)
+	a, ab := appManifest(t, "a")
+	ia := n.Append(t, a)
+	first, err := VerifyAppRelease(n.RootPublic(), ab, n.Proof(t, a.Version, ia))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fork := n.Fork(t)
+	b, bb := appManifest(t, "b")
+	ib := fork.Append(t, b)
+	fork.Append(t, b)
+	fork.Append(t, b)
+	// The fork alone verifies: without a head seen, nothing tells.
+	if _, err := VerifyAppRelease(n.RootPublic(), bb, fork.Proof(t, b.Version, ib)); err != nil {
+		t.Fatalf("the forked release without a head seen: %v", err)
+	}
+	// The real log grows apart; the device sees it.
+	c, cb := appManifest(t, "c")
+	ic := n.Append(t, c)
+	seen, err := VerifyAppReleaseSeen(n.RootPublic(), cb, n.ProofFrom(t, c.Version, ic, first.TreeSize), first.TreeHead)
+	if err != nil {
+		t.Fatalf("the real log from the first head: %v", err)
+	}
+
+	forked := func(name string, proof []byte) {
+		t.Helper()
+		_, err := VerifyAppReleaseSeen(n.RootPublic(), bb, proof, seen.TreeHead)
+		if !errors.Is(err, ErrReleaseRefused) || !errors.Is(err, ErrReleaseLogForked) {
+			t.Errorf("%s: %v, want ErrReleaseLogForked", name, err)
+		}
+	}
+	forked("the forked release without a consistency proof", fork.Proof(t, b.Version, ib))
+	forked("the forked release with the fork's consistency proof", fork.ProofFrom(t, b.Version, ib, seen.TreeSize))
+	var fp, rp webrelease.Proof
+	if err := json.Unmarshal(fork.ProofFrom(t, b.Version, ib, seen.TreeSize), &fp); err != nil {
+		t.Fatal(err)
+	}
+	n.Append(t, c)
+	n.Append(t, c)
+	n.Append(t, c)
+	if err := json.Unmarshal(n.ProofFrom(t, c.Version, ic, seen.TreeSize), &rp); err != nil {
+		t.Fatal(err)
+	}
+	fp.Consistency = rp.Consistency
+	mixed, _ := json.Marshal(fp)
+	forked("the forked release with the real log's consistency proof", mixed)
+
+	// A device that saw the fork first refuses the real log.
+	fseen, err := VerifyAppReleaseSeen(n.RootPublic(), bb, fork.ProofFrom(t, b.Version, ib, first.TreeSize), first.TreeHead)
+	if err != nil {
+		t.Fatalf("the fork, consistent with the first head: %v", err)
+	}
+	if _, err := VerifyAppReleaseSeen(n.RootPublic(), cb, n.ProofFrom(t, c.Version, ic, fseen.TreeSize), fseen.TreeHead); !errors.Is(err, ErrReleaseLogForked) {
+		t.Errorf("the real log after the fork's head: %v, want ErrReleaseLogForked", err)
+	}
+
+	// The real log, from the device's head: verified, at the new head.
+	got, err := VerifyAppReleaseSeen(n.RootPublic(), cb, n.ProofFrom(t, c.Version, ic, seen.TreeSize), seen.TreeHead)
+	if err != nil || got.TreeSize != n.Log.Size() {
+		t.Fatalf("the real log's release from the head seen: %+v, %v", got, err)
+	}
+	// A proof at an older head (seen's), against the newer one: refused
+	// without the consistency proof to it, verified with it.
+	var op webrelease.Proof
+	if err := json.Unmarshal(n.Proof(t, c.Version, ic), &op); err != nil {
+		t.Fatal(err)
+	}
+	op.TreeHead = seen.TreeHead
+	ip, err := n.Log.InclusionProof(ic, seen.TreeSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.InclusionProof, _ = ip.MarshalBinary()
+	old, _ := json.Marshal(op)
+	if _, err := VerifyAppReleaseSeen(n.RootPublic(), cb, old, got.TreeHead); !errors.Is(err, ErrReleaseLogForked) {
+		t.Errorf("a proof at an older head without a consistency proof: %v, want ErrReleaseLogForked", err)
+	}
+	cp, err := n.Log.ConsistencyProof(seen.TreeSize, got.TreeSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.Consistency, _ = cp.MarshalBinary()
+	old, _ = json.Marshal(op)
+	if r, err := VerifyAppReleaseSeen(n.RootPublic(), cb, old, got.TreeHead); err != nil || r.TreeSize != seen.TreeSize {
+		t.Errorf("a proof at an older head with the consistency proof to the head seen: %+v, %v", r, err)
+	}
+	// A head seen of another network is no reference.
+	other := webreleasetest.New(t)
+	oi := other.Append(t, a)
+	ov, err := VerifyAppRelease(other.RootPublic(), ab, other.Proof(t, a.Version, oi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyAppReleaseSeen(n.RootPublic(), cb, n.Proof(t, c.Version, ic), ov.TreeHead); !errors.Is(err, ErrReleaseLogForked) {
+		t.Errorf("a head seen of another network: %v, want ErrReleaseLogForked", err)
+	}
+}

@@ -8,7 +8,7 @@
 // wrong PIN leaves the calculator as it is.
 
 import { Calculator } from './calc.js';
-import { startReleaseGate, workerRefused } from './release.js';
+import { noReleaseGate, startReleaseGate, workerVerified } from './release.js';
 
 const display = document.getElementById('display');
 const keys = new Map();
@@ -93,9 +93,11 @@ performance.mark('calculator-ready');
 // anom:first-run lets it offer the activation.
 async function unlock(pin) {
   const m = await messenger;
-  // A service worker in no verified release controls the page: the page
-  // stays a calculator (release.js).
-  if (!m || workerRefused()) {
+  // On every load the worker controlling the page is checked against the
+  // verified releases before a PIN goes to the messenger; one in none
+  // (or a running release not in the device's network's log) leaves the
+  // page a calculator (release.js).
+  if (!m || !await workerVerified(m)) {
     return;
   }
   let res = null;
@@ -125,8 +127,10 @@ let unlocked = false;
 let idleLockSeconds = 120;
 let idleTimer = 0;
 
-async function lock() {
-  if (!unlocked) {
+// force locks even when the shell did not see the unlock (the
+// messenger opened by its first run): a refused release or worker.
+async function lock(force) {
+  if (!unlocked && force !== true) {
     return;
   }
   unlocked = false;
@@ -162,7 +166,7 @@ document.addEventListener('visibilitychange', () => {
 window.addEventListener('pagehide', lock);
 window.addEventListener('anom:release-refused', (e) => {
   if (e.detail && e.detail.controlling) {
-    lock();
+    lock(true);
   }
 });
 
@@ -218,10 +222,15 @@ const messenger = new Promise((resolve) => {
 // once the messenger verified it in the network's transparency log. The
 // browser checks sw.js bypassing its HTTP cache (updateViaCache 'none');
 // a changed one waits until the gate has verified it.
+// The messenger is told that the page runs the gate: activation waits
+// for the release it runs, to check it in the invite's network.
 if ('serviceWorker' in navigator) {
+  messenger.then((m) => m && typeof m.setAppRelease === 'function' && m.setAppRelease()).catch(() => {});
   const loaded = new Promise((resolve) => window.addEventListener('load', resolve));
   Promise.all([loaded, messenger]).then(() => navigator.serviceWorker.register('sw.js', { scope: './', updateViaCache: 'none' }))
     .then(() => navigator.serviceWorker.ready)
     .then(() => startReleaseGate(messenger))
-    .catch(() => {});
+    .catch(() => noReleaseGate(messenger));
+} else {
+  noReleaseGate(messenger);
 }

@@ -66,6 +66,14 @@ window.addEventListener('anom:first-run', async () => {
   open(root, a);
 });
 
+// The shell locked the device (app.js: hidden, idle, or a refused
+// release or service worker): the messenger leaves the screen.
+window.addEventListener('anom:locked', () => {
+  if (ui) {
+    showCalculator();
+  }
+});
+
 window.addEventListener('anom:unlocked', () => {
   const a = anomObj();
   if (!a || ui) {

@@ -10,8 +10,13 @@
 //   check() → {updated, version, staged, refused, worker, error} runs
 //             the gate;
 //   workerRefused() → whether the service worker controlling the page
-//             is not one of a verified release (the messenger is then
-//             not unlocked: the page is a calculator only).
+//             is not one of a verified release, or the running release
+//             is not in the unlocked device's network's log (the
+//             messenger is then not unlocked: the page is a calculator
+//             only).
+// For app.js: workerVerified() resolves, after this load's first check,
+// to whether a PIN may reach the messenger; noReleaseGate(m) when no
+// service worker runs.
 // Events on window: "anom:release" (detail: info()) after each check,
 // "anom:release-refused" (detail: {version, error}, or for a service
 // worker {worker, controlling, error}) when a release or a worker is
@@ -25,7 +30,14 @@
 // SHA-256 is the one a release manifest verified in the log lists for
 // /sw.js. A worker that controls the page without being so verified
 // (it took over by itself, or when all the app's tabs were closed) is
-// reported and the page stays a calculator.
+// reported and unregistered, and the page stays a calculator: the first
+// check runs on every load before any PIN reaches the messenger.
+//
+// Release proofs are asked from the tree head the device saw last (the
+// unlocked device's, else the one pinned with the root) and must be
+// consistent with it; the messenger is told the running release
+// (anom.setAppRelease) for its check at activation, in the log of the
+// invite's network.
 
 let messenger = Promise.resolve(null);
 
@@ -67,10 +79,12 @@ function infoOf(state) {
 let lastState = null;
 
 // verify checks a release with the messenger: against the unlocked
-// device's network when there is one (it then outranks any pin), else
-// against root (the pinned one, or on first use the one the proof
-// names).
-async function verify(m, texts, root) {
+// device's network and the tree head the device saw last when there is
+// one (it then outranks any pin), else against root (the pinned one, or
+// on first use the one the proof names) and head, the tree head pinned
+// with it (none on first use): the proof's head must be consistent with
+// it.
+async function verify(m, texts, root, head) {
   try {
     return await m.verifyRelease(texts.manifest, texts.proof);
   } catch (err) {
@@ -78,10 +92,38 @@ async function verify(m, texts, root) {
       throw err;
     }
   }
-  return m.verifyRelease(texts.manifest, texts.proof, root);
+  return m.verifyRelease(texts.manifest, texts.proof, root, head || '');
+}
+
+// deviceHeadSize is the size of the tree head the unlocked device saw
+// last (0: none, or no device unlocked): the proofs are asked from it.
+async function deviceHeadSize(m) {
+  if (!m || typeof m.logHead !== 'function') {
+    return 0;
+  }
+  try {
+    const h = await m.logHead();
+    return h && Number.isSafeInteger(h.size) ? h.size : 0;
+  } catch {
+    return 0;
+  }
+}
+
+// tellRelease tells the messenger the release the page runs and the tree
+// head pinned, for its check at activation: the release must be in the
+// log of the invite's network.
+function tellRelease(m, state) {
+  if (!m || typeof m.setAppRelease !== 'function' || !state || !state.running) {
+    return;
+  }
+  const head = state.pinnedHead && typeof state.pinnedHead.head === 'string' ? state.pinnedHead.head : '';
+  m.setAppRelease(state.running.manifest || '', state.running.proof || '', head).catch(() => {});
 }
 
 let refusedController = false;
+// refusedRunning: the running release is not in the unlocked device's
+// network's log.
+let refusedRunning = false;
 
 function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
@@ -148,7 +190,7 @@ async function checkWorker(verified) {
   if (!reg) {
     return { hash: '', activated: false, refused: false, controlling: false, error: 'no service worker registered' };
   }
-  const out = { hash: '', activated: false, refused: false, controlling: false, error: '' };
+  const out = { hash: '', activated: false, refused: false, controlling: false, unregistered: false, error: '' };
   try {
     await reg.update();
   } catch (err) {
@@ -192,8 +234,23 @@ async function checkWorker(verified) {
   }
   out.refused = true;
   out.error = `service worker sw.js (SHA-256 ${out.hash}) is in no release verified in the transparency log`;
-  await call({ type: 'refuse-worker', hash: out.hash, error: out.error });
+  if (out.controlling) {
+    // It took over without the page (by itself, or the browser once all
+    // the app's tabs were closed): it goes. The registration is dropped
+    // (the caches stay: the pinned root and head, the running release),
+    // so the next load registers the worker again from the server and
+    // checks it anew.
+    try {
+      await reg.unregister();
+      out.unregistered = true;
+    } catch (err) {
+      out.error += `; unregistering it: ${err && err.message ? err.message : err}`;
+    }
+  }
   window.dispatchEvent(new CustomEvent('anom:release-refused', { detail: { worker: out.hash, controlling: out.controlling, error: out.error } }));
+  if (!out.controlling) {
+    await call({ type: 'refuse-worker', hash: out.hash, error: out.error });
+  }
   return out;
 }
 
@@ -203,14 +260,34 @@ async function checkWorker(verified) {
 async function gate() {
   const m = await messenger;
   const canVerify = m && typeof m.verifyRelease === 'function';
-  let { state, error } = await call({ type: 'check-update' });
+  const deviceSize = await deviceHeadSize(m);
+  let { state, error } = await call({ type: 'check-update', from: deviceSize });
   const out = { updated: false, version: state.version, staged: '', refused: null, worker: null, error };
-  if (canVerify && state.running && state.running.proof && !infoOf(state).verified) {
+  const pinnedHead = () => (state.pinnedHead && state.pinnedHead.head) || '';
+  // The running release is verified under the pinned root (on first
+  // use, the root its proof names), and on each check again with the
+  // proof the server gives now, from the head seen: so the device follows
+  // the log (the head pinned grows) and a fork shows. Once a device is
+  // unlocked it is verified under the device's own network and log head:
+  // a release not in them (a server that swapped the root key in what it
+  // served) makes the page a calculator only, as a refused worker does.
+  if (canVerify && state.running && state.running.proof) {
     try {
-      const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof));
+      const about = await verify(m, state.running, state.pinnedRoot || proofRoot(state.running.proof), pinnedHead());
       ({ state } = await call({ type: 'activate-release', version: state.version, about }));
     } catch (err) {
-      out.error = out.error || `the running release: ${err.message || err}`;
+      const msg = err && err.message ? err.message : String(err);
+      out.error = out.error || `the running release: ${msg}`;
+      if (err && (err.code === 'release-refused' || err.code === 'wrong-network')) {
+        // Under an unlocked device's own network and log head, the page
+        // stops handing it the PIN.
+        const byDevice = deviceSize > 0;
+        refusedRunning = refusedRunning || byDevice;
+        out.refused = { version: state.version, running: true, error: msg };
+        window.dispatchEvent(new CustomEvent('anom:release-refused', {
+          detail: { version: state.version, running: true, controlling: byDevice, error: msg },
+        }));
+      }
     }
   }
   const staged = state.staged;
@@ -221,7 +298,7 @@ async function gate() {
       out.error = out.error || 'a new release waits: no messenger to verify it';
     } else {
       try {
-        const about = await verify(m, staged, state.pinnedRoot);
+        const about = await verify(m, staged, state.pinnedRoot, pinnedHead());
         const res = await call({ type: 'activate-release', version: staged.version, about });
         state = res.state;
         out.updated = !res.error;
@@ -259,6 +336,7 @@ async function gate() {
   }
   out.version = state.version;
   lastState = state;
+  tellRelease(m, state);
   window.dispatchEvent(new CustomEvent('anom:release', { detail: infoOf(state) }));
   return out;
 }
@@ -279,7 +357,46 @@ function check() {
 // workerRefused tells whether the worker controlling the page is in no
 // verified release.
 export function workerRefused() {
-  return refusedController;
+  return refusedController || refusedRunning;
+}
+
+// The verdict of this load's first check of the controlling worker: the
+// page hands no PIN to the messenger before it (workerVerified).
+let settleVerdict = () => {};
+const firstVerdict = new Promise((resolve) => {
+  settleVerdict = resolve;
+});
+
+// workerVerified resolves, once this load's first check ran, to whether
+// the page may hand a PIN to the messenger m: false when the worker
+// controlling the page (or the running release) is in no release
+// verified in the log. A worker that could not be checked (offline, no
+// manifest verified yet) does not stop it (web/README.md, Limits); nor
+// does a messenger that cannot verify a release (a calculator-only
+// build), for which there is nothing to wait for.
+export function workerVerified(m) {
+  if (!m || typeof m.verifyRelease !== 'function') {
+    return Promise.resolve(!workerRefused());
+  }
+  return firstVerdict.then(() => !workerRefused());
+}
+
+// noReleaseGate settles the verdict when the gate cannot run (no service
+// worker in this browser, or its registration failed), and tells the
+// messenger the release the server serves now, for its check at
+// activation (the strongest there is without a worker).
+export async function noReleaseGate(m) {
+  settleVerdict();
+  const mm = await m;
+  if (!mm || typeof mm.setAppRelease !== 'function') {
+    return;
+  }
+  try {
+    const [r, p] = await Promise.all([fetch('release.json', { cache: 'no-store' }), fetch('release-proof.json', { cache: 'no-store' })]);
+    await mm.setAppRelease(r.ok ? await r.text() : '', p.ok ? await p.text() : '', '');
+  } catch {
+    // Nothing told: activation waits, then refuses.
+  }
 }
 
 async function info() {
@@ -309,5 +426,7 @@ export async function startReleaseGate(m) {
       check();
     }
   });
-  return check();
+  const first = check();
+  first.finally(settleVerdict);
+  return first;
 }

@@ -59,9 +59,15 @@ function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// pinnedHead is the tree head of the network's log the page verified
+// last under the pinned root: {head (base64), size}, or null.
+const pinnedHead = () => metaJSON('pinned-head');
+
 // fetchRelease returns release.json's text and parsed value, and
-// release-proof.json's text ('' when the server serves none).
-async function fetchRelease() {
+// release-proof.json's text ('' when the server serves none), asked with
+// the consistency proof from the tree of size from (the head the device
+// saw last; 0: none).
+async function fetchRelease(from) {
   const res = await fetch(new URL('release.json', scopeURL), { cache: 'no-store' });
   if (!res.ok) {
     throw new Error(`release.json: ${res.status}`);
@@ -72,7 +78,11 @@ async function fetchRelease() {
     throw new Error('release.json: not a release manifest');
   }
   let proof = '';
-  const pr = await fetch(new URL('release-proof.json', scopeURL), { cache: 'no-store' });
+  const pu = new URL('release-proof.json', scopeURL);
+  if (from > 0) {
+    pu.searchParams.set('from', String(from));
+  }
+  const pr = await fetch(pu, { cache: 'no-store' });
   if (pr.ok) {
     proof = await pr.text();
   }
@@ -134,7 +144,8 @@ async function install() {
   if (await currentVersion()) {
     return false;
   }
-  const r = await fetchRelease();
+  const head = await pinnedHead();
+  const r = await fetchRelease(head ? head.size : 0);
   await cacheRelease(r);
   await metaPut('current-release', r.rel.version);
   await dropOtherReleases(r.rel.version);
@@ -151,6 +162,7 @@ async function state() {
     version,
     about: await metaJSON('about'),
     pinnedRoot: (await metaGet('pinned-root')) || '',
+    pinnedHead: await pinnedHead(),
     running: version ? await releaseTexts(version) : null,
     staged: staged ? await releaseTexts(staged) : null,
     refused: await metaJSON('refused'),
@@ -158,17 +170,25 @@ async function state() {
 }
 
 // checkUpdate stages the server's release when it is not the running one
-// (downloaded and checked file by file; not yet served).
-async function checkUpdate() {
-  const r = await fetchRelease();
+// (downloaded and checked file by file; not yet served). The proof is
+// asked from the tree head of size from (the page's: the unlocked
+// device's), else from the pinned head's.
+async function checkUpdate(from) {
+  const head = await pinnedHead();
+  const r = await fetchRelease(from > 0 ? from : (head ? head.size : 0));
   const running = await currentVersion();
   const staged = await metaGet('staged-release');
   if (r.rel.version === running) {
     // The server serves the running release again: a release staged
-    // before is no longer offered.
+    // before is no longer offered. Its proof, from the head seen now, is
+    // kept with it.
     if (staged) {
       await caches.delete('app-' + staged);
       await metaDelete('staged-release');
+    }
+    if (r.proof) {
+      const cache = await caches.open('app-' + running);
+      await cache.put(key('proof'), new Response(r.proof));
     }
     return;
   }
@@ -194,7 +214,8 @@ async function activateRelease(version, about) {
     throw new Error('activate-release: the verification is not of this release');
   }
   const running = await currentVersion();
-  if (version !== running) {
+  const taken = version !== running;
+  if (taken) {
     if (await metaGet('staged-release') !== version) {
       throw new Error(`activate-release: ${version} is not staged`);
     }
@@ -204,13 +225,27 @@ async function activateRelease(version, about) {
   }
   await metaPut('about', JSON.stringify({
     version, logIndex: about.logIndex, loggedAt: about.loggedAt, treeSize: about.treeSize, root: about.root,
+    rootFrom: about.rootFrom === 'device' ? 'device' : 'pinned',
   }));
   // The root is pinned on first use; the unlocked device's network
-  // (rootFrom "device") outranks it.
-  if (about.root && (about.rootFrom === 'device' || !await metaGet('pinned-root'))) {
+  // (rootFrom "device") outranks it. The tree head proven in is pinned
+  // with it when it is the larger (the page verified it consistent with
+  // the one pinned, or the device's); a new root takes its head.
+  const pinned = await metaGet('pinned-root');
+  const newRoot = about.root && (about.rootFrom === 'device' || !pinned) && about.root !== pinned;
+  if (newRoot) {
     await metaPut('pinned-root', about.root);
   }
-  await metaDelete('refused');
+  const head = await pinnedHead();
+  if (typeof about.treeHead === 'string' && about.treeHead && Number.isSafeInteger(about.treeSize) &&
+      (newRoot || about.root === (await metaGet('pinned-root'))) && (newRoot || !head || about.treeSize >= head.size)) {
+    await metaPut('pinned-head', JSON.stringify({ head: about.treeHead, size: about.treeSize }));
+  }
+  // A refusal recorded stays until a release is taken (the running one
+  // is verified again on every check).
+  if (taken || !running) {
+    await metaDelete('refused');
+  }
 }
 
 // refuseWorker records that the page refused a service worker: its
@@ -250,7 +285,8 @@ self.addEventListener('activate', (event) => {
 // Messages from the page, each answered on its MessagePort with
 // {state, error}:
 //   {type: "state"}                            the state alone;
-//   {type: "check-update"}                     stage the server's release if new;
+//   {type: "check-update", from}               stage the server's release if new
+//                                              (its proof from the tree of size from);
 //   {type: "activate-release", version, about} run the staged release (verified);
 //   {type: "refuse-release", version, error}   drop it, recording the refusal;
 //   {type: "refuse-worker", hash, error}       record a refused new worker;
@@ -271,7 +307,7 @@ self.addEventListener('message', (event) => {
       work = async () => {};
       break;
     case 'check-update':
-      work = checkUpdate;
+      work = () => checkUpdate(Number.isSafeInteger(msg.from) ? msg.from : 0);
       break;
     case 'activate-release':
       work = () => activateRelease(msg.version, msg.about);

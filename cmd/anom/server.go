@@ -141,7 +141,9 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	app.SetProofSource(func(ctx context.Context) ([]byte, error) { return srv.WebReleaseProof(ctx, app.Digest()) })
+	app.SetProofSource(func(ctx context.Context, from uint64) ([]byte, error) {
+		return srv.WebReleaseProof(ctx, app.Digest(), from)
+	})
 	ml, err := listenMetrics(*metricsListen, isFlagSet(fs, "metrics-listen"))
 	if err != nil {
 		return err

@@ -35,6 +35,9 @@ type app struct {
 	events *eventQueue
 	// contactsMu serialises checkContacts, so that a change is told once.
 	contactsMu sync.Mutex
+	// release is the app release the page runs, checked in the invite's
+	// network before activation.
+	release *appRelease
 }
 
 // session is one unlocked device. Its events reach the page only while it
@@ -47,7 +50,7 @@ type session struct {
 }
 
 func newApp(st *idbstorage.Storage) *app {
-	return &app{st: st, events: newEventQueue()}
+	return &app{st: st, events: newEventQueue(), release: newAppRelease()}
 }
 
 // config is the client configuration of a session.
@@ -97,6 +100,8 @@ func (a *app) object() js.Value {
 		"approveDevice":   a.approveDevice,
 		"deleteMessage":   a.deleteMessage,
 		"verifyRelease":   a.verifyRelease,
+		"logHead":         a.logHead,
+		"setAppRelease":   a.setAppRelease,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {
@@ -272,6 +277,9 @@ func (a *app) activate(args []js.Value) (any, error) {
 	}
 	if _, err := s.c.Identity(); err == nil {
 		return nil, coded(codeActivated, "the device is already activated")
+	}
+	if err := a.release.checkInvite(n.Root, inviteReleaseWait); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()

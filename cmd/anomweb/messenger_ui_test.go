@@ -103,11 +103,19 @@ type uiNet struct {
 
 func newUINet(t testing.TB) *uiNet {
 	t.Helper()
+	app := uiApp(t)
 	n := newWebNet(t, func(c *server.Config, root *identity.RootKey) {
 		c.EscrowPolicy = escrowtest.SignedPolicy(t, root.Signer(), 1)
 		c.AlertDir = filepath.Join(t.TempDir(), "alerts")
+		// The server logs the app's release and proves it, as anom
+		// server does: the page checks it in the invite's network before
+		// activating.
+		c.WebRelease = &identity.WebRelease{Digest: app.Digest()}
 	})
-	u := &uiNet{webNet: n, app: uiApp(t)}
+	app.SetProofSource(func(ctx context.Context, from uint64) ([]byte, error) {
+		return n.srv.WebReleaseProof(ctx, app.Digest(), from)
+	})
+	u := &uiNet{webNet: n, app: app}
 	u.o = n.serveHandler(t, u.app, "127.0.0.1:0")
 	appNet := n.net
 	appNet.Address = u.o.addr

@@ -48,6 +48,9 @@ func (a *app) pair(args []js.Value) (any, error) {
 	if _, err := c.Identity(); err == nil {
 		return nil, coded(codeActivated, "the device is already activated")
 	}
+	if err := a.release.checkInvite(n.Root, inviteReleaseWait); err != nil {
+		return nil, err
+	}
 	ctx, cancel := opContext()
 	defer cancel()
 	p, err := c.PublishPairing(ctx, n, user)

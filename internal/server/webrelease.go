@@ -84,9 +84,10 @@ func (s *Server) LogWebRelease(ctx context.Context, r identity.WebRelease) (uint
 
 // WebReleaseProof makes release-proof.json for the logged release of
 // digest: its log entry and inclusion proof in the tree of a tree head
-// signed now (webrelease.Proof). A release not logged is
-// ErrWebReleaseNotLogged.
-func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte) ([]byte, error) {
+// signed now (webrelease.Proof), and the consistency proof from the tree
+// of size from (the head the device saw last; 0: none) to it. A release
+// not logged is ErrWebReleaseNotLogged.
+func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte, from uint64) ([]byte, error) {
 	idx, err := s.webReleaseIndex(ctx, digest)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], ErrWebReleaseNotLogged)
@@ -97,5 +98,5 @@ func (s *Server) WebReleaseProof(ctx context.Context, digest [sha256.Size]byte) 
 	if err := s.syncTransparencyLog(ctx, idx); err != nil {
 		return nil, fmt.Errorf("proving web release %x: %w", digest[:8], err)
 	}
-	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(digest[:]), idx, ed25519.PublicKey(s.rootPub))
+	return webrelease.NewProof(ctx, s.tlog, hex.EncodeToString(digest[:]), idx, ed25519.PublicKey(s.rootPub), from)
 }

@@ -30,7 +30,7 @@ func TestWebReleaseLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	mb, _ := json.Marshal(m)
-	proof, err := n.srv.WebReleaseProof(ctx, d)
+	proof, err := n.srv.WebReleaseProof(ctx, d, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,22 +55,31 @@ func TestWebReleaseLogged(t *testing.T) {
 	if i2 < size || n.srv.tlog.Size() != i2+1 {
 		t.Errorf("a new release: index %d, log size %d (was %d)", i2, n.srv.tlog.Size(), size)
 	}
-	proof2, err := n.srv.WebReleaseProof(ctx, d2)
+	// Asked from the head the device saw with the first release: the
+	// proof carries the consistency proof from it.
+	proof2, err := n.srv.WebReleaseProof(ctx, d2, v.Head.Size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m2b, _ := json.Marshal(m2)
-	if _, err := webrelease.Verify(ed25519.PublicKey(n.root.Public()), m2b, proof2); err != nil {
-		t.Errorf("the new release: %v", err)
+	if _, err := webrelease.VerifySeen(ed25519.PublicKey(n.root.Public()), m2b, proof2, v.Head); err != nil {
+		t.Errorf("the new release, from the head seen before: %v", err)
+	}
+	bare, err := n.srv.WebReleaseProof(ctx, d2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := webrelease.VerifySeen(ed25519.PublicKey(n.root.Public()), m2b, bare, v.Head); !errors.Is(err, webrelease.ErrInconsistent) {
+		t.Errorf("the new release without a consistency proof, from the head seen before: %v, want ErrInconsistent", err)
 	}
 	if _, err := webrelease.Verify(ed25519.PublicKey(n.root.Public()), mb, proof2); !errors.Is(err, webrelease.ErrNotLogged) {
 		t.Errorf("the old manifest with the new release's proof: %v, want ErrNotLogged", err)
 	}
 	// Both stay provable; a release never logged is not.
-	if _, err := n.srv.WebReleaseProof(ctx, d); err != nil {
+	if _, err := n.srv.WebReleaseProof(ctx, d, 0); err != nil {
 		t.Errorf("the first release after the second: %v", err)
 	}
-	if _, err := n.srv.WebReleaseProof(ctx, [32]byte{1}); !errors.Is(err, ErrWebReleaseNotLogged) {
+	if _, err := n.srv.WebReleaseProof(ctx, [32]byte{1}, 0); !errors.Is(err, ErrWebReleaseNotLogged) {
 		t.Errorf("an unlogged release: %v, want ErrWebReleaseNotLogged", err)
 	}
 }

@@ -111,8 +111,10 @@ type Handler struct {
 type Release = webrelease.Manifest
 
 // ProofSource makes release-proof.json for the release served (the
-// server: webrelease.NewProof over its log).
-type ProofSource func(ctx context.Context) ([]byte, error)
+// server: webrelease.NewProof over its log), with the consistency proof
+// from the tree of size from, the tree head the device saw last (0:
+// none; the query parameter from of ProofPath).
+type ProofSource func(ctx context.Context, from uint64) ([]byte, error)
 
 // New reads the app from fsys (rooted at the app's directory, as
 // web.Files). NAME.gz and NAME.br are NAME compressed with gzip and
@@ -435,7 +437,16 @@ func (h *Handler) serveProof(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	b, err := src(r.Context())
+	var from uint64
+	if q := r.URL.Query().Get("from"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			http.Error(w, "from: not a tree size", http.StatusBadRequest)
+			return
+		}
+		from = n
+	}
+	b, err := src(r.Context(), from)
 	if err != nil {
 		http.Error(w, "the release's proof is unavailable", http.StatusServiceUnavailable)
 		return

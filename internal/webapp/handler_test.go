@@ -434,7 +434,9 @@ func TestReleaseProof(t *testing.T) {
 		t.Errorf("no proof source: %d", rec.Code)
 	}
 	calls := 0
-	h.SetProofSource(func(ctx context.Context) ([]byte, error) {
+	var froms []uint64
+	h.SetProofSource(func(ctx context.Context, from uint64) ([]byte, error) {
+		froms = append(froms, from)
 		calls++
 		if calls == 2 {
 			return nil, errors.New("log unavailable")
@@ -448,6 +450,15 @@ func TestReleaseProof(t *testing.T) {
 	}
 	if rec := do(h, http.MethodGet, ProofPath); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("a failing source: %d", rec.Code)
+	}
+	if rec := do(h, http.MethodGet, ProofPath+"?from=17"); rec.Code != http.StatusOK {
+		t.Errorf("from a tree size: %d", rec.Code)
+	}
+	if rec := do(h, http.MethodGet, ProofPath+"?from=x"); rec.Code != http.StatusBadRequest {
+		t.Errorf("from not a size: %d", rec.Code)
+	}
+	if len(froms) != 3 || froms[0] != 0 || froms[2] != 17 {
+		t.Errorf("the source was asked from %v, want [0 0 17]", froms)
 	}
 	d := h.Digest()
 	if hex.EncodeToString(d[:]) != h.Version() {

@@ -71,11 +71,12 @@ type appServer struct {
 	mu       sync.Mutex
 	app      *webapp.Handler
 	srv      *server.Server
-	proveAs  *[32]byte         // the release whose proof is served; nil: the app's
-	proof    []byte            // served as the proof instead, when set
-	tamper   map[string][]byte // served instead of the app's file at a path
-	requests []string          // paths the web app was asked for
-	full     map[string]int    // responses with a body (200), by path
+	proveAs  *[32]byte                // the release whose proof is served; nil: the app's
+	proof    []byte                   // served as the proof instead, when set
+	proofFn  func(from uint64) []byte // makes the proof instead, when set
+	tamper   map[string][]byte        // served instead of the app's file at a path
+	requests []string                 // paths the web app was asked for
+	full     map[string]int           // responses with a body (200), by path
 }
 
 // statusWriter notes a response's status.
@@ -130,9 +131,9 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	app.SetProofSource(func(ctx context.Context) ([]byte, error) {
+	app.SetProofSource(func(ctx context.Context, from uint64) ([]byte, error) {
 		s.mu.Lock()
-		srv, d, fixed := s.srv, app.Digest(), s.proof
+		srv, d, fixed, fn := s.srv, app.Digest(), s.proof, s.proofFn
 		if s.proveAs != nil {
 			d = *s.proveAs
 		}
@@ -140,10 +141,13 @@ func (s *appServer) setApp(tb testing.TB, fsys fs.FS) *webapp.Handler {
 		if fixed != nil {
 			return fixed, nil
 		}
+		if fn != nil {
+			return fn(from), nil
+		}
 		if srv == nil {
 			return nil, errors.New("no server yet")
 		}
-		return srv.WebReleaseProof(ctx, d)
+		return srv.WebReleaseProof(ctx, d, from)
 	})
 	s.mu.Lock()
 	s.app = app
@@ -180,6 +184,14 @@ func (s *appServer) setProof(proof []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.proof = proof
+}
+
+// setProofFunc makes the server serve fn(from) as release-proof.json
+// (nil: its own proof again), as a server keeping a log of its own.
+func (s *appServer) setProofFunc(fn func(from uint64) []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proofFn = fn
 }
 
 // handler returns the app being served.

@@ -8,6 +8,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -244,5 +245,93 @@ func TestAttackHostileWorkerRefused(t *testing.T) {
 	}
 	if len(r.Calls) != 0 || r.Unlocked != 0 {
 		t.Errorf("under a refused worker the PIN reached the messenger: calls %q, %d unlock events", r.Calls, r.Unlocked)
+	}
+}
+
+// TestAttackWorkerActivatedWhileClosed: a changed sw.js in no logged
+// release waits, refused, while the app is open; once no tab uses the
+// old worker (here the one tab leaves the app), the browser activates it
+// without asking the page. On the next load the page checks the worker
+// controlling it before any PIN reaches the messenger: it is in no
+// verified release, so it is reported and unregistered, and a PIN typed
+// at once stays a calculation.
+func TestAttackWorkerActivatedWhileClosed(t *testing.T) {
+	base := fakeWasmApp(t)
+	appA := withWorker(base, "A", false)
+	s := startServer(t, appA)
+	ctx := newProfile(t)
+	openApp(t, ctx, s.url)
+	waitServiceWorker(t, ctx)
+	waitMessenger(t, ctx)
+	if o := checkUpdate(t, ctx); o.Error != "" || o.Worker == nil || o.Worker.Refused {
+		t.Fatalf("release A alone: outcome %+v", o)
+	}
+	swB := withWorker(base, "B", false)["sw.js"].Data
+	s.setTamper("/sw.js", swB)
+	if o := checkUpdate(t, ctx); o.Worker == nil || !o.Worker.Refused || o.Worker.Controlling {
+		t.Fatalf("the unlogged sw.js: outcome %+v, worker %+v; want it refused, waiting", o, o.Worker)
+	}
+	if w := whichWorker(t, ctx); w != "A" {
+		t.Fatalf("the worker controlling the page answers %q, want A", w)
+	}
+
+	// Every tab of the app closed (the one tab leaves it): the browser
+	// activates the waiting worker. Then the app is opened again, the
+	// PIN typed as soon as the calculator answers.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.unlockedEvents = 0; window.addEventListener('anom:unlocked', () => { window.unlockedEvents++; }); ` + listenRefusalsJS,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for i := 0; i < 10 && got != "B"; i++ {
+		if err := chromedp.Do(timeout(t, ctx, 20*time.Second), chromedp.Navigate("about:blank")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(500*(i+1)) * time.Millisecond)
+		if err := chromedp.Do(timeout(t, ctx, 20*time.Second), chromedp.Navigate(s.url)); err != nil {
+			t.Fatal(err)
+		}
+		waitUsable(t, ctx)
+		got = whichWorker(t, ctx)
+	}
+	if got != "B" {
+		t.Fatalf("the browser did not activate the waiting worker with the app closed: %q controls the page", got)
+	}
+	press(t, ctx, "1357924680==")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		refused, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`typeof anomRelease === 'object' && anomRelease.workerRefused()`))
+		if err == nil && refused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page did not refuse the worker activated while it was closed (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	type result struct {
+		Calls      []string
+		Unlocked   int
+		Registered bool
+	}
+	r, err := chromedp.Run(timeout(t, ctx, 10*time.Second), chromedp.Evaluate[result](`navigator.serviceWorker.getRegistration().then((reg) =>
+  ({calls: [...(globalThis.fakeUnlockCalls || [])], unlocked: unlockedEvents, registered: !!reg}))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Calls) != 0 || r.Unlocked != 0 {
+		t.Errorf("under the worker activated while the app was closed, the PIN reached the messenger: calls %q, %d unlock events", r.Calls, r.Unlocked)
+	}
+	if r.Registered {
+		t.Error("the refused worker is still registered")
+	}
+	found := false
+	for _, f := range refusals(t, ctx) {
+		found = found || (f.Controlling && f.Worker == sum(swB))
+	}
+	if !found {
+		t.Errorf("anom:release-refused events %+v: none for the controlling worker", refusals(t, ctx))
 	}
 }

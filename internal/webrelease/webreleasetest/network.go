@@ -19,6 +19,9 @@ import (
 type Network struct {
 	Root *identity.RootKey
 	Log  *translog.Log
+
+	dir      *identity.DirectoryKey // signs the log's heads
+	dirIndex uint64                 // the entry of its certificate
 }
 
 // New makes a network: a fresh root, and a log holding the certificate of
@@ -50,7 +53,37 @@ func New(tb testing.TB) *Network {
 	if err := l.SetSigner(ctx, dk.Signer(), di); err != nil {
 		tb.Fatal(err)
 	}
-	return &Network{Root: root, Log: l}
+	return &Network{Root: root, Log: l, dir: dk, dirIndex: di}
+}
+
+// Fork returns a fork of n's log: a log holding the same entries so far,
+// under the same root and signed by the same directory key, that grows
+// apart from n's from now on, as a server showing some devices a log of
+// its own would keep.
+func (n *Network) Fork(tb testing.TB) *Network {
+	tb.Helper()
+	ctx := context.Background()
+	raw, err := n.Log.Entries(ctx, 0, n.Log.Size())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	es := make([]translog.Entry, len(raw))
+	for i, b := range raw {
+		if es[i], err = translog.DecodeEntry(b); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	l, err := translog.Open(ctx, translog.Config{Storage: &translog.MemoryStorage{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := l.AppendBatch(ctx, es); err != nil {
+		tb.Fatal(err)
+	}
+	if err := l.SetSigner(ctx, n.dir.Signer(), n.dirIndex); err != nil {
+		tb.Fatal(err)
+	}
+	return &Network{Root: n.Root, Log: l, dir: n.dir, dirIndex: n.dirIndex}
 }
 
 // RootPublic is the root's public key.
@@ -73,7 +106,14 @@ func (n *Network) Append(tb testing.TB, m webrelease.Manifest) uint64 {
 // Proof is release-proof.json for the entry at index, naming version.
 func (n *Network) Proof(tb testing.TB, version string, index uint64) []byte {
 	tb.Helper()
-	b, err := webrelease.NewProof(context.Background(), n.Log, version, index, n.RootPublic())
+	return n.ProofFrom(tb, version, index, 0)
+}
+
+// ProofFrom is Proof with the consistency proof from the tree head of
+// size from.
+func (n *Network) ProofFrom(tb testing.TB, version string, index, from uint64) []byte {
+	tb.Helper()
+	b, err := webrelease.NewProof(context.Background(), n.Log, version, index, n.RootPublic(), from)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -4,18 +4,22 @@
 // browser tests: it defines the global anom with unlock(pin), which
 // records each PIN in globalThis.fakeUnlockCalls and answers as the real
 // one does (web/API.md): {result: "ok"} for 1357924680, else
-// {result: "wrong"}; and verifyRelease(manifest, proof, root), which
-// checks a release with webrelease.Verify, the check the real one's
-// client.VerifyAppRelease makes, answering as the real one does with no
-// device unlocked (a refusal rejects with code "release-refused").
+// {result: "wrong"}; verifyRelease(manifest, proof, root, head?), which
+// checks a release with webrelease.VerifySeen, the check the real one's
+// client.VerifyAppReleaseSeen makes, answering as the real one does with
+// no device unlocked (a refusal rejects with code "release-refused");
+// logHead() (no device: size 0) and setAppRelease (noted in
+// globalThis.fakeAppRelease).
 package main
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"syscall/js"
 
+	"anom/internal/translog"
 	"anom/internal/webrelease"
 )
 
@@ -48,18 +52,44 @@ func main() {
 		if err != nil || len(root) != ed25519.PublicKeySize {
 			return reject("bad-argument", "root: none given and no device unlocked")
 		}
-		v, err := webrelease.Verify(root, []byte(args[0].String()), []byte(args[1].String()))
+		var seen translog.SignedTreeHead
+		if len(args) > 3 && args[3].Type() == js.TypeString && args[3].String() != "" {
+			b, err := base64.StdEncoding.DecodeString(args[3].String())
+			if err != nil {
+				return reject("bad-argument", "head: want base64")
+			}
+			if err := seen.UnmarshalBinary(b); err != nil {
+				return reject("release-refused", "the tree head the device saw: "+err.Error())
+			}
+		}
+		v, err := webrelease.VerifySeen(root, []byte(args[0].String()), []byte(args[1].String()), seen)
 		if errors.Is(err, webrelease.ErrRefused) {
 			return reject("release-refused", err.Error())
 		}
 		if err != nil {
 			return reject("error", err.Error())
 		}
+		head, err := v.Head.MarshalBinary()
+		if err != nil {
+			return reject("error", err.Error())
+		}
 		return js.Global().Get("Promise").Call("resolve", js.ValueOf(map[string]any{
 			"ok": true, "version": v.Version, "logIndex": v.LogIndex, "loggedAt": v.LoggedAt, "treeSize": v.TreeSize,
-			"root": args[2].String(), "rootFrom": "pinned",
+			"treeHead": base64.StdEncoding.EncodeToString(head), "root": args[2].String(), "rootFrom": "pinned",
 		}))
 	})
-	js.Global().Set("anom", js.ValueOf(map[string]any{"unlock": unlock, "verifyRelease": verifyRelease}))
+	logHead := js.FuncOf(func(js.Value, []js.Value) any {
+		return js.Global().Get("Promise").Call("resolve", js.ValueOf(map[string]any{"size": 0}))
+	})
+	setAppRelease := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		told := js.Global().Get("Array").New()
+		for _, a := range args {
+			told.Call("push", a)
+		}
+		js.Global().Set("fakeAppRelease", told)
+		return js.Global().Get("Promise").Call("resolve", true)
+	})
+	js.Global().Set("anom", js.ValueOf(map[string]any{"unlock": unlock, "verifyRelease": verifyRelease,
+		"logHead": logHead, "setAppRelease": setAppRelease}))
 	select {}
 }
