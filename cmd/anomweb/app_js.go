@@ -95,6 +95,10 @@ func (a *app) object() js.Value {
 		"approveDevice":   a.approveDevice,
 		"deleteMessage":   a.deleteMessage,
 		"verifyRelease":   a.verifyRelease,
+		"qrEncode":        a.qrEncode,
+		"qrDecode":        a.qrDecode,
+		"verifyScanned":   a.verifyScanned,
+		"invite":          a.invite,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {
