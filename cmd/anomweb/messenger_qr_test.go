@@ -336,6 +336,8 @@ func TestAttackMessengerUISafetyQRSwapped(t *testing.T) {
 	}
 
 	// The real one.
+	eval[any](carol, `document.querySelectorAll('dialog').forEach((d) => d.close()); __t.open('alice')`)
+	uiWait(carol, `__t.q('#chat-title').textContent === 'alice'`, "carol's chat with alice")
 	uiOpenSafety(carol, "alice")
 	cameraShowsCanvas(t, camA, carol, "dialog .safety canvas.qr")
 	uiOpenSafety(alice, "carol")
