@@ -5,6 +5,7 @@
 // the library's errors in words.
 
 import { h, clear } from './dom.js';
+import { qrCanvas, scanQR } from './qr.js';
 
 // errorText turns an anom error (web/API.md's codes) into words.
 export function errorText(e) {
@@ -24,6 +25,8 @@ export function errorText(e) {
     case 'expired': return 'This device has expired.';
     case 'wiped': return 'The device was wiped.';
     case 'no-group': return 'You are not in this chat.';
+    case 'not-safety-code': return 'That QR code is not an anom safety number.';
+    case 'safety-mismatch': return '⚠ THE SAFETY NUMBERS DIFFER: do not trust this device. ' + msg;
     default: return msg;
   }
 }
@@ -49,6 +52,7 @@ export function firstRun(root, anom) {
       h('h1', {}, 'Set up'),
       h('p', { class: 'hint' }, 'The PIN is typed on the calculator followed by = twice. The duress PIN erases this device.'),
       field('fr-invite', 'Invite', { multiline: true }),
+      h('button', { type: 'button', id: 'fr-scan', class: 'scan-btn', 'aria-label': 'Scan the invite’s QR code with the camera' }, 'Scan invite'),
       field('fr-code', 'Activation code'),
       field('fr-username', 'Username', { autocapitalize: 'none' }),
       field('fr-pin', 'PIN (6–15 digits)', pinAttrs),
@@ -64,6 +68,22 @@ export function firstRun(root, anom) {
     form.querySelector('textarea').focus();
 
     form.addEventListener('input', () => { err.textContent = ''; });
+    // Scanning the invite's QR code fills the field (pasting stays).
+    form.querySelector('#fr-scan').addEventListener('click', async () => {
+      err.textContent = '';
+      const text = await scanQR(root, anom, 'Scan the invite', 'Point the camera at the invite’s QR code.');
+      if (text === null) {
+        return;
+      }
+      if (!text.startsWith('anom://')) {
+        err.textContent = 'That QR code is not an anom invite (it does not start with anom://).';
+        return;
+      }
+      const inv = form.querySelector('#fr-invite');
+      inv.value = text;
+      inv.dispatchEvent(new Event('input', { bubbles: true }));
+      status.textContent = 'Invite scanned.';
+    });
     let created = null;
     let paired = null; // the pairing shown: {username, code} // the PINs of the device made, while not activated
     const val = (id) => form.querySelector('#' + id).value.trim();
@@ -123,8 +143,9 @@ export function firstRun(root, anom) {
           paired = { username, code: r.code };
           clear(pairing);
           pairing.append(
-            h('p', {}, 'On your other device: Devices → Add a device, enter this code, and approve only if the fingerprint there is the same:'),
+            h('p', {}, 'On your other device: Devices → Add a device, enter or scan this code, and approve only if the fingerprint there is the same:'),
             h('p', { class: 'code' }, 'Code ', h('strong', { id: 'fr-pair-code' }, r.code)),
+            await qrCanvas(anom, r.code, 'QR code of the pairing code ' + r.code, 'fr-pair-qr'),
             h('p', { class: 'code' }, 'Fingerprint ', h('strong', { id: 'fr-pair-fingerprint' }, r.fingerprint)),
             h('p', {}, 'Once approved there, press Activate.'));
           pairing.hidden = false;

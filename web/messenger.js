@@ -8,6 +8,7 @@
 import { h, clear, clock, duration, size, modal } from './dom.js';
 import { firstRun, errorText } from './firstrun.js';
 import { makeThumbnail, thumbTarget, Recorder } from './media.js';
+import { qrCanvas, scanQR } from './qr.js';
 
 const IDLE_KEY = 'calc.idle'; // minutes; a calculator preference to an onlooker
 const IDLE_CHOICES = [1, 2, 5, 10, 30]; // minutes the user can choose; 2 by default
@@ -835,6 +836,22 @@ class Messenger {
       }
       clear(body);
       body.append(h('p', { class: 'hint' }, 'Compare these digits with ' + username + '’s screen, in person or on a call you trust.'));
+      // QR: scanning the other screen's code checks and marks the device.
+      body.append(h('button', { type: 'button', id: 'safety-scan', onclick: async () => {
+        const text = await scanQR(this.root, this.anom, 'Scan ' + username + '’s code', 'Point the camera at the safety number’s QR code on ' + username + '’s screen.');
+        if (text === null) {
+          return;
+        }
+        try {
+          await this.anom.verifyScanned(username, text);
+          await render();
+          body.prepend(h('p', { class: 'scan-ok', role: 'status' }, '✔ The safety numbers match: ' + username + '’s device is marked verified.'));
+        } catch (e) {
+          const loud = e && e.code === 'safety-mismatch';
+          this.alert(errorText(e), loud);
+          body.prepend(h('p', { class: loud ? 'scan-bad' : 'error', role: 'alert' }, errorText(e)));
+        }
+      } }, 'Scan their code'));
       for (const d of list) {
         const groups = Array.isArray(d.number) ? d.number : String(d.number || '').split(/\s+/).filter(Boolean);
         const lines = [];
@@ -844,6 +861,7 @@ class Messenger {
         body.append(h('section', { class: 'device', 'aria-label': 'Device ' + d.deviceId },
           h('p', { class: 'dev-id' }, 'Device ' + d.deviceId.slice(0, 16) + (d.verified ? ' · ✔ verified' : ' · not verified')),
           h('pre', { class: 'number', 'aria-label': 'Safety number ' + groups.join(' ') }, lines.join('\n')),
+          d.code ? await qrCanvas(this.anom, d.code, 'QR code of the safety number with device ' + d.deviceId.slice(0, 16)) : null,
           d.verified ? null : h('button', { type: 'button', class: 'primary', onclick: async () => {
             try { await this.anom.verify(username, d.deviceId); await render(); } catch (e) { this.alert(errorText(e), false); }
           } }, 'Mark verified')));
@@ -904,7 +922,24 @@ class Messenger {
         status.textContent = errorText(ex);
       }
     });
-    body.append(pair, status);
+    // QR: scanning the new device's pairing code; the invite for its
+    // first run.
+    const scan = h('button', { type: 'button', id: 'pair-scan', onclick: async () => {
+      const text = await scanQR(this.root, this.anom, 'Scan the new device’s code', 'Point the camera at the pairing code’s QR code on the new device.');
+      if (text !== null) {
+        pair.querySelector('input').value = text.trim();
+        pair.requestSubmit();
+      }
+    } }, 'Scan its code');
+    const inviteQR = h('section', { class: 'invite-qr', 'aria-label': 'Invite for a further device' });
+    body.append(pair, scan, status, inviteQR);
+    try {
+      const inv = await this.anom.invite();
+      inviteQR.append(h('p', { class: 'hint' }, 'A further device: on its first run, Scan invite with this code (then pair it here).'),
+        await qrCanvas(this.anom, inv.invite, 'QR code of this network’s invite', 'invite-qr'));
+    } catch (e) {
+      inviteQR.append(h('p', { role: 'alert' }, errorText(e)));
+    }
   }
 
   showSettings() {

@@ -102,6 +102,10 @@ func (a *app) object() js.Value {
 		"verifyRelease":   a.verifyRelease,
 		"logHead":         a.logHead,
 		"setAppRelease":   a.setAppRelease,
+		"qrEncode":        a.qrEncode,
+		"qrDecode":        a.qrDecode,
+		"verifyScanned":   a.verifyScanned,
+		"invite":          a.invite,
 	}
 	o := map[string]any{}
 	for name, fn := range methods {

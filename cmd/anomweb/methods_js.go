@@ -473,6 +473,8 @@ type safetyJSON struct {
 	Number   []string `json:"number"`
 	Verified bool     `json:"verified"`
 	Expires  int64    `json:"expires"`
+	// Code is the text of the number's QR code (client.SafetyCode).
+	Code string `json:"code"`
 }
 
 // safety(username) gives the safety numbers with each of username's
@@ -522,7 +524,8 @@ func (a *app) safety(args []js.Value) (any, error) {
 		}
 		k, ok := verified[d.DeviceID.String()]
 		out = append(out, safetyJSON{DeviceID: d.DeviceID.String(), Number: groups,
-			Verified: ok && string(k) == string(d.Key), Expires: d.NotAfter.UnixMilli()})
+			Verified: ok && string(k) == string(d.Key), Expires: d.NotAfter.UnixMilli(),
+			Code: client.SafetyCode{Shower: id.DeviceID, Other: d.DeviceID, Number: sn}.String()})
 	}
 	return out, nil
 }

@@ -278,6 +278,9 @@ const (
 	codeWrongNetwork  = "wrong-network"
 	codeBadArgument   = "bad-argument"
 	codePairing       = "pairing"
+	codeNoQR          = "no-qr"
+	codeNotSafetyCode = "not-safety-code"
+	codeSafetyDiffers = "safety-mismatch"
 	codeError         = "error"
 )
 

@@ -26,7 +26,7 @@ func (a *app) verifyRelease(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootHex, head := optString(args, 2), optString(args, 3)
+	rootHex, head := optArg(args, 2), optArg(args, 3)
 	var dev *releaseDevice
 	if c, err := a.current(); err == nil {
 		id, err := c.Identity()
@@ -58,11 +58,12 @@ func (a *app) setAppRelease(args []js.Value) (any, error) {
 		a.release.expect()
 		return true, nil
 	}
-	a.release.set(args[0].String(), optString(args, 1), optString(args, 2))
+	a.release.set(args[0].String(), optArg(args, 1), optArg(args, 2))
 	return true, nil
 }
 
-func optString(args []js.Value, i int) string {
+// optArg is args[i] if it is a string, else "".
+func optArg(args []js.Value, i int) string {
 	if len(args) > i && args[i].Type() == js.TypeString {
 		return args[i].String()
 	}
