@@ -1,7 +1,7 @@
 // Package lograte is a slog.Handler that rate-limits repeated log lines:
-// of the lines with the same level and message (digits aside, so that
-// "write 000005.sst" and "write 000006.sst" are alike) from the same
-// logger, the first of each interval is written and the rest are counted;
+// of the lines with the same level, message and attributes (digits aside,
+// so that "write 000005.sst" and "write 000006.sst" are alike) from the
+// same logger, the first of each interval is written and the rest are counted;
 // once the interval is over, one line "N similar lines suppressed" says
 // how many were dropped. A server whose disk is full, say, would
 // otherwise log the same failure thousands of times a second.
@@ -78,7 +78,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 // written in the current interval.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	now := h.st.now()
-	key := h.scope + "\x00" + r.Level.String() + "\x00" + shape(r.Message)
+	key := h.scope + "\x00" + r.Level.String() + "\x00" + lineShape(r)
 	h.st.mu.Lock()
 	due := h.st.sweep(now)
 	e, ok := h.st.seen[key]
@@ -159,6 +159,24 @@ func (h *Handler) Flush(ctx context.Context) error {
 	}
 	h.st.mu.Unlock()
 	return h.st.write(ctx, due)
+}
+
+// lineShape is what makes two lines alike: the message and every
+// attribute's key and value, each with its digits reduced by shape. The
+// attributes count, so that lines with one message but different
+// subjects ("admin request" op=add-distributor and op=import-codes) are
+// each written; only repeats that differ in numbers alone are limited.
+func lineShape(r slog.Record) string {
+	var b strings.Builder
+	b.WriteString(shape(r.Message))
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteByte('\x00')
+		b.WriteString(a.Key)
+		b.WriteByte('=')
+		b.WriteString(shape(a.Value.String()))
+		return true
+	})
+	return b.String()
 }
 
 // shape is msg with each run of digits replaced by one '#'.

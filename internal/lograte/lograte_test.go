@@ -72,3 +72,28 @@ func TestShape(t *testing.T) {
 		t.Errorf("shape: %q", got)
 	}
 }
+
+// TestAttributesTellLinesApart: lines with one message but different
+// attribute values (admin requests of different operations, keys of
+// different roles) are each written; only those that differ in numbers
+// alone are limited. An operator must not lose an audit line because the
+// one before it had the same message.
+func TestAttributesTellLinesApart(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	log := slog.New(newAt(slog.NewTextHandler(&buf, nil), 10*time.Second, func() time.Time { return now }))
+	log.Info("admin request", "op", "add-distributor", "code", "OK")
+	log.Info("admin request", "op", "import-codes", "code", "OK")
+	log.Info("online key certificate appended", "role", "directory", "serial", 1)
+	log.Info("online key certificate appended", "role", "escrow-countersign", "serial", 2)
+	log.Info("online key certificate appended", "role", "escrow-countersign", "serial", 3) // alike
+	out := buf.String()
+	for _, want := range []string{"op=add-distributor", "op=import-codes", "role=directory", "role=escrow-countersign serial=2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("line with %s was suppressed:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "serial=3") {
+		t.Errorf("a line differing only in a number was written:\n%s", out)
+	}
+}
