@@ -244,6 +244,12 @@ func (a *Archive) Open(ctx context.Context, sw *escrow.SignedWarrant, custodians
 			opts.Progress(len(rep.Records), len(rep.Failed), len(cands)+len(retired))
 		}
 	}
+	if fatal == nil && ctx.Err() != nil && len(rep.Records)+len(rep.Failed) < len(cands)+len(retired) {
+		// The chunk reader saw the cancellation before asking for the
+		// next chunk and stopped without an error: the opening was cut
+		// off all the same, and must not be logged as complete.
+		fatal = fmt.Errorf("opening warrant %q: %w", w.ID, ctx.Err())
+	}
 	if fatal != nil {
 		// Cut off midway: what was opened (and written out) before the cut
 		// is logged as opened all the same, with why the rest was not, even
