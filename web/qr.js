@@ -83,12 +83,18 @@ export function scanQR(root, anom, title, hint) {
       resolve(text);
     };
     dlg.addEventListener('close', () => finish(null));
+    // What the scanner did so far, for a support question (and a test's
+    // failure message): frames looked at, frames read, the video's state
+    // and the last reading's error.
+    const seen = { ticks: 0, reads: 0, last: '' };
     const tick = async () => {
       if (done) {
         return;
       }
       const vw = video.videoWidth;
       const vh = video.videoHeight;
+      seen.ticks++;
+      dlg.dataset.scan = `ticks=${seen.ticks} reads=${seen.reads} video=${vw}x${vh} readyState=${video.readyState} paused=${video.paused} last=${seen.last}`;
       if (vw > 0 && vh > 0 && video.readyState >= 2) {
         const k = Math.min(1, FRAME_MAX / Math.max(vw, vh));
         canvas.width = Math.round(vw * k);
@@ -96,10 +102,12 @@ export function scanQR(root, anom, title, hint) {
         ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
         const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
         try {
+          seen.reads++;
           const r = await anom.qrDecode(img.data, img.width, img.height);
           finish(r.text);
           return;
         } catch (e) {
+          seen.last = (e && e.message) || String(e);
           if (e && e.code !== 'no-qr') {
             status.textContent = 'Reading the camera failed: ' + (e.message || e);
           }

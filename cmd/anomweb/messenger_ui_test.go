@@ -134,7 +134,7 @@ func uiWait(p *page, cond, what string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			shown, _ := evalErr[string](p, `document.body.innerText.slice(0, 3000)`)
+			shown, _ := evalErr[string](p, `document.body.innerText.slice(0, 3000) + [...document.querySelectorAll('dialog.scan')].map((d) => '\n[scanner: ' + d.dataset.scan + ']').join('')`)
 			p.t.Fatalf("%s: waited 30 s for %s (%v); the page shows:\n%s", what, cond, err, shown)
 		}
 		time.Sleep(15 * time.Millisecond)
