@@ -17,7 +17,6 @@ import (
 	"anom/identity"
 	"anom/internal/lograte"
 	"anom/internal/server"
-	"anom/internal/store/pebble"
 	"anom/internal/webapp"
 	"anom/web"
 )
@@ -40,6 +39,7 @@ func runServer(ctx context.Context, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "an operator's TLS certificate (PEM, leaf first, with its chain) for the web app's origin, from a CA browsers trust (they do not trust the network's own): sent to clients that ask (SNI) for a DNS name of it that the network's certificate lacks; native clients keep the network's certificate, which they pin. Needs --tls-key")
 	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM)")
 	verbose := fs.Bool("v", false, "debug logging")
+	stf := addStoreFlags(fs)
 	if v := os.Getenv("ANOM_LISTEN"); v != "" {
 		*listen = v
 	}
@@ -48,6 +48,9 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := stf.check(); err != nil {
+		return err
 	}
 	gc, autoLimit, err := applyMemoryLimit(*memLimit)
 	if err != nil {
@@ -67,8 +70,16 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("cannot listen on %s: %w (another server there? give --listen ADDR)", *listen, err)
 	}
 	defer l.Close() // closed by Serve too; this covers the failures before it
-	made, err := ensureNetwork(d)
-	if err != nil {
+	var made bool
+	if stf.nats != "" {
+		// Servers sharing NATS share one network: each gets a copy of its
+		// directory; one made here on the fly would be another network.
+		if holds, _, err := d.HoldsNetwork(); err != nil {
+			return fmt.Errorf("looking for a network in %s: %w", d.Path(), err)
+		} else if !holds {
+			return fmt.Errorf("%s holds no network: with --nats, make it first (anom admin init --data DIR) and give every server of the network a copy", d.Path())
+		}
+	} else if made, err = ensureNetwork(d); err != nil {
 		return err
 	}
 	dir, err := d.DirectorySigner()
@@ -120,10 +131,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the root public key: %w", err)
 	}
-	st, err := pebble.Open(d.Path("store"), pebble.Options{Logger: log.With("part", "store")})
-	if errors.Is(err, pebble.ErrLocked) {
-		return fmt.Errorf("another server holds %s: stop it first, or give this one another --data", d.Path("store"))
-	}
+	st, fanout, err := stf.open(ctx, d, log)
 	if err != nil {
 		return err
 	}
@@ -133,7 +141,7 @@ func runServer(ctx context.Context, args []string) error {
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,
 		EscrowPolicy: nonEmpty(policy), AdminWindow: *adminWindow,
 		Countersign: cs, CountersignCert: csCert, ArchiveToken: archiveToken, AlertDir: d.Path("alerts"),
-		Web: app, WebRelease: &identity.WebRelease{Digest: app.Digest()},
+		Web: app, WebRelease: &identity.WebRelease{Digest: app.Digest()}, Fanout: fanout,
 	})
 	if errors.Is(err, identity.ErrExpired) || errors.Is(err, identity.ErrNotYetValid) {
 		return fmt.Errorf("%w (certify a new key with the root: anom admin rotate --role directory|countersign --data %s)", err, *data)

@@ -73,3 +73,28 @@ func TestCodesIssueLabels(t *testing.T) {
 		t.Fatalf("codes issue printed %q", stderr)
 	}
 }
+
+// TestServerNATSFlags: the NATS flags fail clearly when they cannot work,
+// and a server on NATS never makes a network of its own on the fly (each
+// of several servers would make another one).
+func TestServerNATSFlags(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "net")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-creds", "x.creds"}, "need --nats"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--nats-cert", "c.pem"}, "--nats-cert and --nats-key go together"},
+		{[]string{"--nats", " , "}, "--nats: no URL given"},
+		{[]string{"--nats", "nats://127.0.0.1:1"}, "holds no network: with --nats, make it first"},
+	} {
+		args := append([]string{"server", "--data", empty, "--listen", freeAddr(t), "--metrics-listen", "off"}, c.args...)
+		stdout, stderr, code := anomResult(t, args...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("anom %s: exit %d, want %q\n%s%s", strings.Join(args, " "), code, c.want, stdout, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(empty, "network.json")); !os.IsNotExist(err) {
+			t.Fatalf("anom %s made a network: %v", strings.Join(args, " "), err)
+		}
+	}
+}
