@@ -57,6 +57,10 @@ export function cameraError(e) {
 export function scanQR(root, anom, title, hint) {
   return new Promise((resolve) => {
     const video = h('video', { class: 'scan-video', autoplay: true, muted: true, playsinline: true, 'aria-label': 'Camera view' });
+    // The properties, not only the attributes: an element made by script
+    // takes muted from the property, and autoplay needs it muted.
+    video.muted = true;
+    video.playsInline = true;
     const status = h('p', { class: 'scan-status', role: 'status', 'aria-live': 'polite' }, 'Opening the camera…');
     const dlg = modal(root, title, hint ? h('p', { class: 'hint' }, hint) : null, video, status);
     dlg.classList.add('scan');
@@ -95,22 +99,30 @@ export function scanQR(root, anom, title, hint) {
       const vh = video.videoHeight;
       seen.ticks++;
       dlg.dataset.scan = `ticks=${seen.ticks} reads=${seen.reads} video=${vw}x${vh} readyState=${video.readyState} paused=${video.paused} last=${seen.last}`;
-      if (vw > 0 && vh > 0 && video.readyState >= 2) {
-        const k = Math.min(1, FRAME_MAX / Math.max(vw, vh));
-        canvas.width = Math.round(vw * k);
-        canvas.height = Math.round(vh * k);
-        ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
-        const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
-        try {
+      try {
+        if (video.paused) {
+          // Autoplay may not have started it (a browser's policy, a
+          // dialog shown late): without frames there is nothing to read.
+          video.play().catch(() => { /* the next tick tries again */ });
+        }
+        if (vw > 0 && vh > 0 && video.readyState >= 2) {
+          const k = Math.min(1, FRAME_MAX / Math.max(vw, vh));
+          canvas.width = Math.round(vw * k);
+          canvas.height = Math.round(vh * k);
+          ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
+          const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
           seen.reads++;
           const r = await anom.qrDecode(img.data, img.width, img.height);
           finish(r.text);
           return;
-        } catch (e) {
-          seen.last = (e && e.message) || String(e);
-          if (e && e.code !== 'no-qr') {
-            status.textContent = 'Reading the camera failed: ' + (e.message || e);
-          }
+        }
+      } catch (e) {
+        // Whatever failed (no code in this frame, a frame not drawable
+        // yet), the next frame is tried: the scanner stops only when
+        // the user closes it.
+        seen.last = (e && (e.code || e.name)) + ': ' + ((e && e.message) || String(e));
+        if (e && e.code && e.code !== 'no-qr') {
+          status.textContent = 'Reading the camera failed: ' + (e.message || e);
         }
       }
       if (!done) {
