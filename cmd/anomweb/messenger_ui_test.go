@@ -491,6 +491,13 @@ func TestMessengerUI(t *testing.T) {
 	eval[any](alice, `__t.send('written offline')`)
 	uiWait(alice, `__t.mark('written offline') === 'pending'`, "the offline text marked pending")
 	shots.take(alice, "offline", "offline: the text waits, marked pending")
+	// Still offline, a reload opens the app from the service worker, the
+	// PIN unlocks it, and the history is there with the text still
+	// pending (it waits in the device's outbox, not in the page).
+	uiOpen(alice)
+	uiUnlockMs(alice)
+	eval[any](alice, `__t.open('carol')`)
+	uiWait(alice, `__t.hasText('hello carol') && __t.hasText('hello alice') && __t.mark('written offline') === 'pending'`, "alice's history, reloaded and unlocked offline")
 	n.serveHandler(t, app, o.addr)
 	uiWait(alice, `__t.mark('written offline') === 'sent'`, "the offline text sent after the server came back")
 	uiWait(carol, `__t.hasText('written offline')`, "carol getting the offline text")
