@@ -56,6 +56,7 @@ type benchFlags struct {
 	escrowRecords          int
 	serverMemLimit         string
 	serverGOGC, childGOGC  string
+	mix                    string
 }
 
 func runBench(ctx context.Context, args []string) error {
@@ -87,6 +88,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&f.serverGOGC, "server-gogc", "", "GOGC of a separate server process; empty: anom server's own policy (GOGC 100 to 400 from the live heap), except where the memory scenario projects to more connections than it measures: there 100, what the policy picks at the projected live heap")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (load and, unless the server runs as its own process, server) here")
 	fs.BoolVar(&f.escrow, "escrow", false, "message scenario under a real escrow policy (made for the run: 2 of 3 custodians, keys made for the run; with --addr, the network's own): every message carries an escrow record sealed to the escrow key (escrow.Seal) and signed by the sending device, for the network, group, epoch, the sender's leaf and device, a generation of its own and a claimed time near the server's, which the server verifies and countersigns. The payloads are opaque, so each group's exporter secret is a random stand-in and the sealed plaintext a stand-in of --size bytes (the server can check neither, as in a real network). Records are sealed before each phase, not while it is measured")
+	fs.StringVar(&f.mix, "mix", "", "message scenario: \"anom\" runs a realistic mix instead of the worst case (groups of equal size, all online): 80% of messages in 1:1 chats (2 started by each online device), 15% in small groups (5 members, online/2 of them), 5% in large groups (40 members, devices/250 of them), members spread over online and offline devices, a quarter of --devices online unless --online says otherwise, and escrow on (--groups is not used)")
 	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 160,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
 	fs.StringVar(&f.phaseProfile, "phase-cpu-profile", "", "write a CPU profile of this process covering only each message phase's measured time (no activation, connection, group setup or warm-up), one file per phase: the phase name goes before the extension (cpu.prof: cpu.throughput.prof, cpu.latency.prof)")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +110,13 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if f.scenario != "all" && f.scenario != "messages" && f.scenario != "idle" {
 		return fmt.Errorf("--scenario %q: want messages, idle or all", f.scenario)
+	}
+	switch f.mix {
+	case "":
+	case "anom":
+		f.escrow = true
+	default:
+		return fmt.Errorf("--mix %q: the only mix is anom (empty: the worst case)", f.mix)
 	}
 	if f.addr != "" && f.data == "" {
 		return errors.New("--addr needs --data, the network directory of that server")
@@ -164,8 +173,17 @@ type benchNet struct {
 }
 
 func benchMessages(ctx context.Context, f *benchFlags) error {
-	fmt.Printf("\n== messages: %d devices in %d groups ==\n", f.devices, f.groups)
+	var mix *loadgen.MixConfig
+	if f.mix != "" {
+		fmt.Printf("\n== messages: %d devices, the %s mix ==\n", f.devices, f.mix)
+		mix = &loadgen.MixConfig{}
+	} else {
+		fmt.Printf("\n== messages: %d devices in %d groups ==\n", f.devices, f.groups)
+	}
 	online := f.online
+	if mix != nil && online <= 0 {
+		online = max(1, f.devices/4)
+	}
 	if online <= 0 || online > f.devices {
 		online = f.devices
 	}
@@ -184,7 +202,7 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	res, err := loadgen.Messages(ctx, n.env, loadgen.MessagesConfig{
 		Devices: f.devices, Groups: f.groups, Online: f.online, Size: f.size, Window: f.window,
 		Duration: f.duration, Warmup: f.warmup, Rate: f.rate, Measure: f.phaseProfiler(), Escrow: n.escrow,
-		SkipThroughput: f.skipThroughput,
+		SkipThroughput: f.skipThroughput, Mix: mix,
 	})
 	var se *loadgen.ServerError
 	if err != nil && !f.escrow && errors.As(err, &se) && se.Code == anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
@@ -196,6 +214,14 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	cfg := res.Config
 	fmt.Printf("\nresult: %d devices (%d connected), %d groups of up to %d members, %d-byte ciphertexts\n",
 		cfg.Devices, cfg.Online, cfg.Groups, res.GroupSize, cfg.Size)
+	if m := res.Mix; m != nil {
+		shares := [3]int{m.Config.PairShare, m.Config.SmallShare, m.Config.LargeShare}
+		for k, name := range loadgen.KindNames {
+			if m.Groups[k] > 0 {
+				fmt.Printf("  %s: %d chats, %.1f members each, %d%% of messages\n", name, m.Groups[k], float64(m.Members[k])/float64(m.Groups[k]), shares[k])
+			}
+		}
+	}
 	if n.escrow != nil {
 		fmt.Println("  escrow on: every message carried a device-signed escrow record, which the server verified (Ed25519) and countersigned before acknowledging it")
 	} else {
@@ -204,14 +230,28 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	if r := res.Throughput; r != nil {
 		fmt.Printf("  durable throughput: %.0f msgs/s acknowledged (Sent after the fsync), %.0f pushes/s to online members; send-to-ack p50 %v p99 %v; %d errors\n",
 			r.PerSecond(), r.DeliveriesPerSecond(), r.AckP50, r.AckP99, r.Errors)
+		printKinds(res, r)
 		printEscrowPhase(r)
 	}
 	if r := res.Latency; r != nil {
 		fmt.Printf("  at %d msgs/s offered: %.0f msgs/s acknowledged, %.0f pushes/s; send-to-deliver p50 %v p99 %v max %v (send-to-ack p50 %v p99 %v); %d errors\n",
 			r.Offered, r.PerSecond(), r.DeliveriesPerSecond(), r.DeliverP50, r.DeliverP99, r.DeliverMax, r.AckP50, r.AckP99, r.Errors)
+		printKinds(res, r)
 		printEscrowPhase(r)
 	}
 	return nil
+}
+
+// printKinds says, in a mix, how the phase's messages went by kind of chat.
+func printKinds(res *loadgen.MessagesResult, r *loadgen.PhaseResult) {
+	if res.Mix == nil || r.Acked == 0 {
+		return
+	}
+	var parts []string
+	for k, name := range loadgen.KindNames {
+		parts = append(parts, fmt.Sprintf("%s %.1f%%", name, 100*float64(r.ByKind[k])/float64(r.Acked)))
+	}
+	fmt.Printf("    messages by chat: %s\n", strings.Join(parts, ", "))
 }
 
 // phaseProfiler returns the hook that profiles each measured phase with

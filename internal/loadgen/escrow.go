@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -93,13 +94,21 @@ func (el *escrowLoad) seal(dev *Device, i, g int, gr *Group, leaf uint32) ([]byt
 	return sr.MarshalBinary()
 }
 
+// planned is a message's group, chosen before the phase, and its sealed
+// escrow record.
+type planned struct {
+	group int
+	rec   []byte
+}
+
 // pools seals per records for each of the load's senders (Window per
 // online device), on as many goroutines as there are CPUs, with progress
-// lines, and returns them by sender (conn*Window + slot).
-func (l *load) pools(ctx context.Context, e *Env, per int) ([][][]byte, *EscrowPhase, error) {
+// lines, and returns them by sender (conn*Window + slot). Each record is
+// for the group its message goes to, chosen now.
+func (l *load) pools(ctx context.Context, e *Env, per int) ([][]planned, *EscrowPhase, error) {
 	senders := len(l.conns) * l.cfg.Window
 	total := senders * per
-	out := make([][][]byte, senders)
+	out := make([][]planned, senders)
 	var done atomic.Int64
 	start := time.Now()
 	e.printf("  sealing %d escrow records (%d per sender) before the phase, so that the load does not seal while it is measured\n", total, per)
@@ -109,13 +118,15 @@ func (l *load) pools(ctx context.Context, e *Env, per int) ([][][]byte, *EscrowP
 	})
 	err := Parallel(ctx, senders, runtime.NumCPU(), func(ctx context.Context, s int) error {
 		i := s / l.cfg.Window
-		g := l.groupOf(i)
-		recs := make([][]byte, per)
+		rng := mrand.New(mrand.NewPCG(uint64(i), uint64(s)))
+		recs := make([]planned, per)
 		for k := range recs {
-			var err error
-			if recs[k], err = l.esc.seal(l.devs[i], i, g, l.groups[g], l.leaf(i)); err != nil {
+			g, leaf := l.pick(i, rng)
+			rec, err := l.esc.seal(l.devs[i], i, g, l.groups[g], leaf)
+			if err != nil {
 				return fmt.Errorf("sealing an escrow record: %w", err)
 			}
+			recs[k] = planned{group: g, rec: rec}
 			done.Add(1)
 		}
 		out[s] = recs

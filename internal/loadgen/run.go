@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,6 +220,10 @@ type MessagesConfig struct {
 	// (see EscrowConfig); nil sends none, for a network without an
 	// escrow policy.
 	Escrow *EscrowConfig
+	// Mix, if not nil, runs a realistic mix of 1:1 chats, small and
+	// large groups (MixConfig) instead of Groups of equal size; Online
+	// then defaults to a quarter of the devices.
+	Mix *MixConfig
 	// Measure, if not nil, is called as each phase's measured time starts
 	// (start true) and ends, with the phase's name ("throughput" or
 	// "latency"), on the goroutine running the scenario: to profile the
@@ -234,6 +239,9 @@ func (c *MessagesConfig) defaults() {
 	}
 	def(&c.Devices, 12000)
 	def(&c.Groups, 300)
+	if c.Mix != nil {
+		def(&c.Online, max(1, c.Devices/4))
+	}
 	def(&c.Online, c.Devices)
 	def(&c.Size, 1024)
 	def(&c.Window, 1)
@@ -265,6 +273,8 @@ type PhaseResult struct {
 	AckP50, AckP99, DeliverP50, DeliverP99, DeliverMax time.Duration
 	// Escrow is set when messages carried escrow records.
 	Escrow *EscrowPhase
+	// ByKind counts Acked by kind of chat (KindNames) in a mix.
+	ByKind [kinds]uint64
 }
 
 // PerSecond is acknowledged messages per second.
@@ -279,6 +289,7 @@ func (r PhaseResult) DeliveriesPerSecond() float64 {
 type MessagesResult struct {
 	Config                MessagesConfig
 	GroupSize             int // members per group (the largest)
+	Mix                   *MixResult
 	Throughput, Latency   *PhaseResult
 	ActivateTime, Connect time.Duration
 }
@@ -289,7 +300,12 @@ type MessagesResult struct {
 // a fixed offered load.
 func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult, error) {
 	cfg.defaults()
-	if cfg.Online < cfg.Groups {
+	if cfg.Mix != nil {
+		m := *cfg.Mix
+		m.defaults(cfg.Devices, cfg.Online)
+		cfg.Mix = &m
+	}
+	if cfg.Mix == nil && cfg.Online < cfg.Groups {
 		return nil, fmt.Errorf("%d online devices cannot create %d groups", cfg.Online, cfg.Groups)
 	}
 	res := &MessagesResult{Config: cfg}
@@ -302,10 +318,34 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	res.ActivateTime = time.Since(t0)
 
 	// Device i is in group i % Groups; so devices 0..Groups-1 create them.
+	// A mix lays out its chats itself.
 	groupOf := func(i int) int { return i % cfg.Groups }
-	members := make([][]*Device, cfg.Groups)
-	for i, d := range devs {
-		members[groupOf(i)] = append(members[groupOf(i)], d)
+	var members [][]*Device
+	var creator []int
+	var plan *mixPlan
+	if cfg.Mix != nil {
+		plan = planMix(*cfg.Mix, cfg.Devices, cfg.Online)
+		res.Mix = &MixResult{Config: *cfg.Mix}
+		for g, ms := range plan.members {
+			ds := make([]*Device, len(ms))
+			for j, d := range ms {
+				ds[j] = devs[d]
+			}
+			members = append(members, ds)
+			creator = append(creator, ms[0])
+			res.Mix.Groups[plan.kind[g]]++
+			res.Mix.Members[plan.kind[g]] += len(ms)
+		}
+		cfg.Groups = len(members)
+		res.Config = cfg
+	} else {
+		members = make([][]*Device, cfg.Groups)
+		for i, d := range devs {
+			members[groupOf(i)] = append(members[groupOf(i)], d)
+		}
+		for g := range members {
+			creator = append(creator, g)
+		}
 	}
 	for _, m := range members {
 		res.GroupSize = max(res.GroupSize, len(m))
@@ -326,7 +366,7 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	stop := e.ticker(func(time.Duration) string { return fmt.Sprintf("groups %d/%d", made.Load(), cfg.Groups) })
 	run := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 	err = Parallel(ctx, cfg.Groups, 8, func(ctx context.Context, g int) error {
-		gr, err := SetupGroup(ctx, conns[g], GroupID(run, g), members[g])
+		gr, err := SetupGroup(ctx, conns[creator[g]], GroupID(run, g), members[g])
 		if err != nil {
 			return fmt.Errorf("group %d: %w", g, err)
 		}
@@ -345,9 +385,16 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 	st.msgLen = len(templates[0])
 	st.size = cfg.Size
 
-	ld := &load{cfg: cfg, conns: conns, devs: devs[:cfg.Online], groups: groups, templates: templates, groupOf: groupOf, st: st,
+	ld := &load{cfg: cfg, conns: conns, devs: devs[:cfg.Online], groups: groups, templates: templates, st: st,
 		// Device i is member i / Groups of its group.
-		leaf: func(i int) uint32 { return groups[groupOf(i)].Leaves[i/cfg.Groups] }}
+		pick: func(i int, _ *rand.Rand) (int, uint32) { return groupOf(i), groups[groupOf(i)].Leaves[i/cfg.Groups] }}
+	if plan != nil {
+		pk, err := newMixPicker(*cfg.Mix, plan, groups, cfg.Online)
+		if err != nil {
+			return nil, err
+		}
+		ld.pick, ld.kindOf = pk.pick, pk.kindOf
+	}
 	if cfg.Escrow != nil {
 		if ld.esc, err = newEscrowLoad(cfg.Escrow, cfg.Groups, cfg.Online, cfg.Size); err != nil {
 			return nil, err
@@ -410,11 +457,14 @@ type load struct {
 	devs      []*Device // of conns
 	groups    []*Group
 	templates [][]byte
-	groupOf   func(int) int
-	leaf      func(int) uint32
-	st        *deliveryStats
-	esc       *escrowLoad // nil: no escrow records
-	nextID    atomic.Uint64
+	// pick chooses the group of online device i's next message, and
+	// its leaf there.
+	pick func(i int, rng *rand.Rand) (int, uint32)
+	// kindOf is each group's kind in a mix, nil otherwise.
+	kindOf []int
+	st     *deliveryStats
+	esc    *escrowLoad // nil: no escrow records
+	nextID atomic.Uint64
 }
 
 // phase runs senders for Warmup+Duration and measures the Duration. rate
@@ -422,7 +472,7 @@ type load struct {
 // is open loop: sends are scheduled at that total rate and stamped with
 // their scheduled time, so queueing behind a slow server counts.
 func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*PhaseResult, error) {
-	var records [][][]byte
+	var records [][]planned
 	var escrowPhase *EscrowPhase
 	if l.esc != nil {
 		var err error
@@ -433,6 +483,7 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var acked, errs, escrowErrs atomic.Uint64
+	var byKind [kinds]atomic.Uint64
 	var ranOut, senders, warmAcked atomic.Int64
 	var measuring, ended atomic.Bool
 	ackHist := &Hist{}
@@ -466,9 +517,8 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 
 	var wg sync.WaitGroup
 	for i, c := range l.conns {
-		g := l.groupOf(i)
 		for w := range l.cfg.Window {
-			var pool [][]byte
+			var pool []planned
 			if records != nil {
 				pool = records[i*l.cfg.Window+w]
 			}
@@ -476,6 +526,8 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 			go func() {
 				defer wg.Done()
 				var buf, rec []byte
+				var g int
+				rng := rand.New(rand.NewPCG(uint64(i), uint64(w)))
 				sender := c.Sender()
 				once := false
 				defer func() {
@@ -491,7 +543,9 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 							}
 							return
 						}
-						rec, pool = pool[0], pool[1:]
+						g, rec, pool = pool[0].group, pool[0].rec, pool[1:]
+					} else {
+						g, _ = l.pick(i, rng)
 					}
 					at := time.Now()
 					if tokens != nil {
@@ -527,6 +581,9 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 					if measuring.Load() {
 						acked.Add(1)
 						ackHist.Add(time.Since(at))
+						if l.kindOf != nil {
+							byKind[l.kindOf[g]].Add(1)
+						}
 					} else {
 						warmAcked.Add(1)
 					}
@@ -607,6 +664,9 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 		Offered: rate, Acked: acked.Load(), Errors: errs.Load(), Delivered: l.st.delivered.Load(), Elapsed: elapsed,
 		AckP50: ackHist.Quantile(0.5), AckP99: ackHist.Quantile(0.99),
 		DeliverP50: dh.Quantile(0.5), DeliverP99: dh.Quantile(0.99), DeliverMax: dh.Max(),
+	}
+	for k := range r.ByKind {
+		r.ByKind[k] = byKind[k].Load()
 	}
 	if escrowPhase != nil {
 		escrowPhase.RanOut = int(ranOut.Load())
