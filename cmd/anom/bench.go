@@ -241,7 +241,7 @@ func benchMessages(ctx context.Context, f *benchFlags) (*benchResult, error) {
 				return nil, err
 			}
 			out.servers = append(out.servers, c)
-			fmt.Printf("    server %d on %s: %.0f group messages accepted, %.0f frames pushed\n", i+1, c.Addr, c.Messages, c.Pushes)
+			fmt.Printf("    server %d on %s: %.0f group messages accepted, %.0f frames pushed, %.0f group-log appends retried after the other server's\n", i+1, c.Addr, c.Messages, c.Pushes, c.Conflicts)
 		}
 	}
 	if n.escrow != nil {

@@ -192,8 +192,9 @@ type benchServer struct {
 type serverCounts struct {
 	Addr string
 	// Messages is the group messages it accepted (all kinds); Pushes the
-	// frames it pushed to its devices.
-	Messages, Pushes float64
+	// frames it pushed to its devices; Conflicts the group-log appends it
+	// had to retry because the other server had appended first.
+	Messages, Pushes, Conflicts float64
 }
 
 // counts reads the server's metrics.
@@ -210,6 +211,8 @@ func (b *benchServer) counts() (serverCounts, error) {
 			p = &c.Messages
 		case "anom_pushes_total":
 			p = &c.Pushes
+		case "anom_group_append_conflicts_total":
+			p = &c.Conflicts
 		default:
 			continue
 		}
