@@ -421,7 +421,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return nil, err
 	}
-	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).AdminDir()) }}
+	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).AdminDir()); os.RemoveAll(dataDir(dir).RootDir()) }}
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
