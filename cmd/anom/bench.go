@@ -53,6 +53,7 @@ type benchFlags struct {
 	cpuProfile             string
 	phaseProfile           string
 	escrow, skipThroughput bool
+	cluster                bool
 	escrowRecords          int
 	serverMemLimit         string
 	serverGOGC, childGOGC  string
@@ -60,8 +61,47 @@ type benchFlags struct {
 }
 
 func runBench(ctx context.Context, args []string) error {
+	f, err := parseBenchFlags(args)
+	if err != nil {
+		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	lim, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("raising the open file limit: %w", err)
+	}
+	f.fileLimit = int(lim)
+	fmt.Printf("open file limit %d per process\n", lim)
+	fmt.Println("note: devices, certificates, authentication and MLS group membership are real; application messages are opaque 1 KiB-class payloads framed as MLS PrivateMessages (the server never decrypts, so the load does not run MLS encryption per device)")
+	if f.scenario != "idle" {
+		if _, err := benchMessages(ctx, f); err != nil {
+			return err
+		}
+	}
+	if f.scenario != "messages" {
+		if err := benchIdle(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseBenchFlags reads anom bench's flags and refuses combinations that
+// cannot work, before anything is started.
+func parseBenchFlags(args []string) (*benchFlags, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var f benchFlags
+	fs.BoolVar(&f.cluster, "cluster", false, "run the message scenario against a cluster in this process instead of one server on Pebble: three NATS JetStream nodes (every write fsynced) and two anom servers on the JetStream store (3 replicas), with each group's members spread over both servers; the workload flags are the same")
 	fs.StringVar(&f.addr, "addr", "", "host:port of a running server to load (needs --data, its network directory); empty starts one on a fresh temporary network")
 	fs.StringVar(&f.metricsAddr, "metrics", defaultMetricsListen, "with --addr: host:port of that server's metrics listener (its --metrics-listen), read for the memory figures")
 	fs.StringVar(&f.data, "data", "", "with --addr: the network's data directory (root key and CA; codes go to the server through its admin API, signed with the admin key in DATA.admin)")
@@ -92,24 +132,21 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&f.escrowRecords, "escrow-records", 0, "with --escrow: records sealed per sender for the throughput phase (0: enough for 160,000 messages in all, at least 4 each); a sender that runs out stops, and the result says so")
 	fs.StringVar(&f.phaseProfile, "phase-cpu-profile", "", "write a CPU profile of this process covering only each message phase's measured time (no activation, connection, group setup or warm-up), one file per phase: the phase name goes before the extension (cpu.prof: cpu.throughput.prof, cpu.latency.prof)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q: anom bench takes flags only (anom bench --help lists them)", fs.Args())
 	}
 	if f.cpuProfile != "" && f.phaseProfile != "" {
-		return errors.New("--cpu-profile and --phase-cpu-profile cannot both be given (one CPU profile at a time)")
-	}
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		return nil, errors.New("--cpu-profile and --phase-cpu-profile cannot both be given (one CPU profile at a time)")
 	}
 	if f.scenario != "all" && f.scenario != "messages" && f.scenario != "idle" {
-		return fmt.Errorf("--scenario %q: want messages, idle or all", f.scenario)
+		return nil, fmt.Errorf("--scenario %q: want messages, idle or all", f.scenario)
+	}
+	if f.cluster {
+		if err := f.checkCluster(fs); err != nil {
+			return nil, err
+		}
 	}
 	switch f.mix {
 	case "":
@@ -122,29 +159,12 @@ func runBench(ctx context.Context, args []string) error {
 			f.escrow = true
 		}
 	default:
-		return fmt.Errorf("--mix %q: the only mix is anom (empty: the worst case)", f.mix)
+		return nil, fmt.Errorf("--mix %q: the only mix is anom (empty: the worst case)", f.mix)
 	}
 	if f.addr != "" && f.data == "" {
-		return errors.New("--addr needs --data, the network directory of that server")
+		return nil, errors.New("--addr needs --data, the network directory of that server")
 	}
-	lim, err := raiseFileLimit()
-	if err != nil {
-		return fmt.Errorf("raising the open file limit: %w", err)
-	}
-	f.fileLimit = int(lim)
-	fmt.Printf("open file limit %d per process\n", lim)
-	fmt.Println("note: devices, certificates, authentication and MLS group membership are real; application messages are opaque 1 KiB-class payloads framed as MLS PrivateMessages (the server never decrypts, so the load does not run MLS encryption per device)")
-	if f.scenario != "idle" {
-		if err := benchMessages(ctx, &f); err != nil {
-			return err
-		}
-	}
-	if f.scenario != "messages" {
-		if err := benchIdle(ctx, &f); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &f, nil
 }
 
 // raiseFileLimit raises RLIMIT_NOFILE as far as allowed (the hard limit
@@ -176,9 +196,19 @@ type benchNet struct {
 	close func()
 	// escrow is set when messages must carry escrow records.
 	escrow *loadgen.EscrowConfig
+	// servers are the anom servers of a bench cluster (--cluster); nil
+	// otherwise.
+	servers []*benchServer
 }
 
-func benchMessages(ctx context.Context, f *benchFlags) error {
+// benchResult is what the message scenario measured, and with --cluster
+// what each server did.
+type benchResult struct {
+	*loadgen.MessagesResult
+	servers []serverCounts
+}
+
+func benchMessages(ctx context.Context, f *benchFlags) (*benchResult, error) {
 	var mix *loadgen.MixConfig
 	if f.mix != "" {
 		fmt.Printf("\n== messages: %d devices, the %s mix ==\n", f.devices, f.mix)
@@ -193,13 +223,19 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	if online <= 0 || online > f.devices {
 		online = f.devices
 	}
-	child := f.serverProcess || 2*online+1000 > f.fileLimit
-	if child && !f.serverProcess && f.addr == "" {
-		fmt.Printf("%d connections need %d descriptors in one process, over its limit of %d: the server runs as a separate process\n", online, 2*online, f.fileLimit)
+	var n *benchNet
+	var err error
+	if f.cluster {
+		n, err = f.clusterNetwork(ctx, f.devices, f.escrow)
+	} else {
+		child := f.serverProcess || 2*online+1000 > f.fileLimit
+		if child && !f.serverProcess && f.addr == "" {
+			fmt.Printf("%d connections need %d descriptors in one process, over its limit of %d: the server runs as a separate process\n", online, 2*online, f.fileLimit)
+		}
+		n, err = f.network(ctx, f.devices, child, f.escrow)
 	}
-	n, err := f.network(ctx, f.devices, child, f.escrow)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer n.close()
 	if n.escrow != nil {
@@ -212,11 +248,12 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 	})
 	var se *loadgen.ServerError
 	if err != nil && !f.escrow && errors.As(err, &se) && se.Code == anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD {
-		return fmt.Errorf("%w (--escrow sends them)", err)
+		return nil, fmt.Errorf("%w (--escrow sends them)", err)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := &benchResult{MessagesResult: res}
 	cfg := res.Config
 	fmt.Printf("\nresult: %d devices (%d connected), %d groups of up to %d members, %d-byte ciphertexts\n",
 		cfg.Devices, cfg.Online, cfg.Groups, res.GroupSize, cfg.Size)
@@ -226,6 +263,17 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 			if m.Groups[k] > 0 {
 				fmt.Printf("  %s: %d chats, %.1f members each, %d%% of messages\n", name, m.Groups[k], float64(m.Members[k])/float64(m.Groups[k]), shares[k])
 			}
+		}
+	}
+	if n.servers != nil {
+		fmt.Printf("  cluster: %d NATS JetStream nodes (3 replicas, every write fsynced), %d anom servers, each group's members spread over them; in all, from each server's metrics:\n", benchNATSNodes, len(n.servers))
+		for i, s := range n.servers {
+			c, err := s.counts()
+			if err != nil {
+				return nil, err
+			}
+			out.servers = append(out.servers, c)
+			fmt.Printf("    server %d on %s: %.0f group messages accepted, %.0f frames pushed, %.0f group-log appends retried after the other server's\n", i+1, c.Addr, c.Messages, c.Pushes, c.Conflicts)
 		}
 	}
 	if n.escrow != nil {
@@ -245,7 +293,7 @@ func benchMessages(ctx context.Context, f *benchFlags) error {
 		printKinds(res, r)
 		printEscrowPhase(r)
 	}
-	return nil
+	return out, nil
 }
 
 // printKinds says, in a mix, how the phase's messages went by kind of chat.
@@ -419,7 +467,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 	if err != nil {
 		return nil, err
 	}
-	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).AdminDir()) }}
+	cleanup := []func(){func() { os.RemoveAll(dir); os.RemoveAll(dataDir(dir).AdminDir()); os.RemoveAll(dataDir(dir).RootDir()) }}
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()

@@ -82,7 +82,14 @@ func (f *storeFlags) open(ctx context.Context, d dataDir, log *slog.Logger) (sto
 	if err != nil {
 		return nil, nil, fmt.Errorf("--nats %s: %w", f.nats, err)
 	}
+	return st, clusterFanout(st), nil
+}
+
+// clusterFanout returns the fan-out that carries pushes between the
+// servers sharing the JetStream store st (anom server --nats, and anom
+// bench --cluster): a log of the store that every server tails.
+func clusterFanout(st *jetstream.Store) server.Fanout {
 	node := make([]byte, 16)
 	rand.Read(node)
-	return st, server.NewStoreFanout(st, node), nil
+	return server.NewStoreFanout(st, node)
 }

@@ -128,7 +128,7 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig) (*IdleResult, error) {
 		upTo := cfg.Conns * p / cfg.Points
 		e.printf("connecting devices %d to %d\n", len(conns)+1, upTo)
 		t0 = time.Now()
-		more, err := e.connectAll(ctx, devs[len(conns):upTo], nil)
+		more, err := e.connectAll(ctx, devs[len(conns):upTo], nil, nil)
 		if err != nil {
 			return nil, err
 		}

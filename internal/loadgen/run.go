@@ -17,6 +17,14 @@ import (
 type Env struct {
 	// Target is the server.
 	Target *Target
+	// Spread, if not empty, are the servers of a cluster (several servers
+	// of one network sharing a store) that the Messages scenario spreads
+	// its connections over instead of Target: member m of group g
+	// connects to Spread[(g+m) % len(Spread)], so the groups' creators
+	// are spread evenly and every group of two or more members spans
+	// servers, and its pushes cross between them. The Idle scenario uses
+	// Target alone.
+	Spread []*Target
 	// Provision activates n new devices; prefix (lowercase letters) keeps
 	// usernames unique across calls; progress, if not nil, gets the count
 	// done so far.
@@ -143,8 +151,9 @@ func (e *Env) provision(ctx context.Context, prefix string, n int) ([]*Device, e
 	return devs, nil
 }
 
-// connectAll authenticates devs[i] on connection i, with progress lines.
-func (e *Env) connectAll(ctx context.Context, devs []*Device, handlers func(i int) Handlers) ([]*Conn, error) {
+// connectAll authenticates devs[i] on connection i to server target(i)
+// (nil: e.Target), with progress lines.
+func (e *Env) connectAll(ctx context.Context, devs []*Device, target func(i int) *Target, handlers func(i int) Handlers) ([]*Conn, error) {
 	conns := make([]*Conn, len(devs))
 	var up atomic.Int64
 	start := time.Now()
@@ -157,10 +166,14 @@ func (e *Env) connectAll(ctx context.Context, devs []*Device, handlers func(i in
 		if handlers != nil {
 			h = handlers(i)
 		}
+		t := e.Target
+		if target != nil {
+			t = target(i)
+		}
 		var c *Conn
 		var err error
 		for attempt := 0; ; attempt++ {
-			c, err = devs[i].ConnectWith(ctx, e.Target, i, h)
+			c, err = devs[i].ConnectWith(ctx, t, i, h)
 			if err == nil || attempt == 4 || ctx.Err() != nil {
 				break
 			}
@@ -351,9 +364,16 @@ func Messages(ctx context.Context, e *Env, cfg MessagesConfig) (*MessagesResult,
 		res.GroupSize = max(res.GroupSize, len(m))
 	}
 	st := &deliveryStats{}
-	e.printf("connecting %d of them (the others stay offline)\n", cfg.Online)
+	var target func(i int) *Target
+	if n := len(e.Spread); n > 0 {
+		// Device i is member i / Groups of group i % Groups.
+		target = func(i int) *Target { return e.Spread[(groupOf(i)+i/cfg.Groups)%n] }
+		e.printf("connecting %d of them to %d servers in turn (the others stay offline)\n", cfg.Online, n)
+	} else {
+		e.printf("connecting %d of them (the others stay offline)\n", cfg.Online)
+	}
 	t0 = time.Now()
-	conns, err := e.connectAll(ctx, devs[:cfg.Online], func(int) Handlers { return Handlers{Messages: st.onPush} })
+	conns, err := e.connectAll(ctx, devs[:cfg.Online], target, func(int) Handlers { return Handlers{Messages: st.onPush} })
 	if err != nil {
 		return nil, err
 	}
