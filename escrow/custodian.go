@@ -104,6 +104,8 @@ type Response struct {
 	D           []group.Element // D[j] = s_i·R_j for record j
 	Proof       []byte          // batched DLEQ proof, ProofSize bytes
 	Signature   []byte          // Ed25519 over ctxAnswerSig || encoding without this field
+
+	dEnc []encCache // D's encodings, from answering or parsing (for the proof and the signature)
 }
 
 func (r *Response) signedBytes() ([]byte, error) {
@@ -118,11 +120,28 @@ func (r *Response) signedBytes() ([]byte, error) {
 		e.fail("partials", "%d partials outside [1, %d]", len(r.D), MaxRequestRecords)
 	}
 	e.u32(uint32(len(r.D)))
-	for _, d := range r.D {
-		e.element("partial D", d)
+	for i, d := range r.D {
+		if i < len(r.dEnc) {
+			e.cachedElement("partial D", d, &r.dEnc[i])
+		} else {
+			e.element("partial D", d)
+		}
 	}
 	e.fixed("batch proof", r.Proof, ProofSize)
 	return e.bytes()
+}
+
+// encodedD returns the encodings of D, through the cache where it has them.
+func (r *Response) encodedD() [][]byte {
+	out := make([][]byte, len(r.D))
+	for i, d := range r.D {
+		if i < len(r.dEnc) {
+			out[i] = r.dEnc[i].get(d)
+		} else {
+			out[i] = mustMarshal(d)
+		}
+	}
+	return out
 }
 
 // Partial returns the partial decryption of record j, without a proof of its
@@ -155,8 +174,11 @@ func ParseResponse(b []byte) (*Response, error) {
 	if d.err == nil && (n < 1 || n > MaxRequestRecords) {
 		d.fail("partials", "%d partials outside [1, %d]", n, MaxRequestRecords)
 	}
+	if d.err == nil {
+		r.dEnc = make([]encCache, n)
+	}
 	for i := uint32(0); i < n && d.err == nil; i++ {
-		r.D = append(r.D, d.element("partial D"))
+		r.D = append(r.D, d.cachedElement("partial D", &r.dEnc[i]))
 	}
 	r.Proof = d.fixed("batch proof", ProofSize)
 	r.Signature = d.fixed("response signature", ed25519.SignatureSize)
@@ -254,13 +276,15 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 	if err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
-	resp := &Response{RequestHash: hash, Index: h.Share.Index}
-	Rs := make([]group.Element, len(req.Records))
-	for i, rec := range req.Records {
-		Rs[i] = rec.Signed.Record.R
-		resp.D = append(resp.D, grp.NewElement().Mul(Rs[i], h.Share.Value))
+	resp := &Response{RequestHash: hash, Index: h.Share.Index, D: make([]group.Element, len(recs)), dEnc: make([]encCache, len(recs))}
+	Rs, rEnc, dEnc := make([]group.Element, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs))
+	for i, rec := range recs {
+		Rs[i], rEnc[i] = rec.R, rec.rEnc.get(rec.R)
+		resp.D[i] = grp.NewElement().Mul(rec.R, h.Share.Value)
+		dEnc[i] = mustMarshal(resp.D[i])
+		resp.dEnc[i].set(resp.D[i], dEnc[i])
 	}
-	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, resp.D); err != nil {
+	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, rEnc, dEnc); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
 	b, err := resp.signedBytes()
@@ -321,11 +345,12 @@ func VerifyResponse(p *Policy, req *Request, resp *Response) error {
 	if len(resp.D) != len(req.Records) {
 		return fmt.Errorf("verifying response from %q: %w", c.Name, ErrPartialCountDiffer)
 	}
-	Rs := make([]group.Element, len(req.Records))
+	Rs, rEnc := make([]group.Element, len(req.Records)), make([][]byte, len(req.Records))
 	for i, rec := range req.Records {
-		Rs[i] = rec.Signed.Record.R
+		r := rec.Signed.Record
+		Rs[i], rEnc[i] = r.R, r.rEnc.get(r.R)
 	}
-	if err := verifyBatch(c.VerificationShare, Rs, resp.D, resp.Proof); err != nil {
+	if err := verifyBatch(c.VerificationShare, Rs, resp.D, rEnc, resp.encodedD(), resp.Proof); err != nil {
 		return fmt.Errorf("verifying response from %q: %w", c.Name, err)
 	}
 	return nil

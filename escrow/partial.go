@@ -1,23 +1,16 @@
 package escrow
 
 import (
-	"crypto"
-	_ "crypto/sha512" // the DLEQ transcript hash
 	"fmt"
 	"io"
 	"sort"
 
 	"github.com/cloudflare/circl/group"
 	"github.com/cloudflare/circl/math/polynomial"
-	"github.com/cloudflare/circl/zk/dleq"
 )
 
 // ProofSize is the size of an encoded DLEQ proof (two scalars).
 const ProofSize = 2 * ScalarSize
-
-// dleqParams are the DLEQ proof parameters: ristretto255, SHA-512, and the
-// partial-decryption tag.
-var dleqParams = dleq.Params{G: grp, H: crypto.SHA512, DST: []byte(dstDLEQ)}
 
 // Partial is one custodian's partial decryption of one record: D_i = s_i·R,
 // with a proof that log_G(P_i) = log_R(D_i).
@@ -37,7 +30,7 @@ func (s Share) Decrypt(rand io.Reader, R group.Element) (*Partial, error) {
 		return nil, fmt.Errorf("partial decryption: %w", ErrInvalidShare)
 	}
 	D := grp.NewElement().Mul(R, s.Value)
-	proof, err := proveBatch(rand, s, nil, []group.Element{R}, []group.Element{D})
+	proof, err := proveBatch(rand, s, nil, []group.Element{R}, [][]byte{mustMarshal(R)}, [][]byte{mustMarshal(D)})
 	if err != nil {
 		return nil, fmt.Errorf("partial decryption: %w", err)
 	}
@@ -45,13 +38,17 @@ func (s Share) Decrypt(rand io.Reader, R group.Element) (*Partial, error) {
 }
 
 // proveBatch proves log_G(P_i) = log_{R_j}(D_j) for every j with one DLEQ
-// proof (for one pair it is an ordinary DLEQ proof). The nonce is hedged: it
+// proof (dleq.go; for one pair it is an ordinary DLEQ proof), the points
+// given as R_j and the encodings of R_j and D_j. The nonce is hedged: it
 // hashes 32 bytes from rand with the share, the context and every R_j and
 // D_j, so a broken random source cannot make two proofs over different inputs
 // share a nonce.
-func proveBatch(rand io.Reader, s Share, context []byte, Rs, Ds []group.Element) ([]byte, error) {
+func proveBatch(rand io.Reader, s Share, context []byte, Rs []group.Element, rEnc, dEnc [][]byte) ([]byte, error) {
 	if s.Index == 0 || s.Value == nil || s.Value.IsZero() {
 		return nil, ErrInvalidShare
+	}
+	if len(Rs) == 0 || len(Rs) != len(rEnc) || len(Rs) != len(dEnc) {
+		return nil, fmt.Errorf("proving: %d points with %d and %d encodings", len(Rs), len(rEnc), len(dEnc))
 	}
 	var seed [32]byte
 	if _, err := io.ReadFull(rand, seed[:]); err != nil {
@@ -61,37 +58,27 @@ func proveBatch(rand io.Reader, s Share, context []byte, Rs, Ds []group.Element)
 	msg = append(msg, byte(len(context)))
 	msg = append(msg, context...)
 	for j := range Rs {
-		msg = append(msg, mustMarshal(Rs[j])...)
-		msg = append(msg, mustMarshal(Ds[j])...)
+		msg = append(msg, rEnc[j]...)
+		msg = append(msg, dEnc[j]...)
 	}
 	nonce := grp.HashToScalar(msg, []byte(dstProofNonce))
-	proof, err := dleq.Prover{Params: dleqParams}.ProveBatchWithRandomness(
-		s.Value, grp.Generator(), s.Public(), Rs, Ds, nonce)
-	if err != nil {
-		return nil, fmt.Errorf("proving: %w", err)
-	}
-	return proof.MarshalBinary()
+	return dleqProve(s.Value, mustMarshal(s.Public()), Rs, rEnc, dEnc, nonce), nil
 }
 
 // verifyBatch checks a (possibly batched) DLEQ proof for pairs (R_j, D_j)
-// against P_i.
-func verifyBatch(Pi group.Element, Rs, Ds []group.Element, proofBytes []byte) error {
-	if len(Rs) == 0 || len(Rs) != len(Ds) {
-		return fmt.Errorf("%w: %d points for %d partials", ErrBadProof, len(Rs), len(Ds))
+// against P_i. rEnc and dEnc are the points' encodings, or nil to encode
+// them here.
+func verifyBatch(Pi group.Element, Rs, Ds []group.Element, rEnc, dEnc [][]byte, proof []byte) error {
+	if rEnc == nil {
+		rEnc = encodeAll(Rs)
 	}
-	for j := range Rs {
-		if Rs[j] == nil || Rs[j].IsIdentity() || Ds[j] == nil || Ds[j].IsIdentity() {
-			return fmt.Errorf("%w: identity element", ErrBadProof)
-		}
+	if dEnc == nil {
+		dEnc = encodeAll(Ds)
 	}
-	var proof dleq.Proof
-	if err := proof.UnmarshalBinary(grp, proofBytes); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadProof, err)
+	if len(rEnc) != len(Rs) || len(dEnc) != len(Ds) {
+		return fmt.Errorf("%w: %d and %d encodings for %d and %d points", ErrBadProof, len(rEnc), len(dEnc), len(Rs), len(Ds))
 	}
-	if !(dleq.Verifier{Params: dleqParams}).VerifyBatch(grp.Generator(), Pi, Rs, Ds, &proof) {
-		return ErrBadProof
-	}
-	return nil
+	return dleqVerify(Pi, mustMarshal(Pi), Rs, Ds, rEnc, dEnc, proof)
 }
 
 // VerifyPartial checks a partial decryption of R against the custodian's
@@ -106,7 +93,7 @@ func VerifyPartial(p *Policy, R group.Element, part *Partial) error {
 }
 
 func verifyPartial(Pi, R group.Element, part *Partial) error {
-	if err := verifyBatch(Pi, []group.Element{R}, []group.Element{part.D}, part.Proof); err != nil {
+	if err := verifyBatch(Pi, []group.Element{R}, []group.Element{part.D}, nil, nil, part.Proof); err != nil {
 		return fmt.Errorf("verifying partial %d: %w", part.Index, err)
 	}
 	return nil
