@@ -144,10 +144,6 @@ func (r *Response) encodedD() [][]byte {
 	return out
 }
 
-// Partial returns the partial decryption of record j, without a proof of its
-// own (the response's batched proof covers it).
-func (r *Response) Partial(j int) *Partial { return &Partial{Index: r.Index, D: r.D[j]} }
-
 // MarshalBinary encodes the signed response.
 func (r *Response) MarshalBinary() ([]byte, error) {
 	b, err := r.signedBytes()
@@ -373,12 +369,17 @@ func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
 		return nil, fmt.Errorf("opening records: %w", err)
 	}
 	out := make([][]byte, len(req.Records))
-	parts := make([]*Partial, len(valid))
+	idx := make([]uint16, len(valid))
+	for j, r := range valid {
+		idx[j] = r.Index
+	}
+	comb := newCombiner(idx)
+	ds := make([]group.Element, len(valid))
 	for i, rec := range req.Records {
 		for j, r := range valid {
-			parts[j] = r.Partial(i)
+			ds[j] = r.D[i]
 		}
-		pt, err := openRecord(rec.Signed.Record, interpolate(parts))
+		pt, err := openRecord(rec.Signed.Record, comb.combine(ds))
 		if err != nil {
 			return nil, fmt.Errorf("opening records: %w", &RecordError{Index: i, Err: err})
 		}
