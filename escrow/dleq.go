@@ -26,11 +26,14 @@ import (
 //	s'   = k − c·s;  the proof is c || s'
 //
 // and it holds if c = HashToScalar(G || P || M || Z || s'·G + c·P ||
-// s'·M + c·Z || "Challenge"). The weights d_j are derived by hashing every
-// pair (and P) before the challenge is drawn, so a custodian cannot pick
-// partials whose errors cancel in M and Z: changing any D_j changes every
-// weight, and an error e_j = D_j − s·R_j passes only if Σ d_j·e_j = 0 for
-// weights it does not control, with probability about n/2^252 per try.
+// s'·M + c·Z || "Challenge"). The weights d_j make the batch as sound as n
+// single proofs: with all d_j = 1, a custodian could return D_a + E and
+// D_b − E, whose errors cancel in Z (TestAttackBadPartialHiddenInBatch).
+// Here every d_j is a hash of P and every pair, so the custodian fixes its
+// partials before it learns any weight, and changing any partial changes
+// all of them; errors e_j = D_j − s·R_j go unseen only if Σ d_j·e_j = 0,
+// which for hash outputs it cannot steer holds with probability about
+// 2^-252 per hash it tries (the proof itself is then sound as one DLEQ).
 
 const (
 	dleqSeedLabel      = "Seed-"
