@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/cloudflare/circl/group"
@@ -186,7 +188,8 @@ func ParseResponse(b []byte) (*Response, error) {
 
 // KeyDirectory gives a custodian the keys it needs to check records. The
 // custodian process backs it with the transparency log and device
-// certificates; tests use a fake.
+// certificates; tests use a fake. Answer calls it from several goroutines
+// at once.
 type KeyDirectory interface {
 	// DeviceKey returns the username and the signature key certified for a
 	// device at time at, or an error if there is none.
@@ -251,10 +254,18 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 		return nil, fmt.Errorf("answering: %w", err)
 	}
 	w := req.Warrant.Warrant
+	// The records' checks (two signatures each) on every CPU; the first
+	// record that fails, in request order, is named.
+	errs := make([]error, len(req.Records))
+	parallel(len(req.Records), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			errs[i] = h.checkRecord(w, req.Records[i])
+		}
+	})
 	recs := make([]*Record, len(req.Records))
 	for i, rec := range req.Records {
-		if err := h.checkRecord(w, rec); err != nil {
-			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: err})
+		if errs[i] != nil {
+			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: errs[i]})
 		}
 		recs[i] = rec.Signed.Record
 	}
@@ -274,12 +285,15 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 	}
 	resp := &Response{RequestHash: hash, Index: h.Share.Index, D: make([]group.Element, len(recs)), dEnc: make([]encCache, len(recs))}
 	Rs, rEnc, dEnc := make([]group.Element, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs))
-	for i, rec := range recs {
-		Rs[i], rEnc[i] = rec.R, rec.rEnc.get(rec.R)
-		resp.D[i] = grp.NewElement().Mul(rec.R, h.Share.Value)
-		dEnc[i] = mustMarshal(resp.D[i])
-		resp.dEnc[i].set(resp.D[i], dEnc[i])
-	}
+	parallel(len(recs), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			rec := recs[i]
+			Rs[i], rEnc[i] = rec.R, rec.rEnc.get(rec.R)
+			resp.D[i] = grp.NewElement().Mul(rec.R, h.Share.Value)
+			dEnc[i] = mustMarshal(resp.D[i])
+			resp.dEnc[i].set(resp.D[i], dEnc[i])
+		}
+	})
 	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, rEnc, dEnc); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
@@ -374,16 +388,42 @@ func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
 		idx[j] = r.Index
 	}
 	comb := newCombiner(idx)
-	ds := make([]group.Element, len(valid))
-	for i, rec := range req.Records {
-		for j, r := range valid {
-			ds[j] = r.D[i]
+	errs := make([]error, len(req.Records))
+	parallel(len(req.Records), func(lo, hi int) {
+		ds := make([]group.Element, len(valid))
+		for i := lo; i < hi; i++ {
+			for j, r := range valid {
+				ds[j] = r.D[i]
+			}
+			out[i], errs[i] = openRecord(req.Records[i].Signed.Record, comb.combine(ds))
 		}
-		pt, err := openRecord(rec.Signed.Record, comb.combine(ds))
+	})
+	for i, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("opening records: %w", &RecordError{Index: i, Err: err})
 		}
-		out[i] = pt
 	}
 	return out, nil
+}
+
+// minParallel is the fewest items parallel gives each goroutine: below it,
+// starting goroutines costs more than it saves.
+const minParallel = 16
+
+// parallel runs fn over [0, n) split into contiguous parts, one per CPU
+// (GOMAXPROCS) and of at least minParallel items, each in its own goroutine,
+// and returns when all are done. It is for the per-record work of a request
+// (signature checks, partial decryptions, opening records), which is
+// independent from record to record.
+func parallel(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/minParallel)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { fn(n*w/workers, n*(w+1)/workers) })
+	}
+	wg.Wait()
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 
 	"github.com/cloudflare/circl/group"
 )
@@ -124,8 +125,15 @@ func dleqVerify(P group.Element, pEnc []byte, Rs, Ds []group.Element, rEnc, dEnc
 		return fmt.Errorf("%w: proof scalar not canonical", ErrBadProof)
 	}
 	ds := dleqWeights(pEnc, rEnc, dEnc)
-	M := msmVarTime(ds, Rs)
-	Z := msmVarTime(ds, Ds)
+	var M, Z group.Element
+	if len(ds) >= minParallel && runtime.GOMAXPROCS(0) > 1 {
+		done := make(chan struct{})
+		go func() { Z = msmVarTime(ds, Ds); close(done) }()
+		M = msmVarTime(ds, Rs)
+		<-done
+	} else {
+		M, Z = msmVarTime(ds, Rs), msmVarTime(ds, Ds)
+	}
 	t2 := msmVarTime([]group.Scalar{s, c}, []group.Element{grp.Generator(), P})
 	t3 := msmVarTime([]group.Scalar{s, c}, []group.Element{M, Z})
 	if !dleqChallenge(generatorEnc, pEnc, mustMarshal(M), mustMarshal(Z), mustMarshal(t2), mustMarshal(t3)).IsEqual(c) {
