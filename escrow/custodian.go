@@ -98,8 +98,10 @@ func (r *Request) Hash() ([32]byte, error) {
 // Response is a custodian's answer: the partial decryptions D_j = s_i·R_j
 // of every record of the request, in the request's order, with one batched
 // DLEQ proof that all of them use the share behind P_i, signed by the
-// custodian's key. A batched proof costs the archive two scalar
-// multiplications per record instead of six for separate proofs.
+// custodian's key. A batched proof costs the archive two points of a
+// multi-scalar multiplication per record (dleq.go), about 9 µs each for a
+// thousand records, where separate proofs would cost six multiplications
+// of 64 µs.
 type Response struct {
 	RequestHash [32]byte
 	Index       uint16          // the custodian's share index
