@@ -138,11 +138,13 @@ func BenchmarkOpen100(b *testing.B) {
 		resps = append(resps, r)
 	}
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := Open(f.policy, req, resps); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b, 100, "record")
 	rate := float64(b.N*100) / b.Elapsed().Seconds()
 	b.ReportMetric(rate, "records/s")
 	b.ReportMetric(100000/rate, "s/100k-records")

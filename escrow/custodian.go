@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/cloudflare/circl/group"
@@ -96,14 +98,18 @@ func (r *Request) Hash() ([32]byte, error) {
 // Response is a custodian's answer: the partial decryptions D_j = s_i·R_j
 // of every record of the request, in the request's order, with one batched
 // DLEQ proof that all of them use the share behind P_i, signed by the
-// custodian's key. A batched proof costs the archive two scalar
-// multiplications per record instead of six for separate proofs.
+// custodian's key. A batched proof costs the archive two points of a
+// multi-scalar multiplication per record (dleq.go), about 9 µs each for a
+// thousand records, where separate proofs would cost six multiplications
+// of 64 µs.
 type Response struct {
 	RequestHash [32]byte
 	Index       uint16          // the custodian's share index
 	D           []group.Element // D[j] = s_i·R_j for record j
 	Proof       []byte          // batched DLEQ proof, ProofSize bytes
 	Signature   []byte          // Ed25519 over ctxAnswerSig || encoding without this field
+
+	dEnc []encCache // D's encodings, from answering or parsing (for the proof and the signature)
 }
 
 func (r *Response) signedBytes() ([]byte, error) {
@@ -118,16 +124,29 @@ func (r *Response) signedBytes() ([]byte, error) {
 		e.fail("partials", "%d partials outside [1, %d]", len(r.D), MaxRequestRecords)
 	}
 	e.u32(uint32(len(r.D)))
-	for _, d := range r.D {
-		e.element("partial D", d)
+	for i, d := range r.D {
+		if i < len(r.dEnc) {
+			e.cachedElement("partial D", d, &r.dEnc[i])
+		} else {
+			e.element("partial D", d)
+		}
 	}
 	e.fixed("batch proof", r.Proof, ProofSize)
 	return e.bytes()
 }
 
-// Partial returns the partial decryption of record j, without a proof of its
-// own (the response's batched proof covers it).
-func (r *Response) Partial(j int) *Partial { return &Partial{Index: r.Index, D: r.D[j]} }
+// encodedD returns the encodings of D, through the cache where it has them.
+func (r *Response) encodedD() [][]byte {
+	out := make([][]byte, len(r.D))
+	for i, d := range r.D {
+		if i < len(r.dEnc) {
+			out[i] = r.dEnc[i].get(d)
+		} else {
+			out[i] = mustMarshal(d)
+		}
+	}
+	return out
+}
 
 // MarshalBinary encodes the signed response.
 func (r *Response) MarshalBinary() ([]byte, error) {
@@ -155,8 +174,11 @@ func ParseResponse(b []byte) (*Response, error) {
 	if d.err == nil && (n < 1 || n > MaxRequestRecords) {
 		d.fail("partials", "%d partials outside [1, %d]", n, MaxRequestRecords)
 	}
+	if d.err == nil {
+		r.dEnc = make([]encCache, n)
+	}
 	for i := uint32(0); i < n && d.err == nil; i++ {
-		r.D = append(r.D, d.element("partial D"))
+		r.D = append(r.D, d.cachedElement("partial D", &r.dEnc[i]))
 	}
 	r.Proof = d.fixed("batch proof", ProofSize)
 	r.Signature = d.fixed("response signature", ed25519.SignatureSize)
@@ -168,7 +190,8 @@ func ParseResponse(b []byte) (*Response, error) {
 
 // KeyDirectory gives a custodian the keys it needs to check records. The
 // custodian process backs it with the transparency log and device
-// certificates; tests use a fake.
+// certificates; tests use a fake. Answer calls it from several goroutines
+// at once.
 type KeyDirectory interface {
 	// DeviceKey returns the username and the signature key certified for a
 	// device at time at, or an error if there is none.
@@ -233,10 +256,18 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 		return nil, fmt.Errorf("answering: %w", err)
 	}
 	w := req.Warrant.Warrant
+	// The records' checks (two signatures each) on every CPU; the first
+	// record that fails, in request order, is named.
+	errs := make([]error, len(req.Records))
+	parallel(len(req.Records), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			errs[i] = h.checkRecord(w, req.Records[i])
+		}
+	})
 	recs := make([]*Record, len(req.Records))
 	for i, rec := range req.Records {
-		if err := h.checkRecord(w, rec); err != nil {
-			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: err})
+		if errs[i] != nil {
+			return nil, fmt.Errorf("answering: %w", &RecordError{Index: i, Err: errs[i]})
 		}
 		recs[i] = rec.Signed.Record
 	}
@@ -254,13 +285,18 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 	if err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
-	resp := &Response{RequestHash: hash, Index: h.Share.Index}
-	Rs := make([]group.Element, len(req.Records))
-	for i, rec := range req.Records {
-		Rs[i] = rec.Signed.Record.R
-		resp.D = append(resp.D, grp.NewElement().Mul(Rs[i], h.Share.Value))
-	}
-	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, resp.D); err != nil {
+	resp := &Response{RequestHash: hash, Index: h.Share.Index, D: make([]group.Element, len(recs)), dEnc: make([]encCache, len(recs))}
+	Rs, rEnc, dEnc := make([]group.Element, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs))
+	parallel(len(recs), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			rec := recs[i]
+			Rs[i], rEnc[i] = rec.R, rec.rEnc.get(rec.R)
+			resp.D[i] = grp.NewElement().Mul(rec.R, h.Share.Value)
+			dEnc[i] = mustMarshal(resp.D[i])
+			resp.dEnc[i].set(resp.D[i], dEnc[i])
+		}
+	})
+	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, rEnc, dEnc); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
 	b, err := resp.signedBytes()
@@ -321,11 +357,12 @@ func VerifyResponse(p *Policy, req *Request, resp *Response) error {
 	if len(resp.D) != len(req.Records) {
 		return fmt.Errorf("verifying response from %q: %w", c.Name, ErrPartialCountDiffer)
 	}
-	Rs := make([]group.Element, len(req.Records))
+	Rs, rEnc := make([]group.Element, len(req.Records)), make([][]byte, len(req.Records))
 	for i, rec := range req.Records {
-		Rs[i] = rec.Signed.Record.R
+		r := rec.Signed.Record
+		Rs[i], rEnc[i] = r.R, r.rEnc.get(r.R)
 	}
-	if err := verifyBatch(c.VerificationShare, Rs, resp.D, resp.Proof); err != nil {
+	if err := verifyBatch(c.VerificationShare, Rs, resp.D, rEnc, resp.encodedD(), resp.Proof); err != nil {
 		return fmt.Errorf("verifying response from %q: %w", c.Name, err)
 	}
 	return nil
@@ -348,16 +385,47 @@ func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
 		return nil, fmt.Errorf("opening records: %w", err)
 	}
 	out := make([][]byte, len(req.Records))
-	parts := make([]*Partial, len(valid))
-	for i, rec := range req.Records {
-		for j, r := range valid {
-			parts[j] = r.Partial(i)
+	idx := make([]uint16, len(valid))
+	for j, r := range valid {
+		idx[j] = r.Index
+	}
+	comb := newCombiner(idx)
+	errs := make([]error, len(req.Records))
+	parallel(len(req.Records), func(lo, hi int) {
+		ds := make([]group.Element, len(valid))
+		for i := lo; i < hi; i++ {
+			for j, r := range valid {
+				ds[j] = r.D[i]
+			}
+			out[i], errs[i] = openRecord(req.Records[i].Signed.Record, comb.combine(ds))
 		}
-		pt, err := openRecord(rec.Signed.Record, interpolate(parts))
+	})
+	for i, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("opening records: %w", &RecordError{Index: i, Err: err})
 		}
-		out[i] = pt
 	}
 	return out, nil
+}
+
+// minParallel is the fewest items parallel gives each goroutine: below it,
+// starting goroutines costs more than it saves.
+const minParallel = 16
+
+// parallel runs fn over [0, n) split into contiguous parts, one per CPU
+// (GOMAXPROCS) and of at least minParallel items, each in its own goroutine,
+// and returns when all are done. It is for the per-record work of a request
+// (signature checks, partial decryptions, opening records), which is
+// independent from record to record.
+func parallel(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/minParallel)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { fn(n*w/workers, n*(w+1)/workers) })
+	}
+	wg.Wait()
 }

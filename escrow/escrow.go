@@ -4,7 +4,10 @@
 // before returning a partial decryption with a proof that it is correct.
 //
 // The group is ristretto255 from cloudflare/circl; secret sharing (Feldman
-// commitments), Lagrange interpolation and DLEQ proofs come from circl as well.
+// commitments) and Lagrange interpolation come from circl as well. The DLEQ
+// proofs of partial decryptions follow circl's zk/dleq transcript byte for
+// byte but are made and checked here with multi-scalar multiplications
+// (dleq.go), which batches of a thousand partials need.
 // The escrow secret s is never rebuilt: custodians return D_i = s_i·R and the
 // partials are combined by Lagrange interpolation in the exponent into r·P.
 // Each record carries a proof π of knowledge of its r, bound to its metadata,
@@ -24,7 +27,8 @@
 //	             (go-ristretto's constant-time ScalarMultTable; Seal)
 //	msm.go       variable-time multi-scalar multiplication (batch checks)
 //	signed.go    device signature and server countersignature on records
-//	partial.go   custodians' partial decryptions (DLEQ) and combining
+//	dleq.go      batched DLEQ proofs (circl's transcript, multi-scalar)
+//	partial.go   custodians' partial decryptions and combining
 //	policy.go    the root-signed escrow policy
 //	warrant.go   signed warrants, their checks and scope
 //	custodian.go the custodian's request/answer messages and Answer

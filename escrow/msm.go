@@ -8,15 +8,20 @@ import (
 // time that depends on the scalars, so it is only for public values: the
 // batch check of record proofs (VerifyRecordProofs), whose points and
 // scalars are all public or, for the random weights, worthless once the
-// check is over. It is group algebra on circl's elements (Add, Dbl) only.
+// check is over, and the composites of DLEQ proofs (dleq.go), whose weights
+// are hashes of public points. It is group algebra on circl's elements
+// (Add, Dbl) only; a single product is circl's Mul, which is faster.
 //
 // With w-bit windows it costs about (253/w)·(n + 2^(w+1)) additions for n
 // points, against one multiplication per point (about 330 additions' time
 // each) for the naive sum; w is picked to minimise that.
 func msmVarTime(s []group.Scalar, P []group.Element) group.Element {
 	acc := grp.Identity()
-	if len(s) == 0 {
+	switch len(s) {
+	case 0:
 		return acc
+	case 1:
+		return acc.Mul(P[0], s[0])
 	}
 	const bitsLen = 253 // scalars are reduced: below the group order < 2^253
 	w := msmWindow(len(P))

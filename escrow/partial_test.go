@@ -3,7 +3,10 @@ package escrow
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/cloudflare/circl/group"
 )
 
 func TestCombine(t *testing.T) {
@@ -137,6 +140,66 @@ func TestPartialEncoding(t *testing.T) {
 	} {
 		if _, err := ParsePartial(in); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownVersion) {
 			t.Errorf("%s: ParsePartial = %v", name, err)
+		}
+	}
+}
+
+// TestCombinerMatchesInterpolation: the combiner gives the same point as
+// circl's Lagrange interpolation for every set of up to 4 of the indices
+// 1..6 in any given order (small coefficients, with and without L⁻¹), and
+// for sets with large indices (the multiplication fallback).
+func TestCombinerMatchesInterpolation(t *testing.T) {
+	rnd := seededRand("combiner")
+	pts := map[uint16]group.Element{}
+	point := func(i uint16) group.Element {
+		if pts[i] == nil {
+			s, err := randomScalar(rnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pts[i] = grp.NewElement().MulGen(s)
+		}
+		return pts[i]
+	}
+	check := func(idx []uint16) *combiner {
+		t.Helper()
+		xs := make([]group.Scalar, len(idx))
+		ds := make([]group.Element, len(idx))
+		for i, x := range idx {
+			xs[i], ds[i] = scalarFromIndex(x), point(x)
+		}
+		c := newCombiner(idx)
+		if !c.combine(ds).IsEqual(interpolateAt(xs, ds, grp.NewScalar())) {
+			t.Fatalf("indices %v: combiner and interpolation differ", idx)
+		}
+		return c
+	}
+	var sets [][]uint16
+	for mask := 1; mask < 1<<6; mask++ {
+		var set []uint16
+		for b := range 6 {
+			if mask>>b&1 == 1 {
+				set = append(set, uint16(b+1))
+			}
+		}
+		if len(set) <= 4 {
+			back := slices.Clone(set)
+			slices.Reverse(back)
+			sets = append(sets, set, back)
+		}
+	}
+	for _, set := range sets {
+		check(set)
+	}
+	if c := check([]uint16{1, 2}); c.small == nil || c.invL != nil {
+		t.Errorf("custodians 1, 2: %+v, want small coefficients and L = 1", c)
+	}
+	if c := check([]uint16{3, 1}); c.small == nil || c.invL == nil {
+		t.Errorf("custodians 3, 1: %+v, want small coefficients and L = 2", c)
+	}
+	for _, set := range [][]uint16{{250, 251, 252, 253, 254, 255}, {255, 1, 128, 77}} {
+		if c := check(set); c.small != nil {
+			t.Errorf("indices %v: small coefficients %v, want the fallback", set, c.small)
 		}
 	}
 }

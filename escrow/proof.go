@@ -265,7 +265,15 @@ func VerifyRecordProofs(rand io.Reader, escrowKey group.Element, recs []*Record)
 }
 
 // batchHolds checks (Σ a_i·z_i)·G = Σ a_i·A_i + Σ (a_i·c_i)·R_i with
-// random 128-bit weights a_i.
+// random 128-bit weights a_i. The weights are what makes the batch as sound
+// as the single checks: with all a_i = 1, two false proofs whose errors
+// e_i = z_i·G − A_i − c_i·R_i are opposite would pass together
+// (TestAttackBadRecordProofHiddenInBatch). The records are fixed before the
+// weights are drawn from rand (crypto/rand.Reader for the custodians and
+// the archive), so whoever made them cannot know the weights, and errors
+// pass only if Σ a_i·e_i = 0, which for any fixed non-zero errors holds for
+// at most one value of the last weight drawn among 2^128: probability
+// 2^-128.
 func batchHolds(rand io.Reader, sts []*proofStatement) (bool, error) {
 	weights := make([]byte, 16*len(sts))
 	if _, err := io.ReadFull(rand, weights); err != nil {

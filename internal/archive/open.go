@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"anom/escrow"
@@ -613,36 +614,39 @@ func writeReport(dir string, rep *OpenReport) error {
 	return fsutil.WriteNewUnsynced(filepath.Join(dir, "report.txt"), []byte(rep.Text()), 0o600)
 }
 
-// Text renders the report for people.
+// Text renders the report for people. It is built in a strings.Builder: a
+// report of N records is O(N) bytes, and appending to a string each time
+// copied the whole text again per record (15 GB of copies for 10,000).
 func (r *OpenReport) Text() string {
-	s := fmt.Sprintf("warrant %s (issuer %s, case %q)\nreason: %s\nmessages from %s to %s; expires %s\nopened at %s: %d records, %d failed\n\ncustodians:\n",
+	var b strings.Builder
+	fmt.Fprintf(&b, "warrant %s (issuer %s, case %q)\nreason: %s\nmessages from %s to %s; expires %s\nopened at %s: %d records, %d failed\n\ncustodians:\n",
 		r.WarrantID, r.Issuer, r.CaseRef, r.Reason, r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339),
 		r.NotAfter.UTC().Format(time.RFC3339), r.OpenedAt.Format(time.RFC3339), len(r.Records), len(r.Failed))
 	for _, c := range r.Custodians {
-		s += fmt.Sprintf("  %s %s: answered %d, refused %d, unavailable %d\n", c.Endpoint, c.Name, c.Answered, c.Refused, c.Unavailable)
+		fmt.Fprintf(&b, "  %s %s: answered %d, refused %d, unavailable %d\n", c.Endpoint, c.Name, c.Answered, c.Refused, c.Unavailable)
 		if c.Anchored != "" {
-			s += "    audit head anchored: " + c.Anchored + "\n"
+			b.WriteString("    audit head anchored: " + c.Anchored + "\n")
 		}
 		for _, e := range c.Errors {
-			s += "    " + e + "\n"
+			b.WriteString("    " + e + "\n")
 		}
 	}
-	s += "\nrecords:\n"
+	b.WriteString("\nrecords:\n")
 	for _, rec := range r.Records {
-		s += fmt.Sprintf("  %s  %s  %-16s group %s  seq %d  %d bytes  by %v", rec.File, rec.SentAt.Format(time.RFC3339Nano),
+		fmt.Fprintf(&b, "  %s  %s  %-16s group %s  seq %d  %d bytes  by %v", rec.File, rec.SentAt.Format(time.RFC3339Nano),
 			rec.Username, rec.Group, rec.ServerSeq, rec.Size, rec.Custodians)
 		for _, at := range rec.Attachments {
-			s += "  + " + at
+			b.WriteString("  + " + at)
 		}
-		s += "\n"
+		b.WriteString("\n")
 		for _, e := range rec.Errors {
-			s += "    error: " + e + "\n"
+			b.WriteString("    error: " + e + "\n")
 		}
 	}
 	for _, f := range r.Failed {
-		s += fmt.Sprintf("  FAILED %s: %s\n", f.Slot, f.Error)
+		fmt.Fprintf(&b, "  FAILED %s: %s\n", f.Slot, f.Error)
 	}
-	return s
+	return b.String()
 }
 
 func (a *Archive) audit(ctx context.Context, kind string, body any) error {
