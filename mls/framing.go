@@ -49,7 +49,7 @@ func signFramedContent(s *CipherSuite, priv SignaturePrivateKey, ac *Authenticat
 	if needsContext(ac.Content.Sender.Type) && ctx == nil {
 		return fmt.Errorf("signing framed content: %w", ErrNoGroupContext)
 	}
-	sig, err := s.SignWithLabel(priv, framedContentTBSLabel, ac.tbs(ctx))
+	sig, err := s.signContent(priv, ac.signContent(ctx))
 	if err != nil {
 		return fmt.Errorf("signing framed content: %w", err)
 	}
@@ -63,7 +63,7 @@ func verifyFramedContent(s *CipherSuite, pub []byte, ac *AuthenticatedContent, c
 	if needsContext(ac.Content.Sender.Type) && ctx == nil {
 		return fmt.Errorf("verifying framed content: %w", ErrNoGroupContext)
 	}
-	if err := s.VerifyWithLabel(pub, framedContentTBSLabel, ac.tbs(ctx), ac.Auth.Signature); err != nil {
+	if err := s.verifyContent(pub, ac.signContent(ctx), ac.Auth.Signature); err != nil {
 		return fmt.Errorf("verifying framed content signature: %w", err)
 	}
 	return nil

@@ -670,3 +670,53 @@ func BenchmarkEncryptDecrypt1KiB(b *testing.B) {
 		}
 	}
 }
+
+// TestSignContentOneBuffer checks that the SignContent built in one buffer
+// (buildSignContent, used for every framed content signature) is byte for
+// byte the encoding of SignContent{label, content} made the plain way, for
+// contents whose length prefix takes one, two and four bytes, and that a
+// signature over it verifies with the public VerifyWithLabel.
+func TestSignContentOneBuffer(t *testing.T) {
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 16383, 16384, 70000} {
+		content := bytes.Repeat([]byte{0xa5}, n)
+		for _, hint := range []int{0, n, n + 100} {
+			got := buildSignContent("label", hint, func(w *writer) { w.raw(content) })
+			if want := signContent("label", content); !bytes.Equal(got, want) {
+				t.Fatalf("content of %d bytes, hint %d: got %x..., want %x...", n, hint, got[:min(len(got), 24)], want[:min(len(want), 24)])
+			}
+		}
+	}
+
+	s, _ := Suite(SuiteX25519AES128)
+	priv, pub, err := s.GenerateSignatureKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &GroupContext{
+		Version: ProtocolMLS10, CipherSuite: s.ID, GroupID: []byte("group"), Epoch: 3,
+		TreeHash: bytes.Repeat([]byte{1}, 32), ConfirmedTranscriptHash: bytes.Repeat([]byte{2}, 32),
+		Extensions: []Extension{{Type: 0xff00, Data: bytes.Repeat([]byte{3}, 300)}},
+	}
+	for _, n := range []int{0, 10, 1024, 20000} {
+		for _, ac := range []*AuthenticatedContent{
+			{WireFormat: WirePrivateMessage, Content: FramedContent{
+				GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderMember, LeafIndex: 2},
+				AuthenticatedData: bytes.Repeat([]byte{4}, n/3), ContentType: ContentApplication, Application: bytes.Repeat([]byte{5}, n),
+			}},
+			{WireFormat: WirePublicMessage, Content: FramedContent{
+				GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderExternal, SenderIndex: 1},
+				ContentType: ContentProposal, Proposal: &Proposal{Type: ProposalRemove, Remove: &RemoveProposal{Removed: LeafIndex(n)}},
+			}},
+		} {
+			if want := signContent(framedContentTBSLabel, ac.tbs(ctx)); !bytes.Equal(ac.signContent(ctx), want) {
+				t.Fatalf("sender type %d, %d bytes: the one-buffer SignContent differs from the plain encoding", ac.Content.Sender.Type, n)
+			}
+			if err := signFramedContent(s, priv, ac, ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.VerifyWithLabel(pub, framedContentTBSLabel, ac.tbs(ctx), ac.Auth.Signature); err != nil {
+				t.Fatalf("sender type %d, %d bytes: %v", ac.Content.Sender.Type, n, err)
+			}
+		}
+	}
+}
