@@ -252,11 +252,14 @@ func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, se
 		nonce[i] ^= guard[i]
 	}
 
-	pt := writer{b: make([]byte, 0, len(c.Application)+len(ac.Auth.Signature)+len(ac.Auth.ConfirmationTag)+padding+16)}
+	// Room for the body and auth data with their length prefixes (at most
+	// 4 bytes each), the padding and the AEAD tag, so the content is
+	// encrypted in place, overwriting the plaintext.
+	pt := writer{b: make([]byte, 0, len(c.Application)+len(ac.Auth.Signature)+len(ac.Auth.ConfirmationTag)+padding+64)}
 	marshalPrivateContent(&pt, c, &ac.Auth, padding)
-	ciphertext, err := s.sealAEAD(key, nonce, privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData), pt.b)
-	clear(pt.b)
+	ciphertext, err := s.sealAEADInPlace(key, nonce, privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData), pt.b)
 	if err != nil {
+		clear(pt.b)
 		return nil, 0, fmt.Errorf("protecting private message: %w", err)
 	}
 

@@ -720,3 +720,21 @@ func TestSignContentOneBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestSenderDataInfo checks the sender-data KDFLabel built without
+// allocations against the general ExpandWithLabel encoding, for samples of
+// every length up to 64 bytes (a 64-byte sample needs a two-byte varint).
+func TestSenderDataInfo(t *testing.T) {
+	for n := 0; n <= 64; n++ {
+		sample := bytes.Repeat([]byte{7}, n)
+		for _, label := range []string{"key", "nonce"} {
+			var want writer
+			want.u16(16)
+			want.opaque([]byte("MLS 1.0 " + label))
+			want.opaque(sample)
+			if got := senderDataInfo(nil, label, sample, 16); !bytes.Equal(got, want.b) {
+				t.Fatalf("label %q, %d-byte sample: got %x, want %x", label, n, got, want.b)
+			}
+		}
+	}
+}

@@ -367,6 +367,17 @@ func (s *CipherSuite) sealAEAD(key, nonce, aad, plaintext []byte) ([]byte, error
 	return a.Seal(nil, nonce, plaintext, aad), nil
 }
 
+// sealAEADInPlace is sealAEAD that encrypts plaintext where it is,
+// overwriting it; the ciphertext reuses plaintext's array when its
+// capacity has room for the tag.
+func (s *CipherSuite) sealAEADInPlace(key, nonce, aad, plaintext []byte) ([]byte, error) {
+	a, err := s.newAEAD(key)
+	if err != nil {
+		return nil, fmt.Errorf("aead key: %w", err)
+	}
+	return a.Seal(plaintext[:0], nonce, plaintext, aad), nil
+}
+
 func (s *CipherSuite) openAEAD(key, nonce, aad, ciphertext []byte) ([]byte, error) {
 	a, err := s.newAEAD(key)
 	if err != nil {
