@@ -194,7 +194,8 @@ func marshalPrivateContent(w *writer, c *FramedContent, auth *FramedContentAuthD
 }
 
 // decodePrivateContent parses a decrypted PrivateMessageContent of content
-// type ct strictly: everything after the auth data is padding and must be
+// type ct strictly (application data points into b, which the caller
+// must not reuse): everything after the auth data is padding and must be
 // zero. It returns a FramedContent with only ContentType and the body set,
 // the auth data and the padding length.
 func decodePrivateContent(ct ContentType, b []byte) (FramedContent, FramedContentAuthData, int, error) {
@@ -204,7 +205,11 @@ func decodePrivateContent(ct ContentType, b []byte) (FramedContent, FramedConten
 		return c, auth, 0, errorf(ErrInvalidMessage, "unknown content type %d", ct)
 	}
 	c.ContentType = ct
-	r := newReader(b)
+	// b is the plaintext just decrypted into a buffer of its own, so
+	// application data points into it instead of being copied. Proposals
+	// and commits are rare and their decoded values are kept in the group
+	// state, so they are still copied.
+	r := &reader{b: b, alias: ct == ContentApplication}
 	c.unmarshalBody(r)
 	auth.unmarshal(r, ct)
 	if r.err != nil {
