@@ -35,8 +35,11 @@ func newFixedBase(q group.Element) *fixedBase {
 	return t
 }
 
-// mul returns s·Q for the table's point Q, in constant time in s.
-func (t *fixedBase) mul(s group.Scalar) group.Element {
+// mulEncoded returns the canonical encoding of s·Q for the table's point
+// Q, in constant time in s. Seal needs only the encoding, so the product
+// is not decoded into a circl element (and encoded again): each costs an
+// inverse square root.
+func (t *fixedBase) mulEncoded(s group.Scalar) [ElementSize]byte {
 	var sb, out [32]byte
 	copy(sb[:], mustMarshal(s)) // 32 bytes, little-endian, reduced
 	var sc r255.Scalar
@@ -44,11 +47,7 @@ func (t *fixedBase) mul(s group.Scalar) group.Element {
 	var p r255.Point
 	p.ScalarMultTable(&t.t, &sc)
 	p.BytesInto(&out)
-	e := grp.NewElement()
-	if err := e.UnmarshalBinary(out[:]); err != nil {
-		panic("escrow: circl refused go-ristretto's ristretto255 encoding: " + err.Error())
-	}
-	return e
+	return out
 }
 
 // escrowKey is what the package keeps of an escrow key it has used: its

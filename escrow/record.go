@@ -198,8 +198,8 @@ func Seal(escrowKey group.Element, exporterSecret []byte, m Metadata, plaintext 
 	}
 	R := grp.NewElement().MulGen(r)
 	rEnc := mustMarshal(R)
-	rP := key.fixedBase().mul(r)
-	aead, err := recordAEAD(mustMarshal(rP), rEnc, meta)
+	rP := key.fixedBase().mulEncoded(r)
+	aead, err := recordAEAD(rP[:], rEnc, meta)
 	if err != nil {
 		return nil, fmt.Errorf("sealing record: %w", err)
 	}

@@ -106,6 +106,10 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 type reader struct {
 	b   []byte
 	err error
+	// alias makes raw and opaque return slices of b instead of copies;
+	// only for a buffer the decoder owns and nothing else writes (a
+	// freshly decrypted plaintext).
+	alias bool
 }
 
 func newReader(b []byte) *reader { return &reader{b: b} }
@@ -190,6 +194,9 @@ func (r *reader) raw(field string, n int) []byte {
 	b := r.take(field, n)
 	if b == nil {
 		return nil
+	}
+	if r.alias {
+		return b
 	}
 	return append([]byte(nil), b...)
 }

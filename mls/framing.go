@@ -49,7 +49,7 @@ func signFramedContent(s *CipherSuite, priv SignaturePrivateKey, ac *Authenticat
 	if needsContext(ac.Content.Sender.Type) && ctx == nil {
 		return fmt.Errorf("signing framed content: %w", ErrNoGroupContext)
 	}
-	sig, err := s.SignWithLabel(priv, framedContentTBSLabel, ac.tbs(ctx))
+	sig, err := s.signContent(priv, ac.signContent(ctx))
 	if err != nil {
 		return fmt.Errorf("signing framed content: %w", err)
 	}
@@ -63,7 +63,7 @@ func verifyFramedContent(s *CipherSuite, pub []byte, ac *AuthenticatedContent, c
 	if needsContext(ac.Content.Sender.Type) && ctx == nil {
 		return fmt.Errorf("verifying framed content: %w", ErrNoGroupContext)
 	}
-	if err := s.VerifyWithLabel(pub, framedContentTBSLabel, ac.tbs(ctx), ac.Auth.Signature); err != nil {
+	if err := s.verifyContent(pub, ac.signContent(ctx), ac.Auth.Signature); err != nil {
 		return fmt.Errorf("verifying framed content signature: %w", err)
 	}
 	return nil
@@ -194,7 +194,8 @@ func marshalPrivateContent(w *writer, c *FramedContent, auth *FramedContentAuthD
 }
 
 // decodePrivateContent parses a decrypted PrivateMessageContent of content
-// type ct strictly: everything after the auth data is padding and must be
+// type ct strictly (application data points into b, which the caller
+// must not reuse): everything after the auth data is padding and must be
 // zero. It returns a FramedContent with only ContentType and the body set,
 // the auth data and the padding length.
 func decodePrivateContent(ct ContentType, b []byte) (FramedContent, FramedContentAuthData, int, error) {
@@ -204,7 +205,11 @@ func decodePrivateContent(ct ContentType, b []byte) (FramedContent, FramedConten
 		return c, auth, 0, errorf(ErrInvalidMessage, "unknown content type %d", ct)
 	}
 	c.ContentType = ct
-	r := newReader(b)
+	// b is the plaintext just decrypted into a buffer of its own, so
+	// application data points into it instead of being copied. Proposals
+	// and commits are rare and their decoded values are kept in the group
+	// state, so they are still copied.
+	r := &reader{b: b, alias: ct == ContentApplication}
 	c.unmarshalBody(r)
 	auth.unmarshal(r, ct)
 	if r.err != nil {
@@ -252,11 +257,14 @@ func protectPrivate(s *CipherSuite, ac *AuthenticatedContent, st *secretTree, se
 		nonce[i] ^= guard[i]
 	}
 
-	pt := writer{b: make([]byte, 0, len(c.Application)+len(ac.Auth.Signature)+len(ac.Auth.ConfirmationTag)+padding+16)}
+	// Room for the body and auth data with their length prefixes (at most
+	// 4 bytes each), the padding and the AEAD tag, so the content is
+	// encrypted in place, overwriting the plaintext.
+	pt := writer{b: make([]byte, 0, len(c.Application)+len(ac.Auth.Signature)+len(ac.Auth.ConfirmationTag)+padding+64)}
 	marshalPrivateContent(&pt, c, &ac.Auth, padding)
-	ciphertext, err := s.sealAEAD(key, nonce, privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData), pt.b)
-	clear(pt.b)
+	ciphertext, err := s.sealAEADInPlace(key, nonce, privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData), pt.b)
 	if err != nil {
+		clear(pt.b)
 		return nil, 0, fmt.Errorf("protecting private message: %w", err)
 	}
 

@@ -670,3 +670,71 @@ func BenchmarkEncryptDecrypt1KiB(b *testing.B) {
 		}
 	}
 }
+
+// TestSignContentOneBuffer checks that the SignContent built in one buffer
+// (buildSignContent, used for every framed content signature) is byte for
+// byte the encoding of SignContent{label, content} made the plain way, for
+// contents whose length prefix takes one, two and four bytes, and that a
+// signature over it verifies with the public VerifyWithLabel.
+func TestSignContentOneBuffer(t *testing.T) {
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 16383, 16384, 70000} {
+		content := bytes.Repeat([]byte{0xa5}, n)
+		for _, hint := range []int{0, n, n + 100} {
+			got := buildSignContent("label", hint, func(w *writer) { w.raw(content) })
+			if want := signContent("label", content); !bytes.Equal(got, want) {
+				t.Fatalf("content of %d bytes, hint %d: got %x..., want %x...", n, hint, got[:min(len(got), 24)], want[:min(len(want), 24)])
+			}
+		}
+	}
+
+	s, _ := Suite(SuiteX25519AES128)
+	priv, pub, err := s.GenerateSignatureKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &GroupContext{
+		Version: ProtocolMLS10, CipherSuite: s.ID, GroupID: []byte("group"), Epoch: 3,
+		TreeHash: bytes.Repeat([]byte{1}, 32), ConfirmedTranscriptHash: bytes.Repeat([]byte{2}, 32),
+		Extensions: []Extension{{Type: 0xff00, Data: bytes.Repeat([]byte{3}, 300)}},
+	}
+	for _, n := range []int{0, 10, 1024, 20000} {
+		for _, ac := range []*AuthenticatedContent{
+			{WireFormat: WirePrivateMessage, Content: FramedContent{
+				GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderMember, LeafIndex: 2},
+				AuthenticatedData: bytes.Repeat([]byte{4}, n/3), ContentType: ContentApplication, Application: bytes.Repeat([]byte{5}, n),
+			}},
+			{WireFormat: WirePublicMessage, Content: FramedContent{
+				GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: Sender{Type: SenderExternal, SenderIndex: 1},
+				ContentType: ContentProposal, Proposal: &Proposal{Type: ProposalRemove, Remove: &RemoveProposal{Removed: LeafIndex(n)}},
+			}},
+		} {
+			if want := signContent(framedContentTBSLabel, ac.tbs(ctx)); !bytes.Equal(ac.signContent(ctx), want) {
+				t.Fatalf("sender type %d, %d bytes: the one-buffer SignContent differs from the plain encoding", ac.Content.Sender.Type, n)
+			}
+			if err := signFramedContent(s, priv, ac, ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.VerifyWithLabel(pub, framedContentTBSLabel, ac.tbs(ctx), ac.Auth.Signature); err != nil {
+				t.Fatalf("sender type %d, %d bytes: %v", ac.Content.Sender.Type, n, err)
+			}
+		}
+	}
+}
+
+// TestSenderDataInfo checks the sender-data KDFLabel built without
+// allocations against the general ExpandWithLabel encoding, for samples of
+// every length up to 64 bytes (a 64-byte sample needs a two-byte varint).
+func TestSenderDataInfo(t *testing.T) {
+	for n := 0; n <= 64; n++ {
+		sample := bytes.Repeat([]byte{7}, n)
+		for _, label := range []string{"key", "nonce"} {
+			var want writer
+			want.u16(16)
+			want.opaque([]byte("MLS 1.0 " + label))
+			want.opaque(sample)
+			if got := senderDataInfo(nil, label, sample, 16); !bytes.Equal(got, want.b) {
+				t.Fatalf("label %q, %d-byte sample: got %x, want %x", label, n, got, want.b)
+			}
+		}
+	}
+}

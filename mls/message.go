@@ -156,14 +156,39 @@ func DecodeAuthenticatedContent(b []byte) (*AuthenticatedContent, error) {
 
 // tbs returns FramedContentTBS: what the sender signs.
 func (a *AuthenticatedContent) tbs(ctx *GroupContext) []byte {
-	var w writer
+	w := writer{b: make([]byte, 0, a.tbsSizeHint(ctx))}
+	a.appendTBS(&w, ctx)
+	return w.b
+}
+
+// signContent returns the SignContent of FramedContentTBS (label
+// "FramedContentTBS"), built in one buffer: what ed25519 signs.
+func (a *AuthenticatedContent) signContent(ctx *GroupContext) []byte {
+	return buildSignContent(framedContentTBSLabel, a.tbsSizeHint(ctx), func(w *writer) { a.appendTBS(w, ctx) })
+}
+
+func (a *AuthenticatedContent) appendTBS(w *writer, ctx *GroupContext) {
 	w.u16(uint16(ProtocolMLS10))
 	w.u16(uint16(a.WireFormat))
-	a.Content.marshal(&w)
+	a.Content.marshal(w)
 	if a.Content.Sender.Type == SenderMember || a.Content.Sender.Type == SenderNewMemberCommit {
-		ctx.marshal(&w)
+		ctx.marshal(w)
 	}
-	return w.b
+}
+
+// tbsSizeHint is a little more than the length of FramedContentTBS for
+// application content, so the buffer it is built in is not reallocated;
+// proposals and commits, which are not counted, grow it as needed.
+func (a *AuthenticatedContent) tbsSizeHint(ctx *GroupContext) int {
+	c := &a.Content
+	n := 64 + len(c.GroupID) + len(c.AuthenticatedData) + len(c.Application)
+	if ctx != nil {
+		n += 64 + len(ctx.GroupID) + len(ctx.TreeHash) + len(ctx.ConfirmedTranscriptHash)
+		for _, e := range ctx.Extensions {
+			n += 8 + len(e.Data)
+		}
+	}
+	return n
 }
 
 // PublicMessage is a signed, unencrypted handshake message.

@@ -311,7 +311,22 @@ func (t *secretTree) eraseLocked(leaf LeafIndex, ct ContentType, g uint32) {
 // first Nh bytes, or all of it when shorter), RFC 9420 section 6.3.2.
 func (s *CipherSuite) senderDataKeyNonce(senderDataSecret, ciphertext []byte) (key, nonce []byte) {
 	sample := ciphertext[:min(len(ciphertext), s.Nh())]
-	key = s.ExpandWithLabel(senderDataSecret, "key", sample, s.keySize)
-	nonce = s.ExpandWithLabel(senderDataSecret, "nonce", sample, s.nonceLen)
+	var buf [96]byte
+	key = s.Expand(senderDataSecret, senderDataInfo(buf[:0], "key", sample, s.keySize), s.keySize)
+	nonce = s.Expand(senderDataSecret, senderDataInfo(buf[:0], "nonce", sample, s.nonceLen), s.nonceLen)
 	return key, nonce
+}
+
+// senderDataInfo appends the KDFLabel of ExpandWithLabel(secret, label,
+// sample, length) to b, like treeSecretInfo: the label is a short ASCII
+// constant, so its varint length is one byte.
+func senderDataInfo(b []byte, label string, sample []byte, length int) []byte {
+	const prefix = "MLS 1.0 "
+	w := writer{b: b}
+	w.u16(uint16(length))
+	w.u8(byte(len(prefix) + len(label)))
+	w.b = append(w.b, prefix...)
+	w.b = append(w.b, label...)
+	w.opaque(sample)
+	return w.b
 }

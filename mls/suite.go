@@ -155,6 +155,29 @@ func signContent(label string, content []byte) []byte {
 	return w.b
 }
 
+// buildSignContent returns SignContent{"MLS 1.0 " + label, content} with
+// content written by fn straight into the result, so a large content (an
+// application message) is not copied from one buffer into another. It
+// reserves room for the label and the longest length prefix, lets fn
+// append the content after them, then writes the prefix of the actual
+// length and the label just before the content. sizeHint is the expected
+// content length; a wrong hint costs only a reallocation.
+func buildSignContent(label string, sizeHint int, fn func(w *writer)) []byte {
+	const prefix = "MLS 1.0 "
+	var head writer
+	head.b = make([]byte, 0, 4+len(prefix)+len(label))
+	head.varint(uint64(len(prefix) + len(label)))
+	head.b = append(head.b, prefix...)
+	head.b = append(head.b, label...)
+	reserved := len(head.b) + 4 // 4: the longest varint
+	w := writer{b: make([]byte, reserved, reserved+sizeHint)}
+	fn(&w)
+	head.varint(uint64(len(w.b) - reserved))
+	start := reserved - len(head.b)
+	copy(w.b[start:], head.b)
+	return w.b[start:]
+}
+
 // SignaturePrivateKey is an Ed25519 private key: either its 32-byte seed
 // (the encoding the MLS vectors and saved state use) or the 64-byte
 // expanded form, which signs without re-deriving the key each time.
@@ -208,16 +231,26 @@ func (s *CipherSuite) GenerateSignatureKey(rand io.Reader) (SignaturePrivateKey,
 
 // SignWithLabel signs SignContent{"MLS 1.0 " + label, content}.
 func (s *CipherSuite) SignWithLabel(priv SignaturePrivateKey, label string, content []byte) ([]byte, error) {
-	e, err := priv.expanded()
-	if err != nil {
-		return nil, fmt.Errorf("signing: %w", err)
-	}
-	return ed25519.Sign(e, signContent(label, content)), nil
+	return s.signContent(priv, signContent(label, content))
 }
 
 // VerifyWithLabel checks a signature made by SignWithLabel.
 func (s *CipherSuite) VerifyWithLabel(pub []byte, label string, content, sig []byte) error {
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, signContent(label, content), sig) {
+	return s.verifyContent(pub, signContent(label, content), sig)
+}
+
+// signContent signs an encoded SignContent (see buildSignContent).
+func (s *CipherSuite) signContent(priv SignaturePrivateKey, signContent []byte) ([]byte, error) {
+	e, err := priv.expanded()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	return ed25519.Sign(e, signContent), nil
+}
+
+// verifyContent checks a signature over an encoded SignContent.
+func (s *CipherSuite) verifyContent(pub, signContent, sig []byte) error {
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, signContent, sig) {
 		return ErrBadSignature
 	}
 	return nil
@@ -332,6 +365,17 @@ func (s *CipherSuite) sealAEAD(key, nonce, aad, plaintext []byte) ([]byte, error
 		return nil, fmt.Errorf("aead key: %w", err)
 	}
 	return a.Seal(nil, nonce, plaintext, aad), nil
+}
+
+// sealAEADInPlace is sealAEAD that encrypts plaintext where it is,
+// overwriting it; the ciphertext reuses plaintext's array when its
+// capacity has room for the tag.
+func (s *CipherSuite) sealAEADInPlace(key, nonce, aad, plaintext []byte) ([]byte, error) {
+	a, err := s.newAEAD(key)
+	if err != nil {
+		return nil, fmt.Errorf("aead key: %w", err)
+	}
+	return a.Seal(plaintext[:0], nonce, plaintext, aad), nil
 }
 
 func (s *CipherSuite) openAEAD(key, nonce, aad, ciphertext []byte) ([]byte, error) {
