@@ -46,26 +46,72 @@ const (
 // group's log and sends it again only if it is not there.
 func TestFaultKillStreamLeader(t *testing.T) {
 	f := newFault(t)
-	ctx := f.ctx
 	logs, kv := prefix+"_logs", prefix+"_kv"
-	victim, err := f.procs.StreamLeader(ctx, logs)
+	victim, err := f.procs.StreamLeader(f.ctx, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.procs.MoveStreamLeader(ctx, kv, victim); err != nil {
+	if err := f.procs.MoveStreamLeader(f.ctx, kv, victim); err != nil {
 		t.Fatal(err)
 	}
+	f.killAndRestart(victim, fmt.Sprintf("leader of %s and %s", logs, kv))
+}
+
+// TestFaultKillFollower is TestFaultKillStreamLeader with the node killed
+// leading none of the streams: the leaders keep their quorum of two, so
+// there is no election, but the servers connected to that node lose
+// their NATS connection and reconnect to another.
+func TestFaultKillFollower(t *testing.T) {
+	f := newFault(t)
+	streams := []string{prefix + "_logs", prefix + "_kv", prefix + "_blobs"}
+	leads := map[int]bool{}
+	for _, st := range streams {
+		i, err := f.procs.StreamLeader(f.ctx, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leads[i] = true
+	}
+	victim := -1
+	for i := range f.procs.Len() {
+		if !leads[i] {
+			victim = i
+			break
+		}
+	}
+	if victim < 0 {
+		// Every node leads a stream: move the KV and blob streams'
+		// leaders to the logs stream's.
+		for _, st := range streams[1:] {
+			if err := f.procs.MoveStreamLeader(f.ctx, st, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.procs.MoveStreamLeader(f.ctx, streams[0], 0); err != nil {
+			t.Fatal(err)
+		}
+		victim = 1
+	}
+	f.killAndRestart(victim, "a follower of every stream")
+}
+
+// killAndRestart runs the load, kills node victim with SIGKILL, keeps the
+// load on until a message sent after the kill is acknowledged, restarts
+// the node under the load, waits until it has caught up, stops the load
+// and checks every member's log.
+func (f *fault) killAndRestart(victim int, what string) {
+	t := f.t
 	f.startLoad()
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(time.Second)
 	f.kill(victim)
 	recovery := f.waitRecovered(30 * time.Second)
-	time.Sleep(500 * time.Millisecond)
-	rejoin := f.restart(victim, logs, kv, prefix+"_blobs")
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond)
+	rejoin := f.restart(victim, prefix+"_logs", prefix+"_kv", prefix+"_blobs")
+	time.Sleep(250 * time.Millisecond)
 	f.stopLoad()
 	r := f.check()
-	t.Logf("kill -9 of %s, leader of %s and %s: %s; recovery (kill to the first acknowledgement of a message sent after it) %v, rejoin (restart to all replicas current) %v; test took %v",
-		f.procs.Name(victim), logs, kv, r, recovery.Round(time.Millisecond), rejoin.Round(time.Millisecond), time.Since(f.start).Round(time.Millisecond))
+	t.Logf("kill -9 of %s, %s: %s; recovery (kill to the first acknowledgement of a message sent after it) %v, rejoin (restart to all replicas current) %v; test took %v",
+		f.procs.Name(victim), what, r, recovery.Round(time.Millisecond), rejoin.Round(time.Millisecond), time.Since(f.start).Round(time.Millisecond))
 	r.fail(t)
 }
 
