@@ -384,7 +384,7 @@ func refusal(err error) *adminapi.Answer {
 		}
 	case errors.Is(err, store.ErrNotFound):
 		code = anomv1.ErrorCode_ERROR_CODE_NOT_FOUND
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.DeadlineExceeded):
 		code = anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE
 	}
 	return &adminapi.Answer{Code: code.String(), Message: msg, Reason: adminapi.ReasonOf(err)}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -40,13 +41,20 @@ func wrapErr(code anomv1.ErrorCode, err error, format string, args ...any) *Erro
 }
 
 // toWire converts any handler error to the Error sent to the client;
-// internal causes are not disclosed. A full store is STORAGE_FULL whatever
-// code a handler gave it.
+// internal causes are not disclosed. A full store is STORAGE_FULL and a
+// store that timed out is UNAVAILABLE, whatever code a handler gave them.
 func toWire(err error) *anomv1.Error {
 	if errors.Is(err, store.ErrFull) {
 		// However a handler wrapped it: the client keeps what it sent
 		// and retries later.
 		return &anomv1.Error{Code: anomv1.ErrorCode_ERROR_CODE_STORAGE_FULL, Message: "the server is out of storage; nothing was stored, retry later"}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The store did not answer in time (a NATS node failing over,
+		// say): a write may or may not have been applied. The client
+		// keeps its message, looks for it in the group's log and sends
+		// it again only if it is not there.
+		return &anomv1.Error{Code: anomv1.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "the server's storage did not answer in time; what was asked may or may not have been done: check, then retry"}
 	}
 	var e *Error
 	if errors.As(err, &e) {

@@ -111,8 +111,9 @@ type Options struct {
 	// BlobGrace is how long a deleted blob's chunks are kept for readers
 	// that opened it before; zero means DefaultBlobGrace.
 	BlobGrace time.Duration
-	// Timeout bounds each request to NATS when the caller's context has no
-	// deadline; zero means DefaultTimeout.
+	// Timeout bounds each request to NATS (a call may make several, and
+	// retries reads that time out until its context ends); zero means
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Name is the connection name the NATS servers show.
 	Name string
@@ -390,12 +391,12 @@ func (s *Store) fail(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// reqCtx bounds one request with the store's timeout unless ctx already
-// has a deadline.
+// reqCtx bounds one request with the store's timeout, or the caller's
+// deadline if that comes first. A caller's longer deadline must not
+// lengthen it: a request to a stream leader that was just killed gets no
+// answer, and only the timeout ends it (reads are then retried; a write
+// fails and may or may not have been applied, as the store package says).
 func (s *Store) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
 	return context.WithTimeout(ctx, s.timeout)
 }
 
