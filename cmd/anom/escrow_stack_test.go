@@ -334,7 +334,7 @@ func outboxSource(t *testing.T, d dataDir, addr string) *archive.HTTPSource {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := archiveToken(d)
+	tok, err := archiveToken(d, true)
 	if err != nil {
 		t.Fatal(err)
 	}
