@@ -198,13 +198,18 @@ func TestClusterServerKill(t *testing.T) {
 		}()
 	}
 
-	time.Sleep(300 * time.Millisecond)
-	ackMu.Lock()
-	before := len(acked)
-	ackMu.Unlock()
-	if before == 0 {
-		t.Fatal("the load had nothing acknowledged before the kill")
-	}
+	// The kill comes once both kinds of traffic are flowing, with most
+	// of the real clients' texts still to send.
+	var before, realBefore int
+	waitUntil(t, "traffic before the kill", func() bool {
+		ackMu.Lock()
+		before = len(acked)
+		ackMu.Unlock()
+		mu.Lock()
+		realBefore = len(texts)
+		mu.Unlock()
+		return before >= 50 && realBefore >= 6
+	})
 	c.servers[0].kill(t)
 	close(killed)
 	realWG.Wait()
@@ -400,8 +405,8 @@ func TestClusterServerKill(t *testing.T) {
 		t.Errorf("the real clients' group: %d escrow records in the outbox for %d messages in its log", records[string(g)], len(stored))
 	}
 
-	t.Logf("real clients: %d texts acknowledged of %d tried (%d after the kill), %d stored, %d reconnections; lost %d, duplicated %d",
-		len(texts), len(tried), afterOK.Load(), len(stored), reconnected, realLost, realDup)
+	t.Logf("real clients: %d texts acknowledged of %d tried (%d before the kill, %d after), %d stored, %d reconnections; lost %d, duplicated %d",
+		len(texts), len(tried), realBefore, afterOK.Load(), len(stored), reconnected, realLost, realDup)
 	t.Logf("load: %d acknowledged (%d before the kill), %d connections cut and replaced; member deliveries expected %d, delivered %d, lost %d, duplicated %d; unacknowledged but stored %d (device-reads); pushes not matching the log %d",
 		nAcked, before, cut, nAcked*perGroup, delivered, lost, dup, unacked, mismatched)
 	t.Logf("escrow outbox: %d records for the real group (%d stored), %d for the load groups (%d stored)",
@@ -475,4 +480,3 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
