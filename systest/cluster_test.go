@@ -35,7 +35,7 @@ type cluster struct {
 	keys string       // escrow init's --out: a folder per custodian and the warrant issuer
 	nats *natstest.Cluster
 
-	servers []*anomServer
+	servers []*clusterServer
 	relay   *proc
 	// relayAddr is where devices connect: the relay.
 	relayAddr string
@@ -46,8 +46,8 @@ type cluster struct {
 	policy *escrow.SignedPolicy
 }
 
-// anomServer is one anom server process of the cluster.
-type anomServer struct {
+// clusterServer is one anom server process of the cluster.
+type clusterServer struct {
 	*proc
 	addr string
 	data netsetup.Dir
@@ -61,8 +61,8 @@ func newCluster(t *testing.T, servers int) *cluster {
 	c := &cluster{t: t, dir: t.TempDir()}
 	c.data = netsetup.Dir(filepath.Join(c.dir, "net"))
 	c.keys = filepath.Join(c.dir, "escrow-keys")
-	anom(t, "admin", "init", "--data", c.data.Path(), "--name", networkName)
-	if out := anom(t, "admin", "escrow", "init", "--data", c.data.Path(), "--out", c.keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
+	runAnom(t, "admin", "init", "--data", c.data.Path(), "--name", networkName)
+	if out := runAnom(t, "admin", "escrow", "init", "--data", c.data.Path(), "--out", c.keys, "--custodians", "A,B,C", "--threshold", "2"); !strings.Contains(out, "2 of 3 custodians: A, B, C") {
 		t.Fatalf("admin escrow init said:\n%s", out)
 	}
 	ni, err := c.data.Info()
@@ -93,7 +93,7 @@ func newCluster(t *testing.T, servers int) *cluster {
 	c.nats = natstest.Start(t, 3)
 	var addrs []string
 	for i := range servers {
-		s := &anomServer{addr: freeAddr(t), data: netsetup.Dir(filepath.Join(c.dir, fmt.Sprintf("server-%d", i)))}
+		s := &clusterServer{addr: freeAddr(t), data: netsetup.Dir(filepath.Join(c.dir, fmt.Sprintf("server-%d", i)))}
 		copyDir(t, c.data.Path(), s.data.Path())
 		s.proc = start(t, fmt.Sprintf("server-%d", i), "server", "--data", s.data.Path(), "--listen", s.addr,
 			"--metrics-listen", "off", "--nats", c.nats.URL())
@@ -111,7 +111,7 @@ func newCluster(t *testing.T, servers int) *cluster {
 // admin runs an anom admin command on the network, sent to server 0.
 func (c *cluster) admin(args ...string) string {
 	c.t.Helper()
-	return anom(c.t, append(append([]string{"admin"}, args...), "--data", c.data.Path(), "--server", c.servers[0].addr)...)
+	return runAnom(c.t, append(append([]string{"admin"}, args...), "--data", c.data.Path(), "--server", c.servers[0].addr)...)
 }
 
 // codes makes a distributor and n activation codes with the admin

@@ -37,18 +37,68 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// anom runs a short anom command to its end and returns its standard
-// output; a non-zero exit fails the test with both outputs.
-func anom(t testing.TB, args ...string) string {
+// runAnom runs a short anom command to its end and returns what it
+// printed, standard output and error together; a non-zero exit fails the
+// test.
+func runAnom(t testing.TB, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(anomBin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := exec.Command(anomBin, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("anom %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+		t.Fatalf("anom %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// startAnom starts a long-running anom process and returns it with its
+// first stdout line; it is killed when the test ends.
+func startAnom(t testing.TB, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(anomBin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		l, _ := r.ReadString('\n')
+		line <- strings.TrimSpace(l)
+		io.Copy(io.Discard, r)
+	}()
+	select {
+	case l := <-line:
+		if l == "" {
+			cmd.Wait()
+			t.Fatalf("anom %s printed nothing; stderr:\n%s", strings.Join(args, " "), stderr.String())
+		}
+		return cmd, l
+	case <-time.After(20 * time.Second):
+		t.Fatalf("anom %s did not start; stderr:\n%s", strings.Join(args, " "), stderr.String())
+	}
+	return nil, ""
+}
+
+// archivePin makes the client certificate of the archive in dir (anom
+// archive pin) and returns its pin, for the custodians' --archive-pin.
+func archivePin(t testing.TB, dir string) string {
+	t.Helper()
+	f := strings.Fields(runAnom(t, "archive", "pin", "--data", dir))
+	if len(f) == 0 || len(f[0]) != 64 {
+		t.Fatalf("anom archive pin printed %q", f)
+	}
+	return f[0]
+}
+
+// startAnomServer runs anom server on data, listening on addr.
+func startAnomServer(t testing.TB, data, addr string, extra ...string) *proc {
+	t.Helper()
+	return start(t, "server", append([]string{"server", "--data", data, "--listen", addr}, extra...)...)
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
