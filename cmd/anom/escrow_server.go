@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"anom/internal/adminapi"
+	"anom/internal/netsetup"
 	"anom/internal/server"
 )
 
@@ -33,26 +33,29 @@ func init() {
 	adminVerbs["alerts"] = adminVerb{summary: "list the alerts the running server raised (false escrow records reported by recipients)", run: runAdminAlerts}
 }
 
-// archiveToken reads DATA/archive.token, making it on first use.
-func archiveToken(d dataDir) (string, error) {
-	b, err := os.ReadFile(d.Path("archive.token"))
+// archiveToken reads DATA/archive.token. anom admin init makes it; a
+// network made before that gets one here on first use, unless the server
+// shares its state with others (shared): each server's copy of the
+// directory would then make a token of its own, and the archive, pulling
+// through whichever server answers, would be refused by the others.
+func archiveToken(d dataDir, shared bool) (string, error) {
+	path := d.Path(netsetup.ArchiveTokenFile)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		raw := make([]byte, 32)
-		if _, err := rand.Read(raw); err != nil {
-			return "", err
+		if shared {
+			return "", fmt.Errorf("%s is missing: the servers sharing NATS need one archive token, the same file in each server's copy of the data directory (make it once: head -c 32 /dev/urandom | xxd -p -c 64 > %s, then copy it to every server)", path, path)
 		}
-		tok := hex.EncodeToString(raw)
-		if err := writeSecret(d.Path("archive.token"), []byte(tok+"\n")); err != nil {
-			return "", err
+		if err := netsetup.MakeArchiveToken(d); err != nil {
+			return "", fmt.Errorf("making the archive token: %w", err)
 		}
-		return tok, nil
+		b, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading archive token: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < 32 {
-		return "", fmt.Errorf("archive token in %s is too short", d.Path("archive.token"))
+		return "", fmt.Errorf("archive token in %s is too short", path)
 	}
 	return tok, nil
 }

@@ -116,7 +116,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	archiveToken, err := archiveToken(d)
+	archiveToken, err := archiveToken(d, stf.nats != "")
 	if err != nil {
 		return err
 	}

@@ -97,4 +97,21 @@ func TestServerNATSFlags(t *testing.T) {
 			t.Fatalf("anom %s made a network: %v", strings.Join(args, " "), err)
 		}
 	}
+	// Servers on NATS share one archive token: one whose copy of the
+	// directory lacks it refuses to make its own, before it connects.
+	data := filepath.Join(t.TempDir(), "net")
+	if _, stderr, code := anomResult(t, "admin", "init", "--data", data); code != 0 {
+		t.Fatalf("admin init: %s", stderr)
+	}
+	if err := os.Remove(filepath.Join(data, "archive.token")); err != nil {
+		t.Fatalf("admin init made no archive token: %v", err)
+	}
+	args := []string{"server", "--data", data, "--listen", freeAddr(t), "--metrics-listen", "off", "--nats", "nats://127.0.0.1:1"}
+	stdout, stderr, code := anomResult(t, args...)
+	if code == 0 || !strings.Contains(stderr, "archive.token is missing: the servers sharing NATS need one archive token") {
+		t.Errorf("anom %s: exit %d, want a missing archive token\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "archive.token")); !os.IsNotExist(err) {
+		t.Errorf("a server on NATS made an archive token of its own: %v", err)
+	}
 }

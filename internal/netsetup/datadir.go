@@ -31,6 +31,7 @@ import (
 //	directory.*, countersign.*   the server's online keys (onlinekeys.go)
 //	server.crt/.key   TLS server certificate for the hostnames (PEM)
 //	blob.key          HMAC key of blob capability tokens, 0600
+//	archive.token     bearer token of the archive pulling the escrow outbox, 0600
 //	escrow-policy     signed escrow policy; empty until the escrow is set up
 //	network.json      name, hostnames, fingerprints and the root public key
 //	invite            the invite devices activate with (anom server writes it)

@@ -94,6 +94,12 @@ func Init(d Dir, name string, hosts []string, w io.Writer) error {
 	if err := WriteSecret(d.Path("blob.key"), blobKey); err != nil {
 		return err
 	}
+	// Made here, not by the server on its first start, so that servers
+	// given copies of this directory (a cluster on NATS) share one token
+	// and the archive can pull through any of them.
+	if err := MakeArchiveToken(d); err != nil {
+		return err
+	}
 	// admin escrow init fills this in with the signed policy.
 	if err := WriteSecret(d.Path("escrow-policy"), nil); err != nil {
 		return err
@@ -121,6 +127,20 @@ func Init(d Dir, name string, hosts []string, w io.Writer) error {
 	fmt.Fprintf(w, "root key          %s (the invite's root=)\n", ni.RootPublicKey)
 	fmt.Fprintf(w, "CA fingerprint    %s (the invite's ca=)\n", ni.CAFingerprint)
 	return nil
+}
+
+// ArchiveTokenFile is the data directory's file of the bearer token with
+// which the archive pulls the server's escrow outbox.
+const ArchiveTokenFile = "archive.token"
+
+// MakeArchiveToken writes a new random archive token (64 hex digits) to
+// d's ArchiveTokenFile, refusing to overwrite one.
+func MakeArchiveToken(d Dir) error {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	return WriteSecret(d.Path(ArchiveTokenFile), []byte(hex.EncodeToString(raw)+"\n"))
 }
 
 // writeTLS writes a CA and a server certificate signed by it.

@@ -60,10 +60,13 @@ func TestInit(t *testing.T) {
 	// Secrets: the root and CA keys in the root folder, nothing of them
 	// in the data directory; every secret file 0600.
 	for _, p := range []string{d.RootPath("root.key"), d.RootPath("ca.key"), d.Path("server.key"), d.Path("blob.key"),
-		filepath.Join(d.AdminDir(), AdminKeyFile), filepath.Join(d.AdminDir(), AdminCertFile)} {
+		d.Path(ArchiveTokenFile), filepath.Join(d.AdminDir(), AdminKeyFile), filepath.Join(d.AdminDir(), AdminCertFile)} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v", p, err)
 		}
+	}
+	if tok := strings.TrimSpace(string(mustRead(t, d.Path(ArchiveTokenFile)))); len(tok) != 64 {
+		t.Errorf("archive token %q, want 64 hex digits", tok)
 	}
 	for _, name := range []string{"root.key", "ca.key"} {
 		if _, err := os.Stat(d.Path(name)); err == nil {

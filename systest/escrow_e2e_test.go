@@ -1,7 +1,6 @@
-package main
+package systest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -9,14 +8,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,100 +22,11 @@ import (
 	"anom/escrow"
 	"anom/identity"
 	"anom/internal/archive"
+	"anom/internal/netsetup"
 	"anom/internal/server"
 	"anom/internal/store/pebble"
 	"anom/internal/translog"
 )
-
-var (
-	anomOnce sync.Once
-	anomBin  string
-	anomErr  error
-)
-
-// buildAnom builds the anom binary once per test run.
-func buildAnom(t *testing.T) string {
-	t.Helper()
-	anomOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "anom-e2e-bin")
-		if err != nil {
-			anomErr = err
-			return
-		}
-		anomBin = filepath.Join(dir, "anom")
-		out, err := exec.Command("go", "build", "-o", anomBin, ".").CombinedOutput()
-		if err != nil {
-			anomErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if anomErr != nil {
-		t.Fatal(anomErr)
-	}
-	return anomBin
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if anomBin != "" {
-		os.RemoveAll(filepath.Dir(anomBin))
-	}
-	os.Exit(code)
-}
-
-func runAnom(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(buildAnom(t), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("anom %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// archivePin makes the client certificate of the archive in dir (anom
-// archive pin) and returns its pin, for the custodians' --archive-pin.
-func archivePin(t *testing.T, dir string) string {
-	t.Helper()
-	f := strings.Fields(runAnom(t, "archive", "pin", "--data", dir))
-	if len(f) == 0 || len(f[0]) != 64 {
-		t.Fatalf("anom archive pin printed %q", f)
-	}
-	return f[0]
-}
-
-// startAnom starts a long-running anom process and returns it with its
-// first stdout line.
-func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(buildAnom(t), args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		l, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(l)
-		io.Copy(io.Discard, r)
-	}()
-	select {
-	case l := <-line:
-		if l == "" {
-			cmd.Wait()
-			t.Fatalf("anom %s printed nothing; stderr:\n%s", strings.Join(args, " "), stderr.String())
-		}
-		return cmd, l
-	case <-time.After(20 * time.Second):
-		t.Fatalf("anom %s did not start; stderr:\n%s", strings.Join(args, " "), stderr.String())
-	}
-	return nil, ""
-}
 
 // escrowNet is a network made with the anom commands, plus what the test
 // needs to play devices and the server.
@@ -159,7 +67,7 @@ func newEscrowNet(t *testing.T) *escrowNet {
 			t.Fatalf("%s: %v, mode %v", f, err, st.Mode())
 		}
 	}
-	d := dataDir(dir)
+	d := netsetup.Dir(dir)
 	root, err := d.RootKey()
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +219,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 		t.Skip("builds and runs the anom binary")
 	}
 	n := newEscrowNet(t)
-	d := dataDir(n.dir)
+	d := netsetup.Dir(n.dir)
 
 	// The archive's audit key, which the custodians take.
 	archDir := t.TempDir()
@@ -431,7 +339,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	// Custodian A revokes the warrant while running: with B down, one
 	// custodian is left and nothing opens.
 	runAnom(t, "custodian", "revoke-warrant", "--data", custDirs[0], "--reason", "withdrawn", "W-e2e")
-	cmd := exec.Command(buildAnom(t), openArgs(filepath.Join(t.TempDir(), "opened2"))...)
+	cmd := exec.Command(anomBin, openArgs(filepath.Join(t.TempDir(), "opened2"))...)
 	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "0 records opened, 6 failed") {
 		t.Fatalf("open after revocation succeeded or said:\n%s", b)
 	}
@@ -475,7 +383,7 @@ func TestArchiveCrash(t *testing.T) {
 		t.Skip("builds and runs the anom binary")
 	}
 	n := newEscrowNet(t)
-	d := dataDir(n.dir)
+	d := netsetup.Dir(n.dir)
 	src := &archive.MemSource{}
 	slots := map[uint64][32]byte{} // cursor -> slot of the record
 	src.Add(n.certItem(t, "alice"), n.countersignItem(t))

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"anom/identity"
 	"anom/internal/loadgen"
+	"anom/internal/netsetup"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -42,10 +43,7 @@ func TestDiskFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "anom")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building anom: %v\n%s", err, out)
-	}
+	bin := anomBin
 	data := filepath.Join(mnt, "net")
 	run := func(args ...string) string {
 		t.Helper()
@@ -77,7 +75,7 @@ func TestDiskFull(t *testing.T) {
 		}
 		codes = append(codes, c)
 	}
-	pool, err := dataDir(data).CAPool()
+	pool, err := netsetup.Dir(data).CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"anom/client"
 	"anom/identity"
 	"anom/internal/archive"
+	"anom/internal/netsetup"
 )
 
 // TestEscrowFullStack is issue 4's end-to-end test with every part real:
@@ -39,7 +40,7 @@ func TestEscrowFullStack(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "net")
-	d := dataDir(data)
+	d := netsetup.Dir(data)
 
 	// The network and its escrow, made by the admin commands.
 	runAnom(t, "admin", "init", "--data", data)
@@ -78,8 +79,8 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("CA fingerprint %q: %v", ni.CAFingerprint, err)
 	}
 	copy(network.CAFingerprint[:], fp)
-	activate := func(name, code string) *liveDevice {
-		dev := &liveDevice{events: make(chan client.Event, 10000)}
+	activate := func(name, code string) *device {
+		dev := &device{name: name, events: make(chan client.Event, 10000)}
 		c, err := client.Create(client.Config{Dir: filepath.Join(dir, name), KDF: client.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
 			KeyPackages: 2, OnEvent: func(e client.Event) { dev.events <- e }}, "314159", "")
 		if err != nil {
@@ -110,10 +111,10 @@ func TestEscrowFullStack(t *testing.T) {
 
 	// Messages before, in and after the window [from, to); the warrant
 	// covers alice only. Every message is read by its recipients, who
-	// check its escrow record (liveDevice.wait fails on a mismatch).
+	// check its escrow record (device.wait fails on a mismatch).
 	want := map[string][]byte{} // content encoding -> attachment (nil if none)
-	readers := map[*liveDevice]int{}
-	send := func(from *liveDevice, g []byte, text string, inScope bool, to ...*liveDevice) {
+	readers := map[*device]int{}
+	send := func(from *device, g []byte, text string, inScope bool, to ...*device) {
 		t.Helper()
 		c := &client.Content{Kind: client.KindText, Text: text}
 		if err := from.c.Send(ctx, g, c); err != nil {
@@ -259,85 +260,18 @@ func TestEscrowFullStack(t *testing.T) {
 	assertNoEscrowSecrets(t, data, keys)
 }
 
-// anomServer is `anom server` running as its own process.
-type anomServer struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func startAnomServer(t *testing.T, data, addr string, extra ...string) *anomServer {
-	t.Helper()
-	p := &anomServer{log: filepath.Join(t.TempDir(), "server.log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(buildAnom(t), append([]string{"server", "--data", data, "--listen", addr}, extra...)...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("server log:\n%s", b)
-		}
-	})
-	return p
-}
-
-// waitLog waits until the server's log shows text.
-func (p *anomServer) waitLog(t *testing.T, text string) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		b, _ := os.ReadFile(p.log)
-		if bytes.Contains(b, []byte(text)) {
-			return
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("the server exited:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server's log does not show %q:\n%s", text, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop ends the server gracefully (SIGINT), or kills it.
-func (p *anomServer) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("the server did not stop on SIGINT")
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // outboxSource is the server's escrow outbox as the archive reads it:
 // HTTPS with the network CA and the archive's bearer token.
-func outboxSource(t *testing.T, d dataDir, addr string) *archive.HTTPSource {
+func outboxSource(t *testing.T, d netsetup.Dir, addr string) *archive.HTTPSource {
 	t.Helper()
 	pool, err := d.CAPool()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := archiveToken(d)
+	tok, err := os.ReadFile(d.Path(netsetup.ArchiveTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
-	return &archive.HTTPSource{URL: "https://" + addr, Client: &http.Client{Transport: bearerTransport{token: tok, base: tr}, Timeout: time.Minute}}
+	return &archive.HTTPSource{URL: "https://" + addr, Client: &http.Client{Transport: bearer{token: strings.TrimSpace(string(tok)), base: tr}, Timeout: time.Minute}}
 }

@@ -1,9 +1,8 @@
-package main
+package systest
 
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"anom/identity"
+	"anom/internal/netsetup"
 )
 
 // The end-to-end test of anom chat: the README's quick start with the
@@ -82,22 +82,12 @@ func (n *tmuxNet) run(args ...string) string {
 	return stdout.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed: the terminal test of anom chat needs it (apt-get install tmux)")
 	}
-	n := &tmuxNet{t: t, bin: buildAnom(t), dir: t.TempDir()}
+	n := &tmuxNet{t: t, bin: anomBin, dir: t.TempDir()}
 	n.sock = filepath.Join(n.dir, "tmux.sock")
 	// The README's quick start: the first run of the server makes the
 	// network and its invite; the network then gets a disclosed escrow
@@ -126,7 +116,7 @@ func newTmuxNet(t *testing.T, users int) *tmuxNet {
 	if len(n.codes) != users {
 		t.Fatalf("got %d codes, want %d", len(n.codes), users)
 	}
-	ni, err := dataDir(filepath.Join(n.dir, "net")).Info()
+	ni, err := netsetup.Dir(filepath.Join(n.dir, "net")).Info()
 	if err != nil {
 		t.Fatal(err)
 	}

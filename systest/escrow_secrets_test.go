@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -90,7 +90,7 @@ func assertNoEscrowSecrets(t *testing.T, data, keys string) {
 // runIn runs anom in dir and returns its output and error.
 func runIn(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(buildAnom(t), args...)
+	cmd := exec.Command(anomBin, args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // HOME.
 func chatScreen(t *testing.T, home, stdin string) string {
 	t.Helper()
-	cmd := exec.Command(buildAnom(t), "chat", "--home", home)
+	cmd := exec.Command(anomBin, "chat", "--home", home)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

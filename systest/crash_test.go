@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"anom/identity"
 	"anom/internal/loadgen"
+	"anom/internal/netsetup"
 	anomv1 "anom/proto/anom/v1"
 )
 
@@ -39,11 +40,7 @@ func TestCrashNoLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "anom")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building anom: %v\n%s", err, out)
-	}
+	bin := anomBin
 	data := filepath.Join(dir, "net")
 	run := func(args ...string) string {
 		t.Helper()
@@ -79,7 +76,7 @@ func TestCrashNoLoss(t *testing.T) {
 		t.Fatalf("%d codes issued, want %d", len(codes), groups*perGroup)
 	}
 
-	d := dataDir(data)
+	d := netsetup.Dir(data)
 	pool, err := d.CAPool()
 	if err != nil {
 		t.Fatal(err)
