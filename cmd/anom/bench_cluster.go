@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -142,6 +143,10 @@ func (f *benchFlags) clusterNetwork(ctx context.Context, devices int, withEscrow
 
 	var targets []*loadgen.Target
 	var servers []*benchServer
+	// The servers' shared secret for the fan-out (a network's blob key;
+	// made for the run).
+	fanSecret := make([]byte, 32)
+	rand.Read(fanSecret)
 	// The servers start one after the other: the first creates the
 	// streams, and each rebuilds the transparency log from the store.
 	for i := range benchAnomServers {
@@ -150,9 +155,14 @@ func (f *benchFlags) clusterNetwork(ctx context.Context, devices int, withEscrow
 			return fail(fmt.Errorf("opening the JetStream store for server %d: %w", i+1, err))
 		}
 		cleanup = append(cleanup, func() { st.Close() })
+		fan, err := clusterFanout(st, fanSecret, logger.With("server", i+1))
+		if err != nil {
+			return fail(fmt.Errorf("the NATS fan-out of server %d: %w", i+1, err))
+		}
+		cleanup = append(cleanup, func() { fan.Close() })
 		reg := prometheus.NewRegistry()
 		srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: dirKey, Countersign: cs, CountersignCert: csCert,
-			TLS: tc, Name: "bench", Logger: logger.With("server", i+1), EscrowPolicy: policy, Fanout: clusterFanout(st), Registry: reg})
+			TLS: tc, Name: "bench", Logger: logger.With("server", i+1), EscrowPolicy: policy, Fanout: fan, Registry: reg})
 		if err != nil {
 			return fail(fmt.Errorf("starting anom server %d: %w", i+1, err))
 		}

@@ -131,11 +131,16 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the root public key: %w", err)
 	}
-	st, fanout, err := stf.open(ctx, d, log)
+	st, fan, err := stf.open(ctx, d, blobKey, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	var fanout server.Fanout
+	if fan != nil {
+		defer fan.Close()
+		fanout = fan
+	}
 	srv, err := server.New(ctx, server.Config{
 		Store: st, RootPublic: identity.RootPublicKey(rootPub), Directory: dir, TLS: tc, Name: ni.Name, Logger: log,
 		Retention: *retention, BlobTTL: *blobTTL, MaxBlobSize: *maxBlob, BlobQuota: *blobQuota, BlobKey: blobKey,

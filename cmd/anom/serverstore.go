@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 
-	"anom/internal/server"
+	"anom/internal/natsfanout"
 	"anom/internal/store"
 	"anom/internal/store/jetstream"
 	"anom/internal/store/pebble"
@@ -66,8 +65,11 @@ func (f *storeFlags) urls() []string {
 }
 
 // open opens the store the flags name, and with NATS the fan-out that
-// carries pushes between the servers sharing it.
-func (f *storeFlags) open(ctx context.Context, d dataDir, log *slog.Logger) (store.Store, server.Fanout, error) {
+// carries pushes between the servers sharing it: on the NATS core subject
+// <prefix>.push of the store's connection, authenticated with a key
+// derived from the network's blob key (secret), which every server of the
+// network holds. The caller closes the fan-out, then the store.
+func (f *storeFlags) open(ctx context.Context, d dataDir, secret []byte, log *slog.Logger) (store.Store, *natsfanout.Fanout, error) {
 	if f.nats == "" {
 		st, err := pebble.Open(d.Path("store"), pebble.Options{Logger: log.With("part", "store")})
 		if errors.Is(err, pebble.ErrLocked) {
@@ -77,19 +79,23 @@ func (f *storeFlags) open(ctx context.Context, d dataDir, log *slog.Logger) (sto
 	}
 	st, err := jetstream.Open(ctx, jetstream.Options{
 		URLs: f.urls(), CredsFile: f.creds, TLSCAFile: f.ca, TLSCertFile: f.cert, TLSKeyFile: f.key,
-		Prefix: f.prefix, Replicas: f.replicas, Name: "anom server",
+		Prefix: f.prefix, Replicas: f.replicas, Name: "anom server", Logger: log.With("part", "store"),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--nats %s: %w", f.nats, err)
 	}
-	return st, clusterFanout(st), nil
+	fan, err := clusterFanout(st, secret, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("--nats: %w (blob.key in %s)", err, d.Path())
+	}
+	return st, fan, nil
 }
 
 // clusterFanout returns the fan-out that carries pushes between the
 // servers sharing the JetStream store st (anom server --nats, and anom
-// bench --cluster): a log of the store that every server tails.
-func clusterFanout(st *jetstream.Store) server.Fanout {
-	node := make([]byte, 16)
-	rand.Read(node)
-	return server.NewStoreFanout(st, node)
+// bench --cluster): the NATS core subject <prefix>.push of the store's
+// connection, batches authenticated under a key derived from secret.
+func clusterFanout(st *jetstream.Store, secret []byte, log *slog.Logger) (*natsfanout.Fanout, error) {
+	return natsfanout.New(natsfanout.Options{Conn: st.Conn(), Prefix: st.Prefix(), Secret: secret, Logger: log.With("part", "fanout")})
 }

@@ -219,3 +219,19 @@ func (c *Cluster) Shutdown() {
 		c.Stop(i)
 	}
 }
+
+// Interest returns how many subscriptions of the global account match
+// subject on the node named server (a ServerName, as a client's
+// nats.Conn.ConnectedServerName gives it): its own clients' and, once
+// routed, one for each other node with a matching subscription. 0 if
+// there is no such node running.
+func (c *Cluster) Interest(server, subject string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nd := range c.nodes {
+		if nd.srv != nil && nd.opts.ServerName == server {
+			return nd.srv.GlobalAccount().Interest(subject)
+		}
+	}
+	return 0
+}

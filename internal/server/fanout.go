@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"anom/internal/push"
 	"anom/internal/store"
 )
 
@@ -19,24 +20,16 @@ import (
 // subscription per server, never one per device. Config.Fanout nil: one
 // server alone, pushes stay in the hub. StoreFanout carries them through a
 // log of the shared store; a NATS implementation (core subjects, no
-// JetStream consumers) plugs in at the same interface.
+// JetStream consumers, internal/natsfanout) plugs in at the same
+// interface.
 
-// Push is a frame to deliver to the sessions of some devices.
-type Push struct {
-	Devices []string // device IDs in hex
-	Frame   []byte   // the encoded Frame
-}
+// Push is a frame to deliver to the sessions of some devices
+// (push.Push, so that implementations of Fanout outside this package
+// need not import it).
+type Push = push.Push
 
-// Fanout carries pushes between the servers of a cluster.
-type Fanout interface {
-	// Publish hands pushes, in order, to the other servers. Pushes are
-	// best effort: a device that misses one catches up from its cursor.
-	Publish(ctx context.Context, pushes []Push) error
-	// Subscribe calls deliver, in order, with every push other servers
-	// publish from now on, until ctx ends; it returns ctx's error or why
-	// it had to stop.
-	Subscribe(ctx context.Context, deliver func(Push)) error
-}
+// Fanout carries pushes between the servers of a cluster (push.Fanout).
+type Fanout = push.Fanout
 
 // publish hands pushes to the cluster's fan-out, if any, through the
 // server's publisher: in order, batched, never holding up the sender.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"anom/identity"
+	"anom/internal/store"
 	"anom/internal/store/pebble"
 	"anom/mls"
 	anomv1 "anom/proto/anom/v1"
@@ -41,6 +42,10 @@ type network struct {
 	// node, if not "", makes the server one of a cluster: its pushes
 	// go through a StoreFanout under this node name (cluster_test.go).
 	node string
+	// open, if set, opens the server's store and fan-out instead of a
+	// Pebble store in dir (natscluster_test.go); the store is closed
+	// with the server.
+	open func() (store.Store, Fanout)
 }
 
 func testTLS(t testing.TB) (*tls.Config, *x509.CertPool) {
@@ -78,9 +83,16 @@ func newNetworkWithRoot(t testing.TB, root *identity.RootKey, mod func(*Config))
 // node ("" for a lone server).
 func newNetworkNode(t testing.TB, root *identity.RootKey, node string, mod func(*Config)) *network {
 	t.Helper()
+	return newNetworkOn(t, root, node, nil, mod)
+}
+
+// newNetworkOn is newNetworkNode on the store and fan-out open makes (nil:
+// Pebble in a temporary directory).
+func newNetworkOn(t testing.TB, root *identity.RootKey, node string, open func() (store.Store, Fanout), mod func(*Config)) *network {
+	t.Helper()
 	dist, _ := identity.GenerateDistributorKey(rand.Reader)
 	tc, pool := testTLS(t)
-	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}, node: node}
+	n := &network{t: t, dir: t.TempDir(), root: root, dist: dist, tlsConf: tc, pool: pool, clock: &clocktest.Clock{}, node: node, open: open}
 	keys := testServerKeys(t, root, n.clock.Now())
 	n.cfg = Config{RootPublic: root.Public(), Directory: keys.Directory, Countersign: keys.Countersign, CountersignCert: keys.CountersignCert,
 		TLS: tc, Name: "test.anom", Now: n.clock.Now, SweepInterval: 50 * time.Millisecond, BlobKey: make([]byte, 32)}
@@ -101,15 +113,20 @@ func newNetworkNode(t testing.TB, root *identity.RootKey, node string, mod func(
 // start opens the store and serves; stop shuts down and closes the store.
 func (n *network) start() {
 	t := n.t
-	st, err := pebble.Open(n.dir, pebble.Options{Now: n.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := n.cfg
-	cfg.Store = st
-	if n.node != "" {
-		cfg.Fanout = NewStoreFanout(st, []byte(n.node))
+	var st store.Store
+	if n.open != nil {
+		st, cfg.Fanout = n.open()
+	} else {
+		var err error
+		if st, err = pebble.Open(n.dir, pebble.Options{Now: n.clock.Now}); err != nil {
+			t.Fatal(err)
+		}
+		if n.node != "" {
+			cfg.Fanout = NewStoreFanout(st, []byte(n.node))
+		}
 	}
+	cfg.Store = st
 	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -137,7 +137,9 @@ type Config struct {
 	// already; WebReleaseProof proves it. Nil: none.
 	WebRelease *identity.WebRelease
 	// Fanout carries pushes to the other servers sharing Store (a
-	// cluster; see fanout.go), for example a StoreFanout; nil means this
+	// cluster; see fanout.go), for example a StoreFanout or a
+	// natsfanout.Fanout (registered with the metrics if it is a
+	// prometheus.Collector); nil means this
 	// server is the store's only one, and pushes stay in the process.
 	Fanout Fanout
 	// Registry receives the Prometheus metrics; nil means a registry of
@@ -263,6 +265,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 		s.reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcSettingsMetrics)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if c, ok := cfg.Fanout.(prometheus.Collector); ok {
+		// The fan-out's own counters (internal/natsfanout's: batches
+		// sent, received, dropped as forged or replayed).
+		if err := s.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("creating server: registering the fan-out's metrics: %w", err)
+		}
 	}
 	m, err := newMetrics(s.reg)
 	if err != nil {

@@ -65,6 +65,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,8 @@ type Options struct {
 	Timeout time.Duration
 	// Name is the connection name the NATS servers show.
 	Name string
+	// Logger receives what Open retries; nil means no log.
+	Logger *slog.Logger
 }
 
 // Store is a store.Store kept in NATS JetStream.
@@ -127,10 +130,12 @@ type Store struct {
 	logs    js.Stream
 	blobs   js.Stream
 	names   names
+	prefix  string
 	now     func() time.Time
 	maxBlob int64
 	grace   time.Duration
 	timeout time.Duration
+	log     *slog.Logger
 
 	closing   chan struct{} // closed by Close
 	closed    atomic.Bool
@@ -198,6 +203,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	copts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -220,10 +228,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{
 		nc:      nc,
 		names:   newNames(o.Prefix),
+		prefix:  o.Prefix,
 		now:     o.Now,
 		maxBlob: o.MaxBlobSize,
 		grace:   o.BlobGrace,
 		timeout: o.Timeout,
+		log:     o.Logger,
 		closing: make(chan struct{}),
 	}
 	s.waiters.init()
@@ -233,6 +243,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Conn is the store's connection to NATS, for what shares it (the
+// servers' fan-out, internal/natsfanout); Close closes it.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// Prefix is the prefix of the store's streams and subjects.
+func (s *Store) Prefix() string { return s.prefix }
 
 func joinURLs(urls []string) string {
 	out := ""
@@ -283,12 +300,7 @@ func (s *Store) setup(ctx context.Context, replicas int) error {
 	}}
 	var streams []js.Stream
 	for _, cfg := range cfgs {
-		var st js.Stream
-		err := s.retry(ctx, func(ctx context.Context) error {
-			var err error
-			st, err = s.js.CreateOrUpdateStream(ctx, cfg)
-			return err
-		})
+		st, err := s.createStream(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
 		}
@@ -296,6 +308,31 @@ func (s *Store) setup(ctx context.Context, replicas int) error {
 	}
 	s.kv, s.logs, s.blobs = streams[0], streams[1], streams[2]
 	return s.watchLogs(ctx)
+}
+
+// createStream creates or updates a stream. Each attempt waits 1 s for
+// an answer, then twice as long as the one before (up to the store's
+// timeout), whatever ctx's deadline: nats-server 2.15 sometimes answers
+// neither of two identical creations sent at once (two servers starting
+// together on a new cluster), and one attempt waiting out ctx would fail
+// Open where the next attempt succeeds.
+func (s *Store) createStream(ctx context.Context, cfg js.StreamConfig) (js.Stream, error) {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, min(wait, s.timeout))
+		st, err := s.js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil || !temporary(err) || ctx.Err() != nil {
+			return st, err
+		}
+		s.log.Info("creating a stream: no answer yet, trying again", "stream", cfg.Name, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+		wait *= 2
+	}
 }
 
 // retry runs fn until it succeeds, fails with an error other than the
