@@ -226,6 +226,12 @@ func (s *Store) read(ctx context.Context, log string, from uint64, limit int) ([
 	if err != nil || cur == 0 {
 		return nil, err
 	}
+	if want := t.last - from + 1; t.last >= from && want >= bulkRead && limit >= bulkRead {
+		if out, err := s.readBulk(ctx, subj, cur, t.sseq, from, min(uint64(limit), want)); err == nil {
+			return out, nil
+		}
+		// The message-by-message reads below are the fallback.
+	}
 	var out []store.LogEntry
 	size := 0
 	for len(out) < limit {
@@ -246,6 +252,67 @@ func (s *Store) read(ctx context.Context, log string, from uint64, limit int) ([
 		}
 		out = append(out, store.LogEntry{Seq: rec.Seq, Time: rec.Time, Data: m.Data})
 		if size += len(m.Data); size >= store.MaxReadBytes {
+			break
+		}
+	}
+	return out, nil
+}
+
+// bulkRead is the entries from which a read takes its messages from an
+// ordered consumer, many a request, instead of one request each: a
+// server catching up with a group log that another server appends to at
+// full speed read it one message a request about as fast as it grew,
+// never reached its end, and so never appended again (a livelock seen in
+// anom bench --cluster).
+const bulkRead = 64
+
+// readBulk reads up to want entries (the log has at least that many from
+// `from` on) of subj through an ordered consumer starting at stream
+// sequence start, stopping at the log's tip, stream sequence tipSeq.
+// Markers are skipped as in read.
+func (s *Store) readBulk(ctx context.Context, subj string, start, tipSeq, from, want uint64) ([]store.LogEntry, error) {
+	cons, err := s.js.OrderedConsumer(ctx, s.names.logStream, js.OrderedConsumerConfig{
+		FilterSubjects: []string{subj},
+		DeliverPolicy:  js.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.LogEntry
+	size := 0
+	for uint64(len(out)) < want {
+		// At least this many messages of subj exist from here on, so
+		// the fetch fills without waiting for new ones.
+		n := int(min(want-uint64(len(out)), 256))
+		batch, err := cons.Fetch(n, js.FetchMaxWait(s.timeout))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			raw := &js.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp}
+			rec, err := record(raw)
+			if err != nil {
+				return nil, err
+			}
+			if !rec.Marker && rec.Seq >= from && uint64(len(out)) < want && size < store.MaxReadBytes {
+				out = append(out, store.LogEntry{Seq: rec.Seq, Time: rec.Time, Data: raw.Data})
+				size += len(raw.Data)
+			}
+			if raw.Sequence >= tipSeq {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 || size >= store.MaxReadBytes {
 			break
 		}
 	}
