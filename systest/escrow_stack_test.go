@@ -1,6 +1,7 @@
 package systest
 
 import (
+	"anom/internal/archive/archivetest"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -241,7 +242,7 @@ func TestEscrowFullStack(t *testing.T) {
 		t.Fatalf("archive open said:\n%s", got)
 	}
 
-	checkOpened(t, out, want, "alice", "A,C")
+	archivetest.CheckOpened(t, out, want, "alice", "A,C")
 
 	// The transparency report names the warrant and what it opened.
 	txt := runAnom(t, append([]string{"archive", "report"}, archFlags...)...)

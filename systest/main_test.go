@@ -1,6 +1,7 @@
 package systest
 
 import (
+	"anom/internal/proctest"
 	"bufio"
 	"bytes"
 	"fmt"
@@ -53,35 +54,7 @@ func runAnom(t testing.TB, args ...string) string {
 // first stdout line; it is killed when the test ends.
 func startAnom(t testing.TB, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(anomBin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		l, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(l)
-		io.Copy(io.Discard, r)
-	}()
-	select {
-	case l := <-line:
-		if l == "" {
-			cmd.Wait()
-			t.Fatalf("anom %s printed nothing; stderr:\n%s", strings.Join(args, " "), stderr.String())
-		}
-		return cmd, l
-	case <-time.After(20 * time.Second):
-		t.Fatalf("anom %s did not start; stderr:\n%s", strings.Join(args, " "), stderr.String())
-	}
-	return nil, ""
+	return proctest.Start(t, anomBin, args...)
 }
 
 // archivePin makes the client certificate of the archive in dir (anom

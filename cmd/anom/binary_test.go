@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bufio"
+	"anom/internal/proctest"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -77,35 +76,7 @@ func archivePin(t *testing.T, dir string) string {
 // first stdout line.
 func startAnom(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(buildAnom(t), args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		l, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(l)
-		io.Copy(io.Discard, r)
-	}()
-	select {
-	case l := <-line:
-		if l == "" {
-			cmd.Wait()
-			t.Fatalf("anom %s printed nothing; stderr:\n%s", strings.Join(args, " "), stderr.String())
-		}
-		return cmd, l
-	case <-time.After(20 * time.Second):
-		t.Fatalf("anom %s did not start; stderr:\n%s", strings.Join(args, " "), stderr.String())
-	}
-	return nil, ""
+	return proctest.Start(t, buildAnom(t), args...)
 }
 
 // anomServer is `anom server` running as its own process.
