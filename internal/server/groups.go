@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -37,6 +38,11 @@ type groupState struct {
 	// last is the log's last sequence this view has read or written:
 	// rec reflects every commit up to it.
 	last uint64
+	// commits is the commit log's last sequence as read before the group
+	// log was last read to its end (or as this server's own commit left
+	// it): every commit it counts is at or before last. So if the commit
+	// log still ends at commits, no commit lies after last.
+	commits uint64
 	// fan caches the online sessions of the members (see groupSessions).
 	fan atomic.Pointer[fanout]
 
@@ -44,6 +50,9 @@ type groupState struct {
 	qmu     sync.Mutex
 	queue   []*groupAppend
 	writing bool
+	// nextTurn is when the group's writer may append again (waitTurn);
+	// only the writer, of which one runs at a time, uses it.
+	nextTurn time.Time
 }
 
 // fanout is the online sessions of a group's members as the hub had them
@@ -99,6 +108,8 @@ func (g *groupCache) entry(gh string) *groupState {
 }
 
 func groupLog(gh string) string { return groupLogPre + gh }
+
+func commitLog(gh string) string { return commitLogPre + gh }
 
 func memberKey(devHex, gh string) string { return devHex + "." + gh }
 
@@ -166,6 +177,7 @@ func (s *Server) loadGroupRecord(ctx context.Context, gh string, st *groupState)
 		return err
 	}
 	st.rec, st.rev, st.last = rec, e.Revision, rec.Applied
+	st.commits = 0 // until catchUp reads the commit log
 	st.fan.Store(nil)
 	return nil
 }
@@ -175,6 +187,13 @@ func (s *Server) loadGroupRecord(ctx context.Context, gh string, st *groupState)
 // commit's append and its record update). Called with the write lock; on
 // an error the view is marked for reloading.
 func (s *Server) catchUp(ctx context.Context, gh string, st *groupState) error {
+	// The commit log first: every commit it counts now is in the group
+	// log by the time the read below finds its end.
+	ci, err := s.st.Info(ctx, commitLog(gh))
+	if err != nil {
+		st.loaded = false
+		return fmt.Errorf("catching up with group %s: %w", gh, err)
+	}
 	for {
 		es, err := s.st.Read(ctx, groupLog(gh), st.last+1, 0)
 		if err != nil {
@@ -182,6 +201,7 @@ func (s *Server) catchUp(ctx context.Context, gh string, st *groupState) error {
 			return fmt.Errorf("catching up with group %s: %w", gh, err)
 		}
 		if len(es) == 0 {
+			st.commits = max(st.commits, ci.Last)
 			return nil
 		}
 		if es[0].Seq > st.last+1 {

@@ -35,6 +35,11 @@ const (
 	logTranslog = "translog"
 	logAdmin    = "admin" // one adminLogEntry per authenticated admin request
 	groupLogPre = "g."
+	// commitLogPre names a group's commit log: one entry (the commit's
+	// sequence in the group log) per commit, appended atomically with it.
+	// A writer whose append lost to another server's learns from its last
+	// sequence alone whether a commit came in between (grouplog.go).
+	commitLogPre = "gc."
 )
 
 type deviceRecord struct {

@@ -107,6 +107,14 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 	}
 	members, epoch := slices.Clone(st.rec.Leaves), st.rec.Epoch
 	st.mu.RUnlock()
+	// The commit log is needed only for its last sequence.
+	if ci, err := s.st.Info(ctx, commitLog(gh)); err != nil {
+		return fmt.Errorf("reading the commit log of %s: %w", gh, err)
+	} else if ci.Len() > 1 {
+		if err := s.st.Trim(ctx, commitLog(gh), ci.Last); err != nil {
+			return fmt.Errorf("trimming the commit log of %s: %w", gh, err)
+		}
+	}
 	if s.esc != nil {
 		if _, err := s.sweepSlots(ctx, gh, epoch); err != nil {
 			return err

@@ -157,7 +157,7 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 			b, _ := hex.DecodeString(d)
 			gm.AddedDevices = append(gm.AddedDevices, b)
 		}
-		seq, t, stored, err := s.appendGroupIf(ctx, gh, st.last, gm)
+		seq, t, stored, err := s.appendCommit(ctx, gh, st.last, st.commits, gm)
 		if errors.Is(err, store.ErrConflict) && attempt < maxStoreRetries {
 			s.metrics.appendConflicts.Inc()
 			continue // another entry came first: catch up and judge again
@@ -165,6 +165,7 @@ func (s *Server) sendCommit(ctx context.Context, c *session, gh string, req *ano
 		if err != nil {
 			return nil, storeError(err, "appending to group log")
 		}
+		st.commits++
 		if err := s.recordCommit(ctx, gh, st, plan, seq, gm.Epoch); err != nil {
 			// The commit is durable in the log; the record is rebuilt from
 			// it on the next access, so the commit stands.

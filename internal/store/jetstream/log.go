@@ -147,6 +147,9 @@ func (s *Store) appendAll(ctx context.Context, appends []store.Append, n int) ([
 				}
 			}
 			if a.Check && t.last != a.IfLast {
+				// Keep the tip just read: the caller usually appends
+				// again after it.
+				s.tips.put(a.Log, t)
 				return nil, &store.ConflictError{Log: a.Log, Expected: a.IfLast, Last: t.last}
 			}
 			tips[i] = t
