@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,5 +237,131 @@ func TestClusterGroupLogBusy(t *testing.T) {
 	last := alice.sendText(t, g, "through a")
 	if seq := bobB.sendText(t, g, "after"); seq != last+1 {
 		t.Fatalf("b appended at %d after the busy spell, want %d", seq, last+1)
+	}
+}
+
+// TestClusterLoadReadsOnlyCommits: a server that loads a group another
+// server has been busy in reads the commits the commit log lists, not
+// the messages since the last one (it read them all, under the group's
+// lock, while its senders waited), and its view is right: two commits
+// through the other server while its view was stale are both applied.
+func TestClusterLoadReadsOnlyCommits(t *testing.T) {
+	c := newCluster(t, nil)
+	rc := &readCounter{Store: c.a.srv.st}
+	b := c.a.secondOn("b", rc, NewStoreFanout(rc, []byte("b")), nil)
+	g := gid("cluster-load")
+	alice, bob := setupGroup(t, c.a, g)
+	var last uint64
+	for range 300 {
+		last = alice.sendText(t, g, "through a")
+	}
+	bobB := bob.on(b)
+	if seq := bobB.sendText(t, g, "loads the group on b"); seq != last+1 {
+		t.Fatalf("b appended at %d, want %d", seq, last+1)
+	}
+	if n := rc.groupReads.Load(); n > 1 {
+		t.Fatalf("loading the group read its log %d times", n)
+	}
+	// Two commits through a, with messages around them, while b's view
+	// stays where it was; then b catches up through the commit log.
+	for range 2 {
+		pc, err := alice.group.Commit(mls.CommitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice.must(send(g, pc.Commit, nil))
+		if err := alice.group.ApplyCommit(pc); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.group.Handle(pc.Commit); err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			alice.sendText(t, g, "after a commit")
+		}
+	}
+	before := rc.groupReads.Load()
+	// bob's epoch is new to b's view: b catches up before it decides.
+	last = alice.sendText(t, g, "last through a")
+	if seq := bobB.sendText(t, g, "new epoch through b"); seq != last+1 {
+		t.Fatalf("b appended at %d, want %d", seq, last+1)
+	}
+	if n := rc.groupReads.Load() - before; n > 2 {
+		t.Fatalf("catching up with two commits read the group log %d times", n)
+	}
+	if n := counterValue(t, b.srv, "anom_group_catch_up_reads_total"); n != 0 {
+		t.Fatalf("%v catch-ups read every entry", n)
+	}
+	gs := bobB.must(&anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}).GetGroups().GetGroups()
+	if len(gs) != 1 || gs[0].GetEpoch() != alice.group.Epoch() {
+		t.Fatalf("b reports %v, want epoch %d", gs, alice.group.Epoch())
+	}
+}
+
+// TestClusterCatchUpWithoutCommitLog: a server whose view is older than
+// what a trimmed commit log keeps catches up from the group record, and
+// a group whose commits are in no commit log (made before there were
+// commit logs) is caught up with by reading its whole log; either way
+// the view is right.
+func TestClusterCatchUpWithoutCommitLog(t *testing.T) {
+	c := newCluster(t, nil)
+	g := gid("cluster-nolog")
+	gh := fmt.Sprintf("%x", g)
+	ctx := context.Background()
+	alice, bob := setupGroup(t, c.a, g)
+	b := c.a.second("b")
+	bobB := bob.on(b)
+	bobB.sendText(t, g, "loads the group on b")
+	for range 3 {
+		pc, err := alice.group.Commit(mls.CommitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice.must(send(g, pc.Commit, nil))
+		if err := alice.group.ApplyCommit(pc); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.group.Handle(pc.Commit); err != nil {
+			t.Fatal(err)
+		}
+		alice.sendText(t, g, "after a commit")
+	}
+	// The sweep keeps the last commits; a long history is trimmed to
+	// its last.
+	if err := c.a.srv.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.a.srv.st.Info(ctx, commitLog(gh))
+	if err != nil || info.Len() != 4 {
+		t.Fatalf("commit log after the sweep: %+v, %v; want its 4 entries", info, err)
+	}
+	if err := c.a.srv.st.Trim(ctx, commitLog(gh), info.Last); err != nil {
+		t.Fatal(err)
+	}
+	last := alice.sendText(t, g, "through a")
+	if seq := bobB.sendText(t, g, "new epoch through b"); seq != last+1 {
+		t.Fatalf("b appended at %d, want %d", seq, last+1)
+	}
+	if n := counterValue(t, b.srv, "anom_group_catch_up_reads_total"); n != 0 {
+		t.Fatalf("%v catch-ups read every entry after a trimmed commit log", n)
+	}
+	// Without its commit log, a third server reads the whole log.
+	if err := c.a.srv.st.DeleteLog(ctx, commitLog(gh)); err != nil {
+		t.Fatal(err)
+	}
+	b2 := c.a.second("b2")
+	bobB2 := bob.on(b2)
+	last = alice.sendText(t, g, "through a again")
+	if seq := bobB2.sendText(t, g, "through b2"); seq != last+1 {
+		t.Fatalf("b2 appended at %d, want %d", seq, last+1)
+	}
+	if n := counterValue(t, b2.srv, "anom_group_catch_up_reads_total"); n == 0 {
+		t.Fatal("a group without a commit log was caught up with without reading its log")
+	}
+	for _, cl := range []*client{bobB.client, bobB2.client} {
+		gs := cl.must(&anomv1.Frame{Body: &anomv1.Frame_ListGroups{ListGroups: &anomv1.ListGroups{}}}).GetGroups().GetGroups()
+		if len(gs) != 1 || gs[0].GetEpoch() != alice.group.Epoch() {
+			t.Fatalf("a server reports %v, want epoch %d", gs, alice.group.Epoch())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -184,9 +185,107 @@ func (s *Server) loadGroupRecord(ctx context.Context, gh string, st *groupState)
 
 // catchUp applies what the group's log holds after the view: commits
 // appended by another server (or by this one before a crash, between a
-// commit's append and its record update). Called with the write lock; on
-// an error the view is marked for reloading.
+// commit's append and its record update). It finds them through the
+// commit log and reads only them (catchUpCommits); where the commit log
+// cannot tell, it reads every entry (catchUpAll). Called with the write
+// lock; on an error the view is marked for reloading.
 func (s *Server) catchUp(ctx context.Context, gh string, st *groupState) error {
+	ok, err := s.catchUpCommits(ctx, gh, st)
+	if err != nil {
+		st.loaded = false
+		return fmt.Errorf("catching up with group %s: %w", gh, err)
+	}
+	if ok {
+		return nil
+	}
+	s.metrics.catchUpReads.Inc()
+	return s.catchUpAll(ctx, gh, st)
+}
+
+// catchUpCommits catches the view up by reading only the commits after
+// it, which the commit log lists, and moves it past the application
+// messages without reading them: a server that loads a busy group, or
+// finds that another server committed, no longer reads every message
+// since the group's last commit under the group's lock (in a saturated
+// cluster the second server spent the whole run doing that while its
+// senders waited). It reports false, having changed nothing, where the
+// commit log cannot tell: a group whose commits predate commit logs, or
+// a commit log (or a commit in the group log) trimmed past what the view
+// needs.
+func (s *Server) catchUpCommits(ctx context.Context, gh string, st *groupState) (bool, error) {
+	// The group log's end first: every commit before it is in the commit
+	// log read after it.
+	gi, err := s.st.Info(ctx, groupLog(gh))
+	if err != nil {
+		return false, err
+	}
+	var cs []store.LogEntry
+	for from := st.commits + 1; ; {
+		es, err := s.st.Read(ctx, commitLog(gh), from, 0)
+		if err != nil {
+			return false, err
+		}
+		if len(es) == 0 {
+			break
+		}
+		cs = append(cs, es...)
+		from = es[len(es)-1].Seq + 1
+	}
+	if len(cs) == 0 && st.commits == 0 && st.rec.Epoch > 0 {
+		return false, nil // commits, none in a commit log
+	}
+	seqs := make([]uint64, len(cs))
+	for i, c := range cs {
+		if len(c.Data) != 8 {
+			return false, fmt.Errorf("commit log entry %d of %d bytes: %w", c.Seq, len(c.Data), store.ErrCorrupt)
+		}
+		seqs[i] = binary.BigEndian.Uint64(c.Data)
+	}
+	if len(cs) > 0 && cs[0].Seq > st.commits+1 && seqs[0] > st.last {
+		// The commit log was trimmed after the view: the commits before
+		// the first kept are unknown to it, but the stored record, which
+		// every server that takes or reads a commit brings up to it,
+		// reflects them if it reaches the one before the first kept.
+		e, err := s.st.Get(ctx, bucketGroups, gh)
+		if err != nil {
+			return false, err
+		}
+		var rec groupRecord
+		if err := decodeRecord(e, &rec); err != nil {
+			return false, err
+		}
+		if rec.Applied+1 < seqs[0] {
+			return false, nil
+		}
+		st.rec, st.rev, st.last = rec, e.Revision, rec.Applied
+		st.fan.Store(nil)
+	}
+	for _, seq := range seqs {
+		if seq <= st.last {
+			continue // reflected in the view
+		}
+		es, err := s.st.Read(ctx, groupLog(gh), seq, 1)
+		if err != nil {
+			return false, err
+		}
+		if len(es) == 0 || es[0].Seq != seq {
+			return false, nil // trimmed from the group log
+		}
+		if err := s.replayEntry(ctx, gh, st, es[0]); err != nil {
+			return false, err
+		}
+	}
+	if gi.Last > st.last {
+		st.rec.Applied, st.last = gi.Last, gi.Last
+	}
+	if len(cs) > 0 {
+		st.commits = cs[len(cs)-1].Seq
+	}
+	return true, nil
+}
+
+// catchUpAll catches up by reading every entry after the view.
+func (s *Server) catchUpAll(ctx context.Context, gh string, st *groupState) error {
 	// The commit log first: every commit it counts now is in the group
 	// log by the time the read below finds its end.
 	ci, err := s.st.Info(ctx, commitLog(gh))

@@ -20,7 +20,10 @@ type metrics struct {
 	appendConflicts prometheus.Counter
 	// appendSkips counts those after which the writer appended again
 	// without reading the other's entries (no commit among them).
-	appendSkips  prometheus.Counter
+	appendSkips prometheus.Counter
+	// catchUpReads counts catch-ups that read every entry after the view
+	// (the commit log could not tell).
+	catchUpReads prometheus.Counter
 	pushes       prometheus.Counter
 	slowClosures prometheus.Counter
 	// Before authentication.
@@ -61,6 +64,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Conditional appends to a group log that found another entry first (another server's, or a commit) and were judged again."}),
 		appendSkips: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_group_append_skips_total",
 			Help: "Lost group-log appends retried without reading the entries that came first, the commit log showing no commit among them."}),
+		catchUpReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_group_catch_up_reads_total",
+			Help: "Catch-ups with a group log that read every entry after the server's view, the commit log not telling (commits older than commit logs, or trimmed)."}),
 		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_pushes_total", Help: "Frames pushed to devices."}),
 		slowClosures: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_slow_consumer_closures_total", Help: "Connections closed because their send queue was full."}),
 		preauthRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "anom_unauthenticated_refused_total",
@@ -77,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.requestsBy[name] = m.requests.WithLabelValues(name)
 	}
 	m.messagesApp, m.messagesCommit = m.messages.WithLabelValues("application"), m.messages.WithLabelValues("commit")
-	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.appendConflicts, m.appendSkips, m.pushes, m.slowClosures, m.preauthRefused, m.activationFailures, m.activationsLimited} {
+	for _, c := range []prometheus.Collector{m.connections, m.authed, m.messages, m.requests, m.errors, m.storeCommit, m.appendConflicts, m.appendSkips, m.catchUpReads, m.pushes, m.slowClosures, m.preauthRefused, m.activationFailures, m.activationsLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}

@@ -94,6 +94,10 @@ func (s *Server) trimGroups(ctx context.Context) error {
 	}
 }
 
+// keepCommits is how many of its last entries a group's commit log keeps
+// at least.
+const keepCommits = 64
+
 func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) error {
 	if err := s.st.TrimBefore(ctx, name, cutoff); err != nil {
 		return fmt.Errorf("trimming %s by age: %w", name, err)
@@ -107,11 +111,13 @@ func (s *Server) trimGroup(ctx context.Context, name string, cutoff time.Time) e
 	}
 	members, epoch := slices.Clone(st.rec.Leaves), st.rec.Epoch
 	st.mu.RUnlock()
-	// The commit log is needed only for its last sequence.
+	// The commit log's recent entries let a server whose view is a few
+	// commits old catch up by reading only those (catchUpCommits); older
+	// ones are not needed, the group record reflecting them.
 	if ci, err := s.st.Info(ctx, commitLog(gh)); err != nil {
 		return fmt.Errorf("reading the commit log of %s: %w", gh, err)
-	} else if ci.Len() > 1 {
-		if err := s.st.Trim(ctx, commitLog(gh), ci.Last); err != nil {
+	} else if ci.Len() > 2*keepCommits {
+		if err := s.st.Trim(ctx, commitLog(gh), ci.Last-keepCommits+1); err != nil {
 			return fmt.Errorf("trimming the commit log of %s: %w", gh, err)
 		}
 	}
