@@ -13,7 +13,10 @@ import (
 
 // Several servers may share one store (a cluster). What one of them
 // decides, the store decides: conditional appends to the group logs
-// (groups.go, grouplog.go), revision-checked updates of the escrow
+// (groups.go, grouplog.go), each commit appended with its entry in the
+// group's commit log, so that a server finds the commits it missed
+// without reading the messages around them, and the group's writers on
+// different servers take turns (waitTurn); revision-checked updates of the escrow
 // sequence, slot claims by key creation (escrow.go), conditional appends
 // to the transparency log, which every server catches up with
 // (translog.Log.Sync). What one server learns, the others learn through

@@ -11,8 +11,9 @@
 // poller for idle sessions), dispatch.go (frame handling), auth.go
 // (challenge, activation), directory.go (devices, users, transparency
 // log), certlog.go (batched certificate logging),
-// keypackages.go, groups.go (group state), send.go, fetch.go, grouplog.go
-// (the group's writer: batched conditional appends) and membership.go
+// keypackages.go, groups.go (group state, catching up through the commit
+// log), send.go, fetch.go, grouplog.go (the group's writer: batched
+// conditional appends, turns between servers) and membership.go
 // (delivery service), cluster.go
 // and fanout.go (several servers on one store: what the store decides,
 // revocations and pushes between servers),
