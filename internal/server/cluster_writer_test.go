@@ -26,6 +26,26 @@ func (r *readCounter) Read(ctx context.Context, log string, from uint64, max int
 	return r.Store.Read(ctx, log, from, max)
 }
 
+// commitEmpty has m send an empty commit (an update of its path) to g,
+// which must be accepted, applies it, and has each follower's group
+// follow it.
+func (m *member) commitEmpty(t *testing.T, g []byte, followers ...*member) {
+	t.Helper()
+	pc, err := m.group.Commit(mls.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.must(send(g, pc.Commit, nil))
+	if err := m.group.ApplyCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range followers {
+		if _, err := f.group.Handle(pc.Commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestClusterStaleWriterSkipsApplications: a server whose append to a
 // group lost to many application messages of the other server appends
 // after them without reading them (the commit log shows no commit among
@@ -60,14 +80,7 @@ func TestClusterStaleWriterSkipsApplications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := alice.group.Commit(mls.CommitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice.must(send(g, pc.Commit, nil))
-	if err := alice.group.ApplyCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	alice.commitEmpty(t, g)
 	for range 5 {
 		alice.sendText(t, g, "after the commit")
 	}
@@ -265,17 +278,7 @@ func TestClusterLoadReadsOnlyCommits(t *testing.T) {
 	// Two commits through a, with messages around them, while b's view
 	// stays where it was; then b catches up through the commit log.
 	for range 2 {
-		pc, err := alice.group.Commit(mls.CommitOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		alice.must(send(g, pc.Commit, nil))
-		if err := alice.group.ApplyCommit(pc); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bob.group.Handle(pc.Commit); err != nil {
-			t.Fatal(err)
-		}
+		alice.commitEmpty(t, g, bob)
 		for range 50 {
 			alice.sendText(t, g, "after a commit")
 		}
@@ -313,17 +316,7 @@ func TestClusterCatchUpWithoutCommitLog(t *testing.T) {
 	bobB := bob.on(b)
 	bobB.sendText(t, g, "loads the group on b")
 	for range 3 {
-		pc, err := alice.group.Commit(mls.CommitOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		alice.must(send(g, pc.Commit, nil))
-		if err := alice.group.ApplyCommit(pc); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bob.group.Handle(pc.Commit); err != nil {
-			t.Fatal(err)
-		}
+		alice.commitEmpty(t, g, bob)
 		alice.sendText(t, g, "after a commit")
 	}
 	// The sweep keeps the last commits; a long history is trimmed to
