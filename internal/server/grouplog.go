@@ -118,8 +118,8 @@ const maxTurnGap = 500 * time.Millisecond
 // 10 ms, 2,000 devices in 100 groups still left half the senders
 // unanswered for a minute (the loser's few requests take longer than the
 // winner's one, and an append under that load takes far more than
-// 10 ms); with twice, at most 500 ms, none in 4 runs. The messages that arrive meanwhile go in the next
-// batch, so a busy group's throughput changes little; a quiet group's
+// 10 ms); with twice, at most 500 ms, none in 4 runs. The messages
+// that arrive meanwhile go in the next batch, so a busy group's throughput changes little; a quiet group's
 // messages rarely wait (only one sent within two appends' time of the
 // last). A server on a store of its own (no Fanout) never waits.
 func (s *Server) waitTurn(st *groupState) {

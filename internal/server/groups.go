@@ -208,8 +208,9 @@ func (s *Server) catchUp(ctx context.Context, gh string, st *groupState) error {
 // finds that another server committed, no longer reads every message
 // since the group's last commit under the group's lock (in a saturated
 // cluster the second server spent the whole run doing that while its
-// senders waited). It reports false, having changed nothing, where the
-// commit log cannot tell: a group whose commits predate commit logs, or
+// senders waited). It reports false where the commit log cannot tell
+// (the view it leaves, possibly moved forward, is consistent, and
+// catchUpAll goes on from it): a group whose commits predate commit logs, or
 // a commit log (or a commit in the group log) trimmed past what the view
 // needs.
 func (s *Server) catchUpCommits(ctx context.Context, gh string, st *groupState) (bool, error) {
