@@ -112,11 +112,13 @@ func newRestartableNet(t *testing.T) (*testNet, func(), func() *cutProxy) {
 	}
 	pki := tlstest.New(t, "server.anom")
 	dir := filepath.Join(t.TempDir(), "server")
-	st, err := pebble.Open(dir, pebble.Options{})
+	// The store stamps entries with the test's clock too: the timer
+	// sweep compares those stamps with the server's clock.
+	clock := &clocktest.Clock{}
+	st, err := pebble.Open(dir, pebble.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &clocktest.Clock{}
 	cfg := server.Config{Store: st, TLS: pki.Server, Name: "test.anom", Now: clock.Now, SweepInterval: 50 * time.Millisecond}
 	keys := servertest.Keys(t, &cfg, root)
 	srv, err := server.New(context.Background(), cfg)
@@ -131,7 +133,7 @@ func newRestartableNet(t *testing.T) (*testNet, func(), func() *cutProxy) {
 	restart := func() {
 		t.Helper()
 		stop()
-		st, err := pebble.Open(dir, pebble.Options{})
+		st, err := pebble.Open(dir, pebble.Options{Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}

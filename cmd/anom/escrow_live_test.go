@@ -53,7 +53,7 @@ func newLiveNet(t *testing.T) *liveNet {
 	pki := tlstest.New(t, "server.anom", "127.0.0.1")
 	n.caPEM, n.pool = pki.CAPEM(), pki.Pool
 	var err error
-	if n.st, err = pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{}); err != nil {
+	if n.st, err = pebble.Open(filepath.Join(t.TempDir(), "server"), pebble.Options{Now: n.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	policy, err := n.esc.Policy.MarshalBinary()
