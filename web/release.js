@@ -43,14 +43,29 @@ let messenger = Promise.resolve(null);
 
 // call sends msg to the service worker and resolves to its answer,
 // {state, error}.
+// A worker replaced while it was asked never answers: the call then
+// fails at once (the check queued by the change asks the new one).
 async function call(msg) {
   const reg = await navigator.serviceWorker.ready;
   const worker = navigator.serviceWorker.controller || reg.active;
   return new Promise((resolve, reject) => {
     const ch = new MessageChannel();
-    const timer = setTimeout(() => reject(new Error('the service worker does not answer')), 60000);
-    ch.port1.onmessage = (e) => {
+    const sw = navigator.serviceWorker;
+    const end = () => {
       clearTimeout(timer);
+      sw.removeEventListener('controllerchange', replaced);
+    };
+    const replaced = () => {
+      end();
+      reject(new Error('the service worker was replaced while asked'));
+    };
+    const timer = setTimeout(() => {
+      end();
+      reject(new Error('the service worker does not answer'));
+    }, 60000);
+    sw.addEventListener('controllerchange', replaced);
+    ch.port1.onmessage = (e) => {
+      end();
       resolve(e.data);
     };
     worker.postMessage(msg, [ch.port2]);
@@ -77,6 +92,8 @@ function infoOf(state) {
 }
 
 let lastState = null;
+// The sums of /sw.js the last check verified.
+let lastVerified = new Set();
 
 // verify checks a release with the messenger: against the unlocked
 // device's network and the tree head the device saw last when there is
@@ -164,19 +181,29 @@ async function settle(reg) {
 // 10 s) until it controls the page, sending nothing to the old worker
 // meanwhile: Chromium gives up an activation when the old worker gets an
 // event while it is under way, so the message is repeated.
+//
+// takingOver is set meanwhile: the change it brings about is no news to
+// controllerChanged.
+let takingOver = false;
+
 async function takeOver(reg) {
   const changed = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
-  for (let i = 0; i < 20; i++) {
-    const w = reg.waiting;
-    if (!w) {
-      break;
+  takingOver = true;
+  try {
+    for (let i = 0; i < 20; i++) {
+      const w = reg.waiting;
+      if (!w) {
+        break;
+      }
+      w.postMessage({ type: 'activate-worker' });
+      if (await Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))])) {
+        return true;
+      }
     }
-    w.postMessage({ type: 'activate-worker' });
-    if (await Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))])) {
-      return true;
-    }
+    return await Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
+  } finally {
+    takingOver = false;
   }
-  return Promise.race([changed.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
 }
 
 // checkWorker asks the browser for a new sw.js and checks the newest
@@ -261,7 +288,21 @@ async function gate() {
   const m = await messenger;
   const canVerify = m && typeof m.verifyRelease === 'function';
   const deviceSize = await deviceHeadSize(m);
-  let { state, error } = await call({ type: 'check-update', from: deviceSize });
+  let state, error;
+  try {
+    ({ state, error } = await call({ type: 'check-update', from: deviceSize }));
+  } catch (err) {
+    // A worker that does not answer (or was just replaced) is still
+    // checked against what the last check verified: a hostile one
+    // cannot escape the check by staying silent.
+    if (canVerify && lastVerified.size > 0) {
+      const worker = await checkWorker(lastVerified);
+      if (worker.refused) {
+        return { updated: false, version: lastState ? lastState.version : null, staged: '', refused: null, worker, error: worker.error };
+      }
+    }
+    throw err;
+  }
   const out = { updated: false, version: state.version, staged: '', refused: null, worker: null, error };
   const pinnedHead = () => (state.pinnedHead && state.pinnedHead.head) || '';
   // The running release is verified under the pinned root (on first
@@ -327,6 +368,7 @@ async function gate() {
   }
   verified.add(swSum(verifiedStaged));
   verified.delete('');
+  lastVerified = verified;
   if (canVerify) {
     out.worker = await checkWorker(verified);
     if (out.worker.refused) {
@@ -341,17 +383,42 @@ async function gate() {
   return out;
 }
 
-// Checks run one at a time.
+// Checks run one at a time: pending counts those under way or waiting,
+// waiting those not started yet.
 let queue = Promise.resolve();
 let pending = 0;
+let waiting = 0;
 
 function check() {
   pending++;
-  const run = queue.then(gate, gate).finally(() => {
+  waiting++;
+  const start = () => {
+    waiting--;
+    return gate();
+  };
+  const run = queue.then(start, start).finally(() => {
     pending--;
   });
   queue = run.catch(() => {});
   return run.catch((err) => ({ updated: false, version: lastState ? lastState.version : null, staged: '', refused: null, worker: null, error: String(err) }));
+}
+
+// A new worker the browser found is checked unless a check is under way
+// (it found it with its own update request, and checks the newest worker
+// after) or waiting.
+function workerFound() {
+  if (pending === 0) {
+    check();
+  }
+}
+
+// A worker that took over the page without takeOver is checked even when
+// a check is under way, since that one may have looked at the worker
+// before the change; unless a check not started yet will see it anyway.
+function controllerChanged() {
+  if (!takingOver && waiting === 0) {
+    check();
+  }
 }
 
 // workerRefused tells whether the worker controlling the page is in no
@@ -409,23 +476,15 @@ async function info() {
 // m resolves to the messenger (the anom object) or null.
 // A new worker the browser found by itself (its own update check, on a
 // navigation or daily) and a change of the controlling worker are checked
-// too, unless a check is under way or waiting.
+// too (workerFound, controllerChanged).
 export async function startReleaseGate(m) {
   messenger = m;
   globalThis.anomRelease = Object.freeze({ info, check, workerRefused });
   const reg = await navigator.serviceWorker.getRegistration();
   if (reg) {
-    reg.addEventListener('updatefound', () => {
-      if (pending === 0) {
-        check();
-      }
-    });
+    reg.addEventListener('updatefound', workerFound);
   }
-  navigator.serviceWorker.addEventListener('controllerchange', () => {
-    if (pending === 0) {
-      check();
-    }
-  });
+  navigator.serviceWorker.addEventListener('controllerchange', controllerChanged);
   const first = check();
   first.finally(settleVerdict);
   return first;
