@@ -669,11 +669,12 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 			<-exited
 		}
 	}
+	// The server listens on its client address before it has loaded its
+	// state (a new network's transparency log, say), and on its metrics
+	// address only once it has: it is ready when both answer.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		if dialable(addr) && dialable(metricsAddr) {
 			break
 		}
 		select {
@@ -691,6 +692,16 @@ func startChild(ctx context.Context, dir string, verbose bool, memLimit, gogc st
 	}
 	fmt.Printf("server running as process %d on %s (metrics on %s)\n", cmd.Process.Pid, addr, metricsAddr)
 	return addr, metricsAddr, stop, nil
+}
+
+// dialable says whether a TCP connection to addr can be made.
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // external reaches a running server: codes are issued by a distributor of
