@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"anom/identity"
@@ -97,6 +99,7 @@ func (c *session) auth(ctx context.Context, a *anomv1.Auth) (*anomv1.Frame, erro
 
 // authenticate binds the session to a device and delivers a pending wipe.
 func (c *session) authenticate(ctx context.Context, cert *identity.DeviceCertificate) error {
+	cert.Signer = c.s.signers.intern(cert.Signer)
 	c.device, c.devHex, c.cert = cert.DeviceID, cert.DeviceID.String(), cert
 	if !c.s.hub.add(c, c.s.limits.MaxConnsPerDevice) {
 		return errorf(anomv1.ErrorCode_ERROR_CODE_LIMIT_EXCEEDED, "device has %d sessions already", c.s.limits.MaxConnsPerDevice)
@@ -336,4 +339,40 @@ func (s *Server) activate(ctx context.Context, code identity.ActivationCode, use
 		s.log.Info("device activated", "device", devHex, "username", username, "distributor", cr.Distributor, "until", cert.NotAfter)
 	}
 	return cert, idx, nil
+}
+
+// signerSet keeps one copy of each directory key certificate met in the
+// device certificates of sessions, so that a session's certificate
+// points to it rather than to a copy of its own (about 240 bytes, with
+// its name, key and signature, in every authenticated session). The
+// certificates are the root's, of the server's directory keys: a
+// network has a few (one per rotation); the set keeps at most
+// maxSigners, and a certificate beyond those keeps its own copy. The
+// zero value is empty.
+type signerSet struct {
+	mu    sync.Mutex
+	certs []*identity.OnlineKeyCertificate
+	enc   [][]byte // certs[i].Encode()
+}
+
+const maxSigners = 16
+
+// intern returns the set's copy of a certificate equal to c, adding c if
+// there is none (and room); nil stays nil.
+func (s *signerSet) intern(c *identity.OnlineKeyCertificate) *identity.OnlineKeyCertificate {
+	if c == nil {
+		return nil
+	}
+	e := c.Encode()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, k := range s.enc {
+		if bytes.Equal(k, e) {
+			return s.certs[i]
+		}
+	}
+	if len(s.certs) < maxSigners {
+		s.certs, s.enc = append(s.certs, c), append(s.enc, e)
+	}
+	return c
 }

@@ -118,3 +118,54 @@ func TestIdleSessionHoldsNoRateLimits(t *testing.T) {
 	}
 	dev.must(list())
 }
+
+// TestSessionsShareSignerCertificate: authenticated sessions point to one
+// copy of the directory key certificate their device certificates carry
+// (about 240 bytes each otherwise).
+func TestSessionsShareSignerCertificate(t *testing.T) {
+	n := newNetwork(t, nil)
+	codes := n.codes(2, 1)
+	a := n.activate("fay", codes[0])
+	b := n.activate("gus", codes[1])
+	// Sessions that authenticate with the certificates the devices
+	// present (each decoded from the wire).
+	for _, dev := range []*client{a, b} {
+		if _, r := n.connect(dev); r.GetAuthenticated() == nil {
+			t.Fatalf("authentication: %v", r)
+		}
+	}
+	sa, sb := n.srv.hub.of(a.cert.DeviceID), n.srv.hub.of(b.cert.DeviceID)
+	if len(sa) != 2 || len(sb) != 2 {
+		t.Fatalf("%d and %d sessions", len(sa), len(sb))
+	}
+	if sa[1].cert.Signer == nil || sa[1].cert.Signer != sb[1].cert.Signer || sa[1].cert.Signer != sa[0].cert.Signer {
+		t.Fatal("two sessions keep copies of their directory key certificate of their own")
+	}
+}
+
+func TestSignerSet(t *testing.T) {
+	var s signerSet
+	if s.intern(nil) != nil {
+		t.Fatal("nil interned as a certificate")
+	}
+	mk := func(serial uint64) *identity.OnlineKeyCertificate {
+		return &identity.OnlineKeyCertificate{Role: identity.RoleDirectory, Name: "server", Key: make([]byte, 32),
+			NotBefore: time.Unix(0, 0), NotAfter: time.Unix(100, 0), Serial: serial, Signature: make([]byte, 64)}
+	}
+	first := mk(1)
+	if s.intern(first) != first || s.intern(mk(1)) != first {
+		t.Fatal("an equal certificate did not get the first copy")
+	}
+	if other := mk(2); s.intern(other) != other {
+		t.Fatal("another certificate got the first one's copy")
+	}
+	for i := range 2 * maxSigners {
+		s.intern(mk(uint64(10 + i)))
+	}
+	if len(s.certs) != maxSigners {
+		t.Fatalf("the set holds %d certificates; at most %d", len(s.certs), maxSigners)
+	}
+	if late := mk(1000); s.intern(late) != late || s.intern(mk(1)) != first {
+		t.Fatal("a full set changed what it hands out")
+	}
+}

@@ -176,6 +176,9 @@ type Server struct {
 	hub    *hub
 	groups *groupCache
 	rates  *rateLimiters
+	// signers holds one copy of each directory key certificate the
+	// sessions' device certificates carry (auth.go).
+	signers signerSet
 	// Before authentication (preauth.go).
 	preauth     *preauthSessions
 	adminSlots  chan struct{} // admin requests being read or applied (adminConcurrency)
