@@ -147,3 +147,56 @@ func BenchmarkRecordProofs(b *testing.B) {
 		run(b, pb.verify)
 	})
 }
+
+// TestProofBatcherGathers: once sends overlap, a leader that finds fewer
+// than gatherTarget records waits for more and verifies them as one
+// batch; a lone send does not wait.
+func TestProofBatcherGathers(t *testing.T) {
+	net, recs, bad := proofRecords(t, gatherTarget+1, 3)
+	b := newProofBatcher(net.Policy.Policy.EscrowKey, rand.Reader)
+	b.wait = time.Hour // only a full batch ends the wait
+
+	if err := b.verify(recs[0]); bad[0] != (err != nil) {
+		t.Fatalf("lone record (bad %v): %v", bad[0], err)
+	}
+	if b.waits.Load() != 0 || b.batches.Load() != 1 {
+		t.Fatalf("a lone send: %d waits, %d batches", b.waits.Load(), b.batches.Load())
+	}
+
+	b.mu.Lock()
+	b.overlap = true
+	b.mu.Unlock()
+	errs := make([]error, gatherTarget)
+	var wg sync.WaitGroup
+	send := func(i int) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = b.verify(recs[1+i]) }()
+	}
+	// The first send leads and waits for a fuller batch; the others come
+	// while it waits.
+	send(0)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b.mu.Lock()
+		waiting := b.gathered != nil
+		b.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("with sends overlapping, the leader did not wait for a fuller batch")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i < gatherTarget; i++ {
+		send(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if bad[1+i] != errors.Is(err, escrow.ErrRecordProof) || (!bad[1+i] && err != nil) {
+			t.Errorf("record %d (bad %v): %v", 1+i, bad[1+i], err)
+		}
+	}
+	if b.waits.Load() != 1 || b.batches.Load() != 2 || b.records.Load() != 1+gatherTarget {
+		t.Fatalf("overlapping sends: %d waits, %d batches of %d records in all; want 1 wait and one batch of %d", b.waits.Load(), b.batches.Load(), b.records.Load(), gatherTarget)
+	}
+}
