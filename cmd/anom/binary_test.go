@@ -4,6 +4,7 @@ import (
 	"anom/internal/proctest"
 	"bytes"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -147,9 +148,19 @@ func (p *anomServer) stop(t *testing.T) {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago.
+// ago. It is picked below the kernel's ephemeral range (32768 and up on
+// Linux), where listeners on port 0 and outgoing connections of other
+// tests running meanwhile do not take it before the server binds it (CI
+// once saw "address already in use").
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err == nil {
+			defer l.Close()
+			return l.Addr().String()
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
