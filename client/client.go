@@ -80,6 +80,9 @@ type Client struct {
 	// escrowPol is the escrow policy verified since connecting; nil
 	// until then (Send refuses).
 	escrowPol *policyState
+	// countersigned: the servers' batch countersignatures of escrow
+	// records already checked (messages received together often share one).
+	countersigned *escrow.CountersignCache
 	// mismatches are false escrow records found, to report.
 	mismatches []EscrowMismatch
 	// unexplained are the devices other members removed from groups for
@@ -207,7 +210,8 @@ func (cfg *Config) storage(rnd io.Reader) Storage {
 }
 
 func newClient(cfg Config, log *slog.Logger, rnd io.Reader, now func() time.Time, v *vault) *Client {
-	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, tr: cfg.transport(), groups: map[string]*groupState{}, stop: make(chan struct{})}
+	return &Client{cfg: cfg, log: log, rand: rnd, now: now, v: v, tr: cfg.transport(), groups: map[string]*groupState{}, stop: make(chan struct{}),
+		countersigned: escrow.NewCountersignCache()}
 }
 
 // load reads the device record, groups and monitor state.

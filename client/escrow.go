@@ -412,7 +412,7 @@ func (c *Client) checkRecord(gs *groupState, m *anomv1.GroupMessage, rec *mls.Re
 		mm.Field = "encoding"
 		return mm
 	}
-	if err := sr.Verify(p.serverKey); err != nil || string(sr.ServerID) != p.serverID {
+	if err := sr.VerifyCached(p.serverKey, c.countersigned); err != nil || string(sr.ServerID) != p.serverID {
 		mm.Field = "countersignature"
 		return mm
 	}

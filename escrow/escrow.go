@@ -63,13 +63,17 @@ const (
 	dstRecordChallenge = "anom/escrow/v2 record proof challenge"
 	ctxRecordProof     = "anom/escrow/v2 record proof\x00"
 
-	ctxDeviceSig  = "anom/escrow/v1 device record signature\x00"
-	ctxServerSig  = "anom/escrow/v1 server countersignature\x00"
-	ctxPolicySig  = "anom/escrow/v1 policy signature\x00"
-	ctxWarrantSig = "anom/escrow/v1 warrant signature\x00"
-	ctxAnswerSig  = "anom/escrow/v1 custodian answer signature\x00"
-	ctxRequest    = "anom/escrow/v1 custodian request\x00"
-	ctxSlot       = "anom/escrow/v1 slot\x00"
+	ctxDeviceSig = "anom/escrow/v1 device record signature\x00"
+	ctxServerSig = "anom/escrow/v1 server countersignature\x00"
+	// A batch countersignature (ServerRecord encoding version 2): the
+	// leaves of the batch's tree, and the signature over its root.
+	ctxServerLeaf     = "anom/escrow/v2 countersigned record\x00"
+	ctxServerBatchSig = "anom/escrow/v2 server batch countersignature\x00"
+	ctxPolicySig      = "anom/escrow/v1 policy signature\x00"
+	ctxWarrantSig     = "anom/escrow/v1 warrant signature\x00"
+	ctxAnswerSig      = "anom/escrow/v1 custodian answer signature\x00"
+	ctxRequest        = "anom/escrow/v1 custodian request\x00"
+	ctxSlot           = "anom/escrow/v1 slot\x00"
 )
 
 // randomScalar draws a uniformly random non-zero scalar from rand.

@@ -73,7 +73,15 @@ func FuzzParseCommitments(f *testing.F) {
 func FuzzParseRecord(f *testing.F)       { fuzzDecoder(f, "record", ParseRecord) }
 func FuzzParseRecordProof(f *testing.F)  { fuzzDecoder(f, "record proof", ParseRecordProof) }
 func FuzzParseSignedRecord(f *testing.F) { fuzzDecoder(f, "signed record", ParseSignedRecord) }
-func FuzzParseServerRecord(f *testing.F) { fuzzDecoder(f, "server record", ParseServerRecord) }
+func FuzzParseServerRecord(f *testing.F) {
+	// Beside the seed (a batch of one): a record with a path, and one
+	// countersigned alone (encoding version 1).
+	fx := newFixture(f, 2, 3)
+	batch := fx.batchOf(f, 3, 0, t0)
+	f.Add(must(batch[1].MarshalBinary()))
+	f.Add(must(countersignSingle(batch[0].Signed, []byte("srv-1"), t0, 1, fx.server).MarshalBinary()))
+	fuzzDecoder(f, "server record", ParseServerRecord)
+}
 func FuzzParsePartial(f *testing.F)      { fuzzDecoder(f, "partial", ParsePartial) }
 func FuzzParsePolicy(f *testing.F)       { fuzzDecoder(f, "policy", ParsePolicy) }
 func FuzzParseSignedPolicy(f *testing.F) { fuzzDecoder(f, "signed policy", ParseSignedPolicy) }

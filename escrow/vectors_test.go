@@ -61,6 +61,10 @@ type vectorFile struct {
 	// RetiredRecord is record 0 in the retired format version 1 (no
 	// proof), which ParseRecord refuses with ErrRetiredRecord.
 	RetiredRecord hexBytes `json:"retired_record"`
+	// SingleServerRecord is record 0 countersigned alone, in ServerRecord
+	// encoding version 1 (before batches), which is still accepted; the
+	// records' server_record are one batch of three (version 2).
+	SingleServerRecord hexBytes `json:"single_server_record"`
 
 	SignedWarrant hexBytes         `json:"signed_warrant"`
 	NowMS         int64            `json:"now_ms"` // the custodians' clock
@@ -116,7 +120,8 @@ func enc(m marshaler) hexBytes { return must(m.MarshalBinary()) }
 func generateVectors() *vectorFile {
 	v := &vectorFile{
 		Comment: "anom escrow test vectors; see escrow/vectors_test.go. Times are Unix milliseconds. " +
-			"Records are format version 2, with the proof π; retired_record is record 0 in the retired version 1 format, which must be refused.",
+			"Records are format version 2, with the proof π; retired_record is record 0 in the retired version 1 format, which must be refused. " +
+			"The three server_record are countersigned in one batch (server record encoding version 2); single_server_record is record 0 countersigned alone (version 1), still accepted.",
 		DealSeed: vseed("deal"), Threshold: 2, Custodians: 3,
 		RootSeed: vseed("root"), IssuerSeed: vseed("issuer"), ServerSeed: vseed("server"),
 	}
@@ -152,6 +157,10 @@ func generateVectors() *vectorFile {
 		{"device-0001", "alice", "the shipment leaves at nine", 1, 1, 90 * time.Second},
 		{"device-0001", "alice", "", 2, 3, 3 * time.Minute},
 	}
+	// The three records are countersigned in one batch, at the time of the
+	// last one.
+	batchTime := base.Add(msgs[len(msgs)-1].off + 150*time.Millisecond)
+	var signed []*SignedRecord
 	for i, m := range msgs {
 		rv := recordVector{
 			ExporterSecret: vseed("exporter epoch 4"), NetworkID: []byte("anom-test-net"),
@@ -159,13 +168,18 @@ func generateVectors() *vectorFile {
 			SenderDevice: []byte(m.dev), Username: m.user, ContentType: m.ct,
 			SentAtMS: base.Add(m.off).UnixMilli(), Plaintext: []byte(m.text),
 			DeviceSeed: vseed("device " + m.dev), ServerID: []byte("server-a"),
-			ServerTimeMS: base.Add(m.off + 150*time.Millisecond).UnixMilli(), Sequence: uint64(1000 + i),
+			ServerTimeMS: batchTime.UnixMilli(), Sequence: uint64(1000 + i),
 		}
-		sr := vectorRecord(d.PublicKey, v.ServerSeed, &rv)
-		rv.Record, rv.SignedRecord, rv.ServerRecord = enc(sr.Signed.Record), enc(sr.Signed), enc(sr)
-		rv.Proof = enc(sr.Signed.Record.Proof)
+		signed = append(signed, vectorSigned(d.PublicKey, &rv))
 		v.Records = append(v.Records, rv)
 	}
+	batch := must(CountersignBatch(signed, []byte("server-a"), batchTime, 1000, ed25519.NewKeyFromSeed(v.ServerSeed)))
+	for i, sr := range batch {
+		rv := &v.Records[i]
+		rv.Record, rv.SignedRecord, rv.ServerRecord = enc(sr.Signed.Record), enc(sr.Signed), enc(sr)
+		rv.Proof = enc(sr.Signed.Record.Proof)
+	}
+	v.SingleServerRecord = enc(countersignSingle(signed[0], []byte("server-a"), base.Add(150*time.Millisecond), 999, ed25519.NewKeyFromSeed(v.ServerSeed)))
 	r0 := v.Records[0].Record
 	v.RetiredRecord = append([]byte{retiredRecordVersion}, r0[1:len(r0)-RecordProofSize]...)
 
@@ -199,11 +213,19 @@ func (rv *recordVector) metadata() Metadata {
 	}
 }
 
-func vectorRecord(P group.Element, serverSeed []byte, rv *recordVector) *ServerRecord {
+func vectorSigned(P group.Element, rv *recordVector) *SignedRecord {
 	rec := must(Seal(P, rv.ExporterSecret, rv.metadata(), rv.Plaintext))
-	signed := must(SignRecord(rec, ed25519.NewKeyFromSeed(rv.DeviceSeed)))
-	return must(Countersign(signed, rv.ServerID, time.UnixMilli(rv.ServerTimeMS), rv.Sequence,
-		ed25519.NewKeyFromSeed(serverSeed)))
+	return must(SignRecord(rec, ed25519.NewKeyFromSeed(rv.DeviceSeed)))
+}
+
+// countersignSingle countersigns a record alone in ServerRecord encoding
+// version 1, as servers did before they countersigned in batches; such
+// records are still accepted.
+func countersignSingle(signed *SignedRecord, serverID []byte, at time.Time, seq uint64, key ed25519.PrivateKey) *ServerRecord {
+	s := &ServerRecord{Signed: signed, ServerID: append([]byte{}, serverID...), ServerTime: clampTime(at), Sequence: seq}
+	b := must(s.leafBytes())
+	s.Signature = ed25519.Sign(key, append([]byte(ctxServerSig), b...))
+	return s
 }
 
 // vectorKeyholder is custodian sh.Index of the vectors, with a directory of
@@ -328,6 +350,29 @@ func TestVectors(t *testing.T) {
 	}
 	if err := VerifyRecordProofs(nil, p.EscrowKey, recs); err != nil {
 		t.Fatalf("record proofs: %v", err)
+	}
+	// The batch: one signature over three records, each with its own path.
+	serverPub := ed25519.NewKeyFromSeed(v.ServerSeed).Public().(ed25519.PublicKey)
+	cache := NewCountersignCache()
+	for i, rv := range v.Records {
+		sr := must(ParseServerRecord(rv.ServerRecord))
+		if sr.Batch == nil || sr.Batch.Size != uint32(len(v.Records)) || sr.Batch.Index != uint32(i) {
+			t.Fatalf("record %d: batch place %+v, want index %d of %d", i, sr.Batch, i, len(v.Records))
+		}
+		if err := sr.VerifyCached(serverPub, cache); err != nil {
+			t.Fatalf("record %d: cached check: %v", i, err)
+		}
+	}
+	// A record countersigned alone before batches is still accepted.
+	single, err := ParseServerRecord(v.SingleServerRecord)
+	if err != nil || single.Batch != nil || v.SingleServerRecord[0] != 1 {
+		t.Fatalf("single server record: %v (batch %+v)", err, single)
+	}
+	if err := single.Verify(serverPub); err != nil {
+		t.Fatalf("single server record: %v", err)
+	}
+	if !bytes.Equal(enc(single.Signed), v.Records[0].SignedRecord) {
+		t.Fatal("single server record does not hold record 0")
 	}
 	// The cut-over: the same record in format version 1 is refused.
 	if _, err := ParseRecord(v.RetiredRecord); !errors.Is(err, ErrRetiredRecord) {

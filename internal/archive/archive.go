@@ -119,6 +119,9 @@ type Archive struct {
 	log    *audit.Log
 	cursor uint64
 	online sync.Map // server id -> *loggedKey, a cache of bucketOnline
+	// countersigned: the batch countersignatures already checked, so the
+	// records of one batch cost one signature check.
+	countersigned *escrow.CountersignCache
 
 	anchors anchors
 }
@@ -144,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening archive: %w", err)
 	}
-	a := &Archive{cfg: cfg, policy: p}
+	a := &Archive{cfg: cfg, policy: p, countersigned: escrow.NewCountersignCache()}
 	if a.log, err = audit.Open(ctx, cfg.Store, AuditBucket, cfg.Now); err != nil {
 		return nil, fmt.Errorf("opening archive: %w", err)
 	}

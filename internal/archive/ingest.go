@@ -253,7 +253,7 @@ func (a *Archive) recordOps(ctx context.Context, data []byte, c checked, seen *b
 	if sr.ServerTime.Before(ck.NotBefore) || !sr.ServerTime.Before(ck.NotAfter) {
 		return nil, fmt.Errorf("%w: countersigned at %v, outside the validity of key %q", ErrInvalidItem, sr.ServerTime.UTC(), sr.ServerID)
 	}
-	if err := sr.Verify(ck.Key); err != nil {
+	if err := sr.VerifyCached(ck.Key, a.countersigned); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidItem, err)
 	}
 	m := &sr.Signed.Record.Metadata

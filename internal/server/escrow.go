@@ -112,6 +112,9 @@ func (s *Server) initEscrow(ctx context.Context) error {
 	e := &escrowState{raw: bytes.Clone(s.cfg.EscrowPolicy), policy: p, key: cs.Signer(), id: EscrowServerID(csCert),
 		network: EscrowNetworkID(s.rootPub), skew: s.cfg.EscrowClockSkew, certSent: map[string]bool{},
 		proofs: newProofBatcher(p.EscrowKey, s.rand), proofAlerts: map[string]time.Time{}}
+	e.proofs.sign = func(signed []*escrow.SignedRecord) ([]*escrow.ServerRecord, error) {
+		return s.countersignBatch(e, signed)
+	}
 	if e.csIdx, err = s.logOnlineKey(ctx, csCert, identity.RoleCountersign); err != nil {
 		return err
 	}
@@ -231,25 +234,44 @@ func (s *Server) escrowPolicy(ctx context.Context) (*anomv1.EscrowPolicy, error)
 		ServerKeyId: e.id, ServerKey: e.key.Public().(ed25519.PublicKey)}, nil
 }
 
-// nextEscrowSeq hands out the next countersignature sequence number,
-// reserving a block durably when the current one is used up. The block is
-// reserved by a revision-checked update of the stored high mark, so
-// servers sharing a store reserve disjoint blocks: sequences are unique
+// countersignBatch countersigns records whose checks passed, together,
+// with the server's time and consecutive sequence numbers.
+func (s *Server) countersignBatch(e *escrowState, signed []*escrow.SignedRecord) ([]*escrow.ServerRecord, error) {
+	first, err := s.nextEscrowSeqs(s.ctx, len(signed))
+	if err != nil {
+		return nil, err
+	}
+	srs, err := escrow.CountersignBatch(signed, []byte(e.id), s.now(), first, e.key)
+	if err != nil {
+		return nil, fmt.Errorf("countersigning escrow records: %w", err)
+	}
+	return srs, nil
+}
+
+// nextEscrowSeqs hands out n consecutive countersignature sequence numbers
+// (n at most seqBlock) and returns the first, reserving a block durably
+// when the current one has fewer left (the rest of it is skipped). The
+// block is reserved by a revision-checked update of the stored high mark,
+// so servers sharing a store reserve disjoint blocks: sequences are unique
 // across the cluster (dense within a block; a restart skips what was left
 // of one).
-func (s *Server) nextEscrowSeq(ctx context.Context) (uint64, error) {
+func (s *Server) nextEscrowSeqs(ctx context.Context, n int) (uint64, error) {
+	if n < 1 || n > seqBlock {
+		return 0, fmt.Errorf("reserving %d escrow sequence numbers: want 1..%d", n, seqBlock)
+	}
 	e := s.esc
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
-	if e.seqNext >= e.seqEnd {
+	if e.seqEnd-e.seqNext < uint64(n) {
 		start, end, err := s.reserveEscrowSeqs(ctx)
 		if err != nil {
 			return 0, storeError(err, "reserving escrow sequence numbers")
 		}
 		e.seqNext, e.seqEnd = start, end
 	}
-	e.seqNext++
-	return e.seqNext, nil
+	first := e.seqNext + 1
+	e.seqNext += uint64(n)
+	return first, nil
 }
 
 // reserveEscrowSeqs takes the block (start, end] of sequence numbers from
@@ -293,7 +315,7 @@ func escrowErr(format string, args ...any) *Error {
 // and its ciphertext (so an R copied from another record is refused; see
 // proofs.go). (The generation and the ciphertext can only be checked by
 // the recipients, who decrypt.) Called with the group's read lock.
-func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage, leaves []string, raw []byte) (*escrow.SignedRecord, [32]byte, error) {
+func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage, leaves []string, raw []byte) (*escrow.ServerRecord, [32]byte, error) {
 	var slot [32]byte
 	if len(raw) == 0 {
 		return nil, slot, escrowErr("the escrow policy requires an escrow record with every application message")
@@ -325,10 +347,14 @@ func (s *Server) checkRecord(c *session, groupID []byte, pm *mls.PrivateMessage,
 	if slot, err = m.Slot(); err != nil {
 		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record", Err: err}
 	}
-	if err := s.esc.proofs.verify(sr.Record); err != nil {
-		return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record refused: its proof does not bind its R to it", Err: err}
+	cs, err := s.esc.proofs.check(sr)
+	if err != nil {
+		if errors.Is(err, escrow.ErrRecordProof) {
+			return nil, slot, &Error{Code: anomv1.ErrorCode_ERROR_CODE_ESCROW_RECORD, Message: "escrow record refused: its proof does not bind its R to it", Err: err}
+		}
+		return nil, slot, err
 	}
-	return sr, slot, nil
+	return cs, slot, nil
 }
 
 // alertBadProof raises an alert for a record refused for its proof: an
@@ -372,7 +398,7 @@ func (s *Server) alertBadProof(ctx context.Context, c *session, groupID []byte, 
 // encrypts it again, in a new slot), so nothing acknowledged is lost and
 // no slot ever has two records.
 func (s *Server) prepareEscrowed(ctx context.Context, c *session, gh string, req *anomv1.Send, pm *mls.PrivateMessage, leaves []string, gm *anomv1.GroupMessage, r *groupAppend) error {
-	signed, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
+	sr, slot, err := s.checkRecord(c, req.GetGroupId(), pm, leaves, req.GetEscrowRecord())
 	if err != nil {
 		s.alertBadProof(ctx, c, req.GetGroupId(), err)
 		return err
@@ -380,12 +406,13 @@ func (s *Server) prepareEscrowed(ctx context.Context, c *session, gh string, req
 	claim, err := s.claimSlot(ctx, gh, pm.Epoch, slot)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
+			m := &sr.Signed.Record.Metadata
 			return escrowErr("the message slot of this escrow record (epoch %d, leaf %d, generation %d) already has a record",
-				signed.Record.Metadata.Epoch, signed.Record.Metadata.SenderLeaf, signed.Record.Metadata.Generation)
+				m.Epoch, m.SenderLeaf, m.Generation)
 		}
 		return storeError(err, "claiming the escrow record's message slot")
 	}
-	if err := s.fillEscrowed(ctx, c, signed, gm, r); err != nil {
+	if err := s.fillEscrowed(ctx, c, sr, gm, r); err != nil {
 		s.releaseSlot(claim)
 		return err
 	}
@@ -393,17 +420,9 @@ func (s *Server) prepareEscrowed(ctx context.Context, c *session, gh string, req
 	return nil
 }
 
-// fillEscrowed countersigns a checked record and encodes the message and
+// fillEscrowed encodes the message with its countersigned record and the
 // outbox entries into r.
-func (s *Server) fillEscrowed(ctx context.Context, c *session, signed *escrow.SignedRecord, gm *anomv1.GroupMessage, r *groupAppend) error {
-	seq, err := s.nextEscrowSeq(ctx)
-	if err != nil {
-		return err
-	}
-	sr, err := escrow.Countersign(signed, []byte(s.esc.id), s.now(), seq, s.esc.key)
-	if err != nil {
-		return fmt.Errorf("countersigning escrow record: %w", err)
-	}
+func (s *Server) fillEscrowed(ctx context.Context, c *session, sr *escrow.ServerRecord, gm *anomv1.GroupMessage, r *groupAppend) error {
 	srb, err := sr.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encoding escrow record: %w", err)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -62,7 +64,7 @@ func TestProofBatcherGroups(t *testing.T) {
 		}
 	}
 	// The test's own record goes last and the test leads: one batch.
-	own := &proofJob{rec: recs[1], done: make(chan struct{}), lead: make(chan struct{}), leading: true}
+	own := &proofJob{signed: &escrow.SignedRecord{Record: recs[1]}, done: make(chan struct{}), lead: make(chan struct{}), leading: true}
 	b.mu.Lock()
 	b.pending = append(b.pending, own)
 	b.mu.Unlock()
@@ -198,5 +200,88 @@ func TestProofBatcherGathers(t *testing.T) {
 	}
 	if b.waits.Load() != 1 || b.batches.Load() != 2 || b.records.Load() != 1+gatherTarget {
 		t.Fatalf("overlapping sends: %d waits, %d batches of %d records in all; want 1 wait and one batch of %d", b.waits.Load(), b.batches.Load(), b.records.Load(), gatherTarget)
+	}
+}
+
+// verify checks rec's proof through the batcher (which signs nothing in
+// these tests).
+func (b *proofBatcher) verify(rec *escrow.Record) error {
+	_, err := b.check(&escrow.SignedRecord{Record: rec})
+	return err
+}
+
+// TestProofBatcherCountersigns: the records of one batch whose proofs hold
+// are countersigned together, under one signature, with consecutive
+// sequence numbers, and each verifies alone; a record whose proof fails
+// gets no countersignature and no place in the batch.
+func TestProofBatcherCountersigns(t *testing.T) {
+	net, recs, bad := proofRecords(t, 12, 5)
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	b := newProofBatcher(net.Policy.Policy.EscrowKey, rand.Reader)
+	var signs []int
+	b.sign = func(signed []*escrow.SignedRecord) ([]*escrow.ServerRecord, error) {
+		signs = append(signs, len(signed))
+		return escrow.CountersignBatch(signed, []byte("srv"), time.Now(), 100, key)
+	}
+	b.maxLeaders = 1
+	b.leaders = 1 // the test holds the lead while the senders queue
+	srs := make([]*escrow.ServerRecord, len(recs))
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Add(1)
+		signed, err := escrow.SignRecord(rec, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { defer wg.Done(); srs[i], errs[i] = b.check(signed) }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == len(recs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d senders queued", n, len(recs))
+		}
+	}
+	b.mu.Lock()
+	b.leaders = 0
+	b.mu.Unlock()
+	own, err := escrow.SignRecord(recs[1], key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.check(own); err != nil { // leads the queued batch
+		t.Fatal(err)
+	}
+	wg.Wait()
+	good := len(recs) - len(bad) + 1 // and the test's own
+	if len(signs) != 1 || signs[0] != good {
+		t.Fatalf("countersigned batches of %v records; want one of the %d good ones", signs, good)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	var sig []byte
+	for i, sr := range srs {
+		if bad[i] {
+			if sr != nil || !errors.Is(errs[i], escrow.ErrRecordProof) {
+				t.Fatalf("bad record %d: countersigned %v, err %v", i, sr != nil, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || sr == nil {
+			t.Fatalf("record %d: %v", i, errs[i])
+		}
+		if err := sr.Verify(pub); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if sig == nil {
+			sig = sr.Signature
+		}
+		if sr.Batch.Size != uint32(good) || !bytes.Equal(sr.Signature, sig) || sr.Sequence != 100+uint64(sr.Batch.Index) {
+			t.Fatalf("record %d: place %d of %d, sequence %d, one signature %v", i, sr.Batch.Index, sr.Batch.Size, sr.Sequence, bytes.Equal(sr.Signature, sig))
+		}
 	}
 }

@@ -76,6 +76,34 @@ func RootFromLeafHashes(leaves []Hash) Hash {
 	return f.root()
 }
 
+// InclusionPaths returns the Merkle tree hash of a tree whose leaf hashes
+// are given, and the RFC 9162 inclusion proof of every leaf in it (paths[i]
+// for leaf i, ordered from the leaf upwards, as VerifyInclusion takes it),
+// in O(n log n) time. It is for small trees held in memory, such as a batch
+// signed under one signature; leaves must not be empty.
+func InclusionPaths(leaves []Hash) (root Hash, paths [][]Hash) {
+	paths = make([][]Hash, len(leaves))
+	return inclusionPaths(leaves, paths), paths
+}
+
+// inclusionPaths returns MTH(leaves) and appends to paths[i] the hashes of
+// PATH(i, leaves) (RFC 9162 section 2.1.3.1) from this subtree upwards.
+func inclusionPaths(leaves []Hash, paths [][]Hash) Hash {
+	if len(leaves) == 1 {
+		return leaves[0]
+	}
+	k := largestPowerOfTwoBelow(uint64(len(leaves)))
+	left := inclusionPaths(leaves[:k], paths[:k])
+	right := inclusionPaths(leaves[k:], paths[k:])
+	for i := range paths[:k] {
+		paths[i] = append(paths[i], right)
+	}
+	for i := range paths[k:] {
+		paths[k+uint64(i)] = append(paths[k+uint64(i)], left)
+	}
+	return HashChildren(left, right)
+}
+
 // frontier is the compact form of a tree of size n: the roots of the complete
 // subtrees of the binary decomposition of n, largest (leftmost) first. It
 // has one hash per set bit of n. Appending a leaf merges equal-sized subtrees

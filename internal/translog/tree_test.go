@@ -361,3 +361,48 @@ func TestAgainstNaiveLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestInclusionPaths checks every path InclusionPaths gives against the
+// naive RFC 9162 definitions and against VerifyInclusion, and that the path
+// of one leaf does not prove another leaf or the same leaf at another index.
+func TestInclusionPaths(t *testing.T) {
+	for n := 1; n <= 70; n++ {
+		entries := make([][]byte, n)
+		leaves := make([]Hash, n)
+		for i := range entries {
+			entries[i] = []byte(fmt.Sprintf("entry %d of %d", i, n))
+			leaves[i] = HashLeaf(entries[i])
+		}
+		root, paths := InclusionPaths(leaves)
+		if root != naiveMTH(entries) {
+			t.Fatalf("n=%d: root differs from MTH", n)
+		}
+		for i := range leaves {
+			want := naivePath(i, entries)
+			if len(paths[i]) != len(want) {
+				t.Fatalf("n=%d leaf %d: path of %d hashes, want %d", n, i, len(paths[i]), len(want))
+			}
+			for j := range want {
+				if paths[i][j] != want[j] {
+					t.Fatalf("n=%d leaf %d: path hash %d differs", n, i, j)
+				}
+			}
+			if err := VerifyInclusion(leaves[i], uint64(i), uint64(n), paths[i], root); err != nil {
+				t.Fatalf("n=%d leaf %d: %v", n, i, err)
+			}
+			got, err := RootFromInclusion(leaves[i], uint64(i), uint64(n), paths[i])
+			if err != nil || got != root {
+				t.Fatalf("n=%d leaf %d: RootFromInclusion = %v, %v", n, i, got, err)
+			}
+			if n > 1 {
+				other := (i + 1) % n
+				if err := VerifyInclusion(leaves[other], uint64(i), uint64(n), paths[i], root); err == nil {
+					t.Fatalf("n=%d: leaf %d's path proves leaf %d", n, i, other)
+				}
+				if err := VerifyInclusion(leaves[i], uint64(other), uint64(n), paths[i], root); err == nil && len(paths[i]) > 0 {
+					t.Fatalf("n=%d: leaf %d's path proves it at index %d", n, i, other)
+				}
+			}
+		}
+	}
+}

@@ -42,6 +42,15 @@ func VerifyInclusion(leafHash Hash, index, treeSize uint64, proof []Hash, root H
 	return nil
 }
 
+// RootFromInclusion returns the root of the tree of size treeSize in which
+// leafHash is the leaf at index with the given inclusion proof (steps 1 to 4
+// of RFC 9162 section 2.1.3.2 and the sn == 0 check of step 5). The caller
+// trusts the result only once it has checked the root, for example by a
+// signature over it. Errors match ErrInvalidProof.
+func RootFromInclusion(leafHash Hash, index, treeSize uint64, proof []Hash) (Hash, error) {
+	return rootFromInclusion(leafHash, index, treeSize, proof)
+}
+
 // rootFromInclusion runs steps 1 to 4 of RFC 9162 section 2.1.3.2 and the
 // sn == 0 check of step 5, returning the computed root.
 func rootFromInclusion(leafHash Hash, index, treeSize uint64, proof []Hash) (Hash, error) {
