@@ -223,6 +223,23 @@ func (n *Network) Sign(dev *Device, rec *escrow.Record, at time.Time) (*escrow.S
 	return escrow.Countersign(signed, []byte(n.ServerID), at, seq, n.ServerKey)
 }
 
+// SignBatch signs each of recs with dev's key and countersigns them in one
+// batch at time at, as a server countersigns concurrent sends.
+func (n *Network) SignBatch(dev *Device, recs []*escrow.Record, at time.Time) ([]*escrow.ServerRecord, error) {
+	signed := make([]*escrow.SignedRecord, len(recs))
+	for i, rec := range recs {
+		var err error
+		if signed[i], err = escrow.SignRecord(rec, dev.Key); err != nil {
+			return nil, err
+		}
+	}
+	n.mu.Lock()
+	first := n.seq + 1
+	n.seq += uint64(len(recs))
+	n.mu.Unlock()
+	return escrow.CountersignBatch(signed, []byte(n.ServerID), at, first, n.ServerKey)
+}
+
 // Warrant signs w with the issuer key, filling in Issuer and, if zero,
 // Issued (2026-01-01), NotAfter (2027-01-01), Reason and ID.
 func (n *Network) Warrant(t testing.TB, w escrow.Warrant) *escrow.SignedWarrant {
