@@ -76,15 +76,7 @@ func startAnomServer(t testing.TB, data, addr string, extra ...string) *proc {
 
 // freeAddr returns a loopback address with a port that was free a moment
 // ago, for a process to listen on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t testing.TB) string { return proctest.FreeAddr(t) }
 
 // proc is a long-running anom process (a server, the relay, the
 // archive), its standard output and error going to a log file.

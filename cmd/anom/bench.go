@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -474,35 +476,11 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 		}
 	}
 	fail := func(err error) (*benchNet, error) { closeAll(); return nil, err }
-	if err := runAdminInit(ctx, []string{"--data", dir, "--name", "bench"}); err != nil {
-		return fail(err)
-	}
-	d := dataDir(dir)
-	root, err := d.RootKey()
+	k, err := f.newBenchKeys(ctx, dir, withEscrow)
 	if err != nil {
 		return fail(err)
 	}
-	if withEscrow {
-		if err := writeBenchPolicy(d, root); err != nil {
-			return fail(err)
-		}
-	}
-	policy, esc, err := benchEscrow(d, root.Public(), withEscrow)
-	if err != nil {
-		return fail(err)
-	}
-	pool, err := d.CAPool()
-	if err != nil {
-		return fail(err)
-	}
-	tc, err := d.TLSConfig()
-	if err != nil {
-		return fail(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	if f.verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	d, root, policy, esc, pool, tc, logger := k.d, k.root, k.policy, k.escrow, k.pool, k.tls, k.logger
 	st, err := pebble.Open(d.Path("store"), pebble.Options{})
 	if err != nil {
 		return fail(err)
@@ -513,15 +491,7 @@ func (f *benchFlags) network(ctx context.Context, devices int, child, withEscrow
 			st.Close()
 		}
 	})
-	dirKey, err := d.DirectorySigner()
-	if err != nil {
-		return fail(err)
-	}
-	cs, csCert, err := d.CountersignKey()
-	if err != nil {
-		return fail(err)
-	}
-	srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: dirKey, Countersign: cs, CountersignCert: csCert,
+	srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: k.dirKey, Countersign: k.cs, CountersignCert: k.csCert,
 		TLS: tc, Name: "bench", Logger: logger, EscrowPolicy: policy})
 	if err != nil {
 		return fail(err)
@@ -740,6 +710,58 @@ func (f *benchFlags) external(ctx context.Context, withEscrow bool) (*benchNet, 
 	}
 	env.Memory = func(ctx context.Context) (loadgen.Memory, error) { return loadgen.ScrapeMemory(ctx, target) }
 	return &benchNet{env: env, close: func() {}, escrow: esc}, nil
+}
+
+// benchKeys is what the servers and load of a bench run on a fresh network
+// need of it.
+type benchKeys struct {
+	d      dataDir
+	root   *identity.RootKey
+	policy []byte // the signed escrow policy; nil without escrow
+	escrow *loadgen.EscrowConfig
+	pool   *x509.CertPool
+	tls    *tls.Config
+	dirKey *identity.DirectorySigner
+	cs     *identity.CountersignKey
+	csCert *identity.OnlineKeyCertificate
+	logger *slog.Logger // the servers' (to stderr with -v)
+}
+
+// newBenchKeys makes a network in netDir, with an escrow policy made for
+// the run when withEscrow, and reads its keys.
+func (f *benchFlags) newBenchKeys(ctx context.Context, netDir string, withEscrow bool) (*benchKeys, error) {
+	if err := runAdminInit(ctx, []string{"--data", netDir, "--name", "bench"}); err != nil {
+		return nil, err
+	}
+	k := &benchKeys{d: dataDir(netDir), logger: slog.New(slog.DiscardHandler)}
+	var err error
+	if k.root, err = k.d.RootKey(); err != nil {
+		return nil, err
+	}
+	if withEscrow {
+		if err := writeBenchPolicy(k.d, k.root); err != nil {
+			return nil, err
+		}
+	}
+	if k.policy, k.escrow, err = benchEscrow(k.d, k.root.Public(), withEscrow); err != nil {
+		return nil, err
+	}
+	if k.pool, err = k.d.CAPool(); err != nil {
+		return nil, err
+	}
+	if k.tls, err = k.d.TLSConfig(); err != nil {
+		return nil, err
+	}
+	if k.dirKey, err = k.d.DirectorySigner(); err != nil {
+		return nil, err
+	}
+	if k.cs, k.csCert, err = k.d.CountersignKey(); err != nil {
+		return nil, err
+	}
+	if f.verbose {
+		k.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return k, nil
 }
 
 // writeBenchPolicy deals an escrow key to 3 custodians (2 needed), with

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,43 +84,11 @@ func (f *benchFlags) clusterNetwork(ctx context.Context, devices int, withEscrow
 	fail := func(err error) (*benchNet, error) { closeAll(); return nil, err }
 	netDir := filepath.Join(dir, "net")
 	cleanup = append(cleanup, func() { os.RemoveAll(dir) })
-	if err := runAdminInit(ctx, []string{"--data", netDir, "--name", "bench"}); err != nil {
-		return fail(err)
-	}
-	d := dataDir(netDir)
-	root, err := d.RootKey()
+	k, err := f.newBenchKeys(ctx, netDir, withEscrow)
 	if err != nil {
 		return fail(err)
 	}
-	if withEscrow {
-		if err := writeBenchPolicy(d, root); err != nil {
-			return fail(err)
-		}
-	}
-	policy, esc, err := benchEscrow(d, root.Public(), withEscrow)
-	if err != nil {
-		return fail(err)
-	}
-	pool, err := d.CAPool()
-	if err != nil {
-		return fail(err)
-	}
-	tc, err := d.TLSConfig()
-	if err != nil {
-		return fail(err)
-	}
-	dirKey, err := d.DirectorySigner()
-	if err != nil {
-		return fail(err)
-	}
-	cs, csCert, err := d.CountersignKey()
-	if err != nil {
-		return fail(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	if f.verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	root, policy, esc, pool, tc, logger := k.root, k.policy, k.escrow, k.pool, k.tls, k.logger
 
 	start := time.Now()
 	nodes, err := startBenchNATS(filepath.Join(dir, "nats"), benchNATSNodes, f.verbose)
@@ -161,7 +128,7 @@ func (f *benchFlags) clusterNetwork(ctx context.Context, devices int, withEscrow
 		}
 		cleanup = append(cleanup, func() { fan.Close() })
 		reg := prometheus.NewRegistry()
-		srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: dirKey, Countersign: cs, CountersignCert: csCert,
+		srv, err := server.New(ctx, server.Config{Store: st, RootPublic: root.Public(), Directory: k.dirKey, Countersign: k.cs, CountersignCert: k.csCert,
 			TLS: tc, Name: "bench", Logger: logger.With("server", i+1), EscrowPolicy: policy, Fanout: fan, Registry: reg})
 		if err != nil {
 			return fail(fmt.Errorf("starting anom server %d: %w", i+1, err))

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"anom/internal/proctest"
 	"bytes"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"anom/internal/proctest"
 )
 
 // Helpers of the tests that run the anom binary. The system tests, which
@@ -148,23 +147,5 @@ func (p *anomServer) stop(t *testing.T) {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago. It is picked below the kernel's ephemeral range (32768 and up on
-// Linux), where listeners on port 0 and outgoing connections of other
-// tests running meanwhile do not take it before the server binds it (CI
-// once saw "address already in use").
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
-		if err == nil {
-			defer l.Close()
-			return l.Addr().String()
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// ago (proctest.FreeAddr).
+func freeAddr(t *testing.T) string { return proctest.FreeAddr(t) }

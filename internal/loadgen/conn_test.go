@@ -311,3 +311,25 @@ func BenchmarkSendFrame(b *testing.B) {
 		}
 	}
 }
+
+// TestSchedule: the scheduled times are 1/rate apart from the start, and
+// a sender more than a second behind finds at most a second of them, the
+// rest dropped.
+func TestSchedule(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const rate = 500
+	tokens := Schedule(ctx, rate)
+	first := <-tokens
+	for i := 1; i < 50; i++ {
+		at := <-tokens
+		if want := first.Add(time.Duration(i) * time.Second / rate); !at.Equal(want) {
+			t.Fatalf("send %d scheduled at +%v, want +%v", i, at.Sub(first), want.Sub(first))
+		}
+	}
+	time.Sleep(1600 * time.Millisecond) // fall behind
+	if n := len(tokens); n != rate {
+		t.Fatalf("%d scheduled sends waiting after falling behind, want a second's worth (%d)", n, rate)
+	}
+	cancel()
+}

@@ -487,6 +487,38 @@ type load struct {
 	nextID atomic.Uint64
 }
 
+// Schedule is the clock of an open-loop phase: it sends on the channel the
+// scheduled time of each send, rate a second from now until ctx ends, for
+// senders to take and stamp their message with. The channel holds at most
+// a second of backlog: a send more than a second behind its time is
+// dropped (not offered), so a slow server is measured by the queueing of
+// what is offered, not by an ever-growing backlog.
+func Schedule(ctx context.Context, rate int) <-chan time.Time {
+	tokens := make(chan time.Time, rate)
+	go func() {
+		start := time.Now()
+		var sent int64
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				due := int64(now.Sub(start).Seconds() * float64(rate))
+				for ; sent < due; sent++ {
+					at := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
+					select {
+					case tokens <- at:
+					default: // more than a second behind: dropped
+					}
+				}
+			}
+		}
+	}()
+	return tokens
+}
+
 // phase runs senders for Warmup+Duration and measures the Duration. rate
 // 0 is closed loop (each sender sends again when acknowledged); rate > 0
 // is open loop: sends are scheduled at that total rate and stamped with
@@ -509,30 +541,9 @@ func (l *load) phase(ctx context.Context, e *Env, name string, rate int) (*Phase
 	ackHist := &Hist{}
 	var firstErr, firstEscrowErr atomic.Pointer[error]
 
-	var tokens chan time.Time
+	var tokens <-chan time.Time
 	if rate > 0 {
-		tokens = make(chan time.Time, rate) // at most a second of backlog
-		go func() {
-			start := time.Now()
-			var sent int64
-			t := time.NewTicker(time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					due := int64(now.Sub(start).Seconds() * float64(rate))
-					for ; sent < due; sent++ {
-						at := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
-						select {
-						case tokens <- at:
-						default: // more than a second behind: dropped, counted as not offered
-						}
-					}
-				}
-			}
-		}()
+		tokens = Schedule(ctx, rate)
 	}
 
 	var wg sync.WaitGroup

@@ -7,7 +7,6 @@ package natstest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"anom/internal/proctest"
 )
 
 // ClusterName is the name of the NATS cluster the nodes form.
@@ -39,7 +40,7 @@ func Start(t testing.TB, n int) *Cluster {
 	if n < 1 {
 		t.Fatalf("natstest: %d nodes", n)
 	}
-	ports := freePorts(t, 2*n)
+	ports := proctest.FreePorts(t, 2*n)
 	var routes []string
 	for i := 0; i < n; i++ {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
@@ -76,25 +77,6 @@ func Start(t testing.TB, n int) *Cluster {
 		t.Fatalf("natstest: %v", err)
 	}
 	return c
-}
-
-// freePorts reserves n distinct loopback ports by listening on them, then
-// releases them for the nodes to take.
-func freePorts(t testing.TB, n int) []int {
-	var ls []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("natstest: reserving a port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
 
 func (c *Cluster) start(i int) error {

@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	js "github.com/nats-io/nats.go/jetstream"
+
+	"anom/internal/proctest"
 )
 
 // Procs is a JetStream cluster of nats-server processes on loopback
@@ -57,7 +59,7 @@ func StartProcs(t testing.TB, n int) *Procs {
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
-	ports := freePorts(t, 3*n)
+	ports := proctest.FreePorts(t, 3*n)
 	var routes []string
 	for i := 0; i < n; i++ {
 		routes = append(routes, fmt.Sprintf("%q", fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i])))

@@ -52,17 +52,7 @@ func TestProofBatcherGroups(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = b.verify(rec) }()
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		n := len(b.pending)
-		b.mu.Unlock()
-		if n == len(recs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d senders queued", n, len(recs))
-		}
-	}
+	waitQueued(t, b, len(recs))
 	// The test's own record goes last and the test leads: one batch.
 	own := &proofJob{signed: &escrow.SignedRecord{Record: recs[1]}, done: make(chan struct{}), lead: make(chan struct{}), leading: true}
 	b.mu.Lock()
@@ -236,17 +226,7 @@ func TestProofBatcherCountersigns(t *testing.T) {
 		}
 		go func() { defer wg.Done(); srs[i], errs[i] = b.check(signed) }()
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		n := len(b.pending)
-		b.mu.Unlock()
-		if n == len(recs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d senders queued", n, len(recs))
-		}
-	}
+	waitQueued(t, b, len(recs))
 	b.mu.Lock()
 	b.leaders = 0
 	b.mu.Unlock()
@@ -282,6 +262,22 @@ func TestProofBatcherCountersigns(t *testing.T) {
 		}
 		if sr.Batch.Size != uint32(good) || !bytes.Equal(sr.Signature, sig) || sr.Sequence != 100+uint64(sr.Batch.Index) {
 			t.Fatalf("record %d: place %d of %d, sequence %d, one signature %v", i, sr.Batch.Index, sr.Batch.Size, sr.Sequence, bytes.Equal(sr.Signature, sig))
+		}
+	}
+}
+
+// waitQueued waits until n sends are queued in b.
+func waitQueued(t *testing.T, b *proofBatcher, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		queued := len(b.pending)
+		b.mu.Unlock()
+		if queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d senders queued", queued, n)
 		}
 	}
 }

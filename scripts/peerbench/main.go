@@ -505,29 +505,9 @@ func phase(ctx context.Context, cfg *config, conns []*conn, st *stats, rate int)
 	var measuring atomic.Bool
 	ackHist := &loadgen.Hist{}
 	st.hist.Store(&loadgen.Hist{})
-	var tokens chan time.Time
+	var tokens <-chan time.Time
 	if rate > 0 {
-		tokens = make(chan time.Time, rate)
-		go func() {
-			start := time.Now()
-			var sent int64
-			t := time.NewTicker(time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					due := int64(now.Sub(start).Seconds() * float64(rate))
-					for ; sent < due; sent++ {
-						select {
-						case tokens <- start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second))):
-						default:
-						}
-					}
-				}
-			}
-		}()
+		tokens = loadgen.Schedule(ctx, rate)
 	}
 	pad := make([]byte, cfg.size)
 	for i := range pad {
