@@ -449,3 +449,110 @@ func allContain(ss []string, sub string) bool {
 	}
 	return true
 }
+
+// TestAttackBatchMateOutOfScope: a real server countersigns alice's and
+// bob's concurrent messages in one batch, under one signature. The
+// archive ingests both, each checked on its own; a warrant scoped to bob
+// (an archive operator holding it, custodians answering it) opens bob's
+// message and nothing of alice's, though her record shares his record's
+// countersignature; and custodians asked to open her record under bob's
+// warrant refuse it.
+func TestAttackBatchMateOutOfScope(t *testing.T) {
+	ctx := context.Background()
+	a := newAttackNet(t)
+	start := a.clock.Now()
+	g := gid("alice-bob")
+	alice, bob := setupGroupOf(t, a.network, g, "alice", "bob")
+
+	// The test holds every lead of the proof batcher, so both sends queue;
+	// then it hands the lead to one of them, which checks and countersigns
+	// both at once.
+	b := a.srv.esc.proofs
+	b.mu.Lock()
+	b.leaders = b.maxLeaders
+	b.mu.Unlock()
+	msgA, recA := sealed(t, a.network, alice, []byte("alice: not bob's business"), a.clock.Now())
+	msgB, recB := sealed(t, a.network, bob, []byte("bob: under the warrant"), a.clock.Now())
+	frameA, frameB := sendRecord(g, msgA, signRec(t, recA, alice.priv)), sendRecord(g, msgB, signRec(t, recB, bob.priv))
+	var sentA, sentB *anomv1.Frame
+	done := make(chan struct{}, 2)
+	go func() { sentA = alice.call(frameA); done <- struct{}{} }()
+	go func() { sentB = bob.call(frameB); done <- struct{}{} }()
+	waitQueued(t, b, 2)
+	b.mu.Lock()
+	first := b.pending[0]
+	first.leading = true
+	close(first.lead)
+	b.leaders = 1
+	b.mu.Unlock()
+	<-done
+	<-done
+	if sentA.GetSent() == nil || sentB.GetSent() == nil {
+		t.Fatalf("sends: %v, %v", sentA, sentB)
+	}
+
+	arch, _ := a.archive(t)
+	ingest(t, arch, a.source())
+	found, err := arch.Find(ctx, archive.Query{})
+	if err != nil || len(found) != 2 {
+		t.Fatalf("archived %d records, %v; want both", len(found), err)
+	}
+	var recs []*escrow.ServerRecord
+	for _, f := range found {
+		sr, err := arch.Record(ctx, f.Slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, sr)
+	}
+	if recs[0].Batch == nil || recs[0].Batch.Size != 2 || recs[1].Batch == nil || recs[1].Batch.Size != 2 || !bytes.Equal(recs[0].Signature, recs[1].Signature) {
+		t.Fatal("the two records were not countersigned in one batch")
+	}
+	var aliceRec *escrow.ServerRecord
+	for _, sr := range recs {
+		if bytes.Equal(sr.Signed.Record.Metadata.SenderDevice, alice.cert.DeviceID[:]) {
+			aliceRec = sr
+		}
+	}
+
+	now := a.clock.Now()
+	w := a.esc.Warrant(t, escrow.Warrant{ID: "W-bob", Scope: escrow.Scope{Usernames: []string{"bob"}},
+		From: start.Add(-time.Hour), To: now.Add(time.Hour), Issued: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour)})
+	var eps []custodian.Endpoint
+	var custs []*escrowtest.Custodian
+	for i := range 3 {
+		c := a.esc.StartCustodian(t, i, a.clock.Now)
+		custs = append(custs, c)
+		eps = append(eps, c.Endpoint)
+	}
+	out := filepath.Join(t.TempDir(), "opened")
+	rep, err := arch.Open(ctx, w, eps, out, archive.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Records) != 1 || len(rep.Failed) != 0 || rep.Records[0].Username != "bob" {
+		t.Fatalf("opened %d records (%d failed); want bob's one", len(rep.Records), len(rep.Failed))
+	}
+	got, err := os.ReadFile(filepath.Join(out, rep.Records[0].File))
+	if err != nil || string(got) != "bob: under the warrant" {
+		t.Fatalf("opened %q, %v", got, err)
+	}
+
+	// Straight to a custodian: alice's batch-mate under bob's warrant.
+	cl, err := custodian.NewClient(custs[0].Endpoint, a.esc.ArchiveCert, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tracked, err := cl.TrackedSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := a.envelope(t, &escrow.Request{Warrant: w, Records: []*escrow.ServerRecord{aliceRec}}, tracked,
+		map[translog.Kind][][]byte{translog.KindDeviceCertificate: {alice.cert.Encode()}, translog.KindOnlineKey: {a.cfg.CountersignCert.Encode()}})
+	resp, err := cl.Ask(ctx, env)
+	var re *custodian.RefusedError
+	if resp != nil || !errors.As(err, &re) || re.Code != custodian.CodeOutOfScope {
+		t.Fatalf("custodian answered alice's record under bob's warrant: %v, %v", resp, err)
+	}
+}
