@@ -126,6 +126,29 @@ func (a *attackNet) envelope(t *testing.T, req *escrow.Request, tracked uint64, 
 	return env
 }
 
+// warrantFor is a warrant scoped to username, for messages from an hour
+// before from to an hour after now, valid for a day.
+func (a *attackNet) warrantFor(t *testing.T, id, username string, from time.Time) *escrow.SignedWarrant {
+	t.Helper()
+	now := a.clock.Now()
+	return a.esc.Warrant(t, escrow.Warrant{ID: id, Scope: escrow.Scope{Usernames: []string{username}},
+		From: from.Add(-time.Hour), To: now.Add(time.Hour), Issued: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour)})
+}
+
+// startCustodians starts the policy's three custodians on the network's
+// clock.
+func (a *attackNet) startCustodians(t *testing.T) ([]custodian.Endpoint, []*escrowtest.Custodian) {
+	t.Helper()
+	var eps []custodian.Endpoint
+	var custs []*escrowtest.Custodian
+	for i := range 3 {
+		c := a.esc.StartCustodian(t, i, a.clock.Now)
+		custs = append(custs, c)
+		eps = append(eps, c.Endpoint)
+	}
+	return eps, custs
+}
+
 // sendText seals and sends a text as m in group g, as a client would.
 func (a *attackNet) sendText(t *testing.T, m *member, g []byte, text string) {
 	t.Helper()
@@ -327,16 +350,8 @@ func TestAttackTransplantedRThroughServer(t *testing.T) {
 	}
 
 	// Straight to the custodians under a warrant scoped to mallory.
-	now := a.clock.Now()
-	w := a.esc.Warrant(t, escrow.Warrant{ID: "W-mallory", Scope: escrow.Scope{Usernames: []string{"mallory"}},
-		From: start.Add(-time.Hour), To: now.Add(time.Hour), Issued: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour)})
-	var eps []custodian.Endpoint
-	var custs []*escrowtest.Custodian
-	for i := range 3 {
-		c := a.esc.StartCustodian(t, i, a.clock.Now)
-		custs = append(custs, c)
-		eps = append(eps, c.Endpoint)
-	}
+	w := a.warrantFor(t, "W-mallory", "mallory", start)
+	eps, custs := a.startCustodians(t)
 	ownRecs, err := arch.Find(ctx, archive.Query{Usernames: []string{"mallory"}})
 	if err != nil || len(ownRecs) != 2 {
 		t.Fatalf("mallory's archived records: %d, %v", len(ownRecs), err)
@@ -515,16 +530,8 @@ func TestAttackBatchMateOutOfScope(t *testing.T) {
 		}
 	}
 
-	now := a.clock.Now()
-	w := a.esc.Warrant(t, escrow.Warrant{ID: "W-bob", Scope: escrow.Scope{Usernames: []string{"bob"}},
-		From: start.Add(-time.Hour), To: now.Add(time.Hour), Issued: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour)})
-	var eps []custodian.Endpoint
-	var custs []*escrowtest.Custodian
-	for i := range 3 {
-		c := a.esc.StartCustodian(t, i, a.clock.Now)
-		custs = append(custs, c)
-		eps = append(eps, c.Endpoint)
-	}
+	w := a.warrantFor(t, "W-bob", "bob", start)
+	eps, custs := a.startCustodians(t)
 	out := filepath.Join(t.TempDir(), "opened")
 	rep, err := arch.Open(ctx, w, eps, out, archive.OpenOptions{})
 	if err != nil {
