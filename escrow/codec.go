@@ -42,6 +42,9 @@ type encoder struct {
 
 func newEncoder() *encoder { return &encoder{b: cryptobyte.NewBuilder(nil)} }
 
+// newEncoderSize is newEncoder with room for n bytes.
+func newEncoderSize(n int) *encoder { return &encoder{b: cryptobyte.NewBuilder(make([]byte, 0, n))} }
+
 func (e *encoder) fail(field, format string, args ...any) {
 	if e.err == nil {
 		e.err = fmt.Errorf("encoding %s: %s", field, fmt.Sprintf(format, args...))

@@ -28,26 +28,45 @@ func (r *Request) MarshalBinary() ([]byte, error) {
 	if r.Warrant == nil {
 		return nil, fmt.Errorf("encoding request: %w: no warrant", ErrInvalidWarrant)
 	}
-	wb, err := r.Warrant.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("encoding request: %w", err)
-	}
-	e := newEncoder()
-	e.u8(formatVersion)
-	e.vec("signed warrant", 3, wb, 1, maxWarrantSize+128)
-	if len(r.Records) < 1 || len(r.Records) > MaxRequestRecords {
-		e.fail("records", "%d records outside [1, %d]", len(r.Records), MaxRequestRecords)
-	}
-	e.u32(uint32(len(r.Records)))
-	for _, rec := range r.Records {
+	recs := make([][]byte, len(r.Records))
+	for i, rec := range r.Records {
 		if rec == nil {
-			e.fail("record", "nil")
-			break
+			return nil, fmt.Errorf("encoding request: %w: record %d is nil", ErrMalformed, i)
 		}
 		rb, err := rec.MarshalBinary()
 		if err != nil {
 			return nil, fmt.Errorf("encoding request: %w", err)
 		}
+		recs[i] = rb
+	}
+	return EncodeRequest(r.Warrant, recs)
+}
+
+// EncodeRequest encodes a request whose records are given encoded, as
+// ServerRecord.MarshalBinary gives them (or as they were parsed from, the
+// encoding being canonical): it is Request.MarshalBinary without encoding
+// every record again. An archive that keeps its records as it received
+// them sends them as they are.
+func EncodeRequest(w *SignedWarrant, records [][]byte) ([]byte, error) {
+	if w == nil {
+		return nil, fmt.Errorf("encoding request: %w: no warrant", ErrInvalidWarrant)
+	}
+	wb, err := w.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding request: %w", err)
+	}
+	size := 1 + 3 + len(wb) + 4
+	for _, rb := range records {
+		size += 3 + len(rb)
+	}
+	e := newEncoderSize(size)
+	e.u8(formatVersion)
+	e.vec("signed warrant", 3, wb, 1, maxWarrantSize+128)
+	if len(records) < 1 || len(records) > MaxRequestRecords {
+		e.fail("records", "%d records outside [1, %d]", len(records), MaxRequestRecords)
+	}
+	e.u32(uint32(len(records)))
+	for _, rb := range records {
 		e.vec("record", 3, rb, 1, maxRecordEncoding+256)
 	}
 	b, err := e.bytes()
@@ -92,7 +111,20 @@ func (r *Request) Hash() ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, err
 	}
-	return sha256.Sum256(append([]byte(ctxRequest), b...)), nil
+	return RequestHash(b), nil
+}
+
+// RequestHash is Request.Hash of an encoded request: the hash of the bytes
+// themselves, so that a custodian binds its answer to what it received and
+// an archive checks answers against what it sent, neither encoding the
+// request again.
+func RequestHash(encoded []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(ctxRequest))
+	h.Write(encoded)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // Response is a custodian's answer: the partial decryptions D_j = s_i·R_j
@@ -239,6 +271,21 @@ func (h *Keyholder) Custodian() (*Custodian, error) {
 // record's failure is a *RecordError naming it (the first record whose proof
 // fails, with ErrRecordProof).
 func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool) (*Response, error) {
+	if req == nil || len(req.Records) == 0 || len(req.Records) > MaxRequestRecords {
+		return nil, fmt.Errorf("answering: %w: request needs 1..%d records", ErrMalformed, MaxRequestRecords)
+	}
+	hash, err := req.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("answering: %w", err)
+	}
+	return h.AnswerHashed(req, hash, now, revoked)
+}
+
+// AnswerHashed is Answer for a request decoded from bytes whose
+// RequestHash is hash: the answer is bound to hash (a custodian binds it to
+// the bytes it received, without encoding the request again). Given a hash
+// of other bytes, the answer is bound to those, and the archive refuses it.
+func (h *Keyholder) AnswerHashed(req *Request, hash [32]byte, now time.Time, revoked map[string]bool) (*Response, error) {
 	p := h.Policy
 	if err := p.checkStructure(); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
@@ -284,10 +331,6 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 		}
 		return nil, fmt.Errorf("answering: %w", err)
 	}
-	hash, err := req.Hash()
-	if err != nil {
-		return nil, fmt.Errorf("answering: %w", err)
-	}
 	resp := &Response{RequestHash: hash, Index: h.Share.Index, D: make([]group.Element, len(recs)), dEnc: make([]encCache, len(recs))}
 	Rs, rEnc, dEnc := make([]group.Element, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs))
 	parallel(len(recs), func(lo, hi int) {
@@ -299,6 +342,7 @@ func (h *Keyholder) Answer(req *Request, now time.Time, revoked map[string]bool)
 			resp.dEnc[i].set(resp.D[i], dEnc[i])
 		}
 	})
+	var err error
 	if resp.Proof, err = proveBatch(h.Rand, h.Share, hash[:], Rs, rEnc, dEnc); err != nil {
 		return nil, fmt.Errorf("answering: %w", err)
 	}
@@ -336,6 +380,17 @@ func (h *Keyholder) checkRecord(w *Warrant, rec *ServerRecord, cache *Countersig
 // custodian is in the policy, its signature holds, the answer is bound to this
 // request, and it has one valid partial (DLEQ proof) per record.
 func VerifyResponse(p *Policy, req *Request, resp *Response) error {
+	hash, err := req.Hash()
+	if err != nil {
+		return fmt.Errorf("verifying response: %w", err)
+	}
+	return VerifyResponseHashed(p, req, hash, resp)
+}
+
+// VerifyResponseHashed is VerifyResponse for a request sent encoded as
+// bytes whose RequestHash is hash (EncodeRequest): the answer must be
+// bound to those bytes.
+func VerifyResponseHashed(p *Policy, req *Request, hash [32]byte, resp *Response) error {
 	if err := p.checkStructure(); err != nil {
 		return fmt.Errorf("verifying response: %w", err)
 	}
@@ -349,10 +404,6 @@ func VerifyResponse(p *Policy, req *Request, resp *Response) error {
 	}
 	if !verifyEd25519(c.Key, append([]byte(ctxAnswerSig), b...), resp.Signature) {
 		return fmt.Errorf("verifying response from %q: %w", c.Name, ErrBadSignature)
-	}
-	hash, err := req.Hash()
-	if err != nil {
-		return fmt.Errorf("verifying response: %w", err)
 	}
 	if hash != resp.RequestHash {
 		return fmt.Errorf("verifying response from %q: %w: answers another request", c.Name, ErrMalformed)
@@ -378,12 +429,23 @@ func VerifyResponse(p *Policy, req *Request, resp *Response) error {
 // result has one plaintext per record of the request. With fewer than k valid
 // responses it returns a *NotEnoughPartialsError.
 func Open(p *Policy, req *Request, resps []*Response) ([][]byte, error) {
+	hash, err := req.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("opening records: %w", err)
+	}
+	return OpenHashed(p, req, hash, resps)
+}
+
+// OpenHashed is Open for a request sent encoded as bytes whose
+// RequestHash is hash (EncodeRequest): the answers must be bound to those
+// bytes, and the request is not encoded again for each answer.
+func OpenHashed(p *Policy, req *Request, hash [32]byte, resps []*Response) ([][]byte, error) {
 	if err := p.checkStructure(); err != nil {
 		return nil, fmt.Errorf("opening records: %w", err)
 	}
 	valid, err := firstValid(resps, int(p.Threshold),
 		func(r *Response) uint16 { return r.Index },
-		func(r *Response) error { return VerifyResponse(p, req, r) })
+		func(r *Response) error { return VerifyResponseHashed(p, req, hash, r) })
 	if err != nil {
 		return nil, fmt.Errorf("opening records: %w", err)
 	}

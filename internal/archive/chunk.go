@@ -66,7 +66,7 @@ func chunks(sw *escrow.SignedWarrant, cands []candidate, maxRecords int, maxByte
 		return n, e, nil
 	}
 	for i, c := range cands {
-		rb, err := c.rec.MarshalBinary()
+		rb, err := c.encoding()
 		if err != nil {
 			return nil, fmt.Errorf("sizing requests: %w", err)
 		}

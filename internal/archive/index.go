@@ -125,23 +125,29 @@ func parseIndexKey(tail string) (Found, error) {
 // retired format version 1 (before the cut-over) gives an error matching
 // escrow.ErrRetiredRecord.
 func (a *Archive) Record(ctx context.Context, slot [32]byte) (*escrow.ServerRecord, error) {
+	sr, _, err := a.record(ctx, slot)
+	return sr, err
+}
+
+// record is Record, with the record's encoding as stored.
+func (a *Archive) record(ctx context.Context, slot [32]byte) (*escrow.ServerRecord, []byte, error) {
 	e, err := a.cfg.Store.Get(ctx, bucketRecords, slotKey(slot))
 	if err != nil {
-		return nil, fmt.Errorf("loading record %x: %w", slot, err)
+		return nil, nil, fmt.Errorf("loading record %x: %w", slot, err)
 	}
 	b, err := a.loadValue(ctx, e.Value)
 	if err != nil {
-		return nil, fmt.Errorf("loading record %x: %w", slot, err)
+		return nil, nil, fmt.Errorf("loading record %x: %w", slot, err)
 	}
 	sr, err := escrow.ParseServerRecord(b)
 	if errors.Is(err, escrow.ErrRetiredRecord) {
 		// Archived before the cut-over to record format version 2.
-		return nil, fmt.Errorf("loading record %x: %w", slot, err)
+		return nil, nil, fmt.Errorf("loading record %x: %w", slot, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading record %x: %w: %w", slot, store.ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("loading record %x: %w: %w", slot, store.ErrCorrupt, err)
 	}
-	return sr, nil
+	return sr, b, nil
 }
 
 // DevicesOf returns the devices certified for a username.

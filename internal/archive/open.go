@@ -113,6 +113,7 @@ type CustodianResult struct {
 type candidate struct {
 	slot     [32]byte
 	rec      *escrow.ServerRecord
+	raw      []byte // rec's encoding, as stored (nil: encode rec)
 	username string
 	certs    []*identity.DeviceCertificate
 	logged   []logRef // the certificates' log entries
@@ -306,7 +307,7 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 		retired [][32]byte
 	)
 	for _, f := range found {
-		sr, err := a.Record(ctx, f.Slot)
+		sr, raw, err := a.record(ctx, f.Slot)
 		if errors.Is(err, escrow.ErrRetiredRecord) {
 			retired = append(retired, f.Slot)
 			continue
@@ -330,9 +331,17 @@ func (a *Archive) inScope(ctx context.Context, w *escrow.Warrant) ([]candidate, 
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, candidate{slot: f.Slot, rec: sr, username: user, certs: cs, logged: refs})
+		out = append(out, candidate{slot: f.Slot, rec: sr, raw: raw, username: user, certs: cs, logged: refs})
 	}
 	return out, retired, nil
+}
+
+// encoding is the candidate's record encoded: as stored, if known.
+func (c candidate) encoding() ([]byte, error) {
+	if c.raw != nil {
+		return c.raw, nil
+	}
+	return c.rec.MarshalBinary()
 }
 
 type answer struct {
@@ -347,8 +356,14 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 	env := &custodian.Envelope{Request: &escrow.Request{Warrant: sw}}
 	seenDev, seenServer := map[string]bool{}, map[string]bool{}
 	var refs []logRef
-	for _, c := range chunk {
+	raws := make([][]byte, len(chunk))
+	for i, c := range chunk {
 		env.Request.Records = append(env.Request.Records, c.rec)
+		raw, err := c.encoding()
+		if err != nil {
+			return nil, nil, err
+		}
+		raws[i] = raw
 		dev := string(c.rec.Signed.Record.Metadata.SenderDevice)
 		if !seenDev[dev] {
 			seenDev[dev] = true
@@ -371,11 +386,15 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 			tracked[i] = n
 		}
 	}
-	envs, err := a.withLogEvidence(ctx, env, refs, tracked)
+	// The records go as they were stored (their encoding is canonical),
+	// not encoded again; the answers are bound to these bytes.
+	rb, err := escrow.EncodeRequest(sw, raws)
 	if err != nil {
 		return nil, nil, err
 	}
-	rh, err := env.Request.Hash()
+	env.RequestBytes = rb
+	rh := escrow.RequestHash(rb)
+	envs, err := a.withLogEvidence(ctx, env, refs, tracked)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -470,7 +489,7 @@ func (a *Archive) openChunk(ctx context.Context, sw *escrow.SignedWarrant, chunk
 		for j := range k {
 			resps[j] = good[j].resp
 		}
-		pts, err := escrow.Open(a.policy, env.Request, resps)
+		pts, err := escrow.OpenHashed(a.policy, env.Request, rh, resps)
 		if err == nil {
 			var used []string
 			for _, an := range good[:k] {

@@ -189,7 +189,7 @@ func (s *Service) Handle(ctx context.Context, from string, body []byte) ([]byte,
 		ra.WarrantID, ra.Issuer, ra.Records = w.ID, w.Issuer, len(env.Request.Records)
 		wh, err := env.Request.Warrant.Hash()
 		if err == nil {
-			reqHash, err = env.Request.Hash()
+			reqHash, err = env.RequestHash()
 		}
 		if err != nil {
 			perr = fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -239,7 +239,11 @@ func (s *Service) answer(ctx context.Context, env *Envelope) (*escrow.Response, 
 	}
 	h := s.holder
 	h.Keys = keys
-	return h.Answer(env.Request, s.cfg.Now(), revoked)
+	hash, err := env.RequestHash()
+	if err != nil {
+		return nil, err
+	}
+	return h.AnswerHashed(env.Request, hash, s.cfg.Now(), revoked)
 }
 
 // refuse logs a refusal of the request ra describes and returns the error

@@ -418,6 +418,14 @@ func FuzzParseEnvelope(f *testing.F) {
 		if err != nil || !bytes.Equal(again, data) {
 			t.Fatalf("round trip: %v", err)
 		}
+		// The custodian binds its answer to the bytes received; the
+		// encoding being canonical, that is the hash of the request
+		// encoded again, which the archive computes.
+		got, err1 := e.RequestHash()
+		want, err2 := e.Request.Hash()
+		if err1 != nil || err2 != nil || got != want {
+			t.Fatalf("hash of the request received %x (%v), of its encoding %x (%v)", got, err1, want, err2)
+		}
 	})
 }
 

@@ -37,6 +37,14 @@ const MaxLogged = escrow.MaxRequestRecords + 64
 // the root and extend the custodian's tracked head (Consistency).
 type Envelope struct {
 	Request *escrow.Request
+	// RequestBytes, when set, is Request's encoding (escrow.EncodeRequest),
+	// sent as it is in place of encoding Request again: an archive sends
+	// the records as it stored them. It must encode Request; the
+	// custodians answer the bytes, and an archive that sent other bytes
+	// than its Request gets answers it cannot use.
+	RequestBytes []byte
+
+	received *[32]byte // ParseEnvelope: RequestHash of the bytes received
 	// TreeHead is a signed tree head (version 2, with its signer entry).
 	TreeHead translog.SignedTreeHead
 	// Consistency proves that TreeHead extends the head the custodian
@@ -61,9 +69,12 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 	if e.Request == nil {
 		return nil, fmt.Errorf("encoding envelope: %w: no request", ErrMalformed)
 	}
-	rb, err := e.Request.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("encoding envelope: %w", err)
+	rb := e.RequestBytes
+	if rb == nil {
+		var err error
+		if rb, err = e.Request.MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("encoding envelope: %w", err)
+		}
 	}
 	if len(e.Logged) > MaxLogged {
 		return nil, fmt.Errorf("encoding envelope: %w: %d log entries, limit %d", ErrTooLarge, len(e.Logged), MaxLogged)
@@ -140,7 +151,24 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("decoding envelope: %w: %w", ErrMalformed, err)
 	}
 	env.Request = req
+	h := escrow.RequestHash(rb)
+	env.received = &h
 	return env, nil
+}
+
+// RequestHash is what answers to the envelope's request are bound to
+// (escrow.RequestHash): of the request bytes received, for a parsed
+// envelope; else of RequestBytes, if set; else of Request's encoding.
+func (e *Envelope) RequestHash() ([32]byte, error) {
+	switch {
+	case e.received != nil:
+		return *e.received, nil
+	case e.RequestBytes != nil:
+		return escrow.RequestHash(e.RequestBytes), nil
+	case e.Request == nil:
+		return [32]byte{}, fmt.Errorf("hashing request: %w: no request", ErrMalformed)
+	}
+	return e.Request.Hash()
 }
 
 // keyDirectory is the escrow.KeyDirectory of one request: device keys and
